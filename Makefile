@@ -1,0 +1,40 @@
+# jitstock — the two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: demo test services bench lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Runtime install for the demo: edge + server extras only.
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[edge,server]'
+	touch $@
+
+# Full install for the tests (adds pytest, hypothesis, playwright, linters).
+$(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[dev]'
+	touch $@ $(VENV)/.demo-installed
+
+services:
+	@bash scripts/install-services.sh
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/jitstock demo
+
+test: $(VENV)/.dev-installed services
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev-installed services
+	$(VENV)/bin/jitstock bench all --out bench-results
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check jitstock tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) bench-results .pytest_cache

@@ -1,0 +1,404 @@
+"""MQTT wire contract v1, shared by edge, server and firmware_sim.
+
+Topics (``{site}`` and ``{agent}`` match ``[A-Za-z0-9_-]+``)::
+
+    jit/v1/{site}/{agent}/readings   edge -> server  QoS 1            ReadingsBatch
+    jit/v1/{site}/{agent}/scans      edge -> server  QoS 1            ScansBatch
+    jit/v1/{site}/{agent}/status     edge -> server  QoS 1, retained  Status (last will: offline)
+    jit/v1/{site}/{agent}/config     server -> edge  QoS 1, retained  AgentConfig
+    jit/v1/{site}/orders/{supplier}  server -> supplier QoS 1         order JSON
+
+docs/protocol.md documents the same contract for third-party devices.
+
+Decoding never raises anything but :class:`ProtocolError`.  A batch whose
+envelope is bad is rejected whole; inside a good envelope each reading is
+validated on its own, so one bad reading does not cost the good ones
+(:func:`decode_readings` returns the rejects with their reasons).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+PROTOCOL_VERSION = "v1"
+TOPIC_ROOT = "jit/v1"
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+BIN_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+
+# Largest payload the server accepts; a 500-reading batch is ~40 KiB.
+MAX_PAYLOAD_BYTES = 256 * 1024
+# Most readings or scans one batch may carry.
+MAX_ITEMS_PER_BATCH = 2000
+# Heaviest gross weight we believe (2 t): anything above is a wiring fault or garbage.
+MAX_GRAMS = 2_000_000.0
+# Readings may be old after an outage (the edge outbox holds them for days) ...
+MAX_PAST_MS = 30 * 24 * 3600 * 1000
+# ... but never from the future beyond clock skew between a Pi and the server.
+MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_CODE_LEN = 256
+
+Kind = Literal["readings", "scans", "status", "config"]
+AGENT_KINDS: tuple[Kind, ...] = ("readings", "scans", "status", "config")
+
+
+class ProtocolError(ValueError):
+    """A payload or topic that breaks the wire contract; ``reason`` is a short metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+# ---------------------------------------------------------------- topics
+
+
+def agent_topic(site: str, agent: str, kind: Kind) -> str:
+    """Topic of one agent's stream of ``kind``."""
+    if not NAME_RE.match(site) or not NAME_RE.match(agent):
+        raise ProtocolError("bad_topic", f"site/agent must match {NAME_RE.pattern}: {site!r}/{agent!r}")
+    return f"{TOPIC_ROOT}/{site}/{agent}/{kind}"
+
+
+def orders_topic(site: str, supplier: str) -> str:
+    """Topic a supplier system subscribes to for its orders."""
+    return f"{TOPIC_ROOT}/{site}/orders/{supplier}"
+
+
+def subscription(kind: Kind) -> str:
+    """Wildcard filter for ``kind`` from every agent of every site."""
+    return f"{TOPIC_ROOT}/+/+/{kind}"
+
+
+@dataclass(slots=True, frozen=True)
+class TopicAddress:
+    site: str
+    agent: str
+    kind: Kind
+
+
+def parse_topic(topic: str) -> TopicAddress:
+    """Split an agent topic into site, agent and kind."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+        raise ProtocolError("bad_topic", f"not a jit/v1 agent topic: {topic!r}")
+    site, agent, kind = parts[2], parts[3], parts[4]
+    if not NAME_RE.match(site) or not NAME_RE.match(agent) or kind not in AGENT_KINDS:
+        raise ProtocolError("bad_topic", f"not a jit/v1 agent topic: {topic!r}")
+    return TopicAddress(site, agent, kind)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(slots=True, frozen=True)
+class Reading:
+    """One stable (or keep-alive) gross weight of one bin."""
+
+    bin: str
+    ts_ms: int
+    grams: float
+    stable: bool = True
+
+
+@dataclass(slots=True, frozen=True)
+class ReadingsBatch:
+    agent: str
+    seq: int
+    sent_ms: int
+    readings: tuple[Reading, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Scan:
+    scanner: str
+    ts_ms: int
+    code: str
+
+
+@dataclass(slots=True, frozen=True)
+class ScansBatch:
+    agent: str
+    seq: int
+    sent_ms: int
+    scans: tuple[Scan, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class SensorStatus:
+    bin: str
+    ok: bool
+    fault: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Status:
+    state: Literal["online", "offline"]
+    version: str
+    ts_ms: int
+    sensors: tuple[SensorStatus, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class BinMapping:
+    """Which bin a scale port (and channel) feeds, with optional edge-side hints."""
+
+    port: str
+    bin: str
+    channel: int = 0
+    tare_hint_g: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class AgentConfig:
+    """Retained, server-owned configuration an agent applies without restarting."""
+
+    bins: tuple[BinMapping, ...] = ()
+    step_g: float | None = None
+    keepalive_s: float | None = None
+    stability_window_s: float | None = None
+    stability_spread_g: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Reject:
+    """A reading dropped from an otherwise good batch, with the reason label."""
+
+    index: int
+    reason: str
+    message: str
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode_readings(batch: ReadingsBatch) -> bytes:
+    """Serialise a readings batch to its JSON payload."""
+    return orjson.dumps(
+        {
+            "agent": batch.agent,
+            "seq": batch.seq,
+            "sent_ms": batch.sent_ms,
+            "readings": [
+                {"bin": r.bin, "ts_ms": r.ts_ms, "grams": r.grams, "stable": r.stable} for r in batch.readings
+            ],
+        }
+    )
+
+
+def encode_scans(batch: ScansBatch) -> bytes:
+    """Serialise a scans batch to its JSON payload."""
+    return orjson.dumps(
+        {
+            "agent": batch.agent,
+            "seq": batch.seq,
+            "sent_ms": batch.sent_ms,
+            "scans": [{"scanner": s.scanner, "ts_ms": s.ts_ms, "code": s.code} for s in batch.scans],
+        }
+    )
+
+
+def encode_status(status: Status) -> bytes:
+    """Serialise an agent status (also used for the last will)."""
+    return orjson.dumps(
+        {
+            "state": status.state,
+            "version": status.version,
+            "ts_ms": status.ts_ms,
+            "sensors": [{"bin": s.bin, "ok": s.ok, "fault": s.fault} for s in status.sensors],
+        }
+    )
+
+
+def encode_config(config: AgentConfig) -> bytes:
+    """Serialise an agent configuration."""
+    body: dict[str, Any] = {
+        "bins": [
+            {"port": b.port, "channel": b.channel, "bin": b.bin, "tare_hint_g": b.tare_hint_g} for b in config.bins
+        ]
+    }
+    for key in ("step_g", "keepalive_s", "stability_window_s", "stability_spread_g"):
+        value = getattr(config, key)
+        if value is not None:
+            body[key] = value
+    body.update(config.extra)
+    return orjson.dumps(body)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _load(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("oversized", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("malformed_json", f"payload is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ProtocolError("wrong_type", "payload must be a JSON object")
+    return doc
+
+
+def _int(doc: dict[str, Any], key: str, *, minimum: int = 0) -> int:
+    value = doc.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError("wrong_type", f"field {key!r} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ProtocolError("out_of_range", f"field {key!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _envelope(doc: dict[str, Any], list_key: str, expected_agent: str | None) -> tuple[str, int, int, list[Any]]:
+    agent = doc.get("agent")
+    if not isinstance(agent, str) or not NAME_RE.match(agent):
+        raise ProtocolError("wrong_type", f"field 'agent' must be a string matching {NAME_RE.pattern}")
+    if expected_agent is not None and agent != expected_agent:
+        raise ProtocolError("agent_mismatch", f"payload agent {agent!r} does not match topic agent {expected_agent!r}")
+    seq = _int(doc, "seq", minimum=1)
+    sent_ms = _int(doc, "sent_ms")
+    items = doc.get(list_key)
+    if not isinstance(items, list):
+        raise ProtocolError("wrong_type", f"field {list_key!r} must be a list")
+    if len(items) > MAX_ITEMS_PER_BATCH:
+        raise ProtocolError("oversized", f"{len(items)} {list_key} in one batch, limit {MAX_ITEMS_PER_BATCH}")
+    return agent, seq, sent_ms, items
+
+
+def _check_ts(ts: Any, now_ms: int | None) -> str | None:
+    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+        return "field 'ts_ms' must be a non-negative integer"
+    if now_ms is not None:
+        if ts > now_ms + MAX_FUTURE_MS:
+            return f"ts_ms {ts} is more than {MAX_FUTURE_MS // 1000} s in the future"
+        if ts < now_ms - MAX_PAST_MS:
+            return f"ts_ms {ts} is more than {MAX_PAST_MS // 86_400_000} days in the past"
+    return None
+
+
+def decode_readings(
+    payload: bytes, *, expected_agent: str | None = None, now_ms: int | None = None
+) -> tuple[ReadingsBatch, list[Reject]]:
+    """Decode and validate a readings batch; bad readings come back as rejects."""
+    doc = _load(payload)
+    agent, seq, sent_ms, items = _envelope(doc, "readings", expected_agent)
+    good: list[Reading] = []
+    rejects: list[Reject] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejects.append(Reject(i, "wrong_type", f"readings[{i}] must be an object"))
+            continue
+        bin_id = item.get("bin")
+        if not isinstance(bin_id, str) or not BIN_RE.match(bin_id):
+            rejects.append(Reject(i, "wrong_type", f"readings[{i}].bin must be a string matching {BIN_RE.pattern}"))
+            continue
+        ts = item.get("ts_ms")
+        problem = _check_ts(ts, now_ms)
+        if problem is not None:
+            reason = "bad_timestamp" if isinstance(ts, int) and not isinstance(ts, bool) else "wrong_type"
+            rejects.append(Reject(i, reason, f"readings[{i}]: {problem}"))
+            continue
+        grams = item.get("grams")
+        if isinstance(grams, bool) or not isinstance(grams, int | float):
+            rejects.append(Reject(i, "wrong_type", f"readings[{i}].grams must be a number"))
+            continue
+        grams = float(grams)
+        if not math.isfinite(grams) or grams < 0 or grams > MAX_GRAMS:
+            rejects.append(Reject(i, "bad_weight", f"readings[{i}].grams {grams} outside 0..{MAX_GRAMS:g}"))
+            continue
+        stable = item.get("stable", True)
+        if not isinstance(stable, bool):
+            rejects.append(Reject(i, "wrong_type", f"readings[{i}].stable must be a boolean"))
+            continue
+        good.append(Reading(bin_id, ts, grams, stable))  # type: ignore[arg-type]
+    return ReadingsBatch(agent, seq, sent_ms, tuple(good)), rejects
+
+
+def decode_scans(
+    payload: bytes, *, expected_agent: str | None = None, now_ms: int | None = None
+) -> tuple[ScansBatch, list[Reject]]:
+    """Decode and validate a scans batch; bad scans come back as rejects."""
+    doc = _load(payload)
+    agent, seq, sent_ms, items = _envelope(doc, "scans", expected_agent)
+    good: list[Scan] = []
+    rejects: list[Reject] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejects.append(Reject(i, "wrong_type", f"scans[{i}] must be an object"))
+            continue
+        scanner, code, ts = item.get("scanner"), item.get("code"), item.get("ts_ms")
+        if not isinstance(scanner, str) or not BIN_RE.match(scanner):
+            rejects.append(Reject(i, "wrong_type", f"scans[{i}].scanner must be a string matching {BIN_RE.pattern}"))
+            continue
+        if not isinstance(code, str) or not code or len(code) > MAX_CODE_LEN or not code.isprintable():
+            rejects.append(Reject(i, "bad_code", f"scans[{i}].code must be 1..{MAX_CODE_LEN} printable characters"))
+            continue
+        problem = _check_ts(ts, now_ms)
+        if problem is not None:
+            rejects.append(Reject(i, "bad_timestamp", f"scans[{i}]: {problem}"))
+            continue
+        good.append(Scan(scanner, ts, code))  # type: ignore[arg-type]
+    return ScansBatch(agent, seq, sent_ms, tuple(good)), rejects
+
+
+def decode_status(payload: bytes) -> Status:
+    """Decode an agent status message."""
+    doc = _load(payload)
+    state = doc.get("state")
+    if state not in ("online", "offline"):
+        raise ProtocolError("wrong_type", "field 'state' must be 'online' or 'offline'")
+    version = doc.get("version", "")
+    if not isinstance(version, str):
+        raise ProtocolError("wrong_type", "field 'version' must be a string")
+    ts_ms = _int(doc, "ts_ms")
+    raw = doc.get("sensors", [])
+    if not isinstance(raw, list):
+        raise ProtocolError("wrong_type", "field 'sensors' must be a list")
+    sensors = []
+    for i, s in enumerate(raw):
+        if not isinstance(s, dict) or not isinstance(s.get("bin"), str) or not isinstance(s.get("ok"), bool):
+            raise ProtocolError("wrong_type", f"sensors[{i}] must be an object with string 'bin' and boolean 'ok'")
+        fault = s.get("fault")
+        if fault is not None and not isinstance(fault, str):
+            raise ProtocolError("wrong_type", f"sensors[{i}].fault must be a string or null")
+        sensors.append(SensorStatus(s["bin"], s["ok"], fault))
+    return Status(state, version, ts_ms, tuple(sensors))
+
+
+def decode_config(payload: bytes) -> AgentConfig:
+    """Decode a retained agent configuration."""
+    doc = _load(payload)
+    raw = doc.pop("bins", [])
+    if not isinstance(raw, list):
+        raise ProtocolError("wrong_type", "field 'bins' must be a list")
+    bins = []
+    for i, b in enumerate(raw):
+        if not isinstance(b, dict) or not isinstance(b.get("port"), str) or not isinstance(b.get("bin"), str):
+            raise ProtocolError("wrong_type", f"bins[{i}] must be an object with string 'port' and 'bin'")
+        channel = b.get("channel", 0)
+        tare = b.get("tare_hint_g")
+        if isinstance(channel, bool) or not isinstance(channel, int):
+            raise ProtocolError("wrong_type", f"bins[{i}].channel must be an integer")
+        if tare is not None and (isinstance(tare, bool) or not isinstance(tare, int | float)):
+            raise ProtocolError("wrong_type", f"bins[{i}].tare_hint_g must be a number")
+        bins.append(BinMapping(b["port"], b["bin"], channel, None if tare is None else float(tare)))
+    values: dict[str, float | None] = {}
+    for key in ("step_g", "keepalive_s", "stability_window_s", "stability_spread_g"):
+        v = doc.pop(key, None)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
+            raise ProtocolError("wrong_type", f"field {key!r} must be a positive number")
+        values[key] = None if v is None else float(v)
+    return AgentConfig(bins=tuple(bins), extra=doc, **values)
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch (the wire's time base)."""
+    import time
+
+    return time.time_ns() // 1_000_000
