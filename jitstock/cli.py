@@ -8,8 +8,14 @@ import sys
 
 # subcommand -> module with a `main(argv: list[str]) -> int`
 SUBCOMMANDS = {
-    "sim": ("jitstock.firmware_sim.cli", "simulated scales, scanners and fleets on pseudo-terminals"),
-    "server": ("jitstock.server.cli", "run the server (ingest, replenishment, API, dashboard)"),
+    "sim": (
+        "jitstock.firmware_sim.cli",
+        "simulated scales, scanners and fleets on pseudo-terminals",
+    ),
+    "server": (
+        "jitstock.server.cli",
+        "run the server (ingest, replenishment, API, dashboard)",
+    ),
     "demo": ("jitstock.demo", "the whole system on embedded defaults"),
     "bench": ("jitstock.bench.cli", "benchmarks that print numbers and write JSON"),
 }

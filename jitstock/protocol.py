@@ -61,7 +61,9 @@ class ProtocolError(ValueError):
 def agent_topic(site: str, agent: str, kind: Kind) -> str:
     """Topic of one agent's stream of ``kind``."""
     if not NAME_RE.match(site) or not NAME_RE.match(agent):
-        raise ProtocolError("bad_topic", f"site/agent must match {NAME_RE.pattern}: {site!r}/{agent!r}")
+        raise ProtocolError(
+            "bad_topic", f"site/agent must match {NAME_RE.pattern}: {site!r}/{agent!r}"
+        )
     return f"{TOPIC_ROOT}/{site}/{agent}/{kind}"
 
 
@@ -186,7 +188,8 @@ def encode_readings(batch: ReadingsBatch) -> bytes:
             "seq": batch.seq,
             "sent_ms": batch.sent_ms,
             "readings": [
-                {"bin": r.bin, "ts_ms": r.ts_ms, "grams": r.grams, "stable": r.stable} for r in batch.readings
+                {"bin": r.bin, "ts_ms": r.ts_ms, "grams": r.grams, "stable": r.stable}
+                for r in batch.readings
             ],
         }
     )
@@ -199,7 +202,10 @@ def encode_scans(batch: ScansBatch) -> bytes:
             "agent": batch.agent,
             "seq": batch.seq,
             "sent_ms": batch.sent_ms,
-            "scans": [{"scanner": s.scanner, "ts_ms": s.ts_ms, "code": s.code} for s in batch.scans],
+            "scans": [
+                {"scanner": s.scanner, "ts_ms": s.ts_ms, "code": s.code}
+                for s in batch.scans
+            ],
         }
     )
 
@@ -211,7 +217,9 @@ def encode_status(status: Status) -> bytes:
             "state": status.state,
             "version": status.version,
             "ts_ms": status.ts_ms,
-            "sensors": [{"bin": s.bin, "ok": s.ok, "fault": s.fault} for s in status.sensors],
+            "sensors": [
+                {"bin": s.bin, "ok": s.ok, "fault": s.fault} for s in status.sensors
+            ],
         }
     )
 
@@ -220,7 +228,13 @@ def encode_config(config: AgentConfig) -> bytes:
     """Serialise an agent configuration."""
     body: dict[str, Any] = {
         "bins": [
-            {"port": b.port, "channel": b.channel, "bin": b.bin, "tare_hint_g": b.tare_hint_g} for b in config.bins
+            {
+                "port": b.port,
+                "channel": b.channel,
+                "bin": b.bin,
+                "tare_hint_g": b.tare_hint_g,
+            }
+            for b in config.bins
         ]
     }
     for key in ("step_g", "keepalive_s", "stability_window_s", "stability_spread_g"):
@@ -236,7 +250,9 @@ def encode_config(config: AgentConfig) -> bytes:
 
 def _load(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ProtocolError("oversized", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+        raise ProtocolError(
+            "oversized", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}"
+        )
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -249,25 +265,40 @@ def _load(payload: bytes) -> dict[str, Any]:
 def _int(doc: dict[str, Any], key: str, *, minimum: int = 0) -> int:
     value = doc.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError("wrong_type", f"field {key!r} must be an integer, got {type(value).__name__}")
+        raise ProtocolError(
+            "wrong_type",
+            f"field {key!r} must be an integer, got {type(value).__name__}",
+        )
     if value < minimum:
-        raise ProtocolError("out_of_range", f"field {key!r} must be >= {minimum}, got {value}")
+        raise ProtocolError(
+            "out_of_range", f"field {key!r} must be >= {minimum}, got {value}"
+        )
     return value
 
 
-def _envelope(doc: dict[str, Any], list_key: str, expected_agent: str | None) -> tuple[str, int, int, list[Any]]:
+def _envelope(
+    doc: dict[str, Any], list_key: str, expected_agent: str | None
+) -> tuple[str, int, int, list[Any]]:
     agent = doc.get("agent")
     if not isinstance(agent, str) or not NAME_RE.match(agent):
-        raise ProtocolError("wrong_type", f"field 'agent' must be a string matching {NAME_RE.pattern}")
+        raise ProtocolError(
+            "wrong_type", f"field 'agent' must be a string matching {NAME_RE.pattern}"
+        )
     if expected_agent is not None and agent != expected_agent:
-        raise ProtocolError("agent_mismatch", f"payload agent {agent!r} does not match topic agent {expected_agent!r}")
+        raise ProtocolError(
+            "agent_mismatch",
+            f"payload agent {agent!r} does not match topic agent {expected_agent!r}",
+        )
     seq = _int(doc, "seq", minimum=1)
     sent_ms = _int(doc, "sent_ms")
     items = doc.get(list_key)
     if not isinstance(items, list):
         raise ProtocolError("wrong_type", f"field {list_key!r} must be a list")
     if len(items) > MAX_ITEMS_PER_BATCH:
-        raise ProtocolError("oversized", f"{len(items)} {list_key} in one batch, limit {MAX_ITEMS_PER_BATCH}")
+        raise ProtocolError(
+            "oversized",
+            f"{len(items)} {list_key} in one batch, limit {MAX_ITEMS_PER_BATCH}",
+        )
     return agent, seq, sent_ms, items
 
 
@@ -278,7 +309,9 @@ def _check_ts(ts: Any, now_ms: int | None) -> str | None:
         if ts > now_ms + MAX_FUTURE_MS:
             return f"ts_ms {ts} is more than {MAX_FUTURE_MS // 1000} s in the future"
         if ts < now_ms - MAX_PAST_MS:
-            return f"ts_ms {ts} is more than {MAX_PAST_MS // 86_400_000} days in the past"
+            return (
+                f"ts_ms {ts} is more than {MAX_PAST_MS // 86_400_000} days in the past"
+            )
     return None
 
 
@@ -296,25 +329,45 @@ def decode_readings(
             continue
         bin_id = item.get("bin")
         if not isinstance(bin_id, str) or not BIN_RE.match(bin_id):
-            rejects.append(Reject(i, "wrong_type", f"readings[{i}].bin must be a string matching {BIN_RE.pattern}"))
+            rejects.append(
+                Reject(
+                    i,
+                    "wrong_type",
+                    f"readings[{i}].bin must be a string matching {BIN_RE.pattern}",
+                )
+            )
             continue
         ts = item.get("ts_ms")
         problem = _check_ts(ts, now_ms)
         if problem is not None:
-            reason = "bad_timestamp" if isinstance(ts, int) and not isinstance(ts, bool) else "wrong_type"
+            reason = (
+                "bad_timestamp"
+                if isinstance(ts, int) and not isinstance(ts, bool)
+                else "wrong_type"
+            )
             rejects.append(Reject(i, reason, f"readings[{i}]: {problem}"))
             continue
         grams = item.get("grams")
         if isinstance(grams, bool) or not isinstance(grams, int | float):
-            rejects.append(Reject(i, "wrong_type", f"readings[{i}].grams must be a number"))
+            rejects.append(
+                Reject(i, "wrong_type", f"readings[{i}].grams must be a number")
+            )
             continue
         grams = float(grams)
         if not math.isfinite(grams) or grams < 0 or grams > MAX_GRAMS:
-            rejects.append(Reject(i, "bad_weight", f"readings[{i}].grams {grams} outside 0..{MAX_GRAMS:g}"))
+            rejects.append(
+                Reject(
+                    i,
+                    "bad_weight",
+                    f"readings[{i}].grams {grams} outside 0..{MAX_GRAMS:g}",
+                )
+            )
             continue
         stable = item.get("stable", True)
         if not isinstance(stable, bool):
-            rejects.append(Reject(i, "wrong_type", f"readings[{i}].stable must be a boolean"))
+            rejects.append(
+                Reject(i, "wrong_type", f"readings[{i}].stable must be a boolean")
+            )
             continue
         good.append(Reading(bin_id, ts, grams, stable))  # type: ignore[arg-type]
     return ReadingsBatch(agent, seq, sent_ms, tuple(good)), rejects
@@ -334,10 +387,27 @@ def decode_scans(
             continue
         scanner, code, ts = item.get("scanner"), item.get("code"), item.get("ts_ms")
         if not isinstance(scanner, str) or not BIN_RE.match(scanner):
-            rejects.append(Reject(i, "wrong_type", f"scans[{i}].scanner must be a string matching {BIN_RE.pattern}"))
+            rejects.append(
+                Reject(
+                    i,
+                    "wrong_type",
+                    f"scans[{i}].scanner must be a string matching {BIN_RE.pattern}",
+                )
+            )
             continue
-        if not isinstance(code, str) or not code or len(code) > MAX_CODE_LEN or not code.isprintable():
-            rejects.append(Reject(i, "bad_code", f"scans[{i}].code must be 1..{MAX_CODE_LEN} printable characters"))
+        if (
+            not isinstance(code, str)
+            or not code
+            or len(code) > MAX_CODE_LEN
+            or not code.isprintable()
+        ):
+            rejects.append(
+                Reject(
+                    i,
+                    "bad_code",
+                    f"scans[{i}].code must be 1..{MAX_CODE_LEN} printable characters",
+                )
+            )
             continue
         problem = _check_ts(ts, now_ms)
         if problem is not None:
@@ -362,11 +432,20 @@ def decode_status(payload: bytes) -> Status:
         raise ProtocolError("wrong_type", "field 'sensors' must be a list")
     sensors = []
     for i, s in enumerate(raw):
-        if not isinstance(s, dict) or not isinstance(s.get("bin"), str) or not isinstance(s.get("ok"), bool):
-            raise ProtocolError("wrong_type", f"sensors[{i}] must be an object with string 'bin' and boolean 'ok'")
+        if (
+            not isinstance(s, dict)
+            or not isinstance(s.get("bin"), str)
+            or not isinstance(s.get("ok"), bool)
+        ):
+            raise ProtocolError(
+                "wrong_type",
+                f"sensors[{i}] must be an object with string 'bin' and boolean 'ok'",
+            )
         fault = s.get("fault")
         if fault is not None and not isinstance(fault, str):
-            raise ProtocolError("wrong_type", f"sensors[{i}].fault must be a string or null")
+            raise ProtocolError(
+                "wrong_type", f"sensors[{i}].fault must be a string or null"
+            )
         sensors.append(SensorStatus(s["bin"], s["ok"], fault))
     return Status(state, version, ts_ms, tuple(sensors))
 
@@ -379,20 +458,37 @@ def decode_config(payload: bytes) -> AgentConfig:
         raise ProtocolError("wrong_type", "field 'bins' must be a list")
     bins = []
     for i, b in enumerate(raw):
-        if not isinstance(b, dict) or not isinstance(b.get("port"), str) or not isinstance(b.get("bin"), str):
-            raise ProtocolError("wrong_type", f"bins[{i}] must be an object with string 'port' and 'bin'")
+        if (
+            not isinstance(b, dict)
+            or not isinstance(b.get("port"), str)
+            or not isinstance(b.get("bin"), str)
+        ):
+            raise ProtocolError(
+                "wrong_type",
+                f"bins[{i}] must be an object with string 'port' and 'bin'",
+            )
         channel = b.get("channel", 0)
         tare = b.get("tare_hint_g")
         if isinstance(channel, bool) or not isinstance(channel, int):
             raise ProtocolError("wrong_type", f"bins[{i}].channel must be an integer")
-        if tare is not None and (isinstance(tare, bool) or not isinstance(tare, int | float)):
+        if tare is not None and (
+            isinstance(tare, bool) or not isinstance(tare, int | float)
+        ):
             raise ProtocolError("wrong_type", f"bins[{i}].tare_hint_g must be a number")
-        bins.append(BinMapping(b["port"], b["bin"], channel, None if tare is None else float(tare)))
+        bins.append(
+            BinMapping(
+                b["port"], b["bin"], channel, None if tare is None else float(tare)
+            )
+        )
     values: dict[str, float | None] = {}
     for key in ("step_g", "keepalive_s", "stability_window_s", "stability_spread_g"):
         v = doc.pop(key, None)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
-            raise ProtocolError("wrong_type", f"field {key!r} must be a positive number")
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, int | float) or v <= 0
+        ):
+            raise ProtocolError(
+                "wrong_type", f"field {key!r} must be a positive number"
+            )
         values[key] = None if v is None else float(v)
     return AgentConfig(bins=tuple(bins), extra=doc, **values)
 

@@ -29,7 +29,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = START_TIMEOUT_S, host: str = "127.0.0.1") -> None:
+def wait_port(
+    port: int, timeout: float = START_TIMEOUT_S, host: str = "127.0.0.1"
+) -> None:
     """Block until something accepts TCP connections on ``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,13 +74,19 @@ class Process:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=self.env()
+                self.command(),
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
             )
         try:
             wait_port(self.port)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"{self.command()[0]} did not start: {self.log.read_text()[-2000:]}") from None
+            raise RuntimeError(
+                f"{self.command()[0]} did not start: {self.log.read_text()[-2000:]}"
+            ) from None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -102,7 +110,9 @@ class Process:
 class Mosquitto(Process):
     """A private Mosquitto 2 broker with persistence (so a restart keeps queued messages)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_conf: str = ""
+    ) -> None:
         super().__init__(workdir, port or free_port())
         self.binary = find_binary("mosquitto", "/usr/sbin/mosquitto")
         self.extra_conf = extra_conf

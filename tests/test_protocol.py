@@ -9,8 +9,15 @@ from jitstock import protocol as p
 
 
 def test_readings_round_trip() -> None:
-    batch = p.ReadingsBatch("agent-1", 7, 1_700_000_000_000, (p.Reading("B1", 1_700_000_000_000, 1234.5, True),))
-    decoded, rejects = p.decode_readings(p.encode_readings(batch), expected_agent="agent-1")
+    batch = p.ReadingsBatch(
+        "agent-1",
+        7,
+        1_700_000_000_000,
+        (p.Reading("B1", 1_700_000_000_000, 1234.5, True),),
+    )
+    decoded, rejects = p.decode_readings(
+        p.encode_readings(batch), expected_agent="agent-1"
+    )
     assert decoded == batch
     assert rejects == []
 
@@ -69,7 +76,12 @@ def test_topics() -> None:
     assert p.agent_topic("plant1", "pi-7", "readings") == "jit/v1/plant1/pi-7/readings"
     addr = p.parse_topic("jit/v1/plant1/pi-7/status")
     assert (addr.site, addr.agent, addr.kind) == ("plant1", "pi-7", "status")
-    for bad in ("jit/v1/plant1/pi 7/status", "jit/v2/a/b/readings", "jit/v1/a/b/c/readings", "jit/v1/a/b/other"):
+    for bad in (
+        "jit/v1/plant1/pi 7/status",
+        "jit/v2/a/b/readings",
+        "jit/v1/a/b/c/readings",
+        "jit/v1/a/b/other",
+    ):
         with pytest.raises(p.ProtocolError):
             p.parse_topic(bad)
 
@@ -77,5 +89,7 @@ def test_topics() -> None:
 def test_status_and_config_round_trip() -> None:
     status = p.Status("online", "0.1.0", 5, (p.SensorStatus("B1", False, "no_data"),))
     assert p.decode_status(p.encode_status(status)) == status
-    config = p.AgentConfig(bins=(p.BinMapping("/dev/ttyUSB0", "B1", 0, 250.0),), step_g=5.0)
+    config = p.AgentConfig(
+        bins=(p.BinMapping("/dev/ttyUSB0", "B1", 0, 250.0),), step_g=5.0
+    )
     assert p.decode_config(p.encode_config(config)) == config
