@@ -1,0 +1,167 @@
+"""`jitstock sim`: simulated scales and scanners on pseudo-terminals, for people and demos.
+
+    jitstock sim scales --bins 12 --protocol stream|sics|mixed --speed 1 --seed 1
+    jitstock sim scanner [--every SECONDS]
+
+Both print the pty paths (stable symlinks) to point a real jitstock-edge at, then run
+until Ctrl-C / SIGTERM and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from jitstock.clock import REAL_CLOCK, Clock, ScaledClock
+from jitstock.firmware_sim.fleet import BinSpec, SimulatedFleet
+from jitstock.firmware_sim.scale import ScaleProtocol
+from jitstock.firmware_sim.scanner import SimulatedScanner
+
+# Every Nth bin of a fleet is intermittent (used in bursts), like kitted parts beside runners.
+INTERMITTENT_EVERY = 4
+# Unit weights the demo bins pick from: screws to brackets.
+UNIT_WEIGHTS_G = (2.5, 4.0, 12.5, 25.0, 48.0, 110.0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jitstock sim", description=__doc__.split("\n\n")[0]
+    )
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser(
+        "scales", help="a fleet of simulated scales driven by a demand model"
+    )
+    s.add_argument("--bins", type=int, default=12, help="number of scales (default 12)")
+    s.add_argument("--protocol", choices=("stream", "sics", "mixed"), default="stream")
+    s.add_argument(
+        "--speed", type=float, default=1.0, help="simulated time per real second"
+    )
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument(
+        "--rate-hz", type=float, default=10.0, help="stream frames per second"
+    )
+    s.add_argument(
+        "--parts-per-hour", type=float, default=120.0, help="mean demand per bin"
+    )
+    s.add_argument("--no-refill", action="store_true", help="let bins run dry")
+    s.add_argument(
+        "--workdir", type=Path, default=None, help="where the port symlinks go"
+    )
+    c = sub.add_parser("scanner", help="a simulated barcode scanner")
+    c.add_argument("--workdir", type=Path, default=None)
+    c.add_argument(
+        "--every", type=float, default=0.0, help="scan a random code every N seconds"
+    )
+    c.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def fleet_specs(
+    n: int, protocol: str, parts_per_hour: float, seed: int
+) -> list[BinSpec]:
+    """The demo fleet: n bins named B01.., protocols per `protocol` (mixed alternates)."""
+    rng = random.Random(seed)
+    specs = []
+    for i in range(n):
+        proto: ScaleProtocol = (
+            ("stream" if i % 2 == 0 else "sics") if protocol == "mixed" else protocol  # type: ignore[assignment]
+        )
+        unit_weight = rng.choice(UNIT_WEIGHTS_G)
+        count = max(20, int(rng.uniform(1500, 4000) / unit_weight))
+        specs.append(
+            BinSpec(
+                f"B{i + 1:02d}",
+                proto,
+                unit_weight_g=unit_weight,
+                count=count,
+                parts_per_hour=parts_per_hour * rng.uniform(0.3, 2.0),
+                intermittent=(i % INTERMITTENT_EVERY == INTERMITTENT_EVERY - 1),
+            )
+        )
+    return specs
+
+
+def _until_signalled() -> None:
+    """Block until SIGINT or SIGTERM."""
+    done = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not done.wait(0.2):
+            pass
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _scales(args: argparse.Namespace) -> int:
+    clock: Clock = REAL_CLOCK if args.speed == 1 else ScaledClock(args.speed)
+    specs = fleet_specs(args.bins, args.protocol, args.parts_per_hour, args.seed)
+    fleet = SimulatedFleet(specs, clock, args.seed, args.workdir, rate_hz=args.rate_hz)
+    fleet.start()
+    try:
+        for bin_, port, proto in fleet.ports():
+            spec = fleet.specs[bin_]
+            print(
+                f"{bin_}\t{port}\t{proto}\t{spec.unit_weight_g} g/part\t{spec.count} parts"
+            )
+        print(
+            f"# {len(specs)} scales running at speed {args.speed}; Ctrl-C to stop",
+            file=sys.stderr,
+        )
+        sys.stdout.flush()
+        fleet.run_demand(auto_refill=not args.no_refill)
+        _until_signalled()
+    finally:
+        fleet.stop()
+    return 0
+
+
+def _scanner(args: argparse.Namespace) -> int:
+    scanner = SimulatedScanner(args.workdir)
+    scanner.start()
+    rng = random.Random(args.seed)
+    try:
+        print(f"scanner\t{scanner.port}")
+        print(
+            "# type codes (one per line) to scan them; Ctrl-C to stop", file=sys.stderr
+        )
+        sys.stdout.flush()
+        done = threading.Event()
+
+        def feed_stdin() -> None:
+            for line in sys.stdin:
+                if line.strip():
+                    scanner.scan(line.strip())
+            done.set()
+
+        def feed_random() -> None:
+            while not done.wait(args.every):
+                scanner.scan(
+                    f"KANBAN-{rng.randrange(1, 13):02d}-{rng.randrange(10**6):06d}"
+                )
+
+        threading.Thread(target=feed_stdin, daemon=True).start()
+        if args.every > 0:
+            threading.Thread(target=feed_random, daemon=True).start()
+        _until_signalled()
+        done.set()
+    finally:
+        scanner.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `jitstock sim`."""
+    args = _parser().parse_args(argv)
+    if args.what == "scales":
+        return _scales(args)
+    return _scanner(args)

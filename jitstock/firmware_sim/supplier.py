@@ -1,0 +1,179 @@
+"""A demo supplier system: receives signed order webhooks, acknowledges, delivers after its lead time.
+
+It is what a supplier's integrator would build against jitstock: verify the
+Standard Webhooks signature, answer 2xx quickly, acknowledge the order through
+the API with a promised delivery time, and later announce the delivery.  In
+the demo the delivery also refills the simulated bin, as a truck would.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from jitstock.clock import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+# How often the delivery scheduler looks at its calendar (simulated time runs faster in the demo).
+SCHEDULER_TICK_S = 0.05
+
+
+@dataclass(order=True, slots=True)
+class _Job:
+    due_ms: int
+    order_id: str = field(compare=False)
+    action: str = field(compare=False)
+    order: dict[str, Any] = field(compare=False)
+
+
+class DemoSupplier:
+    """An HTTP endpoint for order webhooks plus a scheduler that acknowledges and delivers."""
+
+    def __init__(
+        self,
+        secret: str,
+        api_url: str,
+        *,
+        api_key: str | None = None,
+        lead_time_s: float = 4 * 3600.0,
+        ack_delay_s: float = 60.0,
+        clock: Clock = REAL_CLOCK,
+        on_delivery: Callable[[dict[str, Any]], None] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.webhook = Webhook(secret)
+        self.api = httpx.Client(
+            base_url=api_url.rstrip("/"),
+            timeout=10.0,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+        )
+        self.lead_time_ms = int(lead_time_s * 1000)
+        self.ack_delay_ms = int(ack_delay_s * 1000)
+        self.clock = clock
+        self.on_delivery = on_delivery
+        self.received: list[dict[str, Any]] = []
+        self.rejected = 0
+        self._jobs: list[_Job] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        supplier = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = supplier._receive(body, dict(self.headers.items()))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}/orders"
+        self._threads = [
+            threading.Thread(
+                target=self.server.serve_forever, name="demo-supplier-http", daemon=True
+            ),
+            threading.Thread(
+                target=self._schedule_loop, name="demo-supplier-scheduler", daemon=True
+            ),
+        ]
+
+    def start(self) -> None:
+        """Start listening and scheduling."""
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Stop listening and scheduling."""
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.api.close()
+
+    def _receive(self, body: bytes, headers: dict[str, str]) -> int:
+        try:
+            order = self.webhook.verify(
+                body, {k.lower(): v for k, v in headers.items()}
+            )
+        except WebhookVerificationError:
+            self.rejected += 1
+            return 401
+        if not isinstance(order, dict) or "id" not in order:
+            return 400
+        now = self.clock.time_ms()
+        with self._lock:
+            if order["id"] in self._seen:
+                return (
+                    200  # a retried delivery of a webhook we already have: idempotent
+                )
+            self._seen.add(order["id"])
+            self.received.append(order)
+            heapq.heappush(
+                self._jobs, _Job(now + self.ack_delay_ms, order["id"], "ack", order)
+            )
+            heapq.heappush(
+                self._jobs, _Job(now + self.lead_time_ms, order["id"], "deliver", order)
+            )
+        return 200
+
+    def _schedule_loop(self) -> None:
+        while not self._stop.wait(SCHEDULER_TICK_S):
+            now = self.clock.time_ms()
+            while True:
+                with self._lock:
+                    if not self._jobs or self._jobs[0].due_ms > now:
+                        break
+                    job = heapq.heappop(self._jobs)
+                try:
+                    self._run(job)
+                except Exception as exc:  # the API may be restarting; try again shortly
+                    log.warning(
+                        "demo supplier: %s of order %s failed: %s",
+                        job.action,
+                        job.order_id,
+                        exc,
+                    )
+                    with self._lock:
+                        heapq.heappush(
+                            self._jobs,
+                            _Job(now + 1000, job.order_id, job.action, job.order),
+                        )
+
+    def _run(self, job: _Job) -> None:
+        if job.action == "ack":
+            promised = job.due_ms - self.ack_delay_ms + self.lead_time_ms
+            r = self.api.post(
+                f"/api/v1/orders/{job.order_id}/ack", json={"promised_ms": promised}
+            )
+            if r.status_code not in (200, 409):
+                r.raise_for_status()
+            return
+        r = self.api.post(
+            f"/api/v1/orders/{job.order_id}/deliver", json={"qty": job.order["qty"]}
+        )
+        if r.status_code == 409:
+            return  # already delivered or cancelled
+        r.raise_for_status()
+        if self.on_delivery is not None:
+            self.on_delivery(job.order)
+        log.info(
+            "demo supplier delivered %s",
+            json.dumps({"order": job.order_id, "qty": job.order["qty"]}),
+        )

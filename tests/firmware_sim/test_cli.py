@@ -1,0 +1,34 @@
+"""`jitstock sim scales`: prints usable ports, keeps running, exits cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from jitstock.edge.probe import probe_port
+
+
+def test_sim_scales_prints_ports_that_speak_and_stops_on_sigint() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "sim", "scales", "--bins", "3"]
+        + ["--protocol", "mixed", "--speed", "10", "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        rows = [proc.stdout.readline().split("\t") for _ in range(3)]
+        assert [r[0] for r in rows] == ["B01", "B02", "B03"]
+        assert [r[2] for r in rows] == ["stream", "sics", "stream"]
+        assert "protocol=stream" in probe_port(rows[0][1], timeout_s=1.0)
+        assert "protocol=sics" in probe_port(rows[1][1], timeout_s=1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
