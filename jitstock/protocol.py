@@ -92,7 +92,7 @@ def parse_topic(topic: str) -> TopicAddress:
     site, agent, kind = parts[2], parts[3], parts[4]
     if not NAME_RE.match(site) or not NAME_RE.match(agent) or kind not in AGENT_KINDS:
         raise ProtocolError("bad_topic", f"not a jit/v1 agent topic: {topic!r}")
-    return TopicAddress(site, agent, kind)  # type: ignore[arg-type]
+    return TopicAddress(site, agent, kind)
 
 
 # ---------------------------------------------------------------- messages

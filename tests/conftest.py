@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import Mosquitto
+from tests.services import InfluxDB, Mosquitto
 
 
 @pytest.fixture
@@ -26,3 +26,21 @@ def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqu
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    """One InfluxDB for tests that never stop it (each test uses its own database)."""
+    server = InfluxDB(Path(tmp_path_factory.mktemp("influxdb-shared")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influxdb_private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    """A private InfluxDB per test, free to stop and restart (outage tests)."""
+    server = InfluxDB(Path(tmp_path_factory.mktemp("influxdb")))
+    server.start()
+    yield server
+    server.stop()

@@ -8,6 +8,7 @@ Under CI=true a missing binary is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -124,6 +125,8 @@ class Mosquitto(Process):
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
+            # as root Mosquitto would drop to user `mosquitto`, which cannot write our 0700 temp dir
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             # generous queues: the tests measure our back-pressure, not Mosquitto's defaults
@@ -132,3 +135,95 @@ class Mosquitto(Process):
             f"{self.extra_conf}\n"
         )
         return [self.binary, "-c", str(conf)]
+
+
+class InfluxDB(Process):
+    """A private InfluxDB 1.x (influxd) with its own meta/data/wal dirs, HTTP and RPC ports.
+
+    With ``auth=True`` it starts with authentication on and an admin user
+    ``admin_user``/``admin_password`` (created through the first-user exception).
+    """
+
+    admin_user = "admin"
+    admin_password = "admin-secret"
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, auth: bool = False
+    ) -> None:
+        super().__init__(workdir, port or free_port())
+        self.binary = find_binary("influxd", "/usr/bin/influxd")
+        # the RPC (backup/restore) port defaults to 8088 for every instance: give each its own
+        self.rpc_port = free_port()
+        self.auth = auth
+        self.url = f"http://127.0.0.1:{self.port}"
+        for sub in ("meta", "data", "wal"):
+            (workdir / sub).mkdir(exist_ok=True)
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            "[meta]\n"
+            f'  dir = "{self.workdir}/meta"\n'
+            "[data]\n"
+            f'  dir = "{self.workdir}/data"\n'
+            f'  wal-dir = "{self.workdir}/wal"\n'
+            "  query-log-enabled = false\n"
+            "[http]\n"
+            f'  bind-address = "127.0.0.1:{self.port}"\n'
+            f"  auth-enabled = {'true' if self.auth else 'false'}\n"
+            "  log-enabled = false\n"
+            # no _internal statistics database: less CPU on a shared 2-core box
+            "[monitor]\n"
+            "  store-enabled = false\n"
+            "[logging]\n"
+            '  level = "warn"\n'
+        )
+        return [self.binary, "run", "-config", str(conf)]
+
+    def env(self) -> dict[str, str] | None:
+        # INFLUXDB_* variables would override the config file
+        return {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready()
+        if self.auth and not (self.workdir / ".admin-created").exists():
+            self.query(
+                f"CREATE USER {self.admin_user} WITH PASSWORD '{self.admin_password}' "
+                "WITH ALL PRIVILEGES",
+                auth=False,
+            )
+            (self.workdir / ".admin-created").touch()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Block until /ping answers 204 (the port opens before the stores are loaded)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=1.0).status_code == 204:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"influxd /ping not ready after {timeout}s: {self.log.read_text()[-2000:]}"
+        )
+
+    def query(self, q: str, db: str | None = None, auth: bool = True) -> dict:
+        """Run InfluxQL directly (epoch=ms) and return the first result; raises on errors."""
+        import httpx
+
+        data = {"q": q, "epoch": "ms"}
+        if db:
+            data["db"] = db
+        creds = (self.admin_user, self.admin_password) if self.auth and auth else None
+        r = httpx.post(f"{self.url}/query", data=data, auth=creds, timeout=30.0)
+        r.raise_for_status()
+        result = r.json()["results"][0]
+        if "error" in result:
+            raise RuntimeError(f"InfluxQL error: {result['error']} in {q!r}")
+        return result

@@ -1,0 +1,132 @@
+"""Engines, sessions and transactions for SQLite (default) and PostgreSQL.
+
+SQLite: WAL (readers never block the writer), foreign keys on, a busy timeout, and
+``BEGIN IMMEDIATE`` for every transaction that may write.  A deferred transaction
+that reads and then writes fails at once with SQLITE_BUSY (no waiting) when another
+connection committed in between, so writers take the write lock up front and
+queue on the busy timeout instead; :func:`transaction` with ``readonly=True`` keeps
+the cheap deferred ``BEGIN`` for pure reads.  Managing BEGIN ourselves (the
+driver's own transaction handling off) is also what makes SAVEPOINT work on
+pysqlite.
+
+PostgreSQL: ``postgresql+psycopg://`` (psycopg 3); a bare ``postgresql://`` is
+mapped to it.  READ COMMITTED, with per-bin decisions serialised by row locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+# How long a SQLite writer waits for the write lock before "database is locked":
+# longer than any ingest flush, short enough to surface a stuck writer.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option naming the BEGIN flavour of a SQLite transaction.
+_BEGIN_OPTION = "jitstock_sqlite_begin"
+
+SessionFactory = sessionmaker[Session]
+
+
+def normalise_url(url: str) -> str:
+    """Map bare ``postgresql://``/``postgres://`` URLs to the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    echo: bool = False,
+) -> Engine:
+    """An engine for ``url`` with the pragmas/pooling jitstock relies on.
+
+    ``sqlite_synchronous`` FULL makes every commit survive power loss (MQTT messages
+    are acknowledged after it); NORMAL survives process crashes only but is faster.
+    """
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(
+            parsed.render_as_string(hide_password=False),
+            sqlite_synchronous,
+            busy_timeout_ms,
+            echo,
+        )
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, echo=echo)
+    raise ValueError(
+        f"unsupported database URL {parsed.render_as_string()!r}: use sqlite:/// or postgresql+psycopg://"
+    )
+
+
+def _sqlite_engine(
+    url: str, synchronous: str, busy_timeout_ms: int, echo: bool
+) -> Engine:
+    if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"bad sqlite_synchronous {synchronous!r}")
+    in_memory = make_url(url).database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "connect_args": {"check_same_thread": False},
+    }
+    if in_memory:
+        # One shared connection, or every pooled connection would see its own empty DB.
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Autocommit at the driver level: we emit BEGIN ourselves (see module doc).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            if not in_memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    """Sessions whose objects stay readable after commit (no expire_on_commit)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_postgresql(bind: Session | Engine) -> bool:
+    """Whether a session's or engine's database is PostgreSQL."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def transaction(
+    factory: SessionFactory, *, readonly: bool = False
+) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error.
+
+    On SQLite a writing transaction holds the write lock from its first statement;
+    pass ``readonly=True`` for reads that must not queue behind writers.
+    """
+    with factory() as session, session.begin():
+        if readonly and session.get_bind().dialect.name == "sqlite":
+            # Must come before the first statement: it chooses how BEGIN is emitted.
+            session.connection(execution_options={_BEGIN_OPTION: "DEFERRED"})
+        yield session

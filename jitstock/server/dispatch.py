@@ -1,0 +1,583 @@
+"""Order dispatch: the outbox relay from the orders table to supplier webhooks and MQTT.
+
+One attempt of one order goes through three steps, none holding a transaction
+open across the network:
+
+1. **claim** (short transaction): pick a due order (state 'created',
+   ``next_attempt_ms <= now``; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so
+   concurrent processes pick different orders), bump ``attempts`` to n with a
+   compare-and-set, push ``next_attempt_ms`` out by the claim lease and insert
+   attempt row n.  The lease is what a crashed process leaves behind: the order
+   becomes due again when it expires, and another dispatcher retries it.
+2. **send**: POST the order JSON signed per Standard Webhooks (``webhook-id`` =
+   order id, the supplier's idempotency key across retries) and/or publish it on
+   ``jit/v1/{site}/orders/{supplier}`` at QoS 1.
+3. **record** (short transaction): complete attempt row n and move the order,
+   fenced on ``attempts = n`` so a late writer whose lease was taken over
+   cannot overwrite the newer attempt: 2xx → 'sent'; connection errors,
+   timeouts, 5xx, 408, 429 → retry after exponential backoff with full jitter
+   (or the server's Retry-After, capped); other 4xx, 3xx or misconfiguration →
+   'failed' with an audit row and an alert.
+
+Delivery is at least once (a crash after the supplier answered but before
+step 3 repeats the POST with the same ``webhook-id``); exactly once in effect is
+the supplier's deduplication on that id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import orjson
+from sqlalchemy import func, select, update
+from standardwebhooks.webhooks import Webhook
+
+from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.db.audit import record_audit
+from jitstock.server.db.models import Order, OrderAttempt, Supplier
+from jitstock.server.db.session import SessionFactory, transaction
+
+if TYPE_CHECKING:
+    from jitstock.server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+ACTOR = "dispatcher"
+# Orders created by another process cannot wake() us: look for them this often.
+IDLE_POLL_S = 1.0
+# Shortest idle wait, so a row another process holds locked does not make us spin.
+MIN_WAIT_S = 0.01
+# After the state DB itself failed, wait this long before claiming again.
+DB_ERROR_PAUSE_S = 1.0
+# Shortest claim lease: a crashed dispatcher's order waits at most about this long.
+MIN_CLAIM_LEASE_S = 60.0
+# Slack on top of 4 × the request timeout, for the claim/record transactions themselves.
+LEASE_MARGIN_S = 10.0
+# Suppliers' systems log this; it names the sender and its version.
+USER_AGENT = "jitstock-dispatcher/1"
+# Status codes worth retrying besides 5xx: timeout and rate limit.
+RETRYABLE_4XX = frozenset({408, 429})
+
+PublishMqtt = Callable[[str, str, bytes], None]
+"""publish(site, supplier, payload) on protocol.orders_topic(site, supplier) at QoS 1; raises if not queued."""
+AlertHook = Callable[[str, dict[str, Any]], None]
+"""alert(kind, detail), e.g. ("order_failed", {"order": …, "supplier": …, "error": …})."""
+Verdict = Literal["sent", "retry", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: request timeout, backoff, attempt limit and the claim lease."""
+
+    # Per phase (connect/read/write/pool) of one webhook request; None: the http client's.
+    timeout_s: float | None = None
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    # A supplier asking for hours of quiet still gets retried within this.
+    retry_after_cap_s: float = 600.0
+    max_attempts: int = 12
+    # How long a claimed attempt is ours; None: derived from the timeout (see lease_for).
+    claim_lease_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.timeout_s is not None:
+            self.lease_for(self.timeout_s)
+
+    def lease_for(self, timeout_s: float) -> float:
+        """The claim lease for a request timeout: it must outlast the slowest request.
+
+        One request has four timed phases (connect, write, read, pool), so it can take
+        up to 4 × the timeout; a lease shorter than that could let a second dispatcher
+        claim an attempt that is still in flight.
+        """
+        if self.claim_lease_s is None:
+            return max(MIN_CLAIM_LEASE_S, 4 * timeout_s + LEASE_MARGIN_S)
+        if self.claim_lease_s <= 4 * timeout_s:
+            raise ValueError(
+                f"claim_lease_s ({self.claim_lease_s}) must exceed 4 × the request timeout ({timeout_s})"
+            )
+        return self.claim_lease_s
+
+    def backoff_s(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff after attempt number ``attempt`` (1-based)."""
+        ceiling = min(
+            self.backoff_cap_s, self.backoff_base_s * 2.0 ** min(attempt - 1, 62)
+        )
+        return rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one attempt did (also what on_attempt hooks and metrics receive)."""
+
+    order_id: str
+    supplier_id: str
+    n: int
+    verdict: Verdict
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    retry_in_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    order_id: str
+    n: int
+    site_id: str
+    bin_id: str
+    supplier_id: str
+    body: bytes
+    webhook_url: str | None
+    webhook_secret: str | None
+    mqtt: bool
+
+
+def order_payload(order: Order) -> bytes:
+    """The order JSON suppliers receive (webhook body and MQTT payload)."""
+    return orjson.dumps(
+        {
+            "id": order.id,
+            "site": order.site_id,
+            "bin": order.bin_id,
+            "sku": order.sku_id,
+            "supplier": order.supplier_id,
+            "qty": order.qty,
+            "created_ms": order.created_ms,
+            "trigger": order.trigger,
+        }
+    )
+
+
+def sign_headers(
+    secret: str, msg_id: str, body: bytes, timestamp_s: int
+) -> dict[str, str]:
+    """Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) for a body."""
+    ts = datetime.fromtimestamp(timestamp_s, tz=UTC)
+    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=ts, data=body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp_s),
+        "webhook-signature": signature,
+    }
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_s)
+
+
+class Dispatcher:
+    """Sends created orders to suppliers from worker threads; see the module docstring."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        http: httpx.Client,
+        *,
+        clock: Clock = REAL_CLOCK,
+        publish_mqtt: PublishMqtt | None = None,
+        alert: AlertHook | None = None,
+        on_attempt: Callable[[AttemptOutcome], None] | None = None,
+        metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
+        workers: int = 1,
+        idle_poll_s: float = IDLE_POLL_S,
+        rng: random.Random | None = None,
+        **retry_overrides: Any,
+    ) -> None:
+        """``retry_overrides`` are RetryPolicy fields (e.g. max_attempts=…) applied over ``retry``."""
+        self._factory = session_factory
+        self._http = http
+        self._clock = clock
+        self._publish = publish_mqtt
+        self._alert = alert
+        self._on_attempt = on_attempt
+        self._metrics = metrics
+        self.retry = dataclasses.replace(retry or RetryPolicy(), **retry_overrides)
+        # Per-request timeout: the policy's, else the one the http client was built with.
+        self._timeout: float | httpx.Timeout
+        if self.retry.timeout_s is not None:
+            self._timeout = self.retry.timeout_s
+            slowest = self.retry.timeout_s
+        else:
+            t = self._timeout = http.timeout
+            phases = [p for p in (t.connect, t.read, t.write, t.pool) if p is not None]
+            if len(phases) < 4:
+                raise ValueError(
+                    "the http client has no timeout: set one, or RetryPolicy.timeout_s"
+                )
+            slowest = max(phases)
+        self._lease_ms = int(self.retry.lease_for(slowest) * 1000)
+        self._workers = max(1, workers)
+        self._idle_poll_s = idle_poll_s
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the worker threads."""
+        if self._threads:
+            raise RuntimeError("dispatcher already started")
+        self._stop.clear()
+        for i in range(self._workers):
+            t = threading.Thread(
+                target=self._run, name=f"jitstock-dispatch-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the workers after their current attempt."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def wake(self) -> None:
+        """Look for due orders now (call right after committing a new order)."""
+        self._wake.set()
+
+    def __enter__(self) -> Dispatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # Clear before looking, so a wake() during the pass is not lost.
+            self._wake.clear()
+            try:
+                done = self.run_once()
+                wait_s = 0.0 if done else self._idle_wait_s()
+            except Exception:
+                log.exception(
+                    "dispatcher: state DB error; pausing %.1fs", DB_ERROR_PAUSE_S
+                )
+                wait_s = DB_ERROR_PAUSE_S
+            if wait_s > 0:
+                self._wake.wait(wait_s)
+
+    def _idle_wait_s(self) -> float:
+        with transaction(self._factory, readonly=True) as s:
+            due = s.scalar(
+                select(func.min(Order.next_attempt_ms)).where(Order.state == "created")
+            )
+        if due is None:
+            return self._idle_poll_s
+        speed = float(getattr(self._clock, "speed", 1.0))
+        left_s = (due - self._clock.time_ms()) / 1000.0 / speed
+        return min(self._idle_poll_s, max(MIN_WAIT_S, left_s))
+
+    # ------------------------------------------------------------ one pass
+
+    def run_once(self) -> int:
+        """Attempt every order due now once; returns the number of attempts made."""
+        done = 0
+        while not self._stop.is_set():
+            if self.dispatch_next() is None:
+                break
+            done += 1
+        return done
+
+    def dispatch_next(self) -> AttemptOutcome | None:
+        """Claim one due order and attempt it; None when nothing is due."""
+        job = self._claim()
+        if job is None:
+            return None
+        outcome = self._attempt(job)
+        self._record(job, outcome)
+        return outcome
+
+    def _claim(self) -> _Job | None:
+        lease_ms = self._lease_ms
+        with transaction(self._factory) as s:
+            now = self._clock.time_ms()
+            stmt = (
+                select(Order)
+                .where(Order.state == "created", Order.next_attempt_ms <= now)
+                .order_by(Order.next_attempt_ms)
+                .limit(1)
+            )
+            if s.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            order = s.scalars(stmt).first()
+            if order is None:
+                return None
+            n = order.attempts + 1
+            # Compare-and-set: on SQLite there is no row lock, the attempts value is the guard.
+            claimed = s.execute(
+                update(Order)
+                .where(
+                    Order.id == order.id,
+                    Order.state == "created",
+                    Order.attempts == order.attempts,
+                )
+                .values(attempts=n, next_attempt_ms=now + lease_ms)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            s.add(OrderAttempt(order_id=order.id, n=n, at_ms=now))
+            supplier = s.get(Supplier, order.supplier_id)
+            return _Job(
+                order_id=order.id,
+                n=n,
+                site_id=order.site_id,
+                bin_id=order.bin_id,
+                supplier_id=order.supplier_id,
+                body=order_payload(order),
+                webhook_url=supplier.webhook_url if supplier else None,
+                webhook_secret=supplier.webhook_secret if supplier else None,
+                mqtt=bool(
+                    supplier and supplier.mqtt_orders and self._publish is not None
+                ),
+            )
+
+    # ------------------------------------------------------------ sending
+
+    def _attempt(self, job: _Job) -> AttemptOutcome:
+        t0 = time.perf_counter()
+        status: int | None = None
+        retry_after: float | None = None
+        verdict: Verdict
+        error: str | None = None
+        try:
+            mqtt_error = self._publish_mqtt(job)
+            if job.webhook_url:
+                verdict, status, error, retry_after = self._post(job)
+                if mqtt_error and verdict == "sent":
+                    error = (
+                        mqtt_error  # kept for the record; the webhook carried the order
+                    )
+            elif job.mqtt:
+                verdict, error = ("retry", mqtt_error) if mqtt_error else ("sent", None)
+            else:
+                verdict, error = (
+                    "failed",
+                    f"supplier {job.supplier_id} has no webhook_url and no MQTT orders",
+                )
+        except (
+            Exception
+        ) as exc:  # a bug must not kill the worker; retry like a network error
+            log.exception("dispatcher: unexpected error sending order %s", job.order_id)
+            verdict, error = "retry", f"internal error: {exc!r}"
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        retry_in: float | None = None
+        if verdict == "retry":
+            if job.n >= self.retry.max_attempts:
+                verdict = "failed"
+                error = f"gave up after {job.n} attempts: {error}"
+            elif retry_after is not None:
+                retry_in = min(retry_after, self.retry.retry_after_cap_s)
+            else:
+                with self._rng_lock:
+                    retry_in = self.retry.backoff_s(job.n, self._rng)
+        return AttemptOutcome(
+            job.order_id,
+            job.supplier_id,
+            job.n,
+            verdict,
+            status,
+            error,
+            latency_ms,
+            retry_in,
+        )
+
+    def _publish_mqtt(self, job: _Job) -> str | None:
+        # First attempt only when a webhook also carries the order: retries are the webhook's.
+        if not job.mqtt or self._publish is None or (job.webhook_url and job.n > 1):
+            return None
+        try:
+            self._publish(job.site_id, job.supplier_id, job.body)
+        except Exception as exc:
+            log.warning("order %s: MQTT publish failed: %r", job.order_id, exc)
+            return f"mqtt publish failed: {exc!r}"
+        return None
+
+    def _post(self, job: _Job) -> tuple[Verdict, int | None, str | None, float | None]:
+        assert job.webhook_url is not None
+        if not job.webhook_secret:
+            return (
+                "failed",
+                None,
+                f"supplier {job.supplier_id} has a webhook_url but no webhook_secret",
+                None,
+            )
+        try:
+            # Real wall time, not self._clock: the receiver checks it against its own clock.
+            headers = sign_headers(
+                job.webhook_secret, job.order_id, job.body, int(time.time())
+            )
+        except Exception as exc:
+            return (
+                "failed",
+                None,
+                f"supplier {job.supplier_id} has an invalid webhook_secret: {exc!r}",
+                None,
+            )
+        headers["content-type"] = "application/json"
+        headers["user-agent"] = USER_AGENT
+        try:
+            resp = self._http.post(
+                job.webhook_url,
+                content=job.body,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            return "failed", None, f"bad webhook_url {job.webhook_url!r}: {exc}", None
+        except httpx.TimeoutException as exc:
+            return "retry", None, f"timeout: {type(exc).__name__}", None
+        except httpx.TransportError as exc:
+            return "retry", None, f"{type(exc).__name__}: {exc}", None
+        code = resp.status_code
+        if 200 <= code < 300:
+            return "sent", code, None, None
+        detail = f"HTTP {code}: {resp.text[:200]}"
+        if code >= 500 or code in RETRYABLE_4XX:
+            return (
+                "retry",
+                code,
+                detail,
+                parse_retry_after(resp.headers.get("retry-after"), time.time()),
+            )
+        # 3xx (a moved endpoint must be fixed, not followed with a signed POST) and other 4xx.
+        return "failed", code, detail, None
+
+    # ------------------------------------------------------------ recording
+
+    def _record(self, job: _Job, out: AttemptOutcome) -> None:
+        with transaction(self._factory) as s:
+            now = self._clock.time_ms()
+            s.execute(
+                update(OrderAttempt)
+                .where(OrderAttempt.order_id == job.order_id, OrderAttempt.n == job.n)
+                .values(
+                    status_code=out.status_code,
+                    error=out.error,
+                    latency_ms=out.latency_ms,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            values: dict[str, Any]
+            if out.verdict == "sent":
+                values = {
+                    "state": "sent",
+                    "sent_ms": now,
+                    "next_attempt_ms": None,
+                    "last_error": out.error,
+                }
+            elif out.verdict == "retry":
+                assert out.retry_in_s is not None
+                values = {
+                    "next_attempt_ms": now + int(out.retry_in_s * 1000),
+                    "last_error": out.error,
+                }
+            else:
+                values = {
+                    "state": "failed",
+                    "next_attempt_ms": None,
+                    "last_error": out.error,
+                }
+            # Fenced: only the holder of attempt n may move the order.
+            moved = s.execute(
+                update(Order)
+                .where(
+                    Order.id == job.order_id,
+                    Order.attempts == job.n,
+                    Order.state == "created",
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            owned = moved.rowcount == 1  # type: ignore[attr-defined]
+            if owned and out.verdict != "retry":
+                record_audit(
+                    s,
+                    at_ms=now,
+                    actor=ACTOR,
+                    action=f"order.{out.verdict}",
+                    entity="order",
+                    entity_id=job.order_id,
+                    detail={
+                        "attempt": job.n,
+                        "status_code": out.status_code,
+                        "error": out.error,
+                    },
+                )
+        if not owned:
+            log.warning(
+                "order %s attempt %d: superseded (lease expired or state changed)",
+                job.order_id,
+                job.n,
+            )
+        elif out.verdict == "failed":
+            log.error("order %s failed: %s", job.order_id, out.error)
+            self._call_hook(
+                self._alert,
+                "order_failed",
+                {
+                    "order": job.order_id,
+                    "bin": job.bin_id,
+                    "supplier": job.supplier_id,
+                    "attempts": job.n,
+                    "error": out.error,
+                },
+            )
+        elif out.verdict == "retry":
+            log.info(
+                "order %s attempt %d: %s; retry in %.1fs",
+                job.order_id,
+                job.n,
+                out.error,
+                out.retry_in_s,
+            )
+        if self._metrics is not None:
+            self._metrics.webhook_attempts.labels(outcome=out.verdict).inc()
+            if out.status_code is not None:
+                self._metrics.webhook_latency.observe(out.latency_ms / 1000.0)
+        if self._on_attempt is not None:
+            try:
+                self._on_attempt(out)
+            except Exception:
+                log.exception("dispatcher: on_attempt hook failed")
+
+    @staticmethod
+    def _call_hook(hook: AlertHook | None, kind: str, detail: dict[str, Any]) -> None:
+        if hook is None:
+            return
+        try:
+            hook(kind, detail)
+        except Exception:
+            log.exception("dispatcher: alert hook failed")

@@ -1,0 +1,215 @@
+"""The server's MQTT connection: a persistent QoS 1 session with manual acknowledgement.
+
+paho's network thread only queues what arrives; the ingest worker acknowledges
+each message after what it carries is durable.  The broker never has more than
+``receive_maximum`` unacknowledged messages in flight to us (MQTT 5 Receive
+Maximum), so when ingest falls behind the broker holds the backlog in its queue
+(size it: deploy/mosquitto.conf) instead of this process growing without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+# Keep the session (and the messages queued for us) for a week of server downtime.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+KEEPALIVE_S = 30
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 10
+
+
+@dataclass(slots=True, frozen=True)
+class Incoming:
+    """One delivered message, with the connection epoch its mid belongs to."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    epoch: int
+    received: float
+
+
+@dataclass(slots=True, frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """mqtt://host:port or mqtts://host:port."""
+    parts = urlparse(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(
+        parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
+    )
+
+
+class MqttConnection:
+    """A paho client for the server: subscriptions with manual ack, plus publishing."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        subscriptions: list[str],
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca: Path | None = None,
+        receive_maximum: int = 2000,
+        protocol: str = "5",
+        inbox: queue.Queue[Incoming] | None = None,
+    ) -> None:
+        self.address = parse_mqtt_url(url)
+        self.inbox: queue.Queue[Incoming] = (
+            inbox if inbox is not None else queue.Queue()
+        )
+        self._subscriptions = subscriptions
+        self._receive_maximum = receive_maximum
+        self._v5 = protocol == "5"
+        self._epoch = 0
+        self._epoch_lock = threading.Lock()
+        self.connected = threading.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            manual_ack=True,
+            # 3.1.1: a persistent session is clean_session=False; MQTT 5 uses clean_start below
+            clean_session=None if self._v5 else False,
+        )
+        if username is not None:
+            client.username_pw_set(username, password)
+        if self.address.tls:
+            client.tls_set(
+                ca_certs=str(tls_ca) if tls_ca else None, cert_reqs=ssl.CERT_REQUIRED
+            )
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        """Connect (retrying in the background until the broker is there) and start the network thread."""
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            props.ReceiveMaximum = self._receive_maximum
+            self.client.connect_async(
+                self.address.host,
+                self.address.port,
+                keepalive=KEEPALIVE_S,
+                clean_start=False,
+                properties=props,
+            )
+        else:
+            self.client.connect_async(
+                self.address.host, self.address.port, keepalive=KEEPALIVE_S
+            )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect cleanly and stop the network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until the first CONNACK (tests and the demo use it)."""
+        return self.connected.wait(timeout)
+
+    @property
+    def epoch(self) -> int:
+        """Connection generation: mids from an older one must not be acknowledged."""
+        return self._epoch
+
+    def ack(self, item: Incoming) -> None:
+        """Acknowledge a message once what it carries is durable."""
+        if item.qos == 0 or item.epoch != self._epoch:
+            # a mid from a previous connection means nothing now; the broker redelivers that message
+            return
+        self.client.ack(item.mid, item.qos)
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish (queued by paho while disconnected)."""
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    # -- paho callbacks (network thread: keep them short) --
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error(
+                "MQTT connect to %s:%s refused: %s",
+                self.address.host,
+                self.address.port,
+                reason,
+            )
+            return
+        with self._epoch_lock:
+            self._epoch += 1
+        # always (re)subscribe: idempotent on the broker, and a lost session would otherwise stay deaf
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        log.info(
+            "MQTT connected to %s:%s (session present: %s)",
+            self.address.host,
+            self.address.port,
+            flags.session_present,
+        )
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        if reason.value != 0:
+            log.warning("MQTT disconnected: %s; reconnecting", reason)
+
+    def _on_message(
+        self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage
+    ) -> None:
+        self.inbox.put(
+            Incoming(
+                msg.topic,
+                bytes(msg.payload),
+                msg.mid,
+                msg.qos,
+                self._epoch,
+                time.monotonic(),
+            )
+        )

@@ -1,0 +1,102 @@
+"""A real HTTP supplier endpoint for tests: verifies Standard Webhooks signatures, answers as scripted."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+@dataclass
+class Received:
+    """One request as the supplier saw it."""
+
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+    payload: Any
+    status: int
+
+
+class WebhookReceiver:
+    """Threaded HTTP server on a free port; ``script(503, 503, 200)`` sets the next answers (then 200)."""
+
+    def __init__(self, secret: str) -> None:
+        self.webhook = Webhook(secret)
+        self.received: list[Received] = []
+        self._script: deque[tuple[int, dict[str, str]]] = deque()
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    payload = receiver.webhook.verify(body, headers)
+                    verified = True
+                except WebhookVerificationError:
+                    payload, verified = None, False
+                with receiver._cond:
+                    if not verified:
+                        status, extra = 401, {}
+                    elif receiver._script:
+                        status, extra = receiver._script.popleft()
+                    else:
+                        status, extra = 200, {}
+                self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                with receiver._cond:
+                    receiver.received.append(
+                        Received(headers, body, verified, payload, status)
+                    )
+                    receiver._cond.notify_all()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/orders"
+        # A short poll interval so stop() (shutdown) returns promptly.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
+
+    def script(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
+        """Answer the next requests with these statuses (and headers), then 200."""
+        with self._cond:
+            self._script.extend((s, dict(headers or {})) for s in statuses)
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[Received]:
+        """Block until at least ``n`` requests arrived; return them all."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.received) >= n, timeout):
+                raise TimeoutError(
+                    f"{len(self.received)} webhooks received, expected {n}"
+                )
+            return list(self.received)
+
+    def accepted(self) -> list[Received]:
+        """Requests with a valid signature that were answered 2xx (deliveries that counted)."""
+        with self._cond:
+            return [r for r in self.received if r.verified and 200 <= r.status < 300]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
