@@ -79,6 +79,11 @@ class WebhookReceiver:
         with self._cond:
             self._script.extend((s, dict(headers or {})) for s in statuses)
 
+    def clear_script(self) -> None:
+        """Forget scripted answers not used yet: answer 200 from now on."""
+        with self._cond:
+            self._script.clear()
+
     def wait_for(self, n: int, timeout: float = 10.0) -> list[Received]:
         """Block until at least ``n`` requests arrived; return them all."""
         with self._cond:

@@ -1,0 +1,65 @@
+"""REST API (FastAPI): master data, live levels, history, orders, keys, health and metrics.
+
+``create_api(ctx)`` builds the app over the server's parts (see
+:class:`~jitstock.server.api.context.ApiContext`); it holds no state of its own
+beyond ``app.state.ctx``.  OpenAPI at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from jitstock.server.api.auth import ensure_bootstrap_key
+from jitstock.server.api.context import ApiContext
+from jitstock.server.api.errors import install_error_handlers
+from jitstock.server.api.routes import (
+    audit,
+    bins,
+    csv,
+    history,
+    keys,
+    levels,
+    ops,
+    orders,
+    sites,
+    skus,
+    suppliers,
+)
+
+__all__ = ["ApiContext", "create_api"]
+
+DESCRIPTION = """\
+Live stock levels of factory bins and the supplier orders they trigger.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer` reads,
+`manager` also changes master data and acknowledges/delivers orders, `admin` also manages keys.
+Times are epoch milliseconds; history queries also accept ISO 8601.
+"""
+
+
+def create_api(ctx: ApiContext) -> FastAPI:
+    """The FastAPI app over ctx; installs the bootstrap admin key (hashed) if one is configured."""
+    app = FastAPI(
+        title="jitstock", description=DESCRIPTION, version="1", docs_url="/docs"
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    # csv before bins so /bins/import is never read as a bin id by a future catch-all route.
+    for module in (
+        sites,
+        skus,
+        suppliers,
+        csv,
+        bins,
+        history,
+        levels,
+        orders,
+        keys,
+        audit,
+        ops,
+    ):
+        app.include_router(module.router)
+    ensure_bootstrap_key(
+        ctx.session_factory, ctx.settings.bootstrap_admin_key, ctx.clock.time_ms()
+    )
+    return app

@@ -1,0 +1,434 @@
+"""Master data changes (sites, SKUs, suppliers, bins) with their checks and audit rows.
+
+Shared by the JSON routes and the CSV import, so both refuse the same things
+with the same messages.  Functions change the session and never commit; they
+raise FieldInvalid / Conflict / NotFound (translated to HTTP in errors.py)
+*before* changing anything, so a refused change leaves the session clean.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jitstock.server import reorder
+from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
+from jitstock.server.api.schemas import BinCreate, SiteCreate, SkuCreate, SupplierCreate
+from jitstock.server.db.audit import record_audit
+from jitstock.server.db.models import (
+    Agent,
+    Base,
+    Bin,
+    BinEvent,
+    Order,
+    Site,
+    Sku,
+    Supplier,
+)
+from jitstock.server.db.secrets import new_webhook_secret
+from jitstock.server.levels import count_of
+
+M = TypeVar("M", bound=Base)
+SECRET_FIELDS = frozenset({"webhook_secret"})
+# Bin fields whose change can move the inventory position relative to the reorder point.
+REORDER_FIELDS = frozenset(
+    {"reorder_point", "order_qty", "supplier_id", "paused", "capacity"}
+)
+CALIBRATION_FIELDS = frozenset({"tare_g", "unit_weight_g", "sku_id"})
+
+
+def get_or_404(
+    session: Session, model: type[M], entity: str, entity_id: str | int
+) -> M:
+    """A row by primary key, or NotFound naming the entity."""
+    row = session.get(model, entity_id)
+    if row is None:
+        raise NotFound(entity, str(entity_id))
+    return row
+
+
+def _redact(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: ("<set>" if k in SECRET_FIELDS and v is not None else v)
+        for k, v in values.items()
+    }
+
+
+def _audit(
+    session: Session,
+    actor: str,
+    now_ms: int,
+    action: str,
+    entity: str,
+    entity_id: str,
+    detail: dict[str, Any],
+) -> None:
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        detail=_redact(detail),
+    )
+
+
+def _diff(row: Base, changes: dict[str, Any]) -> dict[str, Any]:
+    """The subset of changes that differ from the row's current values."""
+    return {k: v for k, v in changes.items() if getattr(row, k) != v}
+
+
+def _apply(
+    session: Session,
+    row: Base,
+    entity: str,
+    entity_id: str,
+    diff: dict[str, Any],
+    actor: str,
+    now_ms: int,
+) -> None:
+    before = {k: getattr(row, k) for k in diff}
+    for k, v in diff.items():
+        setattr(row, k, v)
+    detail: dict[str, Any] = {
+        k: "rotated" if k in SECRET_FIELDS else {"from": before[k], "to": v}
+        for k, v in diff.items()
+    }
+    _audit(session, actor, now_ms, f"{entity}.update", entity, entity_id, detail)
+
+
+def _in_use(
+    session: Session, entity: str, entity_id: str, checks: list[tuple[str, Any]]
+) -> None:
+    """Conflict if any of the (what, count query) pairs counts rows referencing the entity."""
+    uses = []
+    for what, stmt in checks:
+        n = int(session.scalar(stmt) or 0)
+        if n:
+            uses.append(f"{n} {what}")
+    if uses:
+        raise Conflict(f"{entity} {entity_id!r} is still used by {', '.join(uses)}")
+
+
+# --- sites -------------------------------------------------------------------
+
+
+def create_site(session: Session, data: SiteCreate, actor: str, now_ms: int) -> Site:
+    """Add a site."""
+    if session.get(Site, data.id) is not None:
+        raise Conflict(f"site {data.id!r} already exists", field="id")
+    row = Site(**data.model_dump())
+    session.add(row)
+    _audit(session, actor, now_ms, "site.create", "site", row.id, data.model_dump())
+    return row
+
+
+def update_site(
+    session: Session, site_id: str, changes: dict[str, Any], actor: str, now_ms: int
+) -> tuple[Site, bool]:
+    """Change a site; returns (row, whether anything changed)."""
+    row = get_or_404(session, Site, "site", site_id)
+    diff = _diff(row, changes)
+    if diff:
+        _apply(session, row, "site", site_id, diff, actor, now_ms)
+    return row, bool(diff)
+
+
+def delete_site(session: Session, site_id: str, actor: str, now_ms: int) -> None:
+    """Remove a site that no bin or order refers to (its idle agents go with it)."""
+    row = get_or_404(session, Site, "site", site_id)
+    _in_use(
+        session,
+        "site",
+        site_id,
+        [
+            (
+                "bins",
+                select(func.count()).select_from(Bin).where(Bin.site_id == site_id),
+            ),
+            (
+                "orders",
+                select(func.count()).select_from(Order).where(Order.site_id == site_id),
+            ),
+        ],
+    )
+    for agent in session.scalars(select(Agent).where(Agent.site_id == site_id)):
+        session.delete(agent)
+    session.delete(row)
+    _audit(session, actor, now_ms, "site.delete", "site", site_id, {})
+
+
+# --- SKUs --------------------------------------------------------------------
+
+
+def _check_barcode(session: Session, barcode: str | None, sku_id: str) -> None:
+    if barcode is None:
+        return
+    other = session.scalars(
+        select(Sku.id).where(Sku.barcode == barcode, Sku.id != sku_id)
+    ).first()
+    if other is not None:
+        raise Conflict(
+            f"barcode: {barcode!r} already belongs to SKU {other!r}", field="barcode"
+        )
+
+
+def create_sku(session: Session, data: SkuCreate, actor: str, now_ms: int) -> Sku:
+    """Add a SKU."""
+    if session.get(Sku, data.id) is not None:
+        raise Conflict(f"SKU {data.id!r} already exists", field="id")
+    _check_barcode(session, data.barcode, data.id)
+    row = Sku(**data.model_dump())
+    session.add(row)
+    _audit(session, actor, now_ms, "sku.create", "sku", row.id, data.model_dump())
+    return row
+
+
+def update_sku(
+    session: Session, sku_id: str, changes: dict[str, Any], actor: str, now_ms: int
+) -> tuple[Sku, bool]:
+    """Change a SKU; a new unit weight recounts the bins that use it."""
+    row = get_or_404(session, Sku, "SKU", sku_id)
+    diff = _diff(row, changes)
+    if "barcode" in diff:
+        _check_barcode(session, diff["barcode"], sku_id)
+    if diff:
+        _apply(session, row, "sku", sku_id, diff, actor, now_ms)
+    if "unit_weight_g" in diff:
+        session.flush()
+        for b in session.scalars(
+            select(Bin).where(Bin.sku_id == sku_id, Bin.unit_weight_g.is_(None))
+        ):
+            recount(session, b, now_ms)
+    return row, bool(diff)
+
+
+def delete_sku(session: Session, sku_id: str, actor: str, now_ms: int) -> None:
+    """Remove a SKU no bin or order refers to."""
+    row = get_or_404(session, Sku, "SKU", sku_id)
+    _in_use(
+        session,
+        "SKU",
+        sku_id,
+        [
+            ("bins", select(func.count()).select_from(Bin).where(Bin.sku_id == sku_id)),
+            (
+                "orders",
+                select(func.count()).select_from(Order).where(Order.sku_id == sku_id),
+            ),
+        ],
+    )
+    session.delete(row)
+    _audit(session, actor, now_ms, "sku.delete", "sku", sku_id, {})
+
+
+# --- suppliers ---------------------------------------------------------------
+
+
+def create_supplier(
+    session: Session, data: SupplierCreate, actor: str, now_ms: int
+) -> tuple[Supplier, str]:
+    """Add a supplier; returns it and its webhook secret (generated unless given)."""
+    if session.get(Supplier, data.id) is not None:
+        raise Conflict(f"supplier {data.id!r} already exists", field="id")
+    values = data.model_dump()
+    secret = values["webhook_secret"] or new_webhook_secret()
+    values["webhook_secret"] = secret
+    row = Supplier(**values)
+    session.add(row)
+    _audit(session, actor, now_ms, "supplier.create", "supplier", row.id, values)
+    return row, secret
+
+
+def update_supplier(
+    session: Session, supplier_id: str, changes: dict[str, Any], actor: str, now_ms: int
+) -> tuple[Supplier, bool]:
+    """Change a supplier."""
+    row = get_or_404(session, Supplier, "supplier", supplier_id)
+    diff = _diff(row, changes)
+    if diff:
+        _apply(session, row, "supplier", supplier_id, diff, actor, now_ms)
+    return row, bool(diff)
+
+
+def rotate_supplier_secret(
+    session: Session, supplier_id: str, actor: str, now_ms: int
+) -> tuple[Supplier, str]:
+    """Give a supplier a fresh webhook secret (returned once)."""
+    secret = new_webhook_secret()
+    row, _ = update_supplier(
+        session, supplier_id, {"webhook_secret": secret}, actor, now_ms
+    )
+    return row, secret
+
+
+def delete_supplier(
+    session: Session, supplier_id: str, actor: str, now_ms: int
+) -> None:
+    """Remove a supplier no bin or order refers to."""
+    row = get_or_404(session, Supplier, "supplier", supplier_id)
+    _in_use(
+        session,
+        "supplier",
+        supplier_id,
+        [
+            (
+                "bins",
+                select(func.count())
+                .select_from(Bin)
+                .where(Bin.supplier_id == supplier_id),
+            ),
+            (
+                "orders",
+                select(func.count())
+                .select_from(Order)
+                .where(Order.supplier_id == supplier_id),
+            ),
+        ],
+    )
+    session.delete(row)
+    _audit(session, actor, now_ms, "supplier.delete", "supplier", supplier_id, {})
+
+
+# --- bins --------------------------------------------------------------------
+
+
+def check_bin(session: Session, bin_id: str, v: dict[str, Any]) -> None:
+    """Refuse a bin configuration (all fields merged) whose references or numbers do not hold."""
+    if session.get(Site, v["site_id"]) is None:
+        raise FieldInvalid("site_id", f"site {v['site_id']!r} does not exist")
+    if session.get(Sku, v["sku_id"]) is None:
+        raise FieldInvalid("sku_id", f"SKU {v['sku_id']!r} does not exist")
+    if (
+        v.get("supplier_id") is not None
+        and session.get(Supplier, v["supplier_id"]) is None
+    ):
+        raise FieldInvalid(
+            "supplier_id", f"supplier {v['supplier_id']!r} does not exist"
+        )
+    agent_id = v.get("agent_id")
+    if agent_id is not None:
+        agent = session.get(Agent, agent_id)
+        if agent is not None and agent.site_id != v["site_id"]:
+            raise FieldInvalid(
+                "agent_id",
+                f"agent {agent_id!r} belongs to site {agent.site_id!r}, not {v['site_id']!r}",
+            )
+    elif v.get("channel") is not None:
+        raise FieldInvalid(
+            "agent_id",
+            "required when channel is set (a channel is a port of one agent)",
+        )
+    if agent_id is not None and v.get("channel") is not None:
+        other = session.scalars(
+            select(Bin.id).where(
+                Bin.agent_id == agent_id, Bin.channel == v["channel"], Bin.id != bin_id
+            )
+        ).first()
+        if other is not None:
+            raise Conflict(
+                f"channel: {v['channel']!r} of agent {agent_id!r} already feeds bin {other!r}",
+                field="channel",
+            )
+    capacity = v.get("capacity")
+    if capacity is not None and v.get("reorder_point", 0) > capacity:
+        raise FieldInvalid(
+            "reorder_point",
+            f"{v['reorder_point']} exceeds the bin's capacity {capacity}",
+        )
+
+
+def _ensure_agent(session: Session, agent_id: str | None, site_id: str) -> None:
+    # Ingest stores status only for known agents: configuring a bin is what makes its agent known.
+    if agent_id is not None and session.get(Agent, agent_id) is None:
+        session.add(Agent(id=agent_id, site_id=site_id, online=False))
+        session.flush()
+
+
+def recount(session: Session, row: Bin, now_ms: int) -> bool:
+    """Re-derive on_hand from the last weight after a calibration change; True if it moved."""
+    if row.last_grams is None or row.last_seen_ms is None:
+        return False
+    count, confidence = count_of(
+        row.last_grams, row.tare_g, row.effective_unit_weight_g
+    )
+    row.on_hand_confidence = confidence
+    if count == row.on_hand:
+        return False
+    delta = count - row.on_hand
+    row.on_hand = count
+    session.add(
+        BinEvent(
+            bin_id=row.id,
+            ts_ms=now_ms,
+            kind="recount",
+            delta=delta,
+            on_hand_after=count,
+        )
+    )
+    return True
+
+
+def _reconsider(session: Session, row: Bin, actor: str, now_ms: int) -> Order | None:
+    # Only a bin with a measured level can be judged: a new bin reads 0 before its scale reports.
+    if row.last_seen_ms is None:
+        return None
+    return reorder.maybe_reorder(
+        session, row, now_ms, {"reason": "bin configuration changed", "by": actor}
+    )
+
+
+def create_bin(session: Session, data: BinCreate, actor: str, now_ms: int) -> Bin:
+    """Add a bin (and its agent if new); it orders only once its scale has reported."""
+    if session.get(Bin, data.id) is not None:
+        raise Conflict(f"bin {data.id!r} already exists", field="id")
+    values = data.model_dump()
+    check_bin(session, data.id, values)
+    _ensure_agent(session, data.agent_id, data.site_id)
+    row = Bin(**values)
+    session.add(row)
+    _audit(session, actor, now_ms, "bin.create", "bin", row.id, values)
+    return row
+
+
+def update_bin(
+    session: Session, bin_id: str, changes: dict[str, Any], actor: str, now_ms: int
+) -> tuple[Bin, bool, Order | None]:
+    """Change a bin: recount on recalibration, re-run the reorder rule when its inputs change."""
+    row = get_or_404(session, Bin, "bin", bin_id)
+    diff = _diff(row, changes)
+    if not diff:
+        return row, False, None
+    merged = {c: getattr(row, c) for c in BinCreate.model_fields if c != "id"} | diff
+    check_bin(session, bin_id, merged)
+    _ensure_agent(session, merged["agent_id"], merged["site_id"])
+    _apply(session, row, "bin", bin_id, diff, actor, now_ms)
+    session.flush()
+    session.refresh(row, ["sku"])  # a new sku_id must bring its unit weight
+    moved = recount(session, row, now_ms) if diff.keys() & CALIBRATION_FIELDS else False
+    order = (
+        _reconsider(session, row, actor, now_ms)
+        if moved or diff.keys() & REORDER_FIELDS
+        else None
+    )
+    return row, True, order
+
+
+def delete_bin(session: Session, bin_id: str, actor: str, now_ms: int) -> None:
+    """Remove a bin that never ordered (otherwise pause it: orders keep their history)."""
+    row = get_or_404(session, Bin, "bin", bin_id)
+    n = int(
+        session.scalar(
+            select(func.count()).select_from(Order).where(Order.bin_id == bin_id)
+        )
+        or 0
+    )
+    if n:
+        raise Conflict(
+            f"bin {bin_id!r} has {n} order(s); set paused=true instead of deleting it"
+        )
+    session.delete(row)
+    _audit(session, actor, now_ms, "bin.delete", "bin", bin_id, {})

@@ -1,0 +1,22 @@
+"""What must happen after a commit that changed bins: the in-memory views catch up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from jitstock.server.api.context import ApiContext
+
+log = logging.getLogger(__name__)
+
+
+def bins_changed(ctx: ApiContext, new_order_ids: Sequence[str]) -> None:
+    """Reload the bin registry (ingest's calibrations) and wake the dispatcher for new orders."""
+    try:
+        ctx.registry.reload()
+    except Exception:
+        # Committed already; the periodic refresh will catch up, so the client still gets its answer.
+        log.exception("registry reload after a bin change failed")
+    if new_order_ids:
+        ctx.metrics.orders_created.inc(len(new_order_ids))
+        ctx.dispatcher.wake()

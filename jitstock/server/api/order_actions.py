@@ -1,0 +1,153 @@
+"""What a supplier or the plant may do to an order: acknowledge it, record its delivery.
+
+Order state machine (the dispatcher owns created -> sent/failed)::
+
+    created ──send──▶ sent ──ack──▶ acknowledged ──deliver──▶ delivered
+       │  └───────────ack─────────────▲   ▲                     ▲
+       └──deliver / sent ──deliver────┴───┼─────────────────────┘
+    failed, cancelled, delivered: final (ack/deliver -> Conflict)
+
+An ack may arrive while the order is still 'created' (a supplier answering
+inside its webhook handler, before the dispatcher records the 200), so ack is
+legal from created and sent; acking an acknowledged order again is idempotent.
+Transitions are compare-and-set UPDATEs on the state, so a concurrent
+dispatcher record or a second delivery loses cleanly instead of overwriting.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
+from jitstock.server.db.audit import record_audit
+from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
+
+ACKABLE_STATES = ("created", "sent")
+DELIVERABLE_STATES = OPEN_ORDER_STATES
+
+
+def _load(session: Session, order_id: str) -> Order:
+    order = session.get(Order, order_id, populate_existing=True)
+    if order is None:
+        raise NotFound("order", order_id)
+    return order
+
+
+def ack_order(
+    session: Session, order_id: str, promised_ms: int | None, actor: str, now_ms: int
+) -> Order:
+    """Mark an order acknowledged by its supplier, with an optional promised delivery time."""
+    order = _load(session, order_id)
+    if promised_ms is not None and promised_ms < order.created_ms:
+        raise FieldInvalid(
+            "promised_ms",
+            f"{promised_ms} is before the order was created ({order.created_ms})",
+        )
+    if order.state == "acknowledged":
+        if promised_ms is not None and promised_ms != order.promised_ms:
+            record_audit(
+                session,
+                at_ms=now_ms,
+                actor=actor,
+                action="order.promise",
+                entity="order",
+                entity_id=order_id,
+                detail={"from": order.promised_ms, "to": promised_ms},
+            )
+            order.promised_ms = promised_ms
+        return order
+    if order.state not in ACKABLE_STATES:
+        raise Conflict(
+            f"order {order_id} is {order.state}; only a created or sent order can be acknowledged"
+        )
+    moved = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state.in_(ACKABLE_STATES))
+        .values(
+            state="acknowledged",
+            acked_ms=now_ms,
+            promised_ms=promised_ms,
+            # The supplier has it: there is nothing left to send.
+            next_attempt_ms=None,
+            sent_ms=order.sent_ms if order.sent_ms is not None else now_ms,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        state = _load(session, order_id).state
+        raise Conflict(
+            f"order {order_id} changed to {state} meanwhile; acknowledge refused"
+        )
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="order.acknowledged",
+        entity="order",
+        entity_id=order_id,
+        detail={"from": order.state, "promised_ms": promised_ms},
+    )
+    return _load(session, order_id)
+
+
+def deliver_order(
+    session: Session, order_id: str, qty: int, actor: str, now_ms: int
+) -> Order:
+    """Record goods received: the order is delivered and the bin counts them until the scale confirms."""
+    order = _load(session, order_id)
+    if order.state not in DELIVERABLE_STATES:
+        raise Conflict(
+            f"order {order_id} is {order.state}; only an open order (created, sent, acknowledged) can be delivered"
+        )
+    moved = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state.in_(DELIVERABLE_STATES))
+        .values(
+            state="delivered",
+            delivered_ms=now_ms,
+            delivered_qty=qty,
+            next_attempt_ms=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        state = _load(session, order_id).state
+        raise Conflict(
+            f"order {order_id} changed to {state} meanwhile; delivery refused"
+        )
+    # Relative update: ingest may be writing the same bin's level right now.
+    session.execute(
+        update(Bin)
+        .where(Bin.id == order.bin_id)
+        .values(pending_delivery_qty=Bin.pending_delivery_qty + qty)
+        .execution_options(synchronize_session=False)
+    )
+    bin_row = session.get(Bin, order.bin_id, populate_existing=True)
+    assert bin_row is not None  # orders.bin_id is a foreign key
+    # on_hand_after is the effective count: on the scale plus delivered-but-unconfirmed.
+    session.add(
+        BinEvent(
+            bin_id=bin_row.id,
+            ts_ms=now_ms,
+            kind="delivery",
+            delta=qty,
+            on_hand_after=bin_row.on_hand + bin_row.pending_delivery_qty,
+        )
+    )
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="order.delivered",
+        entity="order",
+        entity_id=order_id,
+        detail={
+            "from": order.state,
+            "qty": qty,
+            "ordered": order.qty,
+            "bin": bin_row.id,
+            "pending_delivery_qty": bin_row.pending_delivery_qty,
+        },
+    )
+    return _load(session, order_id)

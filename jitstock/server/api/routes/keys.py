@@ -1,0 +1,72 @@
+"""API keys (admin only): create (the plain key is shown once), list, revoke."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from jitstock.server.api import catalog
+from jitstock.server.api.deps import Admin, CtxDep, ReadSessionDep, SessionDep
+from jitstock.server.api.schemas import KeyCreate, KeyCreated, KeyPublic
+from jitstock.server.db.audit import record_audit
+from jitstock.server.db.models import ApiKey
+from jitstock.server.db.secrets import hash_api_key, new_api_key
+
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+
+
+@router.get("")
+def list_keys(session: ReadSessionDep, _key: Admin) -> list[KeyPublic]:
+    """Every key, revoked ones included (never the key itself)."""
+    return [
+        KeyPublic.model_validate(k)
+        for k in session.scalars(select(ApiKey).order_by(ApiKey.id))
+    ]
+
+
+@router.post("", status_code=201)
+def create_key(
+    body: KeyCreate, session: SessionDep, key: Admin, ctx: CtxDep
+) -> KeyCreated:
+    """Issue a key; the response is the only time its value is shown (only a hash is stored)."""
+    now = ctx.clock.time_ms()
+    plain = new_api_key()
+    row = ApiKey(
+        name=body.name,
+        key_hash=hash_api_key(plain),
+        role=body.role,
+        created_ms=now,
+        revoked=False,
+    )
+    session.add(row)
+    session.flush()
+    record_audit(
+        session,
+        at_ms=now,
+        actor=key.name,
+        action="key.create",
+        entity="api_key",
+        entity_id=str(row.id),
+        detail={"name": row.name, "role": row.role},
+    )
+    session.commit()
+    return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=plain)
+
+
+@router.delete("/{key_id}", status_code=204)
+def revoke_key(key_id: int, session: SessionDep, key: Admin, ctx: CtxDep) -> Response:
+    """Revoke a key: requests with it get 401 from now on (the row stays for the audit trail)."""
+    row = catalog.get_or_404(session, ApiKey, "API key", key_id)
+    if not row.revoked:
+        row.revoked = True
+        record_audit(
+            session,
+            at_ms=ctx.clock.time_ms(),
+            actor=key.name,
+            action="key.revoke",
+            entity="api_key",
+            entity_id=str(key_id),
+            detail={"name": row.name},
+        )
+        session.commit()
+    return Response(status_code=204)

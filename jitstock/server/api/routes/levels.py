@@ -1,0 +1,80 @@
+"""Live levels: every bin's count, confidence, freshness and inventory position."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from jitstock.server.api import catalog
+from jitstock.server.api.deps import ReadSessionDep, Viewer
+from jitstock.server.api.schemas import LevelPublic
+from jitstock.server.db.models import OPEN_ORDER_STATES, Agent, Bin, Order
+
+router = APIRouter(prefix="/api/v1/levels", tags=["levels"])
+
+
+def _levels(session: Session, stmt: Select[Bin, bool]) -> list[LevelPublic]:
+    rows = session.execute(stmt).all()
+    on_order_stmt = (
+        select(Order.bin_id, func.sum(Order.qty))
+        .where(Order.state.in_(OPEN_ORDER_STATES))
+        .group_by(Order.bin_id)
+    )
+    if len(rows) == 1:
+        on_order_stmt = on_order_stmt.where(Order.bin_id == rows[0][0].id)
+    on_order = {bin_id: int(qty) for bin_id, qty in session.execute(on_order_stmt)}
+    out = []
+    for b, online in rows:
+        ordered = on_order.get(b.id, 0)
+        out.append(
+            LevelPublic(
+                bin_id=b.id,
+                site_id=b.site_id,
+                sku_id=b.sku_id,
+                on_hand=b.on_hand,
+                confidence=b.on_hand_confidence,
+                last_grams=b.last_grams,
+                last_seen_ms=b.last_seen_ms,
+                pending_delivery_qty=b.pending_delivery_qty,
+                on_order_qty=ordered,
+                position=b.on_hand + b.pending_delivery_qty + ordered,
+                reorder_point=b.reorder_point,
+                paused=b.paused,
+                sensor_ok=b.sensor_ok,
+                sensor_fault=b.sensor_fault,
+                agent_id=b.agent_id,
+                agent_online=online if b.agent_id is not None else None,
+            )
+        )
+    return out
+
+
+def _base() -> Select[Bin, bool]:
+    return (
+        select(Bin, Agent.online)
+        .outerjoin(Agent, Bin.agent_id == Agent.id)
+        .order_by(Bin.id)
+    )
+
+
+@router.get("")
+def list_levels(
+    session: ReadSessionDep,
+    _key: Viewer,
+    site: Annotated[str | None, Query(description="only bins of this site")] = None,
+) -> list[LevelPublic]:
+    """Live level of every bin."""
+    stmt = _base()
+    if site is not None:
+        stmt = stmt.where(Bin.site_id == site)
+    return _levels(session, stmt)
+
+
+@router.get("/{bin_id}")
+def get_level(bin_id: str, session: ReadSessionDep, _key: Viewer) -> LevelPublic:
+    """Live level of one bin."""
+    catalog.get_or_404(session, Bin, "bin", bin_id)
+    return _levels(session, _base().where(Bin.id == bin_id))[0]

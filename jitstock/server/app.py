@@ -1,0 +1,150 @@
+"""Composition root of the server process: builds every part and wires them.
+
+Nothing else constructs infrastructure; each part receives what it needs, so a
+test can build a ServerApp on real services with its own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import httpx
+import uvicorn
+
+from jitstock import protocol
+from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.api import create_api
+from jitstock.server.db.migrate import upgrade
+from jitstock.server.db.session import make_engine, make_session_factory
+from jitstock.server.dispatch import Dispatcher
+from jitstock.server.ingest import SUBSCRIPTIONS, Flush, Ingest
+from jitstock.server.metrics import Metrics
+from jitstock.server.mqtt import MqttConnection
+from jitstock.server.registry import BinRegistry
+from jitstock.server.settings import ServerSettings
+from jitstock.server.state import SqlState
+from jitstock.server.tsdb import open_store
+
+log = logging.getLogger(__name__)
+
+# Bins changed by another server process (or by hand in the DB) are picked up this often.
+REGISTRY_REFRESH_S = 10.0
+
+
+class ServerApp:
+    """Everything one `jitstock server` process runs."""
+
+    def __init__(self, settings: ServerSettings, clock: Clock = REAL_CLOCK) -> None:
+        settings.check_production()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        upgrade(settings.db_url)
+        self.engine = make_engine(settings.db_url)
+        self.session_factory = make_session_factory(self.engine)
+        self.tsdb = open_store(
+            influx_url=settings.influx_url,
+            influx_db=settings.influx_db,
+            token=settings.influx_token,
+            user=settings.influx_user,
+            password=settings.influx_password,
+            sqlite_path=settings.tsdb_file,
+            spool_path=settings.spool_file,
+        )
+        self.registry = BinRegistry()
+        self.state = SqlState(self.session_factory, self.registry)
+        self.registry.set_loader(self.state.load_registry)
+        self.registry.reload()
+        self.mqtt = MqttConnection(
+            settings.mqtt_url,
+            settings.mqtt_client_id,
+            SUBSCRIPTIONS,
+            username=settings.mqtt_user,
+            password=settings.mqtt_password,
+            tls_ca=settings.mqtt_tls_ca,
+            receive_maximum=settings.mqtt_receive_maximum,
+            protocol=settings.mqtt_protocol,
+        )
+        self.http = httpx.Client(timeout=settings.webhook_timeout_s)
+        self.dispatcher = Dispatcher(
+            self.session_factory,
+            self.http,
+            clock=clock,
+            publish_mqtt=self._publish_order,
+            metrics=self.metrics,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_cap_s=settings.webhook_backoff_cap_s,
+        )
+        self.order_listeners: list[Callable[[list[str]], None]] = []
+        self.ingest = Ingest(
+            self.tsdb,
+            self.state,
+            self.registry,
+            self.metrics,
+            connection=self.mqtt,
+            clock=clock,
+            flush_max_msgs=settings.ingest_flush_max_msgs,
+            flush_max_ms=settings.ingest_flush_max_ms,
+            on_flush=[self._after_flush],
+        )
+        self.api = create_api(self)
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(
+            target=self._refresh_loop, name="registry-refresh", daemon=True
+        )
+        self._uvicorn: uvicorn.Server | None = None
+
+    def _after_flush(self, flush: Flush, orders: list[str]) -> None:
+        if orders:
+            self.dispatcher.wake()
+            for listener in self.order_listeners:
+                listener(orders)
+
+    def _publish_order(self, site: str, supplier: str, payload: bytes) -> None:
+        self.mqtt.publish(protocol.orders_topic(site, supplier), payload, qos=1)
+
+    def mqtt_connected(self) -> bool:
+        """Whether the broker connection is up (for /healthz)."""
+        return self.mqtt.connected.is_set()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REGISTRY_REFRESH_S):
+            try:
+                self.registry.reload()
+            except Exception:
+                log.exception("registry refresh failed")
+
+    def start(self) -> None:
+        """Start the background parts: MQTT, ingest, dispatcher."""
+        self.mqtt.start()
+        self.ingest.start()
+        self.dispatcher.start()
+        self._refresher.start()
+
+    def serve(self) -> None:
+        """Run the HTTP API in this thread until stopped (Ctrl-C or stop())."""
+        config = uvicorn.Config(
+            self.api,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn.run()
+
+    def stop(self) -> None:
+        """Stop everything, in the reverse order of start."""
+        self._stop.set()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        self.ingest.stop()
+        self.dispatcher.stop()
+        self.mqtt.stop()
+        self.tsdb.close()
+        self.http.close()
+        self.engine.dispose()

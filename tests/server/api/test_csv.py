@@ -1,0 +1,136 @@
+"""CSV export and all-or-nothing import through real HTTP (text/csv bodies and multipart uploads)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+
+from tests.server.api.conftest import SKU, Api, errors_text, seed_master
+
+CSV = {"content-type": "text/csv"}
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_export_import_round_trip(api: Api, manager: httpx.Client) -> None:
+    seed_master(manager, bins=3)
+    before = {e: manager.get(f"/api/v1/{e}.csv") for e in ("bins", "skus", "suppliers")}
+    for r in before.values():
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/csv")
+    assert [b["id"] for b in _rows(before["bins"].text)] == ["A-01", "A-02", "A-03"]
+
+    # Into a fresh plant: suppliers and SKUs first, then bins.
+    other = api.client(api.admin_key)
+    other.post("/api/v1/sites", json={"id": "plant1", "name": "Plant 1"})
+    for entity in ("bins", "skus", "suppliers"):
+        # Re-importing the export into the same API changes nothing.
+        r = manager.post(
+            f"/api/v1/{entity}/import", content=before[entity].content, headers=CSV
+        )
+        assert r.status_code == 200, r.text
+        n = len(_rows(before[entity].text))
+        assert r.json()["unchanged"] == n
+        assert (r.json()["created"], r.json()["updated"]) == (0, 0)
+
+    # Edit in the "spreadsheet" and import: one bin changed, one added.
+    rows = _rows(before["bins"].text)
+    rows[1]["reorder_point"] = "75"
+    rows.append({**rows[0], "id": "A-04", "channel": "ch-A-04"})
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    r = manager.post(
+        "/api/v1/bins/import", files={"file": ("bins.csv", out.getvalue(), "text/csv")}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["created"], r.json()["updated"], r.json()["unchanged"]) == (
+        1,
+        1,
+        2,
+    )
+    assert manager.get("/api/v1/bins/A-02").json()["reorder_point"] == 75
+    assert manager.get("/api/v1/bins/A-04").json()["channel"] == "ch-A-04"
+    assert api.ctx.registry.calibration("A-04") is not None
+    assert _rows(manager.get("/api/v1/bins.csv").text)[3]["id"] == "A-04"
+
+
+def test_supplier_csv_never_carries_secrets(api: Api, manager: httpx.Client) -> None:
+    secret = manager.post(
+        "/api/v1/suppliers", json={"id": "acme", "name": "ACME"}
+    ).json()["webhook_secret"]
+    text = manager.get("/api/v1/suppliers.csv").text
+    assert "webhook_secret" not in text
+    assert secret not in text
+    bad = "id,name,webhook_secret\nnew,New,whsec_abc\n"
+    r = manager.post("/api/v1/suppliers/import", content=bad, headers=CSV)
+    assert r.status_code == 422
+    assert "row 1, column webhook_secret: unknown column" in errors_text(r)
+    # New suppliers get a generated secret, returned once in the import result.
+    r = manager.post(
+        "/api/v1/suppliers/import",
+        content="id,name,webhook_url\nnew,New,https://x.example/h\n",
+        headers=CSV,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["webhook_secrets"]["new"].startswith("whsec_")
+
+
+def test_bad_csv_is_rejected_whole_naming_rows_and_columns(
+    api: Api, manager: httpx.Client
+) -> None:
+    seed_master(manager)
+    before = manager.get("/api/v1/bins.csv").text
+    text = (
+        "id,site_id,sku_id,unit_weight_g,reorder_point,supplier_id\n"
+        "B-01,plant1,M6-bolt,4.5,10,acme\n"  # fine
+        "B-02,plant1,M6-bolt,-1,10,acme\n"  # row 3: negative unit weight
+        "B-03,plant1,no-such-sku,4,10,acme\n"  # row 4: unknown SKU
+        "B-04,plant1,M6-bolt,4,lots,acme\n"  # row 5: not a number
+        "B-01,plant1,M6-bolt,4,10,acme\n"  # row 6: duplicate id
+        "A-01,plant1,M6-bolt,4,,acme\n"  # row 7: required cell cleared on an existing bin
+    )
+    r = manager.post("/api/v1/bins/import", content=text, headers=CSV)
+    assert r.status_code == 422
+    msgs = [e["msg"] for e in r.json()["detail"]]
+    assert msgs[0] == "row 3, column unit_weight_g: Input should be greater than 0"
+    assert msgs[1] == "row 4, column sku_id: SKU 'no-such-sku' does not exist"
+    assert msgs[2].startswith(
+        "row 5, column reorder_point: Input should be a valid integer"
+    )
+    assert msgs[3] == "row 6, column id: 'B-01' already appears in row 2"
+    assert msgs[4] == "row 7, column reorder_point: may not be null"
+    assert len(msgs) == 5
+    assert r.json()["message"].startswith("nothing was imported")
+    # All or nothing: B-01 (a good row) was not created either.
+    assert manager.get("/api/v1/bins/B-01").status_code == 404
+    assert manager.get("/api/v1/bins.csv").text == before
+
+
+def test_header_problems_and_formats(api: Api, manager: httpx.Client) -> None:
+    seed_master(manager)
+    r = manager.post(
+        "/api/v1/skus/import", content="name,unit_weight_g\nX,1\n", headers=CSV
+    )
+    assert errors_text(r) == "row 1, column id: required column is missing"
+    r = manager.post("/api/v1/skus/import", content="", headers=CSV)
+    assert r.status_code == 422
+    assert "empty file" in errors_text(r)
+    r = manager.post("/api/v1/skus/import", content=b"\xff\xfe\x00", headers=CSV)
+    assert "not UTF-8" in errors_text(r)
+    r = manager.post("/api/v1/skus/import", json={"id": "x"})
+    assert r.status_code == 415
+    # Excel: BOM and ';' in a decimal-comma locale.
+    body = "\ufeffid;name;unit_weight_g\nW-1;Washer;0.8\n".encode()
+    r = manager.post("/api/v1/skus/import", content=body, headers=CSV)
+    assert r.status_code == 200, r.text
+    assert manager.get("/api/v1/skus/W-1").json()["unit_weight_g"] == 0.8
+    # A new SKU row without a required cell.
+    r = manager.post("/api/v1/skus/import", content="id,name\nN-1,Nut\n", headers=CSV)
+    assert errors_text(r) == "row 2, column unit_weight_g: required for a new row"
+    assert manager.get(f"/api/v1/skus/{SKU['id']}").status_code == 200
