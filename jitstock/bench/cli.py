@@ -1,0 +1,68 @@
+"""`jitstock bench edge|all --out DIR`: run benchmarks, print a table each, write DIR/<name>.json.
+
+A bench is a module with ``run(args: argparse.Namespace) -> dict[str, float | int | str]``;
+add one by adding a line to :data:`BENCHES` (module imported lazily, so the edge
+install does not need the server's dependencies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# bench name -> module with run(args) -> dict of numbers
+BENCHES: dict[str, str] = {
+    "edge": "jitstock.bench.edge",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jitstock bench",
+        description="measure this machine; numbers, not pass/fail",
+    )
+    parser.add_argument("name", choices=[*BENCHES, "all"], help="which bench to run")
+    parser.add_argument(
+        "--out", default="bench-results", help="directory for <name>.json"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller workloads (smoke runs, CI)"
+    )
+    return parser
+
+
+def print_table(name: str, result: dict[str, Any]) -> None:
+    """Print one bench's numbers as an aligned two-column table."""
+    width = max(len(k) for k in result) if result else 0
+    print(f"== {name} ==")
+    for key, value in result.items():
+        shown = (
+            f"{value:,.3f}"
+            if isinstance(value, float)
+            else f"{value:,}"
+            if isinstance(value, int)
+            else str(value)
+        )
+        print(f"  {key:<{width}}  {shown:>16}")
+
+
+def main(argv: list[str]) -> int:
+    """Run the chosen bench(es); exit code 0 when all ran."""
+    args = _parser().parse_args(argv)
+    names = list(BENCHES) if args.name == "all" else [args.name]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        module = importlib.import_module(BENCHES[name])
+        result: dict[str, Any] = module.run(args)
+        print_table(name, result)
+        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,324 @@
+"""Edge agent composition root: scales and scanners in, one batch per tick into the outbox, MQTT out.
+
+Threads: one reader per serial port (edge/scale.py, edge/scanner.py) calls
+:meth:`Agent.on_reading` / :meth:`Agent.on_health` / :meth:`Agent.on_scan`; the
+tick loop (:meth:`Agent.run`, the main thread) turns what arrived during the
+tick into ONE readings batch and ONE scans batch, written to the disk outbox in
+one transaction before anything is published; the publisher thread drains the
+outbox and keeps the retained status current; the retained config topic is
+applied through :meth:`Agent.apply_config` without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from jitstock import protocol
+from jitstock.clock import REAL_CLOCK, Clock, wait
+from jitstock.edge.outbox import BatchBuilder, BatchKind, Outbox, OutboxError
+from jitstock.edge.publisher import Publisher
+from jitstock.edge.ratelog import RateLimitedLog
+from jitstock.edge.scale import ScalePortConfig, ScaleReader
+from jitstock.edge.scanner import ScannerReader
+from jitstock.edge.settings import EdgeSettings
+
+log = logging.getLogger(__name__)
+
+# Readings/scans kept in memory while the outbox cannot be written (disk full); beyond, dropped and counted.
+MAX_UNWRITTEN_ITEMS = 50_000
+# How often the agent logs its counters at INFO (enough to see trends in journald, not spam it).
+STATS_LOG_S = 300.0
+# Health shown for a configured bin before its reader has given a verdict.
+UNKNOWN_FAULT = "no_data"
+
+# AgentConfig threshold fields that map 1:1 onto SignalSettings fields.
+_CONFIG_SIGNAL_FIELDS = (
+    "step_g",
+    "keepalive_s",
+    "stability_window_s",
+    "stability_spread_g",
+)
+
+_T = TypeVar("_T")
+
+
+class Agent:
+    """One Raspberry Pi's agent: readers, tick batching, outbox, publisher."""
+
+    def __init__(self, settings: EdgeSettings, clock: Clock = REAL_CLOCK) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._rlog = RateLimitedLog(log)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards the tick buffers and health
+        self._config_lock = threading.Lock()  # serialises config application
+        self._readings: list[protocol.Reading] = []
+        self._scans: list[protocol.Scan] = []
+        self._health: dict[str, protocol.SensorStatus] = {}
+        self._running = False
+        self._stats: dict[str, int] = dict.fromkeys(
+            (
+                "ticks",
+                "readings",
+                "scans",
+                "readings_batches",
+                "scans_batches",
+                "outbox_errors",
+                "dropped_items",
+                "configs_applied",
+                "tick_errors",
+            ),
+            0,
+        )
+        self.outbox = Outbox(
+            settings.outbox_path,
+            max_batches=settings.outbox_max_batches,
+            agent=settings.agent,
+            clock=clock,
+        )
+        self.publisher = Publisher(
+            self.outbox,
+            settings.broker(),
+            site=settings.site,
+            agent=settings.agent,
+            on_config=self.apply_config,
+            window=settings.inflight_window,
+            clock=clock,
+            reconnect_max_s=settings.mqtt_reconnect_max_s,
+        )
+        self._signal = replace(settings.signal)
+        self._readers: dict[str, ScaleReader] = {}
+        for scale in settings.scales:
+            self._add_reader(scale.port_config())
+        self._scanners = [
+            ScannerReader(s.port, s.id, self, clock, s.baudrate)
+            for s in settings.scanners
+        ]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        """Start everything and batch every ``tick_s`` until :meth:`stop`; returns the exit code."""
+        self.publisher.start()
+        with self._config_lock:
+            self._running = True
+            for reader in self._readers.values():
+                reader.start()
+        for scanner in self._scanners:
+            scanner.start()
+        log.info(
+            "agent %s/%s running: %d scales, %d scanners, outbox %s (%d pending)",
+            self.settings.site,
+            self.settings.agent,
+            len(self._readers),
+            len(self._scanners),
+            self.settings.outbox_path,
+            self.outbox.depth,
+        )
+        next_stats = self._clock.monotonic() + STATS_LOG_S
+        while not wait(self._clock, self.settings.tick_s, self._stop):
+            self._safe_tick()
+            if self._clock.monotonic() >= next_stats:
+                next_stats += STATS_LOG_S
+                log.info("stats %s publisher %s", self.stats, self.publisher.stats)
+        self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler)."""
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        with self._config_lock:
+            self._running = False
+            readers = list(self._readers.values())
+        for reader in readers:
+            reader.stop()
+        for scanner in self._scanners:
+            scanner.stop()
+        self._safe_tick()  # what arrived since the last tick is on disk for the next start
+        self.publisher.stop()  # retained `offline`, clean disconnect
+        self.outbox.close()
+        log.info("agent stopped: %s", self.stats)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters for logs and tests."""
+        with self._lock:
+            return dict(self._stats)
+
+    # ------------------------------------------------------------ sinks (reader threads)
+
+    def on_reading(self, bin: str, ts_ms: int, grams: float, stable: bool) -> None:
+        """ReadingSink: queue a reading for this tick's batch."""
+        with self._lock:
+            self._readings.append(protocol.Reading(bin, ts_ms, grams, stable))
+            self._stats["readings"] += 1
+
+    def on_health(self, bin: str, ok: bool, fault: str | None) -> None:
+        """ReadingSink: remember a bin's health; the status goes out at the next tick."""
+        with self._lock:
+            self._health[bin] = protocol.SensorStatus(bin, ok, None if ok else fault)
+
+    def on_scan(self, scanner: str, ts_ms: int, code: str) -> None:
+        """ScanSink: queue a scan for this tick's batch."""
+        with self._lock:
+            self._scans.append(protocol.Scan(scanner, ts_ms, code))
+            self._stats["scans"] += 1
+
+    # ------------------------------------------------------------ tick
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except (
+            Exception
+        ) as exc:  # the agent must keep serving its other scales whatever happens
+            with self._lock:
+                self._stats["tick_errors"] += 1
+            self._rlog.log(logging.ERROR, "tick", "tick failed: %r", exc)
+            log.debug("tick failure", exc_info=True)
+
+    def tick(self) -> None:
+        """Write this tick's readings and scans as one batch each, then refresh the status."""
+        with self._lock:
+            readings, self._readings = self._readings, []
+            scans, self._scans = self._scans, []
+            self._stats["ticks"] += 1
+        batches: list[tuple[BatchKind, BatchBuilder]] = []
+        for r_chunk in _chunks(readings):
+            batches.append(("readings", self._readings_builder(r_chunk)))
+        for s_chunk in _chunks(scans):
+            batches.append(("scans", self._scans_builder(s_chunk)))
+        if batches:
+            try:
+                self.outbox.append_many(batches)
+            except OutboxError as exc:
+                self._unwritten(readings, scans)
+                self._rlog.log(logging.ERROR, "outbox", "cannot queue batch: %s", exc)
+            else:
+                with self._lock:
+                    self._stats["readings_batches"] += sum(
+                        k == "readings" for k, _ in batches
+                    )
+                    self._stats["scans_batches"] += sum(
+                        k == "scans" for k, _ in batches
+                    )
+        self.publisher.set_sensors(self.sensors())
+
+    def _unwritten(
+        self, readings: list[protocol.Reading], scans: list[protocol.Scan]
+    ) -> None:
+        """Keep what could not be written for the next tick, within a memory bound."""
+        with self._lock:
+            self._stats["outbox_errors"] += 1
+            room = MAX_UNWRITTEN_ITEMS - len(self._readings) - len(self._scans)
+            keep_scans = scans[
+                : max(0, room)
+            ]  # scans first: they are never thinned either
+            keep_readings = (
+                readings[-max(0, room - len(keep_scans)) :]
+                if room > len(keep_scans)
+                else []
+            )
+            self._stats["dropped_items"] += (
+                len(readings) + len(scans) - len(keep_scans) - len(keep_readings)
+            )
+            self._readings[:0] = keep_readings
+            self._scans[:0] = keep_scans
+
+    def _readings_builder(self, chunk: Sequence[protocol.Reading]) -> BatchBuilder:
+        agent, clock = self.settings.agent, self._clock
+        items = tuple(chunk)
+
+        def build(seq: int) -> bytes:
+            return protocol.encode_readings(
+                protocol.ReadingsBatch(agent, seq, clock.time_ms(), items)
+            )
+
+        return build
+
+    def _scans_builder(self, chunk: Sequence[protocol.Scan]) -> BatchBuilder:
+        agent, clock = self.settings.agent, self._clock
+        items = tuple(chunk)
+
+        def build(seq: int) -> bytes:
+            return protocol.encode_scans(
+                protocol.ScansBatch(agent, seq, clock.time_ms(), items)
+            )
+
+        return build
+
+    def sensors(self) -> list[protocol.SensorStatus]:
+        """Health of every bin this agent serves, sorted by bin."""
+        with self._config_lock:
+            bins = {reader.config.bin for reader in self._readers.values()}
+        with self._lock:
+            return [
+                self._health.get(b, protocol.SensorStatus(b, False, UNKNOWN_FAULT))
+                for b in sorted(bins)
+            ]
+
+    # ------------------------------------------------------------ config (publisher thread)
+
+    def apply_config(self, config: protocol.AgentConfig) -> None:
+        """Apply the retained server config: bin map and thresholds, without restarting."""
+        for mapping in config.bins:
+            if not protocol.BIN_RE.match(mapping.bin):
+                raise ValueError(
+                    f"config maps port {mapping.port!r} to invalid bin {mapping.bin!r}"
+                )
+            if mapping.channel != 0:
+                raise ValueError(
+                    f"port {mapping.port!r}: multi-channel scales are not supported"
+                )
+        with self._config_lock:
+            signal = replace(self._signal)
+            for name in _CONFIG_SIGNAL_FIELDS:
+                value = getattr(config, name)
+                if value is not None:
+                    setattr(signal, name, value)
+            if signal != self._signal:
+                self._signal = signal
+                for reader in self._readers.values():
+                    reader.update(settings=replace(signal))
+            for mapping in config.bins:
+                existing = self._readers.get(mapping.port)
+                if existing is None:
+                    # a port the local file does not list: read it with the default protocol
+                    self._add_reader(
+                        ScalePortConfig(port=mapping.port, bin=mapping.bin)
+                    )
+                    if self._running:
+                        self._readers[mapping.port].start()
+                elif existing.config.bin != mapping.bin:
+                    old = existing.config.bin
+                    existing.update(config=replace(existing.config, bin=mapping.bin))
+                    with self._lock:
+                        self._health.pop(old, None)
+                    log.info(
+                        "port %s now feeds bin %s (was %s)",
+                        mapping.port,
+                        mapping.bin,
+                        old,
+                    )
+        with self._lock:
+            self._stats["configs_applied"] += 1
+        log.info(
+            "applied config: %d bin mappings, signal %s", len(config.bins), self._signal
+        )
+
+    def _add_reader(self, config: ScalePortConfig) -> None:
+        self._readers[config.port] = ScaleReader(
+            config, replace(self._signal), self, self._clock
+        )
+
+
+def _chunks(
+    items: list[_T], size: int = protocol.MAX_ITEMS_PER_BATCH
+) -> list[list[_T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,501 @@
+"""MQTT publisher: drains the disk outbox in seq order, keeps the retained status, takes config.
+
+One thread owns everything MQTT.  Each connection gets a *fresh* paho client
+driven by ``client.loop()`` from that thread; paho's own reconnect is never
+used.  Why: paho keeps unacknowledged QoS 1 messages in memory and re-sends
+them itself on ``reconnect()``, which would double with the outbox re-send (and
+it knows nothing about batches written while it was down).  So the outbox is
+the only re-send mechanism: after every (re)connect the publisher starts again
+at the lowest unacknowledged seq and publishes in seq order, at most
+``window`` messages in flight.  A batch leaves the outbox only when its PUBACK
+arrives.  Duplicates happen only for batches whose PUBACK was lost in the
+connection drop (at most ``window``); the server applies each (agent, seq) once.
+
+The window stays far below paho's 65,535 message ids: ids wrap, and more
+unacknowledged messages than ids would overwrite each other (a 100,000-message
+QoS 1 burst loses messages).
+
+MQTT 3.1.1 on purpose: the embedded demo broker (amqtt) speaks only 3.1.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from jitstock import __version__, protocol
+from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.edge.outbox import Outbox, OutboxError
+from jitstock.edge.ratelog import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+# In-flight QoS 1 batches: enough to fill a LAN round trip many times, far below 65,535 mids.
+DEFAULT_WINDOW = 1000
+# Upper bound accepted for the window, leaving most of the mid space free.
+MAX_WINDOW = 20_000
+# MQTT keep-alive: the broker fires our last will after 1.5x this without traffic.
+KEEPALIVE_S = 30
+# Reconnect backoff: fast first retry (broker restart), capped so a dead broker costs nothing.
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 30.0
+# How long the loop sleeps in select() when there is nothing to send: latency of a new batch.
+IDLE_POLL_S = 0.05
+# A broker that accepted TCP but sends no CONNACK within this is treated as down.
+CONNACK_TIMEOUT_S = 10.0
+# Acknowledged seqs are deleted from the outbox in groups (one fsync each) ...
+ACK_FLUSH_COUNT = 500
+# ... or after this long; a crash loses at most this much ack progress (harmless re-sends).
+ACK_FLUSH_S = 0.2
+# On stop, how long we wait for the broker to confirm the retained `offline` status ...
+OFFLINE_FLUSH_S = 3.0
+# ... and, before that, how long we keep draining the outbox (systemd allows 90 s in all).
+SHUTDOWN_DRAIN_S = 5.0
+# Most batches read from SQLite per drain step (keeps one step short).
+DRAIN_CHUNK = 500
+
+
+@dataclass(slots=True, frozen=True)
+class BrokerConfig:
+    """Where and how to connect."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> BrokerConfig:
+        """Parse ``mqtt://host:port`` or ``mqtts://host:port`` (TLS); kwargs add credentials/TLS files."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(
+                f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}"
+            )
+        tls_flag = bool(kwargs.pop("tls", False))
+        tls = parts.scheme in ("mqtts", "ssl") or tls_flag
+        # credentials in the URL count when none are given separately
+        if parts.username and kwargs.get("username") is None:
+            kwargs["username"] = parts.username
+        if parts.password and kwargs.get("password") is None:
+            kwargs["password"] = parts.password
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            **kwargs,
+        )
+
+
+ConfigCallback = Callable[[protocol.AgentConfig], None]
+
+
+class Publisher:
+    """Owns the MQTT connection of one agent: outbox drain, status, config."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        broker: BrokerConfig,
+        *,
+        site: str,
+        agent: str,
+        on_config: ConfigCallback | None = None,
+        version: str = __version__,
+        window: int = DEFAULT_WINDOW,
+        clock: Clock = REAL_CLOCK,
+        keepalive_s: int = KEEPALIVE_S,
+        reconnect_min_s: float = RECONNECT_MIN_S,
+        reconnect_max_s: float = RECONNECT_MAX_S,
+        idle_poll_s: float = IDLE_POLL_S,
+        shutdown_drain_s: float = SHUTDOWN_DRAIN_S,
+    ) -> None:
+        if not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
+        self.outbox = outbox
+        self.broker = broker
+        self.site = site
+        self.agent = agent
+        self.version = version
+        self.window = window
+        self._on_config = on_config
+        self._clock = clock
+        self._keepalive_s = keepalive_s
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
+        self._idle_poll_s = idle_poll_s
+        self._shutdown_drain_s = shutdown_drain_s
+        self._topics = {
+            "readings": protocol.agent_topic(site, agent, "readings"),
+            "scans": protocol.agent_topic(site, agent, "scans"),
+        }
+        self.status_topic = protocol.agent_topic(site, agent, "status")
+        self.config_topic = protocol.agent_topic(site, agent, "config")
+        self._rlog = RateLimitedLog(log)
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status_lock = threading.Lock()
+        self._sensors: tuple[protocol.SensorStatus, ...] = ()
+        self._status_dirty = False
+        self._last_config: bytes | None = None
+        # per-connection state, touched only by the publisher thread
+        self._inflight: dict[int, int] = {}
+        self._acks: list[int] = []
+        self._last_ack_flush = 0.0
+        self._connack: ReasonCode | None = None
+        self._max_sent_seq = 0
+        self._stats: dict[str, int] = dict.fromkeys(
+            (
+                "connects",
+                "connect_failures",
+                "disconnects",
+                "published",
+                "resent",
+                "acked",
+                "status_published",
+                "config_applied",
+                "config_rejected",
+                "outbox_errors",
+            ),
+            0,
+        )
+
+    # ------------------------------------------------------------ public
+
+    def start(self) -> None:
+        """Start the publisher thread (connects in the background, retries forever)."""
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="jitstock-publisher", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = SHUTDOWN_DRAIN_S + OFFLINE_FLUSH_S + 5.0) -> None:
+        """Drain briefly, publish the retained `offline` status, disconnect, end the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def set_sensors(self, sensors: Sequence[protocol.SensorStatus]) -> None:
+        """Replace the per-bin health shown on the retained status (published if changed)."""
+        new = tuple(sensors)
+        with self._status_lock:
+            if new != self._sensors:
+                self._sensors = new
+                self._status_dirty = True
+
+    @property
+    def connected(self) -> bool:
+        """True while a broker session is up."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected (True) or ``timeout`` passed (False)."""
+        return self._connected.wait(timeout)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters for logs and metrics."""
+        return {
+            **self._stats,
+            "inflight": len(self._inflight),
+            "outbox_depth": self.outbox.depth,
+        }
+
+    # ------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        delay = self._reconnect_min_s
+        while not self._stopping.is_set():
+            client = self._new_client()
+            was_up = False
+            try:
+                was_up = self._session(client)
+            except Exception:  # the loop must survive anything paho or SQLite throws
+                log.exception("publisher session failed")
+            finally:
+                self._connected.clear()
+                self._inflight.clear()
+                self._flush_acks(force=True)
+                # paho closes its socket pair only in __del__; without its loop thread we close it
+                # here so no file descriptors leak across reconnects
+                client._reset_sockets()
+            if self._stopping.is_set():
+                break
+            delay = (
+                self._reconnect_min_s
+                if was_up
+                else min(delay * 2, self._reconnect_max_s)
+            )
+            self._stopping.wait(delay)
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"jitstock-edge-{self.site}-{self.agent}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,  # the outbox is our session; nothing to resume on the broker
+            reconnect_on_failure=False,
+        )
+        b = self.broker
+        if b.username is not None:
+            client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set(
+                ca_certs=b.ca_file,
+                certfile=b.cert_file,
+                keyfile=b.key_file,
+                cert_reqs=ssl.CERT_NONE if b.tls_insecure else ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(b.tls_insecure)
+        client.will_set(
+            self.status_topic, self._status_payload("offline", ()), qos=1, retain=True
+        )
+        # status messages ride on top of the window; paho must never queue behind its own limit
+        client.max_inflight_messages_set(self.window + 16)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _session(self, client: mqtt.Client) -> bool:
+        """One connection's life; True if it got as far as CONNACK."""
+        self._connack = None
+        try:
+            client.connect(
+                self.broker.host, self.broker.port, keepalive=self._keepalive_s
+            )
+        except (OSError, ValueError) as exc:
+            self._stats["connect_failures"] += 1
+            self._rlog.log(
+                logging.WARNING,
+                "connect",
+                "cannot reach broker %s:%s: %s",
+                self.broker.host,
+                self.broker.port,
+                exc,
+            )
+            return False
+        deadline = self._clock.monotonic() + CONNACK_TIMEOUT_S
+        while self._connack is None:
+            rc = client.loop(self._idle_poll_s)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._stopping.is_set():
+                self._stats["connect_failures"] += 1
+                return False
+            if self._clock.monotonic() > deadline:
+                self._stats["connect_failures"] += 1
+                self._rlog.log(
+                    logging.WARNING,
+                    "connect",
+                    "no CONNACK from broker within %ss",
+                    CONNACK_TIMEOUT_S,
+                )
+                return False
+        if self._connack.is_failure:
+            self._stats["connect_failures"] += 1
+            self._rlog.log(
+                logging.ERROR,
+                "connack",
+                "broker refused the connection: %s",
+                self._connack,
+            )
+            return False
+        self._stats["connects"] += 1
+        log.info("connected to %s:%s", self.broker.host, self.broker.port)
+        client.subscribe(self.config_topic, qos=1)
+        with self._status_lock:
+            self._status_dirty = (
+                True  # the last will may have replaced our retained status
+            )
+        self._connected.set()
+        try:
+            self._pump(client)
+        finally:
+            self._stats["disconnects"] += 1
+        return True
+
+    def _pump(self, client: mqtt.Client) -> None:
+        """Drain the outbox with a bounded window until the connection drops or stop()."""
+        sent_upto = 0  # every (re)connect starts again at the lowest unacknowledged seq
+        drain_until: float | None = None
+        while True:
+            if self._stopping.is_set():
+                # on stop, a short last drain: a clean shutdown leaves nothing behind if it can
+                now = self._clock.monotonic()
+                if drain_until is None:
+                    drain_until = now + self._shutdown_drain_s
+                if now >= drain_until or (
+                    not self._inflight and self.outbox.last_seq <= sent_upto
+                ):
+                    break
+            self._publish_status_if_dirty(client)
+            sent_upto = self._send_some(client, sent_upto)
+            if sent_upto < 0:
+                return  # connection lost; the next session re-sends from the outbox
+            can_send = (
+                self.window > len(self._inflight) and self.outbox.last_seq > sent_upto
+            )
+            rc = client.loop(0.0 if can_send else self._idle_poll_s)
+            self._flush_acks()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._rlog.log(
+                    logging.WARNING, "lost", "connection to broker lost (%s)", rc.name
+                )
+                return
+        self._goodbye(client)
+
+    def _send_some(self, client: mqtt.Client, sent_upto: int) -> int:
+        """Publish the next batches that fit the window; new ``sent_upto``, or -1 if the link broke."""
+        room = self.window - len(self._inflight)
+        last = self.outbox.last_seq
+        if room <= 0 or last <= sent_upto:
+            return sent_upto
+        try:
+            items = self.outbox.pending(sent_upto, min(room, DRAIN_CHUNK))
+        except OutboxError as exc:
+            self._stats["outbox_errors"] += 1
+            self._rlog.log(logging.ERROR, "outbox", "%s", exc)
+            return sent_upto
+        if not items:
+            return last  # everything up to `last` was acknowledged or thinned
+        for item in items:
+            info = client.publish(self._topics[item.kind], item.payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return -1
+            self._inflight[info.mid] = item.seq
+            self._stats["published"] += 1
+            if item.seq <= self._max_sent_seq:
+                self._stats["resent"] += 1
+            else:
+                self._max_sent_seq = item.seq
+            sent_upto = item.seq
+        return sent_upto
+
+    def _goodbye(self, client: mqtt.Client) -> None:
+        """Retained `offline` status, confirmed by the broker, then a clean DISCONNECT."""
+        info = client.publish(
+            self.status_topic,
+            self._status_payload("offline", self._sensors),
+            qos=1,
+            retain=True,
+        )
+        deadline = self._clock.monotonic() + OFFLINE_FLUSH_S
+        while not info.is_published() and self._clock.monotonic() < deadline:
+            if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        self._flush_acks(force=True)
+        client.disconnect()
+        client.loop(0.05)
+
+    def _publish_status_if_dirty(self, client: mqtt.Client) -> None:
+        with self._status_lock:
+            if not self._status_dirty:
+                return
+            self._status_dirty = False
+            sensors = self._sensors
+        client.publish(
+            self.status_topic,
+            self._status_payload("online", sensors),
+            qos=1,
+            retain=True,
+        )
+        self._stats["status_published"] += 1
+
+    def _status_payload(
+        self, state: str, sensors: tuple[protocol.SensorStatus, ...]
+    ) -> bytes:
+        return protocol.encode_status(
+            protocol.Status(state, self.version, self._clock.time_ms(), sensors)  # type: ignore[arg-type]
+        )
+
+    def _flush_acks(self, force: bool = False) -> None:
+        if not self._acks:
+            return
+        now = self._clock.monotonic()
+        if (
+            not force
+            and len(self._acks) < ACK_FLUSH_COUNT
+            and now - self._last_ack_flush < ACK_FLUSH_S
+        ):
+            return
+        acks, self._acks = self._acks, []
+        try:
+            self.outbox.ack_many(acks)
+        except OutboxError as exc:
+            # not deleted means re-sent later: a duplicate, never a loss
+            self._stats["outbox_errors"] += 1
+            self._rlog.log(logging.ERROR, "outbox", "%s", exc)
+        self._last_ack_flush = now
+
+    # ------------------------------------------------------------ paho callbacks (this thread)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        self._connack = reason_code
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is not None:
+            self._acks.append(seq)
+            self._stats["acked"] += 1
+
+    def _on_message(
+        self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage
+    ) -> None:
+        if msg.topic != self.config_topic:
+            return
+        payload = bytes(msg.payload)
+        if not payload or payload == self._last_config:
+            return  # cleared, or the retained copy re-delivered after a reconnect
+        try:
+            config = protocol.decode_config(payload)
+        except protocol.ProtocolError as exc:
+            self._stats["config_rejected"] += 1
+            self._rlog.log(
+                logging.WARNING,
+                "config",
+                "ignoring bad config on %s: %s",
+                msg.topic,
+                exc.message,
+            )
+            return
+        self._last_config = payload
+        if self._on_config is None:
+            return
+        try:
+            self._on_config(config)
+        except Exception:  # a bad config must never take the publisher down
+            self._stats["config_rejected"] += 1
+            log.exception("applying config from %s failed", msg.topic)
+            return
+        self._stats["config_applied"] += 1

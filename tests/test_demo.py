@@ -1,0 +1,57 @@
+"""`make demo` runs `jitstock demo`: for 60 s it must fire orders and see deliveries."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.services import free_port
+
+DEMO_SECONDS = 60
+
+
+@pytest.mark.slow
+def test_demo_fires_orders_and_deliveries(tmp_path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jitstock.cli",
+            "demo",
+            "--duration",
+            str(DEMO_SECONDS),
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_SECONDS + 90,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    orders = re.findall(r"ORDER +(\w{8}) +bin (\S+)", out.stdout)
+    deliveries = re.findall(r"DELIVERY +(\w{8}) +bin (\S+)", out.stdout)
+    assert orders, out.stdout
+    assert deliveries, out.stdout
+    # every delivery answers an order fired in this run, and no order is delivered twice
+    assert {d[0] for d in deliveries} <= {o[0] for o in orders}
+    assert len({d[0] for d in deliveries}) == len(deliveries)
+    # one open order per bin: a bin is not ordered again before its delivery arrives
+    open_bins: set[str] = set()
+    for line in out.stdout.splitlines():
+        m = re.search(r"(ORDER|DELIVERY) +\w{8} +bin (\S+)", line)
+        if not m:
+            continue
+        kind, bin_id = m.groups()
+        if kind == "ORDER":
+            assert bin_id not in open_bins, f"second open order for {bin_id}"
+            open_bins.add(bin_id)
+        else:
+            open_bins.discard(bin_id)
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
