@@ -17,6 +17,7 @@ from typing import Any
 # bench name -> module with run(args) -> dict of numbers
 BENCHES: dict[str, str] = {
     "edge": "jitstock.bench.edge",
+    "ingest": "jitstock.bench.ingest",
 }
 
 
@@ -59,7 +60,13 @@ def main(argv: list[str]) -> int:
     for name in names:
         module = importlib.import_module(BENCHES[name])
         result: dict[str, Any] = module.run(args)
-        print_table(name, result)
+        # a bench with nested results (tables per rate) prints itself
+        printer = getattr(module, "print_result", None)
+        if printer is not None:
+            print(f"== {name} ==")
+            printer(result)
+        else:
+            print_table(name, result)
         (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -19,14 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.edge.ratelog import RateLimitedLog
-from jitstock.server.levels import LevelEvent, counts_from_grams, events_for_bin
+from jitstock.server.levels import counts_from_grams
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
-from jitstock.server.registry import BinRegistry
+from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
 from jitstock.server.tsdb import Point, TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -45,18 +46,6 @@ SUBSCRIPTIONS = [
 
 
 @dataclass(slots=True)
-class BinUpdate:
-    """What one flush learnt about one bin."""
-
-    bin_id: str
-    last_grams: float
-    last_seen_ms: int
-    on_hand: int | None = None  # only stable readings set a count
-    confidence: float | None = None
-    events: list[LevelEvent] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class CursorUpdate:
     agent_id: str
     last_seq: int
@@ -66,10 +55,13 @@ class CursorUpdate:
 
 @dataclass(slots=True)
 class Flush:
-    """Everything one flush must make durable in the state DB, in one transaction."""
+    """Everything one flush must make durable in the state DB, in one transaction.
+
+    Bin data is columnar, one entry per bin the flush touched (not per reading):
+    that is what the state writer turns into executemany statements.
+    """
 
     now_ms: int
-    bins: dict[str, BinUpdate] = field(default_factory=dict)
     cursors: dict[str, CursorUpdate] = field(default_factory=dict)
     statuses: list[tuple[str, str, protocol.Status]] = field(
         default_factory=list
@@ -78,6 +70,27 @@ class Flush:
         default_factory=list
     )  # (site, agent, scan)
     readings: int = 0
+    seen: list[tuple[str, float, int]] = field(
+        default_factory=list
+    )  # (bin, last grams, last ts_ms)
+    counts: list[tuple[str, int, float]] = field(
+        default_factory=list
+    )  # (bin, on hand, confidence)
+    events: list[tuple[str, int, str, int, int]] = field(
+        default_factory=list
+    )  # (bin, ts, kind, delta, after)
+    decide: list[str] = field(
+        default_factory=list
+    )  # bins at or below their reorder point
+
+    @property
+    def changed_bins(self) -> list[str]:
+        """Bins this flush reported on."""
+        return [b for b, _, _ in self.seen]
+
+
+class RetryFlush(Exception):
+    """The flush must be redone from its messages (nothing of it was made durable)."""
 
 
 class StateWriter:
@@ -149,6 +162,8 @@ class Ingest:
                     continue
             try:
                 self.process(pending)
+            except RetryFlush:
+                continue
             except Exception:
                 log.exception(
                     "ingest flush of %d messages failed; retrying in %.1fs",
@@ -191,12 +206,13 @@ class Ingest:
         now_ms = self.clock.time_ms()
         flush = Flush(now_ms)
         cursors = dict(self._cursors)
-        bins: list[str] = []
+        idx: list[int] = []
         ts: list[int] = []
         grams: list[float] = []
         stable: list[bool] = []
         newest_ts: list[int] = []
         registry = self.registry
+        snap = registry.snapshot
 
         for item in items:
             try:
@@ -209,7 +225,7 @@ class Ingest:
                 continue
             if addr.kind not in ("readings", "scans"):
                 continue
-            if not registry.agent_known(addr.agent):
+            if addr.agent not in snap.agents:
                 self._reject(
                     addr.agent,
                     "unknown_agent",
@@ -218,66 +234,81 @@ class Ingest:
                 continue
             try:
                 if addr.kind == "readings":
-                    batch, rejects = protocol.decode_readings(
-                        item.payload, expected_agent=addr.agent, now_ms=now_ms
+                    batch, rejects = protocol.decode_readings_columns(
+                        item.payload,
+                        expected_agent=addr.agent,
+                        now_ms=now_ms,
+                        known_bins=snap.index,
                     )
+                    seq = batch.seq
                 else:
                     scans, rejects = protocol.decode_scans(
                         item.payload, expected_agent=addr.agent, now_ms=now_ms
                     )
+                    seq = scans.seq
             except protocol.ProtocolError as exc:
                 self._reject(addr.agent, exc.reason, exc.message)
                 continue
-            seq = batch.seq if addr.kind == "readings" else scans.seq
             if not self._advance(cursors, flush, addr.agent, seq):
                 continue
             for r in rejects:
-                self.metrics.rejected_items.labels(r.reason).inc()
-                self._bad.log(
-                    logging.WARNING,
-                    f"{addr.agent}:{r.reason}",
-                    "%s: %s",
-                    addr.agent,
-                    r.message,
-                )
+                self._reject_item(addr.agent, r.reason, r.message)
             self.metrics.batches.labels(addr.kind).inc()
             if addr.kind == "scans":
                 flush.scans.extend((addr.site, addr.agent, s) for s in scans.scans)
                 continue
-            newest = 0
-            for reading in batch.readings:
-                cal = registry.calibration(reading.bin)
-                if cal is None or cal.agent_id != addr.agent:
-                    self.metrics.rejected_items.labels("unknown_bin").inc()
-                    self._bad.log(
-                        logging.WARNING,
-                        f"{addr.agent}:unknown_bin",
-                        "%s: bin %r is not configured for this agent",
+            if not batch.bins:
+                continue
+            index = snap.index
+            cals = snap.cals
+            positions = [index.get(b, -1) for b in batch.bins]
+            if min(positions) < 0 or any(
+                cals[i].agent_id != addr.agent for i in positions
+            ):
+                # unknown bins, or bins of another agent: devices are confined to their own bins
+                keep = [
+                    k
+                    for k, i in enumerate(positions)
+                    if i >= 0 and cals[i].agent_id == addr.agent
+                ]
+                for k in set(range(len(positions))) - set(keep):
+                    self._reject_item(
                         addr.agent,
-                        reading.bin,
+                        "unknown_bin",
+                        f"bin {batch.bins[k]!r} is not configured for this agent",
                     )
+                positions = [positions[k] for k in keep]
+                batch.ts_ms = [batch.ts_ms[k] for k in keep]
+                batch.grams = [batch.grams[k] for k in keep]
+                batch.stable = [batch.stable[k] for k in keep]
+                if not positions:
                     continue
-                bins.append(reading.bin)
-                ts.append(reading.ts_ms)
-                grams.append(reading.grams)
-                stable.append(reading.stable)
-                newest = max(newest, reading.ts_ms)
-            if newest:
-                newest_ts.append(newest)
+            idx.extend(positions)
+            ts.extend(batch.ts_ms)
+            grams.extend(batch.grams)
+            stable.extend(batch.stable)
+            newest_ts.append(max(batch.ts_ms))
 
-        points = self._levels(flush, bins, ts, grams, stable)
-        points.extend(
-            Point(
-                SCAN_MEASUREMENT,
-                (("agent", agent), ("scanner", s.scanner), ("site", site)),
-                (("code", s.code),),
-                s.ts_ms,
+        with registry.lock:
+            if snap is not registry.snapshot:
+                # bins were reloaded while we decoded: indexes would point into the wrong arrays
+                raise RetryFlush("bin registry changed during the flush")
+            points, count_idx, count_values = self._levels(
+                flush, snap, idx, ts, grams, stable
             )
-            for site, agent, s in flush.scans
-        )
-        if points:
-            self.tsdb.write(points)
-        orders = self.state.apply(flush)
+            points.extend(
+                Point(
+                    SCAN_MEASUREMENT,
+                    (("agent", agent), ("scanner", s.scanner), ("site", site)),
+                    (("code", s.code),),
+                    s.ts_ms,
+                )
+                for site, agent, s in flush.scans
+            )
+            if points:
+                self.tsdb.write(points)
+            orders = self.state.apply(flush)
+            registry.set_counts(snap, count_idx, count_values)
         # only now is the flush durable: advance the in-memory cursors
         self._cursors = {
             **self._cursors,
@@ -324,67 +355,98 @@ class Ingest:
     def _levels(
         self,
         flush: Flush,
-        bins: list[str],
-        ts: list[int],
-        grams: list[float],
-        stable: list[bool],
-    ) -> list[Point]:
-        """Counts for every reading of the flush at once (numpy), events per bin, history points."""
-        n = len(bins)
+        snap: Snapshot,
+        idx_l: list[int],
+        ts_l: list[int],
+        grams_l: list[float],
+        stable_l: list[bool],
+    ) -> tuple[list[Point], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Counts, events and history points for every reading of the flush, with numpy."""
+        n = len(idx_l)
         flush.readings = n
+        empty = np.empty(0, dtype=np.int64)
         if n == 0:
-            return []
-        registry = self.registry
-        cals = [registry.calibration(b) for b in bins]
-        tare = np.fromiter((c.tare_g for c in cals if c), dtype=np.float64, count=n)
-        unit = np.fromiter(
-            (c.unit_weight_g for c in cals if c), dtype=np.float64, count=n
-        )
-        g = np.asarray(grams, dtype=np.float64)
-        st = np.asarray(stable, dtype=np.bool_)
-        counts, conf = counts_from_grams(g, tare, unit, st)
-        counts_l = counts.tolist()
-        conf_l = conf.tolist()
+            return [], empty, empty
+        idx = np.array(idx_l, dtype=np.int64)
+        ts = np.array(ts_l, dtype=np.int64)
+        grams = np.array(grams_l, dtype=np.float64)
+        stable = np.array(stable_l, dtype=np.bool_)
+        counts, conf = counts_from_grams(grams, snap.tare[idx], snap.unit[idx], stable)
 
-        per_bin: dict[str, list[int]] = {}
-        for i, b in enumerate(bins):
-            per_bin.setdefault(b, []).append(i)
-        for b, idx in per_bin.items():
-            # readings of a bin may arrive out of order across batches; apply them in time order
-            idx.sort(key=ts.__getitem__)
-            last = idx[-1]
-            update = BinUpdate(b, grams[last], ts[last])
-            stable_idx = [i for i in idx if stable[i]]
-            if stable_idx:
-                events, on_hand = events_for_bin(
-                    b,
-                    registry.on_hand(b),
-                    [ts[i] for i in stable_idx],
-                    [counts_l[i] for i in stable_idx],
-                )
-                update.events = events
-                update.on_hand = on_hand
-                update.confidence = conf_l[stable_idx[-1]]
-            flush.bins[b] = update
-
-        points = []
-        for i, b in enumerate(bins):
-            cal = cals[i]
-            assert cal is not None
-            points.append(
-                Point(
-                    MEASUREMENT,
-                    (("agent", cal.agent_id), ("bin", b), ("site", cal.site_id)),
-                    (
-                        ("grams", grams[i]),
-                        ("count", counts_l[i]),
-                        ("confidence", conf_l[i]),
-                        ("stable", stable[i]),
-                    ),
-                    ts[i],
-                )
+        # readings of a bin may arrive out of order across batches: apply them by (bin, time)
+        order = np.lexsort((ts, idx))
+        o_idx = idx[order]
+        last = np.flatnonzero(np.r_[o_idx[1:] != o_idx[:-1], True])
+        last_pos = order[last]
+        cals = snap.cals
+        flush.seen = [
+            (cals[i].bin_id, g, t)
+            for i, g, t in zip(
+                o_idx[last].tolist(),
+                grams[last_pos].tolist(),
+                ts[last_pos].tolist(),
+                strict=True,
             )
-        return points
+        ]
+
+        s_pos = order[stable[order]]  # stable readings, by (bin, time)
+        count_idx, count_values = empty, empty
+        if len(s_pos):
+            s_idx = idx[s_pos]
+            s_last = np.flatnonzero(np.r_[s_idx[1:] != s_idx[:-1], True])
+            count_idx = s_idx[s_last]
+            count_values = counts[s_pos[s_last]]
+            flush.counts = [
+                (cals[i].bin_id, c, f)
+                for i, c, f in zip(
+                    count_idx.tolist(),
+                    count_values.tolist(),
+                    conf[s_pos[s_last]].tolist(),
+                    strict=True,
+                )
+            ]
+            # One event per bin and flush: the net change of its count.  A flush spans
+            # milliseconds while a scale needs about a second to settle after a pick,
+            # so under normal load this is exactly one pick or refill; under a flood it
+            # keeps the state DB's work per bin, not per reading.
+            prev = self.registry.counts[count_idx]
+            delta = count_values - prev
+            ev = np.flatnonzero((prev != UNKNOWN) & (delta != 0))
+            if len(ev):
+                flush.events = [
+                    (cals[i].bin_id, t, "consumption" if d < 0 else "refill", d, c)
+                    for i, t, d, c in zip(
+                        count_idx[ev].tolist(),
+                        ts[s_pos[s_last[ev]]].tolist(),
+                        delta[ev].tolist(),
+                        count_values[ev].tolist(),
+                        strict=True,
+                    )
+                ]
+            # position = on hand + pending + on order >= on hand: above the reorder point nothing can fire
+            low = count_values <= snap.reorder_point[count_idx]
+            if low.any():
+                flush.decide = [cals[i].bin_id for i in count_idx[low].tolist()]
+
+        tags = snap.tags
+        points = [
+            Point(
+                MEASUREMENT,
+                tags[i],
+                (("grams", g), ("count", c), ("confidence", f), ("stable", st)),
+                t,
+            )
+            for i, g, c, f, st, t in zip(
+                idx_l,
+                grams_l,
+                counts.tolist(),
+                conf.tolist(),
+                stable_l,
+                ts_l,
+                strict=True,
+            )
+        ]
+        return points, count_idx, count_values
 
     def _status(
         self, flush: Flush, addr: protocol.TopicAddress, payload: bytes
@@ -397,6 +459,10 @@ class Ingest:
             self._reject(addr.agent, exc.reason, exc.message)
             return
         flush.statuses.append((addr.site, addr.agent, status))
+
+    def _reject_item(self, agent: str, reason: str, message: str) -> None:
+        self.metrics.rejected_items.labels(reason).inc()
+        self._bad.log(logging.WARNING, f"{agent}:{reason}", "%s: %s", agent, message)
 
     def _reject(self, source: str, reason: str, message: str) -> None:
         self.metrics.rejected_batches.labels(reason).inc()

@@ -8,7 +8,6 @@ re-sent reading cannot drift a level.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,17 +26,7 @@ class BinCalibration:
     agent_id: str
     tare_g: float
     unit_weight_g: float
-
-
-@dataclass(slots=True, frozen=True)
-class LevelEvent:
-    """A change of count: consumption (delta < 0) or refill (delta > 0)."""
-
-    bin_id: str
-    ts_ms: int
-    kind: str
-    delta: int
-    on_hand_after: int
+    reorder_point: int = 0
 
 
 def counts_from_grams(
@@ -64,21 +53,3 @@ def count_of(grams: float, tare_g: float, unit_weight_g: float) -> tuple[int, fl
         np.array([True]),
     )
     return int(c[0]), float(conf[0])
-
-
-def events_for_bin(
-    bin_id: str, previous: int | None, ts_ms: Sequence[int], counts: Sequence[int]
-) -> tuple[list[LevelEvent], int | None]:
-    """Consumption/refill events from one bin's successive stable counts, and the last count."""
-    events: list[LevelEvent] = []
-    last = previous
-    for ts, count in zip(ts_ms, counts, strict=True):
-        if last is not None and count != last:
-            delta = count - last
-            events.append(
-                LevelEvent(
-                    bin_id, ts, "consumption" if delta < 0 else "refill", delta, count
-                )
-            )
-        last = count
-    return events, last

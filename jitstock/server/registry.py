@@ -2,35 +2,56 @@
 
 The state DB is the truth; the registry is reloaded from it at start, after
 every API change to bins, and periodically (for changes made by another
-process).  Reads are lock-free dictionary lookups; a reload swaps whole maps.
+process).  Ingest looks bins up by index into numpy arrays, so a flush of
+thousands of readings turns into counts with a handful of vector operations.
+
+Consistency with the last committed counts: ingest holds ``registry.lock``
+from the moment it reads the previous counts until it has committed the new
+ones, and a reload holds it while it reads the DB, so a reload can never put
+back a count older than one ingest has already derived events from.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from jitstock.server.levels import BinCalibration
 
+# on_hand value for a bin that has not had a stable reading yet
+UNKNOWN = -1
+
+Loader = Callable[[], tuple[Iterable[BinCalibration], dict[str, int | None]]]
+
+
+@dataclass(slots=True, frozen=True)
+class Snapshot:
+    """One consistent generation of bins, indexed 0..n-1."""
+
+    index: dict[str, int]
+    cals: list[BinCalibration]
+    tare: npt.NDArray[np.float64]
+    unit: npt.NDArray[np.float64]
+    reorder_point: npt.NDArray[np.int64]
+    agents: frozenset[str]
+    # the history point tags of each bin, built once
+    tags: list[tuple[tuple[str, str], ...]]
+
 
 class BinRegistry:
-    """Calibrations and last counts of every configured bin, by bin id."""
+    """Calibrations and last counts of every configured bin."""
 
-    def __init__(
-        self,
-        loader: Callable[[], tuple[Iterable[BinCalibration], dict[str, int | None]]]
-        | None = None,
-    ):
+    def __init__(self, loader: Loader | None = None) -> None:
         self._loader = loader
-        self._cal: dict[str, BinCalibration] = {}
-        self._agents: frozenset[str] = frozenset()
-        self._on_hand: dict[str, int | None] = {}
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.snapshot = _build([])
+        self.counts: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
-    def set_loader(
-        self,
-        loader: Callable[[], tuple[Iterable[BinCalibration], dict[str, int | None]]],
-    ) -> None:
+    def set_loader(self, loader: Loader) -> None:
         """Where reload() reads bins from (the state DB)."""
         self._loader = loader
 
@@ -38,36 +59,57 @@ class BinRegistry:
         """Re-read bins from the state DB."""
         if self._loader is None:
             return
-        cals, on_hand = self._loader()
-        self.replace(cals, on_hand)
+        with self.lock:
+            cals, on_hand = self._loader()
+            self.replace(cals, on_hand)
 
-    def replace(
-        self, calibrations: Iterable[BinCalibration], on_hand: dict[str, int | None]
-    ) -> None:
+    def replace(self, calibrations: Iterable[BinCalibration], on_hand: dict[str, int | None]) -> None:
         """Swap in a new set of bins."""
-        cal = {c.bin_id: c for c in calibrations}
-        with self._lock:
-            self._cal = cal
-            self._agents = frozenset(c.agent_id for c in cal.values())
-            self._on_hand = dict(on_hand)
+        snap = _build(list(calibrations))
+        counts = np.full(len(snap.cals), UNKNOWN, dtype=np.int64)
+        for bin_id, i in snap.index.items():
+            value = on_hand.get(bin_id)
+            if value is not None:
+                counts[i] = value
+        with self.lock:
+            self.snapshot = snap
+            self.counts = counts
 
     def calibration(self, bin_id: str) -> BinCalibration | None:
         """Tare, unit weight, site and agent of a bin, or None if unknown."""
-        return self._cal.get(bin_id)
+        snap = self.snapshot
+        i = snap.index.get(bin_id)
+        return None if i is None else snap.cals[i]
 
     def agent_known(self, agent_id: str) -> bool:
         """Whether any configured bin is fed by this agent."""
-        return agent_id in self._agents
+        return agent_id in self.snapshot.agents
 
     def on_hand(self, bin_id: str) -> int | None:
         """Last committed count of a bin (None before its first stable reading)."""
-        return self._on_hand.get(bin_id)
+        i = self.snapshot.index.get(bin_id)
+        if i is None or self.counts[i] == UNKNOWN:
+            return None
+        return int(self.counts[i])
 
-    def set_on_hand(self, updates: dict[str, int]) -> None:
-        """Record counts just committed."""
-        with self._lock:
-            self._on_hand.update(updates)
+    def set_counts(self, snapshot: Snapshot, idx: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> None:
+        """Record counts just committed (ignored if the bins were reloaded meanwhile)."""
+        with self.lock:
+            if self.snapshot is snapshot:
+                self.counts[idx] = values
 
     def bins(self) -> list[BinCalibration]:
         """Every configured bin."""
-        return list(self._cal.values())
+        return list(self.snapshot.cals)
+
+
+def _build(cals: list[BinCalibration]) -> Snapshot:
+    return Snapshot(
+        index={c.bin_id: i for i, c in enumerate(cals)},
+        cals=cals,
+        tare=np.array([c.tare_g for c in cals], dtype=np.float64),
+        unit=np.array([c.unit_weight_g for c in cals], dtype=np.float64),
+        reorder_point=np.array([c.reorder_point for c in cals], dtype=np.int64),
+        agents=frozenset(c.agent_id for c in cals),
+        tags=[(("agent", c.agent_id), ("bin", c.bin_id), ("site", c.site_id)) for c in cals],
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from jitstock.server import reorder
-from jitstock.server.db.models import Agent, AgentCursor, Bin, BinEvent, Sku
+from jitstock.server.db.models import Agent, AgentCursor, Bin, Sku
 from jitstock.server.db.session import SessionFactory, is_postgresql, transaction
 from jitstock.server.ingest import Flush, StateWriter
 from jitstock.server.levels import BinCalibration
@@ -41,6 +42,7 @@ class SqlState(StateWriter):
                     Bin.unit_weight_g,
                     Sku.unit_weight_g,
                     Bin.on_hand,
+                    Bin.reorder_point,
                     Bin.last_seen_ms,
                 )
                 .join(Sku, Bin.sku_id == Sku.id)
@@ -48,7 +50,7 @@ class SqlState(StateWriter):
             ).all()
         cals = []
         on_hand: dict[str, int | None] = {}
-        for bin_id, site, agent, tare, unit, sku_unit, count, seen in rows:
+        for bin_id, site, agent, tare, unit, sku_unit, count, rop, seen in rows:
             if agent is None:
                 continue
             weight = unit if unit else sku_unit
@@ -59,99 +61,155 @@ class SqlState(StateWriter):
                 )
                 continue
             cals.append(
-                BinCalibration(bin_id, site, agent, float(tare or 0.0), float(weight))
+                BinCalibration(
+                    bin_id, site, agent, float(tare or 0.0), float(weight), int(rop)
+                )
             )
             on_hand[bin_id] = count if seen is not None else None
         return cals, on_hand
 
     def apply(self, flush: Flush) -> list[str]:
-        """Apply a flush in one transaction; return ids of orders it created."""
+        """Apply a flush in one transaction; return ids of orders it created.
+
+        The hot path is set-based (executemany UPDATE/INSERT by primary key):
+        an ORM object per bin costs tens of microseconds, a row in an
+        executemany about one.  The ORM is used only for the rare rows that
+        need decisions: bins at or below their reorder point, confirmed
+        deliveries and agent status.
+        """
         created: list[str] = []
-        committed_counts: dict[str, int] = {}
         now = flush.now_ms
         with transaction(self.session_factory) as s:
-            for c in flush.cursors.values():
-                cursor = s.get(AgentCursor, c.agent_id)
-                if cursor is None:
-                    s.add(
-                        AgentCursor(
-                            agent_id=c.agent_id,
-                            last_seq=c.last_seq,
-                            gaps=c.gaps,
-                            duplicates=c.duplicates,
-                            updated_ms=now,
-                        )
-                    )
-                else:
-                    cursor.last_seq = max(cursor.last_seq, c.last_seq)
-                    cursor.gaps += c.gaps
-                    cursor.duplicates += c.duplicates
-                    cursor.updated_ms = now
             if flush.cursors:
-                for seen in s.scalars(
-                    select(Agent).where(Agent.id.in_(list(flush.cursors)))
-                ):
-                    seen.last_seen_ms = now
-
-            if flush.bins:
-                query = select(Bin).where(Bin.id.in_(list(flush.bins))).order_by(Bin.id)
-                if is_postgresql(s):
-                    query = (
-                        query.with_for_update()
-                    )  # serialise per bin across server processes
-                for row in s.scalars(query):
-                    update = flush.bins[row.id]
-                    if (
-                        row.last_seen_ms is None
-                        or update.last_seen_ms >= row.last_seen_ms
-                    ):
-                        row.last_grams = update.last_grams
-                        row.last_seen_ms = update.last_seen_ms
-                    if update.on_hand is None:
-                        continue
-                    row.on_hand = update.on_hand
-                    row.on_hand_confidence = update.confidence or 0.0
-                    committed_counts[row.id] = update.on_hand
-                    for e in update.events:
-                        s.add(
-                            BinEvent(
-                                bin_id=row.id,
-                                ts_ms=e.ts_ms,
-                                kind=e.kind,
-                                delta=e.delta,
-                                on_hand_after=e.on_hand_after,
-                            )
-                        )
-                        if e.kind == "refill" and row.pending_delivery_qty > 0:
-                            # the scale now confirms (part of) a delivery announced through the API
-                            row.pending_delivery_qty = max(
-                                0, row.pending_delivery_qty - e.delta
-                            )
-                    # position = on hand + pending + on order >= on hand: above the reorder point nothing can fire
-                    if row.on_hand <= row.reorder_point:
-                        trigger = {
-                            "reading_ts_ms": update.last_seen_ms,
-                            "grams": update.last_grams,
-                            "on_hand": update.on_hand,
-                        }
-                        order = reorder.maybe_reorder(s, row, now, trigger)
-                        if order is not None:
-                            created.append(order.id)
-
-            for _site, agent_id, status in flush.statuses:
-                agent = s.get(Agent, agent_id)
-                if agent is None:
-                    continue  # status of an agent nobody configured: counted by ingest, not stored
-                agent.online = status.state == "online"
-                agent.version = status.version or agent.version
-                agent.last_seen_ms = max(agent.last_seen_ms or 0, status.ts_ms)
-                agent.sensors = [
-                    {"bin": x.bin, "ok": x.ok, "fault": x.fault} for x in status.sensors
-                ]
-                health = {x.bin: x for x in status.sensors}
-                for b in s.scalars(select(Bin).where(Bin.agent_id == agent_id)):
-                    sensor = health.get(b.id)
-                    b.sensor_ok = sensor.ok if sensor is not None else True
-                    b.sensor_fault = sensor.fault if sensor is not None else None
-        self.registry.set_on_hand(committed_counts)
+                self._cursors(s, flush)
+                s.execute(
+                    update(Agent)
+                    .where(Agent.id.in_(list(flush.cursors)))
+                    .values(last_seen_ms=now),
+                    execution_options={"synchronize_session": False},
+                )
+            conn = s.connection()
+            sql = _Sql.for_dialect(conn.dialect.paramstyle)
+            # one UPDATE per bin: the count (if a stable reading came) and the last reading;
+            # a late reading (replayed from an outbox) must not move "last seen" backwards
+            counted = {b: (c, f) for b, c, f in flush.counts}
+            seen_only = [(g, t, b, t) for b, g, t in flush.seen if b not in counted]
+            with_count = [
+                (g, t, *counted[b], b, t) for b, g, t in flush.seen if b in counted
+            ]
+            if seen_only:
+                conn.exec_driver_sql(sql.seen, seen_only)
+            if with_count:
+                conn.exec_driver_sql(sql.seen_count, with_count)
+            if flush.events:
+                conn.exec_driver_sql(sql.event, flush.events)
+                refilled: dict[str, int] = {}
+                for b, _t, kind, delta, _after in flush.events:
+                    if kind == "refill":
+                        refilled[b] = refilled.get(b, 0) + delta
+                if refilled:
+                    self._confirm_deliveries(s, refilled)
+            if flush.decide:
+                created = self._decide(s, flush, flush.decide)
+            if flush.statuses:
+                self._statuses(s, flush)
         return created
+
+    def _cursors(self, s: Session, flush: Flush) -> None:
+        ids = list(flush.cursors)
+        existing = {
+            c.agent_id: c
+            for c in s.scalars(select(AgentCursor).where(AgentCursor.agent_id.in_(ids)))
+        }
+        for c in flush.cursors.values():
+            cursor = existing.get(c.agent_id)
+            if cursor is None:
+                s.add(
+                    AgentCursor(
+                        agent_id=c.agent_id,
+                        last_seq=c.last_seq,
+                        gaps=c.gaps,
+                        duplicates=c.duplicates,
+                        updated_ms=flush.now_ms,
+                    )
+                )
+            else:
+                cursor.last_seq = max(cursor.last_seq, c.last_seq)
+                cursor.gaps += c.gaps
+                cursor.duplicates += c.duplicates
+                cursor.updated_ms = flush.now_ms
+
+    def _confirm_deliveries(self, s: Session, refilled: dict[str, int]) -> None:
+        """The scale now confirms (part of) a delivery announced through the API."""
+        rows = s.scalars(
+            select(Bin).where(Bin.id.in_(list(refilled)), Bin.pending_delivery_qty > 0)
+        )
+        for row in rows:
+            row.pending_delivery_qty = max(
+                0, row.pending_delivery_qty - refilled[row.id]
+            )
+
+    def _decide(self, s: Session, flush: Flush, bin_ids: list[str]) -> list[str]:
+        created = []
+        query = (
+            select(Bin)
+            .where(Bin.id.in_(bin_ids))
+            .order_by(Bin.id)
+            .execution_options(populate_existing=True)
+        )
+        if is_postgresql(s):
+            query = query.with_for_update()  # serialise per bin across server processes
+        for row in s.scalars(query):
+            trigger = {
+                "reading_ts_ms": row.last_seen_ms,
+                "grams": row.last_grams,
+                "on_hand": row.on_hand,
+            }
+            order = reorder.maybe_reorder(s, row, flush.now_ms, trigger)
+            if order is not None:
+                created.append(order.id)
+        return created
+
+    def _statuses(self, s: Session, flush: Flush) -> None:
+        for _site, agent_id, status in flush.statuses:
+            agent = s.get(Agent, agent_id)
+            if agent is None:
+                continue  # status of an agent nobody configured: counted by ingest, not stored
+            agent.online = status.state == "online"
+            agent.version = status.version or agent.version
+            agent.last_seen_ms = max(agent.last_seen_ms or 0, status.ts_ms)
+            agent.sensors = [
+                {"bin": x.bin, "ok": x.ok, "fault": x.fault} for x in status.sensors
+            ]
+            health = {x.bin: x for x in status.sensors}
+            for b in s.scalars(select(Bin).where(Bin.agent_id == agent_id)):
+                sensor = health.get(b.id)
+                b.sensor_ok = sensor.ok if sensor is not None else True
+                b.sensor_fault = sensor.fault if sensor is not None else None
+
+
+class _Sql:
+    """The hot-path statements in the driver's own parameter style (executemany, no ORM)."""
+
+    def __init__(self, mark: str) -> None:
+        self.seen = (
+            f"UPDATE bins SET last_grams = {mark}, last_seen_ms = {mark} "
+            f"WHERE id = {mark} AND (last_seen_ms IS NULL OR last_seen_ms <= {mark})"
+        )
+        self.seen_count = (
+            f"UPDATE bins SET last_grams = {mark}, last_seen_ms = {mark}, on_hand = {mark}, on_hand_confidence = {mark} "
+            f"WHERE id = {mark} AND (last_seen_ms IS NULL OR last_seen_ms <= {mark})"
+        )
+        self.event = (
+            f"INSERT INTO bin_events (bin_id, ts_ms, kind, delta, on_hand_after) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
+        )
+
+    @staticmethod
+    def for_dialect(paramstyle: str | None) -> _Sql:
+        """Statements for 'qmark' (sqlite3) or 'format'/'pyformat' (psycopg)."""
+        return _QMARK if paramstyle == "qmark" else _FORMAT
+
+
+_QMARK = _Sql("?")
+_FORMAT = _Sql("%s")

@@ -1,0 +1,499 @@
+"""`jitstock bench ingest`: how many readings per second the server sustains with zero loss.
+
+Everything real and on this machine: a private Mosquitto, a private InfluxDB
+1.x, `jitstock server` as a child process (its CPU and RSS read from /proc),
+and a load generator process publishing QoS 1 batches of 50 readings from a
+simulated fleet (100 agents x 50 bins) at rising rates.
+
+Per rate it reports whether the server sustained it (every published reading
+counted in InfluxDB, and the server caught up within a few seconds of the end
+of the phase), ingest lag p50/p99 (the server's own histogram: reading
+timestamp to durable commit), and server CPU microseconds per reading.
+
+In the same run it measures the limit of the machine: a do-nothing paho
+subscriber counting the same readings (JSON parsed, nothing stored), with the
+server stopped.  Finally, at a steady background load, it measures the reorder
+trigger latency: publish of the reading that crosses a reorder point -> signed
+webhook received by a supplier endpoint, p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from jitstock import protocol
+from jitstock.bench.services import InfluxDB, Mosquitto, free_port, wait_port
+from jitstock.server.db.migrate import upgrade
+from jitstock.server.db.session import make_engine, make_session_factory
+from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
+
+AGENTS = 100
+BINS_PER_AGENT = 50
+UNIT_G = 10.0
+TARE_G = 500.0
+RATES = (25_000, 50_000, 100_000, 150_000, 200_000, 250_000)
+QUICK_RATES = (10_000, 30_000)
+PHASE_S = 10.0
+QUICK_PHASE_S = 4.0
+# After a phase the server may take this long to drain what is queued and still count as keeping up.
+CATCH_UP_S = 5.0
+TRIGGER_RATE = 100_000
+TRIGGER_BINS = 60
+SECRET = "whsec_YmVuY2gtc2VjcmV0LWZvci10cmlnZ2VyLWxhdGVuY3k="
+BROKER_CONF = (
+    # the server's MQTT 5 Receive Maximum bounds what is in flight; the rest queues here
+    "max_queued_messages 2000000\nmax_queued_bytes 0\npersistence false\n"
+)
+
+
+# ------------------------------------------------------------------ load
+
+
+def _generator(
+    url: str,
+    rate: float,
+    duration: float,
+    first_seq: dict[str, int],
+    out: mp.Queue[Any],
+) -> None:
+    """Publish batches of 50 readings at `rate` readings/s for `duration` s; report what was published."""
+    port = int(url.rsplit(":", 1)[1])
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-load-{os.getpid()}"
+    )
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    msgs_per_s = rate / BINS_PER_AGENT
+    seq = dict(first_seq)
+    last_ts = dict.fromkeys(seq, 0)
+    topics = {a: protocol.agent_topic("bench", a, "readings") for a in seq}
+    bins = {a: [f"{a}-b{b:02d}" for b in range(BINS_PER_AGENT)] for a in seq}
+    agents = list(seq)
+    sent = 0
+    start = time.monotonic()
+    k = 0
+    infos = []
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration:
+            break
+        due = int(elapsed * msgs_per_s)
+        if k >= due:
+            time.sleep(min(0.002, (k + 1) / msgs_per_s - elapsed))
+            continue
+        a = agents[k % len(agents)]
+        now = max(time.time_ns() // 1_000_000, last_ts[a] + 1)
+        last_ts[a] = now
+        # every reading is a count change: the heaviest honest case (one pick per bin per batch)
+        grams = TARE_G + UNIT_G * (50 + (k // len(agents)) % 40)
+        readings = [
+            {"bin": b, "ts_ms": now, "grams": grams, "stable": True} for b in bins[a]
+        ]
+        payload = orjson.dumps(
+            {"agent": a, "seq": seq[a], "sent_ms": now, "readings": readings}
+        )
+        seq[a] += 1
+        infos.append(client.publish(topics[a], payload, qos=1))
+        sent += BINS_PER_AGENT
+        k += 1
+    for info in infos:
+        info.wait_for_publish(30)
+    client.loop_stop()
+    client.disconnect()
+    out.put({"sent": sent, "seconds": time.monotonic() - start, "next_seq": seq})
+
+
+def _counter(url: str, ready: Any, stop: Any, out: mp.Queue[Any]) -> None:
+    """The baseline: a paho QoS 1 subscriber that parses each batch and counts readings."""
+    port = int(url.rsplit(":", 1)[1])
+    count = 0
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        nonlocal count
+        count += len(orjson.loads(msg.payload)["readings"])
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-baseline", protocol=mqtt.MQTTv5
+    )
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe(protocol.subscription("readings"), qos=1)
+    client.loop_start()
+    ready.set()
+    stop.wait()
+    client.loop_stop()
+    client.disconnect()
+    out.put({"count": count, "cpu_s": time.process_time()})
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ------------------------------------------------------------------ supplier endpoint
+
+
+class _Receiver:
+    """Supplier endpoint recording when each order's webhook arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                at = time.time()
+                order = json.loads(body)
+                receiver.arrivals.setdefault(order["bin"], at)
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _seed(db_url: str, webhook: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    bins = [
+        BinSeed(
+            f"a{a:03d}-b{b:02d}",
+            f"a{a:03d}",
+            "SKU-B",
+            UNIT_G,
+            TARE_G,
+            0,
+            10,
+            1000,
+            None,
+        )
+        for a in range(AGENTS)
+        for b in range(BINS_PER_AGENT)
+    ]
+    bins += [
+        BinSeed(f"trig-{i:03d}", "trig", "SKU-T", UNIT_G, TARE_G, 50, 100, 200, "S1")
+        for i in range(TRIGGER_BINS)
+    ]
+    seed_plant(
+        make_session_factory(engine),
+        "bench",
+        bins,
+        [SupplierSeed("S1", "Bench supplier", webhook, SECRET)],
+    )
+    engine.dispose()
+
+
+@contextmanager
+def _server(workdir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    log = open(workdir / "server.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "server", "--log-level", "WARNING"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(int(env["JITSTOCK_HTTP_PORT"]), timeout=60)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _histogram(base: str, name: str) -> list[tuple[float, float]]:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    out = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out.append(
+                (
+                    float("inf") if le == "+Inf" else float(le),
+                    float(line.rsplit(" ", 1)[1]),
+                )
+            )
+    return out
+
+
+def _quantile(
+    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
+) -> float | None:
+    """Quantile of the observations between two scrapes of a cumulative histogram (bucket upper bound)."""
+    deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = deltas[-1][1] if deltas else 0
+    if total <= 0:
+        return None
+    for le, cum in deltas:
+        if cum >= q * total:
+            return le
+    return None
+
+
+def _stored(influx: InfluxDB, db: str) -> int:
+    res = influx.query("SELECT count(grams) FROM bin_level WHERE bin =~ /^a/", db=db)
+    return int(res["series"][0]["values"][0][1]) if "series" in res else 0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the ingest benchmark; returns the numbers (also printed as a table)."""
+    quick = bool(getattr(args, "quick", False))
+    rates = QUICK_RATES if quick else RATES
+    phase_s = QUICK_PHASE_S if quick else PHASE_S
+    workdir = Path(tempfile.mkdtemp(prefix="jitstock-bench-ingest-"))
+    broker = Mosquitto(workdir / "mosquitto", extra_conf=BROKER_CONF)
+    (workdir / "mosquitto").mkdir()
+    (workdir / "influx").mkdir()
+    influx = InfluxDB(workdir / "influx")
+    receiver = _Receiver()
+    result: dict[str, Any] = {
+        "agents": AGENTS,
+        "bins": AGENTS * BINS_PER_AGENT,
+        "readings_per_message": BINS_PER_AGENT,
+    }
+    seq = {f"a{a:03d}": 1 for a in range(AGENTS)}
+    ctx = mp.get_context("spawn")
+    try:
+        broker.start()
+        influx.start()
+
+        def load(rate: float, seconds: float) -> dict[str, Any]:
+            q: mp.Queue[Any] = ctx.Queue()
+            p = ctx.Process(target=_generator, args=(broker.url, rate, seconds, seq, q))
+            p.start()
+            report: dict[str, Any] = q.get(timeout=seconds + 120)
+            p.join()
+            seq.update(report["next_seq"])
+            return report
+
+        # 1. the machine's limit: a do-nothing subscriber, no server running
+        baseline = []
+        for rate in rates:
+            ready, stop = ctx.Event(), ctx.Event()
+            q: mp.Queue[Any] = ctx.Queue()
+            c = ctx.Process(target=_counter, args=(broker.url, ready, stop, q))
+            c.start()
+            ready.wait(10)
+            time.sleep(0.3)
+            sent = load(rate, phase_s)
+            time.sleep(1.0)
+            stop.set()
+            got = q.get(timeout=30)
+            c.join()
+            baseline.append(
+                {
+                    "target_readings_s": rate,
+                    "published_readings_s": round(sent["sent"] / sent["seconds"]),
+                    "received": got["count"],
+                    "lost": sent["sent"] - got["count"],
+                    "subscriber_cpu_us_per_reading": round(
+                        got["cpu_s"] / max(1, got["count"]) * 1e6, 2
+                    ),
+                }
+            )
+        result["baseline_do_nothing_subscriber"] = baseline
+
+        # 2. the server at the same rates
+        db_url = f"sqlite:///{workdir / 'state.db'}"
+        _seed(db_url, receiver.url)
+        http_port = free_port()
+        base = f"http://127.0.0.1:{http_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")}
+        env.update(
+            {
+                "JITSTOCK_DB_URL": db_url,
+                "JITSTOCK_DATA_DIR": str(workdir),
+                "JITSTOCK_MQTT_URL": broker.url,
+                "JITSTOCK_INFLUX_URL": influx.url,
+                "JITSTOCK_INFLUX_DB": "bench",
+                "JITSTOCK_HTTP_PORT": str(http_port),
+                "JITSTOCK_AUTH": "off",
+            }
+        )
+        phases = []
+        with _server(workdir, env) as server:
+            time.sleep(1.0)
+            for rate in rates:
+                lag_before = _histogram(base, "jitstock_ingest_lag_seconds")
+                stored_before = _stored(influx, "bench")
+                cpu_before = _cpu_s(server.pid)
+                sent = load(rate, phase_s)
+                deadline = time.monotonic() + CATCH_UP_S + 60
+                caught_up_at = None
+                while time.monotonic() < deadline:
+                    if _stored(influx, "bench") - stored_before >= sent["sent"]:
+                        caught_up_at = time.monotonic()
+                        break
+                    time.sleep(0.2)
+                end = time.monotonic()
+                cpu = _cpu_s(server.pid) - cpu_before
+                stored = _stored(influx, "bench") - stored_before
+                lag_after = _histogram(base, "jitstock_ingest_lag_seconds")
+                drain_s = (
+                    None
+                    if caught_up_at is None
+                    else round(caught_up_at - (end - (end - caught_up_at)), 2)
+                )
+                phases.append(
+                    {
+                        "target_readings_s": rate,
+                        "published_readings_s": round(sent["sent"] / sent["seconds"]),
+                        "stored": stored,
+                        "lost": sent["sent"] - stored,
+                        "sustained": stored == sent["sent"]
+                        and caught_up_at is not None,
+                        "lag_p50_s": _quantile(lag_before, lag_after, 0.5),
+                        "lag_p99_s": _quantile(lag_before, lag_after, 0.99),
+                        "server_cpu_us_per_reading": round(
+                            cpu / max(1, stored) * 1e6, 2
+                        ),
+                        "server_rss_mb": round(_rss_mb(server.pid)),
+                        "catch_up_s": drain_s,
+                    }
+                )
+                if stored < sent["sent"]:
+                    break  # past the limit; higher rates only take longer to fail
+            result["server"] = phases
+            ok = [
+                p["published_readings_s"]
+                for p in phases
+                if p["sustained"] and (p["lag_p99_s"] or 99) <= 1.0
+            ]
+            result["max_sustained_readings_s"] = max(ok) if ok else 0
+
+            # 3. trigger latency under load: crossing reading published -> signed webhook received
+            result["trigger"] = _trigger_latency(
+                broker, base, receiver, load, TRIGGER_RATE if not quick else rates[0]
+            )
+    finally:
+        receiver.close()
+        influx.stop()
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _trigger_latency(
+    broker: Mosquitto, base: str, receiver: _Receiver, load: Any, rate: float
+) -> dict[str, Any]:
+    port = broker.port
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-trigger")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    topic = protocol.agent_topic("bench", "trig", "readings")
+    published: dict[str, float] = {}
+    seq = 0
+    background = threading.Thread(
+        target=load, args=(rate, TRIGGER_BINS * 0.1 + 4.0), daemon=True
+    )
+    background.start()
+    time.sleep(1.5)
+    for i in range(TRIGGER_BINS):
+        seq += 1
+        now = time.time_ns() // 1_000_000
+        bin_id = f"trig-{i:03d}"
+        reading = protocol.Reading(
+            bin_id, now, TARE_G + UNIT_G * 40, True
+        )  # 40 <= reorder point 50
+        payload = protocol.encode_readings(
+            protocol.ReadingsBatch("trig", seq, now, (reading,))
+        )
+        published[bin_id] = time.time()
+        client.publish(topic, payload, qos=1)
+        time.sleep(0.1)
+    background.join()
+    deadline = time.monotonic() + 30
+    while len(receiver.arrivals) < TRIGGER_BINS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.loop_stop()
+    client.disconnect()
+    lat = sorted(
+        (receiver.arrivals[b] - t) * 1000
+        for b, t in published.items()
+        if b in receiver.arrivals
+    )
+    if not lat:
+        return {"background_readings_s": rate, "samples": 0}
+    return {
+        "background_readings_s": rate,
+        "samples": len(lat),
+        "missing": TRIGGER_BINS - len(lat),
+        "p50_ms": round(lat[len(lat) // 2], 1),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+        "max_ms": round(lat[-1], 1),
+    }
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The tables of a run."""
+    print("baseline: do-nothing paho subscriber (QoS 1, parses JSON)")
+    print(
+        f"  {'target/s':>10} {'published/s':>12} {'received':>10} {'lost':>8} {'cpu us/rdg':>10}"
+    )
+    for r in result.get("baseline_do_nothing_subscriber", []):
+        print(
+            f"  {r['target_readings_s']:>10,} {r['published_readings_s']:>12,} {r['received']:>10,} "
+            f"{r['lost']:>8,} {r['subscriber_cpu_us_per_reading']:>10}"
+        )
+    print("jitstock server -> InfluxDB")
+    print(
+        f"  {'target/s':>10} {'published/s':>12} {'stored':>10} {'lost':>8} {'ok':>4} "
+        f"{'lag p50':>8} {'lag p99':>8} {'cpu us/rdg':>10} {'rss MB':>7}"
+    )
+    for r in result.get("server", []):
+        print(
+            f"  {r['target_readings_s']:>10,} {r['published_readings_s']:>12,} {r['stored']:>10,} {r['lost']:>8,} "
+            f"{'yes' if r['sustained'] else 'no':>4} {r['lag_p50_s']!s:>8} {r['lag_p99_s']!s:>8} "
+            f"{r['server_cpu_us_per_reading']:>10} {r['server_rss_mb']:>7}"
+        )
+    print(
+        f"max sustained with zero loss: {result.get('max_sustained_readings_s', 0):,} readings/s"
+    )
+    print(f"trigger latency: {result.get('trigger')}")
