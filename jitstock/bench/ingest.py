@@ -118,11 +118,12 @@ def _generator(
         infos.append(client.publish(topics[a], payload, qos=1))
         sent += BINS_PER_AGENT
         k += 1
+    publishing_s = time.monotonic() - start
     for info in infos:
         info.wait_for_publish(30)
     client.loop_stop()
     client.disconnect()
-    out.put({"sent": sent, "seconds": time.monotonic() - start, "next_seq": seq})
+    out.put({"sent": sent, "seconds": publishing_s, "next_seq": seq})
 
 
 def _counter(url: str, ready: Any, stop: Any, out: mp.Queue[Any]) -> None:
@@ -278,6 +279,7 @@ def _quantile(
 
 
 def _stored(influx: InfluxDB, db: str) -> int:
+    influx.query(f'CREATE DATABASE "{db}"')  # idempotent; the server creates it on first write
     res = influx.query("SELECT count(grams) FROM bin_level WHERE bin =~ /^a/", db=db)
     return int(res["series"][0]["values"][0][1]) if "series" in res else 0
 

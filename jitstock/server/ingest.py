@@ -28,7 +28,7 @@ from jitstock.server.levels import counts_from_grams
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
 from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
-from jitstock.server.tsdb import Point, TimeSeriesStore
+from jitstock.server.tsdb import Frame, Point, TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -293,20 +293,23 @@ class Ingest:
             if snap is not registry.snapshot:
                 # bins were reloaded while we decoded: indexes would point into the wrong arrays
                 raise RetryFlush("bin registry changed during the flush")
-            points, count_idx, count_values = self._levels(
+            frame, count_idx, count_values = self._levels(
                 flush, snap, idx, ts, grams, stable
             )
-            points.extend(
-                Point(
-                    SCAN_MEASUREMENT,
-                    (("agent", agent), ("scanner", s.scanner), ("site", site)),
-                    (("code", s.code),),
-                    s.ts_ms,
+            if frame is not None:
+                self.tsdb.write_frame(frame)
+            if flush.scans:
+                self.tsdb.write(
+                    [
+                        Point(
+                            SCAN_MEASUREMENT,
+                            (("agent", agent), ("scanner", s.scanner), ("site", site)),
+                            (("code", s.code),),
+                            s.ts_ms,
+                        )
+                        for site, agent, s in flush.scans
+                    ]
                 )
-                for site, agent, s in flush.scans
-            )
-            if points:
-                self.tsdb.write(points)
             orders = self.state.apply(flush)
             registry.set_counts(snap, count_idx, count_values)
         # only now is the flush durable: advance the in-memory cursors
@@ -360,13 +363,13 @@ class Ingest:
         ts_l: list[int],
         grams_l: list[float],
         stable_l: list[bool],
-    ) -> tuple[list[Point], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Counts, events and history points for every reading of the flush, with numpy."""
+    ) -> tuple[Frame | None, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Counts, events and the history frame for every reading of the flush, with numpy."""
         n = len(idx_l)
         flush.readings = n
         empty = np.empty(0, dtype=np.int64)
         if n == 0:
-            return [], empty, empty
+            return None, empty, empty
         idx = np.array(idx_l, dtype=np.int64)
         ts = np.array(ts_l, dtype=np.int64)
         grams = np.array(grams_l, dtype=np.float64)
@@ -429,24 +432,14 @@ class Ingest:
                 flush.decide = [cals[i].bin_id for i in count_idx[low].tolist()]
 
         tags = snap.tags
-        points = [
-            Point(
-                MEASUREMENT,
-                tags[i],
-                (("grams", g), ("count", c), ("confidence", f), ("stable", st)),
-                t,
-            )
-            for i, g, c, f, st, t in zip(
-                idx_l,
-                grams_l,
-                counts.tolist(),
-                conf.tolist(),
-                stable_l,
-                ts_l,
-                strict=True,
-            )
-        ]
-        return points, count_idx, count_values
+        frame = Frame(
+            MEASUREMENT,
+            [tags[i] for i in idx_l],
+            ("grams", "count", "confidence", "stable"),
+            [grams_l, counts.tolist(), conf.tolist(), stable_l],
+            ts_l,
+        )
+        return frame, count_idx, count_values
 
     def _status(
         self, flush: Flush, addr: protocol.TopicAddress, payload: bytes

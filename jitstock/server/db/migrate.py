@@ -36,7 +36,7 @@ def _engine(target: str | Engine) -> Iterator[Engine]:
         engine.dispose()
 
 
-def upgrade(target: str | Engine, revision: str = "head") -> None:
+def upgrade(target: str | Engine, revision: str = "heads") -> None:
     """Migrate the database at ``target`` (URL or engine) up to ``revision``."""
     with _engine(target) as engine, engine.connect() as conn:
         cfg = alembic_config()

@@ -11,11 +11,12 @@ from jitstock.server.tsdb.errors import (
     TsdbUnavailable,
 )
 from jitstock.server.tsdb.factory import open_store
-from jitstock.server.tsdb.model import AGGS, Agg, Point, Row, TimeSeriesStore
+from jitstock.server.tsdb.model import AGGS, Agg, Frame, Point, Row, TimeSeriesStore
 
 __all__ = [
     "AGGS",
     "Agg",
+    "Frame",
     "InvalidPoint",
     "Point",
     "Row",

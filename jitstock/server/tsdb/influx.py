@@ -31,7 +31,7 @@ from jitstock.edge.ratelog import RateLimitedLog
 from jitstock.server.tsdb import influxql
 from jitstock.server.tsdb.errors import TsdbQueryError, TsdbUnavailable
 from jitstock.server.tsdb.lineprotocol import LineEncoder
-from jitstock.server.tsdb.model import Agg, Point, Row, check_query
+from jitstock.server.tsdb.model import Agg, Frame, Point, Row, check_query
 from jitstock.server.tsdb.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,7 @@ class InfluxStore:
                 self._encoder.encode(points[i : i + self._batch], rejected)
                 for i in range(0, len(points), self._batch)
             ]
-            bodies = [(body, n) for body, n in bodies if n]
-            sent = 0
-            if not self._spool.points:
-                while sent < len(bodies) and self._send(*bodies[sent]) != _RETRY:
-                    sent += 1
-            if sent < len(bodies):
-                self._spool.append(bodies[sent:])
-                self._wake.set()
+            self._send_or_spool([(body, n) for body, n in bodies if n])
         if rejected:
             self._count("points_rejected", len(rejected))
             self._bad.log(
@@ -140,6 +133,31 @@ class InfluxStore:
                 "%s",
                 f"{len(rejected)} point(s) rejected, e.g. {rejected[0][1]}",
             )
+
+    def write_frame(self, frame: Frame) -> None:
+        """Columnar write: encoded in one pass when the frame's shape is known, else as points."""
+        step = self._batch
+        bodies = []
+        for start in range(0, len(frame), step):
+            encoded = self._encoder.encode_frame(frame.slice(start, start + step))
+            if encoded is None:
+                # unknown series or fields, odd values: the validating path (fills the caches)
+                self.write(frame.points())
+                return
+            bodies.append(encoded)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            self._send_or_spool([(b, n) for b, n in bodies if n])
+
+    def _send_or_spool(self, bodies: list[tuple[bytes, int]]) -> None:
+        sent = 0
+        if not self._spool.points:
+            while sent < len(bodies) and self._send(*bodies[sent]) != _RETRY:
+                sent += 1
+        if sent < len(bodies):
+            self._spool.append(bodies[sent:])
+            self._wake.set()
 
     def _send(self, body: bytes, n: int, account_rejects: bool = True) -> str:
         """POST one body: _OK, _REJECTED (bad data, dropped and counted) or _RETRY (keep it for later)."""

@@ -16,6 +16,7 @@ suffix; floats are written with ``repr`` (shortest form that round-trips).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import orjson
 
@@ -24,6 +25,7 @@ from jitstock.server.tsdb.model import (
     MAX_TS_MS,
     MIN_TS_MS,
     FieldValue,
+    Frame,
     Point,
     Tags,
     canonical_series,
@@ -149,6 +151,54 @@ class LineEncoder:
             rejected.extend(bad)
         values = tuple(formatted[1:-1].split(b",")) if nums else ()
         return "".join(tm).encode() % values, n
+
+    def encode_frame(self, frame: Frame) -> tuple[bytes, int] | None:
+        """(body, lines) for a frame, or None when it needs the validating path.
+
+        The body is a ``%``-template of the rows (cached escaped series key plus
+        a field template shared by every row) filled with all numbers of the
+        frame formatted by one orjson call.  Only numeric and boolean columns
+        take this path.
+        """
+        n = len(frame.ts_ms)
+        if n == 0:
+            return b"", 0
+        parts = []
+        for k, (name, column) in enumerate(
+            zip(frame.fields, frame.columns, strict=True)
+        ):
+            kinds = set(map(type, column))
+            if len(kinds) != 1:
+                return None
+            kind = kinds.pop()
+            if kind is int:
+                ints = cast("Sequence[int]", column)
+                if min(ints) < _I64_MIN or max(ints) > _I64_MAX:
+                    return None
+            if kind not in (float, int, bool):
+                return None
+            key = (name, kind)
+            if key not in self._first:
+                return None  # first sight of this field: let the validating path fill the caches
+            parts.append((self._first if k == 0 else self._rest)[key])
+        ts = frame.ts_ms
+        if set(map(type, ts)) != {int} or min(ts) < MIN_TS_MS or max(ts) > MAX_TS_MS:
+            return None
+        row_tail = "".join(parts) + " %s\n"
+        series = self._series
+        m = frame.measurement
+        try:
+            template = "".join([series[(m, tags)] + row_tail for tags in frame.tags])
+        except (KeyError, TypeError):
+            return None
+        nums = [x for row in zip(*frame.columns, ts, strict=True) for x in row]
+        try:
+            formatted = orjson.dumps(nums)
+        except (orjson.JSONEncodeError, TypeError):
+            return None
+        if b"null" in formatted:
+            return None
+        return template.encode() % tuple(formatted[1:-1].split(b",")), n
 
     def line(self, point: Point) -> str:
         """One point as a line without its newline (validating; raises InvalidPoint)."""

@@ -23,6 +23,7 @@ from jitstock.server.tsdb.errors import InvalidPoint
 from jitstock.server.tsdb.model import (
     Agg,
     FieldValue,
+    Frame,
     Point,
     Row,
     Tags,
@@ -143,6 +144,10 @@ class SqliteStore:
                 "%s",
                 f"{len(rejected)} point(s) rejected, e.g. {rejected[0][1]}",
             )
+
+    def write_frame(self, frame: Frame) -> None:
+        """Columnar write (the embedded store takes the general path)."""
+        self.write(frame.points())
 
     def _rows(self, p: Point) -> list[tuple[int, int, int, FieldValue]]:
         """The point's rows; creates its series and fields as needed (inside the caller's transaction)."""

@@ -265,3 +265,24 @@ def test_concurrent_writers_lose_nothing(store: TimeSeriesStore) -> None:
     )
     assert counts == [(T0, 4000)]
     assert store.query_raw("bin_level", {}, *EVERYTHING, limit=0) == []
+
+
+def test_frame_write_equals_point_write(store) -> None:
+    """write_frame is a faster path to exactly what write(frame.points()) stores."""
+    from jitstock.server.tsdb import Frame
+
+    t0 = 1_700_000_000_000
+    tags = [(("bin", f"F{i % 3}"), ("site", "s 1")) for i in range(9)]
+    frame = Frame(
+        "frame_m",
+        tags,
+        ("grams", "count", "stable"),
+        [[100.5 + i for i in range(9)], list(range(9)), [i % 2 == 0 for i in range(9)]],
+        [t0 + i for i in range(9)],
+    )
+    store.write_frame(frame)  # first sight: the validating path
+    store.write_frame(Frame("frame_m", tags, frame.fields, frame.columns, [t0 + 100 + i for i in range(9)]))  # fast path
+    rows = store.query_raw("frame_m", {"bin": "F1"}, t0, t0 + 1000)
+    assert [(r["ts_ms"], r["grams"], r["count"], r["stable"]) for r in rows] == [
+        (t0 + i, 100.5 + i, i, i % 2 == 0) for i in (1, 4, 7)
+    ] + [(t0 + 100 + i, 100.5 + i, i, i % 2 == 0) for i in (1, 4, 7)]
