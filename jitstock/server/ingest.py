@@ -51,6 +51,7 @@ class CursorUpdate:
     last_seq: int
     gaps: int = 0
     duplicates: int = 0
+    reset: bool = False  # the agent started a new sequence: last_seq may go down
 
 
 @dataclass(slots=True)
@@ -339,6 +340,16 @@ class Ingest:
         """Apply each (agent, seq) once: False for a batch already applied."""
         last = cursors.get(agent, 0)
         update = flush.cursors.get(agent)
+        if seq == 1 and last > 1:
+            # An agent only starts again at 1 when its outbox is new (a rebuilt Pi, a lost
+            # SD card): a fresh stream, not a re-send — anything older was acknowledged.
+            log.warning(
+                "agent %s restarted its sequence at 1 (was %d): new outbox", agent, last
+            )
+            self.metrics.seq_resets.inc()
+            update = flush.cursors[agent] = CursorUpdate(agent, 1, reset=True)
+            cursors[agent] = 1
+            return True
         if seq <= last:
             self.metrics.duplicates.inc()
             if update is None:

@@ -32,6 +32,11 @@ class Metrics:
             "Batches already applied (re-sent)",
             registry=r,
         )
+        self.seq_resets = Counter(
+            "jitstock_seq_resets",
+            "Agents that started their sequence again (new outbox)",
+            registry=r,
+        )
         self.seq_gaps = Counter(
             "jitstock_seq_gaps", "Missing sequence numbers seen per agent", registry=r
         )

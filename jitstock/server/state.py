@@ -134,7 +134,7 @@ class SqlState(StateWriter):
                     )
                 )
             else:
-                cursor.last_seq = max(cursor.last_seq, c.last_seq)
+                cursor.last_seq = c.last_seq if c.reset else max(cursor.last_seq, c.last_seq)
                 cursor.gaps += c.gaps
                 cursor.duplicates += c.duplicates
                 cursor.updated_ms = flush.now_ms

@@ -215,3 +215,28 @@ def test_tare_and_unit_weight_belong_to_the_server(plant: Plant) -> None:
         [readings("pi-1", 2, [("B1", TARE_G + 50 * UNIT_G, True)], ts=NOW_MS + 10)]
     )
     assert bin_row(plant, "B1").on_hand == 25
+
+
+def test_agent_with_a_new_outbox_starts_a_new_sequence(plant: Plant) -> None:
+    """A rebuilt Pi starts again at seq 1: its readings apply instead of being dropped as re-sends."""
+    for seq in range(1, 6):
+        plant.ingest.process(
+            [
+                readings(
+                    "pi-1", seq, [("B1", grams_for(90 - seq), True)], ts=NOW_MS + seq
+                )
+            ]
+        )
+    plant.ingest.process(
+        [readings("pi-1", 1, [("B1", grams_for(60), True)], ts=NOW_MS + 100)]
+    )
+    plant.ingest.process(
+        [readings("pi-1", 2, [("B1", grams_for(59), True)], ts=NOW_MS + 200)]
+    )
+    plant.ingest.process(
+        [readings("pi-1", 2, [("B1", grams_for(10), True)], ts=NOW_MS + 300)]
+    )  # a real re-send
+    assert bin_row(plant, "B1").on_hand == 59
+    with transaction(plant.session_factory) as s:
+        assert s.get(AgentCursor, "pi-1").last_seq == 2
+    assert plant.metric("jitstock_seq_resets_total") == 1
