@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from collections.abc import Container
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson

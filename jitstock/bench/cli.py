@@ -18,6 +18,8 @@ from typing import Any
 BENCHES: dict[str, str] = {
     "edge": "jitstock.bench.edge",
     "ingest": "jitstock.bench.ingest",
+    "policy": "jitstock.bench.policy",
+    "ui": "jitstock.bench.ui",
 }
 
 
@@ -33,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="smaller workloads (smoke runs, CI)"
     )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (simulations)")
     return parser
 
 

@@ -1,9 +1,13 @@
-"""A demo supplier system: receives signed order webhooks, acknowledges, delivers after its lead time.
+"""A demo supplier system: receives signed order webhooks, acknowledges, ships, delivers.
 
 It is what a supplier's integrator would build against jitstock: verify the
 Standard Webhooks signature, answer 2xx quickly, acknowledge the order through
-the API with a promised delivery time, and later announce the delivery.  In
-the demo the delivery also refills the simulated bin, as a truck would.
+the API with a promised delivery time, send a ship notice (quantity, carrier
+reference) halfway through its lead time, and deliver at the promised time.  In
+the demo the delivery refills the simulated bin, as a truck would; the bin's
+scale then receives the order by weight and closes it.  Lifecycle events
+(``{"type": "order.cancelled", ...}``) arrive on the same endpoint: a
+cancelled order is not shipped or delivered.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class DemoSupplier:
         self.on_delivery = on_delivery
         self.received: list[dict[str, Any]] = []
         self.rejected = 0
+        self.events: list[dict[str, Any]] = []
+        self.cancelled: set[str] = set()
         self._jobs: list[_Job] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
@@ -117,6 +123,9 @@ class DemoSupplier:
             return 401
         if not isinstance(order, dict) or "id" not in order:
             return 400
+        if "type" in order:
+            self._event(order)
+            return 200
         now = self.clock.time_ms()
         with self._lock:
             if order["id"] in self._seen:
@@ -129,9 +138,25 @@ class DemoSupplier:
                 self._jobs, _Job(now + self.ack_delay_ms, order["id"], "ack", order)
             )
             heapq.heappush(
+                self._jobs,
+                _Job(
+                    now + self.ack_delay_ms + self.lead_time_ms // 2,
+                    order["id"],
+                    "ship",
+                    order,
+                ),
+            )
+            heapq.heappush(
                 self._jobs, _Job(now + self.lead_time_ms, order["id"], "deliver", order)
             )
         return 200
+
+    def _event(self, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        self.events.append(event)
+        if event.get("type") == "order.cancelled" and isinstance(data, dict):
+            with self._lock:
+                self.cancelled.add(str(data.get("id")))
 
     def _schedule_loop(self) -> None:
         while not self._stop.wait(SCHEDULER_TICK_S):
@@ -157,6 +182,9 @@ class DemoSupplier:
                         )
 
     def _run(self, job: _Job) -> None:
+        with self._lock:
+            if job.order_id in self.cancelled:
+                return
         if job.action == "ack":
             promised = job.due_ms - self.ack_delay_ms + self.lead_time_ms
             r = self.api.post(
@@ -165,12 +193,22 @@ class DemoSupplier:
             if r.status_code not in (200, 409):
                 r.raise_for_status()
             return
-        r = self.api.post(
-            f"/api/v1/orders/{job.order_id}/deliver", json={"qty": job.order["qty"]}
-        )
-        if r.status_code == 409:
-            return  # already delivered or cancelled
+        if job.action == "ship":
+            r = self.api.post(
+                f"/api/v1/orders/{job.order_id}/ship",
+                json={
+                    "qty": job.order["qty"],
+                    "carrier_ref": f"DEMO-{job.order_id[:8]}",
+                },
+            )
+            if r.status_code not in (200, 409):
+                r.raise_for_status()
+            return
+        r = self.api.get(f"/api/v1/orders/{job.order_id}")
         r.raise_for_status()
+        if r.json()["state"] not in ("acknowledged", "shipped"):
+            return  # cancelled, or received some other way: nothing to deliver
+        # The truck arrives: the goods go into the bin and its scale receives the order.
         if self.on_delivery is not None:
             self.on_delivery(job.order)
         log.info(

@@ -15,16 +15,23 @@ import uvicorn
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.alerts import AlertMonitor
 from jitstock.server.api import create_api
 from jitstock.server.db.migrate import upgrade
 from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.dispatch import Dispatcher
 from jitstock.server.ingest import SUBSCRIPTIONS, Flush, Ingest
+from jitstock.server.live import LiveHub
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import MqttConnection
+from jitstock.server.notify import Notifier, NotifyConfig
 from jitstock.server.registry import BinRegistry
+from jitstock.server.replenish.bin_policy import Params as ReplenishParams
+from jitstock.server.replenish.recalc import Recalculator
 from jitstock.server.settings import ServerSettings
 from jitstock.server.state import SqlState
+from jitstock.server.supplier.escalation import Escalator
+from jitstock.server.supplier.events import EventSender
 from jitstock.server.tsdb import open_store
 
 log = logging.getLogger(__name__)
@@ -69,12 +76,27 @@ class ServerApp:
             protocol=settings.mqtt_protocol,
         )
         self.http = httpx.Client(timeout=settings.webhook_timeout_s)
+        # dashboard (issue 6): alerts and the live push to open pages
+        self.notifier = Notifier(_notify_config(settings), self.http)
+        self.live = LiveHub(self.session_factory, clock=clock)
+        self.alerts = AlertMonitor(
+            self.session_factory,
+            self.metrics,
+            clock=clock,
+            notifier=self.notifier,
+            check_s=settings.alert_check_s,
+            agent_silent_s=settings.alert_agent_silent_s,
+            ack_deadline_s=settings.alert_ack_deadline_s,
+            on_change=lambda changes: self.live.publish("alerts", changes),
+        )
         self.dispatcher = Dispatcher(
             self.session_factory,
             self.http,
             clock=clock,
             publish_mqtt=self._publish_order,
             metrics=self.metrics,
+            alert=self.alerts.hook,
+            on_attempt=self.alerts.on_attempt,
             max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_base_s,
             backoff_cap_s=settings.webhook_backoff_cap_s,
@@ -89,7 +111,30 @@ class ServerApp:
             clock=clock,
             flush_max_msgs=settings.ingest_flush_max_msgs,
             flush_max_ms=settings.ingest_flush_max_ms,
-            on_flush=[self._after_flush],
+            on_flush=[self._after_flush, self._dashboard_flush],
+        )
+        self.replenish = Recalculator(
+            self.session_factory,
+            ReplenishParams.from_settings(settings),
+            clock,
+            interval_s=settings.replenish_interval_s,
+            check_s=settings.replenish_check_s,
+            on_change=self._policy_changed,
+        )
+        self.supplier_events = EventSender(
+            self.session_factory,
+            self.http,
+            clock=clock,
+            idle_poll_s=settings.supplier_events_poll_s,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_cap_s=settings.webhook_backoff_cap_s,
+        )
+        self.escalator = Escalator(
+            self.session_factory,
+            clock=clock,
+            interval_s=settings.escalation_interval_s,
+            on_orders=self._escalated,
+            alert=self.alerts.hook,
         )
         self.api = create_api(self)
         self._stop = threading.Event()
@@ -98,11 +143,31 @@ class ServerApp:
         )
         self._uvicorn: uvicorn.Server | None = None
 
+    def _dashboard_flush(self, flush: Flush, _orders: list[str]) -> None:
+        # marks only (ids per flush, never per reading): alerts and live pages do the work
+        bins = flush.changed_bins
+        agents = [agent for _site, agent, _status in flush.statuses]
+        self.alerts.mark(bins, agents)
+        self.live.mark(bins, agents)
+
     def _after_flush(self, flush: Flush, orders: list[str]) -> None:
         if orders:
             self.dispatcher.wake()
             for listener in self.order_listeners:
                 listener(orders)
+
+    def _policy_changed(self, _bins: list[str], orders: list[str]) -> None:
+        # new reorder points must reach ingest's snapshot; orders they caused must go out
+        self.registry.reload()
+        if orders:
+            self.dispatcher.wake()
+
+    def _escalated(self, orders: list[str]) -> None:
+        # bridging orders go out now; the first orders' cancellations are events
+        self.dispatcher.wake()
+        self.supplier_events.wake()
+        for listener in self.order_listeners:
+            listener(orders)
 
     def _publish_order(self, site: str, supplier: str, payload: bytes) -> None:
         self.mqtt.publish(protocol.orders_topic(site, supplier), payload, qos=1)
@@ -124,6 +189,12 @@ class ServerApp:
         self.ingest.start()
         self.dispatcher.start()
         self._refresher.start()
+        self.replenish.start()
+        self.supplier_events.start()
+        self.escalator.start()
+        self.notifier.start()
+        self.alerts.start()
+        self.live.start()
 
     def serve(self) -> None:
         """Run the HTTP API in this thread until stopped (Ctrl-C or stop())."""
@@ -142,9 +213,29 @@ class ServerApp:
         self._stop.set()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
+        self.live.stop()  # ends open event streams, or uvicorn would wait for them
+        self.alerts.stop()
+        self.notifier.stop()
+        self.replenish.stop()
+        self.escalator.stop()
+        self.supplier_events.stop()
         self.ingest.stop()
         self.dispatcher.stop()
         self.mqtt.stop()
         self.tsdb.close()
         self.http.close()
         self.engine.dispose()
+
+
+def _notify_config(settings: ServerSettings) -> NotifyConfig:
+    """Alert notification channels from the settings."""
+    to = tuple(
+        a.strip() for a in (settings.alert_email_to or "").split(",") if a.strip()
+    )
+    return NotifyConfig(
+        webhook_url=settings.alert_webhook_url,
+        smtp_host=settings.alert_smtp_host,
+        smtp_port=settings.alert_smtp_port,
+        smtp_from=settings.alert_smtp_from,
+        email_to=to,
+    )

@@ -46,6 +46,7 @@ from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Order, OrderAttempt, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
+from jitstock.server.supplier.lifecycle import record_transition
 
 if TYPE_CHECKING:
     from jitstock.server.metrics import Metrics
@@ -143,6 +144,8 @@ class _Job:
     webhook_url: str | None
     webhook_secret: str | None
     mqtt: bool
+    # During a secret rotation the old secret signs too (two signatures in one header).
+    previous_secret: str | None = None
 
 
 def order_payload(order: Order) -> bytes:
@@ -162,16 +165,37 @@ def order_payload(order: Order) -> bytes:
 
 
 def sign_headers(
-    secret: str, msg_id: str, body: bytes, timestamp_s: int
+    secret: str,
+    msg_id: str,
+    body: bytes,
+    timestamp_s: int,
+    previous_secret: str | None = None,
 ) -> dict[str, str]:
-    """Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) for a body."""
+    """Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) for a body.
+
+    With ``previous_secret`` (a rotation in progress) the header carries both
+    signatures, space-separated, so receivers on either secret verify.
+    """
     ts = datetime.fromtimestamp(timestamp_s, tz=UTC)
     signature = Webhook(secret).sign(msg_id=msg_id, timestamp=ts, data=body.decode())
+    if previous_secret:
+        old = Webhook(previous_secret).sign(
+            msg_id=msg_id, timestamp=ts, data=body.decode()
+        )
+        signature = f"{signature} {old}"
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp_s),
         "webhook-signature": signature,
     }
+
+
+def previous_secret(supplier: Supplier | None, now_ms: int) -> str | None:
+    """The supplier's previous webhook secret while its rotation grace period lasts."""
+    if supplier is None or not supplier.webhook_secret_previous:
+        return None
+    until = supplier.webhook_secret_previous_until_ms
+    return supplier.webhook_secret_previous if until is None or now_ms < until else None
 
 
 def parse_retry_after(value: str | None, now_s: float) -> float | None:
@@ -359,6 +383,7 @@ class Dispatcher:
                 body=order_payload(order),
                 webhook_url=supplier.webhook_url if supplier else None,
                 webhook_secret=supplier.webhook_secret if supplier else None,
+                previous_secret=previous_secret(supplier, now),
                 mqtt=bool(
                     supplier and supplier.mqtt_orders and self._publish is not None
                 ),
@@ -437,7 +462,11 @@ class Dispatcher:
         try:
             # Real wall time, not self._clock: the receiver checks it against its own clock.
             headers = sign_headers(
-                job.webhook_secret, job.order_id, job.body, int(time.time())
+                job.webhook_secret,
+                job.order_id,
+                job.body,
+                int(time.time()),
+                job.previous_secret,
             )
         except Exception as exc:
             return (
@@ -523,6 +552,16 @@ class Dispatcher:
             )
             owned = moved.rowcount == 1  # type: ignore[attr-defined]
             if owned and out.verdict != "retry":
+                record_transition(
+                    s,
+                    job.order_id,
+                    "created",
+                    out.verdict,
+                    actor=ACTOR,
+                    at_ms=now,
+                    reason=out.error,
+                    detail={"attempt": job.n, "status_code": out.status_code},
+                )
                 record_audit(
                     s,
                     at_ms=now,

@@ -63,7 +63,9 @@ class BinRegistry:
             cals, on_hand = self._loader()
             self.replace(cals, on_hand)
 
-    def replace(self, calibrations: Iterable[BinCalibration], on_hand: dict[str, int | None]) -> None:
+    def replace(
+        self, calibrations: Iterable[BinCalibration], on_hand: dict[str, int | None]
+    ) -> None:
         """Swap in a new set of bins."""
         snap = _build(list(calibrations))
         counts = np.full(len(snap.cals), UNKNOWN, dtype=np.int64)
@@ -92,7 +94,12 @@ class BinRegistry:
             return None
         return int(self.counts[i])
 
-    def set_counts(self, snapshot: Snapshot, idx: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> None:
+    def set_counts(
+        self,
+        snapshot: Snapshot,
+        idx: npt.NDArray[np.int64],
+        values: npt.NDArray[np.int64],
+    ) -> None:
         """Record counts just committed (ignored if the bins were reloaded meanwhile)."""
         with self.lock:
             if self.snapshot is snapshot:
@@ -111,5 +118,8 @@ def _build(cals: list[BinCalibration]) -> Snapshot:
         unit=np.array([c.unit_weight_g for c in cals], dtype=np.float64),
         reorder_point=np.array([c.reorder_point for c in cals], dtype=np.int64),
         agents=frozenset(c.agent_id for c in cals),
-        tags=[(("agent", c.agent_id), ("bin", c.bin_id), ("site", c.site_id)) for c in cals],
+        tags=[
+            (("agent", c.agent_id), ("bin", c.bin_id), ("site", c.site_id))
+            for c in cals
+        ],
     )

@@ -32,6 +32,8 @@ from jitstock.server.db.models import (
     Order,
     new_order_id,
 )
+from jitstock.server.db.supplier_models import supplier_items_for
+from jitstock.server.supplier.lifecycle import record_transition
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,9 @@ def lock_bin(session: Session, bin_id: str) -> Bin | None:
 
 
 def on_order_qty(session: Session, bin_id: str) -> int:
-    """Units on open orders (created, sent, acknowledged) for a bin."""
-    stmt = select(func.coalesce(func.sum(Order.qty), 0)).where(
+    """Units still to come on open orders for a bin (ordered minus already received)."""
+    outstanding = Order.qty - func.coalesce(Order.delivered_qty, 0)
+    stmt = select(func.coalesce(func.sum(outstanding), 0)).where(
         Order.bin_id == bin_id, Order.state.in_(OPEN_ORDER_STATES)
     )
     return int(session.scalar(stmt) or 0)
@@ -105,6 +108,9 @@ def maybe_reorder(
     if position > bin.reorder_point:
         return None
     qty = order_quantity(position, bin.reorder_point, bin.order_qty, bin.capacity)
+    # The SKU's preferred supplier item (priority 1) gets the order; the bin's supplier otherwise.
+    items = supplier_items_for(session, bin.sku_id)
+    supplier_id = items[0].supplier_id if items else bin.supplier_id
     fired = {
         **trigger,
         "position": {
@@ -119,7 +125,7 @@ def maybe_reorder(
         id=new_order_id(),
         bin_id=bin.id,
         sku_id=bin.sku_id,
-        supplier_id=bin.supplier_id,
+        supplier_id=supplier_id,
         site_id=bin.site_id,
         qty=qty,
         state="created",
@@ -141,10 +147,13 @@ def maybe_reorder(
                 entity_id=order.id,
                 detail={
                     "bin": bin.id,
-                    "supplier": bin.supplier_id,
+                    "supplier": supplier_id,
                     "qty": qty,
                     **fired["position"],
                 },
+            )
+            record_transition(
+                session, order.id, None, "created", actor=ACTOR, at_ms=now_ms
             )
             session.flush()
     except IntegrityError as exc:

@@ -48,7 +48,7 @@ class ServerSettings(BaseSettings):
 
     # Ingest flush: at most this many messages or this much waiting per durable commit.
     ingest_flush_max_msgs: int = Field(default=2000, ge=1)
-    ingest_flush_max_ms: float = Field(default=20.0, gt=0)
+    ingest_flush_max_ms: float = Field(default=5.0, gt=0)
 
     # Webhook dispatch
     webhook_timeout_s: float = 5.0
@@ -56,6 +56,33 @@ class ServerSettings(BaseSettings):
     webhook_max_attempts: int = 40
     webhook_backoff_base_s: float = 1.0
     webhook_backoff_cap_s: float = 300.0
+
+    # Replenishment (jitstock.server.replenish): a full recalculation hourly is plenty for
+    # daily demand; the cheap demand-shift / new-delivery check runs more often.
+    replenish_interval_s: float = Field(default=3600.0, gt=0)
+    replenish_check_s: float = Field(default=300.0, gt=0)
+    replenish_history_days: int = Field(default=180, ge=7)
+    abc_window_days: int = Field(default=90, ge=7)
+    service_level_a: float = Field(default=0.99, gt=0.5, lt=1)
+    service_level_b: float = Field(default=0.97, gt=0.5, lt=1)
+    service_level_c: float = Field(default=0.95, gt=0.5, lt=1)
+    default_lead_time_s: float = Field(default=3 * 86400.0, gt=0)
+
+    # Supplier loop (jitstock.server.supplier): deadlines are minutes to hours, so the
+    # escalation check runs twice a minute; supplier events poll like the dispatcher.
+    escalation_interval_s: float = Field(default=30.0, gt=0)
+    supplier_events_poll_s: float = Field(default=1.0, gt=0)
+
+    # Dashboard alerts (jitstock.server.alerts): full re-check period, heartbeat and ack deadlines,
+    # and optional notifications (a JSON webhook and/or e-mail through SMTP).
+    alert_check_s: float = Field(default=15.0, gt=0)
+    alert_agent_silent_s: float = Field(default=120.0, gt=0)
+    alert_ack_deadline_s: float = Field(default=900.0, gt=0)
+    alert_webhook_url: str | None = None
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = 25
+    alert_smtp_from: str = "jitstock@localhost"
+    alert_email_to: str | None = None  # comma-separated addresses
 
     def check_production(self) -> None:
         """Refuse placeholder secrets and open auth outside development."""

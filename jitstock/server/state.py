@@ -14,6 +14,7 @@ from jitstock.server.db.session import SessionFactory, is_postgresql, transactio
 from jitstock.server.ingest import Flush, StateWriter
 from jitstock.server.levels import BinCalibration
 from jitstock.server.registry import BinRegistry
+from jitstock.server.supplier import receiving
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,9 @@ class SqlState(StateWriter):
                     if kind == "refill":
                         refilled[b] = refilled.get(b, 0) + delta
                 if refilled:
-                    self._confirm_deliveries(s, refilled)
+                    self._confirm_deliveries(s, refilled, now)
+            if flush.scans:
+                receiving.apply_scans(s, flush.scans, now)
             if flush.decide:
                 created = self._decide(s, flush, flush.decide)
             if flush.statuses:
@@ -134,20 +137,18 @@ class SqlState(StateWriter):
                     )
                 )
             else:
-                cursor.last_seq = c.last_seq if c.reset else max(cursor.last_seq, c.last_seq)
+                cursor.last_seq = (
+                    c.last_seq if c.reset else max(cursor.last_seq, c.last_seq)
+                )
                 cursor.gaps += c.gaps
                 cursor.duplicates += c.duplicates
                 cursor.updated_ms = flush.now_ms
 
-    def _confirm_deliveries(self, s: Session, refilled: dict[str, int]) -> None:
-        """The scale now confirms (part of) a delivery announced through the API."""
-        rows = s.scalars(
-            select(Bin).where(Bin.id.in_(list(refilled)), Bin.pending_delivery_qty > 0)
-        )
-        for row in rows:
-            row.pending_delivery_qty = max(
-                0, row.pending_delivery_qty - refilled[row.id]
-            )
+    def _confirm_deliveries(
+        self, s: Session, refilled: dict[str, int], now_ms: int
+    ) -> None:
+        """The scale confirms a put-away, receives an open order by weight, or raises an alert."""
+        receiving.confirm_refills(s, refilled, now_ms)
 
     def _decide(self, s: Session, flush: Flush, bin_ids: list[str]) -> list[str]:
         created = []

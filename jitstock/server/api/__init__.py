@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from jitstock.server.api.auth import ensure_bootstrap_key
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.errors import install_error_handlers
-from jitstock.server.api.routes import (
+from jitstock.server.api.routes import (  # issue 6
     audit,
+    bin_actions,
     bins,
     csv,
+    dashboard,
     history,
     keys,
     levels,
@@ -23,8 +25,10 @@ from jitstock.server.api.routes import (
     orders,
     sites,
     skus,
+    supplier_loop,  # issue 5
     suppliers,
 )
+from jitstock.server.api.routes import policy as policy_routes  # issue 4
 
 __all__ = ["ApiContext", "create_api"]
 
@@ -59,6 +63,10 @@ def create_api(ctx: ApiContext) -> FastAPI:
         ops,
     ):
         app.include_router(module.router)
+    app.include_router(policy_routes.router)  # /bins/{id}/policy
+    app.include_router(supplier_loop.router)  # ship, receive, inspect, scorecards
+    app.include_router(bin_actions.router)  # issue 6: bin page actions
+    app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs
     ensure_bootstrap_key(
         ctx.session_factory, ctx.settings.bootstrap_admin_key, ctx.clock.time_ms()
     )

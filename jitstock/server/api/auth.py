@@ -25,11 +25,16 @@ MIN_BOOTSTRAP_KEY_LEN = 32
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: key name (the audit actor), role, key id (None when auth is off)."""
+    """The caller: key name (the audit actor), role, key id (None when auth is off).
+
+    A ``supplier`` key is bound to one supplier (``supplier_id``) and ranks
+    outside viewer < manager < admin: it reaches only the supplier-scoped routes.
+    """
 
     name: str
     role: str
     key_id: int | None = None
+    supplier_id: str | None = None
 
     def allows(self, role: str) -> bool:
         """Whether this caller's role includes ``role``."""
@@ -47,7 +52,7 @@ def principal_for_key(session: Session, key: str) -> Principal | None:
     ).one_or_none()
     if row is None or row.revoked:
         return None
-    return Principal(row.name, row.role, row.id)
+    return Principal(row.name, row.role, row.id, row.supplier_id)
 
 
 def ensure_bootstrap_key(

@@ -254,14 +254,21 @@ def update_supplier(
     return row, bool(diff)
 
 
+# Both secrets sign webhooks this long after a rotation, so a supplier can switch without downtime.
+SECRET_ROTATION_GRACE_MS = 24 * 3600 * 1000
+
+
 def rotate_supplier_secret(
     session: Session, supplier_id: str, actor: str, now_ms: int
 ) -> tuple[Supplier, str]:
-    """Give a supplier a fresh webhook secret (returned once)."""
+    """Give a supplier a fresh webhook secret (returned once); the old one keeps signing for a grace period."""
     secret = new_webhook_secret()
+    previous = get_or_404(session, Supplier, "supplier", supplier_id).webhook_secret
     row, _ = update_supplier(
         session, supplier_id, {"webhook_secret": secret}, actor, now_ms
     )
+    row.webhook_secret_previous = previous
+    row.webhook_secret_previous_until_ms = now_ms + SECRET_ROTATION_GRACE_MS
     return row, secret
 
 

@@ -2,6 +2,8 @@
 
 Order state machine (the dispatcher owns created -> sent/failed)::
 
+    (the full lifecycle, with shipping and receiving, is jitstock.server.supplier.lifecycle)
+
     created ──send──▶ sent ──ack──▶ acknowledged ──deliver──▶ delivered
        │  └───────────ack─────────────▲   ▲                     ▲
        └──deliver / sent ──deliver────┴───┼─────────────────────┘
@@ -22,23 +24,30 @@ from sqlalchemy.orm import Session
 from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
+from jitstock.server.supplier.lifecycle import enqueue_event, record_transition
 
 ACKABLE_STATES = ("created", "sent")
 DELIVERABLE_STATES = OPEN_ORDER_STATES
 
 
-def _load(session: Session, order_id: str) -> Order:
+def _load(session: Session, order_id: str, supplier_id: str | None = None) -> Order:
     order = session.get(Order, order_id, populate_existing=True)
-    if order is None:
+    # Another supplier's order is "not found": ids must not leak across suppliers.
+    if order is None or (supplier_id is not None and order.supplier_id != supplier_id):
         raise NotFound("order", order_id)
     return order
 
 
 def ack_order(
-    session: Session, order_id: str, promised_ms: int | None, actor: str, now_ms: int
+    session: Session,
+    order_id: str,
+    promised_ms: int | None,
+    actor: str,
+    now_ms: int,
+    supplier_id: str | None = None,
 ) -> Order:
     """Mark an order acknowledged by its supplier, with an optional promised delivery time."""
-    order = _load(session, order_id)
+    order = _load(session, order_id, supplier_id)
     if promised_ms is not None and promised_ms < order.created_ms:
         raise FieldInvalid(
             "promised_ms",
@@ -88,7 +97,19 @@ def ack_order(
         entity_id=order_id,
         detail={"from": order.state, "promised_ms": promised_ms},
     )
-    return _load(session, order_id)
+    record_transition(
+        session,
+        order_id,
+        order.state,
+        "acknowledged",
+        actor=actor,
+        at_ms=now_ms,
+        reason="supplier acknowledged",
+        detail={"promised_ms": promised_ms},
+    )
+    fresh = _load(session, order_id)
+    enqueue_event(session, fresh, "order.acknowledged", now_ms)
+    return fresh
 
 
 def deliver_order(
@@ -98,7 +119,7 @@ def deliver_order(
     order = _load(session, order_id)
     if order.state not in DELIVERABLE_STATES:
         raise Conflict(
-            f"order {order_id} is {order.state}; only an open order (created, sent, acknowledged) can be delivered"
+            f"order {order_id} is {order.state}; only an open order ({', '.join(DELIVERABLE_STATES)}) can be delivered"
         )
     moved = session.execute(
         update(Order)
@@ -150,4 +171,16 @@ def deliver_order(
             "pending_delivery_qty": bin_row.pending_delivery_qty,
         },
     )
-    return _load(session, order_id)
+    record_transition(
+        session,
+        order_id,
+        order.state,
+        "delivered",
+        actor=actor,
+        at_ms=now_ms,
+        reason="goods received (one-step delivery)",
+        detail={"qty": qty},
+    )
+    fresh = _load(session, order_id)
+    enqueue_event(session, fresh, "order.delivered", now_ms)
+    return fresh

@@ -54,7 +54,16 @@ Tare = Annotated[
 Qty = Annotated[int, Field(ge=0, le=MAX_QTY)]
 Role = Literal["viewer", "manager", "admin"]
 OrderState = Literal[
-    "created", "sent", "acknowledged", "delivered", "failed", "cancelled"
+    "created",
+    "sent",
+    "acknowledged",
+    "shipped",
+    "part_received",
+    "received",
+    "closed",
+    "delivered",
+    "failed",
+    "cancelled",
 ]
 # Literals for OpenAPI enums; they must follow the DB's lists (a test imports this module).
 assert get_args(Role) == API_ROLES
@@ -357,6 +366,11 @@ class OrderPublic(Output):
     next_attempt_ms: int | None
     last_error: str | None
     trigger: dict[str, Any] | None
+    shipped_ms: int | None = None
+    asn_qty: int | None = None
+    carrier_ref: str | None = None
+    closed_ms: int | None = None
+    bridge_for: str | None = None
 
 
 class AttemptPublic(Output):

@@ -44,14 +44,37 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-ORDER_STATES = ("created", "sent", "acknowledged", "delivered", "failed", "cancelled")
+# The supplier loop's lifecycle (jitstock.server.supplier.lifecycle); 'delivered' is the
+# manager's one-step /deliver shortcut of issue 3, kept for API compatibility.
+ORDER_STATES = (
+    "created",
+    "sent",
+    "acknowledged",
+    "shipped",
+    "part_received",
+    "received",
+    "closed",
+    "delivered",
+    "failed",
+    "cancelled",
+)
 # States in which an order still counts as "on order" for the inventory position.
-OPEN_ORDER_STATES = ("created", "sent", "acknowledged")
+OPEN_ORDER_STATES = (
+    "created",
+    "sent",
+    "acknowledged",
+    "shipped",
+    "part_received",
+)
 EVENT_KINDS = ("consumption", "refill", "recount", "delivery")
 API_ROLES = ("viewer", "manager", "admin")
 # Name of the partial unique index behind "one trigger, one order".
 ONE_OPEN_ORDER_INDEX = "uq_orders_one_open_per_bin"
-_OPEN_STATES_SQL = "state IN ('created', 'sent', 'acknowledged')"
+# Bridging orders (escalation beside a reduced order) are the one sanctioned second open order.
+_OPEN_STATES_SQL = (
+    "state IN ('created', 'sent', 'acknowledged', 'shipped', 'part_received') "
+    "AND bridge_for IS NULL"
+)
 
 # Auto-increment ids: BIGINT on PostgreSQL, but SQLite only auto-increments a
 # column declared exactly INTEGER PRIMARY KEY (the rowid alias).
@@ -91,6 +114,10 @@ class Sku(Base):
     # Float, not Numeric: cost feeds ABC ranking, not accounting, and SQLite has no decimals.
     unit_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
     barcode: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    abc_class: Mapped[str | None] = mapped_column(String(1), nullable=True)  # issue 4
+    inspection_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class Supplier(Base):
@@ -108,6 +135,16 @@ class Supplier(Base):
     )
     ack_deadline_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     contact: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    webhook_secret_previous: Mapped[str | None] = mapped_column(
+        String(200), nullable=True
+    )
+    webhook_secret_previous_until_ms: Mapped[int | None] = mapped_column(
+        BigInteger, nullable=True
+    )
+    escalation_enabled: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true()
+    )
+    inspect_every_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Agent(Base):
@@ -175,6 +212,16 @@ class Bin(Base):
     pending_delivery_qty: Mapped[int] = mapped_column(
         Integer, default=0, server_default="0"
     )
+    # Replenishment settings (issue 4, jitstock.server.replenish); None = learned / default.
+    policy: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    service_level: Mapped[float | None] = mapped_column(Float, nullable=True)
+    manual_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    manual_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    review_period_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prior_daily_demand: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lead_time_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pack_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    moq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     sku: Mapped[Sku] = relationship()
     supplier: Mapped[Supplier | None] = relationship()
@@ -240,6 +287,12 @@ class Order(Base):
     next_attempt_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     trigger: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    shipped_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    asn_qty: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    carrier_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    closed_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bridge_for: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    escalated_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     attempt_log: Mapped[list[OrderAttempt]] = relationship(
         order_by="OrderAttempt.n", back_populates="order", passive_deletes=True
@@ -278,6 +331,9 @@ class ApiKey(Base):
     revoked: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    supplier_id: Mapped[str | None] = mapped_column(
+        ForeignKey("suppliers.id"), nullable=True
+    )
 
 
 class AuditLog(Base):
@@ -293,3 +349,9 @@ class AuditLog(Base):
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
+
+
+# Issue 5's tables (supplier loop) live in their own module on the same Base.
+from jitstock.server.db import alert_models as alert_models  # noqa: E402
+from jitstock.server.db import replenish_models as replenish_models  # noqa: E402
+from jitstock.server.db import supplier_models as supplier_models  # noqa: E402

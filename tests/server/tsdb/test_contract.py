@@ -281,7 +281,15 @@ def test_frame_write_equals_point_write(store) -> None:
         [t0 + i for i in range(9)],
     )
     store.write_frame(frame)  # first sight: the validating path
-    store.write_frame(Frame("frame_m", tags, frame.fields, frame.columns, [t0 + 100 + i for i in range(9)]))  # fast path
+    store.write_frame(
+        Frame(
+            "frame_m",
+            tags,
+            frame.fields,
+            frame.columns,
+            [t0 + 100 + i for i in range(9)],
+        )
+    )  # fast path
     rows = store.query_raw("frame_m", {"bin": "F1"}, t0, t0 + 1000)
     assert [(r["ts_ms"], r["grams"], r["count"], r["stable"]) for r in rows] == [
         (t0 + i, 100.5 + i, i, i % 2 == 0) for i in (1, 4, 7)

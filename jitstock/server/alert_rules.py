@@ -1,0 +1,267 @@
+"""Alert conditions read from the state DB: which (kind, entity) pairs hold right now.
+
+Each rule returns a :class:`Verdict`: the entities it looked at (its scope) and
+the alerts that hold among them.  :mod:`jitstock.server.alerts` raises what
+holds and is not yet open, and resolves what is open in the scope and no longer
+holds — so a condition that clears resolves its alert without anyone acking it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jitstock.server.db.models import Agent, Bin, BinEvent, Order, Supplier
+
+# Bins and agents (checked after every flush that touched them) and the periodic kinds.
+BIN_KINDS = ("scale_fault", "stockout", "below_safety_stock")
+AGENT_KINDS = ("agent_offline",)
+ORDER_KINDS = ("order_unacknowledged", "order_overdue")
+ANOMALY_KINDS = ("consumption_anomaly",)
+# Orders waiting for the supplier's acknowledgement: created/sent (dispatch may be retrying).
+UNACKED_STATES = ("created", "sent")
+OVERDUE_STATES = ("sent", "acknowledged", "shipped", "part_received")
+DAY_MS = 86_400_000
+# A day's usage is an anomaly beyond this many forecast sigmas ...
+ANOMALY_Z = 4.0
+# ... and at least this far (fraction of the daily rate) from it: tiny sigmas are not a band.
+ANOMALY_MIN_FRACTION = 0.5
+
+
+@dataclass(slots=True, frozen=True)
+class AlertSpec:
+    """One alert condition that holds: what, about which entity, and how to say it."""
+
+    kind: str
+    entity: str
+    message: str
+    severity: str = "warning"
+    site_id: str | None = None
+    bin_id: str | None = None
+    agent_id: str | None = None
+    order_id: str | None = None
+    supplier_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The result of a rule over its scope: ``scope`` None means "every entity of the kinds"."""
+
+    kinds: tuple[str, ...]
+    scope: set[str] | None
+    holding: list[AlertSpec] = field(default_factory=list)
+
+
+def policy_marks(
+    session: Session, bin_ids: list[str] | None
+) -> dict[str, dict[str, float]]:
+    """Safety stock and daily rate (with sigma) per bin from issue 4's bin_policies, if present."""
+    try:
+        from jitstock.server.db.replenish_models import BinPolicy
+    except ImportError:  # replenishment not installed: no safety stock marks
+        return {}
+    stmt = select(BinPolicy.bin_id, BinPolicy.inputs, BinPolicy.result)
+    if bin_ids is not None:
+        stmt = stmt.where(BinPolicy.bin_id.in_(bin_ids))
+    out: dict[str, dict[str, float]] = {}
+    for bin_id, inputs, result in session.execute(stmt):
+        demand = (inputs or {}).get("demand") or {}
+        marks: dict[str, float] = {}
+        for key, value in (
+            ("safety_stock", (result or {}).get("safety_stock")),
+            ("rate_per_day", demand.get("rate_per_day")),
+            ("sigma_per_day", demand.get("sigma_per_day")),
+        ):
+            if isinstance(value, int | float):
+                marks[key] = float(value)
+        out[bin_id] = marks
+    return out
+
+
+def bin_rules(session: Session, bin_ids: list[str] | None) -> Verdict:
+    """Scale fault, stockout and below safety stock for the given bins (None: all)."""
+    stmt = select(
+        Bin.id,
+        Bin.site_id,
+        Bin.on_hand,
+        Bin.last_seen_ms,
+        Bin.sensor_ok,
+        Bin.sensor_fault,
+    )
+    if bin_ids is not None:
+        stmt = stmt.where(Bin.id.in_(bin_ids))
+    rows = session.execute(stmt).all()
+    marks = policy_marks(session, bin_ids)
+    verdict = Verdict(
+        BIN_KINDS, {f"bin:{r[0]}" for r in rows} if bin_ids is not None else None
+    )
+    for bin_id, site, on_hand, seen, ok, fault in rows:
+        entity = f"bin:{bin_id}"
+        if not ok:
+            verdict.holding.append(
+                AlertSpec(
+                    "scale_fault",
+                    entity,
+                    f"scale of bin {bin_id} reports a fault: {fault or 'unknown'}",
+                    "critical",
+                    site,
+                    bin_id,
+                    detail={"fault": fault},
+                )
+            )
+        if seen is None:
+            continue  # no level yet: nothing to judge
+        if on_hand <= 0:
+            verdict.holding.append(
+                AlertSpec(
+                    "stockout",
+                    entity,
+                    f"bin {bin_id} is empty",
+                    "critical",
+                    site,
+                    bin_id,
+                )
+            )
+            continue
+        ss = marks.get(bin_id, {}).get("safety_stock")
+        if ss is not None and on_hand < ss:
+            verdict.holding.append(
+                AlertSpec(
+                    "below_safety_stock",
+                    entity,
+                    f"bin {bin_id} holds {on_hand}, below its safety stock of {ss:g}",
+                    "warning",
+                    site,
+                    bin_id,
+                    detail={"on_hand": on_hand, "safety_stock": ss},
+                )
+            )
+    return verdict
+
+
+def agent_rules(
+    session: Session, agent_ids: list[str] | None, now_ms: int, silent_ms: int
+) -> Verdict:
+    """Agents offline by status (last will) or silent longer than ``silent_ms`` (no heartbeat)."""
+    stmt = select(Agent.id, Agent.site_id, Agent.online, Agent.last_seen_ms)
+    if agent_ids is not None:
+        stmt = stmt.where(Agent.id.in_(agent_ids))
+    rows = session.execute(stmt).all()
+    verdict = Verdict(
+        AGENT_KINDS, {f"agent:{r[0]}" for r in rows} if agent_ids is not None else None
+    )
+    for agent_id, site, online, seen in rows:
+        if seen is None:
+            continue  # never connected: a configuration gap, not an outage
+        if not online:
+            why = "reports offline (last will or shutdown)"
+        elif now_ms - seen > silent_ms:
+            why = f"silent for {(now_ms - seen) // 1000} s (no heartbeat)"
+        else:
+            continue
+        verdict.holding.append(
+            AlertSpec(
+                "agent_offline",
+                f"agent:{agent_id}",
+                f"edge agent {agent_id} {why}",
+                "critical",
+                site,
+                agent_id=agent_id,
+            )
+        )
+    return verdict
+
+
+def order_rules(session: Session, now_ms: int, default_ack_s: float) -> Verdict:
+    """Orders not acknowledged within their supplier's deadline, and orders past their promise."""
+    verdict = Verdict(ORDER_KINDS, None)
+    rows = session.execute(
+        select(Order, Supplier.ack_deadline_s)
+        .join(Supplier, Supplier.id == Order.supplier_id)
+        .where(Order.state.in_(set(UNACKED_STATES) | set(OVERDUE_STATES)))
+    ).all()
+    for order, ack_s in rows:
+        entity = f"order:{order.id}"
+        common: dict[str, Any] = {
+            "site_id": order.site_id,
+            "bin_id": order.bin_id,
+            "order_id": order.id,
+            "supplier_id": order.supplier_id,
+        }
+        deadline_ms = int((ack_s if ack_s else default_ack_s) * 1000)
+        if order.state in UNACKED_STATES and now_ms - order.created_ms > deadline_ms:
+            verdict.holding.append(
+                AlertSpec(
+                    "order_unacknowledged",
+                    entity,
+                    f"order {order.id[:8]} for bin {order.bin_id} not acknowledged by "
+                    f"{order.supplier_id} after {(now_ms - order.created_ms) // 60000} min",
+                    **common,
+                )
+            )
+        if (
+            order.promised_ms is not None
+            and order.promised_ms < now_ms
+            and order.state in OVERDUE_STATES
+        ):
+            verdict.holding.append(
+                AlertSpec(
+                    "order_overdue",
+                    entity,
+                    f"order {order.id[:8]} for bin {order.bin_id} from {order.supplier_id} is "
+                    f"{(now_ms - order.promised_ms) // 60000} min past its promised time",
+                    "critical",
+                    **common,
+                )
+            )
+    return verdict
+
+
+def anomaly_rules(session: Session, now_ms: int) -> Verdict:
+    """A bin's last 24 h of usage far outside its forecast band (theft, wrong bin, leaking count)."""
+    verdict = Verdict(ANOMALY_KINDS, None)
+    marks = policy_marks(session, None)
+    if not marks:
+        return verdict
+    since = now_ms - DAY_MS
+    used = dict(
+        session.execute(
+            select(BinEvent.bin_id, func.sum(-BinEvent.delta))
+            .where(BinEvent.kind == "consumption", BinEvent.ts_ms >= since)
+            .group_by(BinEvent.bin_id)
+        ).all()
+    )
+    # the low side needs a full day of history, or every new bin would look "too quiet"
+    old = set(
+        session.scalars(
+            select(BinEvent.bin_id)
+            .where(BinEvent.ts_ms < since)
+            .group_by(BinEvent.bin_id)
+        )
+    )
+    sites = dict(session.execute(select(Bin.id, Bin.site_id)).all())
+    for bin_id, m in marks.items():
+        rate = m.get("rate_per_day")
+        if not rate or bin_id not in sites:
+            continue
+        width = max(
+            ANOMALY_Z * m.get("sigma_per_day", 0.0), ANOMALY_MIN_FRACTION * rate
+        )
+        usage = float(used.get(bin_id) or 0)
+        if usage > rate + width or (bin_id in old and usage < rate - width):
+            verdict.holding.append(
+                AlertSpec(
+                    "consumption_anomaly",
+                    f"bin:{bin_id}",
+                    f"bin {bin_id} used {usage:g} in 24 h; forecast {rate:.1f} ± {width:.1f}",
+                    "warning",
+                    sites[bin_id],
+                    bin_id,
+                    detail={"usage": usage, "rate_per_day": rate, "band": width},
+                )
+            )
+    return verdict

@@ -1,0 +1,81 @@
+"""Pydantic models of the replenishment policy endpoints (issue 4)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+
+PolicyKind = Literal["s,Q", "s,S", "R,S"]
+
+
+class PolicyChange(BaseModel):
+    """One change of a bin's reorder point / order quantity, from the audit log."""
+
+    at_ms: int
+    actor: str
+    reason: str | None
+    why: str | None
+    from_: dict[str, Any] | None = Field(default=None, alias="from")
+    to: dict[str, Any] | None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class PolicyExplain(BaseModel):
+    """Why a bin orders when it does: the numbers and what they were computed from."""
+
+    bin_id: str
+    stored: bool = Field(
+        description="false: never computed, these numbers are a preview"
+    )
+    computed_ms: int | None
+    reason: str | None = Field(description="what triggered the last computation")
+    policy: str
+    demand_class: str
+    forecast_method: str
+    rate_per_day: float | None
+    sigma_per_day: float | None
+    lead_time_days: float | None
+    sigma_lead_time_days: float | None
+    lead_time_source: str
+    deliveries: int
+    on_time_rate: float | None
+    abc_class: str | None
+    service_level: float
+    z: float | None
+    safety_stock: float | None
+    reorder_point: int = Field(description="computed trigger level (ROP)")
+    reorder_point_exact: float | None
+    order_qty: int
+    order_up_to: float | None
+    kanban_cards: int
+    manual_override: bool
+    applied_reorder_point: int = Field(description="what the reorder rule uses now")
+    applied_order_qty: int
+    on_hand: int
+    days_of_supply: float | None
+    changed_ms: int | None
+    why_changed: str | None
+    inputs: dict[str, Any]
+    recent_changes: list[PolicyChange]
+
+
+class PolicySettings(BaseModel):
+    """A bin's replenishment settings; fields sent are changed, null clears (back to learned)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: PolicyKind | None = None
+    service_level: FiniteFloat | None = Field(default=None, gt=0.5, lt=1)
+    manual_min: int | None = Field(default=None, ge=0)
+    manual_max: int | None = Field(default=None, ge=1)
+    review_period_days: FiniteFloat | None = Field(default=None, gt=0, le=365)
+    prior_daily_demand: FiniteFloat | None = Field(default=None, ge=0)
+    lead_time_s: int | None = Field(default=None, gt=0)
+    pack_size: int | None = Field(default=None, ge=1)
+    moq: int | None = Field(default=None, ge=0)
+
+    def changes(self) -> dict[str, Any]:
+        """Only the fields the client sent."""
+        return {k: getattr(self, k) for k in self.model_fields_set}

@@ -1,0 +1,217 @@
+"""The bin page: recent events, order/delivery markers, and managers' actions on a bin.
+
+Recount and recalibration go through :func:`catalog.update_bin`, so they are
+audited, recount the level and re-run the reorder rule like any bin change.
+A scale's count is absolute (gross − tare) ÷ unit weight, so "set on hand" on
+a bin with a scale re-zeroes its tare; on a bin without one it sets the count.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from jitstock.server.api import catalog
+from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep, Viewer
+from jitstock.server.api.effects import bins_changed
+from jitstock.server.api.errors import Conflict
+from jitstock.server.db.audit import record_audit
+from jitstock.server.db.models import AuditLog, Bin, BinEvent, Order
+from jitstock.server.floor import tiles
+
+router = APIRouter(prefix="/api/v1/bins", tags=["bin page"])
+
+
+class RecountRequest(BaseModel):
+    """What was counted in the bin."""
+
+    on_hand: int = Field(ge=0, le=10_000_000)
+
+
+class RecalibrateRequest(BaseModel):
+    """A known count now on the scale; which calibration value to solve for."""
+
+    count: int = Field(gt=0, le=10_000_000)
+    solve: Literal["unit_weight", "tare"] = "unit_weight"
+
+
+class PauseRequest(BaseModel):
+    """Stop (or resume) automatic ordering for the bin."""
+
+    paused: bool = True
+
+
+@router.get("/{bin_id}/events")
+def bin_events(
+    bin_id: str,
+    session: ReadSessionDep,
+    _key: Viewer,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    """Recent picks, refills, recounts and deliveries, and recent audited changes of the bin."""
+    catalog.get_or_404(session, Bin, "bin", bin_id)
+    events = session.scalars(
+        select(BinEvent)
+        .where(BinEvent.bin_id == bin_id)
+        .order_by(BinEvent.ts_ms.desc())
+        .limit(limit)
+    )
+    audits = session.scalars(
+        select(AuditLog)
+        .where(AuditLog.entity == "bin", AuditLog.entity_id == bin_id)
+        .order_by(AuditLog.id.desc())
+        .limit(limit)
+    )
+    return {
+        "events": [
+            {
+                "ts_ms": e.ts_ms,
+                "kind": e.kind,
+                "delta": e.delta,
+                "on_hand_after": e.on_hand_after,
+            }
+            for e in events
+        ],
+        "changes": [
+            {"at_ms": a.at_ms, "actor": a.actor, "action": a.action, "detail": a.detail}
+            for a in audits
+        ],
+    }
+
+
+@router.get("/{bin_id}/markers")
+def bin_markers(
+    bin_id: str,
+    session: ReadSessionDep,
+    _key: Viewer,
+    start: int = 0,
+    end: int | None = None,
+) -> dict[str, Any]:
+    """Orders placed and deliveries in [start, end) (epoch ms), for the history chart."""
+    row = catalog.get_or_404(session, Bin, "bin", bin_id)
+    end_ms = end if end is not None else 2**62
+    orders = session.scalars(
+        select(Order).where(Order.bin_id == bin_id).order_by(Order.created_ms)
+    )
+    placed, delivered = [], []
+    for o in orders:
+        if start <= o.created_ms < end_ms:
+            placed.append(
+                {
+                    "ts_ms": o.created_ms,
+                    "id": o.id,
+                    "qty": o.qty,
+                    "supplier": o.supplier_id,
+                }
+            )
+        done = o.delivered_ms or o.closed_ms
+        if done is not None and start <= done < end_ms:
+            delivered.append(
+                {"ts_ms": done, "id": o.id, "qty": o.delivered_qty or o.qty}
+            )
+    tile = tiles(session, bin_ids=[bin_id])
+    return {
+        "bin_id": bin_id,
+        "reorder_point": row.reorder_point,
+        "safety_stock": tile[0]["ss"] if tile else None,
+        "capacity": row.capacity,
+        "orders": placed,
+        "deliveries": delivered,
+        "tile": tile[0] if tile else None,
+    }
+
+
+def _apply(
+    session: Any, ctx: Any, bin_id: str, changes: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    row, changed, order = catalog.update_bin(
+        session, bin_id, changes, actor, ctx.clock.time_ms()
+    )
+    session.commit()
+    if changed:
+        bins_changed(ctx, [order.id] if order is not None else [])
+    live = getattr(ctx, "live", None)
+    if live is not None:
+        live.mark([bin_id])
+    return {
+        "bin_id": bin_id,
+        "on_hand": row.on_hand,
+        "tare_g": row.tare_g,
+        "unit_weight_g": row.unit_weight_g,
+        "paused": row.paused,
+        "order": order.id if order is not None else None,
+    }
+
+
+@router.post("/{bin_id}/recount")
+def recount(
+    bin_id: str, body: RecountRequest, session: SessionDep, key: Manager, ctx: CtxDep
+) -> dict[str, Any]:
+    """Set on hand to a counted value (on a scale bin: re-zero the tare to match)."""
+    row = catalog.get_or_404(session, Bin, "bin", bin_id)
+    if row.last_grams is not None:
+        tare = row.last_grams - body.on_hand * row.effective_unit_weight_g
+        return _apply(session, ctx, bin_id, {"tare_g": round(tare, 3)}, key.name)
+    now = ctx.clock.time_ms()
+    delta = body.on_hand - row.on_hand
+    row.on_hand = body.on_hand
+    session.add(
+        BinEvent(
+            bin_id=bin_id,
+            ts_ms=now,
+            kind="recount",
+            delta=delta,
+            on_hand_after=body.on_hand,
+        )
+    )
+    record_audit(
+        session,
+        at_ms=now,
+        actor=key.name,
+        action="bin.recount",
+        entity="bin",
+        entity_id=bin_id,
+        detail={"on_hand": body.on_hand, "delta": delta},
+    )
+    return _apply(session, ctx, bin_id, {}, key.name)
+
+
+@router.post("/{bin_id}/recalibrate")
+def recalibrate(
+    bin_id: str,
+    body: RecalibrateRequest,
+    session: SessionDep,
+    key: Manager,
+    ctx: CtxDep,
+) -> dict[str, Any]:
+    """A known count is on the scale: solve the unit weight (tare kept) or the tare (unit weight kept)."""
+    row = catalog.get_or_404(session, Bin, "bin", bin_id)
+    if row.last_grams is None:
+        raise Conflict(f"bin {bin_id!r} has no scale reading yet to calibrate against")
+    if body.solve == "unit_weight":
+        unit = (row.last_grams - row.tare_g) / body.count
+        if unit <= 0:
+            raise Conflict(
+                f"the scale reads {row.last_grams:g} g, not above the tare {row.tare_g:g} g",
+                field="count",
+            )
+        changes: dict[str, Any] = {"unit_weight_g": round(unit, 4)}
+    else:
+        changes = {
+            "tare_g": round(
+                row.last_grams - body.count * row.effective_unit_weight_g, 3
+            )
+        }
+    return _apply(session, ctx, bin_id, changes, key.name)
+
+
+@router.post("/{bin_id}/pause")
+def pause(
+    bin_id: str, body: PauseRequest, session: SessionDep, key: Manager, ctx: CtxDep
+) -> dict[str, Any]:
+    """Pause (or resume) automatic ordering for the bin."""
+    catalog.get_or_404(session, Bin, "bin", bin_id)
+    return _apply(session, ctx, bin_id, {"paused": body.paused}, key.name)

@@ -1,0 +1,520 @@
+"""Supplier loop API: ship notices, cancel requests, dock receipts, inspections, order
+history and labels; supplier items, settings and keys; scorecards, alerts, escalations.
+
+Supplier keys reach the order routes for their own supplier's orders only
+(another supplier's order is 404); everything else needs a plant role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jitstock.server.api import catalog
+from jitstock.server.api.deps import (
+    Admin,
+    CtxDep,
+    Manager,
+    ReadSessionDep,
+    SessionDep,
+    Viewer,
+)
+from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
+from jitstock.server.api.schemas import OrderPublic
+from jitstock.server.api.supplier_schemas import (
+    CancelRequest,
+    EscalationPublic,
+    InspectionPublic,
+    InspectionRequest,
+    ReceiptPublic,
+    ReceiveRequest,
+    ShipRequest,
+    SupplierItemIn,
+    SupplierItemPublic,
+    SupplierKeyCreate,
+    SupplierKeyCreated,
+    SupplierLoopSettings,
+    SupplyAlertPublic,
+    TransitionPublic,
+)
+from jitstock.server.api.supplier_scope import (
+    SUPPLIER_ROLE,
+    OrderActor,
+    OrderReader,
+    SupplierKey,
+    scope_of,
+)
+from jitstock.server.db.audit import record_audit
+from jitstock.server.db.models import OPEN_ORDER_STATES, ApiKey, Order, Sku, Supplier
+from jitstock.server.db.secrets import hash_api_key, new_api_key
+from jitstock.server.db.supplier_models import (
+    Escalation,
+    OrderTransition,
+    Receipt,
+    SupplierItem,
+    SupplyAlert,
+)
+from jitstock.server.supplier import (
+    IllegalTransition,
+    InvalidRequest,
+    OrderNotFound,
+)
+from jitstock.server.supplier.labels import label_png, label_svg
+from jitstock.server.supplier.lifecycle import load_order, transition
+from jitstock.server.supplier.receiving import inspect_receipt, receive
+from jitstock.server.supplier.scorecard import (
+    DEFAULT_PERIOD,
+    period_ms,
+    scorecard,
+    scorecard_csv,
+)
+
+router = APIRouter(tags=["supplier loop"])
+# A supplier may withdraw an order only before it ships; the plant may cancel any open order.
+SUPPLIER_CANCELLABLE = frozenset({"created", "sent", "acknowledged"})
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Supply errors to HTTP errors (the only place that knows status codes)."""
+    try:
+        yield
+    except OrderNotFound as exc:
+        raise NotFound("order", exc.order_id) from exc
+    except IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
+    except InvalidRequest as exc:
+        raise FieldInvalid(exc.field, exc.message) from exc
+
+
+def _after_commit(ctx: Any, new_orders: bool = False) -> None:
+    events = getattr(ctx, "supplier_events", None)
+    if events is not None:
+        events.wake()
+    if new_orders:
+        ctx.dispatcher.wake()
+
+
+def _order_out(session: Session, order_id: str) -> OrderPublic:
+    return OrderPublic.model_validate(load_order(session, order_id))
+
+
+# ---------------------------------------------------------------- order actions
+
+
+@router.post("/api/v1/orders/{order_id}/ship")
+def ship(
+    order_id: str, body: ShipRequest, session: SessionDep, key: OrderActor, ctx: CtxDep
+) -> OrderPublic:
+    """Advance ship notice: the goods are on their way (quantity, carrier reference)."""
+    now = ctx.clock.time_ms()
+    with _translated():
+        order = load_order(session, order_id, scope_of(key))
+        qty = body.qty if body.qty is not None else order.qty
+        values: dict[str, Any] = {
+            "shipped_ms": now,
+            "asn_qty": qty,
+            "carrier_ref": body.carrier_ref,
+            "next_attempt_ms": None,
+            "sent_ms": order.sent_ms or now,
+        }
+        if body.expected_ms is not None:
+            values["promised_ms"] = body.expected_ms
+        transition(
+            session,
+            order_id,
+            "shipped",
+            actor=key.name,
+            now_ms=now,
+            reason="ship notice",
+            detail={"qty": qty, "carrier_ref": body.carrier_ref},
+            values=values,
+            supplier_id=scope_of(key),
+        )
+    session.commit()
+    _after_commit(ctx)
+    return _order_out(session, order_id)
+
+
+@router.post("/api/v1/orders/{order_id}/cancel-request")
+def cancel_request(
+    order_id: str,
+    body: CancelRequest,
+    session: SessionDep,
+    key: OrderActor,
+    ctx: CtxDep,
+) -> OrderPublic:
+    """Cancel an order: a supplier before it ships, the plant while it is open."""
+    scope = scope_of(key)
+    with _translated():
+        transition(
+            session,
+            order_id,
+            "cancelled",
+            actor=key.name,
+            now_ms=ctx.clock.time_ms(),
+            reason=body.reason,
+            values={"next_attempt_ms": None},
+            supplier_id=scope,
+            allowed_from=SUPPLIER_CANCELLABLE
+            if scope is not None
+            else frozenset(OPEN_ORDER_STATES),
+        )
+    session.commit()
+    _after_commit(ctx)
+    return _order_out(session, order_id)
+
+
+@router.post("/api/v1/orders/{order_id}/receive", status_code=201)
+def receive_at_dock(
+    order_id: str,
+    body: ReceiveRequest,
+    session: SessionDep,
+    key: Manager,
+    ctx: CtxDep,
+) -> ReceiptPublic:
+    """Goods received at the dock (the label scan does the same): pending until the bin's scale confirms."""
+    with _translated():
+        receipt = receive(
+            session,
+            order_id,
+            body.qty,
+            method="api",
+            actor=key.name,
+            now_ms=ctx.clock.time_ms(),
+            complete=body.complete,
+        )
+    session.commit()
+    _after_commit(ctx, new_orders=True)
+    return ReceiptPublic.model_validate(receipt)
+
+
+@router.post("/api/v1/receipts/{receipt_id}/inspection", status_code=201)
+def inspect(
+    receipt_id: int,
+    body: InspectionRequest,
+    session: SessionDep,
+    key: Manager,
+    ctx: CtxDep,
+) -> InspectionPublic:
+    """Record a quality inspection; rejected units never count as on hand and are re-ordered."""
+    if session.get(Receipt, receipt_id) is None:
+        raise NotFound("receipt", str(receipt_id))
+    with _translated():
+        row = inspect_receipt(
+            session,
+            receipt_id,
+            body.accepted_qty,
+            body.rejected_qty,
+            body.reason,
+            key.name,
+            ctx.clock.time_ms(),
+        )
+    session.commit()
+    _after_commit(ctx, new_orders=True)
+    return InspectionPublic.model_validate(row)
+
+
+@router.get("/api/v1/orders/{order_id}/transitions")
+def transitions(
+    order_id: str, session: ReadSessionDep, key: OrderReader
+) -> list[TransitionPublic]:
+    """Every state change of an order: who, when, why."""
+    with _translated():
+        load_order(session, order_id, scope_of(key))
+    rows = session.scalars(
+        select(OrderTransition)
+        .where(OrderTransition.order_id == order_id)
+        .order_by(OrderTransition.id)
+    )
+    return [TransitionPublic.model_validate(r) for r in rows]
+
+
+@router.get("/api/v1/orders/{order_id}/receipts")
+def receipts(
+    order_id: str, session: ReadSessionDep, key: OrderReader
+) -> list[ReceiptPublic]:
+    """Receipts of an order."""
+    with _translated():
+        load_order(session, order_id, scope_of(key))
+    rows = session.scalars(
+        select(Receipt).where(Receipt.order_id == order_id).order_by(Receipt.id)
+    )
+    return [ReceiptPublic.model_validate(r) for r in rows]
+
+
+@router.get("/api/v1/orders/{order_id}/label.svg", response_class=Response)
+def label(order_id: str, session: ReadSessionDep, key: OrderReader) -> Response:
+    """A printable QR label of the order (scanned at the dock to receive it)."""
+    with _translated():
+        order = load_order(session, order_id, scope_of(key))
+    caption = f"{order.sku_id} x{order.asn_qty or order.qty} -> {order.bin_id}"
+    return Response(label_svg(order_id, caption), media_type="image/svg+xml")
+
+
+@router.get("/api/v1/orders/{order_id}/label.png", response_class=Response)
+def label_as_png(order_id: str, session: ReadSessionDep, key: OrderReader) -> Response:
+    """The order's QR label as PNG."""
+    with _translated():
+        load_order(session, order_id, scope_of(key))
+    return Response(label_png(order_id), media_type="image/png")
+
+
+@router.get("/api/v1/supplier/orders")
+def my_open_orders(session: ReadSessionDep, key: SupplierKey) -> list[OrderPublic]:
+    """A supplier key's open orders, oldest first."""
+    rows = session.scalars(
+        select(Order)
+        .where(
+            Order.supplier_id == key.supplier_id,
+            Order.state.in_(OPEN_ORDER_STATES),
+        )
+        .order_by(Order.created_ms, Order.id)
+    )
+    return [OrderPublic.model_validate(o) for o in rows]
+
+
+# ---------------------------------------------------------------- supplier master data
+
+
+def _item_out(row: SupplierItem) -> SupplierItemPublic:
+    return SupplierItemPublic.model_validate(row)
+
+
+@router.get("/api/v1/suppliers/{supplier_id}/items")
+def list_items(
+    supplier_id: str, session: ReadSessionDep, _key: Viewer
+) -> list[SupplierItemPublic]:
+    """A supplier's items (its offers per SKU)."""
+    catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    rows = session.scalars(
+        select(SupplierItem)
+        .where(SupplierItem.supplier_id == supplier_id)
+        .order_by(SupplierItem.sku_id)
+    )
+    return [_item_out(r) for r in rows]
+
+
+@router.put("/api/v1/suppliers/{supplier_id}/items")
+def put_item(
+    supplier_id: str,
+    body: SupplierItemIn,
+    session: SessionDep,
+    key: Manager,
+    ctx: CtxDep,
+) -> SupplierItemPublic:
+    """Create or replace a supplier's offer for a SKU."""
+    catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    if session.get(Sku, body.sku_id) is None:
+        raise FieldInvalid("sku_id", f"SKU {body.sku_id!r} does not exist")
+    row = session.scalars(
+        select(SupplierItem).where(
+            SupplierItem.supplier_id == supplier_id,
+            SupplierItem.sku_id == body.sku_id,
+        )
+    ).one_or_none()
+    if row is None:
+        row = SupplierItem(supplier_id=supplier_id, sku_id=body.sku_id)
+        session.add(row)
+    for field, value in body.model_dump(exclude={"sku_id"}).items():
+        setattr(row, field, value)
+    record_audit(
+        session,
+        at_ms=ctx.clock.time_ms(),
+        actor=key.name,
+        action="supplier_item.put",
+        entity="supplier",
+        entity_id=supplier_id,
+        detail=body.model_dump(),
+    )
+    session.commit()
+    return _item_out(row)
+
+
+@router.delete("/api/v1/suppliers/{supplier_id}/items/{sku_id}", status_code=204)
+def delete_item(
+    supplier_id: str, sku_id: str, session: SessionDep, key: Manager, ctx: CtxDep
+) -> Response:
+    """Remove a supplier's offer for a SKU."""
+    row = session.scalars(
+        select(SupplierItem).where(
+            SupplierItem.supplier_id == supplier_id, SupplierItem.sku_id == sku_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("supplier item", f"{supplier_id}/{sku_id}")
+    session.delete(row)
+    record_audit(
+        session,
+        at_ms=ctx.clock.time_ms(),
+        actor=key.name,
+        action="supplier_item.delete",
+        entity="supplier",
+        entity_id=supplier_id,
+        detail={"sku_id": sku_id},
+    )
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.patch("/api/v1/suppliers/{supplier_id}/loop-settings")
+def loop_settings(
+    supplier_id: str,
+    body: SupplierLoopSettings,
+    session: SessionDep,
+    key: Manager,
+    ctx: CtxDep,
+) -> dict[str, Any]:
+    """Acknowledgement deadline, escalation on/off, inspection sampling of one supplier."""
+    row = catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("inspect_every_n") == 0:
+        changes["inspect_every_n"] = None
+    for field, value in changes.items():
+        setattr(row, field, value)
+    record_audit(
+        session,
+        at_ms=ctx.clock.time_ms(),
+        actor=key.name,
+        action="supplier.loop_settings",
+        entity="supplier",
+        entity_id=supplier_id,
+        detail=changes,
+    )
+    session.commit()
+    return {
+        "ack_deadline_s": row.ack_deadline_s,
+        "escalation_enabled": row.escalation_enabled,
+        "inspect_every_n": row.inspect_every_n,
+    }
+
+
+@router.post("/api/v1/suppliers/{supplier_id}/keys", status_code=201)
+def create_supplier_key(
+    supplier_id: str,
+    body: SupplierKeyCreate,
+    session: SessionDep,
+    key: Admin,
+    ctx: CtxDep,
+) -> SupplierKeyCreated:
+    """Issue an API key bound to one supplier (role 'supplier'); shown this once."""
+    catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    now = ctx.clock.time_ms()
+    plain = new_api_key()
+    row = ApiKey(
+        name=body.name,
+        key_hash=hash_api_key(plain),
+        role=SUPPLIER_ROLE,
+        created_ms=now,
+        revoked=False,
+        supplier_id=supplier_id,
+    )
+    session.add(row)
+    session.flush()
+    record_audit(
+        session,
+        at_ms=now,
+        actor=key.name,
+        action="key.create",
+        entity="api_key",
+        entity_id=str(row.id),
+        detail={"name": row.name, "role": row.role, "supplier": supplier_id},
+    )
+    session.commit()
+    return SupplierKeyCreated(
+        id=row.id, name=row.name, role=row.role, supplier_id=supplier_id, key=plain
+    )
+
+
+# ---------------------------------------------------------------- scorecards and alerts
+
+
+def _card_window(
+    session: Session, supplier_id: str, key: Any, period: str, now_ms: int
+) -> tuple[int, int]:
+    if key.role == SUPPLIER_ROLE and key.supplier_id != supplier_id:
+        raise NotFound("supplier", supplier_id)
+    if key.role != SUPPLIER_ROLE and not key.allows("viewer"):
+        raise NotFound("supplier", supplier_id)
+    catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    try:
+        length = period_ms(period)
+    except ValueError as exc:
+        raise FieldInvalid("period", str(exc), where="query") from exc
+    return now_ms - length, now_ms + 1
+
+
+Period = Annotated[
+    str, Query(description="how far back: 24h, 30d, 4w (orders created in it)")
+]
+
+
+@router.get("/api/v1/suppliers/{supplier_id}/scorecard")
+def get_scorecard(
+    supplier_id: str,
+    session: ReadSessionDep,
+    key: OrderReader,
+    ctx: CtxDep,
+    period: Period = DEFAULT_PERIOD,
+) -> dict[str, Any]:
+    """On-time rate, lead time vs quoted, ack time, fill accuracy, quality, escalations."""
+    start, end = _card_window(session, supplier_id, key, period, ctx.clock.time_ms())
+    card = scorecard(session, supplier_id, start, end)
+    return {"period": period, **asdict(card)}
+
+
+@router.get("/api/v1/suppliers/{supplier_id}/scorecard.csv", response_class=Response)
+def get_scorecard_csv(
+    supplier_id: str,
+    session: ReadSessionDep,
+    key: OrderReader,
+    ctx: CtxDep,
+    period: Period = DEFAULT_PERIOD,
+) -> Response:
+    """The scorecard as CSV (header + one row)."""
+    start, end = _card_window(session, supplier_id, key, period, ctx.clock.time_ms())
+    body = scorecard_csv([scorecard(session, supplier_id, start, end)])
+    return Response(
+        body,
+        media_type="text/csv",
+        headers={
+            "content-disposition": f'attachment; filename="scorecard-{supplier_id}.csv"'
+        },
+    )
+
+
+@router.get("/api/v1/supply-alerts")
+def supply_alerts(
+    session: ReadSessionDep,
+    _key: Viewer,
+    kind: str | None = None,
+    bin: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[SupplyAlertPublic]:
+    """Alerts of the supplier loop (unexplained stock increase, escalation, ...), newest first."""
+    stmt = select(SupplyAlert).order_by(SupplyAlert.id.desc()).limit(limit)
+    if kind is not None:
+        stmt = stmt.where(SupplyAlert.kind == kind)
+    if bin is not None:
+        stmt = stmt.where(SupplyAlert.bin_id == bin)
+    return [SupplyAlertPublic.model_validate(a) for a in session.scalars(stmt)]
+
+
+@router.get("/api/v1/escalations")
+def escalations(
+    session: ReadSessionDep,
+    _key: Viewer,
+    supplier: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EscalationPublic]:
+    """Escalations to fallback suppliers, newest first."""
+    stmt = select(Escalation).order_by(Escalation.id.desc()).limit(limit)
+    if supplier is not None:
+        stmt = stmt.where(Escalation.supplier_id == supplier)
+    return [EscalationPublic.model_validate(e) for e in session.scalars(stmt)]

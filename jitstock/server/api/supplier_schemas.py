@@ -1,0 +1,166 @@
+"""HTTP models of the supplier loop: ship notices, receipts, inspections, supplier items,
+supplier keys, scorecards, alerts and escalations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, FiniteFloat
+
+from jitstock.server.api.schemas import MAX_QTY, Input, Output, SkuId
+
+PosQty = Annotated[int, Field(gt=0, le=MAX_QTY)]
+Qty0 = Annotated[int, Field(ge=0, le=MAX_QTY)]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class ShipRequest(Input):
+    """An advance ship notice: what is on the truck, and the carrier's reference."""
+
+    qty: PosQty | None = Field(default=None, description="shipped; default the order's")
+    carrier_ref: Annotated[str, Field(max_length=200)] | None = None
+    expected_ms: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="expected arrival; updates the promise"
+    )
+
+
+class CancelRequest(Input):
+    """Why the order is to be cancelled."""
+
+    reason: Reason
+
+
+class ReceiveRequest(Input):
+    """Goods received at the dock for an order."""
+
+    qty: PosQty
+    complete: bool = Field(
+        default=True, description="false: more of this order is still to come"
+    )
+
+
+class InspectionRequest(Input):
+    """The inspector's verdict on one receipt."""
+
+    accepted_qty: Qty0
+    rejected_qty: Qty0
+    reason: Reason | None = None
+
+
+class TransitionPublic(Output):
+    """One state change of an order."""
+
+    at_ms: int
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str | None
+    detail: dict[str, Any] | None
+
+
+class ReceiptPublic(Output):
+    """Goods received for an order."""
+
+    id: int
+    order_id: str
+    bin_id: str
+    at_ms: int
+    method: str
+    qty: int
+    counted_qty: int
+    accepted_qty: int | None
+    scale_qty: int | None
+    inspection_required: bool
+    status: str
+    actor: str
+
+
+class InspectionPublic(Output):
+    """A recorded inspection."""
+
+    id: int
+    receipt_id: int
+    order_id: str
+    at_ms: int
+    inspector: str
+    accepted_qty: int
+    rejected_qty: int
+    reason: str | None
+
+
+class SupplierItemIn(Input):
+    """A supplier's offer for a SKU (replaces the existing one for that SKU)."""
+
+    sku_id: SkuId
+    priority: Annotated[int, Field(ge=1, le=1000)] = 1
+    quoted_lead_time_s: Annotated[int, Field(ge=0)] | None = None
+    pack_size: PosQty = 1
+    moq: PosQty = 1
+    price: Annotated[FiniteFloat, Field(ge=0)] | None = None
+    active: bool = True
+
+
+class SupplierItemPublic(Output):
+    """A supplier's offer for a SKU."""
+
+    supplier_id: str
+    sku_id: str
+    priority: int
+    quoted_lead_time_s: int | None
+    pack_size: int
+    moq: int
+    price: float | None
+    active: bool
+
+
+class SupplierLoopSettings(Input):
+    """Per-supplier settings of the loop (fields sent are changed)."""
+
+    ack_deadline_s: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+    escalation_enabled: bool | None = None
+    inspect_every_n: Annotated[int, Field(ge=0, le=10_000)] | None = Field(
+        default=None, description="inspect every n-th delivery; 0 turns sampling off"
+    )
+
+
+class SupplierKeyCreate(Input):
+    """A new API key for a supplier's system."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class SupplierKeyCreated(BaseModel):
+    """A supplier key with its plain value, shown this once."""
+
+    id: int
+    name: str
+    role: str
+    supplier_id: str
+    key: str
+
+
+class SupplyAlertPublic(Output):
+    """An alert of the supplier loop."""
+
+    id: int
+    at_ms: int
+    kind: str
+    bin_id: str | None
+    order_id: str | None
+    supplier_id: str | None
+    detail: dict[str, Any] | None
+
+
+class EscalationPublic(Output):
+    """An order handed to a fallback supplier."""
+
+    id: int
+    at_ms: int
+    order_id: str
+    supplier_id: str
+    fallback_supplier_id: str | None
+    bridge_order_id: str | None
+    reason: str
+    action: str
+    qty: int
+    detail: dict[str, Any] | None

@@ -1,0 +1,236 @@
+"""One bin's policy from the state DB: gather demand, lead time, terms and targets, then compute.
+
+Used by the recalculation (which writes the result) and by the explain
+endpoint (which shows it); the maths is the shared array code in demand,
+forecast, leadtime, policy and abc — the benchmark calls the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jitstock.server.db.models import Bin, BinEvent
+from jitstock.server.db.replenish_models import BinPolicy
+from jitstock.server.replenish import demand, forecast, leadtime, policy
+from jitstock.server.replenish.abc import DEFAULT_SERVICE_LEVELS
+from jitstock.server.replenish.terms import DEFAULT_LEAD_TIME_S, supplier_terms
+
+DAY_S = 86_400.0
+# Below a week of history and without a prior the bin keeps its configured numbers:
+# one day cannot tell a Monday from an average day.
+MIN_HISTORY_DAYS = 7
+
+
+@dataclass(slots=True, frozen=True)
+class Params:
+    """Replenishment settings (from ServerSettings) the computation needs."""
+
+    history_days: int = 180
+    service_levels: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_SERVICE_LEVELS)
+    )
+    default_lead_time_s: float = DEFAULT_LEAD_TIME_S
+    abc_window_days: int = 90
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Params:
+        """Params from a ServerSettings."""
+        return cls(
+            history_days=settings.replenish_history_days,
+            service_levels={
+                "A": settings.service_level_a,
+                "B": settings.service_level_b,
+                "C": settings.service_level_c,
+            },
+            default_lead_time_s=settings.default_lead_time_s,
+            abc_window_days=settings.abc_window_days,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Computation:
+    """A bin's computed policy: the inputs and the numbers, JSON-ready."""
+
+    bin_id: str
+    demand_class: str
+    inputs: dict[str, Any]
+    result: dict[str, Any]
+
+    @property
+    def reorder_point(self) -> int:
+        """What bins.reorder_point should be."""
+        return int(self.result["reorder_point"])
+
+    @property
+    def order_qty(self) -> int:
+        """What bins.order_qty should be."""
+        return int(self.result["order_qty"])
+
+
+def _num(x: Any) -> float | None:
+    v = float(np.asarray(x).ravel()[0])
+    return None if math.isnan(v) or math.isinf(v) else round(v, 4)
+
+
+def _sku_prior(session: Session, bin: Bin) -> float | None:
+    """Mean daily rate of the other bins of the same SKU, from their last computation."""
+    rows = session.execute(
+        select(BinPolicy.inputs)
+        .join(Bin, Bin.id == BinPolicy.bin_id)
+        .where(Bin.sku_id == bin.sku_id, Bin.id != bin.id)
+    ).all()
+    rates = [
+        float(r[0]["demand"]["own_rate"])
+        for r in rows
+        if r[0].get("demand", {}).get("history_days", 0) >= forecast.PRIOR_WEIGHT_DAYS
+    ]
+    return float(np.mean(rates)) if rates else None
+
+
+def compute_bin(session: Session, bin: Bin, now_ms: int, params: Params) -> Computation:
+    """Compute a bin's policy from its consumption events, its supplier's deliveries and its settings."""
+    since = now_ms - params.history_days * demand.DAY_MS
+    first = session.scalar(
+        select(func.min(BinEvent.ts_ms)).where(
+            BinEvent.bin_id == bin.id, BinEvent.ts_ms >= since
+        )
+    )
+    start = int(first) if first is not None else now_ms
+    # whole days ending now; a partial first day would read as low demand
+    days = int((now_ms - start) // demand.DAY_MS)
+    start = now_ms - days * demand.DAY_MS
+    ts, qty = demand.load_consumption(session, bin.id, start, now_ms)
+    series = demand.bucket(ts, qty, start, now_ms)
+    shifts = demand.bucket(ts, qty, start, now_ms, demand.SHIFT_MS)
+    if days > 0:
+        cls = demand.classify(series)
+        fit = forecast.fit(series, np.asarray([demand.DEMAND_CLASSES.index(cls.label)]))
+        own_rate, own_sigma = float(fit.rate[0]), float(fit.sigma[0])
+        method = forecast.METHODS[int(fit.method[0])]
+        alpha, beta = float(fit.alpha[0]), float(fit.beta[0])
+    else:
+        cls = demand.Classification("smooth", math.inf, 0.0)
+        own_rate, own_sigma, method, alpha, beta = 0.0, 0.0, "none", 0.0, 0.0
+    prior_source = "manual" if bin.prior_daily_demand is not None else None
+    prior = bin.prior_daily_demand
+    if prior is None:
+        prior = _sku_prior(session, bin)
+        prior_source = "sku" if prior is not None else None
+    rate, sigma, weight = forecast.blend(
+        np.asarray(own_rate),
+        np.asarray(own_sigma),
+        np.asarray(float(days)),
+        np.asarray(np.nan if prior is None else prior),
+        np.asarray(np.nan),
+    )
+
+    terms = supplier_terms(session, bin, params.default_lead_time_s)
+    quoted_days = terms.quoted_lead_time_s / DAY_S
+    if bin.supplier_id is not None:
+        deliveries = leadtime.load_deliveries(
+            session, bin.supplier_id, bin.sku_id, terms.quoted_lead_time_s
+        )
+    else:
+        deliveries = leadtime.Deliveries(
+            np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.bool_)
+        )
+    lt = leadtime.estimate(
+        deliveries.sent_to_delivered_days[None, :], np.asarray([quoted_days])
+    )
+    ack = deliveries.acked_to_delivered_days
+    ack = ack[~np.isnan(ack)]
+
+    abc_class = bin.sku.abc_class or "C"
+    service = (
+        bin.service_level
+        if bin.service_level is not None
+        else params.service_levels.get(abc_class, params.service_levels["C"])
+    )
+    # live review is per pick: the crossing pick's size is what falls below the trigger
+    under = float(demand.undershoot(qty)[0]) if qty.size else 0.0
+    kind = bin.policy or policy.DEFAULT_POLICY
+    review = bin.review_period_days or 0.0
+    price = terms.unit_price
+    x = policy.PolicyInputs(
+        demand=rate,
+        sigma_d=sigma,
+        lead=float(lt.mean[0]),
+        sigma_l=float(lt.sigma[0]),
+        service_level=service,
+        pack=float(terms.pack_size),
+        moq=float(terms.moq),
+        policy=float(policy.POLICIES.index(kind)),
+        review_days=review,
+        manual_min=np.nan if bin.manual_min is None else float(bin.manual_min),
+        manual_max=np.nan if bin.manual_max is None else float(bin.manual_max),
+        undershoot=under,
+    )
+    p = policy.compute(x)
+    d = float(np.asarray(rate).ravel()[0])
+    inputs: dict[str, Any] = {
+        "demand": {
+            "class": cls.label,
+            "adi": _num(cls.adi),
+            "cv2": _num(cls.cv2),
+            "method": method,
+            "alpha": alpha,
+            "beta": beta,
+            "history_days": days,
+            "own_rate": _num(own_rate),
+            "own_sigma": _num(own_sigma),
+            "prior_rate": prior,
+            "prior_source": prior_source,
+            "own_weight": _num(np.asarray(weight).ravel()[0]),
+            "rate_per_day": _num(d),
+            "sigma_per_day": _num(np.asarray(sigma).ravel()[0]),
+            "per_shift_mean": _num(shifts.mean()) if shifts.size else 0.0,
+            "undershoot": _num(under),
+            "units_in_window": _num(series.sum()),
+        },
+        "lead_time": {
+            "supplier_id": bin.supplier_id,
+            "quoted_days": _num(quoted_days),
+            "mean_days": _num(lt.mean[0]),
+            "sigma_days": _num(lt.sigma[0]),
+            "deliveries": int(lt.deliveries[0]),
+            "source": "measured"
+            if lt.deliveries[0] >= leadtime.MIN_DELIVERIES
+            else "quoted",
+            "on_time_rate": deliveries.on_time_rate(),
+            "ack_to_delivery_days": _num(ack.mean()) if ack.size else None,
+        },
+        "terms": {
+            "pack_size": terms.pack_size,
+            "moq": terms.moq,
+            "unit_price": price,
+            "source": terms.source,
+        },
+        "target": {
+            "abc_class": bin.sku.abc_class,
+            "service_level": service,
+            "service_level_source": "bin" if bin.service_level is not None else "abc",
+            "policy": kind,
+            "review_period_days": review,
+            "manual_min": bin.manual_min,
+            "manual_max": bin.manual_max,
+        },
+    }
+    result = {
+        "z": _num(p.z),
+        "safety_stock": _num(p.safety_stock),
+        "reorder_point_exact": _num(p.reorder_point),
+        "reorder_point": int(p.reorder_at),
+        "order_qty": int(p.order_qty),
+        "order_up_to": _num(p.order_up_to),
+        "kanban_cards": int(p.kanban_cards),
+        "manual_override": bool(p.override),
+        # True: too little data yet; the bin keeps its configured reorder point and quantity
+        "learning": days < MIN_HISTORY_DAYS and prior is None,
+    }
+    return Computation(bin.id, cls.label, inputs, result)

@@ -1,0 +1,214 @@
+"""Safety stock, reorder point, order quantity, kanban cards: the policy maths, vectorised.
+
+- SS = z · √(H·σ_d² + d²·σ_L²) over the protection horizon H (L for
+  continuous review, L + R for periodic review), ROP = d·H + SS, plus the
+  expected undershoot of the pick that crosses it (see demand.undershoot).
+- (s,Q), the default: order Q when the position reaches s.
+- (s,S): order up to S = s + Q (live: the reorder rule orders Q = S − s).
+- (R,S): every R days order up to S = d·(L+R) + SS(L+R).  Live, the
+  continuous reorder rule fires at s = S − d·R (where a review would find the
+  position) for Q = d·R.
+- z: for a fill-rate target β (the default: units served from stock, what
+  the line feels) the z whose expected shortage per order cycle,
+  σ_LT·G(z), equals (1 − β)·Q (G: the standard normal loss function), never
+  below 0; for a cycle-service target, z = Φ⁻¹(target).
+- Q = d × order cycle (or EOQ when ordering and holding costs are known),
+  raised to the MOQ and rounded up to whole packs.
+- A manual min/max wins: s = min, Q = max − min; flagged as an override.
+- Kanban cards N = ⌈D·L·(1+α)/C⌉.
+
+Everything takes scalars or arrays with one entry per bin (numpy broadcasting),
+so the server (one bin) and the benchmark (every SKU) share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+ArrayLike = float | FloatArray
+
+POLICIES = ("s,Q", "s,S", "R,S")
+SQ, SS_, RS = range(3)
+DEFAULT_POLICY = "s,Q"
+# Days of demand one order covers when no EOQ costs are known: weekly deliveries are the JIT norm.
+DEFAULT_ORDER_CYCLE_DAYS = 7.0
+# Kanban safety factor α when the plant sets none.
+DEFAULT_KANBAN_ALPHA = 0.1
+# Service levels are clipped to this range: z(1.0) is infinite, z(0.5) = 0 is no safety stock.
+SERVICE_LEVEL_RANGE = (0.5, 0.9999)
+
+_NORMAL = NormalDist()
+# z grid for inverting the normal loss function G(z) = φ(z) − z·(1 − Φ(z)) by interpolation.
+_Z_GRID = np.linspace(0.0, 5.0, 5001)
+_LOSS = np.asarray(
+    [_NORMAL.pdf(z) - z * (1 - _NORMAL.cdf(z)) for z in _Z_GRID], dtype=np.float64
+)
+
+
+def _f(x: object) -> FloatArray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def z_for(service_level: ArrayLike) -> FloatArray:
+    """Standard normal quantile for a cycle service level (clipped to SERVICE_LEVEL_RANGE)."""
+    p = np.clip(np.asarray(service_level, dtype=np.float64), *SERVICE_LEVEL_RANGE)
+    return _f(np.vectorize(_NORMAL.inv_cdf, otypes=[np.float64])(p))
+
+
+def normal_loss(z: ArrayLike) -> FloatArray:
+    """G(z) = φ(z) − z·(1 − Φ(z)): expected units short per σ of lead-time demand."""
+    zz = np.asarray(z, dtype=np.float64)
+    return _f(np.interp(zz, _Z_GRID, _LOSS))
+
+
+def z_for_fill_rate(
+    fill_rate: ArrayLike, sigma_lt: ArrayLike, qty: ArrayLike
+) -> FloatArray:
+    """z with σ_LT·G(z) = (1 − β)·Q, at least 0 (0 where there is no uncertainty)."""
+    beta = np.clip(np.asarray(fill_rate, dtype=np.float64), *SERVICE_LEVEL_RANGE)
+    sig = np.asarray(sigma_lt, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(sig > 0, (1 - beta) * np.asarray(qty) / sig, np.inf)
+    # G falls from 0.399 at z=0 towards 0: interpolate on the reversed (rising) table
+    z = np.interp(target, _LOSS[::-1], _Z_GRID[::-1])
+    return _f(np.where(sig > 0, z, 0.0))
+
+
+def safety_stock(
+    z: ArrayLike, d: ArrayLike, lead: ArrayLike, sigma_d: ArrayLike, sigma_l: ArrayLike
+) -> FloatArray:
+    """SS = z · √(L·σ_d² + d²·σ_L²) (d, σ_d per day; L, σ_L in days)."""
+    d = np.asarray(d, dtype=np.float64)
+    return _f(
+        np.asarray(z)
+        * np.sqrt(
+            np.asarray(lead) * np.asarray(sigma_d) ** 2
+            + d**2 * np.asarray(sigma_l) ** 2
+        )
+    )
+
+
+def reorder_point(d: ArrayLike, lead: ArrayLike, ss: ArrayLike) -> FloatArray:
+    """ROP = d·L + SS."""
+    return _f(np.asarray(d, dtype=np.float64) * np.asarray(lead) + np.asarray(ss))
+
+
+def round_order_qty(qty: ArrayLike, pack: ArrayLike, moq: ArrayLike) -> FloatArray:
+    """At least one unit and the MOQ, rounded up to whole packs."""
+    q = np.maximum(np.maximum(np.asarray(qty, dtype=np.float64), 1.0), np.asarray(moq))
+    p = np.maximum(np.asarray(pack, dtype=np.float64), 1.0)
+    return _f(np.ceil(q / p - 1e-9) * p)
+
+
+def eoq(
+    annual_demand: ArrayLike, order_cost: ArrayLike, holding_cost: ArrayLike
+) -> FloatArray:
+    """Economic order quantity √(2·D·K/h) (NaN where h ≤ 0)."""
+    h = np.asarray(holding_cost, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _f(
+            np.where(
+                h > 0,
+                np.sqrt(2 * np.asarray(annual_demand) * np.asarray(order_cost) / h),
+                np.nan,
+            )
+        )
+
+
+def kanban_cards(
+    daily_demand: ArrayLike,
+    lead_days: ArrayLike,
+    container: ArrayLike,
+    alpha: ArrayLike = DEFAULT_KANBAN_ALPHA,
+) -> FloatArray:
+    """N = ⌈D·L·(1+α)/C⌉, at least one card."""
+    c = np.maximum(np.asarray(container, dtype=np.float64), 1.0)
+    n = np.asarray(daily_demand) * np.asarray(lead_days) * (1 + np.asarray(alpha)) / c
+    return _f(np.maximum(np.ceil(n - 1e-9), 1.0))
+
+
+@dataclass(slots=True, frozen=True)
+class PolicyInputs:
+    """What a policy is computed from (arrays or scalars, one entry per bin)."""
+
+    demand: ArrayLike  # d, units per day
+    sigma_d: ArrayLike  # σ of daily demand
+    lead: ArrayLike  # L, days
+    sigma_l: ArrayLike  # σ_L, days
+    service_level: ArrayLike
+    pack: ArrayLike = 1.0
+    moq: ArrayLike = 0.0
+    policy: ArrayLike = float(SQ)  # code into POLICIES
+    review_days: ArrayLike = 0.0  # R, for (R,S)
+    order_cycle_days: ArrayLike = DEFAULT_ORDER_CYCLE_DAYS
+    order_cost: ArrayLike = np.nan  # K per order, for EOQ
+    holding_cost: ArrayLike = np.nan  # h per unit and year, for EOQ
+    manual_min: ArrayLike = np.nan
+    manual_max: ArrayLike = np.nan
+    kanban_alpha: ArrayLike = DEFAULT_KANBAN_ALPHA
+    # expected undershoot below the trigger (demand.undershoot), added to the reorder point
+    undershoot: ArrayLike = 0.0
+    # True: service_level is a fill-rate target; False: a cycle service level
+    fill_rate: bool | npt.NDArray[np.bool_] = True
+
+
+@dataclass(slots=True, frozen=True)
+class Policy:
+    """The computed policy per bin; ``reorder_at``/``order_qty`` are what the live rule uses."""
+
+    z: FloatArray
+    safety_stock: FloatArray
+    reorder_point: FloatArray  # d·H + SS + undershoot, unrounded
+    order_up_to: FloatArray  # S (s + Q for (s,Q) and (s,S))
+    order_qty: FloatArray  # rounded to packs / MOQ
+    reorder_at: FloatArray  # integer trigger level for the live reorder rule
+    kanban_cards: FloatArray
+    override: npt.NDArray[np.bool_]
+
+
+def compute(x: PolicyInputs) -> Policy:
+    """Safety stock, reorder point and order quantity for every bin in ``x``."""
+    d = np.maximum(np.asarray(x.demand, dtype=np.float64), 0.0)
+    kind = np.asarray(x.policy, dtype=np.float64)
+    periodic = kind == RS
+    review = np.where(periodic, np.asarray(x.review_days, dtype=np.float64), 0.0)
+    horizon = np.asarray(x.lead, dtype=np.float64) + review
+    cycle = np.where(periodic & (review > 0), review, x.order_cycle_days)
+    base_q = d * cycle
+    with np.errstate(invalid="ignore"):
+        e = eoq(365.0 * d, x.order_cost, x.holding_cost)
+    base_q = np.where(np.isfinite(e) & ~periodic, e, base_q)
+    q = round_order_qty(base_q, x.pack, x.moq)
+    sigma_lt = safety_stock(1.0, d, horizon, x.sigma_d, x.sigma_l)
+    z = np.where(
+        np.asarray(x.fill_rate),
+        z_for_fill_rate(x.service_level, sigma_lt, q),
+        z_for(x.service_level),
+    )
+    ss = z * sigma_lt
+    rop = reorder_point(d, horizon, ss) + np.asarray(x.undershoot, dtype=np.float64)
+    s_trigger = np.where(periodic, rop - d * review, rop)
+    up_to = np.where(periodic, rop, rop + q)
+    lo = np.asarray(x.manual_min, dtype=np.float64)
+    hi = np.asarray(x.manual_max, dtype=np.float64)
+    override = ~np.isnan(lo) | ~np.isnan(hi)
+    s_trigger = np.where(np.isnan(lo), s_trigger, lo)
+    manual_q = np.where(np.isnan(hi), q, np.maximum(hi - s_trigger, 1.0))
+    q = np.where(override, manual_q, q)
+    up_to = np.where(np.isnan(hi), up_to, hi)
+    cards = kanban_cards(d, x.lead, x.pack, x.kanban_alpha)
+    return Policy(
+        z=np.asarray(z, dtype=np.float64),
+        safety_stock=ss,
+        reorder_point=rop,
+        order_up_to=np.asarray(up_to, dtype=np.float64),
+        order_qty=np.asarray(q, dtype=np.float64),
+        reorder_at=np.ceil(np.asarray(s_trigger) - 1e-9),
+        kanban_cards=cards,
+        override=np.asarray(override, dtype=np.bool_),
+    )

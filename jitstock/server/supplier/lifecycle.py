@@ -1,0 +1,196 @@
+"""The order lifecycle as an explicit state machine; every transition is audited.
+
+::
+
+    created ─▶ sent ─▶ acknowledged ─▶ shipped ─▶ part_received ─▶ received ─▶ closed
+       │         │           │            │               │
+       └─────────┴───────────┴────────────┴───────────────┴──▶ cancelled | failed
+
+Goods may arrive without an acknowledgement or ship notice (a dock scan or a
+matching refill receives any open order), and a supplier answering inside its
+webhook handler may acknowledge a still-'created' order.  'delivered' is the
+one-step manager shortcut of issue 3 (``POST /orders/{id}/deliver``).
+
+Each move is a compare-and-set UPDATE on the state (a concurrent change loses
+cleanly), writes one ``order_transitions`` row (who, when, why) and, for the
+changes a supplier cares about, one ``supplier_events`` row that the
+:mod:`~jitstock.server.supplier.events` sender delivers as a signed webhook.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from jitstock.server.db.models import OPEN_ORDER_STATES, Order
+from jitstock.server.db.supplier_models import OrderTransition, SupplierEvent
+from jitstock.server.supplier import IllegalTransition, OrderNotFound
+
+_OPEN_TARGETS = {"part_received", "received", "delivered", "cancelled", "failed"}
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "created": frozenset({"sent", "acknowledged", "shipped", *_OPEN_TARGETS}),
+    "sent": frozenset({"acknowledged", "shipped", *_OPEN_TARGETS}),
+    "acknowledged": frozenset({"shipped", *_OPEN_TARGETS}),
+    "shipped": frozenset(_OPEN_TARGETS),
+    "part_received": frozenset(_OPEN_TARGETS),
+    "received": frozenset({"closed"}),
+    "closed": frozenset(),
+    "delivered": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+assert set(TRANSITIONS) >= set(OPEN_ORDER_STATES)
+# Changes the supplier hears about by webhook ('created' is the order webhook itself).
+SUPPLIER_EVENTS = frozenset(
+    {
+        "acknowledged",
+        "shipped",
+        "part_received",
+        "received",
+        "closed",
+        "cancelled",
+        "delivered",
+    }
+)
+
+
+def load_order(
+    session: Session, order_id: str, supplier_id: str | None = None
+) -> Order:
+    """A fresh copy of an order; OrderNotFound also when it belongs to another supplier."""
+    order = session.get(Order, order_id, populate_existing=True)
+    if order is None or (supplier_id is not None and order.supplier_id != supplier_id):
+        raise OrderNotFound(order_id)
+    return order
+
+
+def record_transition(
+    session: Session,
+    order_id: str,
+    from_state: str | None,
+    to_state: str,
+    *,
+    actor: str,
+    at_ms: int,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add the audit row of one transition (also used by the dispatcher and reorder rule)."""
+    session.add(
+        OrderTransition(
+            order_id=order_id,
+            at_ms=at_ms,
+            from_state=from_state,
+            to_state=to_state,
+            actor=actor,
+            reason=reason,
+            detail=detail,
+        )
+    )
+
+
+def order_event_data(order: Order) -> dict[str, Any]:
+    """The order as a supplier event carries it."""
+    return {
+        "id": order.id,
+        "state": order.state,
+        "site": order.site_id,
+        "bin": order.bin_id,
+        "sku": order.sku_id,
+        "supplier": order.supplier_id,
+        "qty": order.qty,
+        "promised_ms": order.promised_ms,
+        "shipped_qty": order.asn_qty,
+        "carrier_ref": order.carrier_ref,
+        "received_qty": order.delivered_qty,
+        "created_ms": order.created_ms,
+    }
+
+
+def enqueue_event(
+    session: Session,
+    order: Order,
+    event_type: str,
+    now_ms: int,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Queue a signed webhook event to the order's supplier (skipped if it never got the order)."""
+    if order.sent_ms is None and order.acked_ms is None:
+        return  # the supplier never saw this order: nothing to tell it
+    event_id = f"evt_{uuid.uuid4().hex}"
+    payload = {
+        "id": event_id,
+        "type": event_type,
+        "timestamp_ms": now_ms,
+        "data": {**order_event_data(order), **(extra or {})},
+    }
+    session.add(
+        SupplierEvent(
+            supplier_id=order.supplier_id,
+            order_id=order.id,
+            type=event_type,
+            payload=payload,
+            created_ms=now_ms,
+            state="pending",
+            attempts=0,
+            next_attempt_ms=now_ms,
+        )
+    )
+
+
+def transition(
+    session: Session,
+    order_id: str,
+    to_state: str,
+    *,
+    actor: str,
+    now_ms: int,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+    supplier_id: str | None = None,
+    allowed_from: frozenset[str] | None = None,
+) -> Order:
+    """Move an order to ``to_state`` (setting ``values`` too); IllegalTransition if not allowed.
+
+    ``allowed_from`` narrows the legal source states (e.g. a supplier may cancel
+    only before shipping); ``supplier_id`` scopes the order to one supplier.
+    """
+    order = load_order(session, order_id, supplier_id)
+    current = order.state
+    legal = {s for s, targets in TRANSITIONS.items() if to_state in targets}
+    if allowed_from is not None:
+        legal &= allowed_from
+    if current not in legal:
+        raise IllegalTransition(
+            f"order {order_id} is {current}; it cannot become {to_state} "
+            f"(allowed from: {', '.join(sorted(legal)) or 'nothing'})"
+        )
+    moved = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state == current)
+        .values(state=to_state, **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        now_state = load_order(session, order_id).state
+        raise IllegalTransition(
+            f"order {order_id} changed to {now_state} meanwhile; {to_state} refused"
+        )
+    record_transition(
+        session,
+        order_id,
+        current,
+        to_state,
+        actor=actor,
+        at_ms=now_ms,
+        reason=reason,
+        detail=detail,
+    )
+    order = load_order(session, order_id)
+    if to_state in SUPPLIER_EVENTS:
+        enqueue_event(session, order, f"order.{to_state}", now_ms, {"reason": reason})
+    return order

@@ -1,0 +1,410 @@
+// jitstock dashboard: floor view, bin page, orders board, alerts, KPIs. Plain JS, no build.
+"use strict";
+
+const STATUS_LABEL = { ok: "ok", below_rop: "below ROP", below_ss: "below SS", stockout: "stockout",
+  fault: "sensor fault", offline: "agent offline", nodata: "no data" };
+const RANGES = { quarter: [900e3, "5s"], hour: [3600e3, "15s"], shift: [8 * 3600e3, "2m"], day: [86400e3, "5m"],
+  week: [7 * 86400e3, "1h"], month: [30 * 86400e3, "4h"] };
+const KEY_STORE = "jitstock.key";
+const state = { key: localStorage.getItem(KEY_STORE) || "", me: null, tiles: new Map(), els: new Map(),
+  view: "", bin: null, range: "day", es: null, floorLoaded: false, reconnectTimer: null };
+const $ = id => document.getElementById(id);
+
+// ---------- HTTP ----------
+async function api(path, opts = {}) {
+  const headers = Object.assign({ "Accept": "application/json" }, opts.headers || {});
+  if (state.key) headers["X-API-Key"] = state.key;
+  if (opts.body && typeof opts.body !== "string") { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.body); }
+  const resp = await fetch(path, Object.assign({}, opts, { headers }));
+  if (resp.status === 401) { showSignin(); throw new Error("sign-in required"); }
+  if (!resp.ok) {
+    let msg = resp.status + "";
+    try { const j = await resp.json(); msg += " " + (typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail)); } catch (e) { /* not JSON */ }
+    const err = new Error(msg); err.status = resp.status; throw err;
+  }
+  return resp.status === 204 ? null : resp.json();
+}
+
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const fmtTs = ms => ms ? new Date(ms).toLocaleString([], { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "";
+const fmtHm = ms => ms ? new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+function fmtDur(ms) {
+  if (ms == null) return "";
+  const neg = ms < 0; ms = Math.abs(ms);
+  const m = Math.round(ms / 60000), out = m < 60 ? m + " min" : m < 2880 ? (m / 60).toFixed(1) + " h" : (m / 1440).toFixed(1) + " d";
+  return neg ? "-" + out : out;
+}
+const isManager = () => state.me && (state.me.role === "manager" || state.me.role === "admin");
+
+// ---------- sign-in ----------
+function showSignin() {
+  for (const v of document.querySelectorAll(".view")) v.hidden = true;
+  $("signin").hidden = false;
+}
+$("signin-form").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    const user = $("signin-user").value.trim();
+    if (user) {
+      const r = await fetch("/api/v1/login", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ username: user, password: $("signin-pass").value }) });
+      if (!r.ok) throw new Error("wrong user name or password");
+      state.key = (await r.json()).key;
+    } else {
+      state.key = $("signin-key").value.trim();
+    }
+    localStorage.setItem(KEY_STORE, state.key);
+    await start();
+  } catch (e) { $("signin-error").textContent = e.message; }
+});
+$("signout").addEventListener("click", async () => {
+  try { await api("/api/v1/logout", { method: "POST" }); } catch (e) { /* signing out anyway */ }
+  localStorage.removeItem(KEY_STORE); state.key = ""; location.hash = "#/floor"; location.reload();
+});
+
+// ---------- floor ----------
+function tileHtml(t) {
+  return `<a class="tile" href="#/bin/${encodeURIComponent(t.id)}" data-bin="${esc(t.id)}">` +
+    `<div class="t-head"><span class="t-id">${esc(t.id)}</span><span class="t-abc"></span></div>` +
+    `<div class="t-sku"></div><div class="t-count"></div>` +
+    `<div class="bar"><div class="fill"></div><i class="mark m-ss"></i><i class="mark m-rop"></i></div>` +
+    `<div class="t-foot"><span class="t-dos"></span><span class="t-status"></span></div>` +
+    `<div class="t-order" hidden></div></a>`;
+}
+
+// Only what changed is written: a live update touches a handful of nodes, not the page.
+function paintTile(el, t) {
+  const q = el._q || (el._q = { abc: el.querySelector(".t-abc"), sku: el.querySelector(".t-sku"), count: el.querySelector(".t-count"),
+    fill: el.querySelector(".fill"), ss: el.querySelector(".m-ss"), rop: el.querySelector(".m-rop"), dos: el.querySelector(".t-dos"),
+    status: el.querySelector(".t-status"), order: el.querySelector(".t-order") });
+  const cls = "tile st-" + t.status;
+  if (el.className !== cls) el.className = cls;
+  el.dataset.status = t.status;
+  set(q.abc, t.abc || "–");
+  set(q.sku, t.sku + (t.supplier ? " · " + t.supplier : ""));
+  const countText = t.status === "nodata" ? "–" : String(t.count);
+  if (q.count.firstChild?.nodeValue !== countText || !q.count._cap) {
+    q.count.innerHTML = esc(countText) + (t.cap ? ` <small>/ ${t.cap}</small>` : "");
+    q.count._cap = true;
+  }
+  const cap = t.cap || Math.max(t.count, (t.rop || 0) * 2, 1);
+  q.fill.style.width = Math.min(100, 100 * t.count / cap).toFixed(1) + "%";
+  q.rop.style.left = Math.min(100, 100 * (t.rop || 0) / cap).toFixed(1) + "%";
+  q.ss.hidden = t.ss == null;
+  if (t.ss != null) q.ss.style.left = Math.min(100, 100 * t.ss / cap).toFixed(1) + "%";
+  set(q.dos, t.dos != null ? t.dos + " d" : (t.paused ? "paused" : ""));
+  set(q.status, STATUS_LABEL[t.status] || t.status);
+  el.title = `${t.id}: ${t.count} on hand, ROP ${t.rop}` + (t.ss != null ? `, SS ${t.ss}` : "") + (t.fault ? `, fault: ${t.fault}` : "");
+  if (t.order) {
+    q.order.hidden = false;
+    set(q.order, `order ${t.order.state}` + (t.order.promised_ms ? ` · due ${fmtHm(t.order.promised_ms)}` : ` · ${t.order.qty} pcs`));
+  } else if (!q.order.hidden) { q.order.hidden = true; }
+}
+function set(el, text) { if (el.textContent !== text) el.textContent = text; }
+
+function groupKey(t) { return `${t.site} › ${t.area || "—"} › ${t.line || "—"}`; }
+
+function renderFloor(tiles) {
+  state.tiles = new Map(tiles.map(t => [t.id, t]));
+  const groups = new Map();
+  for (const t of tiles) { const k = groupKey(t); if (!groups.has(k)) groups.set(k, []); groups.get(k).push(t); }
+  // one innerHTML for the whole floor: thousands of tiles in one parse, then a fill pass
+  let html = "";
+  for (const [k, ts] of groups) {
+    html += `<div class="group" data-group="${esc(k)}"><h3>${esc(k)} <span class="muted small">(${ts.length})</span></h3><div class="tiles">`;
+    for (const t of ts) html += tileHtml(t);
+    html += "</div></div>";
+  }
+  const floor = $("floor");
+  floor.innerHTML = html;
+  state.els = new Map();
+  for (const el of floor.querySelectorAll(".tile")) {
+    state.els.set(el.dataset.bin, el);
+    paintTile(el, state.tiles.get(el.dataset.bin));
+  }
+  fillFilters(tiles);
+  applyFilters();
+  state.floorLoaded = true;
+  window.__floorRendered = performance.now();
+}
+
+function updateTiles(tiles) {
+  let unknown = false;
+  for (const t of tiles) {
+    const el = state.els.get(t.id);
+    if (!el) { unknown = true; continue; }
+    const prev = state.tiles.get(t.id);
+    state.tiles.set(t.id, t);
+    paintTile(el, t);
+    if (filtersActive() && prev && (prev.status !== t.status)) el.hidden = !matches(t);
+  }
+  if (unknown) loadFloor();  // a bin added since the page loaded
+  summarize();
+  window.__lastUpdate = performance.now();
+}
+
+function fillFilters(tiles) {
+  const uniq = f => [...new Set(tiles.map(f).filter(Boolean))].sort();
+  fillSelect($("f-area"), uniq(t => t.area), "All areas");
+  fillSelect($("f-line"), uniq(t => t.line), "All lines");
+  fillSelect($("f-supplier"), uniq(t => t.supplier), "All suppliers");
+  fillSelect($("f-status"), Object.keys(STATUS_LABEL), "All statuses", s => STATUS_LABEL[s]);
+  $("legend").innerHTML = Object.entries(STATUS_LABEL).map(([k, v]) => `<span class="st-${k}">${v}</span>`).join("");
+}
+function fillSelect(sel, values, all, label = v => v) {
+  const cur = sel.value;
+  sel.innerHTML = `<option value="">${all}</option>` + values.map(v => `<option value="${esc(v)}">${esc(label(v))}</option>`).join("");
+  sel.value = values.includes(cur) ? cur : "";
+}
+const FILTERS = ["f-area", "f-line", "f-abc", "f-status", "f-supplier"];
+function filtersActive() { return FILTERS.some(id => $(id).value) || $("f-search").value.trim(); }
+function matches(t) {
+  const f = { area: $("f-area").value, line: $("f-line").value, abc: $("f-abc").value, status: $("f-status").value, supplier: $("f-supplier").value };
+  if (f.area && t.area !== f.area) return false;
+  if (f.line && t.line !== f.line) return false;
+  if (f.abc && t.abc !== f.abc) return false;
+  if (f.status && t.status !== f.status) return false;
+  if (f.supplier && t.supplier !== f.supplier) return false;
+  const q = $("f-search").value.trim().toLowerCase();
+  return !q || (t.id + " " + t.sku + " " + (t.supplier || "") + " " + (t.agent || "")).toLowerCase().includes(q);
+}
+function applyFilters() {
+  const active = filtersActive();
+  for (const [id, el] of state.els) { const show = !active || matches(state.tiles.get(id)); if (el.hidden === show) el.hidden = !show; }
+  for (const g of document.querySelectorAll("#floor .group")) g.hidden = active && !g.querySelector(".tile:not([hidden])");
+  summarize();
+}
+function summarize() {
+  const n = {}; for (const t of state.tiles.values()) n[t.status] = (n[t.status] || 0) + 1;
+  $("floor-summary").textContent = `${state.tiles.size} bins · ` + Object.entries(n).map(([k, v]) => `${v} ${STATUS_LABEL[k]}`).join(" · ");
+}
+for (const id of FILTERS) $(id).addEventListener("change", applyFilters);
+let searchTimer = null;
+$("f-search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(applyFilters, 120); });
+
+async function loadFloor() {
+  const data = await api("/api/v1/floor");
+  renderFloor(data.tiles);
+}
+
+// ---------- live stream ----------
+function connect() {
+  if (state.es) state.es.close();
+  const url = "/api/v1/stream" + (state.key ? "?key=" + encodeURIComponent(state.key) : "");
+  const es = state.es = new EventSource(url);
+  let first = true;
+  es.addEventListener("hello", () => {
+    $("live").className = "live on";
+    if (!first || state.reconnected) { state.reconnected = false; refreshView(true); }
+    first = false;
+  });
+  es.addEventListener("tiles", ev => { const d = JSON.parse(ev.data); if (state.floorLoaded) updateTiles(d.tiles); if (state.view === "bin") binTileUpdate(d.tiles); });
+  es.addEventListener("alerts", () => { loadAlertCount(); if (state.view === "alerts") loadAlerts(); });
+  es.addEventListener("resync", () => loadFloor());
+  es.onerror = () => {
+    $("live").className = "live off";
+    state.reconnected = true;
+    // EventSource retries by itself unless the server answered with an error: then we do
+    if (es.readyState === EventSource.CLOSED) { clearTimeout(state.reconnectTimer); state.reconnectTimer = setTimeout(connect, 1000); }
+  };
+}
+
+// ---------- bin page ----------
+async function showBin(id, keepRange) {
+  state.bin = id;
+  $("bin-title").textContent = id;
+  $("bin-actions").hidden = !isManager();
+  $("act-result").textContent = "";
+  if (!keepRange) setRange(state.range);
+  await Promise.all([loadBinChart(), loadBinEvents(), loadPolicy()]);
+}
+function setRange(r) {
+  state.range = r;
+  for (const b of $("ranges").querySelectorAll("button")) b.classList.toggle("on", b.dataset.range === r);
+}
+$("ranges").addEventListener("click", ev => { const r = ev.target.dataset?.range; if (r) { setRange(r); loadBinChart(); } });
+
+async function loadBinChart() {
+  const id = state.bin, [span, res] = RANGES[state.range];
+  const end = Date.now() + 1000, start = end - span;
+  const enc = encodeURIComponent(id);
+  const [hist, marks] = await Promise.all([
+    api(`/api/v1/bins/${enc}/history?start=${start}&end=${end}&resolution=${res}&agg=last`),
+    api(`/api/v1/bins/${enc}/markers?start=${start}&end=${end}`),
+  ]);
+  const points = hist.points.filter(p => p.count != null).map(p => [p.ts_ms, p.count]);
+  if (marks.tile && marks.tile.seen_ms) points.push([Math.max(marks.tile.seen_ms, points.length ? points[points.length - 1][0] : 0), marks.tile.count]);
+  levelChart($("chart"), { points, start, end, now: Date.now(), rop: marks.reorder_point, ss: marks.safety_stock,
+    capacity: marks.capacity, orders: marks.orders, deliveries: marks.deliveries });
+  if (marks.tile) binFacts(marks.tile);
+}
+function binFacts(t) {
+  const pill = $("bin-status");
+  pill.className = "pill st-" + t.status; pill.textContent = STATUS_LABEL[t.status];
+  pill.dataset.status = t.status;
+  const rows = [["SKU", t.sku + (t.abc ? ` (class ${t.abc})` : "")], ["On hand", `${t.count}` + (t.cap ? ` of ${t.cap}` : "")],
+    ["Reorder point", t.rop], ["Safety stock", t.ss ?? "—"], ["Days of supply", t.dos ?? "—"], ["Supplier", t.supplier || "—"],
+    ["Agent", t.agent || "—"], ["Last reading", fmtTs(t.seen_ms)], ["Confidence", t.conf], ["Ordering", t.paused ? "paused" : "automatic"],
+    ["Open order", t.order ? `${t.order.state}, ${t.order.qty} pcs` + (t.order.promised_ms ? `, promised ${fmtTs(t.order.promised_ms)}` : "") : "none"]];
+  if (t.fault) rows.push(["Fault", t.fault]);
+  $("bin-facts").innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("");
+  $("act-pause").textContent = t.paused ? "Resume ordering" : "Pause ordering";
+  $("act-pause").dataset.paused = t.paused ? "1" : "";
+}
+function binTileUpdate(tiles) {
+  const t = tiles.find(x => x.id === state.bin);
+  if (t) { binFacts(t); clearTimeout(state.chartTimer); state.chartTimer = setTimeout(loadBinChart, 500); }
+}
+async function loadBinEvents() {
+  const d = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/events?limit=30`);
+  $("bin-events").innerHTML = table(["Time", "Event", "Change", "After"],
+    d.events.map(e => [fmtTs(e.ts_ms), e.kind, (e.delta > 0 ? "+" : "") + e.delta, e.on_hand_after]), "bin-events-t") +
+    (d.changes.length ? "<h4>Changes</h4>" + table(["Time", "Who", "What"], d.changes.slice(0, 10).map(c => [fmtTs(c.at_ms), c.actor, c.action + " " + JSON.stringify(c.detail || {})])) : "");
+}
+async function loadPolicy() {
+  try {
+    const p = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/policy`);
+    const f = v => v == null ? "—" : (typeof v === "number" ? +v.toFixed(2) : v);
+    $("bin-policy").innerHTML = `<p>Policy <b>${esc(p.policy)}</b>, demand <b>${esc(p.demand_class)}</b> (${esc(p.forecast_method)}):
+      ${f(p.rate_per_day)} ± ${f(p.sigma_per_day)} per day. Lead time ${f(p.lead_time_days)} ± ${f(p.sigma_lead_time_days)} days
+      (${esc(p.lead_time_source)}, ${p.deliveries} deliveries). Class ${esc(p.abc_class || "—")} → service level ${f(p.service_level)}, z ${f(p.z)}.</p>
+      <p>Safety stock <b>${f(p.safety_stock)}</b>, reorder point <b>${f(p.reorder_point)}</b> (applied ${p.applied_reorder_point}),
+      order quantity <b>${f(p.order_qty)}</b>${p.kanban_cards ? `, ${p.kanban_cards} kanban cards` : ""}.
+      ${p.manual_override ? "Manual override in force." : ""} ${p.why_changed ? "Last change: " + esc(p.why_changed) : ""}</p>`;
+  } catch (e) {
+    $("bin-policy").textContent = e.status === 404 ? "No replenishment policy computed for this bin yet." : "Policy unavailable: " + e.message;
+  }
+}
+async function binAction(path, body) {
+  try {
+    const r = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/${path}`, { method: "POST", body });
+    $("act-result").textContent = `done: on hand ${r.on_hand}, tare ${r.tare_g} g` + (r.unit_weight_g ? `, unit ${r.unit_weight_g} g` : "") + (r.order ? `, order ${r.order.slice(0, 8)} placed` : "");
+    await Promise.all([loadBinChart(), loadBinEvents()]);
+  } catch (e) { $("act-result").textContent = "failed: " + e.message; }
+}
+$("act-recount-form").addEventListener("submit", ev => { ev.preventDefault(); binAction("recount", { on_hand: +$("act-recount-n").value }); });
+$("act-recal-form").addEventListener("submit", ev => { ev.preventDefault(); binAction("recalibrate", { count: +$("act-recal-n").value, solve: $("act-recal-solve").value }); });
+$("act-pause").addEventListener("click", () => binAction("pause", { paused: !$("act-pause").dataset.paused }));
+
+// ---------- tables and CSV ----------
+function table(head, rows, id, rowAttrs) {
+  return `<table${id ? ` id="${id}"` : ""}><thead><tr>${head.map(h => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>` +
+    rows.map((r, i) => `<tr${rowAttrs ? rowAttrs(i) : ""}>${r.map(c => `<td>${esc(c)}</td>`).join("")}</tr>`).join("") + "</tbody></table>";
+}
+document.addEventListener("click", ev => {
+  const b = ev.target.closest("button.csv"); if (!b) return;
+  const t = $(b.dataset.csv)?.querySelector("table"); if (!t) return;
+  const csv = [...t.rows].map(r => [...r.cells].map(c => `"${c.textContent.replace(/"/g, '""')}"`).join(",")).join("\r\n");
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([csv + "\r\n"], { type: "text/csv" }));
+  a.download = `jitstock-${b.dataset.csv}.csv`; a.click(); setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+});
+
+// ---------- orders board ----------
+async function loadOrders() {
+  const d = await api("/api/v1/board/orders");
+  const sup = $("o-supplier").value, st = $("o-state").value;
+  fillSelect($("o-supplier"), [...new Set(d.orders.map(o => o.supplier))].sort(), "All suppliers");
+  fillSelect($("o-state"), [...new Set(d.orders.map(o => o.state))].sort(), "All states");
+  $("o-supplier").value = sup; $("o-state").value = st;
+  const orders = d.orders.filter(o => (!sup || o.supplier === sup) && (!st || o.state === st));
+  const states = [...new Set(d.orders.map(o => o.state))], sups = [...new Set(d.orders.map(o => o.supplier))].sort();
+  $("orders-matrix").innerHTML = `<div class="card matrix"><h3>Open orders by state and supplier</h3>` + table(["Supplier", ...states, "overdue"],
+    sups.map(s => [s, ...states.map(x => d.orders.filter(o => o.supplier === s && o.state === x).length), d.orders.filter(o => o.supplier === s && o.overdue).length])) + "</div>";
+  $("orders-summary").textContent = `${d.orders.length} open, ${d.orders.filter(o => o.overdue).length} overdue`;
+  $("orders-table").innerHTML = table(["Order", "Bin", "Area", "SKU", "Supplier", "State", "Qty", "Created", "Promised", "On hand", "Stockout in"],
+    orders.map(o => [o.id.slice(0, 8), o.bin, o.area || "", o.sku, o.supplier, o.state, o.qty, fmtTs(o.created_ms), fmtTs(o.promised_ms),
+      o.on_hand, o.stockout_ms ? fmtDur(o.stockout_ms - d.now_ms) : "—"]), "orders-t",
+    i => ` class="clickable${orders[i].overdue ? " overdue" : ""}" data-order="${orders[i].id}"`);
+}
+$("orders-table").addEventListener("click", async ev => {
+  const tr = ev.target.closest("tr[data-order]"); if (!tr) return;
+  const id = tr.dataset.order, box = $("order-detail");
+  const o = await api(`/api/v1/orders/${id}`);
+  let hist = [];
+  try { hist = await api(`/api/v1/orders/${id}/transitions`); } catch (e) { /* supplier loop not installed */ }
+  box.hidden = false;
+  box.innerHTML = `<h3>Order ${esc(id)}</h3><dl class="facts">` + [["Bin", o.bin_id], ["Supplier", o.supplier_id], ["State", o.state], ["Qty", o.qty],
+    ["Created", fmtTs(o.created_ms)], ["Sent", fmtTs(o.sent_ms)], ["Acknowledged", fmtTs(o.acked_ms)], ["Promised", fmtTs(o.promised_ms)],
+    ["Last error", o.last_error || ""]].map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join("") + "</dl>" +
+    (hist.length ? "<h4>State history</h4>" + table(["Time", "From", "To", "By", "Why"], hist.map(h => [fmtTs(h.at_ms), h.from_state || "", h.to_state, h.actor, h.reason || ""])) : "") +
+    ((o.attempts || o.attempt_log || []).length ? "<h4>Delivery attempts</h4>" + table(["#", "Time", "HTTP", "Error"], (o.attempts || o.attempt_log).map(a => [a.n, fmtTs(a.at_ms), a.status_code ?? "", a.error || ""])) : "");
+});
+$("o-supplier").addEventListener("change", loadOrders); $("o-state").addEventListener("change", loadOrders);
+
+// ---------- alerts ----------
+async function loadAlertCount() {
+  try {
+    const a = await api("/api/v1/alerts?state=open&limit=5000");
+    const c = $("alert-count"); c.hidden = !a.length; c.textContent = a.length;
+  } catch (e) { /* shown on next refresh */ }
+}
+async function loadAlerts() {
+  const rows = await api(`/api/v1/alerts?state=${$("a-state").value}`);
+  $("alerts-table").innerHTML = table(["Opened", "Kind", "About", "Message", "State", "Acknowledged", "Resolved", ""],
+    rows.map(a => [fmtTs(a.opened_ms), a.kind, a.entity, a.message, a.state, a.acked_by ? `${a.acked_by} ${fmtHm(a.acked_ms)}` : "", fmtTs(a.resolved_ms), ""]),
+    "alerts-t", i => ` data-alert="${rows[i].id}" data-kind="${esc(rows[i].kind)}" data-state="${rows[i].state}"`);
+  const trs = $("alerts-table").querySelectorAll("tbody tr");
+  rows.forEach((a, i) => { if (a.state === "open") trs[i].lastChild.innerHTML = `<button class="ack" data-id="${a.id}">Acknowledge</button>`; });
+}
+$("alerts-table").addEventListener("click", async ev => {
+  const b = ev.target.closest("button.ack"); if (!b) return;
+  await api(`/api/v1/alerts/${b.dataset.id}/ack`, { method: "POST" }); loadAlerts(); loadAlertCount();
+});
+$("a-state").addEventListener("change", loadAlerts);
+
+// ---------- KPIs ----------
+async function loadKpis() {
+  const days = +$("k-period").value, end = Date.now(), start = end - days * 86400e3, area = $("k-area").value;
+  const k = await api(`/api/v1/kpis?start=${start}&end=${end}` + (area ? `&area=${encodeURIComponent(area)}` : ""));
+  const pct = v => v == null ? "—" : (v * 100).toFixed(1) + " %", n = v => v ?? "—";
+  if (!area) fillSelect($("k-area"), k.areas.map(a => a.area).filter(a => a !== "all"), "All areas");
+  $("kpi-areas").innerHTML = table(["Area", "Bins", "Stockout events", "Stockout minutes", "Fill rate", "Avg on hand", "Days of supply", "Inventory turns", "Orders / week", "Consumed"],
+    k.areas.map(a => [a.area, a.bins, a.stockout_events, a.stockout_minutes, pct(a.fill_rate), a.avg_on_hand, n(a.days_of_supply), n(a.inventory_turns), a.orders_per_week, a.consumed]));
+  $("kpi-suppliers").innerHTML = table(["Supplier", "Orders", "Completed", "On time", "Quality", "Avg lead time (h)"],
+    k.suppliers.map(s => [s.supplier, s.orders, s.completed, pct(s.on_time_rate), pct(s.quality_rate), n(s.avg_lead_time_h)]));
+  $("kpi-pareto").innerHTML = table(["SKU", "Consumed", "Value", "Cumulative", "Class"], k.pareto.map(p => [p.sku, p.consumed, p.value, pct(p.cum_share), p.class]));
+  paretoChart($("pareto-chart"), k.pareto);
+}
+$("k-period").addEventListener("change", loadKpis); $("k-area").addEventListener("change", loadKpis);
+
+// ---------- routing ----------
+async function refreshView(all) {
+  try {
+    if (all || state.view === "floor") await loadFloor();
+    if (state.view === "bin") await showBin(state.bin, true);
+    if (state.view === "orders") await loadOrders();
+    if (state.view === "alerts") await loadAlerts();
+    if (state.view === "kpis") await loadKpis();
+    loadAlertCount();
+  } catch (e) { console.warn("refresh failed", e); }
+}
+async function route() {
+  const h = location.hash.replace(/^#\/?/, "") || "floor";
+  const [view, ...rest] = h.split("/");
+  state.view = ["floor", "bin", "orders", "alerts", "kpis"].includes(view) ? view : "floor";
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + state.view;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.view === state.view);
+  try {
+    if (state.view === "floor" && !state.floorLoaded) await loadFloor();
+    if (state.view === "bin") await showBin(decodeURIComponent(rest.join("/")));
+    if (state.view === "orders") await loadOrders();
+    if (state.view === "alerts") await loadAlerts();
+    if (state.view === "kpis") await loadKpis();
+  } catch (e) { console.warn(e); }
+}
+window.addEventListener("hashchange", route);
+
+async function start() {
+  try { state.me = await api("/api/v1/me"); } catch (e) { return; }
+  $("signin").hidden = true;
+  $("who").textContent = state.me.auth === "off" ? "open access (demo)" : `${state.me.name} · ${state.me.role}`;
+  $("signout").hidden = state.me.auth === "off";
+  document.body.dataset.role = state.me.role;
+  await route();
+  if (state.view !== "floor") loadFloor().catch(() => {});
+  connect();
+  loadAlertCount();
+}
+start();

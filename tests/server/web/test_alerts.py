@@ -1,0 +1,180 @@
+"""Alerts on the state DB (SQLite and PostgreSQL): raised once per condition, resolved when it
+clears, counted in the metrics, and notified by e-mail through a real SMTP server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import generate_latest
+from sqlalchemy import select, update
+
+from jitstock.server.alerts import WEBHOOK_FAILING_AFTER, AlertMonitor
+from jitstock.server.db.alert_models import Alert
+from jitstock.server.db.models import Agent, Bin, BinEvent
+from jitstock.server.db.session import transaction
+from jitstock.server.dispatch import AttemptOutcome
+from jitstock.server.kpis import compute
+from jitstock.server.metrics import Metrics
+from jitstock.server.notify import Notifier, NotifyConfig
+from jitstock.server.seed import BinSeed, seed_plant
+from tests.server.web.smtp_sink import SmtpSink
+
+NOW = 1_800_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = NOW
+
+    def monotonic(self) -> float:
+        return self.ms / 1000
+
+    def time_ms(self) -> int:
+        return self.ms
+
+    def sleep(self, seconds: float) -> None:
+        self.ms += int(seconds * 1000)
+
+
+def _plant(db: Any) -> None:
+    seed_plant(
+        db.factory,
+        "plant1",
+        [BinSeed(f"B{i}", "pi-1", "SKU-1", 10.0, 0.0, 5, 10, 40, None) for i in (1, 2)],
+    )
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).values(on_hand=20, last_seen_ms=NOW))
+        s.execute(update(Agent).values(online=True, last_seen_ms=NOW))
+
+
+def _alerts(db: Any) -> list[tuple[str, str, str]]:
+    with transaction(db.factory, readonly=True) as s:
+        return [
+            (a.kind, a.entity, a.state)
+            for a in s.scalars(select(Alert).order_by(Alert.id))
+        ]
+
+
+def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
+    _plant(db)
+    metrics = Metrics()
+    clock = Clock()
+    monitor = AlertMonitor(db.factory, metrics, clock=clock, agent_silent_s=60)
+    assert monitor.run_full() == []
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).where(Bin.id == "B1").values(on_hand=0))
+        s.execute(update(Agent).values(online=False))
+    monitor.mark(["B1"], ["pi-1"])
+    raised = monitor.run_marked()
+    assert {(c["event"], c["kind"], c["entity"]) for c in raised} == {
+        ("raised", "stockout", "bin:B1"),
+        ("raised", "agent_offline", "agent:pi-1"),
+    }
+    monitor.run_full()
+    monitor.mark(["B1"], ["pi-1"])
+    monitor.run_marked()
+    assert sorted(_alerts(db)) == [
+        ("agent_offline", "agent:pi-1", "open"),
+        ("stockout", "bin:B1", "open"),
+    ]
+    text = generate_latest(metrics.registry).decode()
+    assert 'jitstock_alerts_open{kind="stockout"} 1.0' in text
+
+    # acknowledged stays one alert; the condition clearing resolves it
+    assert monitor.run_full() == []  # nothing new: the open alerts are not raised again
+    with transaction(db.factory, readonly=True) as s:
+        stockout = s.scalars(select(Alert).where(Alert.kind == "stockout")).one()
+    assert monitor.acknowledge(stockout.id, "anna")["state"] == "acknowledged"
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).where(Bin.id == "B1").values(on_hand=12))
+        s.execute(update(Agent).values(online=True, last_seen_ms=clock.ms))
+    monitor.mark(["B1"], ["pi-1"])
+    monitor.run_marked()
+    assert sorted(_alerts(db)) == [
+        ("agent_offline", "agent:pi-1", "resolved"),
+        ("stockout", "bin:B1", "resolved"),
+    ]
+
+    # no heartbeat for longer than agent_silent_s: offline again, a new alert
+    clock.ms += 61_000
+    monitor.run_full()
+    assert _alerts(db)[-1] == ("agent_offline", "agent:pi-1", "open")
+
+
+def test_webhook_failing_after_consecutive_failures_and_resolved_by_a_success(
+    db,
+) -> None:
+    _plant(db)
+    monitor = AlertMonitor(db.factory, Metrics(), clock=Clock())
+
+    def attempt(verdict: str) -> None:
+        monitor.on_attempt(AttemptOutcome("o1", "S9", 1, verdict, 503, "HTTP 503", 3.0))  # type: ignore[arg-type]
+        monitor.run_marked()
+
+    for _ in range(WEBHOOK_FAILING_AFTER + 2):
+        attempt("retry")
+    assert _alerts(db) == [("webhook_failing", "supplier:S9", "open")]
+    attempt("sent")
+    assert _alerts(db) == [("webhook_failing", "supplier:S9", "resolved")]
+
+
+def test_raised_alert_is_emailed_through_smtp(db) -> None:
+    _plant(db)
+    sink = SmtpSink()
+    sink.start()
+    notifier = Notifier(
+        NotifyConfig(
+            smtp_host="127.0.0.1", smtp_port=sink.port, email_to=("line@plant.example",)
+        )
+    )
+    notifier.start()
+    try:
+        monitor = AlertMonitor(db.factory, Metrics(), clock=Clock(), notifier=notifier)
+        with transaction(db.factory) as s:
+            s.execute(
+                update(Bin)
+                .where(Bin.id == "B2")
+                .values(sensor_ok=False, sensor_fault="overload")
+            )
+        monitor.run_full()
+        notifier.stop()
+    finally:
+        sink.stop()
+    assert len(sink.messages) == 1
+    msg = sink.messages[0]
+    assert msg["To"] == "line@plant.example"
+    assert "scale_fault" in msg["Subject"]
+    assert "bin:B2" in msg["Subject"]
+    assert "overload" in msg.get_payload()
+
+
+def test_kpis_count_stockout_minutes_and_consumption(db) -> None:
+    _plant(db)
+    hour = 3_600_000
+    with transaction(db.factory) as s:
+        s.add_all(
+            [
+                BinEvent(
+                    bin_id="B1",
+                    ts_ms=NOW + hour,
+                    kind="consumption",
+                    delta=-20,
+                    on_hand_after=0,
+                ),
+                BinEvent(
+                    bin_id="B1",
+                    ts_ms=NOW + 2 * hour,
+                    kind="refill",
+                    delta=30,
+                    on_hand_after=30,
+                ),
+            ]
+        )
+    with transaction(db.factory, readonly=True) as s:
+        k = compute(s, NOW, NOW + 4 * hour)
+    total = next(a for a in k["areas"] if a["area"] == "all")
+    assert total["stockout_events"] == 1
+    assert total["stockout_minutes"] == 60.0
+    assert total["consumed"] == 20
+    assert k["pareto"][0]["sku"] == "SKU-1"
+    assert k["pareto"][0]["class"] == "A"
