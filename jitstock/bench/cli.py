@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="smaller workloads (smoke runs, CI)"
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (simulations)")
+    parser.add_argument(
+        "--rates",
+        default=None,
+        help="ingest: comma-separated readings/s to try, e.g. 50000,100000",
+    )
     return parser
 
 

@@ -99,6 +99,8 @@ class AlertMonitor:
         self.on_change: list[ChangeHook] = [on_change] if on_change else []
         self._lock = threading.Lock()
         self._bins: set[str] = set()
+        # bins with an open alert: their level changes must be re-checked (to resolve)
+        self.alerting_bins: frozenset[str] = frozenset()
         self._agents: set[str] = set()
         self._reports: list[tuple[str, AlertSpec | None, str | None]] = []
         self._webhook_failures: dict[str, int] = {}
@@ -265,6 +267,7 @@ class AlertMonitor:
             ):
                 changes += self._sync(s, verdict, now)
             changes += self._import_supply_alerts(s, now)
+            self._refresh_alerting_bins(s)
             out = self._publish(s, changes)
             self._update_gauge(s)
             return out
@@ -387,6 +390,7 @@ class AlertMonitor:
         if not changes:
             return []
         s.flush()
+        self._refresh_alerting_bins(s)
         out = [{"event": event, **alert_dict(row)} for event, row in changes]
         self._update_gauge(s)
         # notify after the commit would be ideal; the transaction ends right after this returns
@@ -399,6 +403,15 @@ class AlertMonitor:
             except Exception:
                 log.exception("alert change hook failed")
         return out
+
+    def _refresh_alerting_bins(self, s: Session) -> None:
+        self.alerting_bins = frozenset(
+            s.scalars(
+                select(Alert.bin_id).where(
+                    Alert.resolved_ms.is_(None), Alert.bin_id.is_not(None)
+                )
+            )
+        )
 
     def _update_gauge(self, s: Session) -> None:
         counts = dict(

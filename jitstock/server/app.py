@@ -145,10 +145,23 @@ class ServerApp:
 
     def _dashboard_flush(self, flush: Flush, _orders: list[str]) -> None:
         # marks only (ids per flush, never per reading): alerts and live pages do the work
-        bins = flush.changed_bins
         agents = [agent for _site, agent, _status in flush.statuses]
+        self.live.mark(flush.changed_bins, agents)
+        # Alerts re-check only bins that can have changed alert state: a level at or below
+        # the reorder point (stockout and safety stock lie below it), a bin with an open
+        # alert (to resolve it), and the bins of agents that reported sensor health.
+        # Everything else is caught by the full pass every alert_check_s.
+        snap = self.registry.snapshot
+        watch = self.alerts.alerting_bins
+        bins = [
+            b
+            for b, count, _ in flush.counts
+            if b in watch or count <= snap.reorder_point[snap.index[b]]
+        ]
+        if agents:
+            reporting = set(agents)
+            bins += [c.bin_id for c in snap.cals if c.agent_id in reporting]
         self.alerts.mark(bins, agents)
-        self.live.mark(bins, agents)
 
     def _after_flush(self, flush: Flush, orders: list[str]) -> None:
         if orders:

@@ -78,22 +78,48 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else round(v, 4)
 
 
-def _sku_prior(session: Session, bin: Bin) -> float | None:
-    """Mean daily rate of the other bins of the same SKU, from their last computation."""
+# sku id -> {bin id: learnt daily rate} of the SKU's bins with enough history
+SkuRates = dict[str, dict[str, float]]
+
+
+def _sku_rates(session: Session, sku_id: str) -> dict[str, float]:
     rows = session.execute(
-        select(BinPolicy.inputs)
+        select(BinPolicy.bin_id, BinPolicy.inputs)
         .join(Bin, Bin.id == BinPolicy.bin_id)
-        .where(Bin.sku_id == bin.sku_id, Bin.id != bin.id)
+        .where(Bin.sku_id == sku_id)
     ).all()
-    rates = [
-        float(r[0]["demand"]["own_rate"])
-        for r in rows
-        if r[0].get("demand", {}).get("history_days", 0) >= forecast.PRIOR_WEIGHT_DAYS
-    ]
-    return float(np.mean(rates)) if rates else None
+    return {
+        bin_id: float(inputs["demand"]["own_rate"])
+        for bin_id, inputs in rows
+        if inputs.get("demand", {}).get("history_days", 0) >= forecast.PRIOR_WEIGHT_DAYS
+    }
 
 
-def compute_bin(session: Session, bin: Bin, now_ms: int, params: Params) -> Computation:
+def _sku_prior(
+    session: Session, bin: Bin, cache: SkuRates | None = None
+) -> float | None:
+    """Mean daily rate of the other bins of the same SKU, from their last computation.
+
+    A recalculation pass shares ``cache`` across bins, so a SKU stocked in many
+    bins is read once per pass rather than once per bin.
+    """
+    if cache is None:
+        rates = _sku_rates(session, bin.sku_id)
+    else:
+        if bin.sku_id not in cache:
+            cache[bin.sku_id] = _sku_rates(session, bin.sku_id)
+        rates = cache[bin.sku_id]
+    others = [r for b, r in rates.items() if b != bin.id]
+    return float(np.mean(others)) if others else None
+
+
+def compute_bin(
+    session: Session,
+    bin: Bin,
+    now_ms: int,
+    params: Params,
+    sku_rates: SkuRates | None = None,
+) -> Computation:
     """Compute a bin's policy from its consumption events, its supplier's deliveries and its settings."""
     since = now_ms - params.history_days * demand.DAY_MS
     first = session.scalar(
@@ -120,7 +146,7 @@ def compute_bin(session: Session, bin: Bin, now_ms: int, params: Params) -> Comp
     prior_source = "manual" if bin.prior_daily_demand is not None else None
     prior = bin.prior_daily_demand
     if prior is None:
-        prior = _sku_prior(session, bin)
+        prior = _sku_prior(session, bin, sku_rates)
         prior_source = "sku" if prior is not None else None
     rate, sigma, weight = forecast.blend(
         np.asarray(own_rate),

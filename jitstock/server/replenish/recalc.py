@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,8 +36,15 @@ from jitstock.server.db.models import Bin, BinEvent, Order, Sku
 from jitstock.server.db.replenish_models import BinPolicy
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.replenish import abc, demand, leadtime
-from jitstock.server.replenish.bin_policy import Computation, Params, compute_bin
+from jitstock.server.replenish.bin_policy import (
+    Computation,
+    Params,
+    SkuRates,
+    compute_bin,
+)
 
+# Share of one core the scheduled recalculation may take; ingest and the API keep the rest.
+BACKGROUND_DUTY = 0.2
 log = logging.getLogger(__name__)
 
 ACTOR = "replenish"
@@ -96,24 +104,39 @@ class Recalculator:
 
     # --- public runs -------------------------------------------------------
 
-    def recalc_all(self, reason: str = "schedule") -> list[str]:
+    def recalc_all(
+        self, reason: str = "schedule", *, background: bool = False
+    ) -> list[str]:
         """Re-rank ABC, then recompute every bin; returns the ids of bins whose numbers changed."""
         now = self.clock.time_ms()
         with transaction(self.session_factory) as s:
             self.update_abc(s, now)
             ids = list(s.scalars(select(Bin.id).order_by(Bin.id)))
-        return self.recalc_bins(ids, reason)
+        return self.recalc_bins(ids, reason, background=background)
 
-    def recalc_bins(self, bin_ids: Sequence[str], reason: str) -> list[str]:
-        """Recompute the given bins, one transaction each; returns the ids that changed."""
+    def recalc_bins(
+        self, bin_ids: Sequence[str], reason: str, *, background: bool = False
+    ) -> list[str]:
+        """Recompute the given bins, one transaction each; returns the ids that changed.
+
+        In the background thread the pass is throttled to BACKGROUND_DUTY of one
+        core's time, so an hourly pass over thousands of bins never starves ingest
+        (they share the interpreter lock and, on SQLite, the write lock).
+        """
         changed: list[str] = []
         orders: list[str] = []
+        sku_rates: SkuRates = {}
         for bin_id in bin_ids:
+            started = time.perf_counter()
             try:
-                moved, order = self._recalc_one(bin_id, reason)
+                moved, order = self._recalc_one(bin_id, reason, sku_rates)
             except Exception:
                 log.exception("policy recalculation of bin %s failed", bin_id)
-                continue
+                moved, order = False, None
+            if background and self._stop.wait(
+                (time.perf_counter() - started) * (1 / BACKGROUND_DUTY - 1)
+            ):
+                break
             if moved:
                 changed.append(bin_id)
             if order is not None:
@@ -130,9 +153,9 @@ class Recalculator:
         with transaction(self.session_factory, readonly=True) as s:
             shifted = self._shifted_bins(s, now)
             delivered = self._delivered_bins(s, since)
-        changed = self.recalc_bins(sorted(shifted), "demand_shift")
+        changed = self.recalc_bins(sorted(shifted), "demand_shift", background=True)
         rest = sorted(delivered - shifted)
-        return changed + self.recalc_bins(rest, "delivery")
+        return changed + self.recalc_bins(rest, "delivery", background=True)
 
     def update_abc(self, session: Session, now_ms: int) -> dict[str, str]:
         """Rank SKUs by consumption value over the ABC window; store and return their classes."""
@@ -175,7 +198,7 @@ class Recalculator:
         while not self._stop.is_set():
             try:
                 if self.clock.monotonic() >= next_full:
-                    self.recalc_all("schedule")
+                    self.recalc_all("schedule", background=True)
                     self._last_check_ms = self.clock.time_ms()
                     next_full = self.clock.monotonic() + self.interval_s
                 else:
@@ -229,13 +252,21 @@ class Recalculator:
             )
         return out
 
-    def _recalc_one(self, bin_id: str, reason: str) -> tuple[bool, str | None]:
+    def _recalc_one(
+        self, bin_id: str, reason: str, sku_rates: SkuRates | None = None
+    ) -> tuple[bool, str | None]:
         now = self.clock.time_ms()
+        # Compute in a read-only transaction: on SQLite a writing one would hold the
+        # database's only write lock (and block ingest) for the whole computation.
+        with transaction(self.session_factory, readonly=True) as s:
+            b = s.get(Bin, bin_id)
+            if b is None:
+                return False, None
+            comp = compute_bin(s, b, now, self.params, sku_rates)
         with transaction(self.session_factory) as s:
             b = reorder.lock_bin(s, bin_id)
             if b is None:
                 return False, None
-            comp = compute_bin(s, b, now, self.params)
             moved = self._store(s, b, comp, reason, now)
             order = None
             if moved:

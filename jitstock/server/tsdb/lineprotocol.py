@@ -177,10 +177,11 @@ class LineEncoder:
                     return None
             if kind not in (float, int, bool):
                 return None
-            key = (name, kind)
-            if key not in self._first:
-                return None  # first sight of this field: let the validating path fill the caches
-            parts.append((self._first if k == 0 else self._rest)[key])
+            cache = self._first if k == 0 else self._rest
+            template = cache.get((name, kind))
+            if template is None:
+                return None  # first sight of this field here: the validating path fills the caches
+            parts.append(template)
         ts = frame.ts_ms
         if set(map(type, ts)) != {int} or min(ts) < MIN_TS_MS or max(ts) > MAX_TS_MS:
             return None

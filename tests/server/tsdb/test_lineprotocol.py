@@ -128,3 +128,31 @@ def test_tags_and_strings_round_trip_through_influxdb(
     for i, (tv, tw, sv) in enumerate(triples):
         rows = prop_store.query_raw(measurement, {"tv": tv, "tw": tw}, 0, 10_000)
         assert rows == [{"ts_ms": 1000 + i, "s": sv, "i": i}]
+
+
+def test_frame_fast_path_matches_point_encoding() -> None:
+    """After the first (validating) pass, a frame encodes in one pass to the same bytes."""
+    from jitstock.server.tsdb import Frame
+    from jitstock.server.tsdb.lineprotocol import LineEncoder
+
+    enc = LineEncoder()
+    tags = [(("bin", f"B {i}"), ("site", "s,1")) for i in range(4)]
+    frame = Frame(
+        "bin_level",
+        tags,
+        ("grams", "count", "confidence", "stable"),
+        [
+            [1.5, 2.0, 3.25, 4.0],
+            [1, 2, 3, 4],
+            [0.5, 1.0, 0.25, 0.0],
+            [True, False, True, True],
+        ],
+        [1_700_000_000_000 + i for i in range(4)],
+    )
+    assert (
+        enc.encode_frame(frame) is None
+    )  # unknown series and fields: caller takes the general path
+    expected, n = enc.encode(frame.points())
+    fast = enc.encode_frame(frame)
+    assert fast == (expected, n)
+    assert n == 4
