@@ -76,5 +76,6 @@ class Plant:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def close(self) -> None:
+        self.ingest.stop()
         self.tsdb.close()
         self.engine.dispose()

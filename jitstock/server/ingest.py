@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,6 +136,10 @@ class Ingest:
         self._bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # one writer thread: history writes stay in flush order
+        self._history = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="jitstock-history"
+        )
 
     # -- worker --
 
@@ -151,6 +156,7 @@ class Ingest:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._history.shutdown(wait=True)
 
     def _run(self) -> None:
         assert self.connection is not None
@@ -297,21 +303,24 @@ class Ingest:
             frame, count_idx, count_values = self._levels(
                 flush, snap, idx, ts, grams, stable
             )
-            if frame is not None:
-                self.tsdb.write_frame(frame)
-            if flush.scans:
-                self.tsdb.write(
-                    [
-                        Point(
-                            SCAN_MEASUREMENT,
-                            (("agent", agent), ("scanner", s.scanner), ("site", site)),
-                            (("code", s.code),),
-                            s.ts_ms,
-                        )
-                        for site, agent, s in flush.scans
-                    ]
+            scan_points = [
+                Point(
+                    SCAN_MEASUREMENT,
+                    (("agent", agent), ("scanner", s.scanner), ("site", site)),
+                    (("code", s.code),),
+                    s.ts_ms,
                 )
-            orders = self.state.apply(flush)
+                for site, agent, s in flush.scans
+            ]
+            # History and state are written at the same time (InfluxDB answers over HTTP
+            # while the state transaction commits); the flush is durable when both are.
+            history = self._history.submit(self._write_history, frame, scan_points)
+            try:
+                orders = self.state.apply(flush)
+            except BaseException:
+                history.result()  # never leave a write running behind a retried flush
+                raise
+            self._await_history(history, frame, scan_points)
             registry.set_counts(snap, count_idx, count_values)
         # only now is the flush durable: advance the in-memory cursors
         self._cursors = {
@@ -333,6 +342,36 @@ class Ingest:
             except Exception:
                 log.exception("on_flush callback failed")
         return flush, orders
+
+    def _write_history(self, frame: Frame | None, scans: list[Point]) -> None:
+        if frame is not None:
+            self.tsdb.write_frame(frame)
+        if scans:
+            self.tsdb.write(scans)
+
+    def _await_history(
+        self, history: Future[None], frame: Frame | None, scans: list[Point]
+    ) -> None:
+        """Wait for the flush's history write; the state is committed, so it must not be lost.
+
+        The store only raises when it can neither write nor spool (a local disk
+        failure).  Redelivery cannot help any more (the cursor has moved), so the
+        write is retried from memory until it succeeds.
+        """
+        try:
+            history.result()
+            return
+        except Exception:
+            log.exception("history write failed after the state commit; retrying")
+        while True:
+            self._stop.wait(RETRY_FLUSH_S)
+            try:
+                self._write_history(frame, scans)
+                return
+            except Exception:
+                log.exception(
+                    "history write still failing; retrying in %.1fs", RETRY_FLUSH_S
+                )
 
     def _advance(
         self, cursors: dict[str, int], flush: Flush, agent: str, seq: int
@@ -446,8 +485,8 @@ class Ingest:
         frame = Frame(
             MEASUREMENT,
             [tags[i] for i in idx_l],
-            ("grams", "count", "confidence", "stable"),
-            [grams_l, counts.tolist(), conf.tolist(), stable_l],
+            ("grams", "count"),
+            [grams_l, counts.tolist()],
             ts_l,
         )
         return frame, count_idx, count_values
