@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (simulations)")
     parser.add_argument(
+        "--state-db",
+        default=None,
+        help="ingest: PostgreSQL admin DSN; the server keeps its state in a fresh database there (default SQLite)",
+    )
+    parser.add_argument(
         "--rates",
         default=None,
         help="ingest: comma-separated readings/s to try, e.g. 50000,100000",

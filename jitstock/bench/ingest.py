@@ -290,6 +290,20 @@ def _quantile(
     return None
 
 
+def _fresh_postgres(admin_dsn: str) -> str:
+    """A new, empty database on the PostgreSQL server of admin_dsn; returns its SQLAlchemy URL."""
+    import secrets
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"jitstock_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_dsn).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
 def _stored(influx: InfluxDB, db: str) -> int:
     influx.query(
         f'CREATE DATABASE "{db}"'
@@ -359,7 +373,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["baseline_do_nothing_subscriber"] = baseline
 
         # 2. the server at the same rates
-        db_url = f"sqlite:///{workdir / 'state.db'}"
+        state_db = getattr(args, "state_db", None)
+        db_url = (
+            _fresh_postgres(state_db)
+            if state_db
+            else f"sqlite:///{workdir / 'state.db'}"
+        )
+        result["state_db"] = "postgresql" if state_db else "sqlite"
         _seed(db_url, receiver.url)
         http_port = free_port()
         base = f"http://127.0.0.1:{http_port}"

@@ -256,15 +256,19 @@ class AlertMonitor:
 
     def run_full(self) -> list[dict[str, Any]]:
         """Evaluate every rule over everything; returns the changes."""
-        with transaction(self._factory) as s:
-            now = self._clock.time_ms()
-            changes: list[tuple[str, Alert]] = []
-            for verdict in (
+        now = self._clock.time_ms()
+        # Evaluate the rules read-only: on SQLite a writing transaction would hold the one
+        # write lock (ingest and the dispatcher wait for it) for the whole evaluation.
+        with transaction(self._factory, readonly=True) as s:
+            verdicts = [
                 rules.bin_rules(s, None),
                 rules.agent_rules(s, None, now, self.agent_silent_ms),
                 rules.order_rules(s, now, self.ack_deadline_s),
                 rules.anomaly_rules(s, now),
-            ):
+            ]
+        with transaction(self._factory) as s:
+            changes: list[tuple[str, Alert]] = []
+            for verdict in verdicts:
                 changes += self._sync(s, verdict, now)
             changes += self._import_supply_alerts(s, now)
             self._refresh_alerting_bins(s)

@@ -47,7 +47,7 @@ class ServerSettings(BaseSettings):
     bootstrap_admin_key: str | None = None
 
     # Ingest flush: at most this many messages or this much waiting per durable commit.
-    ingest_flush_max_msgs: int = Field(default=2000, ge=1)
+    ingest_flush_max_msgs: int = Field(default=500, ge=1)
     ingest_flush_max_ms: float = Field(default=5.0, gt=0)
 
     # Webhook dispatch
