@@ -27,26 +27,29 @@ the supplier's deduplication on that id.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import orjson
 from sqlalchemy import func, select, update
-from standardwebhooks.webhooks import Webhook
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Order, OrderAttempt, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.supplier.lifecycle import record_transition
+from jitstock.server.webhooks import (
+    USER_AGENT,
+    order_payload,
+    parse_retry_after,
+    previous_secret,
+    sign_headers,
+)
 
 if TYPE_CHECKING:
     from jitstock.server.metrics import Metrics
@@ -64,8 +67,6 @@ DB_ERROR_PAUSE_S = 1.0
 MIN_CLAIM_LEASE_S = 60.0
 # Slack on top of 4 × the request timeout, for the claim/record transactions themselves.
 LEASE_MARGIN_S = 10.0
-# Suppliers' systems log this; it names the sender and its version.
-USER_AGENT = "jitstock-dispatcher/1"
 # Status codes worth retrying besides 5xx: timeout and rate limit.
 RETRYABLE_4XX = frozenset({408, 429})
 
@@ -146,72 +147,6 @@ class _Job:
     mqtt: bool
     # During a secret rotation the old secret signs too (two signatures in one header).
     previous_secret: str | None = None
-
-
-def order_payload(order: Order) -> bytes:
-    """The order JSON suppliers receive (webhook body and MQTT payload)."""
-    return orjson.dumps(
-        {
-            "id": order.id,
-            "site": order.site_id,
-            "bin": order.bin_id,
-            "sku": order.sku_id,
-            "supplier": order.supplier_id,
-            "qty": order.qty,
-            "created_ms": order.created_ms,
-            "trigger": order.trigger,
-        }
-    )
-
-
-def sign_headers(
-    secret: str,
-    msg_id: str,
-    body: bytes,
-    timestamp_s: int,
-    previous_secret: str | None = None,
-) -> dict[str, str]:
-    """Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) for a body.
-
-    With ``previous_secret`` (a rotation in progress) the header carries both
-    signatures, space-separated, so receivers on either secret verify.
-    """
-    ts = datetime.fromtimestamp(timestamp_s, tz=UTC)
-    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=ts, data=body.decode())
-    if previous_secret:
-        old = Webhook(previous_secret).sign(
-            msg_id=msg_id, timestamp=ts, data=body.decode()
-        )
-        signature = f"{signature} {old}"
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp_s),
-        "webhook-signature": signature,
-    }
-
-
-def previous_secret(supplier: Supplier | None, now_ms: int) -> str | None:
-    """The supplier's previous webhook secret while its rotation grace period lasts."""
-    if supplier is None or not supplier.webhook_secret_previous:
-        return None
-    until = supplier.webhook_secret_previous_until_ms
-    return supplier.webhook_secret_previous if until is None or now_ms < until else None
-
-
-def parse_retry_after(value: str | None, now_s: float) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now_s)
 
 
 class Dispatcher:

@@ -17,8 +17,9 @@ from sqlalchemy import select
 from jitstock.clock import REAL_CLOCK
 from jitstock.server.db.models import AuditLog, Bin, Order, OrderAttempt
 from jitstock.server.db.session import transaction
-from jitstock.server.dispatch import Dispatcher, RetryPolicy, parse_retry_after
+from jitstock.server.dispatch import Dispatcher, RetryPolicy
 from jitstock.server.reorder import maybe_reorder
+from jitstock.server.webhooks import parse_retry_after
 from tests.server.db_factories import SITE, SKU, SUPPLIER, seed
 from tests.services import free_port
 

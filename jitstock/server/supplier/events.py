@@ -25,7 +25,7 @@ from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.db.supplier_models import SupplierEvent
-from jitstock.server.dispatch import USER_AGENT, previous_secret, sign_headers
+from jitstock.server.webhooks import USER_AGENT, previous_secret, sign_headers
 
 log = logging.getLogger(__name__)
 
