@@ -21,10 +21,10 @@ from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock, wait
 from jitstock.edge.outbox import BatchBuilder, BatchKind, Outbox, OutboxError
 from jitstock.edge.publisher import Publisher
-from jitstock.edge.ratelog import RateLimitedLog
 from jitstock.edge.scale import ScalePortConfig, ScaleReader
 from jitstock.edge.scanner import ScannerReader
 from jitstock.edge.settings import EdgeSettings
+from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from jitstock import __version__, protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.edge.outbox import Outbox, OutboxError
-from jitstock.edge.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from jitstock.edge.frames import (
     parse_sics_response,
     parse_stream_line,
 )
-from jitstock.edge.ratelog import RateLimitedLog
 from jitstock.edge.stability import SignalPath, SignalSettings
+from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import serial
 
 from jitstock.clock import REAL_CLOCK, Clock, wait
-from jitstock.edge.ratelog import RateLimitedLog
 from jitstock.protocol import MAX_CODE_LEN
+from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

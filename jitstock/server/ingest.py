@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.edge.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog
 from jitstock.server.levels import counts_from_grams
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from jitstock.edge.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

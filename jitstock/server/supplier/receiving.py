@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jitstock import protocol
+from jitstock.ratelog import RateLimitedLog
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import (
     OPEN_ORDER_STATES,
@@ -49,6 +50,7 @@ from jitstock.server.supplier.lifecycle import (
 )
 
 log = logging.getLogger(__name__)
+_alert_log = RateLimitedLog(log, interval_s=60.0)
 
 # An order label's barcode: this prefix + the order id (a SKU barcode never starts so).
 LABEL_PREFIX = "JSORD:"
@@ -98,7 +100,16 @@ def raise_alert(
             detail=detail,
         )
     )
-    log.warning("supply alert %s: bin=%s order=%s %s", kind, bin_id, order_id, detail)
+    # the alert row is the record; the log line is rate-limited (a miscalibrated bin repeats)
+    _alert_log.log(
+        logging.WARNING,
+        f"{kind}:{bin_id}",
+        "supply alert %s: bin=%s order=%s %s",
+        kind,
+        bin_id,
+        order_id,
+        detail,
+    )
 
 
 def _inspection_required(session: Session, order: Order) -> bool:

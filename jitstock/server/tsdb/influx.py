@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.edge.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog
 from jitstock.server.tsdb import influxql
 from jitstock.server.tsdb.errors import TsdbQueryError, TsdbUnavailable
 from jitstock.server.tsdb.lineprotocol import LineEncoder

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jitstock.edge.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog
 from jitstock.server.tsdb.errors import InvalidPoint
 from jitstock.server.tsdb.model import (
     Agg,
