@@ -83,10 +83,6 @@ class BinRegistry:
         i = snap.index.get(bin_id)
         return None if i is None else snap.cals[i]
 
-    def agent_known(self, agent_id: str) -> bool:
-        """Whether any configured bin is fed by this agent."""
-        return agent_id in self.snapshot.agents
-
     def on_hand(self, bin_id: str) -> int | None:
         """Last committed count of a bin (None before its first stable reading)."""
         i = self.snapshot.index.get(bin_id)
@@ -104,10 +100,6 @@ class BinRegistry:
         with self.lock:
             if self.snapshot is snapshot:
                 self.counts[idx] = values
-
-    def bins(self) -> list[BinCalibration]:
-        """Every configured bin."""
-        return list(self.snapshot.cals)
 
 
 def _build(cals: list[BinCalibration]) -> Snapshot:

@@ -319,9 +319,7 @@ class InfluxStore:
         agg: Agg,
     ) -> list[tuple[int, float | None]]:
         """One value per epoch-aligned every_ms bucket covering [start_ms, end_ms); empty: None (count: 0)."""
-        check_query(measurement, tags, start_ms, end_ms, every_ms)
-        if agg not in ("mean", "min", "max", "last", "count"):
-            raise ValueError(f"unknown aggregate {agg!r}")
+        check_query(measurement, tags, start_ms, end_ms, every_ms, agg)
         if end_ms <= start_ms:
             return []
         series = self._query(

@@ -239,8 +239,11 @@ def check_query(
     start_ms: int,
     end_ms: int,
     every_ms: int = 1,
+    agg: str | None = None,
 ) -> None:
     """Reject query arguments that no backend could answer meaningfully."""
+    if agg is not None and agg not in AGGS:
+        raise ValueError(f"unknown aggregate {agg!r}")
     if not isinstance(measurement, str) or not measurement:
         raise ValueError("measurement must be a non-empty string")
     for k, v in tags.items():
