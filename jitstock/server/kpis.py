@@ -8,7 +8,8 @@ Definitions (what the dashboard's column headers mean):
 - inventory turns: consumption ÷ average on hand, annualised (by value when SKUs have a cost).
 - fill rate: units received ÷ units ordered, over orders completed in the period.
 - orders per week: orders created in the period ÷ its length in weeks.
-- supplier on-time: completed orders received by their promised time; quality: accepted ÷
+- supplier on-time: completed orders received by their promised time, within the tolerance
+  of ``jitstock.server.on_time`` (the scorecard uses the same rule); quality: accepted ÷
   inspected units.
 - Pareto: consumption value per SKU, descending, with the cumulative share and ABC class.
 """
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Bin, BinEvent, Order, Sku
+from jitstock.server.on_time import is_on_time
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
@@ -111,13 +113,25 @@ def compute(
             Order.qty,
             Order.delivered_qty,
             Order.created_ms,
+            Order.sent_ms,
             Order.promised_ms,
             Order.delivered_ms,
             Order.closed_ms,
         ).where(Order.created_ms < end_ms)
     ).all()
     suppliers: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for bin_id, sup, state, qty, got, created, promised, delivered, closed in orders:
+    for (
+        bin_id,
+        sup,
+        state,
+        qty,
+        got,
+        created,
+        sent,
+        promised,
+        delivered,
+        closed,
+    ) in orders:
         if bin_id not in area_of:
             continue
         keys = (area_of[bin_id], "all")
@@ -139,7 +153,7 @@ def compute(
             s["lead_time_h"] += (done_ms - created) / 3_600_000
             if promised is not None:
                 s["promised"] += 1
-                s["on_time"] += 1 if done_ms <= promised else 0
+                s["on_time"] += is_on_time(done_ms, promised, sent or created)
     _quality(session, start_ms, end_ms, suppliers)
 
     area_rows = []

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Base, Order
+from jitstock.server.on_time import is_on_time
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,8 +39,6 @@ HALF_LIFE_DELIVERIES = 6.0
 MIN_DELIVERIES = 3
 # Deliveries read per supplier item (older ones weigh < 1 % at the half-life above).
 MAX_DELIVERIES = 50
-# A delivery this long after its promise still counts as on time (same shift).
-ON_TIME_GRACE_S = 4 * 3600
 # Order states in which goods have arrived (issue 5 adds received/closed).
 ARRIVED_STATES = ("delivered", "part_received", "received", "closed")
 
@@ -147,7 +146,7 @@ def load_deliveries(
         sent_d.append((done - start) / 1000 / DAY_S)
         ack_d.append((done - acked) / 1000 / DAY_S if acked is not None else np.nan)
         due = promised if promised is not None else start + quoted_s * 1000
-        on_time.append(bool(done <= due + ON_TIME_GRACE_S * 1000))
+        on_time.append(is_on_time(done, due, start))
     return Deliveries(
         np.asarray(sent_d, dtype=np.float64),
         np.asarray(ack_d, dtype=np.float64),

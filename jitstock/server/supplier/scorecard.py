@@ -19,6 +19,7 @@ from jitstock.server.db.supplier_models import (
     Receipt,
     SupplierItem,
 )
+from jitstock.server.on_time import is_on_time
 
 RECEIVED_STATES = ("part_received", "received", "closed", "delivered")
 _PERIOD_RE = re.compile(r"^(\d{1,5})([hdw])$")
@@ -110,7 +111,7 @@ def scorecard(
             vs_quoted.append(lead_s - q)
         due = o.promised_ms or (base + q * 1000 if q else None)
         if due is not None:
-            on_time.append(o.delivered_ms <= due)
+            on_time.append(is_on_time(o.delivered_ms, due, base))
         qty_in = o.delivered_qty or 0
         ordered += o.qty
         got += qty_in
