@@ -10,6 +10,12 @@ reloads the whole floor) rather than an unbounded queue.
 Order state changes made through the API (acknowledged, shipped, delivered)
 do not pass through ingest, so the hub also compares the open orders every
 ``order_poll_s`` and re-pushes the bins whose badge changed.
+
+A stream belongs to the API key that opened it: revoking that key (sign-out,
+user disabled or deleted, password changed, key revoked) closes it at once
+through :meth:`LiveHub.close_keys`, and the stream itself re-reads its key every
+``key_check_s`` (a revocation by another server process) and ends when the key
+expires.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +46,9 @@ ORDER_POLL_S = 2.0
 SUBSCRIBER_QUEUE = 200
 # An SSE comment this often keeps proxies and the browser from timing the stream out.
 KEEPALIVE_S = 15.0
+# An open stream re-reads its key this often: a revocation the hub was not told about
+# (another server process, a direct DB change) ends the stream within this.
+KEY_CHECK_S = 5.0
 CLOSE = "__close__"
 RESYNC = "event: resync\ndata: {}\n\n"
 
@@ -58,6 +67,7 @@ class Subscriber:
         default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
     )
     behind: bool = False
+    key_id: int | None = None  # the API key the stream was opened with
 
 
 class LiveHub:
@@ -70,11 +80,13 @@ class LiveHub:
         clock: Clock = REAL_CLOCK,
         coalesce_s: float = LIVE_COALESCE_S,
         order_poll_s: float = ORDER_POLL_S,
+        key_check_s: float = KEY_CHECK_S,
     ) -> None:
         self._factory = session_factory
         self._clock = clock
         self.coalesce_s = coalesce_s
         self.order_poll_s = order_poll_s
+        self.key_check_s = key_check_s
         self._lock = threading.Lock()
         self._bins: set[str] = set()
         self._agents: set[str] = set()
@@ -102,9 +114,9 @@ class LiveHub:
 
     # -- subscribers (event loop side) --
 
-    def subscribe(self) -> Subscriber:
-        """A new subscriber on the running event loop."""
-        sub = Subscriber(asyncio.get_running_loop())
+    def subscribe(self, key_id: int | None = None) -> Subscriber:
+        """A new subscriber on the running event loop, opened with API key ``key_id``."""
+        sub = Subscriber(asyncio.get_running_loop(), key_id=key_id)
         with self._lock:
             self._subs.add(sub)
         return sub
@@ -119,14 +131,24 @@ class LiveHub:
         """How many pages are connected."""
         return len(self._subs)
 
-    def _broadcast(self, message: str) -> None:
+    def close_keys(self, key_ids: Sequence[int]) -> int:
+        """End the streams opened with these (revoked) keys now; how many were open."""
+        ids = set(key_ids)
+        if not ids:
+            return 0
+        return self._broadcast(CLOSE, lambda sub: sub.key_id in ids)
+
+    def _broadcast(
+        self, message: str, which: Callable[[Subscriber], bool] | None = None
+    ) -> int:
         with self._lock:
-            subs = list(self._subs)
+            subs = [s for s in self._subs if which is None or which(s)]
         for sub in subs:
             try:
                 sub.loop.call_soon_threadsafe(_offer, sub, message)
             except RuntimeError:
                 self.unsubscribe(sub)  # its loop is closed
+        return len(subs)
 
     # -- worker --
 

@@ -45,6 +45,8 @@ class ServerSettings(BaseSettings):
     http_port: int = 8000
     auth: Literal["on", "off"] = "on"
     bootstrap_admin_key: str | None = None
+    # Dashboard sign-ins expire after this long (a 12 h shift with margin); machine keys never do.
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0, le=30 * 86400.0)
 
     # Ingest flush: at most this many messages or this much waiting per durable commit.
     ingest_flush_max_msgs: int = Field(default=500, ge=1)

@@ -35,6 +35,10 @@ class Principal:
     role: str
     key_id: int | None = None
     supplier_id: str | None = None
+    # A session key (dashboard sign-in) ends at this instant; machine keys have none.
+    expires_ms: int | None = None
+    # The dashboard user behind a sign-in key, None for API keys and their sessions.
+    username: str | None = None
 
     def allows(self, role: str) -> bool:
         """Whether this caller's role includes ``role``."""
@@ -45,14 +49,21 @@ class Principal:
 ANONYMOUS_ADMIN = Principal(ANONYMOUS, "admin")
 
 
-def principal_for_key(session: Session, key: str) -> Principal | None:
-    """The caller owning an API key, or None for an unknown or revoked key."""
+def principal_for_key(session: Session, key: str, now_ms: int) -> Principal | None:
+    """The caller owning an API key, or None for an unknown, revoked or expired key."""
     row = session.scalars(
         select(ApiKey).where(ApiKey.key_hash == hash_api_key(key))
     ).one_or_none()
-    if row is None or row.revoked:
+    if row is None or not key_is_live(row, now_ms):
         return None
-    return Principal(row.name, row.role, row.id, row.supplier_id)
+    return Principal(
+        row.name, row.role, row.id, row.supplier_id, row.expires_ms, row.username
+    )
+
+
+def key_is_live(row: ApiKey, now_ms: int) -> bool:
+    """Whether a key row still admits its holder (not revoked, not expired)."""
+    return not row.revoked and (row.expires_ms is None or now_ms < row.expires_ms)
 
 
 def ensure_bootstrap_key(

@@ -1,7 +1,12 @@
-"""Dashboard users: scrypt password hashes, and sign-in that mints an API key for the session.
+"""Dashboard users and sessions: scrypt password hashes, sign-in that mints an expiring
+session key, and the user changes that end sessions (no HTTP here; routes translate).
 
-A sign-in issues an ordinary API key (named ``login:<user>``, the user's role),
-so every route's role check works unchanged; signing out revokes it.
+A sign-in issues an ordinary API key (named ``login:<user>``, the user's role,
+``username`` set, ``expires_ms`` set), so every route's role check works
+unchanged.  A browser opened with an API key gets a child key (``session:<key
+name>``, ``parent_id`` set) so the machine key itself never sits in a cookie.
+Signing out, disabling or deleting the user, changing the user's role or
+password, and revoking the parent key all revoke these session keys.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.alert_models import DashboardUser
@@ -21,6 +28,21 @@ from jitstock.server.db.secrets import hash_api_key, new_api_key
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
 LOGIN_KEY_PREFIX = "login:"
+SESSION_KEY_PREFIX = "session:"
+# New passwords: short ones fall to the few guesses the throttle still allows.
+MIN_PASSWORD_LEN = 8
+MAX_PASSWORD_LEN = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    """A fresh session key (plain value shown once) and what it admits."""
+
+    key: str
+    key_id: int
+    name: str
+    role: str
+    expires_ms: int
 
 
 def hash_password(password: str) -> str:
@@ -46,33 +68,168 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
-def sign_in(
-    session: Session, username: str, password: str, now_ms: int
-) -> tuple[str, str] | None:
-    """A fresh session key and the user's role, or None for a wrong name or password."""
+def verify_user(session: Session, username: str, password: str) -> DashboardUser | None:
+    """The enabled user with this name and password, or None (same cost whichever is wrong)."""
     user = session.get(DashboardUser, username)
     if user is None:
         hash_password(password)  # same cost either way: do not reveal which names exist
         return None
-    if not check_password(password, user.password_hash):
+    if not check_password(password, user.password_hash) or user.disabled:
         return None
+    return user
+
+
+def issue_session_key(
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    now_ms: int,
+    ttl_ms: int,
+    username: str | None = None,
+    parent_id: int | None = None,
+    supplier_id: str | None = None,
+) -> IssuedSession:
+    """Store a new expiring key (hashed) and return its plain value."""
     plain = new_api_key()
     row = ApiKey(
-        name=LOGIN_KEY_PREFIX + username,
+        name=name,
         key_hash=hash_api_key(plain),
-        role=user.role,
+        role=role,
         created_ms=now_ms,
         revoked=False,
+        expires_ms=now_ms + ttl_ms,
+        username=username,
+        parent_id=parent_id,
+        supplier_id=supplier_id,
     )
     session.add(row)
     session.flush()
+    return IssuedSession(plain, row.id, row.name, row.role, now_ms + ttl_ms)
+
+
+def sign_in(
+    session: Session, username: str, password: str, now_ms: int, ttl_ms: int
+) -> IssuedSession | None:
+    """A fresh session key for a right name and password of an enabled user, else None."""
+    user = verify_user(session, username, password)
+    if user is None:
+        return None
+    issued = issue_session_key(
+        session,
+        name=LOGIN_KEY_PREFIX + user.username,
+        role=user.role,
+        now_ms=now_ms,
+        ttl_ms=ttl_ms,
+        username=user.username,
+    )
     record_audit(
         session,
         at_ms=now_ms,
-        actor=username,
+        actor=user.username,
         action="user.login",
         entity="api_key",
-        entity_id=str(row.id),
-        detail={"role": user.role},
+        entity_id=str(issued.key_id),
+        detail={"role": user.role, "expires_ms": issued.expires_ms},
     )
-    return plain, user.role
+    return issued
+
+
+def revoke_sessions(
+    session: Session,
+    *,
+    username: str | None = None,
+    parent_id: int | None = None,
+    keep_id: int | None = None,
+) -> list[int]:
+    """Revoke every live session key of a user and/or opened with a parent key; their ids."""
+    conds = []
+    if username is not None:
+        conds.append(ApiKey.username == username)
+    if parent_id is not None:
+        conds.append(ApiKey.parent_id == parent_id)
+    if not conds:
+        return []
+    stmt = select(ApiKey).where(or_(*conds), ApiKey.revoked.is_(False))
+    revoked = []
+    for row in session.scalars(stmt):
+        if row.id != keep_id:
+            row.revoked = True
+            revoked.append(row.id)
+    return revoked
+
+
+def set_password(
+    session: Session,
+    user: DashboardUser,
+    password: str,
+    *,
+    now_ms: int,
+    actor: str,
+    keep_key_id: int | None = None,
+) -> list[int]:
+    """Store a new password and end the user's sessions (except ``keep_key_id``); revoked ids."""
+    user.password_hash = hash_password(password)
+    user.password_changed_ms = now_ms
+    revoked = revoke_sessions(session, username=user.username, keep_id=keep_key_id)
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="user.password",
+        entity="dashboard_user",
+        entity_id=user.username,
+        detail={"sessions_revoked": len(revoked)},
+    )
+    return revoked
+
+
+def update_user(
+    session: Session,
+    user: DashboardUser,
+    *,
+    now_ms: int,
+    actor: str,
+    disabled: bool | None = None,
+    role: str | None = None,
+) -> list[int]:
+    """Disable/enable a user or change their role; either ends their sessions. Revoked ids."""
+    changes: dict[str, object] = {}
+    if disabled is not None and disabled != user.disabled:
+        user.disabled = disabled
+        changes["disabled"] = disabled
+    if role is not None and role != user.role:
+        changes["role"] = {"from": user.role, "to": role}
+        user.role = role
+    if not changes:
+        return []
+    # a session key carries the role it was issued with: a changed user signs in again
+    revoked = revoke_sessions(session, username=user.username)
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="user.update",
+        entity="dashboard_user",
+        entity_id=user.username,
+        detail={**changes, "sessions_revoked": len(revoked)},
+    )
+    return revoked
+
+
+def delete_user(
+    session: Session, user: DashboardUser, *, now_ms: int, actor: str
+) -> list[int]:
+    """Delete a user; their session keys are revoked (rows kept for the audit trail)."""
+    revoked = revoke_sessions(session, username=user.username)
+    session.delete(user)
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="user.delete",
+        entity="dashboard_user",
+        entity_id=user.username,
+        detail={"role": user.role, "sessions_revoked": len(revoked)},
+    )
+    return revoked

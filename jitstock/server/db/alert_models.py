@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jitstock.server.db.models import AutoId, Base, JsonDoc
@@ -65,3 +65,8 @@ class DashboardUser(Base):
     password_hash: Mapped[str] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(16))
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # A disabled user cannot sign in; the row stays (audit trail, re-enable).
+    disabled: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    password_changed_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -5,18 +5,19 @@ const STATUS_LABEL = { ok: "ok", below_rop: "below ROP", below_ss: "below SS", s
   fault: "sensor fault", offline: "agent offline", nodata: "no data" };
 const RANGES = { quarter: [900e3, "5s"], hour: [3600e3, "15s"], shift: [8 * 3600e3, "2m"], day: [86400e3, "5m"],
   week: [7 * 86400e3, "1h"], month: [30 * 86400e3, "4h"] };
-const KEY_STORE = "jitstock.key";
-const state = { key: localStorage.getItem(KEY_STORE) || "", me: null, tiles: new Map(), els: new Map(),
+// The session lives in an HttpOnly cookie the page cannot read; every request carries this
+// header, which the server requires of cookie-authenticated changes (a cross-site form cannot send it).
+const CSRF = { "X-Requested-With": "jitstock" };
+const state = { me: null, tiles: new Map(), els: new Map(),
   view: "", bin: null, range: "day", es: null, floorLoaded: false, reconnectTimer: null };
 const $ = id => document.getElementById(id);
 
 // ---------- HTTP ----------
 async function api(path, opts = {}) {
-  const headers = Object.assign({ "Accept": "application/json" }, opts.headers || {});
-  if (state.key) headers["X-API-Key"] = state.key;
+  const headers = Object.assign({ "Accept": "application/json" }, CSRF, opts.headers || {});
   if (opts.body && typeof opts.body !== "string") { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.body); }
-  const resp = await fetch(path, Object.assign({}, opts, { headers }));
-  if (resp.status === 401) { showSignin(); throw new Error("sign-in required"); }
+  const resp = await fetch(path, Object.assign({}, opts, { headers, credentials: "same-origin" }));
+  if (resp.status === 401) { showSignin(); const err = new Error("sign-in required"); err.status = 401; throw err; }
   if (!resp.ok) {
     let msg = resp.status + "";
     try { const j = await resp.json(); msg += " " + (typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail)); } catch (e) { /* not JSON */ }
@@ -38,29 +39,48 @@ const isManager = () => state.me && (state.me.role === "manager" || state.me.rol
 
 // ---------- sign-in ----------
 function showSignin() {
+  if (state.es) { state.es.close(); state.es = null; }
+  clearTimeout(state.reconnectTimer);
+  state.me = null;
+  $("live").className = "live off";
   for (const v of document.querySelectorAll(".view")) v.hidden = true;
   $("signin").hidden = false;
+}
+// Both ways end in the session cookie: user/password signs in; an API key (sent once, as a
+// header) opens a browser session of its own. Neither value is kept by the page.
+async function signIn() {
+  const user = $("signin-user").value.trim(), key = $("signin-key").value.trim();
+  const r = user
+    ? await fetch("/api/v1/login", { method: "POST", credentials: "same-origin",
+        headers: Object.assign({ "Content-Type": "application/json" }, CSRF),
+        body: JSON.stringify({ username: user, password: $("signin-pass").value }) })
+    : await fetch("/api/v1/session", { method: "POST", credentials: "same-origin",
+        headers: Object.assign({ "Authorization": "Bearer " + key }, CSRF) });
+  if (r.status === 429) throw new Error("too many failed sign-ins; try again in " + (r.headers.get("Retry-After") || "a few") + " s");
+  if (!r.ok) throw new Error(user ? "wrong user name or password" : "invalid or revoked API key");
 }
 $("signin-form").addEventListener("submit", async ev => {
   ev.preventDefault();
   $("signin-error").textContent = "";
   try {
-    const user = $("signin-user").value.trim();
-    if (user) {
-      const r = await fetch("/api/v1/login", { method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ username: user, password: $("signin-pass").value }) });
-      if (!r.ok) throw new Error("wrong user name or password");
-      state.key = (await r.json()).key;
-    } else {
-      state.key = $("signin-key").value.trim();
-    }
-    localStorage.setItem(KEY_STORE, state.key);
+    await signIn();
+    $("signin-form").reset();
     await start();
   } catch (e) { $("signin-error").textContent = e.message; }
 });
 $("signout").addEventListener("click", async () => {
   try { await api("/api/v1/logout", { method: "POST" }); } catch (e) { /* signing out anyway */ }
-  localStorage.removeItem(KEY_STORE); state.key = ""; location.hash = "#/floor"; location.reload();
+  location.hash = "#/floor"; location.reload();
+});
+$("password-form").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const out = $("password-result");
+  if ($("pw-new").value !== $("pw-again").value) { out.textContent = "the new passwords differ"; return; }
+  try {
+    await api("/api/v1/me/password", { method: "POST", body: { old_password: $("pw-old").value, new_password: $("pw-new").value } });
+    $("password-form").reset();
+    out.textContent = "password changed; your other sessions were signed out";
+  } catch (e) { out.textContent = "failed: " + e.message; }
 });
 
 // ---------- floor ----------
@@ -191,8 +211,8 @@ async function loadFloor() {
 // ---------- live stream ----------
 function connect() {
   if (state.es) state.es.close();
-  const url = "/api/v1/stream" + (state.key ? "?key=" + encodeURIComponent(state.key) : "");
-  const es = state.es = new EventSource(url);
+  // same-origin EventSource sends the session cookie: no key in the URL (URLs end up in logs)
+  const es = state.es = new EventSource("/api/v1/stream");
   let first = true;
   es.addEventListener("hello", () => {
     $("live").className = "live on";
@@ -205,8 +225,12 @@ function connect() {
   es.onerror = () => {
     $("live").className = "live off";
     state.reconnected = true;
-    // EventSource retries by itself unless the server answered with an error: then we do
-    if (es.readyState === EventSource.CLOSED) { clearTimeout(state.reconnectTimer); state.reconnectTimer = setTimeout(connect, 1000); }
+    // EventSource retries by itself unless the server answered with an error: then we do,
+    // unless the session has ended (revoked or expired): then the sign-in form shows
+    if (es.readyState !== EventSource.CLOSED || state.es !== es) return;
+    clearTimeout(state.reconnectTimer);
+    api("/api/v1/me").then(() => { state.reconnectTimer = setTimeout(connect, 1000); },
+      e => { if (e.status !== 401) state.reconnectTimer = setTimeout(connect, 1000); });
   };
 }
 
@@ -383,7 +407,7 @@ async function refreshView(all) {
 async function route() {
   const h = location.hash.replace(/^#\/?/, "") || "floor";
   const [view, ...rest] = h.split("/");
-  state.view = ["floor", "bin", "orders", "alerts", "kpis"].includes(view) ? view : "floor";
+  state.view = ["floor", "bin", "orders", "alerts", "kpis", "account"].includes(view) ? view : "floor";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + state.view;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.view === state.view);
   try {
@@ -401,6 +425,7 @@ async function start() {
   $("signin").hidden = true;
   $("who").textContent = state.me.auth === "off" ? "open access (demo)" : `${state.me.name} · ${state.me.role}`;
   $("signout").hidden = state.me.auth === "off";
+  $("account-link").hidden = !state.me.username;
   document.body.dataset.role = state.me.role;
   await route();
   if (state.view !== "floor") loadFloor().catch(() => {});

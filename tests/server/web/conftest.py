@@ -225,10 +225,25 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-def open_page(browser: Any, plant: Plant, key: str = ADMIN_KEY, path: str = "/") -> Any:
-    """A tablet-sized page signed in with ``key``."""
+def open_page(browser: Any, plant: Any, key: str = ADMIN_KEY, path: str = "/") -> Any:
+    """A tablet-sized page signed in with ``key`` through the sign-in form (session cookie)."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.add_init_script(f"localStorage.setItem('jitstock.key', {key!r})")
     page = ctx.new_page()
     page.goto(plant.url + path)
+    sign_in(page, key=key)
     return page
+
+
+def sign_in(
+    page: Any, *, key: str | None = None, user: str = "", password: str = ""
+) -> None:
+    """Fill the page's sign-in form (an API key, or user and password) and wait until it is gone."""
+    form = page.locator("#signin")
+    form.wait_for(state="visible", timeout=10_000)
+    if key is not None:
+        page.fill("#signin-key", key)
+    else:
+        page.fill("#signin-user", user)
+        page.fill("#signin-pass", password)
+    page.click("#signin-form button[type=submit]")
+    form.wait_for(state="hidden", timeout=10_000)

@@ -7,34 +7,26 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from jitstock.server import floor, kpis
 from jitstock.server.alert_rules import policy_marks
 from jitstock.server.alerts import alert_dict
-from jitstock.server.api.auth import principal_for_key
-from jitstock.server.api.deps import (
-    Admin,
-    CtxDep,
-    CurrentKey,
-    ReadSessionDep,
-    SessionDep,
-    Viewer,
-)
-from jitstock.server.api.errors import Conflict, NotFound, Unauthorized
+from jitstock.server.api.auth import key_is_live
+from jitstock.server.api.deps import CtxDep, ReadSessionDep, Viewer
+from jitstock.server.api.errors import Forbidden, NotFound
+from jitstock.server.api.routes import signin
 from jitstock.server.api.timeparse import parse_instant
-from jitstock.server.api.users import hash_password, sign_in
-from jitstock.server.db.alert_models import Alert, DashboardUser
-from jitstock.server.db.models import API_ROLES, OPEN_ORDER_STATES, ApiKey, Bin, Order
-from jitstock.server.db.secrets import hash_api_key
+from jitstock.server.db.alert_models import Alert
+from jitstock.server.db.models import OPEN_ORDER_STATES, ApiKey, Bin, Order
 from jitstock.server.db.session import transaction
-from jitstock.server.live import CLOSE, KEEPALIVE_S, sse
+from jitstock.server.live import CLOSE, KEEPALIVE_S, KEY_CHECK_S, sse
 
 router = APIRouter(tags=["dashboard"])
+router.include_router(signin.router)  # sign-in, sessions and users
 
 WEB = resources.files("jitstock.server") / "web"
 ASSETS = {
@@ -65,71 +57,6 @@ def asset(name: str) -> Response:
     )
 
 
-@router.get("/api/v1/me")
-def me(key: CurrentKey, ctx: CtxDep) -> dict[str, Any]:
-    """Who the caller is: name and role (the page hides what the role may not do)."""
-    return {"name": key.name, "role": key.role, "auth": ctx.settings.auth}
-
-
-class LoginRequest(BaseModel):
-    """User name and password."""
-
-    username: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=500)
-
-
-class UserCreate(LoginRequest):
-    """A new dashboard user."""
-
-    role: Literal["viewer", "manager", "admin"] = "viewer"
-
-
-@router.post("/api/v1/login")
-def login(body: LoginRequest, session: SessionDep, ctx: CtxDep) -> dict[str, str]:
-    """Sign in with user name and password: returns an API key for this session."""
-    got = sign_in(session, body.username, body.password, ctx.clock.time_ms())
-    if got is None:
-        raise Unauthorized("wrong user name or password")
-    session.commit()
-    return {"key": got[0], "role": got[1]}
-
-
-@router.post("/api/v1/logout", status_code=204)
-def logout(request: Request, session: SessionDep, _key: CurrentKey) -> Response:
-    """Revoke the session key of a sign-in (a plain API key is left alone)."""
-    plain = request.headers.get("x-api-key") or request.headers.get(
-        "authorization", ""
-    ).removeprefix("Bearer ")
-    row = session.scalars(
-        select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain))
-    ).one_or_none()
-    if row is not None and row.name.startswith("login:"):
-        row.revoked = True
-        session.commit()
-    return Response(status_code=204)
-
-
-@router.post("/api/v1/users", status_code=201)
-def create_user(
-    body: UserCreate, session: SessionDep, _key: Admin, ctx: CtxDep
-) -> dict[str, str]:
-    """Add a dashboard user (admin); the password is stored as an scrypt hash."""
-    if body.role not in API_ROLES:
-        raise Conflict(f"unknown role {body.role!r}", field="role")
-    if session.get(DashboardUser, body.username) is not None:
-        raise Conflict(f"user {body.username!r} exists", field="username")
-    session.add(
-        DashboardUser(
-            username=body.username,
-            password_hash=hash_password(body.password),
-            role=body.role,
-            created_ms=ctx.clock.time_ms(),
-        )
-    )
-    session.commit()
-    return {"username": body.username, "role": body.role}
-
-
 @router.get("/api/v1/floor")
 def floor_view(session: ReadSessionDep, _key: Viewer, ctx: CtxDep) -> Response:
     """Every bin's tile (the floor view's first render); live changes come on /api/v1/stream."""
@@ -139,46 +66,43 @@ def floor_view(session: ReadSessionDep, _key: Viewer, ctx: CtxDep) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def _stream_auth(ctx: Any, key: str | None) -> None:
-    if ctx.settings.auth == "off":
-        return
-    if not key:
-        raise Unauthorized(
-            "the stream needs ?key=<API key> (EventSource cannot send headers)"
-        )
-    with transaction(ctx.session_factory, readonly=True) as s:
-        principal = principal_for_key(s, key)
-    if principal is None or not principal.allows("viewer"):
-        raise Unauthorized("invalid or revoked API key")
-
-
 @router.get("/api/v1/stream")
-async def stream(
-    ctx: CtxDep,
-    key: Annotated[
-        str | None, Query(description="API key (EventSource sends no headers)")
-    ] = None,
-) -> StreamingResponse:
-    """Server-Sent Events: `tiles` (changed bins), `alerts` (alert changes), `resync` (reload all)."""
-    await run_in_threadpool(_stream_auth, ctx, key)
+async def stream(ctx: CtxDep, key: Viewer) -> StreamingResponse:
+    """Server-Sent Events: `tiles` (changed bins), `alerts` (alert changes), `resync` (reload all).
+
+    Authenticated like every route (the dashboard's session cookie, or a header for
+    machines; never a key in the URL).  The stream ends when its key is revoked or expires.
+    """
     hub = getattr(ctx, "live", None)
     if hub is None:
         raise NotFound("stream", "live hub not running")
-    sub = hub.subscribe()
+    sub = hub.subscribe(key.key_id)
+    check_s = getattr(hub, "key_check_s", KEY_CHECK_S)
 
     async def events() -> AsyncIterator[str]:
         try:
             # the browser retries after 1 s when the server restarts
             yield "retry: 1000\n\n" + sse("hello", {"now_ms": ctx.clock.time_ms()})
+            # the re-check is a polling cadence in real time, whatever the domain clock does
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + check_s
             while True:
+                wait_s = min(KEEPALIVE_S, check_s)
+                if key.expires_ms is not None:
+                    wait_s = min(wait_s, (key.expires_ms - ctx.clock.time_ms()) / 1000)
                 try:
-                    msg = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                    msg = await asyncio.wait_for(sub.queue.get(), max(0.0, wait_s))
                 except TimeoutError:
-                    yield ": keepalive\n\n"
-                    continue
+                    msg = None
                 if msg == CLOSE:
                     return
-                yield msg
+                if key.expires_ms is not None and ctx.clock.time_ms() >= key.expires_ms:
+                    return
+                if loop.time() >= next_check:
+                    next_check = loop.time() + check_s
+                    if not await run_in_threadpool(_key_live, ctx, key.key_id):
+                        return
+                yield ": keepalive\n\n" if msg is None else msg
         finally:
             hub.unsubscribe(sub)
 
@@ -187,6 +111,15 @@ async def stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _key_live(ctx: Any, key_id: int | None) -> bool:
+    """Whether the key a stream was opened with still admits it."""
+    if key_id is None:  # auth off
+        return True
+    with transaction(ctx.session_factory, readonly=True) as s:
+        row = s.get(ApiKey, key_id)
+        return row is not None and key_is_live(row, ctx.clock.time_ms())
 
 
 @router.get("/api/v1/alerts")
@@ -212,11 +145,17 @@ def list_alerts(
 
 @router.post("/api/v1/alerts/{alert_id}/ack")
 def ack_alert(alert_id: int, key: Viewer, ctx: CtxDep) -> dict[str, Any]:
-    """Acknowledge an alert ("I am on it"); any signed-in role may, it changes no stock."""
+    """Acknowledge an alert ("I am on it"): any signed-in role for warnings; a critical
+    alert (acknowledging a reported one resolves it) needs the manager role."""
     monitor = getattr(ctx, "alerts", None)
     if monitor is None:
         raise NotFound("alerts", "alert monitor not running")
-    out: dict[str, Any] | None = monitor.acknowledge(alert_id, key.name)
+    try:
+        out: dict[str, Any] | None = monitor.acknowledge(
+            alert_id, key.name, may_ack_critical=key.allows("manager")
+        )
+    except PermissionError as exc:
+        raise Forbidden(str(exc)) from exc
     if out is None:
         raise NotFound("alert", str(alert_id))
     return out

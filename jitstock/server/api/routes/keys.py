@@ -1,4 +1,4 @@
-"""API keys (admin only): create (the plain key is shown once), list, revoke."""
+"""API keys (admin only): create (the plain key is shown once), list, revoke (with its sessions)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from sqlalchemy import select
 
 from jitstock.server.api import catalog
 from jitstock.server.api.deps import Admin, CtxDep, ReadSessionDep, SessionDep
+from jitstock.server.api.routes.signin import close_streams
 from jitstock.server.api.schemas import KeyCreate, KeyCreated, KeyPublic
+from jitstock.server.api.users import revoke_sessions
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import ApiKey
 from jitstock.server.db.secrets import hash_api_key, new_api_key
@@ -55,10 +57,15 @@ def create_key(
 
 @router.delete("/{key_id}", status_code=204)
 def revoke_key(key_id: int, session: SessionDep, key: Admin, ctx: CtxDep) -> Response:
-    """Revoke a key: requests with it get 401 from now on (the row stays for the audit trail)."""
+    """Revoke a key: requests with it get 401 from now on (the row stays for the audit trail).
+
+    Browser sessions opened with the key end with it, and open event streams of
+    either close at once.
+    """
     row = catalog.get_or_404(session, ApiKey, "API key", key_id)
     if not row.revoked:
         row.revoked = True
+        children = revoke_sessions(session, parent_id=key_id)
         record_audit(
             session,
             at_ms=ctx.clock.time_ms(),
@@ -66,7 +73,8 @@ def revoke_key(key_id: int, session: SessionDep, key: Admin, ctx: CtxDep) -> Res
             action="key.revoke",
             entity="api_key",
             entity_id=str(key_id),
-            detail={"name": row.name},
+            detail={"name": row.name, "sessions_revoked": len(children)},
         )
         session.commit()
+        close_streams(ctx, [key_id, *children])
     return Response(status_code=204)
