@@ -42,6 +42,17 @@ MAX_PAST_MS = 30 * 24 * 3600 * 1000
 # ... but never from the future beyond clock skew between a Pi and the server.
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_CODE_LEN = 256
+# Every integer on the wire must fit a signed 64-bit column (BIGINT) and Python's sqlite3.
+MAX_INT64 = 2**63 - 1
+# seq counts batches from 1; beyond int64 the state DB cannot store it.
+MAX_SEQ = MAX_INT64
+# A status's version is stored in a VARCHAR(64) column, a sensor's fault in VARCHAR(200).
+MAX_LABEL_LEN = 64
+MAX_FAULT_LEN = 200
+# Agent ids that name something else at the agent level of a topic: orders to suppliers
+# are published on jit/v1/{site}/orders/{supplier}, so an agent called "orders" would
+# collide with them (a supplier with id "status" would feed the server's own orders back).
+RESERVED_AGENT_IDS = frozenset({"orders"})
 
 Kind = Literal["readings", "scans", "status", "config"]
 AGENT_KINDS: tuple[Kind, ...] = ("readings", "scans", "status", "config")
@@ -65,6 +76,8 @@ def agent_topic(site: str, agent: str, kind: Kind) -> str:
         raise ProtocolError(
             "bad_topic", f"site/agent must match {NAME_RE.pattern}: {site!r}/{agent!r}"
         )
+    if agent in RESERVED_AGENT_IDS:
+        raise ProtocolError("bad_topic", f"agent id {agent!r} is reserved")
     return f"{TOPIC_ROOT}/{site}/{agent}/{kind}"
 
 
@@ -91,9 +104,23 @@ def parse_topic(topic: str) -> TopicAddress:
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
         raise ProtocolError("bad_topic", f"not a jit/v1 agent topic: {topic!r}")
     site, agent, kind = parts[2], parts[3], parts[4]
+    if agent in RESERVED_AGENT_IDS:
+        raise ProtocolError(
+            "reserved_topic", f"{topic!r} is an order topic, not an agent topic"
+        )
     if not NAME_RE.match(site) or not NAME_RE.match(agent) or kind not in AGENT_KINDS:
         raise ProtocolError("bad_topic", f"not a jit/v1 agent topic: {topic!r}")
     return TopicAddress(site, agent, kind)
+
+
+def is_orders_topic(topic: str) -> bool:
+    """Whether ``topic`` is a server-to-supplier order topic (jit/v1/{site}/orders/...)."""
+    parts = topic.split("/")
+    return (
+        len(parts) >= 4
+        and f"{parts[0]}/{parts[1]}" == TOPIC_ROOT
+        and parts[3] in RESERVED_AGENT_IDS
+    )
 
 
 # ---------------------------------------------------------------- messages
@@ -263,16 +290,19 @@ def _load(payload: bytes) -> dict[str, Any]:
     return doc
 
 
-def _int(doc: dict[str, Any], key: str, *, minimum: int = 0) -> int:
+def _int(
+    doc: dict[str, Any], key: str, *, minimum: int = 0, maximum: int = MAX_INT64
+) -> int:
     value = doc.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ProtocolError(
             "wrong_type",
             f"field {key!r} must be an integer, got {type(value).__name__}",
         )
-    if value < minimum:
+    if value < minimum or value > maximum:
         raise ProtocolError(
-            "out_of_range", f"field {key!r} must be >= {minimum}, got {value}"
+            "out_of_range",
+            f"field {key!r} must be in {minimum}..{maximum}, got {value}",
         )
     return value
 
@@ -290,7 +320,7 @@ def _envelope(
             "agent_mismatch",
             f"payload agent {agent!r} does not match topic agent {expected_agent!r}",
         )
-    seq = _int(doc, "seq", minimum=1)
+    seq = _int(doc, "seq", minimum=1, maximum=MAX_SEQ)
     sent_ms = _int(doc, "sent_ms")
     items = doc.get(list_key)
     if not isinstance(items, list):
@@ -306,6 +336,8 @@ def _envelope(
 def _check_ts(ts: Any, now_ms: int | None) -> str | None:
     if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
         return "field 'ts_ms' must be a non-negative integer"
+    if ts > MAX_INT64:
+        return f"ts_ms {ts} is beyond a signed 64-bit integer"
     if now_ms is not None:
         if ts > now_ms + MAX_FUTURE_MS:
             return f"ts_ms {ts} is more than {MAX_FUTURE_MS // 1000} s in the future"
@@ -458,7 +490,7 @@ def _columns(
     elif not all(map(BIN_RE.match, bins)):
         return None
     # orjson never yields NaN or infinity, so min/max bound every value
-    if min(grams) < 0 or max(grams) > MAX_GRAMS or min(ts) < 0:
+    if min(grams) < 0 or max(grams) > MAX_GRAMS or min(ts) < 0 or max(ts) > MAX_INT64:
         return None
     if now_ms is not None and (
         max(ts) > now_ms + MAX_FUTURE_MS or min(ts) < now_ms - MAX_PAST_MS
@@ -511,34 +543,54 @@ def decode_scans(
     return ScansBatch(agent, seq, sent_ms, tuple(good)), rejects
 
 
-def decode_status(payload: bytes) -> Status:
-    """Decode an agent status message."""
+def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
+    """Decode an agent status message (``now_ms`` bounds ``ts_ms`` to the clock-skew window)."""
     doc = _load(payload)
     state = doc.get("state")
     if state not in ("online", "offline"):
         raise ProtocolError("wrong_type", "field 'state' must be 'online' or 'offline'")
     version = doc.get("version", "")
-    if not isinstance(version, str):
-        raise ProtocolError("wrong_type", "field 'version' must be a string")
+    if not isinstance(version, str) or len(version) > MAX_LABEL_LEN:
+        raise ProtocolError(
+            "wrong_type",
+            f"field 'version' must be a string of at most {MAX_LABEL_LEN} characters",
+        )
     ts_ms = _int(doc, "ts_ms")
+    if now_ms is not None and ts_ms > now_ms + MAX_FUTURE_MS:
+        # a retained status may be old (a last will says ts_ms 0), but never from the future
+        raise ProtocolError(
+            "bad_timestamp",
+            f"ts_ms {ts_ms} is more than {MAX_FUTURE_MS // 1000} s in the future",
+        )
     raw = doc.get("sensors", [])
     if not isinstance(raw, list):
         raise ProtocolError("wrong_type", "field 'sensors' must be a list")
+    if len(raw) > MAX_ITEMS_PER_BATCH:
+        raise ProtocolError(
+            "oversized",
+            f"{len(raw)} sensors in one status, limit {MAX_ITEMS_PER_BATCH}",
+        )
     sensors = []
     for i, s in enumerate(raw):
         if (
             not isinstance(s, dict)
             or not isinstance(s.get("bin"), str)
+            or not BIN_RE.match(s["bin"])
             or not isinstance(s.get("ok"), bool)
         ):
             raise ProtocolError(
                 "wrong_type",
-                f"sensors[{i}] must be an object with string 'bin' and boolean 'ok'",
+                f"sensors[{i}] must be an object with 'bin' matching {BIN_RE.pattern} "
+                "and boolean 'ok'",
             )
         fault = s.get("fault")
-        if fault is not None and not isinstance(fault, str):
+        if fault is not None and (
+            not isinstance(fault, str) or len(fault) > MAX_FAULT_LEN
+        ):
             raise ProtocolError(
-                "wrong_type", f"sensors[{i}].fault must be a string or null"
+                "wrong_type",
+                f"sensors[{i}].fault must be null or a string of at most "
+                f"{MAX_FAULT_LEN} characters",
             )
         sensors.append(SensorStatus(s["bin"], s["ok"], fault))
     return Status(state, version, ts_ms, tuple(sensors))

@@ -15,10 +15,12 @@ import uvicorn
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.alert_rules import AlertSpec
 from jitstock.server.alerts import AlertMonitor
 from jitstock.server.api import create_api
 from jitstock.server.db.migrate import upgrade
 from jitstock.server.db.session import make_engine, make_session_factory
+from jitstock.server.deadletters import DeadLetterInfo, DeadLetterStore
 from jitstock.server.dispatch import Dispatcher
 from jitstock.server.ingest import SUBSCRIPTIONS, Flush, Ingest
 from jitstock.server.live import LiveHub
@@ -102,6 +104,7 @@ class ServerApp:
             backoff_cap_s=settings.webhook_backoff_cap_s,
         )
         self.order_listeners: list[Callable[[list[str]], None]] = []
+        self.dead_letters = DeadLetterStore(self.session_factory, clock=clock)
         self.ingest = Ingest(
             self.tsdb,
             self.state,
@@ -112,6 +115,8 @@ class ServerApp:
             flush_max_msgs=settings.ingest_flush_max_msgs,
             flush_max_ms=settings.ingest_flush_max_ms,
             on_flush=[self._after_flush, self._dashboard_flush],
+            dead_letters=self.dead_letters,
+            on_dead_letter=[self._dead_letter_alert],
         )
         self.replenish = Recalculator(
             self.session_factory,
@@ -162,6 +167,21 @@ class ServerApp:
             reporting = set(agents)
             bins += [c.bin_id for c in snap.cals if c.agent_id in reporting]
         self.alerts.mark(bins, agents)
+
+    def _dead_letter_alert(self, info: DeadLetterInfo) -> None:
+        # one open alert per agent (or per unparsable source) until acknowledged
+        entity = f"agent:{info.agent_id}" if info.agent_id else "ingest"
+        self.alerts.report(
+            AlertSpec(
+                "dead_letter",
+                entity,
+                f"MQTT message on {info.topic} could not be applied ({info.reason}: "
+                f"{info.error}); dead letter {info.id}, see /api/v1/dead-letters",
+                "critical",
+                agent_id=info.agent_id,
+                detail={"dead_letter": info.id, "reason": info.reason},
+            )
+        )
 
     def _after_flush(self, flush: Flush, orders: list[str]) -> None:
         if orders:

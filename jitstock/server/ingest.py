@@ -7,6 +7,12 @@ when InfluxDB is away), then cursors, levels, events and orders in one state
 transaction — and only then are its MQTT messages acknowledged.  A crash at any
 point before the acknowledgement makes the broker redeliver; the per-agent
 cursor makes the redelivery harmless.
+
+One message must never stop the others.  A flush that fails with an error that
+would fail again is bisected until the message(s) that cannot be applied are
+found; those become dead letters (:mod:`jitstock.server.deadletters`: stored,
+acknowledged, counted, one alert) and everything else applies.  A transient
+failure (the state DB away) retries the same messages without dead-lettering.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +33,7 @@ import numpy.typing as npt
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.ratelog import RateLimitedLog
+from jitstock.server.deadletters import DeadLetterInfo, is_transient, reason_of
 from jitstock.server.levels import counts_from_grams
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
@@ -37,6 +46,13 @@ log = logging.getLogger(__name__)
 BAD_INPUT_LOG_INTERVAL_S = 60.0
 # After a failed flush (state DB unreachable), wait this long before trying the same messages again.
 RETRY_FLUSH_S = 1.0
+# Ingest holding messages this long without applying or dead-lettering any is "stalled"
+# (/healthz degraded): a flush takes milliseconds, a transient retry a second.
+INGEST_STALL_S = 30.0
+# A seq this far beyond the agent's last one is not a gap but a broken device: an outbox
+# holds 500,000 batches by default, so no real gap comes near it.  Such a batch is rejected
+# (reason seq_jump) and the cursor stays; a seq this far *below* it is a new sequence.
+MAX_SEQ_JUMP = 100_000_000
 MEASUREMENT = "bin_level"
 SCAN_MEASUREMENT = "scan"
 SUBSCRIPTIONS = [
@@ -95,6 +111,21 @@ class RetryFlush(Exception):
     """The flush must be redone from its messages (nothing of it was made durable)."""
 
 
+class DeadLetterSink(Protocol):
+    """Where ingest puts messages it cannot apply (jitstock.server.deadletters.DeadLetterStore)."""
+
+    def add(
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        error: str,
+        agent_id: str | None,
+    ) -> int:
+        """Store one dead letter durably; returns its id."""
+        ...
+
+
 class StateWriter:
     """The state side of a flush (implemented over SQLAlchemy in jitstock.server.state)."""
 
@@ -122,6 +153,9 @@ class Ingest:
         flush_max_msgs: int = 2000,
         flush_max_ms: float = 20.0,
         on_flush: Sequence[Callable[[Flush, list[str]], None]] = (),
+        dead_letters: DeadLetterSink | None = None,
+        on_dead_letter: Sequence[Callable[[DeadLetterInfo], None]] = (),
+        stall_s: float = INGEST_STALL_S,
     ) -> None:
         self.tsdb = tsdb
         self.state = state
@@ -132,6 +166,14 @@ class Ingest:
         self.flush_max_msgs = flush_max_msgs
         self.flush_max_s = flush_max_ms / 1000.0
         self.on_flush = list(on_flush)
+        self.dead_letters = dead_letters
+        self.on_dead_letter = list(on_dead_letter)
+        self.stall_s = stall_s
+        # monotonic time since which ingest holds messages without having applied any
+        self._stuck_since: float | None = None
+        self._holding = 0
+        # counts and log lines of the flush in progress, emitted when it is durable
+        self._deferred: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._cursors = state.load_cursors()
         self._bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
         self._stop = threading.Event()
@@ -164,24 +206,138 @@ class Ingest:
         pending: list[Incoming] = []
         while not self._stop.is_set():
             if not pending:
+                self._holding = 0
+                self._stuck_since = None
                 pending = self._drain(inbox)
                 if not pending:
                     continue
-            try:
-                self.process(pending)
-            except RetryFlush:
-                continue
-            except Exception:
-                log.exception(
-                    "ingest flush of %d messages failed; retrying in %.1fs",
-                    len(pending),
-                    RETRY_FLUSH_S,
-                )
+            if self._stuck_since is None:
+                self._stuck_since = time.monotonic()
+            self._holding = len(pending)
+            before = len(pending)
+            pending = self.apply_group(pending)
+            if pending:
+                if len(pending) < before:
+                    self._stuck_since = time.monotonic()  # progress: part of it applied
                 self._stop.wait(RETRY_FLUSH_S)
-                continue
-            for item in pending:
+
+    def apply_group(self, items: Sequence[Incoming]) -> list[Incoming]:
+        """Apply, acknowledge or dead-letter a group of messages; returns those to retry.
+
+        The group is tried whole; a failure that would repeat splits it in halves
+        (each tried in order, so seq order holds) down to single messages, which
+        become dead letters.  A transient failure stops there: the messages not yet
+        acknowledged are returned, to be tried again after a pause.
+        """
+        work: deque[list[Incoming]] = deque([list(items)])
+        isolating = False
+        while work:
+            group = work.popleft()
+            try:
+                self.process(group)
+            except RetryFlush:
+                work.appendleft(group)
+                return [m for g in work for m in g]
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "ingest flush of %d messages failed (%s: %s); retrying in %.1fs",
+                        len(group),
+                        type(exc).__name__,
+                        _short(exc),
+                        RETRY_FLUSH_S,
+                    )
+                    work.appendleft(group)
+                    return [m for g in work for m in g]
+                if len(group) > 1:
+                    if not isolating:
+                        isolating = True
+                        log.warning(
+                            "ingest flush of %d messages failed (%s: %s); "
+                            "isolating the messages at fault",
+                            len(group),
+                            type(exc).__name__,
+                            _short(exc),
+                        )
+                    mid = len(group) // 2
+                    work.extendleft([group[mid:], group[:mid]])
+                    continue
+                try:
+                    self._dead_letter(group[0], exc)
+                except Exception as store_exc:
+                    log.warning(
+                        "dead letter could not be stored (%s); retrying in %.1fs",
+                        _short(store_exc),
+                        RETRY_FLUSH_S,
+                    )
+                    work.appendleft(group)
+                    return [m for g in work for m in g]
+            self._ack(group)
+        return []
+
+    def _ack(self, items: Sequence[Incoming]) -> None:
+        if self.connection is None:
+            return
+        for item in items:
+            if not item.replay:
                 self.connection.ack(item)
-            pending = []
+
+    def _dead_letter(self, item: Incoming, exc: BaseException) -> None:
+        """Store a message that cannot be applied, count it, raise its alert (then it is acked)."""
+        reason = reason_of(exc)
+        error = f"{type(exc).__name__}: {exc}"
+        try:
+            agent: str | None = protocol.parse_topic(item.topic).agent
+        except protocol.ProtocolError:
+            agent = None
+        dl_id = None
+        if self.dead_letters is not None:
+            dl_id = self.dead_letters.add(
+                item.topic, item.payload, reason, error, agent
+            )
+        self.metrics.dead_letters.labels(reason).inc()
+        log.error(
+            "dead letter %s: message on %s (%d bytes) cannot be applied: %s",
+            dl_id,
+            item.topic,
+            len(item.payload),
+            _short(exc),
+            exc_info=exc,
+        )
+        info = DeadLetterInfo(dl_id, item.topic, agent, reason, _short(exc))
+        for callback in self.on_dead_letter:
+            try:
+                callback(info)
+            except Exception:
+                log.exception("on_dead_letter callback failed")
+
+    def replay(self, topic: str, payload: bytes) -> None:
+        """Queue a dead letter's message again (applied without the seq check)."""
+        assert self.connection is not None, "replay() needs an MQTT connection"
+        self.connection.inbox.put(
+            Incoming(topic, payload, 0, 0, -1, time.monotonic(), replay=True)
+        )
+
+    def stalled(self) -> str | None:
+        """Why ingest is not advancing while messages wait, or None (for /healthz)."""
+        since = self._stuck_since
+        if since is not None:
+            held = time.monotonic() - since
+            if held > self.stall_s:
+                return (
+                    f"ingest has not advanced for {held:.0f} s "
+                    f"with {self._holding} messages waiting"
+                )
+        thread = self._thread
+        if (
+            thread is not None
+            and not thread.is_alive()
+            and not self._stop.is_set()
+            and self.connection is not None
+            and not self.connection.inbox.empty()
+        ):
+            return "ingest worker is not running while messages wait"
+        return None
 
     def _drain(self, inbox: queue.Queue[Incoming]) -> list[Incoming]:
         try:
@@ -210,6 +366,7 @@ class Ingest:
     def process(self, items: Sequence[Incoming]) -> tuple[Flush, list[str]]:
         """Make a group of messages durable; returns the flush and the orders it created."""
         started = time.perf_counter()
+        self._deferred = []
         now_ms = self.clock.time_ms()
         flush = Flush(now_ms)
         cursors = dict(self._cursors)
@@ -222,13 +379,23 @@ class Ingest:
         snap = registry.snapshot
 
         for item in items:
+            if protocol.is_orders_topic(item.topic):
+                continue  # our own orders to a supplier whose id is a kind (MQTT 3.1.1 has no no-local)
             try:
                 addr = protocol.parse_topic(item.topic)
             except protocol.ProtocolError as exc:
-                self._reject(item.topic, exc.reason, exc.message)
+                self._reject(item.topic[:200], exc.reason, exc.message)
+                continue
+            site = snap.agent_sites.get(addr.agent)
+            if site is not None and site != addr.site:
+                self._reject(
+                    addr.agent,
+                    "wrong_site",
+                    f"topic site {addr.site!r} is not agent {addr.agent!r}'s site {site!r}",
+                )
                 continue
             if addr.kind == "status":
-                self._status(flush, addr, item.payload)
+                self._status(flush, addr, item.payload, now_ms)
                 continue
             if addr.kind not in ("readings", "scans"):
                 continue
@@ -256,11 +423,11 @@ class Ingest:
             except protocol.ProtocolError as exc:
                 self._reject(addr.agent, exc.reason, exc.message)
                 continue
-            if not self._advance(cursors, flush, addr.agent, seq):
+            if not item.replay and not self._advance(cursors, flush, addr.agent, seq):
                 continue
             for r in rejects:
                 self._reject_item(addr.agent, r.reason, r.message)
-            self.metrics.batches.labels(addr.kind).inc()
+            self._later(self.metrics.batches.labels(addr.kind).inc)
             if addr.kind == "scans":
                 flush.scans.extend((addr.site, addr.agent, s) for s in scans.scans)
                 continue
@@ -269,6 +436,17 @@ class Ingest:
             index = snap.index
             cals = snap.cals
             positions = [index.get(b, -1) for b in batch.bins]
+            if snap.unusable:
+                unusable = snap.unusable
+                for k, b in enumerate(batch.bins):
+                    if b in unusable and positions[k] >= 0:
+                        # no count can come of its calibration (unit weight 5e-324, say)
+                        self._reject_item(
+                            addr.agent,
+                            "bad_calibration",
+                            f"bin {b!r}: {unusable[b]}",
+                        )
+                        positions[k] = -2
             if min(positions) < 0 or any(
                 cals[i].agent_id != addr.agent for i in positions
             ):
@@ -279,6 +457,8 @@ class Ingest:
                     if i >= 0 and cals[i].agent_id == addr.agent
                 ]
                 for k in set(range(len(positions))) - set(keep):
+                    if positions[k] == -2:
+                        continue  # rejected above
                     self._reject_item(
                         addr.agent,
                         "unknown_bin",
@@ -328,6 +508,9 @@ class Ingest:
             **{a: c.last_seq for a, c in flush.cursors.items()},
         }
 
+        deferred, self._deferred = self._deferred, []
+        for fn, args in deferred:
+            fn(*args)
         self.metrics.readings.inc(flush.readings)
         self.metrics.scans.inc(len(flush.scans))
         if orders:
@@ -379,18 +562,33 @@ class Ingest:
         """Apply each (agent, seq) once: False for a batch already applied."""
         last = cursors.get(agent, 0)
         update = flush.cursors.get(agent)
-        if seq == 1 and last > 1:
+        if last and seq - last > MAX_SEQ_JUMP:
+            # A broken counter, not lost batches: counting it as a gap would add up to 9e18,
+            # and moving the cursor there would drop every later normal batch as a repeat.
+            self._reject(
+                agent,
+                "seq_jump",
+                f"seq {seq} is more than {MAX_SEQ_JUMP} beyond the last applied {last}",
+            )
+            return False
+        if (seq == 1 and last > 1) or last - seq > MAX_SEQ_JUMP:
             # An agent only starts again at 1 when its outbox is new (a rebuilt Pi, a lost
             # SD card): a fresh stream, not a re-send — anything older was acknowledged.
-            log.warning(
-                "agent %s restarted its sequence at 1 (was %d): new outbox", agent, last
+            self._later(
+                self._bad.log,
+                logging.WARNING,
+                f"{agent}:seq_reset",
+                "agent %s started a new sequence at %d (was %d): new outbox",
+                agent,
+                seq,
+                last,
             )
-            self.metrics.seq_resets.inc()
-            update = flush.cursors[agent] = CursorUpdate(agent, 1, reset=True)
-            cursors[agent] = 1
+            self._later(self.metrics.seq_resets.inc)
+            update = flush.cursors[agent] = CursorUpdate(agent, seq, reset=True)
+            cursors[agent] = seq
             return True
         if seq <= last:
-            self.metrics.duplicates.inc()
+            self._later(self.metrics.duplicates.inc)
             if update is None:
                 update = flush.cursors[agent] = CursorUpdate(agent, last)
             update.duplicates += 1
@@ -401,7 +599,7 @@ class Ingest:
         update.last_seq = seq
         if gap > 0:
             update.gaps += gap
-            self.metrics.seq_gaps.inc(gap)
+            self._later(self.metrics.seq_gaps.inc, gap)
         cursors[agent] = seq
         return True
 
@@ -482,6 +680,16 @@ class Ingest:
                 flush.decide = [cals[i].bin_id for i in count_idx[low].tolist()]
 
         tags = snap.tags
+        if not stable.all():
+            # History keeps what the live count keeps: a reading the scale did not call
+            # stable (a load still moving) would chart a level that never was.
+            k = np.flatnonzero(stable)
+            if not len(k):
+                return None, count_idx, count_values
+            idx_l = idx[k].tolist()
+            grams_l = grams[k].tolist()
+            ts_l = ts[k].tolist()
+            counts = counts[k]
         frame = Frame(
             MEASUREMENT,
             [tags[i] for i in idx_l],
@@ -492,23 +700,47 @@ class Ingest:
         return frame, count_idx, count_values
 
     def _status(
-        self, flush: Flush, addr: protocol.TopicAddress, payload: bytes
+        self, flush: Flush, addr: protocol.TopicAddress, payload: bytes, now_ms: int
     ) -> None:
         if not payload:
             return  # a cleared retained message
         try:
-            status = protocol.decode_status(payload)
+            status = protocol.decode_status(payload, now_ms=now_ms)
         except protocol.ProtocolError as exc:
             self._reject(addr.agent, exc.reason, exc.message)
             return
         flush.statuses.append((addr.site, addr.agent, status))
 
+    def _later(self, fn: Callable[..., object], *args: object) -> None:
+        """Count or log once the flush is durable: a failed flush is redone (or bisected),
+        and its rejections must be counted once, by the attempt that succeeds."""
+        self._deferred.append((fn, args))
+
     def _reject_item(self, agent: str, reason: str, message: str) -> None:
-        self.metrics.rejected_items.labels(reason).inc()
-        self._bad.log(logging.WARNING, f"{agent}:{reason}", "%s: %s", agent, message)
+        self._later(self.metrics.rejected_items.labels(reason).inc)
+        self._later(
+            self._bad.log,
+            logging.WARNING,
+            f"{agent}:{reason}",
+            "%s: %s",
+            agent,
+            message,
+        )
 
     def _reject(self, source: str, reason: str, message: str) -> None:
-        self.metrics.rejected_batches.labels(reason).inc()
-        self._bad.log(
-            logging.WARNING, f"{source}:{reason}", "%s: %s: %s", source, reason, message
+        self._later(self.metrics.rejected_batches.labels(reason).inc)
+        self._later(
+            self._bad.log,
+            logging.WARNING,
+            f"{source}:{reason}",
+            "%s: %s: %s",
+            source,
+            reason,
+            message,
         )
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an exception, bounded (SQL errors carry their statement and parameters)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]

@@ -8,6 +8,7 @@ re-sent reading cannot drift a level.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,13 @@ import numpy.typing as npt
 
 # Confidence is halved for a reading the scale did not call stable (keep-alives of a moving load).
 UNSTABLE_CONFIDENCE_FACTOR = 0.5
+# Lightest part counted by weight (1 mg): below it a load cell's noise is many parts, and
+# a denormal like 5e-324 would make every count infinite.
+MIN_UNIT_WEIGHT_G = 0.001
+# Tare beyond the heaviest gross weight the wire accepts is a typing error.
+MAX_TARE_G = 2_000_000.0
+# Largest count stored: bins.on_hand is a 32-bit INTEGER (2 t of 1 mg parts is 2e9, below it).
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,18 +37,40 @@ class BinCalibration:
     reorder_point: int = 0
 
 
+def calibration_problem(
+    tare_g: float | None, unit_weight_g: float | None
+) -> str | None:
+    """Why a bin's tare and unit weight cannot turn grams into counts, or None if they can."""
+    if unit_weight_g is None or not math.isfinite(unit_weight_g):
+        return "no finite unit weight"
+    if unit_weight_g < MIN_UNIT_WEIGHT_G:
+        return f"unit weight {unit_weight_g!r} g below {MIN_UNIT_WEIGHT_G} g"
+    if tare_g is None or not math.isfinite(tare_g) or abs(tare_g) > MAX_TARE_G:
+        return f"tare {tare_g!r} g not finite or beyond {MAX_TARE_G:g} g"
+    return None
+
+
 def counts_from_grams(
     grams: npt.NDArray[np.float64],
     tare_g: npt.NDArray[np.float64],
     unit_g: npt.NDArray[np.float64],
     stable: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Vectorised counts and confidences (1 = exactly on an integer, 0 = half-way between)."""
-    quotient = (grams - tare_g) / unit_g
-    counts = np.rint(quotient)
-    confidence = 1.0 - 2.0 * np.abs(quotient - counts)
+    """Vectorised counts and confidences (1 = exactly on an integer, 0 = half-way between).
+
+    Never yields inf or NaN: a quotient that is not finite (a calibration that
+    :func:`calibration_problem` would refuse) gives count 0 with confidence 0,
+    and counts are clipped to 0..MAX_COUNT.
+    """
+    with np.errstate(all="ignore"):
+        quotient = (grams - tare_g) / unit_g
+        bad = ~np.isfinite(quotient)
+        quotient = np.where(bad, 0.0, np.clip(quotient, -1.0, float(MAX_COUNT)))
+        counts = np.rint(quotient)
+        confidence = 1.0 - 2.0 * np.abs(quotient - counts)
     confidence = np.where(stable, confidence, confidence * UNSTABLE_CONFIDENCE_FACTOR)
-    counts = np.maximum(counts, 0.0)
+    confidence = np.where(bad, 0.0, confidence)
+    counts = np.clip(counts, 0.0, float(MAX_COUNT))
     return counts.astype(np.int64), np.clip(confidence, 0.0, 1.0)
 
 

@@ -40,6 +40,12 @@ class Metrics:
         self.seq_gaps = Counter(
             "jitstock_seq_gaps", "Missing sequence numbers seen per agent", registry=r
         )
+        self.dead_letters = Counter(
+            "jitstock_dead_letters",
+            "MQTT messages ingest could not apply, stored as dead letters, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.ingest_lag = Histogram(
             "jitstock_ingest_lag_seconds",
             "Reading timestamp to durable commit",

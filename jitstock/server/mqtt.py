@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Incoming:
     qos: int
     epoch: int
     received: float
+    # an admin's replay of a dead letter: applied without the seq check, never acknowledged
+    replay: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -89,6 +92,9 @@ class MqttConnection:
         self._epoch = 0
         self._epoch_lock = threading.Lock()
         self.connected = threading.Event()
+        # why the broker cannot be reached or refuses us (None: connected); logged once per reason
+        self.problem: str | None = None
+        self.failed_attempts = 0
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -107,6 +113,7 @@ class MqttConnection:
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
@@ -168,13 +175,17 @@ class MqttConnection:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.error(
-                "MQTT connect to %s:%s refused: %s",
+            # bad user name or password, not authorised, ...: the broker says which
+            self._report(f"the broker refused the connection: {reason}")
+            return
+        if self.problem is not None:
+            log.info(
+                "MQTT connection to %s:%s works again (was: %s)",
                 self.address.host,
                 self.address.port,
-                reason,
+                self.problem,
             )
-            return
+            self.problem = None
         with self._epoch_lock:
             self._epoch += 1
         # always (re)subscribe: idempotent on the broker, and a lost session would otherwise stay deaf
@@ -187,6 +198,26 @@ class MqttConnection:
             flags.session_present,
         )
         self.connected.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its `except OSError` around the connect: the error is current
+        self._report(_describe(sys.exc_info()[1]))
+
+    def _report(self, problem: str) -> None:
+        """Log a connection problem once (again only when the reason changes), keep it for /healthz."""
+        self.failed_attempts += 1
+        if problem != self.problem:
+            log.error(
+                "MQTT connection to %s:%s%s failed: %s (retrying every %d-%d s; "
+                "logged again only if the reason changes)",
+                self.address.host,
+                self.address.port,
+                " (TLS)" if self.address.tls else "",
+                problem,
+                RECONNECT_MIN_S,
+                RECONNECT_MAX_S,
+            )
+        self.problem = problem
 
     def _on_disconnect(
         self,
@@ -213,3 +244,16 @@ class MqttConnection:
                 time.monotonic(),
             )
         )
+
+
+def _describe(exc: BaseException | None) -> str:
+    """A connect failure in words: TLS verification and handshake errors name their cause."""
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message} (check JITSTOCK_MQTT_TLS_CA)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the broker running on this port?)"
+    return f"{type(exc).__name__}: {exc}"

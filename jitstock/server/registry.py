@@ -13,6 +13,7 @@ back a count older than one ingest has already derived events from.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from jitstock.server.levels import BinCalibration
+from jitstock.ratelog import RateLimitedLog
+from jitstock.server.levels import BinCalibration, calibration_problem
+
+log = logging.getLogger(__name__)
+
+# A bin with an unusable calibration is named in the log at most this often (reloads are every 10 s).
+BAD_CALIBRATION_LOG_INTERVAL_S = 600.0
+_bad_calibration_log = RateLimitedLog(log, interval_s=BAD_CALIBRATION_LOG_INTERVAL_S)
 
 # on_hand value for a bin that has not had a stable reading yet
 UNKNOWN = -1
@@ -38,8 +46,11 @@ class Snapshot:
     unit: npt.NDArray[np.float64]
     reorder_point: npt.NDArray[np.int64]
     agents: frozenset[str]
+    agent_sites: dict[str, str]
     # the history point tags of each bin, built once
     tags: list[tuple[tuple[str, str], ...]]
+    # bins whose tare / unit weight cannot give a count (their readings are rejected): why
+    unusable: dict[str, str]
 
 
 class BinRegistry:
@@ -102,6 +113,23 @@ class BinRegistry:
                 self.counts[idx] = values
 
 
+def _unusable(cals: list[BinCalibration]) -> dict[str, str]:
+    """Bins whose calibration cannot give a count, with the reason (logged rate-limited)."""
+    unusable = {}
+    for c in cals:
+        problem = calibration_problem(c.tare_g, c.unit_weight_g)
+        if problem is not None:
+            unusable[c.bin_id] = problem
+            _bad_calibration_log.log(
+                logging.WARNING,
+                c.bin_id,
+                "bin %s: %s; its readings are rejected until it is recalibrated",
+                c.bin_id,
+                problem,
+            )
+    return unusable
+
+
 def _build(cals: list[BinCalibration]) -> Snapshot:
     return Snapshot(
         index={c.bin_id: i for i, c in enumerate(cals)},
@@ -110,8 +138,10 @@ def _build(cals: list[BinCalibration]) -> Snapshot:
         unit=np.array([c.unit_weight_g for c in cals], dtype=np.float64),
         reorder_point=np.array([c.reorder_point for c in cals], dtype=np.int64),
         agents=frozenset(c.agent_id for c in cals),
+        agent_sites={c.agent_id: c.site_id for c in cals},
         tags=[
             (("agent", c.agent_id), ("bin", c.bin_id), ("site", c.site_id))
             for c in cals
         ],
+        unusable=_unusable(cals),
     )

@@ -119,6 +119,8 @@ class SqlState(StateWriter):
         return created
 
     def _cursors(self, s: Session, flush: Flush) -> None:
+        # counters saturate at the BIGINT maximum: a counter must never fail the flush
+        _MAX_COUNTER = 2**63 - 1
         ids = list(flush.cursors)
         existing = {
             c.agent_id: c
@@ -131,8 +133,8 @@ class SqlState(StateWriter):
                     AgentCursor(
                         agent_id=c.agent_id,
                         last_seq=c.last_seq,
-                        gaps=c.gaps,
-                        duplicates=c.duplicates,
+                        gaps=min(c.gaps, _MAX_COUNTER),
+                        duplicates=min(c.duplicates, _MAX_COUNTER),
                         updated_ms=flush.now_ms,
                     )
                 )
@@ -140,8 +142,8 @@ class SqlState(StateWriter):
                 cursor.last_seq = (
                     c.last_seq if c.reset else max(cursor.last_seq, c.last_seq)
                 )
-                cursor.gaps += c.gaps
-                cursor.duplicates += c.duplicates
+                cursor.gaps = min(cursor.gaps + c.gaps, _MAX_COUNTER)
+                cursor.duplicates = min(cursor.duplicates + c.duplicates, _MAX_COUNTER)
                 cursor.updated_ms = flush.now_ms
 
     def _confirm_deliveries(

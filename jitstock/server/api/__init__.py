@@ -18,6 +18,7 @@ from jitstock.server.api.routes import (  # issue 6
     bins,
     csv,
     dashboard,
+    dead_letters,  # issue 10: ingest dead letters
     history,
     keys,
     levels,
@@ -67,6 +68,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
     app.include_router(supplier_loop.router)  # ship, receive, inspect, scorecards
     app.include_router(bin_actions.router)  # issue 6: bin page actions
     app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs
+    app.include_router(dead_letters.router)  # issue 10: list and replay dead letters
     ensure_bootstrap_key(
         ctx.session_factory, ctx.settings.bootstrap_admin_key, ctx.clock.time_ms()
     )

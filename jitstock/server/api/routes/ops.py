@@ -29,9 +29,17 @@ def _db_check(ctx: ApiContext) -> dict[str, Any]:
     return {"ok": True}
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    responses={503: {"description": "state DB, time series store or MQTT down"}},
+)
 def healthz(ctx: CtxDep) -> JSONResponse:
-    """200 when the state DB answers and MQTT (if this process has it) is connected, else 503."""
+    """200 when the state DB answers and MQTT (if this process has it) is connected, else 503.
+
+    ``status`` is ``ok``, ``degraded`` (200, with ``reasons``: ingest has not advanced
+    while messages wait, or dead letters arrived recently and were not replayed) or
+    ``unhealthy`` (503).
+    """
     db = _db_check(ctx)
     try:
         tsdb: dict[str, Any] = {"ok": True, **ctx.tsdb.stats()}
@@ -44,8 +52,39 @@ def healthz(ctx: CtxDep) -> JSONResponse:
         connected = bool(mqtt_connected())
         body["mqtt"] = {"connected": connected}
         healthy = healthy and connected
-    body["status"] = "ok" if healthy else "unhealthy"
+    reasons = _degraded(ctx, body)
+    body["status"] = "unhealthy" if not healthy else "degraded" if reasons else "ok"
+    if reasons:
+        body["reasons"] = reasons
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+def _degraded(ctx: ApiContext, body: dict[str, Any]) -> list[str]:
+    """Why the server works but not as it should: ingest stalled, recent dead letters."""
+    reasons: list[str] = []
+    ingest = getattr(ctx, "ingest", None)
+    stalled = getattr(ingest, "stalled", None)
+    if callable(stalled):
+        why = stalled()
+        body["ingest"] = {"stalled": why is not None}
+        if why:
+            reasons.append(why)
+    store = getattr(ctx, "dead_letters", None)
+    recent = getattr(store, "recent", None)
+    if callable(recent) and body["db"]["ok"]:
+        try:
+            n = int(recent())
+        except Exception as exc:
+            body["dead_letters"] = {"error": f"{type(exc).__name__}: {exc}"}
+        else:
+            window_min = round(float(getattr(store, "recent_s", 0)) / 60, 1)
+            body["dead_letters"] = {"recent": n, "window_min": window_min}
+            if n:
+                reasons.append(
+                    f"{n} MQTT messages could not be applied in the last {window_min:g} min "
+                    "(dead letters: GET /api/v1/dead-letters)"
+                )
+    return reasons
 
 
 def refresh_gauges(ctx: ApiContext) -> None:

@@ -1,0 +1,126 @@
+"""Issue 10, MQTT edges: the deploy/ ACL keeps an agent in its own site and away from the
+order topics, and a server the broker refuses says why once (real Mosquitto with the ACL)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from jitstock.server.mqtt import MqttConnection
+from tests.edge.mqtt_support import Collector
+from tests.server.server_support import wait_until
+from tests.services import Mosquitto, find_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORDS = {"jitstock-server": "server-pw", "pi-1": "pi-1-pw"}
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Any:
+    """Mosquitto with passwords and deploy/mosquitto.acl as shipped."""
+    passwd = find_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+    pwfile = tmp_path / "passwd"
+    pwfile.touch()
+    for user, pw in PASSWORDS.items():
+        subprocess.run([passwd, "-b", str(pwfile), user, pw], check=True)
+    acl = tmp_path / "jitstock.acl"
+    shutil.copy(ROOT / "deploy" / "mosquitto.acl", acl)
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = Mosquitto(
+        workdir,
+        extra_conf=f"allow_anonymous false\npassword_file {pwfile}\nacl_file {acl}\n",
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_acl_confines_an_agent_to_its_site_and_away_from_orders(
+    acl_broker: Mosquitto,
+) -> None:
+    server = Collector(
+        acl_broker.port,
+        ["jit/v1/#"],
+        username="jitstock-server",
+        password=PASSWORDS["jitstock-server"],
+    )
+    agent = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    agent.username_pw_set("pi-1", PASSWORDS["pi-1"])
+    agent.connect("127.0.0.1", acl_broker.port)
+    agent.loop_start()
+    try:
+        for forged in (
+            "jit/v1/otherplant/pi-1/readings",
+            "jit/v1/plant1/orders/status",
+            "jit/v1/plant1/pi-1/config",
+        ):
+            agent.publish(forged, b'{"forged": true}', qos=1).wait_for_publish(10)
+        # the broker keeps one client's messages in order: once this one arrived,
+        # any forged one it let through would have arrived before it
+        agent.publish(
+            "jit/v1/plant1/pi-1/readings", b'{"ok": true}', qos=1
+        ).wait_for_publish(10)
+        server.wait_for(lambda: server.snapshot("/readings"), what="pi-1 readings")
+        assert [m.topic for m in server.snapshot()] == ["jit/v1/plant1/pi-1/readings"]
+    finally:
+        agent.disconnect()
+        agent.loop_stop()
+        server.close()
+
+
+def test_a_refused_server_logs_why_once(
+    acl_broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = MqttConnection(
+        acl_broker.url,
+        "jitstock-server-test",
+        ["jit/v1/+/+/readings"],
+        username="jitstock-server",
+        password="wrong",
+    )
+    with caplog.at_level(logging.ERROR, logger="jitstock.server.mqtt"):
+        conn.start()
+        try:
+            wait_until(
+                lambda: conn.failed_attempts >= 2,
+                60,
+                interval=0.1,
+                what="two refused connection attempts",
+            )
+        finally:
+            conn.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "refused" in errors[0]
+    assert conn.problem is not None
+    assert not conn.connected.is_set()
+
+
+def test_an_unreachable_broker_is_logged_once_with_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.services import free_port
+
+    conn = MqttConnection(f"mqtt://127.0.0.1:{free_port()}", "jitstock-x", [])
+    with caplog.at_level(logging.ERROR, logger="jitstock.server.mqtt"):
+        conn.start()
+        try:
+            wait_until(
+                lambda: conn.failed_attempts >= 2,
+                60,
+                interval=0.1,
+                what="two failed connection attempts",
+            )
+        finally:
+            conn.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "connection refused" in errors[0]
