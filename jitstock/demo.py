@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from jitstock.firmware_sim.demand import BinDemand
 from jitstock.firmware_sim.fleet import BinSpec, SimulatedFleet
 from jitstock.firmware_sim.supplier import DemoSupplier
 from jitstock.server.db.models import Order
@@ -43,6 +45,20 @@ DEMO_SECRETS = {
 }
 # Parts per hour per bin: high, so that a minute of demo shows orders and deliveries.
 DEMO_RATE_RANGE = (900.0, 2400.0)
+# The slower demo supplier's lead time, relative to --lead-time.
+SLOW_SUPPLIER_FACTOR = 1.5
+# The demo trucks arrive this early: put-away, the scale settling and the edge's stability
+# window take 1-2 s before the receipt is on record, more on a loaded machine.
+DEMO_EARLY_S = 3.0
+# Share of demo orders delivered late (20-60 % of the lead time after the promise).
+DEMO_LATE_FRACTION = 0.05
+# z of the demo's safety stock: 99 % of lead times end before the bin runs dry.
+DEMO_SAFETY_Z = 2.33
+# Sensing the crossing pick and sending the order, before the supplier's lead time starts.
+ORDER_LATENCY_S = 2.0
+# Order quantities cover at least this much demand (and round up to tens): a bin cycles
+# every minute or two, not every few seconds.
+MIN_ORDER_COVER_S = 60.0
 
 
 def _free_port(preferred: int) -> int:
@@ -55,10 +71,45 @@ def _free_port(preferred: int) -> int:
             return int(s.getsockname()[1])
 
 
+def reorder_numbers(
+    parts_per_hour: float,
+    lead_time_s: float,
+    *,
+    intermittent: bool = False,
+    burst_gap_s: float = BinDemand.burst_gap_s,
+) -> tuple[int, int, int]:
+    """(reorder point, order quantity, capacity) that cover a demo bin's demand over its lead time.
+
+    Reorder point = demand over the lead time (plus the order's own latency) +
+    z·σ, with Poisson picks (σ² = mean); an intermittent bin's bursts (picks
+    ``burst_gap_s`` apart) land several picks in one lead time, so its variance
+    is about ``1 + lead / burst_gap_s`` times the mean.  The order quantity
+    covers at least the reorder point (the position must stay above it until the
+    one open order arrives) and a minute of demand; capacity is the order-up-to
+    level.  The live policy learns its own numbers once there is history; these
+    are what a planner would set for a new line.
+    """
+    per_s = parts_per_hour / 3600.0
+    horizon = lead_time_s + ORDER_LATENCY_S
+    mean = per_s * horizon
+    dispersion = 1.0 + horizon / burst_gap_s if intermittent else 1.0
+    rop = math.ceil(mean + DEMO_SAFETY_Z * math.sqrt(mean * dispersion))
+    qty = 10 * math.ceil(max(rop, per_s * MIN_ORDER_COVER_S) / 10)
+    return rop, qty, 10 * math.ceil((rop + qty) / 10)
+
+
 def demo_bins(
-    agents: int, bins_per_agent: int, seed: int
+    agents: int,
+    bins_per_agent: int,
+    seed: int,
+    lead_times: dict[str, float] | None = None,
 ) -> tuple[list[BinSeed], list[BinSpec]]:
-    """The demo plant: server-side bin records and the matching simulated scales."""
+    """The demo plant: server-side bin records and the matching simulated scales.
+
+    ``lead_times`` (supplier id -> seconds) sizes each bin's reorder point and
+    order quantity for the supplier that serves it (see ``reorder_numbers``).
+    """
+    leads = lead_times or {"acme": 25.0, "borg": 25.0 * SLOW_SUPPLIER_FACTOR}
     rnd = random.Random(seed)
     seeds: list[BinSeed] = []
     specs: list[BinSpec] = []
@@ -68,10 +119,13 @@ def demo_bins(
             bin_id = f"L{a}-B{i:02d}"
             unit = rnd.choice([2.5, 4.0, 12.5, 18.0, 35.0])
             tare = rnd.choice([350.0, 500.0, 800.0])
-            capacity = rnd.choice([60, 80, 120])
-            rop = capacity // 3
-            start = rnd.randint(rop + 4, capacity)
+            rate = rnd.uniform(*DEMO_RATE_RANGE)
+            intermittent = i % 5 == 0
             supplier = "acme" if i % 3 else "borg"
+            rop, qty, capacity = reorder_numbers(
+                rate, leads[supplier], intermittent=intermittent
+            )
+            start = rnd.randint(rop + 4, capacity)
             seeds.append(
                 BinSeed(
                     bin_id,
@@ -80,11 +134,12 @@ def demo_bins(
                     unit,
                     tare,
                     rop,
-                    capacity - rop,
+                    qty,
                     capacity,
                     supplier,
                     area=f"Area {a}",
                     line=f"Line {a}",
+                    lead_time_s=math.ceil(leads[supplier]),
                 )
             )
             specs.append(
@@ -94,8 +149,8 @@ def demo_bins(
                     unit_weight_g=unit,
                     count=start,
                     tare_g=tare,
-                    parts_per_hour=rnd.uniform(*DEMO_RATE_RANGE),
-                    intermittent=i % 5 == 0,
+                    parts_per_hour=rate,
+                    intermittent=intermittent,
                     capacity=capacity,
                 )
             )
@@ -144,7 +199,16 @@ def main(argv: list[str]) -> int:
         "--port", type=int, default=int(os.environ.get("JITSTOCK_HTTP_PORT", "8000"))
     )
     parser.add_argument(
-        "--lead-time", type=float, default=25.0, help="demo supplier lead time, seconds"
+        "--lead-time",
+        type=float,
+        default=25.0,
+        help="lead time the first demo supplier promises, seconds (the second: 1.5x)",
+    )
+    parser.add_argument(
+        "--late-fraction",
+        type=float,
+        default=DEMO_LATE_FRACTION,
+        help="share of orders the demo suppliers deliver late",
     )
     parser.add_argument(
         "--duration",
@@ -177,6 +241,10 @@ def main(argv: list[str]) -> int:
                 break
     except KeyboardInterrupt:
         pass
+    except Exception:
+        # say why now: stopping half-started parts can take a while
+        log.exception("jitstock demo failed")
+        raise
     finally:
         print("stopping ...", flush=True)
         stack.stop()
@@ -201,6 +269,7 @@ class _DemoStack:
         self.app: Any = None
         self.fleet: SimulatedFleet | None = None
         self.supplier: DemoSupplier | None = None
+        self.supplier2: DemoSupplier | None = None
         self.edges: list[subprocess.Popen[bytes]] = []
         self.runner: Any = None
         self._server_thread: threading.Thread | None = None
@@ -217,20 +286,27 @@ class _DemoStack:
             mqtt_url, protocol = self.broker.url, "3.1.1"
         http_port = _free_port(args.port)
         api_url = f"http://127.0.0.1:{http_port}"
-        bin_seeds, specs = demo_bins(args.agents, args.bins, args.seed)
+        leads = {"acme": args.lead_time, "borg": args.lead_time * SLOW_SUPPLIER_FACTOR}
+        bin_seeds, specs = demo_bins(args.agents, args.bins, args.seed, leads)
 
         self.supplier = DemoSupplier(
             DEMO_SECRETS["acme"],
             api_url,
-            lead_time_s=args.lead_time,
+            lead_time_s=leads["acme"],
             ack_delay_s=1.0,
+            early_s=min(DEMO_EARLY_S, leads["acme"] / 4),
+            late_fraction=args.late_fraction,
+            seed=args.seed,
             on_delivery=self._delivered,
         )
         self.supplier2 = DemoSupplier(
             DEMO_SECRETS["borg"],
             api_url,
-            lead_time_s=args.lead_time * 1.5,
+            lead_time_s=leads["borg"],
             ack_delay_s=3.0,
+            early_s=min(DEMO_EARLY_S, leads["borg"] / 4),
+            late_fraction=args.late_fraction,
+            seed=args.seed + 1,
             on_delivery=self._delivered,
         )
         settings = ServerSettings(
@@ -315,9 +391,11 @@ class _DemoStack:
         assert self.fleet is not None
         self.fleet.refill(order["bin"], int(order["qty"]))
         self.deliveries += 1
+        late = any(order["id"] in s.late for s in (self.supplier, self.supplier2) if s)
         print(
             f"{time.strftime('%H:%M:%S')} DELIVERY {order['id'][:8]}  bin {order['bin']:<7} "
-            f"qty {order['qty']:>4}  supplier {order['supplier']}",
+            f"qty {order['qty']:>4}  supplier {order['supplier']}"
+            + ("  (late)" if late else ""),
             flush=True,
         )
 
@@ -331,7 +409,7 @@ class _DemoStack:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for part in (self.supplier, getattr(self, "supplier2", None)):
+        for part in (self.supplier, self.supplier2):
             if part is not None:
                 part.stop()
         if self.app is not None:

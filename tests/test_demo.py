@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from jitstock.demo import SLOW_SUPPLIER_FACTOR, demo_bins
 from tests.services import free_port
 
 DEMO_SECONDS = 60
@@ -55,3 +57,17 @@ def test_demo_fires_orders_and_deliveries(tmp_path) -> None:
         else:
             open_bins.discard(bin_id)
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
+
+
+def test_demo_reorder_points_cover_demand_over_the_lead_time() -> None:
+    leads = {"acme": 25.0, "borg": 25.0 * SLOW_SUPPLIER_FACTOR}
+    seeds, specs = demo_bins(2, 12, 1, leads)
+    for b, spec in zip(seeds, specs, strict=True):
+        assert b.supplier is not None
+        over_lead = spec.parts_per_hour / 3600 * leads[b.supplier]
+        # mean demand over the lead time plus safety stock, and an order that outlasts it
+        assert b.reorder_point > over_lead + 2 * over_lead**0.5, b
+        assert b.order_qty >= b.reorder_point, b
+        assert b.capacity == spec.capacity >= b.reorder_point + b.order_qty, b
+        assert b.reorder_point < spec.count <= spec.capacity, (b, spec)
+        assert b.lead_time_s == math.ceil(leads[b.supplier]), b

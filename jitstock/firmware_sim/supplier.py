@@ -3,9 +3,12 @@
 It is what a supplier's integrator would build against jitstock: verify the
 Standard Webhooks signature, answer 2xx quickly, acknowledge the order through
 the API with a promised delivery time, send a ship notice (quantity, carrier
-reference) halfway through its lead time, and deliver at the promised time.  In
-the demo the delivery refills the simulated bin, as a truck would; the bin's
-scale then receives the order by weight and closes it.  Lifecycle events
+reference) halfway through its lead time, and deliver a little ahead of the
+promise (``early_s``: the put-away and the scale's confirmation take time, and
+the customer judges on-time by the receipt it records).  A configurable share
+of orders (``late_fraction``) arrives late instead, as some do from any real
+supplier.  In the demo the delivery refills the simulated bin, as a truck
+would; the bin's scale then receives the order by weight and closes it.  Lifecycle events
 (``{"type": "order.cancelled", ...}``) arrive on the same endpoint: a
 cancelled order is not shipped or delivered.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # How often the delivery scheduler looks at its calendar (simulated time runs faster in the demo).
 SCHEDULER_TICK_S = 0.05
+# Without an explicit margin the truck is planned to arrive this share of the lead time early:
+# a supplier that aims at its promise is late whenever anything on the way is slow.
+EARLY_FRACTION = 0.1
+# A late delivery misses its promise by this share of the lead time (drawn uniformly), well
+# beyond any on-time tolerance: late means late.
+LATE_BY_FRACTION = (0.2, 0.6)
 
 
 @dataclass(order=True, slots=True)
@@ -38,6 +48,7 @@ class _Job:
     order_id: str = field(compare=False)
     action: str = field(compare=False)
     order: dict[str, Any] = field(compare=False)
+    promised_ms: int = field(compare=False)
 
 
 class DemoSupplier:
@@ -51,6 +62,9 @@ class DemoSupplier:
         api_key: str | None = None,
         lead_time_s: float = 4 * 3600.0,
         ack_delay_s: float = 60.0,
+        early_s: float | None = None,
+        late_fraction: float = 0.0,
+        seed: int = 0,
         clock: Clock = REAL_CLOCK,
         on_delivery: Callable[[dict[str, Any]], None] | None = None,
         host: str = "127.0.0.1",
@@ -62,8 +76,18 @@ class DemoSupplier:
             timeout=10.0,
             headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
         )
+        if not 0.0 <= late_fraction <= 1.0:
+            raise ValueError(f"late_fraction must be in [0, 1], got {late_fraction!r}")
         self.lead_time_ms = int(lead_time_s * 1000)
         self.ack_delay_ms = int(ack_delay_s * 1000)
+        early = EARLY_FRACTION * lead_time_s if early_s is None else early_s
+        self.early_ms = min(int(early * 1000), self.lead_time_ms)
+        self.late_fraction = late_fraction
+        # half an order's worth to start: the first late one comes halfway through the cycle
+        self._late_credit = 0.5
+        self._rng = random.Random(seed)
+        # ids of the orders this supplier delivers (or delivered) after its promise
+        self.late: set[str] = set()
         self.clock = clock
         self.on_delivery = on_delivery
         self.received: list[dict[str, Any]] = []
@@ -134,21 +158,25 @@ class DemoSupplier:
                 )
             self._seen.add(order["id"])
             self.received.append(order)
-            heapq.heappush(
-                self._jobs, _Job(now + self.ack_delay_ms, order["id"], "ack", order)
-            )
-            heapq.heappush(
-                self._jobs,
-                _Job(
-                    now + self.ack_delay_ms + self.lead_time_ms // 2,
-                    order["id"],
-                    "ship",
-                    order,
-                ),
-            )
-            heapq.heappush(
-                self._jobs, _Job(now + self.lead_time_ms, order["id"], "deliver", order)
-            )
+            promised = now + self.lead_time_ms
+            # late orders are spread evenly (one in twenty at 5 %), not in random clumps
+            self._late_credit += self.late_fraction
+            if self._late_credit >= 1.0:
+                self._late_credit -= 1.0
+                self.late.add(order["id"])
+                lo, hi = LATE_BY_FRACTION
+                arrive = promised + int(self._rng.uniform(lo, hi) * self.lead_time_ms)
+            else:
+                arrive = promised - self.early_ms
+            ack = now + self.ack_delay_ms
+            for due, action in (
+                (ack, "ack"),
+                (ack + max(0, arrive - ack) // 2, "ship"),
+                (max(arrive, ack), "deliver"),
+            ):
+                heapq.heappush(
+                    self._jobs, _Job(due, order["id"], action, order, promised)
+                )
         return 200
 
     def _event(self, event: dict[str, Any]) -> None:
@@ -178,7 +206,13 @@ class DemoSupplier:
                     with self._lock:
                         heapq.heappush(
                             self._jobs,
-                            _Job(now + 1000, job.order_id, job.action, job.order),
+                            _Job(
+                                now + 1000,
+                                job.order_id,
+                                job.action,
+                                job.order,
+                                job.promised_ms,
+                            ),
                         )
 
     def _run(self, job: _Job) -> None:
@@ -186,9 +220,9 @@ class DemoSupplier:
             if job.order_id in self.cancelled:
                 return
         if job.action == "ack":
-            promised = job.due_ms - self.ack_delay_ms + self.lead_time_ms
             r = self.api.post(
-                f"/api/v1/orders/{job.order_id}/ack", json={"promised_ms": promised}
+                f"/api/v1/orders/{job.order_id}/ack",
+                json={"promised_ms": job.promised_ms},
             )
             if r.status_code not in (200, 409):
                 r.raise_for_status()

@@ -29,6 +29,8 @@ class BinSeed:
     channel: str | None = None
     area: str | None = None
     line: str | None = None
+    # the supplier's quoted lead time for this bin (None: the server's default)
+    lead_time_s: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,5 +95,6 @@ def seed_plant(
                     capacity=b.capacity,
                     reorder_point=b.reorder_point,
                     order_qty=b.order_qty,
+                    lead_time_s=b.lead_time_s,
                 )
             )
