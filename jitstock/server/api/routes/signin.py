@@ -168,7 +168,14 @@ def _begin(throttle: SignInThrottle, username: str, request: Request) -> Attempt
         ) from exc
 
 
-@router.post("/api/v1/login", responses={**_UNAUTHORIZED, **_THROTTLED})
+@router.post(
+    "/api/v1/login",
+    responses={
+        **_UNAUTHORIZED,
+        403: {"description": "a cookie sign-in without X-Requested-With"},
+        **_THROTTLED,
+    },
+)
 def login(
     body: LoginRequest,
     request: Request,
