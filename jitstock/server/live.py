@@ -46,8 +46,9 @@ ORDER_POLL_S = 2.0
 SUBSCRIBER_QUEUE = 200
 # An SSE comment this often keeps proxies and the browser from timing the stream out.
 KEEPALIVE_S = 15.0
-# An open stream re-reads its key this often: a revocation the hub was not told about
-# (another server process, a direct DB change) ends the stream within this.
+# An open stream re-reads its key this often (and sends a keep-alive comment then): a
+# revocation the hub was not told about (another server process, a direct DB change)
+# ends the stream within this.
 KEY_CHECK_S = 5.0
 CLOSE = "__close__"
 RESYNC = "event: resync\ndata: {}\n\n"

@@ -93,7 +93,7 @@ def current_key(
     with transaction(ctx.session_factory, readonly=True) as session:
         principal = principal_for_key(session, key, ctx.clock.time_ms())
     if principal is None:
-        raise Unauthorized("invalid, expired or revoked API key")
+        raise Unauthorized("invalid or revoked API key")  # expired counts as revoked
     return principal
 
 

@@ -506,3 +506,19 @@ def test_the_stream_takes_no_key_in_its_url(api: Api) -> None:
     with_hub(api, NO_RECHECK_S)
     r = httpx.get(api.url + "/api/v1/stream", params={"key": api.admin_key}, timeout=10)
     assert r.status_code == 401
+
+
+def test_with_auth_off_the_page_needs_no_session_and_the_stream_stays_open(
+    make_api: Any,
+) -> None:
+    api = make_api(auth="off", bootstrap_admin_key=None)
+    hub = with_hub(api, key_check_s=0.05)
+    me = httpx.get(api.url + "/api/v1/me", timeout=10).json()
+    assert (me["auth"], me["username"], me["expires_ms"]) == ("off", None, None)
+    stream = Stream(api)
+    stream.wait_open()
+    # several key re-checks later it is still open: there is no key to expire
+    wait_until(lambda: ": keepalive" in stream.lines, 10, what="a keep-alive")
+    assert not stream.ended.is_set()
+    hub.stop()  # as the server does on shutdown: every open stream ends
+    stream.wait_ended()
