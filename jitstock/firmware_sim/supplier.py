@@ -3,14 +3,14 @@
 It is what a supplier's integrator would build against jitstock: verify the
 Standard Webhooks signature, answer 2xx quickly, acknowledge the order through
 the API with a promised delivery time, send a ship notice (quantity, carrier
-reference) halfway through its lead time, and deliver a little ahead of the
-promise (``early_s``: the put-away and the scale's confirmation take time, and
-the customer judges on-time by the receipt it records).  A configurable share
-of orders (``late_fraction``) arrives late instead, as some do from any real
-supplier.  In the demo the delivery refills the simulated bin, as a truck
-would; the bin's scale then receives the order by weight and closes it.  Lifecycle events
-(``{"type": "order.cancelled", ...}``) arrive on the same endpoint: a
-cancelled order is not shipped or delivered.
+reference) halfway to the delivery, and deliver a little ahead of the promise
+(``early_s``: the put-away and the scale's confirmation take time, and the
+customer judges on-time by the receipt it records).  A configurable share of
+orders (``late_fraction``, spread evenly) arrives late instead, as some do from
+any real supplier.  In the demo the delivery refills the simulated bin, as a
+truck would; the bin's scale then receives the order by weight and closes it.
+Lifecycle events (``{"type": "order.cancelled", ...}``) arrive on the same
+endpoint: a cancelled order is not shipped or delivered.
 """
 
 from __future__ import annotations
@@ -129,12 +129,15 @@ class DemoSupplier:
             t.start()
 
     def stop(self) -> None:
-        """Stop listening and scheduling."""
+        """Stop listening and scheduling (also when never started)."""
         self._stop.set()
-        self.server.shutdown()
+        if self._threads[0].is_alive():
+            # shutdown() waits for serve_forever to return: it would block forever if it never ran
+            self.server.shutdown()
         self.server.server_close()
         for t in self._threads:
-            t.join(timeout=5)
+            if t.is_alive():
+                t.join(timeout=5)
         self.api.close()
 
     def _receive(self, body: bytes, headers: dict[str, str]) -> int:
