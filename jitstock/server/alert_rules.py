@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from jitstock.server.agents import Liveness
 from jitstock.server.db.models import Agent, Bin, BinEvent, Order, Supplier
 
 # Bins and agents (checked after every flush that touched them) and the periodic kinds.
@@ -146,28 +147,33 @@ def bin_rules(session: Session, bin_ids: list[str] | None) -> Verdict:
 def agent_rules(
     session: Session, agent_ids: list[str] | None, now_ms: int, silent_ms: int
 ) -> Verdict:
-    """Agents offline by status (last will) or silent longer than ``silent_ms`` (no heartbeat)."""
-    stmt = select(Agent.id, Agent.site_id, Agent.online, Agent.last_seen_ms)
+    """Agents whose status says offline (last will) or silent longer than ``silent_ms``.
+
+    Status is optional (docs/protocol.md): a device that never sent one is
+    judged by its traffic alone, and one never heard from is not alerted.
+    """
+    stmt = select(
+        Agent.id,
+        Agent.site_id,
+        Agent.reported_state,
+        Agent.status_ms,
+        Agent.last_seen_ms,
+    )
     if agent_ids is not None:
         stmt = stmt.where(Agent.id.in_(agent_ids))
     rows = session.execute(stmt).all()
     verdict = Verdict(
         AGENT_KINDS, {f"agent:{r[0]}" for r in rows} if agent_ids is not None else None
     )
-    for agent_id, site, online, seen in rows:
-        if seen is None:
-            continue  # never connected: a configuration gap, not an outage
-        if not online:
-            why = "reports offline (last will or shutdown)"
-        elif now_ms - seen > silent_ms:
-            why = f"silent for {(now_ms - seen) // 1000} s (no heartbeat)"
-        else:
-            continue
+    for agent_id, site, reported, status_ms, seen in rows:
+        life = Liveness(reported, status_ms, seen)
+        if life.state(now_ms, silent_ms) != "offline":
+            continue  # online, or unknown: never heard from is a configuration gap
         verdict.holding.append(
             AlertSpec(
                 "agent_offline",
                 f"agent:{agent_id}",
-                f"edge agent {agent_id} {why}",
+                f"agent {agent_id} {life.offline_reason(now_ms)}",
                 "critical",
                 site,
                 agent_id=agent_id,

@@ -400,10 +400,11 @@ class Ingest:
             if addr.kind not in ("readings", "scans"):
                 continue
             if addr.agent not in snap.agents:
+                # every agent record is known (a dock scanner station has no bins)
                 self._reject(
                     addr.agent,
                     "unknown_agent",
-                    f"agent {addr.agent!r} has no bins configured",
+                    f"agent {addr.agent!r} is not configured (POST /api/v1/agents)",
                 )
                 continue
             try:

@@ -1,9 +1,11 @@
 """In-memory view of the configured bins: what ingest needs per reading, without a query.
 
 The state DB is the truth; the registry is reloaded from it at start, after
-every API change to bins, and periodically (for changes made by another
-process).  Ingest looks bins up by index into numpy arrays, so a flush of
-thousands of readings turns into counts with a handful of vector operations.
+every API change to bins or agents, and periodically (for changes made by
+another process).  It knows every agent record (with its site), not only the
+agents feeding bins: a dock scanner station has no bins but may publish scans.
+Ingest looks bins up by index into numpy arrays, so a flush of thousands of
+readings turns into counts with a handful of vector operations.
 
 Consistency with the last committed counts: ingest holds ``registry.lock``
 from the moment it reads the previous counts until it has committed the new
@@ -33,7 +35,10 @@ _bad_calibration_log = RateLimitedLog(log, interval_s=BAD_CALIBRATION_LOG_INTERV
 # on_hand value for a bin that has not had a stable reading yet
 UNKNOWN = -1
 
-Loader = Callable[[], tuple[Iterable[BinCalibration], dict[str, int | None]]]
+# (calibrations, last counts by bin, site by agent id for every agent record)
+Loader = Callable[
+    [], tuple[Iterable[BinCalibration], dict[str, int | None], dict[str, str]]
+]
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,6 +50,7 @@ class Snapshot:
     tare: npt.NDArray[np.float64]
     unit: npt.NDArray[np.float64]
     reorder_point: npt.NDArray[np.int64]
+    # every known agent: agent records and the agents bins name
     agents: frozenset[str]
     agent_sites: dict[str, str]
     # the history point tags of each bin, built once
@@ -59,7 +65,7 @@ class BinRegistry:
     def __init__(self, loader: Loader | None = None) -> None:
         self._loader = loader
         self.lock = threading.RLock()
-        self.snapshot = _build([])
+        self.snapshot = _build([], {})
         self.counts: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
     def set_loader(self, loader: Loader) -> None:
@@ -67,18 +73,21 @@ class BinRegistry:
         self._loader = loader
 
     def reload(self) -> None:
-        """Re-read bins from the state DB."""
+        """Re-read bins and agents from the state DB."""
         if self._loader is None:
             return
         with self.lock:
-            cals, on_hand = self._loader()
-            self.replace(cals, on_hand)
+            cals, on_hand, agents = self._loader()
+            self.replace(cals, on_hand, agents)
 
     def replace(
-        self, calibrations: Iterable[BinCalibration], on_hand: dict[str, int | None]
+        self,
+        calibrations: Iterable[BinCalibration],
+        on_hand: dict[str, int | None],
+        agents: dict[str, str] | None = None,
     ) -> None:
-        """Swap in a new set of bins."""
-        snap = _build(list(calibrations))
+        """Swap in a new set of bins (and agents: id -> site; None: those bins name)."""
+        snap = _build(list(calibrations), agents or {})
         counts = np.full(len(snap.cals), UNKNOWN, dtype=np.int64)
         for bin_id, i in snap.index.items():
             value = on_hand.get(bin_id)
@@ -130,15 +139,16 @@ def _unusable(cals: list[BinCalibration]) -> dict[str, str]:
     return unusable
 
 
-def _build(cals: list[BinCalibration]) -> Snapshot:
+def _build(cals: list[BinCalibration], agents: dict[str, str]) -> Snapshot:
+    agent_sites = {c.agent_id: c.site_id for c in cals} | agents
     return Snapshot(
         index={c.bin_id: i for i, c in enumerate(cals)},
         cals=cals,
         tare=np.array([c.tare_g for c in cals], dtype=np.float64),
         unit=np.array([c.unit_weight_g for c in cals], dtype=np.float64),
         reorder_point=np.array([c.reorder_point for c in cals], dtype=np.int64),
-        agents=frozenset(c.agent_id for c in cals),
-        agent_sites={c.agent_id: c.site_id for c in cals},
+        agents=frozenset(agent_sites),
+        agent_sites=agent_sites,
         tags=[
             (("agent", c.agent_id), ("bin", c.bin_id), ("site", c.site_id))
             for c in cals

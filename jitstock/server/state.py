@@ -31,9 +31,14 @@ class SqlState(StateWriter):
         with transaction(self.session_factory, readonly=True) as s:
             return {c.agent_id: c.last_seq for c in s.scalars(select(AgentCursor))}
 
-    def load_registry(self) -> tuple[list[BinCalibration], dict[str, int | None]]:
-        """Calibrations and last counts of every bin fed by an agent."""
+    def load_registry(
+        self,
+    ) -> tuple[list[BinCalibration], dict[str, int | None], dict[str, str]]:
+        """Calibrations and last counts of every bin fed by an agent; every agent's site."""
         with transaction(self.session_factory, readonly=True) as s:
+            agents: dict[str, str] = dict(
+                s.execute(select(Agent.id, Agent.site_id)).all()
+            )
             rows = s.execute(
                 select(
                     Bin.id,
@@ -67,7 +72,7 @@ class SqlState(StateWriter):
                 )
             )
             on_hand[bin_id] = count if seen is not None else None
-        return cals, on_hand
+        return cals, on_hand, agents
 
     def apply(self, flush: Flush) -> list[str]:
         """Apply a flush in one transaction; return ids of orders it created.
@@ -83,10 +88,12 @@ class SqlState(StateWriter):
         with transaction(self.session_factory) as s:
             if flush.cursors:
                 self._cursors(s, flush)
+                # traffic is a sign of life: online even without a status (a PLC), or after
+                # an offline one (statuses of this flush are applied below, and win ties)
                 s.execute(
                     update(Agent)
                     .where(Agent.id.in_(list(flush.cursors)))
-                    .values(last_seen_ms=now),
+                    .values(last_seen_ms=now, online=True),
                     execution_options={"synchronize_session": False},
                 )
             conn = s.connection()
@@ -178,9 +185,13 @@ class SqlState(StateWriter):
             agent = s.get(Agent, agent_id)
             if agent is None:
                 continue  # status of an agent nobody configured: counted by ingest, not stored
+            # Server time, not the payload's: a last will carries the time it was set.
+            agent.reported_state = status.state
+            agent.status_ms = flush.now_ms
             agent.online = status.state == "online"
+            if status.state == "online":
+                agent.last_seen_ms = max(agent.last_seen_ms or 0, flush.now_ms)
             agent.version = status.version or agent.version
-            agent.last_seen_ms = max(agent.last_seen_ms or 0, status.ts_ms)
             agent.sensors = [
                 {"bin": x.bin, "ok": x.ok, "fault": x.fault} for x in status.sensors
             ]

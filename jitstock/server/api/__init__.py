@@ -13,6 +13,7 @@ from jitstock.server.api.auth import ensure_bootstrap_key
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.errors import install_error_handlers
 from jitstock.server.api.routes import (  # issue 6
+    agents,  # issue 9: agents as records
     audit,
     bin_actions,
     bins,
@@ -56,6 +57,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
         suppliers,
         csv,
         bins,
+        agents,
         history,
         levels,
         orders,

@@ -1,4 +1,4 @@
-"""What must happen after a commit that changed bins: the in-memory views catch up."""
+"""What must happen after a commit that changed bins or agents: the in-memory views catch up."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ def bins_changed(ctx: ApiContext, new_order_ids: Sequence[str]) -> None:
     if new_order_ids:
         ctx.metrics.orders_created.inc(len(new_order_ids))
         ctx.dispatcher.wake()
+
+
+def agents_changed(ctx: ApiContext) -> None:
+    """Reload the registry: ingest accepts traffic only from agents it knows."""
+    try:
+        ctx.registry.reload()
+    except Exception:
+        log.exception("registry reload after an agent change failed")

@@ -63,7 +63,10 @@ def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
     assert monitor.run_full() == []
     with transaction(db.factory) as s:
         s.execute(update(Bin).where(Bin.id == "B1").values(on_hand=0))
-        s.execute(update(Agent).values(online=False))
+        # its last will: the retained status says offline, no traffic since
+        s.execute(
+            update(Agent).values(online=False, reported_state="offline", status_ms=NOW)
+        )
     monitor.mark(["B1"], ["pi-1"])
     raised = monitor.run_marked()
     assert {(c["event"], c["kind"], c["entity"]) for c in raised} == {
@@ -87,7 +90,14 @@ def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
     assert monitor.acknowledge(stockout.id, "anna")["state"] == "acknowledged"
     with transaction(db.factory) as s:
         s.execute(update(Bin).where(Bin.id == "B1").values(on_hand=12))
-        s.execute(update(Agent).values(online=True, last_seen_ms=clock.ms))
+        s.execute(
+            update(Agent).values(
+                online=True,
+                reported_state="online",
+                status_ms=clock.ms,
+                last_seen_ms=clock.ms,
+            )
+        )
     monitor.mark(["B1"], ["pi-1"])
     monitor.run_marked()
     assert sorted(_alerts(db)) == [
