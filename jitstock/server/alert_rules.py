@@ -15,13 +15,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.agents import Liveness
-from jitstock.server.db.models import Agent, Bin, BinEvent, Order, Supplier
+from jitstock.server.db.models import (
+    OPEN_ORDER_STATES,
+    Agent,
+    Bin,
+    BinEvent,
+    Order,
+    Supplier,
+)
 
 # Bins and agents (checked after every flush that touched them) and the periodic kinds.
 BIN_KINDS = ("scale_fault", "stockout", "below_safety_stock")
 AGENT_KINDS = ("agent_offline",)
 ORDER_KINDS = ("order_unacknowledged", "order_overdue")
 ANOMALY_KINDS = ("consumption_anomaly",)
+REORDER_KINDS = ("reorder_blocked",)
+# A delivery this long after its promise is still on time for alerts, KPIs and escalation:
+# a truck at the gate a few minutes late is not an incident.
+OVERDUE_GRACE_MS = 10 * 60_000
 # Orders waiting for the supplier's acknowledgement: created/sent (dispatch may be retrying).
 UNACKED_STATES = ("created", "sent")
 OVERDUE_STATES = ("sent", "acknowledged", "shipped", "part_received")
@@ -211,7 +222,7 @@ def order_rules(session: Session, now_ms: int, default_ack_s: float) -> Verdict:
             )
         if (
             order.promised_ms is not None
-            and order.promised_ms < now_ms
+            and order.promised_ms + OVERDUE_GRACE_MS < now_ms
             and order.state in OVERDUE_STATES
         ):
             verdict.holding.append(
@@ -271,3 +282,104 @@ def anomaly_rules(session: Session, now_ms: int) -> Verdict:
                 )
             )
     return verdict
+
+
+def reorder_rules(session: Session, now_ms: int) -> Verdict:
+    """Bins at or below their reorder point, ordering not paused, with no open order:
+    the alert says why the rule could not order (the invariant "an open order or an
+    alert that says why not")."""
+    from jitstock.server.position import positions
+    from jitstock.server.reorder import blocked_reason, supplier_candidates
+
+    verdict = Verdict(REORDER_KINDS, None)
+    bins = {
+        b.id: b
+        for b in session.scalars(
+            select(Bin).where(Bin.paused.is_(False), Bin.last_seen_ms.is_not(None))
+        )
+    }
+    if not bins:
+        return verdict
+    with_order = set(
+        session.scalars(
+            select(Order.bin_id).where(Order.state.in_(OPEN_ORDER_STATES)).distinct()
+        )
+    )
+    for bin_id, pos in positions(session, list(bins)).items():
+        b = bins[bin_id]
+        if pos.total > b.reorder_point or bin_id in with_order:
+            continue
+        if not supplier_candidates(session, b):
+            continue  # no supplier anywhere: a bin jitstock monitors but does not replenish
+        why = blocked_reason(session, b, now_ms) or "the reorder rule has not run yet"
+        verdict.holding.append(
+            AlertSpec(
+                "reorder_blocked",
+                f"bin:{bin_id}",
+                f"bin {bin_id} is at its reorder point ({pos.total} ≤ {b.reorder_point}) "
+                f"with no open order: {why}",
+                "critical",
+                b.site_id,
+                bin_id,
+                detail={"position": pos.total, "reorder_point": b.reorder_point, "why": why},
+            )
+        )
+    return verdict
+
+
+def order_incident_over(
+    session: Session, kind: str, order_id: str | None, detail: dict[str, Any] | None
+) -> bool:
+    """Whether a reported alert about an order can resolve: the order is no longer open
+    and neither is the order that took its place (bridge / fallback), or — for a failed
+    order — a later order of the same bin has been delivered."""
+    if order_id is None:
+        return False
+    order = session.get(Order, order_id)
+    if order is None:
+        return True
+    if kind == "order_failed":
+        later = session.scalar(
+            select(Order.id).where(
+                Order.bin_id == order.bin_id,
+                Order.created_ms >= order.created_ms,
+                Order.id != order.id,
+                Order.state.in_(("received", "closed", "delivered")),
+            )
+        )
+        return later is not None
+    if order.state in OPEN_ORDER_STATES:
+        return False
+    for key in ("bridge_order", "fallback_order"):
+        linked = (detail or {}).get(key)
+        if linked:
+            other = session.get(Order, str(linked))
+            if other is not None and other.state in OPEN_ORDER_STATES:
+                return False
+    return kind not in ("unexplained_stock_increase", "receiving_weigh_in_short")
+
+
+SUPPLY_MESSAGES = {
+    "unexplained_stock_increase": "bin {bin}: {qty} units more than any open order explains",
+    "receiving_weigh_in_short": "bin {bin}: put-away of order {order} is {qty} units short of the receipt",
+    "receiving_putaway_not_seen": "bin {bin}: {qty} units received for order {order} were never seen on the scale",
+    "receiving_closed_order_receipt": "bin {bin}: goods scanned against order {order}, which is no longer open",
+    "order_cancelled_by_supplier": "order {order} for bin {bin} cancelled by its supplier",
+    "scan_not_allowed": "bin {bin}: a label of order {order} was scanned at a station that may not receive into it",
+    "replacement_not_placed": "bin {bin}: replacement for order {order} not placed (another order is open)",
+}
+
+
+def supply_message(
+    kind: str, bin_id: str | None, order_id: str | None, detail: dict[str, Any] | None
+) -> str:
+    """A sentence for a supply alert, for people rather than logs."""
+    d = detail or {}
+    template = SUPPLY_MESSAGES.get(kind)
+    if template is None:
+        return f"{kind.replace('_', ' ')}: bin {bin_id or '-'} order {(order_id or '-')[:8]}"
+    return template.format(
+        bin=bin_id or "-",
+        order=(order_id or "-")[:8],
+        qty=d.get("qty", d.get("unmatched", d.get("delta", "?"))),
+    )

@@ -50,6 +50,13 @@ MARK_COALESCE_S = 0.05
 # Alerts that no rule re-checks (reported by hooks); resolved by acknowledgement.
 REPORTED_KINDS = ("order_failed", "order_escalated", "webhook_failing")
 
+# Supply-alert rows whose incident also comes through a hook: imported once, not twice.
+HOOKED_SUPPLY_KINDS = frozenset({"escalation"})
+# Supply-alert kinds that are critical (a bin may run out because of them).
+CRITICAL_SUPPLY_KINDS = frozenset(
+    {"order_cancelled_by_supplier", "receiving_putaway_not_seen", "scan_not_allowed"}
+)
+
 ChangeHook = Callable[[list[dict[str, Any]]], None]
 
 
@@ -265,12 +272,14 @@ class AlertMonitor:
                 rules.agent_rules(s, None, now, self.agent_silent_ms),
                 rules.order_rules(s, now, self.ack_deadline_s),
                 rules.anomaly_rules(s, now),
+                rules.reorder_rules(s, now),
             ]
         with transaction(self._factory) as s:
             changes: list[tuple[str, Alert]] = []
             for verdict in verdicts:
                 changes += self._sync(s, verdict, now)
             changes += self._import_supply_alerts(s, now)
+            changes += self._resolve_settled(s, now)
             self._refresh_alerting_bins(s)
             out = self._publish(s, changes)
             self._update_gauge(s)
@@ -347,6 +356,22 @@ class AlertMonitor:
             self._close(row, now_ms)
         return [("resolved", r) for r in rows]
 
+    def _resolve_settled(self, s: Session, now_ms: int) -> list[tuple[str, Alert]]:
+        """Reported alerts about an order resolve when what they are about is over."""
+        rows = s.scalars(
+            select(Alert).where(
+                Alert.resolved_ms.is_(None),
+                Alert.order_id.is_not(None),
+                Alert.kind.not_in(rules.ORDER_KINDS),
+            )
+        ).all()
+        out: list[tuple[str, Alert]] = []
+        for row in rows:
+            if rules.order_incident_over(s, row.kind, row.order_id, row.detail):
+                self._close(row, now_ms)
+                out.append(("resolved", row))
+        return out
+
     def _import_supply_alerts(self, s: Session, now_ms: int) -> list[tuple[str, Alert]]:
         """Issue 5's supply_alerts rows (unexplained stock increase, escalation, ...) become alerts."""
         try:
@@ -366,6 +391,8 @@ class AlertMonitor:
             .order_by(SupplyAlert.id)
         ):
             self._supply_watermark = a.id
+            if a.kind in HOOKED_SUPPLY_KINDS:
+                continue  # the same incident arrives through a hook (one alert, not two)
             entity = (
                 f"order:{a.order_id}"
                 if a.order_id
@@ -376,8 +403,8 @@ class AlertMonitor:
             spec = AlertSpec(
                 a.kind,
                 entity,
-                f"{a.kind.replace('_', ' ')}: bin {a.bin_id or '-'} order {(a.order_id or '-')[:8]}",
-                "warning",
+                rules.supply_message(a.kind, a.bin_id, a.order_id, a.detail),
+                "critical" if a.kind in CRITICAL_SUPPLY_KINDS else "warning",
                 bin_id=a.bin_id,
                 order_id=a.order_id,
                 supplier_id=a.supplier_id,
@@ -430,6 +457,7 @@ class AlertMonitor:
             *rules.AGENT_KINDS,
             *rules.ORDER_KINDS,
             *rules.ANOMALY_KINDS,
+            *rules.REORDER_KINDS,
             *REPORTED_KINDS,
             *counts,
         ):
@@ -437,12 +465,21 @@ class AlertMonitor:
 
     # -- API side --
 
-    def acknowledge(self, alert_id: int, actor: str) -> dict[str, Any] | None:
-        """Mark an alert acknowledged (reported kinds are resolved by it); None if unknown."""
+    def acknowledge(
+        self, alert_id: int, actor: str, *, may_ack_critical: bool = True
+    ) -> dict[str, Any] | None:
+        """Mark an alert acknowledged (reported kinds are resolved by it); None if unknown.
+
+        PermissionError when the alert is critical and the caller may not (viewers).
+        """
         with transaction(self._factory) as s:
             row = s.get(Alert, alert_id)
             if row is None:
                 return None
+            if row.severity == "critical" and not may_ack_critical:
+                raise PermissionError(
+                    f"alert {alert_id} is critical: acknowledging it needs the manager role"
+                )
             now = self._clock.time_ms()
             if row.resolved_ms is None and row.state == "open":
                 row.state = "acknowledged"
@@ -453,6 +490,7 @@ class AlertMonitor:
                     *rules.AGENT_KINDS,
                     *rules.ORDER_KINDS,
                     *rules.ANOMALY_KINDS,
+                    *rules.REORDER_KINDS,
                 ):
                     # nothing re-checks a reported alert: acknowledging it is what closes it
                     self._close(row, now)

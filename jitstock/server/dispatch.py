@@ -39,9 +39,11 @@ import httpx
 from sqlalchemy import func, select, update
 
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server import reorder
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Order, OrderAttempt, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
+from jitstock.server.redact import http_status_text, redact_url, safe_text
 from jitstock.server.supplier.lifecycle import record_transition
 from jitstock.server.webhooks import (
     USER_AGENT,
@@ -420,15 +422,25 @@ class Dispatcher:
                 timeout=self._timeout,
             )
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            return "failed", None, f"bad webhook_url {job.webhook_url!r}: {exc}", None
+            return (
+                "failed",
+                None,
+                safe_text(f"bad webhook_url {redact_url(job.webhook_url)}: {exc}"),
+                None,
+            )
         except httpx.TimeoutException as exc:
             return "retry", None, f"timeout: {type(exc).__name__}", None
         except httpx.TransportError as exc:
-            return "retry", None, f"{type(exc).__name__}: {exc}", None
+            return "retry", None, safe_text(f"{type(exc).__name__}: {exc}"), None
         code = resp.status_code
+        log.info(
+            "order %s: POST %s -> %d", job.order_id, redact_url(job.webhook_url), code
+        )
         if 200 <= code < 300:
             return "sent", code, None, None
-        detail = f"HTTP {code}: {resp.text[:200]}"
+        # Never the body: the URL may point at an internal service whose answer
+        # must not become readable through last_error and alerts.
+        detail = http_status_text(code)
         if code >= 500 or code in RETRYABLE_4XX:
             return (
                 "retry",
@@ -473,6 +485,7 @@ class Dispatcher:
                     "state": "failed",
                     "next_attempt_ms": None,
                     "last_error": out.error,
+                    "closed_ms": now,
                 }
             # Fenced: only the holder of attempt n may move the order.
             moved = s.execute(
@@ -486,6 +499,7 @@ class Dispatcher:
                 .execution_options(synchronize_session=False)
             )
             owned = moved.rowcount == 1  # type: ignore[attr-defined]
+            fallback: list[str] = []
             if owned and out.verdict != "retry":
                 record_transition(
                     s,
@@ -510,6 +524,11 @@ class Dispatcher:
                         "error": out.error,
                     },
                 )
+                if out.verdict == "failed":
+                    # the supplier refused it: the demand moves to the next supplier at once
+                    fallback = reorder.recheck(
+                        s, [job.bin_id], now, f"order {job.order_id} failed"
+                    )
         if not owned:
             log.warning(
                 "order %s attempt %d: superseded (lease expired or state changed)",
@@ -527,8 +546,11 @@ class Dispatcher:
                     "supplier": job.supplier_id,
                     "attempts": job.n,
                     "error": out.error,
+                    "fallback_order": fallback[0] if fallback else None,
                 },
             )
+            if fallback:
+                self.wake()
         elif out.verdict == "retry":
             log.info(
                 "order %s attempt %d: %s; retry in %.1fs",

@@ -5,14 +5,21 @@ changed, so the decision and the order commit together (transactional outbox);
 the dispatcher sends the order afterwards.  "One trigger, one order" holds at
 three levels:
 
-1. the inventory position counts open orders, so a bin with an order in flight
-   does not order again;
+1. the inventory position (:mod:`jitstock.server.position`) counts open orders,
+   so a bin with an order in flight does not order again;
 2. decisions for one bin are serialised: ``SELECT … FOR UPDATE`` of the bin row
    on PostgreSQL, the database-wide write lock on SQLite (``BEGIN IMMEDIATE``);
 3. the partial unique index ``uq_orders_one_open_per_bin`` refuses a second open
    order whatever happens above (e.g. a caller at REPEATABLE READ with a stale
    snapshot); the losing insert is rolled back to a savepoint and reported as
    "no order", leaving the caller's transaction intact.
+
+Who gets the order: the bin's own ``supplier_id`` when set (an explicit per-bin
+choice wins), else the SKU's supplier items by priority — skipping a supplier
+that failed or cancelled an order for this bin in the last hour.  Position
+changes that come without a reading (a cancel, a failed order, a receipt, an
+expired put-away) call :func:`recheck`, so a bin at its reorder point always has
+an open order or an alert (``reorder_blocked``) that says why not.
 """
 
 from __future__ import annotations
@@ -24,20 +31,27 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jitstock.ratelog import RateLimitedLog
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import (
     ONE_OPEN_ORDER_INDEX,
-    OPEN_ORDER_STATES,
     Bin,
     Order,
     new_order_id,
 )
 from jitstock.server.db.supplier_models import supplier_items_for
+from jitstock.server.position import position_of
 from jitstock.server.supplier.lifecycle import record_transition
 
 log = logging.getLogger(__name__)
+_blocked_log = RateLimitedLog(log, interval_s=60.0)
 
 ACTOR = "reorder"
+# A supplier that failed (webhook 4xx, gave up) or cancelled an order for a bin is not
+# asked again for that bin this long: re-ordering at once would loop order → refusal.
+REFUSAL_WINDOW_MS = 3_600_000
+# ``orders.last_error`` of an order its supplier cancelled starts so.
+SUPPLIER_CANCEL_PREFIX = "cancelled by supplier"
 
 
 def lock_bin(session: Session, bin_id: str) -> Bin | None:
@@ -53,16 +67,84 @@ def lock_bin(session: Session, bin_id: str) -> Bin | None:
 
 def on_order_qty(session: Session, bin_id: str) -> int:
     """Units still to come on open orders for a bin (ordered minus already received)."""
-    outstanding = Order.qty - func.coalesce(Order.delivered_qty, 0)
-    stmt = select(func.coalesce(func.sum(outstanding), 0)).where(
-        Order.bin_id == bin_id, Order.state.in_(OPEN_ORDER_STATES)
-    )
-    return int(session.scalar(stmt) or 0)
+    return position_of(session, bin_id).on_order
 
 
 def inventory_position(session: Session, bin: Bin) -> int:
-    """On hand + delivered-but-unconfirmed + on order."""
-    return bin.on_hand + bin.pending_delivery_qty + on_order_qty(session, bin.id)
+    """On hand + on order + received but not yet put away (see jitstock.server.position)."""
+    return position_of(session, bin.id).total
+
+
+def refused_recently(session: Session, bin_id: str, now_ms: int) -> set[str]:
+    """Suppliers that failed or cancelled an order for this bin within REFUSAL_WINDOW_MS."""
+    rows = session.execute(
+        select(Order.supplier_id, Order.state, Order.last_error).where(
+            Order.bin_id == bin_id,
+            Order.state.in_(("failed", "cancelled")),
+            func.coalesce(Order.closed_ms, Order.created_ms)
+            >= now_ms - REFUSAL_WINDOW_MS,
+        )
+    ).all()
+    return {
+        supplier
+        for supplier, state, error in rows
+        if state == "failed" or (error or "").startswith(SUPPLIER_CANCEL_PREFIX)
+    }
+
+
+def supplier_candidates(session: Session, bin: Bin) -> list[str]:
+    """Who may supply a bin, in order: the bin's own supplier (an explicit per-bin
+    choice), then the SKU's active supplier items by priority."""
+    out: list[str] = []
+    if bin.supplier_id is not None:
+        out.append(bin.supplier_id)
+    for item in supplier_items_for(session, bin.sku_id):
+        if item.supplier_id not in out:
+            out.append(item.supplier_id)
+    return out
+
+
+def choose_supplier(
+    session: Session,
+    bin: Bin,
+    now_ms: int,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> tuple[str | None, str | None]:
+    """The supplier for a new order of this bin, or (None, why not)."""
+    candidates = supplier_candidates(session, bin)
+    if not candidates:
+        return None, "no supplier is set for the bin or its SKU"
+    refused = refused_recently(session, bin.id, now_ms) | set(exclude)
+    for supplier in candidates:
+        if supplier not in refused:
+            return supplier, None
+    return None, (
+        "every supplier of the bin failed or cancelled an order for it in the last "
+        f"{REFUSAL_WINDOW_MS // 60000} min: " + ", ".join(candidates)
+    )
+
+
+def blocked_reason(session: Session, bin: Bin, now_ms: int) -> str | None:
+    """Why the reorder rule cannot order for this bin (None: it can)."""
+    if bin.order_qty <= 0:
+        return "order quantity is 0"
+    return choose_supplier(session, bin, now_ms)[1]
+
+
+def recheck(session: Session, bin_ids: list[str], now_ms: int, cause: str) -> list[str]:
+    """Run the reorder rule for bins whose position changed without a reading
+    (a cancel, a failed order, a receipt, an expired put-away); returns new order ids."""
+    created = []
+    for bin_id in sorted(set(bin_ids)):
+        row = lock_bin(session, bin_id)
+        if row is None:
+            continue
+        order = maybe_reorder(
+            session, row, now_ms, {"cause": cause, "on_hand": row.on_hand}
+        )
+        if order is not None:
+            created.append(order.id)
+    return created
 
 
 def order_quantity(
@@ -97,26 +179,34 @@ def maybe_reorder(
     'created', due now) and its audit row commit with it.  Returns None when no
     order is needed or another transaction already ordered.
     """
-    if bin.paused or bin.supplier_id is None or bin.order_qty <= 0:
+    if bin.paused or bin.order_qty <= 0:
         return None
     # Flush the caller's change, then serialise per bin (PostgreSQL row lock).
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(Bin.id).where(Bin.id == bin.id).with_for_update())
-    on_order = on_order_qty(session, bin.id)
-    position = bin.on_hand + bin.pending_delivery_qty + on_order
+    pos = position_of(session, bin.id)
+    position = pos.total
     if position > bin.reorder_point:
         return None
+    supplier_id, why_not = choose_supplier(session, bin, now_ms)
+    if supplier_id is None:
+        # The alert monitor's reorder_blocked rule says why (it re-checks the same condition).
+        _blocked_log.log(
+            logging.INFO,
+            bin.id,
+            "bin %s at its reorder point but cannot order: %s",
+            bin.id,
+            why_not,
+        )
+        return None
     qty = order_quantity(position, bin.reorder_point, bin.order_qty, bin.capacity)
-    # The SKU's preferred supplier item (priority 1) gets the order; the bin's supplier otherwise.
-    items = supplier_items_for(session, bin.sku_id)
-    supplier_id = items[0].supplier_id if items else bin.supplier_id
     fired = {
         **trigger,
         "position": {
-            "on_hand": bin.on_hand,
-            "pending_delivery": bin.pending_delivery_qty,
-            "on_order": on_order,
+            "on_hand": pos.on_hand,
+            "pending_delivery": pos.pending,
+            "on_order": pos.on_order,
             "inventory_position": position,
             "reorder_point": bin.reorder_point,
         },

@@ -109,6 +109,9 @@ class SqlState(StateWriter):
                 conn.exec_driver_sql(sql.seen, seen_only)
             if with_count:
                 conn.exec_driver_sql(sql.seen_count, with_count)
+            # bins whose position moved without their count crossing the reorder point
+            # (a receipt settled short, a put-away confirmed) are decided too
+            moved: list[str] = []
             if flush.events:
                 conn.exec_driver_sql(sql.event, flush.events)
                 refilled: dict[str, int] = {}
@@ -116,11 +119,12 @@ class SqlState(StateWriter):
                     if kind == "refill":
                         refilled[b] = refilled.get(b, 0) + delta
                 if refilled:
-                    self._confirm_deliveries(s, refilled, now)
+                    moved += receiving.confirm_refills(s, refilled, now)
             if flush.scans:
-                receiving.apply_scans(s, flush.scans, now)
-            if flush.decide:
-                created = self._decide(s, flush, flush.decide)
+                moved += receiving.apply_scans(s, flush.scans, now)
+            decide = sorted(set(flush.decide) | set(moved))
+            if decide:
+                created = self._decide(s, flush, decide)
             if flush.statuses:
                 self._statuses(s, flush)
         return created
@@ -152,12 +156,6 @@ class SqlState(StateWriter):
                 cursor.gaps = min(cursor.gaps + c.gaps, _MAX_COUNTER)
                 cursor.duplicates = min(cursor.duplicates + c.duplicates, _MAX_COUNTER)
                 cursor.updated_ms = flush.now_ms
-
-    def _confirm_deliveries(
-        self, s: Session, refilled: dict[str, int], now_ms: int
-    ) -> None:
-        """The scale confirms a put-away, receives an open order by weight, or raises an alert."""
-        receiving.confirm_refills(s, refilled, now_ms)
 
     def _decide(self, s: Session, flush: Flush, bin_ids: list[str]) -> list[str]:
         created = []

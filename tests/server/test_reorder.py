@@ -10,12 +10,15 @@ from sqlalchemy import func, select
 
 from jitstock.server.db.models import AuditLog, Bin, Order
 from jitstock.server.db.session import make_engine, make_session_factory, transaction
+from jitstock.server.db.supplier_models import Receipt
+from jitstock.server.position import Position, position_of
 from jitstock.server.reorder import (
     inventory_position,
     lock_bin,
     maybe_reorder,
     order_quantity,
 )
+from jitstock.server.supplier.receiving import expire_putaways
 from tests.server.db_factories import SUPPLIER, seed
 
 NOW = 1_700_000_000_000
@@ -77,12 +80,32 @@ def test_inventory_position_counts_pending_deliveries_and_open_orders(db):
     with transaction(db.factory) as s:
         b = s.get(Bin, bin_id)
         assert inventory_position(s, b) == 110
-        # The supplier delivered through the API; the scale has not confirmed yet.
+        # The goods were received at the dock; the bin's scale has not seen them yet.
         order = s.scalars(select(Order)).one()
-        order.state = "delivered"
-        b.pending_delivery_qty = 100
+        s.add(
+            Receipt(
+                order_id=order.id,
+                bin_id=bin_id,
+                supplier_id=order.supplier_id,
+                at_ms=NOW,
+                method="api",
+                qty=100,
+                status="awaiting_putaway",
+                actor="test",
+            )
+        )
+        s.flush()
+        order.state = "received"
+        order.delivered_qty = 100
+    with transaction(db.factory) as s:
+        assert position_of(s, bin_id) == Position(on_hand=10, on_order=0, pending=100)
     assert _pick(db.factory, bin_id, 10) is None
     assert len(_orders(db.factory)) == 1
+    # a put-away never seen by the scale leaves the position when its window passes
+    with transaction(db.factory) as s:
+        assert expire_putaways(s, NOW + 1, window_ms=0) == [bin_id]
+        assert position_of(s, bin_id).total == 10
+    assert _pick(db.factory, bin_id, 10) is not None
 
 
 def test_a_new_order_once_the_previous_one_is_closed(db):

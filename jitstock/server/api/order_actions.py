@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
+from jitstock.server.db.supplier_models import Receipt
+from jitstock.server.position import refresh_pending
 from jitstock.server.supplier.lifecycle import enqueue_event, record_transition
 
 ACKABLE_STATES = ("created", "sent")
@@ -129,6 +131,7 @@ def deliver_order(
             delivered_ms=now_ms,
             delivered_qty=qty,
             next_attempt_ms=None,
+            closed_ms=now_ms,
         )
         .execution_options(synchronize_session=False)
     )
@@ -137,23 +140,33 @@ def deliver_order(
         raise Conflict(
             f"order {order_id} changed to {state} meanwhile; delivery refused"
         )
-    # Relative update: ingest may be writing the same bin's level right now.
-    session.execute(
-        update(Bin)
-        .where(Bin.id == order.bin_id)
-        .values(pending_delivery_qty=Bin.pending_delivery_qty + qty)
-        .execution_options(synchronize_session=False)
-    )
     bin_row = session.get(Bin, order.bin_id, populate_existing=True)
     assert bin_row is not None  # orders.bin_id is a foreign key
-    # on_hand_after is the effective count: on the scale plus delivered-but-unconfirmed.
+    # The goods are at the bin, not yet on its scale: a receipt waiting for put-away
+    # (pending in the position until the scale confirms it or the window expires).
+    session.add(
+        Receipt(
+            order_id=order_id,
+            bin_id=order.bin_id,
+            supplier_id=order.supplier_id,
+            at_ms=now_ms,
+            method="api",
+            qty=qty,
+            counted_qty=0,
+            inspection_required=False,
+            status="awaiting_putaway" if bin_row.agent_id is not None else "done",
+            actor=actor,
+        )
+    )
+    refresh_pending(session, [order.bin_id])
+    session.refresh(bin_row)
     session.add(
         BinEvent(
             bin_id=bin_row.id,
             ts_ms=now_ms,
             kind="delivery",
             delta=qty,
-            on_hand_after=bin_row.on_hand + bin_row.pending_delivery_qty,
+            on_hand_after=bin_row.on_hand,
         )
     )
     record_audit(

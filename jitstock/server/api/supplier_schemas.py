@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, FiniteFloat
+from pydantic import BaseModel, Field
 
-from jitstock.server.api.schemas import MAX_QTY, Input, Output, SkuId
+from jitstock.server.api.schemas import (
+    MAX_LEAD_TIME_S,
+    MAX_QTY,
+    DeadlineS,
+    EpochMs,
+    Input,
+    Output,
+    SkuId,
+    UnitCost,
+)
 
 PosQty = Annotated[int, Field(gt=0, le=MAX_QTY)]
 Qty0 = Annotated[int, Field(ge=0, le=MAX_QTY)]
@@ -19,8 +28,10 @@ class ShipRequest(Input):
 
     qty: PosQty | None = Field(default=None, description="shipped; default the order's")
     carrier_ref: Annotated[str, Field(max_length=200)] | None = None
-    expected_ms: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="expected arrival; updates the promise"
+    expected_ms: EpochMs | None = Field(
+        default=None,
+        description="expected arrival (epoch ms, not before the order was created); "
+        "updates the promise",
     )
 
 
@@ -93,10 +104,10 @@ class SupplierItemIn(Input):
 
     sku_id: SkuId
     priority: Annotated[int, Field(ge=1, le=1000)] = 1
-    quoted_lead_time_s: Annotated[int, Field(ge=0)] | None = None
+    quoted_lead_time_s: Annotated[int, Field(ge=0, le=MAX_LEAD_TIME_S)] | None = None
     pack_size: PosQty = 1
     moq: PosQty = 1
-    price: Annotated[FiniteFloat, Field(ge=0)] | None = None
+    price: UnitCost | None = None
     active: bool = True
 
 
@@ -116,7 +127,7 @@ class SupplierItemPublic(Output):
 class SupplierLoopSettings(Input):
     """Per-supplier settings of the loop (fields sent are changed)."""
 
-    ack_deadline_s: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+    ack_deadline_s: DeadlineS | None = None
     escalation_enabled: bool | None = None
     inspect_every_n: Annotated[int, Field(ge=0, le=10_000)] | None = Field(
         default=None, description="inspect every n-th delivery; 0 turns sampling off"

@@ -148,7 +148,14 @@ class Supplier(Base):
 
 
 class Agent(Base):
-    """An edge agent (one Raspberry Pi) as last reported on its status topic."""
+    """An edge agent (a Pi, a PLC, a dock scanner station): a record of its own.
+
+    ``reported_state`` is what its retained status said (None: it never sent one,
+    which docs/protocol.md allows); ``last_seen_ms`` is its last traffic of any
+    kind.  ``online`` is kept for compatibility: reported online, or traffic
+    without a status.  ``receive_bins`` names the bins its scanners may receive
+    goods into (None: the bins it feeds; ``["*"]``: any bin of its site).
+    """
 
     __tablename__ = "agents"
 
@@ -156,6 +163,10 @@ class Agent(Base):
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_seen_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reported_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    receive_bins: Mapped[list[str] | None] = mapped_column(JsonDoc, nullable=True)
+    description: Mapped[str | None] = mapped_column(String(200), nullable=True)
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sensors: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc, nullable=True)
 

@@ -179,3 +179,41 @@ class SupplyAlert(Base):
     order_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     supplier_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
+
+
+DISCREPANCY_KINDS = (
+    # a refill the scale saw that no open order or dock receipt explains
+    "unexplained_increase",
+    # the put-away came in below what was received, within the picks-during-put-away allowance:
+    # booked as consumption (the line kept picking while the bin was filled)
+    "putaway_picks",
+    # put-away below what was received beyond that allowance (lost, miscounted, wrong bin)
+    "weigh_in_short",
+    # put-away above what was received (the dock under-counted)
+    "weigh_in_over",
+    # a dock receipt the bin's scale never saw put away within the put-away window
+    "putaway_not_seen",
+    # goods scanned or received against an order that is no longer open
+    "closed_order_receipt",
+)
+
+
+class ReceivingDiscrepancy(Base):
+    """Units that did not match exactly at receiving: recorded, never left as pending stock."""
+
+    __tablename__ = "receiving_discrepancies"
+    __table_args__ = (
+        Index("ix_receiving_discrepancies_bin_id_at_ms", "bin_id", "at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    bin_id: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    receipt_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    supplier_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))  # one of DISCREPANCY_KINDS
+    qty: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
+    resolved_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(100), nullable=True)

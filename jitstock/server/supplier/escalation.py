@@ -5,8 +5,14 @@ An open order is escalated when
 - **ack_deadline**: it is still unacknowledged (created/sent) after its
   supplier's ``ack_deadline_s``; or
 - **late**: its promised delivery (else: sent + the supplier item's quoted lead
-  time) falls after the bin's projected stockout (on hand ÷ the consumption
-  rate of the last ``CONSUMPTION_WINDOW_MS``).
+  time) falls after the bin's projected stockout — (on hand + pending put-away)
+  ÷ the consumption rate, which is the bin's learned demand rate, or its recent
+  pick rate when at least ``MIN_RATE_EVENTS`` picks over ``MIN_RATE_SPAN_MS``
+  show the line running faster (one pick, or a replayed outbox folded into one
+  flush, is no rate: no escalation on it); or
+- **overdue**: it is past its promise by ``OVERDUE_GRACE_MS`` — it is then
+  assumed to arrive no sooner than a grace period from now, and escalated when
+  the bin runs out before that.
 
 The next supplier of the SKU (``supplier_items`` by priority) gets an order for
 what bridges the gap, and the first order is cancelled (ack deadline, or a
@@ -30,6 +36,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.alert_rules import OVERDUE_GRACE_MS
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Bin, BinEvent, Order, Supplier, new_order_id
 from jitstock.server.db.session import SessionFactory, transaction
@@ -43,7 +50,11 @@ from jitstock.server.supplier.lifecycle import (
     record_transition,
     transition,
 )
-from jitstock.server.supplier.receiving import raise_alert
+from jitstock.server.supplier.receiving import (
+    expire_putaways,
+    raise_alert,
+    round_to_item,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +63,13 @@ ACTOR = "escalation"
 ESCALATION_INTERVAL_S = 30.0
 # Consumption rate from the last hour of picks: recent enough to follow a shift's pace.
 CONSUMPTION_WINDOW_MS = 3_600_000
-# Below this much history the rate is a guess: do not project a stockout from it.
-MIN_RATE_SPAN_MS = 60_000
-ESCALATABLE_STATES = ("created", "sent", "acknowledged", "shipped")
+# Below this much history the rate is a guess: do not project a stockout from it ...
+MIN_RATE_SPAN_MS = 15 * 60_000
+# ... nor from fewer picks than this.
+MIN_RATE_EVENTS = 3
+# An order past its promise by OVERDUE_GRACE_MS is overdue: it is assumed to arrive no
+# sooner than that long from now (a promise in the past says nothing about when it comes).
+ESCALATABLE_STATES = ("created", "sent", "acknowledged", "shipped", "part_received")
 
 AlertHook = Callable[[str, dict[str, Any]], None]
 
@@ -63,27 +78,57 @@ AlertHook = Callable[[str, dict[str, Any]], None]
 class Verdict:
     """Why an order must be escalated, and the numbers behind it."""
 
-    reason: str  # ack_deadline | late
+    reason: str  # ack_deadline | late | overdue
     detail: dict[str, Any]
-    bridge_hint: int | None = None  # units the gap needs (late only)
+    bridge_hint: int | None = None  # units the gap needs (late / overdue only)
 
 
-def consumption_rate(session: Session, bin_id: str, now_ms: int) -> float | None:
-    """Units per millisecond consumed recently (None: too little history)."""
+def learned_rate(session: Session, bin_id: str) -> float | None:
+    """Units per millisecond from the bin's learned demand (its policy), if any."""
+    from jitstock.server.db.replenish_models import BinPolicy
+
+    inputs = session.scalar(select(BinPolicy.inputs).where(BinPolicy.bin_id == bin_id))
+    demand = (inputs or {}).get("demand") or {}
+    rate = demand.get("rate_per_day")
+    if isinstance(rate, int | float) and math.isfinite(rate) and rate > 0:
+        return float(rate) / 86_400_000
+    return None
+
+
+def recent_rate(session: Session, bin_id: str, now_ms: int) -> float | None:
+    """Units per millisecond picked recently, only on evidence: at least
+    ``MIN_RATE_EVENTS`` picks spread over at least ``MIN_RATE_SPAN_MS`` (one pick, or an
+    outbox replay folded into one flush, is not a rate)."""
     since = now_ms - CONSUMPTION_WINDOW_MS
-    used, first = session.execute(
+    used, first, last, n = session.execute(
         select(
-            func.coalesce(func.sum(-BinEvent.delta), 0), func.min(BinEvent.ts_ms)
+            func.coalesce(func.sum(-BinEvent.delta), 0),
+            func.min(BinEvent.ts_ms),
+            func.max(BinEvent.ts_ms),
+            func.count(),
         ).where(
             BinEvent.bin_id == bin_id,
             BinEvent.kind == "consumption",
             BinEvent.ts_ms >= since,
+            BinEvent.ts_ms <= now_ms,
         )
     ).one()
-    if first is None or not used:
+    if first is None or not used or used <= 0 or int(n) < MIN_RATE_EVENTS:
         return None
-    span = max(MIN_RATE_SPAN_MS, now_ms - int(first))
-    return float(used) / span
+    if int(last) - int(first) < MIN_RATE_SPAN_MS:
+        return None
+    return float(used) / max(MIN_RATE_SPAN_MS, now_ms - int(first))
+
+
+def consumption_rate(session: Session, bin_id: str, now_ms: int) -> float | None:
+    """Units per millisecond to project a stockout with: the learned demand rate, or the
+    recent pick rate when there is evidence that the line runs faster (None: no basis)."""
+    rates = [
+        r
+        for r in (learned_rate(session, bin_id), recent_rate(session, bin_id, now_ms))
+        if r
+    ]
+    return max(rates) if rates else None
 
 
 def _quoted_lead_ms(session: Session, order: Order) -> int | None:
@@ -116,18 +161,24 @@ def judge(
         expected = base + lead if lead else None
     if expected is None:
         return None
+    overdue = now_ms > expected + OVERDUE_GRACE_MS
+    arrival = max(expected, now_ms + OVERDUE_GRACE_MS) if overdue else expected
     rate = consumption_rate(session, order.bin_id, now_ms)
     if not rate:
         return None
-    on_hand = session.scalar(select(Bin.on_hand).where(Bin.id == order.bin_id)) or 0
-    stockout = now_ms + int(max(0, on_hand) / rate)
-    if expected <= stockout:
+    on_hand, pending = session.execute(
+        select(Bin.on_hand, Bin.pending_delivery_qty).where(Bin.id == order.bin_id)
+    ).one()
+    stock = max(0, int(on_hand or 0)) + max(0, int(pending or 0))
+    stockout = now_ms + int(stock / rate)
+    if arrival <= stockout:
         return None
-    gap = math.ceil(rate * (expected - stockout))
+    gap = math.ceil(rate * (arrival - stockout))
     return Verdict(
-        "late",
+        "overdue" if overdue else "late",
         {
             "expected_ms": expected,
+            "arrival_ms": arrival,
             "stockout_ms": stockout,
             "rate_per_h": round(rate * 3_600_000, 3),
         },
@@ -135,21 +186,18 @@ def judge(
     )
 
 
-def _round_up(qty: int, item: SupplierItem) -> int:
-    qty = max(qty, item.moq or 1)
-    pack = item.pack_size or 1
-    return -(-qty // pack) * pack
-
-
 def escalate(
     session: Session, order: Order, verdict: Verdict, now_ms: int
 ) -> tuple[Escalation, Order | None]:
     """Hand (part of) an order to the next supplier; returns the escalation and the new order."""
+    from jitstock.server.reorder import refused_recently
+
+    refused = refused_recently(session, order.bin_id, now_ms) | {order.supplier_id}
     fallback = next(
         (
             i
             for i in supplier_items_for(session, order.sku_id)
-            if i.supplier_id != order.supplier_id
+            if i.supplier_id not in refused
         ),
         None,
     )
@@ -175,9 +223,9 @@ def escalate(
         _audit(session, order, row, now_ms)
         return row, None
     bridge = remaining
-    if verdict.reason == "late" and verdict.bridge_hint is not None:
+    if verdict.reason in ("late", "overdue") and verdict.bridge_hint is not None:
         bridge = min(remaining, verdict.bridge_hint)
-    bridge = _round_up(bridge, fallback)
+    bridge = round_to_item(bridge, fallback)
     shipped = order.state == "shipped"
     if shipped:
         action, bridge_for = "bridged", order.id
@@ -337,6 +385,8 @@ class Escalator:
         """One pass over the open orders; returns what was escalated."""
         done: list[dict[str, Any]] = []
         new_ids: list[str] = []
+        from jitstock.server.reorder import recheck
+
         with transaction(self._factory) as s:
             now = self._clock.time_ms()
             rows = s.execute(
@@ -365,8 +415,13 @@ class Escalator:
                         "fallback": row.fallback_supplier_id,
                         "bridge_order": row.bridge_order_id,
                         "qty": row.qty,
+                        "bin": order.bin_id,
                     }
                 )
+            # receiving housekeeping: dock receipts never put away leave the position
+            expired = expire_putaways(s, now)
+            if expired:
+                new_ids += recheck(s, expired, now, "put-away window expired")
         for info in done:
             log.warning("order escalated: %s", info)
             if self._alert is not None:

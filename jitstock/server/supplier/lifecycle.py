@@ -43,6 +43,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
 }
 assert set(TRANSITIONS) >= set(OPEN_ORDER_STATES)
+# States an order ends in: ``closed_ms`` records when.
+FINAL_STATES = frozenset({"closed", "cancelled", "failed", "delivered"})
 # Changes the supplier hears about by webhook ('created' is the order webhook itself).
 SUPPLIER_EVENTS = frozenset(
     {
@@ -169,10 +171,13 @@ def transition(
             f"order {order_id} is {current}; it cannot become {to_state} "
             f"(allowed from: {', '.join(sorted(legal)) or 'nothing'})"
         )
+    values = dict(values or {})
+    if to_state in FINAL_STATES:
+        values.setdefault("closed_ms", now_ms)  # when it ended, whichever way
     moved = session.execute(
         update(Order)
         .where(Order.id == order_id, Order.state == current)
-        .values(state=to_state, **(values or {}))
+        .values(state=to_state, **values)
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]

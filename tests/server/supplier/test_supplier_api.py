@@ -10,8 +10,9 @@ from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from jitstock.server import reorder
-from jitstock.server.db.models import Bin, Supplier
+from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import transaction
+from jitstock.server.supplier.receiving import expire_putaways
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (
     Loop,
@@ -91,8 +92,9 @@ def test_illegal_transitions_are_409_with_a_message(tmp_path: Path, mosquitto) -
         )
         assert r.status_code == 409
         # the plant cancels an open order; the cancelled order is final
+        # the goods are put away: the receipt leaves the position
         with transaction(loop.app.session_factory) as s:
-            s.execute(update(Bin).where(Bin.id == "B1").values(pending_delivery_qty=0))
+            expire_putaways(s, loop.app.clock.time_ms(), window_ms=0)
         oid2 = _order(loop, "B1")
         r = loop.admin.post(
             f"/api/v1/orders/{oid2}/cancel-request", json={"reason": "line stopped"}

@@ -5,30 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.api import catalog
 from jitstock.server.api.deps import ReadSessionDep, Viewer
 from jitstock.server.api.schemas import LevelPublic
-from jitstock.server.db.models import OPEN_ORDER_STATES, Agent, Bin, Order
+from jitstock.server.db.models import Agent, Bin
+from jitstock.server.position import on_order_by_bin, pending_by_bin
 
 router = APIRouter(prefix="/api/v1/levels", tags=["levels"])
 
 
 def _levels(session: Session, stmt: Select[Bin, bool]) -> list[LevelPublic]:
     rows = session.execute(stmt).all()
-    on_order_stmt = (
-        select(Order.bin_id, func.sum(Order.qty))
-        .where(Order.state.in_(OPEN_ORDER_STATES))
-        .group_by(Order.bin_id)
-    )
-    if len(rows) == 1:
-        on_order_stmt = on_order_stmt.where(Order.bin_id == rows[0][0].id)
-    on_order = {bin_id: int(qty) for bin_id, qty in session.execute(on_order_stmt)}
+    ids = [b.id for b, _ in rows] if len(rows) == 1 else None
+    # the one definition of the position (jitstock.server.position), as the reorder rule uses it
+    on_order = on_order_by_bin(session, ids)
+    pending = pending_by_bin(session, ids)
     out = []
     for b, online in rows:
         ordered = on_order.get(b.id, 0)
+        waiting = pending.get(b.id, 0)
         out.append(
             LevelPublic(
                 bin_id=b.id,
@@ -38,9 +36,9 @@ def _levels(session: Session, stmt: Select[Bin, bool]) -> list[LevelPublic]:
                 confidence=b.on_hand_confidence,
                 last_grams=b.last_grams,
                 last_seen_ms=b.last_seen_ms,
-                pending_delivery_qty=b.pending_delivery_qty,
+                pending_delivery_qty=waiting,
                 on_order_qty=ordered,
-                position=b.on_hand + b.pending_delivery_qty + ordered,
+                position=b.on_hand + waiting + ordered,
                 reorder_point=b.reorder_point,
                 paused=b.paused,
                 sensor_ok=b.sensor_ok,

@@ -60,6 +60,7 @@ from jitstock.server.db.supplier_models import (
     SupplierItem,
     SupplyAlert,
 )
+from jitstock.server.reorder import SUPPLIER_CANCEL_PREFIX, recheck
 from jitstock.server.supplier import (
     IllegalTransition,
     InvalidRequest,
@@ -67,7 +68,12 @@ from jitstock.server.supplier import (
 )
 from jitstock.server.supplier.labels import label_png, label_svg
 from jitstock.server.supplier.lifecycle import load_order, transition
-from jitstock.server.supplier.receiving import inspect_receipt, receive
+from jitstock.server.supplier.receiving import (
+    inspect_receipt,
+    raise_alert,
+    receive,
+    tolerance,
+)
 from jitstock.server.supplier.scorecard import (
     DEFAULT_PERIOD,
     period_ms,
@@ -116,7 +122,20 @@ def ship(
     now = ctx.clock.time_ms()
     with _translated():
         order = load_order(session, order_id, scope_of(key))
-        qty = body.qty if body.qty is not None else order.qty
+        left = max(0, order.qty - (order.delivered_qty or 0))
+        qty = body.qty if body.qty is not None else left
+        # validated like an acknowledgement: a ship notice moves what the position counts
+        if qty > left + tolerance(left):
+            raise FieldInvalid(
+                "qty",
+                f"{qty} shipped is more than the {left} still outstanding on order "
+                f"{order_id} (+{tolerance(left)} tolerance)",
+            )
+        if body.expected_ms is not None and body.expected_ms < order.created_ms:
+            raise FieldInvalid(
+                "expected_ms",
+                f"{body.expected_ms} is before the order was created ({order.created_ms})",
+            )
         values: dict[str, Any] = {
             "shipped_ms": now,
             "asn_qty": qty,
@@ -152,22 +171,43 @@ def cancel_request(
 ) -> OrderPublic:
     """Cancel an order: a supplier before it ships, the plant while it is open."""
     scope = scope_of(key)
+    now = ctx.clock.time_ms()
+    values: dict[str, Any] = {"next_attempt_ms": None}
+    if scope is not None:
+        # a supplier's refusal: the reorder rule skips this supplier for the bin a while
+        values["last_error"] = f"{SUPPLIER_CANCEL_PREFIX}: {body.reason}"
     with _translated():
-        transition(
+        order = transition(
             session,
             order_id,
             "cancelled",
             actor=key.name,
-            now_ms=ctx.clock.time_ms(),
+            now_ms=now,
             reason=body.reason,
-            values={"next_attempt_ms": None},
+            values=values,
             supplier_id=scope,
             allowed_from=SUPPLIER_CANCELLABLE
             if scope is not None
             else frozenset(OPEN_ORDER_STATES),
         )
+    # the demand moves on at once: to the next supplier after a supplier's cancel, or
+    # (after the plant's cancel) to whoever the rule picks if the bin is still low
+    created = recheck(session, [order.bin_id], now, f"order {order_id} cancelled")
+    if scope is not None:
+        raise_alert(
+            session,
+            "order_cancelled_by_supplier",
+            now,
+            bin_id=order.bin_id,
+            order_id=order.id,
+            supplier_id=order.supplier_id,
+            detail={
+                "reason": body.reason,
+                "fallback_order": created[0] if created else None,
+            },
+        )
     session.commit()
-    _after_commit(ctx)
+    _after_commit(ctx, new_orders=bool(created))
     return _order_out(session, order_id)
 
 
@@ -190,6 +230,7 @@ def receive_at_dock(
             now_ms=ctx.clock.time_ms(),
             complete=body.complete,
         )
+    recheck(session, [receipt.bin_id], ctx.clock.time_ms(), "dock receipt")
     session.commit()
     _after_commit(ctx, new_orders=True)
     return ReceiptPublic.model_validate(receipt)
@@ -216,6 +257,8 @@ def inspect(
             key.name,
             ctx.clock.time_ms(),
         )
+    bin_id = session.get(Receipt, receipt_id).bin_id  # type: ignore[union-attr]
+    recheck(session, [bin_id], ctx.clock.time_ms(), "inspection")
     session.commit()
     _after_commit(ctx, new_orders=True)
     return InspectionPublic.model_validate(row)

@@ -1,0 +1,345 @@
+"""Issue 9, cases 1–8 and 11–13, each through the public interfaces: a hand-written MQTT
+device (docs/protocol.md), the REST API, and two real supplier webhook endpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from jitstock.server.supplier.receiving import label_code
+from tests.server.mqtt_device import HandDevice
+from tests.server.server_support import wait_until
+from tests.server.supplier.conftest import (
+    BIN,
+    SITE,
+    TARE_G,
+    UNIT_G,
+    Loop,
+    order_webhooks,
+    supplier_loop,
+)
+
+
+@contextmanager
+def plant(
+    tmp: Path, mqtt_url: str, *, start: int, **kw: Any
+) -> Iterator[tuple[Loop, HandDevice]]:
+    """The seeded server and the bin's device, showing ``start`` units."""
+    with supplier_loop(tmp, mqtt_url, **kw) as loop:
+        dev = HandDevice(mqtt_url, SITE, "pi-1", unit_g=UNIT_G, tare_g=TARE_G)
+        try:
+            dev.count(BIN, start)
+            wait_until(lambda: loop.level()["on_hand"] == start, 15, what="level")
+            yield loop, dev
+        finally:
+            dev.close()
+
+
+def _show(loop: Loop, dev: HandDevice, n: int) -> dict[str, Any]:
+    dev.count(BIN, n)
+    return wait_until(
+        lambda: (lvl := loop.level())["on_hand"] == n and lvl, 15, what=f"level {n}"
+    )
+
+
+def _order(loop: Loop, n: int = 1) -> dict[str, Any]:
+    orders = loop.wait_order(n=n)
+    return loop.order(orders[n - 1].id)
+
+
+def _alerts(loop: Loop, kind: str) -> list[dict[str, Any]]:
+    r = loop.admin.get("/api/v1/supply-alerts", params={"kind": kind})
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+def _open_alerts(loop: Loop, kind: str | None = None) -> list[dict[str, Any]]:
+    r = loop.admin.get("/api/v1/alerts", params={"state": "open"})
+    assert r.status_code == 200, r.text
+    return [
+        a
+        for a in r.json()
+        if a["resolved_ms"] is None and (kind is None or a["kind"] == kind)
+    ]
+
+
+def _supply_and_alert_pass(loop: Loop) -> None:
+    """Run the periodic passes now (escalation + put-away sweep, alert re-check)."""
+    loop.app.escalator.run_once()
+    loop.app.alerts.run_full()
+
+
+def test_case1_refill_while_picking_receives_the_order(
+    tmp_path: Path, mosquitto
+) -> None:
+    """40 delivered, the scale sees +35 (5 picked during put-away): the order closes,
+    nothing stays on order, the picks are consumption, no unexplained alert."""
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        _show(loop, dev, 18)
+        order = _order(loop)
+        a = loop.supplier_key("A")
+        assert (
+            a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 40}).status_code
+            == 200
+        )
+        lvl = _show(loop, dev, 18 + 35)
+        wait_until(
+            lambda: loop.order(order["id"])["state"] == "closed", 10, what="closed"
+        )
+        lvl = loop.level()
+        assert (lvl["on_order_qty"], lvl["pending_delivery_qty"], lvl["position"]) == (
+            0,
+            0,
+            53,
+        )
+        assert (
+            loop.order(order["id"])["delivered_qty"] == 40
+        )  # the supplier delivered 40
+        assert _alerts(loop, "unexplained_stock_increase") == []
+
+
+def test_case2_short_weigh_in_leaves_no_phantom_pending(
+    tmp_path: Path, mosquitto
+) -> None:
+    """A dock receipt of 100, the scale counts 97: pending goes to 0, the order closes,
+    and when the bin falls to its reorder point again it orders."""
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        _show(loop, dev, 48)
+        order = _order(loop)
+        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 100})
+        assert r.status_code == 201, r.text
+        assert loop.level()["pending_delivery_qty"] == 100
+        _show(loop, dev, 48 + 97)
+        wait_until(
+            lambda: loop.level()["pending_delivery_qty"] == 0, 10, what="pending 0"
+        )
+        assert loop.order(order["id"])["state"] == "closed"
+        assert loop.level()["position"] == 145
+        _show(loop, dev, 49)
+        second = _order(loop, 2)
+        assert second["state"] in ("created", "sent")
+
+
+def test_case3_4_balance_of_a_partial_delivery(tmp_path: Path, mosquitto) -> None:
+    """60 of 100 arrive, then 40: the first is a partial receipt (40 stay on order, in
+    /levels as in the rule), the second matches the balance and closes the order."""
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        _show(loop, dev, 48)
+        order = _order(loop)
+        a = loop.supplier_key("A")
+        assert (
+            a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 100}).status_code
+            == 200
+        )
+        _show(loop, dev, 108)
+        wait_until(
+            lambda: loop.order(order["id"])["state"] == "part_received", 10, what="part"
+        )
+        lvl = loop.level()
+        assert (lvl["on_order_qty"], lvl["position"]) == (40, 148)
+        trigger = loop.order(order["id"])["trigger"]["position"]
+        assert trigger["on_order"] == 0  # the rule's view when it fired
+        _show(loop, dev, 148)
+        wait_until(
+            lambda: loop.order(order["id"])["state"] == "closed", 10, what="closed"
+        )
+        assert loop.order(order["id"])["delivered_qty"] == 100
+        assert loop.level()["on_order_qty"] == 0
+        assert _alerts(loop, "unexplained_stock_increase") == []
+
+
+def test_case5_one_pick_never_escalates(tmp_path: Path, mosquitto) -> None:
+    """150 units two hours ago, 40 now: an order, but no escalation on that one pick."""
+    with plant(tmp_path, mosquitto.url, start=150, reorder_point=50) as (loop, dev):
+        # the 150 was measured two hours ago (an outbox replay after an outage)
+        dev.count(BIN, 150, ts_ms=int(time.time() * 1000) - 2 * 3_600_000)
+        _show(loop, dev, 40)
+        order = _order(loop)
+        wait_until(lambda: order_webhooks(loop.a), 10, what="A has the order")
+        for _ in range(3):
+            assert loop.app.escalator.run_once() == []
+        assert loop.admin.get("/api/v1/escalations").json() == []
+        assert order_webhooks(loop.b) == []
+        assert loop.order(order["id"])["qty"] == 40  # not reduced
+
+
+def test_case6_supplier_cancel_moves_demand_to_fallback(
+    tmp_path: Path, mosquitto
+) -> None:
+    """A cancels: B gets an order at once, one alert, and the next reading does not
+    re-order from A."""
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        _show(loop, dev, 18)
+        order = _order(loop)
+        a = loop.supplier_key("A")
+        r = a.post(
+            f"/api/v1/orders/{order['id']}/cancel-request", json={"reason": "no stock"}
+        )
+        assert (r.status_code, r.json()["state"]) == (200, "cancelled"), r.text
+        fallback = loop.orders(supplier_id="B")
+        assert [o.qty for o in fallback] == [40]
+        wait_until(lambda: order_webhooks(loop.b), 10, what="B receives the order")
+        assert len(_alerts(loop, "order_cancelled_by_supplier")) == 1
+        _show(loop, dev, 17)
+        assert [o.supplier_id for o in loop.orders()] == ["A", "B"]
+
+
+def test_case6_webhook_4xx_moves_demand_to_fallback(tmp_path: Path, mosquitto) -> None:
+    """A answers 400: its order fails and B gets the order at once."""
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        loop.a.script(400)
+        _show(loop, dev, 18)
+        wait_until(lambda: loop.orders(state="failed"), 15, what="A's order failed")
+        wait_until(
+            lambda: (
+                [(o.supplier_id, o.state) for o in loop.orders()][1:] == [("B", "sent")]
+            ),
+            15,
+            what="B's order sent",
+        )
+        assert len(order_webhooks(loop.b)) == 1
+        wait_until(
+            lambda: _open_alerts(loop, "order_failed"),
+            15,
+            what="one order_failed alert",
+        )
+        assert len(_open_alerts(loop, "order_failed")) == 1
+
+
+def test_case7_scan_of_a_cancelled_order_is_alerted(tmp_path: Path, mosquitto) -> None:
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        _show(loop, dev, 18)
+        order = _order(loop)
+        r = loop.admin.post(
+            f"/api/v1/orders/{order['id']}/cancel-request",
+            json={"reason": "not needed"},
+        )
+        assert r.status_code == 200, r.text
+        dev.scan(label_code(order["id"]))
+        wait_until(
+            lambda: _alerts(loop, "receiving_closed_order_receipt"),
+            10,
+            what="the delivered-twice alert",
+        )
+        assert loop.order(order["id"])["state"] == "cancelled"
+
+
+def test_case8_bin_supplier_wins_and_replacement_in_packs(
+    tmp_path: Path, mosquitto
+) -> None:
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        r = loop.admin.patch(f"/api/v1/bins/{BIN}", json={"supplier_id": "B"})
+        assert r.status_code == 200, r.text
+        r = loop.admin.put(
+            "/api/v1/suppliers/B/items",
+            json={"sku_id": "SKU-1", "priority": 2, "pack_size": 12, "moq": 24},
+        )
+        assert r.status_code == 200, r.text
+        _show(loop, dev, 18)
+        order = _order(loop)
+        assert (
+            order["supplier_id"] == "B"
+        )  # the bin's own supplier, over A's priority 1
+        r = loop.admin.patch(
+            "/api/v1/suppliers/B/loop-settings", json={"inspect_every_n": 1}
+        )
+        assert r.status_code == 200, r.text
+        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 40})
+        assert r.status_code == 201, r.text
+        receipt = r.json()
+        r = loop.admin.post(
+            f"/api/v1/receipts/{receipt['id']}/inspection",
+            json={"accepted_qty": 25, "rejected_qty": 15, "reason": "bent"},
+        )
+        assert r.status_code == 201, r.text
+        replacement = [
+            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
+        ]
+        assert [(o.supplier_id, o.qty) for o in replacement] == [("B", 24)]
+
+
+def test_case11_one_alert_per_escalation_resolved_when_closed(
+    tmp_path: Path, mosquitto
+) -> None:
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        r = loop.admin.patch(
+            "/api/v1/suppliers/A/loop-settings", json={"ack_deadline_s": 1}
+        )
+        assert r.status_code == 200, r.text
+        _show(loop, dev, 18)
+        first = _order(loop)
+        wait_until(
+            lambda: loop.app.clock.time_ms() > first["created_ms"] + 1500,
+            5,
+            what="1.5 s",
+        )
+        done = loop.app.escalator.run_once()
+        assert [d["action"] for d in done] == ["cancelled"]
+        loop.app.alerts.run_full()
+        wait_until(lambda: _open_alerts(loop, "order_escalated"), 10, what="alert")
+        about_first = [a for a in _open_alerts(loop) if a["order_id"] == first["id"]]
+        assert [a["kind"] for a in about_first] == ["order_escalated"]
+        # B delivers: its order closes, the escalation incident resolves by itself
+        bridge = loop.orders(supplier_id="B")[0]
+        _show(loop, dev, 18 + 40)
+        wait_until(
+            lambda: loop.order(bridge.id)["state"] == "closed", 10, what="closed"
+        )
+        loop.app.alerts.run_full()
+        assert [a for a in _open_alerts(loop) if a["order_id"] == first["id"]] == []
+
+
+def test_case11_viewer_cannot_resolve_a_critical_alert(
+    tmp_path: Path, mosquitto
+) -> None:
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        loop.a.script(400)
+        _show(loop, dev, 18)
+        (alert,) = wait_until(
+            lambda: _open_alerts(loop, "order_failed"), 15, what="order_failed alert"
+        )
+        r = loop.admin.post("/api/v1/keys", json={"name": "wall", "role": "viewer"})
+        assert r.status_code == 201, r.text
+        viewer = loop.client(r.json()["key"])
+        r = viewer.post(f"/api/v1/alerts/{alert['id']}/ack")
+        assert r.status_code == 403, r.text
+        assert _open_alerts(loop, "order_failed")[0]["state"] == "open"
+
+
+def test_case12_ship_notice_is_validated(tmp_path: Path, mosquitto) -> None:
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        _show(loop, dev, 18)
+        order = _order(loop)
+        a = loop.supplier_key("A")
+        r = a.post(f"/api/v1/orders/{order['id']}/ship", json={"expected_ms": 5})
+        assert r.status_code == 422 and "expected_ms" in r.text, r.text
+        r = a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 5000})
+        assert r.status_code == 422 and "qty" in r.text, r.text
+        assert loop.order(order["id"])["state"] in ("created", "sent")
+
+
+def test_case13_unstable_reading_stays_out_of_history(
+    tmp_path: Path, mosquitto
+) -> None:
+    with plant(tmp_path, mosquitto.url, start=20) as (loop, dev):
+        t0 = int(time.time() * 1000)
+        dev.count(BIN, 60, stable=False)
+        dev.count(BIN, 20)
+        wait_until(lambda: loop.level()["last_seen_ms"] >= t0, 10, what="readings in")
+        assert loop.level()["on_hand"] == 20
+        r = loop.admin.get(
+            f"/api/v1/bins/{BIN}/history",
+            params={"start": t0 - 60_000, "end": int(time.time() * 1000) + 60_000},
+        )
+        assert r.status_code == 200, r.text
+        counts = [p.get("count") for p in r.json()["points"]]
+        assert counts and 60 not in counts, counts
