@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from jitstock.ratelog import RateLimitedLog
+from jitstock.server.redact import http_status_text, redact_url, safe_text
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,24 @@ class Notifier:
                     json={"event": event, "alert": alert},
                     timeout=SMTP_TIMEOUT_S,
                 )
-                resp.raise_for_status()
-                self.sent += 1
+                if resp.is_success:
+                    self.sent += 1
+                else:
+                    self._bad.log(
+                        logging.WARNING,
+                        "webhook",
+                        "alert webhook %s failed: %s",
+                        redact_url(cfg.webhook_url),
+                        http_status_text(resp.status_code),
+                    )
             except httpx.HTTPError as exc:
+                # httpx's own messages may carry the full URL; log only the redacted one
                 self._bad.log(
-                    logging.WARNING, "webhook", "alert webhook failed: %s", exc
+                    logging.WARNING,
+                    "webhook",
+                    "alert webhook %s failed: %s",
+                    redact_url(cfg.webhook_url),
+                    safe_text(type(exc).__name__),
                 )
         if cfg.smtp_host and cfg.email_to:
             try:

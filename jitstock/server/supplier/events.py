@@ -25,6 +25,7 @@ from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.db.supplier_models import SupplierEvent
+from jitstock.server.redact import http_status_text, redact_url, safe_text
 from jitstock.server.webhooks import USER_AGENT, previous_secret, sign_headers
 
 log = logging.getLogger(__name__)
@@ -177,10 +178,16 @@ class EventSender:
         try:
             resp = self._http.post(job.url, content=job.body, headers=headers)
         except httpx.HTTPError as exc:
-            return "retry", f"{type(exc).__name__}: {exc}"
+            return "retry", safe_text(f"{type(exc).__name__}: {exc}")
+        log.info(
+            "supplier event %d: POST %s -> %d",
+            job.event_id,
+            redact_url(job.url),
+            resp.status_code,
+        )
         if 200 <= resp.status_code < 300:
             return "sent", None
-        detail = f"HTTP {resp.status_code}"
+        detail = http_status_text(resp.status_code)  # never the remote body
         if resp.status_code >= 500 or resp.status_code in (408, 429):
             return "retry", detail
         return "failed", detail

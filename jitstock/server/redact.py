@@ -1,0 +1,65 @@
+"""Keeping secrets out of logs, error fields and API answers.
+
+Webhook URLs may carry credentials (``https://user:pass@host/hook?token=…``),
+and a remote server's error body may be anything an internal address answers
+(a manager can point a webhook anywhere).  What we log or store about a remote
+call is the redacted URL and the status code with its standard phrase, never
+the remote body.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+# What replaces a password, a user name or a query value.
+MASK = "***"
+# At most this much of any error text we store or log about a remote call.
+MAX_ERROR_CHARS = 200
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password and with every query value and the fragment masked."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return MASK  # unparseable: we cannot tell the secret from the rest
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if parts.username is not None or parts.password is not None:
+        netloc = f"{MASK}@{netloc}"
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}={MASK}" if "=" in pair else MASK
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit(
+        SplitResult(
+            parts.scheme, netloc, parts.path, query, MASK if parts.fragment else ""
+        )
+    )
+
+
+def http_status_text(code: int) -> str:
+    """'HTTP 404 Not Found': the code and its standard phrase, nothing from the remote side."""
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
+def safe_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """At most ``limit`` printable characters of text (control characters become spaces)."""
+    cleaned = "".join(c if c.isprintable() else " " for c in text[: limit * 2])
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def quiet_http_client_logs() -> None:
+    """httpx logs every request with its full URL at INFO; only its warnings may reach our logs."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
