@@ -343,3 +343,35 @@ def test_case13_unstable_reading_stays_out_of_history(
         assert r.status_code == 200, r.text
         counts = [p.get("count") for p in r.json()["points"]]
         assert counts and 60 not in counts, counts
+
+
+def test_case9_scan_only_into_bins_the_station_may_receive_into(
+    tmp_path: Path, mosquitto
+) -> None:
+    """A dock station without bins is accepted; it receives only where it may."""
+    with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
+        _show(loop, dev, 18)
+        order = _order(loop)
+        r = loop.admin.post(
+            "/api/v1/agents", json={"id": "dock-2", "site_id": SITE, "receive_bins": []}
+        )
+        assert r.status_code == 201, r.text
+        station = HandDevice(
+            mosquitto.url, SITE, "dock-2", unit_g=UNIT_G, tare_g=TARE_G
+        )
+        try:
+            station.scan(label_code(order["id"]))
+            wait_until(
+                lambda: _alerts(loop, "scan_not_allowed"), 10, what="the refusal alert"
+            )
+            assert loop.admin.get(f"/api/v1/orders/{order['id']}/receipts").json() == []
+            r = loop.admin.patch("/api/v1/agents/dock-2", json={"receive_bins": ["*"]})
+            assert r.status_code == 200, r.text
+            station.scan(label_code(order["id"]))
+            wait_until(
+                lambda: loop.order(order["id"])["state"] == "received",
+                10,
+                what="received",
+            )
+        finally:
+            station.close()
