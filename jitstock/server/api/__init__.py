@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from jitstock.server.api.auth import ensure_bootstrap_key
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.errors import install_error_handlers
+from jitstock.server.api.openapi_responses import declare_error_responses
 from jitstock.server.api.routes import (  # issue 6
     agents,  # issue 9: agents as records
     audit,
@@ -20,6 +21,7 @@ from jitstock.server.api.routes import (  # issue 6
     csv,
     dashboard,
     dead_letters,  # issue 10: ingest dead letters
+    docs,
     history,
     keys,
     levels,
@@ -31,6 +33,7 @@ from jitstock.server.api.routes import (  # issue 6
     suppliers,
 )
 from jitstock.server.api.routes import policy as policy_routes  # issue 4
+from jitstock.server.api.security_headers import SecurityHeaders
 
 __all__ = ["ApiContext", "create_api"]
 
@@ -45,9 +48,15 @@ Times are epoch milliseconds; history queries also accept ISO 8601.
 
 def create_api(ctx: ApiContext) -> FastAPI:
     """The FastAPI app over ctx; installs the bootstrap admin key (hashed) if one is configured."""
+    # docs from local assets (routes/docs.py), not FastAPI's CDN-loading pages
     app = FastAPI(
-        title="jitstock", description=DESCRIPTION, version="1", docs_url="/docs"
+        title="jitstock",
+        description=DESCRIPTION,
+        version="1",
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     app.state.ctx = ctx
     install_error_handlers(app)
     # csv before bins so /bins/import is never read as a bin id by a future catch-all route.
@@ -71,6 +80,8 @@ def create_api(ctx: ApiContext) -> FastAPI:
     app.include_router(bin_actions.router)  # issue 6: bin page actions
     app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs
     app.include_router(dead_letters.router)  # issue 10: list and replay dead letters
+    app.include_router(docs.router)  # /docs and /redoc, no CDN
+    declare_error_responses(app)  # 401/403/404/409/422 in the OpenAPI document
     ensure_bootstrap_key(
         ctx.session_factory, ctx.settings.bootstrap_admin_key, ctx.clock.time_ms()
     )

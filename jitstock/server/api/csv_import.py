@@ -42,6 +42,7 @@ from jitstock.server.api.schemas import (
     SupplierUpdate,
 )
 from jitstock.server.db.models import Base, Bin, Order, Site, Sku, Supplier
+from jitstock.server.redact import redact_url
 
 # Report this many problems at most: enough to fix a sheet, bounded for a garbage upload.
 MAX_PROBLEMS = 100
@@ -109,12 +110,17 @@ SPECS: dict[str, CsvSpec] = {
 }
 
 
-def export_entities(session: Session, spec: CsvSpec) -> str:
-    """Every row of an entity as CSV, ordered by id."""
+def export_entities(session: Session, spec: CsvSpec, *, reveal: bool = False) -> str:
+    """Every row of an entity as CSV, ordered by id; webhook URLs redacted unless reveal."""
     rows = session.scalars(select(spec.model).order_by(spec.model.id))  # type: ignore[attr-defined]
-    return write_csv(
-        spec.columns, ({c: getattr(r, c) for c in spec.columns} for r in rows)
-    )
+
+    def cells(r: Any) -> dict[str, Any]:
+        out = {c: getattr(r, c) for c in spec.columns}
+        if not reveal and out.get("webhook_url"):
+            out["webhook_url"] = redact_url(out["webhook_url"])
+        return out
+
+    return write_csv(spec.columns, (cells(r) for r in rows))
 
 
 def _problems_from_validation(row: int, exc: ValidationError) -> list[CsvProblem]:
@@ -194,14 +200,27 @@ def _apply_row(
             existing = session.get(spec.model, entity_id) if entity_id else None
             if existing is None:
                 values = {k: v for k, v in cells.items() if v != ""}
-                data = spec.create_model.model_validate(values)
+                data = spec.create_model.model_validate(values, strict=False)
                 secret = spec.create(session, data, actor, now_ms)
                 if spec.entity == "suppliers":
                     result.webhook_secrets[entity_id] = secret
                 result.created += 1
             else:
+                current_url = getattr(existing, "webhook_url", None)
+                if (
+                    current_url is not None
+                    and cells.get("webhook_url") == redact_url(current_url)
+                    and cells["webhook_url"] != current_url
+                ):
+                    # a redacted export imported back: the URL stays as it is
+                    cells = {k: v for k, v in cells.items() if k != "webhook_url"}
                 patch = spec.update_model.model_validate(
-                    {k: (v if v != "" else None) for k, v in cells.items() if k != "id"}
+                    {
+                        k: (v if v != "" else None)
+                        for k, v in cells.items()
+                        if k != "id"
+                    },
+                    strict=False,  # cells are text; the models are strict for JSON
                 )
                 _, changed, *rest = spec.update(
                     session, entity_id, patch.changes(), actor, now_ms

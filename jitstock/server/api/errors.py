@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
 
 from jitstock.server.tsdb.errors import TsdbError
 
@@ -188,7 +190,10 @@ def readable_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
         elif e.get("type") == "extra_forbidden":
             msg = "unknown field"
         elif e.get("type") == "json_invalid":
-            msg = "body is not valid JSON: " + str(e.get("ctx", {}).get("error", msg))
+            # loc is ("body", character position): the field is the body itself
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            field = "body"
+            msg = f"not valid JSON{where}: " + str(e.get("ctx", {}).get("error", msg))
         out.append(
             {
                 "loc": loc,
@@ -208,6 +213,44 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse({"detail": readable_errors(exc.errors())}, status_code=422)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # Our code raises ApiError; a bare 400 is the framework failing to read the
+        # body (bytes that are not UTF-8 JSON): a wrong value of the body, so 422.
+        return JSONResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "msg": "body: not valid JSON (send UTF-8 text)",
+                        "type": "json_invalid",
+                    }
+                ]
+            },
+            status_code=422,
+        )
+    return await http_exception_handler(request, exc)
+
+
+async def _number_out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+    # A safety net: every number a route takes should be bounded in its schema; one
+    # that is not and overflows the database's 64-bit INTEGER is the client's error.
+    log.warning("unbounded number reached the database: %s", exc)
+    return JSONResponse(
+        {
+            "detail": [
+                {
+                    "loc": ["request"],
+                    "msg": "a number in the request is out of range (at most 2**63 - 1)",
+                    "type": "value_error",
+                }
+            ]
+        },
+        status_code=422,
+    )
 
 
 async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -239,6 +282,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the translations above on an app."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OverflowError, _number_out_of_range)
     app.add_exception_handler(OperationalError, _db_unavailable)
     app.add_exception_handler(TsdbError, _tsdb_error)

@@ -6,6 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
+from jitstock.server.api.schemas import MAX_LEAD_TIME_S, MAX_QTY
+
+# More than a million parts a day from one bin is a typo (and keeps products in float range).
+MAX_DAILY_DEMAND = 1_000_000.0
+
 PolicyKind = Literal["s,Q", "s,S", "R,S"]
 
 
@@ -64,17 +69,19 @@ class PolicyExplain(BaseModel):
 class PolicySettings(BaseModel):
     """A bin's replenishment settings; fields sent are changed, null clears (back to learned)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     policy: PolicyKind | None = None
     service_level: FiniteFloat | None = Field(default=None, gt=0.5, lt=1)
-    manual_min: int | None = Field(default=None, ge=0)
-    manual_max: int | None = Field(default=None, ge=1)
+    manual_min: int | None = Field(default=None, ge=0, le=MAX_QTY)
+    manual_max: int | None = Field(default=None, ge=1, le=MAX_QTY)
     review_period_days: FiniteFloat | None = Field(default=None, gt=0, le=365)
-    prior_daily_demand: FiniteFloat | None = Field(default=None, ge=0)
-    lead_time_s: int | None = Field(default=None, gt=0)
-    pack_size: int | None = Field(default=None, ge=1)
-    moq: int | None = Field(default=None, ge=0)
+    prior_daily_demand: FiniteFloat | None = Field(
+        default=None, ge=0, le=MAX_DAILY_DEMAND
+    )
+    lead_time_s: int | None = Field(default=None, gt=0, le=MAX_LEAD_TIME_S)
+    pack_size: int | None = Field(default=None, ge=1, le=MAX_QTY)
+    moq: int | None = Field(default=None, ge=0, le=MAX_QTY)
 
     def changes(self) -> dict[str, Any]:
         """Only the fields the client sent."""

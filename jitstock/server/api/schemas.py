@@ -13,6 +13,7 @@ import binascii
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
+from fastapi import Path
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,10 +33,19 @@ NAME_PATTERN = protocol.NAME_RE.pattern
 # The wire allows '/' in bin ids, but an API-managed id must fit one URL path segment.
 BIN_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 SKU_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-# A part heavier than a tonne, or a container heavier than the heaviest reading, is a typo.
+# A part heavier than a tonne, or a container heavier than the heaviest reading, is a typo;
+# a part lighter than a milligram is below any load cell's resolution (and 5e-324 g turns
+# every reading into an infinite count).
+MIN_UNIT_WEIGHT_G = 1e-3
 MAX_UNIT_WEIGHT_G = 1_000_000.0
 MAX_TARE_G = protocol.MAX_GRAMS
 MAX_QTY = 1_000_000
+# A price beyond a million per part is a typo (and keeps sums far from overflow).
+MAX_UNIT_COST = 1_000_000.0
+# Epoch milliseconds a client may send: 1970 to 2200, far inside int64 and SQLite INTEGER.
+MAX_EPOCH_MS = 7_258_118_400_000
+# The longest deadline or lead time anyone configures: five years.
+MAX_LEAD_TIME_S = 5 * 365 * 86_400
 
 SiteId = Annotated[str, Field(pattern=NAME_PATTERN, examples=["plant-1"])]
 AgentId = Annotated[str, Field(pattern=NAME_PATTERN, examples=["pi-07"])]
@@ -46,12 +56,19 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Short = Annotated[str, Field(min_length=1, max_length=100)]
 Channel = Annotated[str, Field(min_length=1, max_length=64)]
 UnitWeight = Annotated[
-    FiniteFloat, Field(gt=0, le=MAX_UNIT_WEIGHT_G, description="grams per part")
+    FiniteFloat,
+    Field(ge=MIN_UNIT_WEIGHT_G, le=MAX_UNIT_WEIGHT_G, description="grams per part"),
 ]
 Tare = Annotated[
     FiniteFloat, Field(ge=0, le=MAX_TARE_G, description="empty container, grams")
 ]
 Qty = Annotated[int, Field(ge=0, le=MAX_QTY)]
+UnitCost = Annotated[FiniteFloat, Field(ge=0, le=MAX_UNIT_COST)]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS, description="epoch milliseconds")]
+# A numeric row id in a path: SQL INTEGER is 64-bit signed, so larger is never found.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+DeadlineS = Annotated[int, Field(ge=1, le=30 * 24 * 3600)]
 Role = Literal["viewer", "manager", "admin"]
 OrderState = Literal[
     "created",
@@ -96,9 +113,14 @@ WebhookSecret = Annotated[str, Field(max_length=200), AfterValidator(_check_secr
 
 
 class Input(BaseModel):
-    """Request bodies: unknown fields are errors (a typo must not be silently ignored)."""
+    """Request bodies: unknown fields are errors (a typo must not be silently ignored).
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    Strict types: ``false`` is not 0 and 1 is not ``true`` (JSON has both, a client
+    sending the wrong one has a bug).  CSV imports, where every cell is text,
+    validate with ``strict=False``.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class Patch(Input):
@@ -157,7 +179,7 @@ class SkuCreate(Input):
     id: SkuId
     name: Name
     unit_weight_g: UnitWeight
-    unit_cost: Annotated[FiniteFloat, Field(ge=0)] | None = None
+    unit_cost: UnitCost | None = None
     barcode: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
 
@@ -167,7 +189,7 @@ class SkuUpdate(Patch):
     REQUIRED: ClassVar[frozenset[str]] = frozenset({"name", "unit_weight_g"})
     name: Name | None = None
     unit_weight_g: UnitWeight | None = None
-    unit_cost: Annotated[FiniteFloat, Field(ge=0)] | None = None
+    unit_cost: UnitCost | None = None
     barcode: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
 
@@ -192,7 +214,7 @@ class SupplierCreate(Input):
     webhook_url: WebhookUrl | None = None
     webhook_secret: WebhookSecret | None = None
     mqtt_orders: bool = False
-    ack_deadline_s: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+    ack_deadline_s: DeadlineS | None = None
     contact: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -206,7 +228,7 @@ class SupplierUpdate(Patch):
     webhook_url: WebhookUrl | None = None
     webhook_secret: WebhookSecret | None = None
     mqtt_orders: bool | None = None
-    ack_deadline_s: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] | None = None
+    ack_deadline_s: DeadlineS | None = None
     contact: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -392,7 +414,7 @@ class OrderDetail(OrderPublic):
 class AckRequest(Input):
     """A supplier's acknowledgement, optionally with a promised delivery time."""
 
-    promised_ms: Annotated[int, Field(ge=0)] | None = None
+    promised_ms: EpochMs | None = None
 
 
 class DeliverRequest(Input):

@@ -98,7 +98,9 @@ def test_bad_csv_is_rejected_whole_naming_rows_and_columns(
     r = manager.post("/api/v1/bins/import", content=text, headers=CSV)
     assert r.status_code == 422
     msgs = [e["msg"] for e in r.json()["detail"]]
-    assert msgs[0] == "row 3, column unit_weight_g: Input should be greater than 0"
+    assert msgs[0] == (
+        "row 3, column unit_weight_g: Input should be greater than or equal to 0.001"
+    )
     assert msgs[1] == "row 4, column sku_id: SKU 'no-such-sku' does not exist"
     assert msgs[2].startswith(
         "row 5, column reorder_point: Input should be a valid integer"

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from jitstock.server.api import catalog
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep, Viewer
 from jitstock.server.api.effects import bins_changed
 from jitstock.server.api.errors import Conflict
+from jitstock.server.api.schemas import MAX_EPOCH_MS, Input
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import AuditLog, Bin, BinEvent, Order
 from jitstock.server.floor import tiles
@@ -25,20 +26,20 @@ from jitstock.server.floor import tiles
 router = APIRouter(prefix="/api/v1/bins", tags=["bin page"])
 
 
-class RecountRequest(BaseModel):
+class RecountRequest(Input):
     """What was counted in the bin."""
 
     on_hand: int = Field(ge=0, le=10_000_000)
 
 
-class RecalibrateRequest(BaseModel):
+class RecalibrateRequest(Input):
     """A known count now on the scale; which calibration value to solve for."""
 
     count: int = Field(gt=0, le=10_000_000)
     solve: Literal["unit_weight", "tare"] = "unit_weight"
 
 
-class PauseRequest(BaseModel):
+class PauseRequest(Input):
     """Stop (or resume) automatic ordering for the bin."""
 
     paused: bool = True
@@ -87,8 +88,8 @@ def bin_markers(
     bin_id: str,
     session: ReadSessionDep,
     _key: Viewer,
-    start: int = 0,
-    end: int | None = None,
+    start: Annotated[int, Query(ge=0, le=MAX_EPOCH_MS)] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_EPOCH_MS)] = None,
 ) -> dict[str, Any]:
     """Orders placed and deliveries in [start, end) (epoch ms), for the history chart."""
     row = catalog.get_or_404(session, Bin, "bin", bin_id)

@@ -19,6 +19,7 @@ from jitstock.server.api.auth import key_is_live
 from jitstock.server.api.deps import CtxDep, ReadSessionDep, Viewer
 from jitstock.server.api.errors import Forbidden, NotFound
 from jitstock.server.api.routes import signin
+from jitstock.server.api.schemas import RowId
 from jitstock.server.api.timeparse import parse_instant
 from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.models import OPEN_ORDER_STATES, ApiKey, Bin, Order
@@ -144,7 +145,7 @@ def list_alerts(
 
 
 @router.post("/api/v1/alerts/{alert_id}/ack")
-def ack_alert(alert_id: int, key: Viewer, ctx: CtxDep) -> dict[str, Any]:
+def ack_alert(alert_id: RowId, key: Viewer, ctx: CtxDep) -> dict[str, Any]:
     """Acknowledge an alert ("I am on it"): any signed-in role for warnings; a critical
     alert (acknowledging a reported one resolves it) needs the manager role."""
     monitor = getattr(ctx, "alerts", None)
