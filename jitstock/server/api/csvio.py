@@ -3,6 +3,8 @@
 Accepts UTF-8 with or without the BOM Excel writes, and a ';' delimiter (what
 Excel uses in locales with a decimal comma) when the header has no ','.
 Rows are numbered as a spreadsheet shows them: the header is row 1.
+Text that a spreadsheet would run as a formula is escaped on export and
+unescaped on import (see :mod:`jitstock.server.csvcells`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jitstock.server.api.errors import CsvInvalid, CsvProblem
+from jitstock.server.csvcells import escape_formula, unescape_formula
 
 # Far beyond any plant's bin list; keeps one request from holding the write lock for minutes.
 MAX_CSV_BYTES = 5 * 1024 * 1024
@@ -95,7 +98,7 @@ def read_csv(
             (
                 n,
                 {
-                    h: (cells[i].strip() if i < len(cells) else "")
+                    h: (unescape_formula(cells[i].strip()) if i < len(cells) else "")
                     for i, h in enumerate(header)
                 },
             )
@@ -112,11 +115,13 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return repr(value)  # keeps "12.0": the column is visibly a decimal
-    return str(value)
+    if isinstance(value, int | float):
+        return str(value)  # a negative number is a number, not a formula
+    return escape_formula(str(value))
 
 
 def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    """CSV text with a header row; None as an empty cell, booleans as true/false."""
+    """CSV text with a header row; None as an empty cell, booleans as true/false, formulas escaped."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)

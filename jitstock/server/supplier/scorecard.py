@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from jitstock.server.csvcells import escape_formula
 from jitstock.server.db.models import Order
 from jitstock.server.db.supplier_models import (
     Escalation,
@@ -184,5 +185,12 @@ def scorecard_csv(cards: list[Scorecard]) -> str:
     w = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
     w.writeheader()
     for c in cards:
-        w.writerow({k: ("" if v is None else v) for k, v in asdict(c).items()})
+        w.writerow({k: _cell(v) for k, v in asdict(c).items()})
     return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    # numbers as they are; text (supplier names) never as a spreadsheet formula
+    if value is None:
+        return ""
+    return escape_formula(value) if isinstance(value, str) else value

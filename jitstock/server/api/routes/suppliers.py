@@ -1,4 +1,9 @@
-"""Suppliers: CRUD; the webhook secret is shown once, on creation or rotation."""
+"""Suppliers: CRUD; the webhook secret is shown once, on creation or rotation.
+
+Webhook URLs may carry credentials (user:password, ``?token=``): only admin keys
+see them whole, every other caller sees them redacted.  A PATCH that sends back
+the redacted form of the current URL leaves the URL alone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from jitstock.server.api import catalog
+from jitstock.server.api.auth import Principal
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep, Viewer
 from jitstock.server.api.schemas import (
     SupplierCreate,
@@ -14,16 +20,24 @@ from jitstock.server.api.schemas import (
     SupplierWithSecret,
 )
 from jitstock.server.db.models import Supplier
+from jitstock.server.redact import redact_url
 
 router = APIRouter(prefix="/api/v1/suppliers", tags=["suppliers"])
 
 
-def supplier_public(row: Supplier) -> SupplierPublic:
-    """A supplier without its secret."""
+def shown_url(url: str | None, key: Principal) -> str | None:
+    """The webhook URL as ``key`` may see it: whole for admins, redacted for the rest."""
+    if url is None or key.allows("admin"):
+        return url
+    return redact_url(url)
+
+
+def supplier_public(row: Supplier, key: Principal) -> SupplierPublic:
+    """A supplier without its secret (and without URL credentials unless key is admin)."""
     return SupplierPublic(
         id=row.id,
         name=row.name,
-        webhook_url=row.webhook_url,
+        webhook_url=shown_url(row.webhook_url, key),
         webhook_secret_set=row.webhook_secret is not None,
         mqtt_orders=row.mqtt_orders,
         ack_deadline_s=row.ack_deadline_s,
@@ -31,28 +45,28 @@ def supplier_public(row: Supplier) -> SupplierPublic:
     )
 
 
-def _with_secret(row: Supplier, secret: str) -> SupplierWithSecret:
+def _with_secret(row: Supplier, secret: str, key: Principal) -> SupplierWithSecret:
     return SupplierWithSecret(
-        **supplier_public(row).model_dump(), webhook_secret=secret
+        **supplier_public(row, key).model_dump(), webhook_secret=secret
     )
 
 
 @router.get("")
-def list_suppliers(session: ReadSessionDep, _key: Viewer) -> list[SupplierPublic]:
+def list_suppliers(session: ReadSessionDep, key: Viewer) -> list[SupplierPublic]:
     """Every supplier."""
     return [
-        supplier_public(s)
+        supplier_public(s, key)
         for s in session.scalars(select(Supplier).order_by(Supplier.id))
     ]
 
 
 @router.get("/{supplier_id}")
 def get_supplier(
-    supplier_id: str, session: ReadSessionDep, _key: Viewer
+    supplier_id: str, session: ReadSessionDep, key: Viewer
 ) -> SupplierPublic:
     """One supplier."""
     return supplier_public(
-        catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+        catalog.get_or_404(session, Supplier, "supplier", supplier_id), key
     )
 
 
@@ -63,7 +77,7 @@ def create_supplier(
     """Add a supplier; the response carries its webhook secret (generated unless given), this once."""
     row, secret = catalog.create_supplier(session, body, key.name, ctx.clock.time_ms())
     session.commit()
-    return _with_secret(row, secret)
+    return _with_secret(row, secret, key)
 
 
 @router.patch("/{supplier_id}")
@@ -75,11 +89,20 @@ def update_supplier(
     ctx: CtxDep,
 ) -> SupplierPublic:
     """Change a supplier (setting webhook_secret replaces the signing secret)."""
+    changes = body.changes()
+    current = catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    if (
+        changes.get("webhook_url") is not None
+        and current.webhook_url is not None
+        and changes["webhook_url"] == shown_url(current.webhook_url, key)
+        and changes["webhook_url"] != current.webhook_url
+    ):
+        del changes["webhook_url"]  # the redacted URL sent back unchanged
     row, _ = catalog.update_supplier(
-        session, supplier_id, body.changes(), key.name, ctx.clock.time_ms()
+        session, supplier_id, changes, key.name, ctx.clock.time_ms()
     )
     session.commit()
-    return supplier_public(row)
+    return supplier_public(row, key)
 
 
 @router.post("/{supplier_id}/rotate-secret")
@@ -91,7 +114,7 @@ def rotate_secret(
         session, supplier_id, key.name, ctx.clock.time_ms()
     )
     session.commit()
-    return _with_secret(row, secret)
+    return _with_secret(row, secret, key)
 
 
 @router.delete("/{supplier_id}", status_code=204)

@@ -1,0 +1,75 @@
+"""Webhook URLs carry credentials: only admin keys see them whole, through every way a
+supplier is read (one, list, CSV); a redacted URL sent back does not overwrite the real one."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+
+from tests.server.api.conftest import Api
+
+SECRET_URL = "https://acme-user:hunter2-pass@hooks.acme.example:8443/jit/orders?token=tok-9f8e7d&site=plant1#frag"
+REDACTED = "https://***@hooks.acme.example:8443/jit/orders?token=***&site=***#***"
+CSV = {"content-type": "text/csv"}
+
+
+def _create(admin: httpx.Client) -> None:
+    r = admin.post(
+        "/api/v1/suppliers",
+        json={"id": "acme", "name": "ACME", "webhook_url": SECRET_URL},
+    )
+    assert r.status_code == 201, r.text
+
+
+def _csv_url(client: httpx.Client) -> str:
+    r = client.get("/api/v1/suppliers.csv")
+    assert r.status_code == 200
+    (row,) = csv.DictReader(io.StringIO(r.text))
+    return row["webhook_url"]
+
+
+def test_viewers_and_managers_see_the_url_without_credentials(
+    api: Api, admin: httpx.Client, manager: httpx.Client, viewer: httpx.Client
+) -> None:
+    _create(admin)
+    for client in (viewer, manager):
+        one = client.get("/api/v1/suppliers/acme")
+        assert one.status_code == 200
+        assert one.json()["webhook_url"] == REDACTED
+        (listed,) = client.get("/api/v1/suppliers").json()
+        assert listed["webhook_url"] == REDACTED
+        assert _csv_url(client) == REDACTED
+        for text in (one.text, client.get("/api/v1/suppliers.csv").text):
+            assert "hunter2" not in text and "tok-9f8e7d" not in text
+    assert admin.get("/api/v1/suppliers/acme").json()["webhook_url"] == SECRET_URL
+    assert _csv_url(admin) == SECRET_URL
+
+
+def test_sending_the_redacted_url_back_keeps_the_real_one(
+    admin: httpx.Client, manager: httpx.Client
+) -> None:
+    _create(admin)
+    shown = manager.get("/api/v1/suppliers/acme").json()
+    r = manager.patch(
+        "/api/v1/suppliers/acme",
+        json={"name": "ACME GmbH", "webhook_url": shown["webhook_url"]},
+    )
+    assert r.status_code == 200, r.text
+    got = admin.get("/api/v1/suppliers/acme").json()
+    assert (got["name"], got["webhook_url"]) == ("ACME GmbH", SECRET_URL)
+
+    # the same through a manager's CSV export edited and imported back
+    text = manager.get("/api/v1/suppliers.csv").text.replace("ACME GmbH", "ACME AG")
+    r = manager.post("/api/v1/suppliers/import", content=text, headers=CSV)
+    assert r.status_code == 200, r.text
+    assert r.json()["updated"] == 1
+    got = admin.get("/api/v1/suppliers/acme").json()
+    assert (got["name"], got["webhook_url"]) == ("ACME AG", SECRET_URL)
+
+    # a real new URL still replaces it
+    new = "https://hooks.acme.example/v2"
+    r = manager.patch("/api/v1/suppliers/acme", json={"webhook_url": new})
+    assert r.status_code == 200
+    assert admin.get("/api/v1/suppliers/acme").json()["webhook_url"] == new
