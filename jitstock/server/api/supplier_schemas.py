@@ -162,6 +162,25 @@ class SupplyAlertPublic(Output):
     detail: dict[str, Any] | None
 
 
+class DiscrepancyPublic(Output):
+    """Units that did not match exactly at receiving (see README: receiving tolerance)."""
+
+    id: int
+    at_ms: int
+    bin_id: str
+    order_id: str | None
+    receipt_id: int | None
+    supplier_id: str | None
+    kind: str = Field(
+        description="unexplained_increase | putaway_picks | weigh_in_short | "
+        "weigh_in_over | putaway_not_seen | closed_order_receipt"
+    )
+    qty: int
+    detail: dict[str, Any] | None
+    resolved_ms: int | None
+    resolved_by: str | None
+
+
 class EscalationPublic(Output):
     """An order handed to a fallback supplier."""
 

@@ -99,6 +99,8 @@ def test_case1_refill_while_picking_receives_the_order(
             loop.order(order["id"])["delivered_qty"] == 40
         )  # the supplier delivered 40
         assert _alerts(loop, "unexplained_stock_increase") == []
+        r = loop.admin.get("/api/v1/receiving-discrepancies", params={"bin": BIN})
+        assert [(d["kind"], d["qty"]) for d in r.json()] == [("putaway_picks", 5)]
 
 
 def test_case2_short_weigh_in_leaves_no_phantom_pending(
@@ -121,6 +123,8 @@ def test_case2_short_weigh_in_leaves_no_phantom_pending(
         )
         assert loop.order(order["id"])["state"] == "closed"
         assert loop.level()["position"] == 145
+        r = loop.admin.get("/api/v1/receiving-discrepancies", params={"bin": BIN})
+        assert [(d["kind"], d["qty"]) for d in r.json()] == [("putaway_picks", 3)]
         _show(loop, dev, 49)
         second = _order(loop, 2)
         assert second["state"] in ("created", "sent")

@@ -29,6 +29,7 @@ from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
 from jitstock.server.api.schemas import OrderPublic
 from jitstock.server.api.supplier_schemas import (
     CancelRequest,
+    DiscrepancyPublic,
     EscalationPublic,
     InspectionPublic,
     InspectionRequest,
@@ -57,6 +58,7 @@ from jitstock.server.db.supplier_models import (
     Escalation,
     OrderTransition,
     Receipt,
+    ReceivingDiscrepancy,
     SupplierItem,
     SupplyAlert,
 )
@@ -547,6 +549,28 @@ def supply_alerts(
     if bin is not None:
         stmt = stmt.where(SupplyAlert.bin_id == bin)
     return [SupplyAlertPublic.model_validate(a) for a in session.scalars(stmt)]
+
+
+@router.get("/api/v1/receiving-discrepancies")
+def receiving_discrepancies(
+    session: ReadSessionDep,
+    _key: Viewer,
+    bin: str | None = None,
+    kind: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DiscrepancyPublic]:
+    """What did not match exactly at receiving (picks during put-away, short or over
+    weigh-ins, put-aways never seen, unexplained increases), newest first."""
+    stmt = (
+        select(ReceivingDiscrepancy)
+        .order_by(ReceivingDiscrepancy.id.desc())
+        .limit(limit)
+    )
+    if bin is not None:
+        stmt = stmt.where(ReceivingDiscrepancy.bin_id == bin)
+    if kind is not None:
+        stmt = stmt.where(ReceivingDiscrepancy.kind == kind)
+    return [DiscrepancyPublic.model_validate(d) for d in session.scalars(stmt)]
 
 
 @router.get("/api/v1/escalations")
