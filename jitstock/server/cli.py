@@ -9,7 +9,33 @@ import sys
 import threading
 from types import FrameType
 
-from jitstock.server.settings import ServerSettings
+from pydantic import ValidationError
+
+from jitstock.server.redact import quiet_http_client_logs
+from jitstock.server.settings import ServerSettings, SettingRefused
+
+# What the process exits with when its configuration is refused (like argparse's usage errors).
+EXIT_BAD_SETTINGS = 2
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming every refused JITSTOCK_* variable and why (values never echoed)."""
+    parts = []
+    for e in exc.errors():
+        name = "_".join(str(x) for x in e.get("loc", ()) if isinstance(x, str))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"JITSTOCK_{name.upper()}: {msg}" if name else msg)
+    return "; ".join(parts)
+
+
+def load_settings(overrides: dict[str, object]) -> ServerSettings:
+    """Settings from the environment and overrides, or SettingRefused with one readable line."""
+    try:
+        settings = ServerSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingRefused(settings_problem(exc)) from None
+    settings.check_production()
+    return settings
 
 
 def main(argv: list[str]) -> int:
@@ -22,12 +48,17 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    quiet_http_client_logs()  # httpx would log every webhook URL, credentials and all
     overrides = {
         k: v
         for k, v in (("http_host", args.host), ("http_port", args.port))
         if v is not None
     }
-    settings = ServerSettings(**overrides)
+    try:
+        settings = load_settings(overrides)
+    except SettingRefused as exc:
+        sys.stderr.write(f"jitstock server: refused: {exc}\n")
+        return EXIT_BAD_SETTINGS
 
     from jitstock.server.app import ServerApp
 

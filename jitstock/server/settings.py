@@ -9,6 +9,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "secret", "password", "admin"}
+# A production admin key must be long and random-looking: secrets.token_urlsafe(32) gives
+# 43 characters with ~25 distinct; a typed word or a repeated pattern has far fewer.
+MIN_ADMIN_KEY_CHARS = 32
+MIN_ADMIN_KEY_DISTINCT = 12
+
+
+class SettingRefused(ValueError):
+    """A setting the server will not run with; the message names it and says what to do."""
 
 
 class ServerSettings(BaseSettings):
@@ -42,7 +50,7 @@ class ServerSettings(BaseSettings):
     )
 
     http_host: str = "127.0.0.1"
-    http_port: int = 8000
+    http_port: int = Field(default=8000, ge=0, le=65535)
     auth: Literal["on", "off"] = "on"
     bootstrap_admin_key: str | None = None
     # Dashboard sign-ins expire after this long (a 12 h shift with margin); machine keys never do.
@@ -87,19 +95,29 @@ class ServerSettings(BaseSettings):
     alert_email_to: str | None = None  # comma-separated addresses
 
     def check_production(self) -> None:
-        """Refuse placeholder secrets and open auth outside development."""
+        """Refuse placeholder secrets, weak admin keys and open auth in production (SettingRefused)."""
         if self.environment != "production":
             return
         if self.auth == "off":
-            raise ValueError(
+            raise SettingRefused(
                 "JITSTOCK_AUTH=off is for the demo only; production needs API keys"
             )
         for name in ("bootstrap_admin_key", "influx_password", "mqtt_password"):
             value = getattr(self, name)
             if value is not None and value.lower() in PLACEHOLDER_SECRETS:
-                raise ValueError(
+                raise SettingRefused(
                     f"JITSTOCK_{name.upper()} is a placeholder; set a real secret"
                 )
+        key = self.bootstrap_admin_key
+        if key is not None and (
+            len(key) < MIN_ADMIN_KEY_CHARS or len(set(key)) < MIN_ADMIN_KEY_DISTINCT
+        ):
+            raise SettingRefused(
+                f"JITSTOCK_BOOTSTRAP_ADMIN_KEY must be at least {MIN_ADMIN_KEY_CHARS} "
+                "random characters in production (it has "
+                f"{len(key)}, {len(set(key))} distinct); generate one with: "
+                'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
 
     @property
     def tsdb_file(self) -> Path:

@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from jitstock.server.private_files import ensure_private_file
+
 # How long a SQLite writer waits for the write lock before "database is locked":
 # longer than any ingest flush, short enough to surface a stuck writer.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -73,7 +75,10 @@ def _sqlite_engine(
 ) -> Engine:
     if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError(f"bad sqlite_synchronous {synchronous!r}")
-    in_memory = make_url(url).database in (None, "", ":memory:")
+    database = make_url(url).database
+    in_memory = database in (None, "", ":memory:") or "mode=memory" in url
+    if not in_memory and database is not None and not database.startswith("file:"):
+        ensure_private_file(database)  # it holds webhook secrets
     kwargs: dict[str, Any] = {
         "echo": echo,
         "connect_args": {"check_same_thread": False},

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.private_files import ensure_private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -47,6 +48,7 @@ class Spool:
             )
         self._clock = clock
         self._lock = threading.Lock()
+        ensure_private_file(path)
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None
         )

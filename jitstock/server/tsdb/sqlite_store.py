@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jitstock.ratelog import RateLimitedLog
+from jitstock.server.private_files import ensure_private_file
 from jitstock.server.tsdb.errors import InvalidPoint
 from jitstock.server.tsdb.model import (
     Agg,
@@ -80,6 +81,7 @@ class SqliteStore:
                 f"synchronous must be OFF/NORMAL/FULL/EXTRA, not {synchronous!r}"
             )
         self._lock = threading.Lock()
+        ensure_private_file(path)
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None
         )
