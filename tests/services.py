@@ -10,6 +10,7 @@ import pytest
 
 from jitstock.bench import services as _services
 from jitstock.bench.services import Process, ServiceMissing, free_port, wait_port
+from tests.waits import WAIT_S
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 START_TIMEOUT_S = _services.START_TIMEOUT_S
@@ -59,3 +60,7 @@ class InfluxDB(_services.InfluxDB):
         super().__init__(
             workdir, port, auth, binary=find_binary("influxd", "/usr/bin/influxd")
         )
+
+    def wait_ready(self, timeout: float = WAIT_S) -> None:
+        """As the service's own, with the tests' generous bound (influxd loads slowly when busy)."""
+        super().wait_ready(timeout)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.waits import WAIT_S
+
 
 class ManualClock:
     """A Clock the test moves by hand (sleep advances it)."""
@@ -73,7 +75,7 @@ class RecordingSink:
         with self._cond:
             return [(ok, fault) for b, ok, fault in self.health if b == bin]
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
         """Wait until predicate() holds (re-checked on every event); fail on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:

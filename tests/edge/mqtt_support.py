@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,8 +10,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-# Generous bound for waits on real processes on a shared 2-core machine (not a speed assertion).
-WAIT_S = 30.0
+from tests.waits import WAIT_S, wait_until
 
 
 @dataclass(frozen=True)
@@ -83,12 +81,7 @@ class Collector:
     def wait_for(
         self, pred: Callable[[], bool], timeout: float = WAIT_S, what: str = ""
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what or pred}")
+        wait_until(pred, timeout, interval=0.05, what=what or str(pred))
 
     def wait_seqs(self, last: int, timeout: float = WAIT_S) -> None:
         self.wait_for(lambda: last in set(self.seqs()), timeout, f"seq {last}")

@@ -25,6 +25,7 @@ from tests.edge.mqtt_support import (
     publish_retained,
 )
 from tests.services import Mosquitto
+from tests.waits import WAIT_S
 
 SITE, AGENT = "plant1", "pi-1"
 BINS = ("B1", "B2", "B3")
@@ -468,7 +469,7 @@ def test_sigkill_leaves_offline_will_and_restart_resends_everything_in_order(
         time.sleep(1.0)
         # SIGTERM: clean shutdown, exit code 0, retained offline
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert proc.wait(WAIT_S) == 0
         sub.wait_for(
             lambda: last_status(sub).state == "offline", what="offline after SIGTERM"
         )

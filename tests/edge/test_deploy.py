@@ -17,6 +17,7 @@ from jitstock.edge.outbox import Outbox
 from jitstock.edge.publisher import BrokerConfig, Publisher
 from tests.edge.mqtt_support import Collector
 from tests.services import Mosquitto, find_binary
+from tests.waits import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"jitstock-server": "server-pw", "pi-1": "pi-1-pw", "pi-2": "pi-2-pw"}
@@ -105,7 +106,7 @@ def test_wrong_password_is_refused_and_counted(
     )
     pub.start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + WAIT_S
         while pub.stats["connect_failures"] < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pub.stats["connect_failures"] >= 2

@@ -12,11 +12,12 @@ import serial
 
 from jitstock.clock import ScaledClock
 from jitstock.firmware_sim.scale import SimulatedScale
+from tests.waits import WAIT_S
 
 STREAM_RE = re.compile(rb"^(ST|US),GS,[+-]\d+\.\d{1,4} (g|kg|lb)\r\n$")
 
 
-def read_lines(port: serial.Serial, n: int, timeout: float = 5.0) -> list[bytes]:
+def read_lines(port: serial.Serial, n: int, timeout: float = WAIT_S) -> list[bytes]:
     lines: list[bytes] = []
     deadline = time.monotonic() + timeout
     while len(lines) < n and time.monotonic() < deadline:

@@ -11,6 +11,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.waits import WAIT_S
+
 
 class HandDevice:
     """Publishes hand-written JSON batches for one agent over QoS 1."""
@@ -45,7 +47,7 @@ class HandDevice:
         info = self.client.publish(
             f"jit/v1/{self.site}/{self.agent}/{kind}", json.dumps(body), qos=1
         )
-        info.wait_for_publish(timeout=10)
+        info.wait_for_publish(timeout=WAIT_S)
 
     def count(
         self, bin_id: str, n: int, *, ts_ms: int | None = None, stable: bool = True

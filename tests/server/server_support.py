@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,11 @@ from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
 from jitstock.server.settings import ServerSettings
 from tests.services import free_port, wait_port
+
+# re-exported: the server tests import their waits from here
+from tests.waits import WAIT_S as WAIT_S
+from tests.waits import wait_progress as wait_progress
+from tests.waits import wait_until as wait_until
 
 
 def seed(
@@ -56,7 +60,7 @@ def running_app(**settings: Any) -> Iterator[tuple[ServerApp, str]]:
     app.start()
     thread = threading.Thread(target=app.serve, daemon=True)
     thread.start()
-    wait_port(port)
+    wait_port(port, timeout=WAIT_S)
     try:
         yield app, f"http://127.0.0.1:{port}"
     finally:
@@ -87,7 +91,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_port(self.port, timeout=30)
+        wait_port(self.port, timeout=WAIT_S)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, nothing flushed."""
@@ -103,23 +107,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def wait_until(
-    predicate: Callable[[], Any],
-    timeout: float,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> Any:
-    """Poll until predicate() is truthy; return its value or fail with `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def api_get(base_url: str, path: str) -> Any:

@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from jitstock.server.seed import BinSeed, SupplierSeed
 from tests.server.server_support import running_app, seed, wait_until
+from tests.waits import WAIT_S
 
 SITE = "plant1"
 UNIT_G = 10.0
@@ -31,7 +32,7 @@ UNIT_G = 10.0
 SILENT_S = 5.0
 PLC_PERIOD_S = 0.3
 # Generous: a loaded 2-core CI box.
-DEADLINE_S = 30.0
+DEADLINE_S = WAIT_S
 
 
 def now_ms() -> int:

@@ -22,6 +22,7 @@ from jitstock.server.reorder import maybe_reorder
 from jitstock.server.webhooks import parse_retry_after
 from tests.server.db_factories import SITE, SKU, SUPPLIER, seed
 from tests.services import free_port
+from tests.waits import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[2]
 # Retries a test can wait for: milliseconds, not the production seconds.
@@ -102,7 +103,7 @@ def _audit_actions(factory, order_id: str) -> list[str]:
         return list(s.scalars(q))
 
 
-def _wait_state(factory, order_id: str, state: str, timeout: float = 10.0) -> Order:
+def _wait_state(factory, order_id: str, state: str, timeout: float = WAIT_S) -> Order:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         order = _order(factory, order_id)
@@ -258,7 +259,7 @@ def test_wake_sends_at_once_without_waiting_for_the_poll(
         time.sleep(0.1)  # let the worker go idle first
         order_id = _create_order(db.factory, bin_id, REAL_CLOCK.time_ms())
         dispatcher.wake()
-        got = receiver.wait_for(1, timeout=10.0)
+        got = receiver.wait_for(1)
     assert got[0].headers["webhook-id"] == order_id
 
 
@@ -333,7 +334,7 @@ def test_dispatcher_killed_between_claim_and_send_is_retried_once_by_the_next(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S
         while (
             not marker.exists() and proc.poll() is None and time.monotonic() < deadline
         ):

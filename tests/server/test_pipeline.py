@@ -22,12 +22,15 @@ from jitstock.firmware_sim.scale import SimulatedScale
 from jitstock.server.db.models import Order
 from jitstock.server.db.secrets import new_webhook_secret
 from jitstock.server.db.session import make_engine, make_session_factory, transaction
+from jitstock.server.dispatch import MIN_CLAIM_LEASE_S
 from jitstock.server.seed import BinSeed, SupplierSeed
 from tests.server.server_support import (
+    WAIT_S,
     ServerProcess,
     api_get,
     running_app,
     seed,
+    wait_progress,
     wait_until,
 )
 from tests.server.webhook_receiver import WebhookReceiver
@@ -113,14 +116,12 @@ def test_pick_reaches_api_within_2s_and_is_in_influxdb(
     ):
         wait_until(
             lambda: (level(base) or {}).get("on_hand") == 100,
-            15,
             what="first level of 100",
         )
         sc.pick(3)
         picked = time.monotonic()
         wait_until(
             lambda: (level(base) or {}).get("on_hand") == 97,
-            5,
             what="level 97 after the pick",
         )
         elapsed = time.monotonic() - picked
@@ -187,14 +188,12 @@ def test_one_trigger_one_signed_webhook_across_resend_and_sigkill(
         ):
             wait_until(
                 lambda: (level(server.url) or {}).get("on_hand") == 100,
-                15,
                 what="first level",
             )
             sc.pick(12)  # 88 <= 90: the decision
-            wait_until(orders, 10, what="the order to be decided")
+            wait_until(orders, what="the order to be decided")
             wait_until(
                 lambda: len(receiver.received) >= 2,
-                10,
                 what="dispatch attempts against the 503s",
             )
             server.kill()
@@ -208,11 +207,15 @@ def test_one_trigger_one_signed_webhook_across_resend_and_sigkill(
 
             receiver.clear_script()  # the supplier is back
             server.start()
-            wait_until(receiver.accepted, 15, what="the webhook to be accepted")
+            # a kill during a claimed attempt leaves its lease behind: the order waits it out
+            wait_until(
+                receiver.accepted,
+                MIN_CLAIM_LEASE_S + WAIT_S,
+                what="the webhook to be accepted",
+            )
             sc.pick(1)
             wait_until(
                 lambda: (level(server.url) or {}).get("on_hand") == 85,
-                10,
                 what="later picks applied",
             )
             time.sleep(1.0)  # room for a wrong second order to show up
@@ -284,7 +287,7 @@ def test_influxdb_outage_loses_nothing_and_doubles_nothing(
                 p.encode_readings(p.ReadingsBatch("pi-1", seq, now, readings)),
                 qos=1,
             )
-            info.wait_for_publish(5)
+            info.wait_for_publish(WAIT_S)
             published += len(readings)
             time.sleep(pause_s)
 
@@ -305,9 +308,9 @@ def test_influxdb_outage_loses_nothing_and_doubles_nothing(
         )
         influxdb_private.start()
         send(20, 0.02)
-        wait_until(
-            lambda: app.tsdb.stats()["spool_points"] == 0,
-            30,
+        wait_progress(
+            lambda: app.tsdb.stats()["spool_points"],
+            lambda left: left == 0,
             interval=0.2,
             what="the spool to drain",
         )
@@ -316,9 +319,9 @@ def test_influxdb_outage_loses_nothing_and_doubles_nothing(
             res = influxdb_private.query("SELECT count(grams) FROM bin_level", db="jit")
             return res["series"][0]["values"][0][1] if "series" in res else 0
 
-        wait_until(
-            lambda: stored() >= published,
-            20,
+        wait_progress(
+            stored,
+            lambda n: n >= published,
             interval=0.2,
             what=f"{published} points in InfluxDB",
         )

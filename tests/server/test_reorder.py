@@ -20,6 +20,7 @@ from jitstock.server.reorder import (
 )
 from jitstock.server.supplier.receiving import expire_putaways
 from tests.server.db_factories import SUPPLIER, seed
+from tests.waits import WAIT_S
 
 NOW = 1_700_000_000_000
 READING = {"reading": {"agent": "pi-1", "seq": 7, "ts_ms": NOW - 20, "grams": 84.0}}
@@ -156,7 +157,7 @@ def test_two_processes_deciding_at_once_create_exactly_one_order(db, lock_first)
     # SQLite's BEGIN IMMEDIATE and behind lock_bin the second waits for the first.
     barrier_inside = db.engine.dialect.name == "postgresql" and not lock_first
     engines = [make_engine(db.url) for _ in range(2)]
-    barrier = threading.Barrier(2, timeout=10)
+    barrier = threading.Barrier(2, timeout=WAIT_S)
     results: list[object] = []
     errors: list[BaseException] = []
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.waits import WAIT_S
+
 
 @dataclass
 class Received:
@@ -84,7 +86,7 @@ class WebhookReceiver:
         with self._cond:
             self._script.clear()
 
-    def wait_for(self, n: int, timeout: float = 10.0) -> list[Received]:
+    def wait_for(self, n: int, timeout: float = WAIT_S) -> list[Received]:
         """Block until at least ``n`` requests arrived; return them all."""
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.received) >= n, timeout):

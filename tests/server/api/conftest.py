@@ -24,11 +24,12 @@ from jitstock.server.settings import ServerSettings
 from jitstock.server.state import SqlState
 from jitstock.server.tsdb import TimeSeriesStore, open_store
 from tests.services import free_port
+from tests.waits import WAIT_S
 
 # Any fixed instant: tests compare times the API stamps with this clock.
 START_MS = 1_800_000_000_000
 # Generous: a loaded 2-core CI box may take a while to import and bind.
-SERVER_START_TIMEOUT_S = 10.0
+SERVER_START_TIMEOUT_S = WAIT_S
 
 
 class ManualClock:

@@ -414,10 +414,10 @@ class Stream:
             self._client.close()
 
     def wait_open(self) -> None:
-        wait_until(lambda: "event: hello" in self.lines, 10, what="the hello event")
+        wait_until(lambda: "event: hello" in self.lines, what="the hello event")
 
     def wait_ended(self) -> None:
-        wait_until(self.ended.is_set, 10, what="the stream to end")
+        wait_until(self.ended.is_set, what="the stream to end")
 
 
 def with_hub(api: Api, key_check_s: float) -> LiveHub:
@@ -461,7 +461,7 @@ def test_revoking_the_session_closes_its_open_event_stream_at_once(
         assert r.status_code == 204
     stream.wait_ended()
     assert stream.status == 200
-    wait_until(lambda: hub.subscribers == 0, 10, what="the subscriber gone")
+    wait_until(lambda: hub.subscribers == 0, what="the subscriber gone")
     assert me_status(api, key) == 401
 
 
@@ -518,7 +518,7 @@ def test_with_auth_off_the_page_needs_no_session_and_the_stream_stays_open(
     stream = Stream(api)
     stream.wait_open()
     # several key re-checks later it is still open: there is no key to expire
-    wait_until(lambda: ": keepalive" in stream.lines, 10, what="a keep-alive")
+    wait_until(lambda: ": keepalive" in stream.lines, what="a keep-alive")
     assert not stream.ended.is_set()
     hub.stop()  # as the server does on shutdown: every open stream ends
     stream.wait_ended()

@@ -91,9 +91,7 @@ class Loop:
 
     def wait_order(self, what: str = "an order", n: int = 1) -> list[Order]:
         """Wait until n orders exist."""
-        return wait_until(
-            lambda: len(self.orders()) >= n and self.orders(), 15, what=what
-        )
+        return wait_until(lambda: len(self.orders()) >= n and self.orders(), what=what)
 
 
 def events_of(

@@ -36,19 +36,19 @@ def test_unacknowledged_order_escalates_to_the_fallback(
             json={"sku_id": "SKU-1", "priority": 1, "quoted_lead_time_s": 60},
         )
         assert r.status_code == 200, r.text
-        wait_until(lambda: loop.level().get("on_hand") == 30, 15, what="first level")
+        wait_until(lambda: loop.level().get("on_hand") == 30, what="first level")
         floor.scale.pick(12)
         (first,) = loop.wait_order()
         assert first.supplier_id == "A"
-        wait_until(lambda: order_webhooks(loop.a), 10, what="A to get the order")
+        wait_until(lambda: order_webhooks(loop.a), what="A to get the order")
 
         # A stays silent: B gets the bridging order, A's is cancelled by webhook
-        wait_until(lambda: order_webhooks(loop.b), 10, what="B's bridging order")
+        wait_until(lambda: order_webhooks(loop.b), what="B's bridging order")
         (bridge,) = order_webhooks(loop.b)
         assert bridge["qty"] == 40
         assert bridge["trigger"]["escalated_from"] == first.id
         cancelled = wait_until(
-            lambda: events_of(loop.a, "order.cancelled"), 10, what="A's cancellation"
+            lambda: events_of(loop.a, "order.cancelled"), what="A's cancellation"
         )
         assert [e["data"]["id"] for e in cancelled] == [first.id]
         assert loop.order(first.id)["state"] == "cancelled"
@@ -79,9 +79,7 @@ def test_unacknowledged_order_escalates_to_the_fallback(
         # B delivers: the refill receives B's order by weight; A's stays cancelled
         floor.scale.refill(40)
         bridge_id = bridge["id"]
-        wait_until(
-            lambda: loop.order(bridge_id)["state"] == "closed", 10, what="B closed"
-        )
+        wait_until(lambda: loop.order(bridge_id)["state"] == "closed", what="B closed")
         assert loop.order(first.id)["state"] == "cancelled"
         assert loop.level()["on_hand"] == 58
         card = loop.admin.get("/api/v1/suppliers/A/scorecard").json()

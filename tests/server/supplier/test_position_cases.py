@@ -32,7 +32,7 @@ def plant(
         dev = HandDevice(mqtt_url, SITE, "pi-1", unit_g=UNIT_G, tare_g=TARE_G)
         try:
             dev.count(BIN, start)
-            wait_until(lambda: loop.level()["on_hand"] == start, 15, what="level")
+            wait_until(lambda: loop.level()["on_hand"] == start, what="level")
             yield loop, dev
         finally:
             dev.close()
@@ -41,7 +41,7 @@ def plant(
 def _show(loop: Loop, dev: HandDevice, n: int) -> dict[str, Any]:
     dev.count(BIN, n)
     return wait_until(
-        lambda: (lvl := loop.level())["on_hand"] == n and lvl, 15, what=f"level {n}"
+        lambda: (lvl := loop.level())["on_hand"] == n and lvl, what=f"level {n}"
     )
 
 
@@ -86,9 +86,7 @@ def test_case1_refill_while_picking_receives_the_order(
             == 200
         )
         lvl = _show(loop, dev, 18 + 35)
-        wait_until(
-            lambda: loop.order(order["id"])["state"] == "closed", 10, what="closed"
-        )
+        wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
         lvl = loop.level()
         assert (lvl["on_order_qty"], lvl["pending_delivery_qty"], lvl["position"]) == (
             0,
@@ -118,9 +116,7 @@ def test_case2_short_weigh_in_leaves_no_phantom_pending(
         assert r.status_code == 201, r.text
         assert loop.level()["pending_delivery_qty"] == 100
         _show(loop, dev, 48 + 97)
-        wait_until(
-            lambda: loop.level()["pending_delivery_qty"] == 0, 10, what="pending 0"
-        )
+        wait_until(lambda: loop.level()["pending_delivery_qty"] == 0, what="pending 0")
         assert loop.order(order["id"])["state"] == "closed"
         assert loop.level()["position"] == 145
         r = loop.admin.get("/api/v1/receiving-discrepancies", params={"bin": BIN})
@@ -146,16 +142,14 @@ def test_case3_4_balance_of_a_partial_delivery(tmp_path: Path, mosquitto) -> Non
         )
         _show(loop, dev, 108)
         wait_until(
-            lambda: loop.order(order["id"])["state"] == "part_received", 10, what="part"
+            lambda: loop.order(order["id"])["state"] == "part_received", what="part"
         )
         lvl = loop.level()
         assert (lvl["on_order_qty"], lvl["position"]) == (40, 148)
         trigger = loop.order(order["id"])["trigger"]["position"]
         assert trigger["on_order"] == 0  # the rule's view when it fired
         _show(loop, dev, 148)
-        wait_until(
-            lambda: loop.order(order["id"])["state"] == "closed", 10, what="closed"
-        )
+        wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
         assert loop.order(order["id"])["delivered_qty"] == 100
         assert loop.level()["on_order_qty"] == 0
         assert _alerts(loop, "unexplained_stock_increase") == []
@@ -168,7 +162,7 @@ def test_case5_one_pick_never_escalates(tmp_path: Path, mosquitto) -> None:
         dev.count(BIN, 150, ts_ms=int(time.time() * 1000) - 2 * 3_600_000)
         _show(loop, dev, 40)
         order = _order(loop)
-        wait_until(lambda: order_webhooks(loop.a), 10, what="A has the order")
+        wait_until(lambda: order_webhooks(loop.a), what="A has the order")
         for _ in range(3):
             assert loop.app.escalator.run_once() == []
         assert loop.admin.get("/api/v1/escalations").json() == []
@@ -191,7 +185,7 @@ def test_case6_supplier_cancel_moves_demand_to_fallback(
         assert (r.status_code, r.json()["state"]) == (200, "cancelled"), r.text
         fallback = loop.orders(supplier_id="B")
         assert [o.qty for o in fallback] == [40]
-        wait_until(lambda: order_webhooks(loop.b), 10, what="B receives the order")
+        wait_until(lambda: order_webhooks(loop.b), what="B receives the order")
         assert len(_alerts(loop, "order_cancelled_by_supplier")) == 1
         _show(loop, dev, 17)
         assert [o.supplier_id for o in loop.orders()] == ["A", "B"]
@@ -202,18 +196,16 @@ def test_case6_webhook_4xx_moves_demand_to_fallback(tmp_path: Path, mosquitto) -
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
         loop.a.script(400)
         _show(loop, dev, 18)
-        wait_until(lambda: loop.orders(state="failed"), 15, what="A's order failed")
+        wait_until(lambda: loop.orders(state="failed"), what="A's order failed")
         wait_until(
             lambda: (
                 [(o.supplier_id, o.state) for o in loop.orders()][1:] == [("B", "sent")]
             ),
-            15,
             what="B's order sent",
         )
         assert len(order_webhooks(loop.b)) == 1
         wait_until(
             lambda: _open_alerts(loop, "order_failed"),
-            15,
             what="one order_failed alert",
         )
         assert len(_open_alerts(loop, "order_failed")) == 1
@@ -231,7 +223,6 @@ def test_case7_scan_of_a_cancelled_order_is_alerted(tmp_path: Path, mosquitto) -
         dev.scan(label_code(order["id"]))
         wait_until(
             lambda: _alerts(loop, "receiving_closed_order_receipt"),
-            10,
             what="the delivered-twice alert",
         )
         assert loop.order(order["id"])["state"] == "cancelled"
@@ -283,21 +274,18 @@ def test_case11_one_alert_per_escalation_resolved_when_closed(
         first = _order(loop)
         wait_until(
             lambda: loop.app.clock.time_ms() > first["created_ms"] + 1500,
-            5,
             what="1.5 s",
         )
         done = loop.app.escalator.run_once()
         assert [d["action"] for d in done] == ["cancelled"]
         loop.app.alerts.run_full()
-        wait_until(lambda: _open_alerts(loop, "order_escalated"), 10, what="alert")
+        wait_until(lambda: _open_alerts(loop, "order_escalated"), what="alert")
         about_first = [a for a in _open_alerts(loop) if a["order_id"] == first["id"]]
         assert [a["kind"] for a in about_first] == ["order_escalated"]
         # B delivers: its order closes, the escalation incident resolves by itself
         bridge = loop.orders(supplier_id="B")[0]
         _show(loop, dev, 18 + 40)
-        wait_until(
-            lambda: loop.order(bridge.id)["state"] == "closed", 10, what="closed"
-        )
+        wait_until(lambda: loop.order(bridge.id)["state"] == "closed", what="closed")
         loop.app.alerts.run_full()
         assert [a for a in _open_alerts(loop) if a["order_id"] == first["id"]] == []
 
@@ -309,7 +297,7 @@ def test_case11_viewer_cannot_resolve_a_critical_alert(
         loop.a.script(400)
         _show(loop, dev, 18)
         (alert,) = wait_until(
-            lambda: _open_alerts(loop, "order_failed"), 15, what="order_failed alert"
+            lambda: _open_alerts(loop, "order_failed"), what="order_failed alert"
         )
         r = loop.admin.post("/api/v1/keys", json={"name": "wall", "role": "viewer"})
         assert r.status_code == 201, r.text
@@ -338,7 +326,7 @@ def test_case13_unstable_reading_stays_out_of_history(
         t0 = int(time.time() * 1000)
         dev.count(BIN, 60, stable=False)
         dev.count(BIN, 20)
-        wait_until(lambda: loop.level()["last_seen_ms"] >= t0, 10, what="readings in")
+        wait_until(lambda: loop.level()["last_seen_ms"] >= t0, what="readings in")
         assert loop.level()["on_hand"] == 20
         r = loop.admin.get(
             f"/api/v1/bins/{BIN}/history",
@@ -366,7 +354,7 @@ def test_case9_scan_only_into_bins_the_station_may_receive_into(
         try:
             station.scan(label_code(order["id"]))
             wait_until(
-                lambda: _alerts(loop, "scan_not_allowed"), 10, what="the refusal alert"
+                lambda: _alerts(loop, "scan_not_allowed"), what="the refusal alert"
             )
             assert loop.admin.get(f"/api/v1/orders/{order['id']}/receipts").json() == []
             r = loop.admin.patch("/api/v1/agents/dock-2", json={"receive_bins": ["*"]})
@@ -374,7 +362,6 @@ def test_case9_scan_only_into_bins_the_station_may_receive_into(
             station.scan(label_code(order["id"]))
             wait_until(
                 lambda: loop.order(order["id"])["state"] == "received",
-                10,
                 what="received",
             )
         finally:

@@ -17,10 +17,10 @@ from tests.server.supplier.conftest import (
 
 
 def _drive_to_order(loop: Loop, floor, pick: int) -> str:
-    wait_until(lambda: loop.level().get("on_hand") == 30, 15, what="first level 30")
+    wait_until(lambda: loop.level().get("on_hand") == 30, what="first level 30")
     floor.scale.pick(pick)
     (order,) = loop.wait_order()
-    wait_until(lambda: order_webhooks(loop.a), 10, what="A to receive the order")
+    wait_until(lambda: order_webhooks(loop.a), what="A to receive the order")
     return order.id
 
 
@@ -50,15 +50,13 @@ def test_ack_ship_dock_scan_then_scale_confirms(tmp_path: Path, mosquitto) -> No
         assert label.headers["content-type"] == "image/svg+xml"
         assert label.content.lstrip().startswith((b"<?xml", b"<svg"))
         floor.scanner.scan(label_code(oid))
-        wait_until(
-            lambda: loop.order(oid)["state"] == "received", 10, what="dock receipt"
-        )
+        wait_until(lambda: loop.order(oid)["state"] == "received", what="dock receipt")
         level = loop.level()
         assert (level["on_hand"], level["pending_delivery_qty"]) == (18, 40)
 
         # the goods go into the bin: its scale confirms the put-away and closes the order
         floor.scale.refill(40)
-        wait_until(lambda: loop.order(oid)["state"] == "closed", 10, what="closed")
+        wait_until(lambda: loop.order(oid)["state"] == "closed", what="closed")
         level = loop.level()
         assert (level["on_hand"], level["pending_delivery_qty"]) == (58, 0)
         history = loop.admin.get(f"/api/v1/orders/{oid}/transitions").json()
@@ -87,9 +85,7 @@ def test_ack_ship_dock_scan_then_scale_confirms(tmp_path: Path, mosquitto) -> No
         assert order.delivered_ms > order.sent_ms
         assert order.delivered_qty == 40
         # A heard about every step it cares about, signed
-        wait_until(
-            lambda: len(events_of(loop.a)) >= 4, 10, what="A's lifecycle webhooks"
-        )
+        wait_until(lambda: len(events_of(loop.a)) >= 4, what="A's lifecycle webhooks")
         assert [e["type"] for e in events_of(loop.a)] == [
             "order.acknowledged",
             "order.shipped",
@@ -114,7 +110,7 @@ def test_95_of_100_delivered_10_rejected(tmp_path: Path, mosquitto) -> None:
         assert a.post(f"/api/v1/orders/{oid}/ack", json={}).status_code == 200
         assert a.post(f"/api/v1/orders/{oid}/ship", json={"qty": 95}).status_code == 200
         floor.scanner.scan(label_code(oid))
-        wait_until(lambda: loop.order(oid)["state"] == "received", 10, what="receipt")
+        wait_until(lambda: loop.order(oid)["state"] == "received", what="receipt")
         (receipt,) = loop.admin.get(f"/api/v1/orders/{oid}/receipts").json()
         assert (receipt["qty"], receipt["status"]) == (95, "awaiting_inspection")
 
@@ -126,13 +122,13 @@ def test_95_of_100_delivered_10_rejected(tmp_path: Path, mosquitto) -> None:
         # rejected units never count: 85 pending for the bin, not 95
         assert loop.level()["pending_delivery_qty"] == 85
         # a replacement for the shortfall (5 short + 10 rejected) goes to A
-        wait_until(lambda: len(order_webhooks(loop.a)) >= 2, 10, what="replacement")
+        wait_until(lambda: len(order_webhooks(loop.a)) >= 2, what="replacement")
         replacement = order_webhooks(loop.a)[1]
         assert replacement["qty"] == 15
         assert replacement["trigger"]["replaces"] == oid
 
         floor.scale.refill(85)
-        wait_until(lambda: loop.order(oid)["state"] == "closed", 10, what="closed")
+        wait_until(lambda: loop.order(oid)["state"] == "closed", what="closed")
         level = loop.level()
         assert (level["on_hand"], level["pending_delivery_qty"]) == (18 + 85, 0)
 
@@ -170,13 +166,12 @@ def test_refill_without_an_open_order_is_unexplained(tmp_path: Path, mosquitto) 
         supplier_loop(tmp_path, mosquitto.url, reorder_point=5) as loop,
         shop_floor(tmp_path, mosquitto.url, 30) as floor,
     ):
-        wait_until(lambda: loop.level().get("on_hand") == 30, 15, what="first level")
+        wait_until(lambda: loop.level().get("on_hand") == 30, what="first level")
         floor.scale.refill(25)
         alerts = wait_until(
             lambda: loop.admin.get(
                 "/api/v1/supply-alerts", params={"kind": "unexplained_stock_increase"}
             ).json(),
-            10,
             what="the unexplained-increase alert",
         )
         assert [(a["bin_id"], a["detail"]["delta"], a["order_id"]) for a in alerts] == [
@@ -188,7 +183,7 @@ def test_refill_without_an_open_order_is_unexplained(tmp_path: Path, mosquitto) 
         # with an order open, a refill far from its quantity closes nothing either
         floor.scale.pick(52)  # 3 <= 5: order of 40
         (order,) = loop.wait_order()
-        wait_until(lambda: loop.order(order.id)["state"] == "sent", 10, what="sent")
+        wait_until(lambda: loop.order(order.id)["state"] == "sent", what="sent")
         floor.scale.refill(5)  # not a quarter of the order: no partial delivery either
         wait_until(
             lambda: (
@@ -200,7 +195,6 @@ def test_refill_without_an_open_order_is_unexplained(tmp_path: Path, mosquitto) 
                 )
                 == 2
             ),
-            10,
             what="second alert",
         )
         assert loop.order(order.id)["state"] == "sent"

@@ -60,7 +60,7 @@ def test_illegal_transitions_are_409_with_a_message(tmp_path: Path, mosquitto) -
     with supplier_loop(tmp_path, mosquitto.url) as loop:
         oid = _order(loop, "B1")
         a = loop.supplier_key("A")
-        wait_until(lambda: loop.order(oid)["state"] == "sent", 10, what="sent")
+        wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
         r = a.post(f"/api/v1/orders/{oid}/ship", json={"carrier_ref": "UPS-1"})
         assert (r.status_code, r.json()["state"], r.json()["asn_qty"]) == (
             200,
@@ -167,10 +167,10 @@ def test_secret_rotation_signs_with_both_secrets(tmp_path: Path, mosquitto) -> N
         new = r.json()["webhook_secret"]
         assert new != old
         oid = _order(loop, "B1")
-        wait_until(lambda: order_webhooks(loop.a), 10, what="the order webhook")
+        wait_until(lambda: order_webhooks(loop.a), what="the order webhook")
         a = loop.supplier_key("A")
         assert a.post(f"/api/v1/orders/{oid}/ack", json={}).status_code == 200
-        wait_until(lambda: events_of(loop.a), 10, what="the ack event")
+        wait_until(lambda: events_of(loop.a), what="the ack event")
         got = [r for r in loop.a.received if r.verified]
         assert len(got) == 2  # the order and its acknowledgement event
         for req in got:
@@ -187,7 +187,7 @@ def test_secret_rotation_signs_with_both_secrets(tmp_path: Path, mosquitto) -> N
                 .values(webhook_secret_previous_until_ms=loop.app.clock.time_ms() - 1)
             )
         assert a.post(f"/api/v1/orders/{oid}/ship", json={}).status_code == 200
-        wait_until(lambda: len(loop.a.received) >= 3, 10, what="the ship event")
+        wait_until(lambda: len(loop.a.received) >= 3, what="the ship event")
         last = loop.a.received[-1]
         assert len(last.headers["webhook-signature"].split()) == 1
         assert Webhook(new).verify(last.body, last.headers)

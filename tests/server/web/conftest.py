@@ -26,6 +26,7 @@ from jitstock.server.settings import ServerSettings
 from tests.server.server_support import seed, wait_until
 from tests.server.webhook_receiver import WebhookReceiver
 from tests.services import Mosquitto, find_binary, free_port, wait_port
+from tests.waits import BROWSER_WAIT_MS
 
 UNIT_G = 12.5
 TARE_G = 500.0
@@ -200,7 +201,6 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
                     lambda b=b, n=n: (
                         p.level(b).get("on_hand") == n and p.level(b)["last_seen_ms"]
                     ),
-                    20,
                     what=f"{b} at {n}",
                 )
             yield p
@@ -239,11 +239,11 @@ def sign_in(
 ) -> None:
     """Fill the page's sign-in form (an API key, or user and password) and wait until it is gone."""
     form = page.locator("#signin")
-    form.wait_for(state="visible", timeout=10_000)
+    form.wait_for(state="visible", timeout=BROWSER_WAIT_MS)
     if key is not None:
         page.fill("#signin-key", key)
     else:
         page.fill("#signin-user", user)
         page.fill("#signin-pass", password)
     page.click("#signin-form button[type=submit]")
-    form.wait_for(state="hidden", timeout=10_000)
+    form.wait_for(state="hidden", timeout=BROWSER_WAIT_MS)

@@ -11,6 +11,7 @@ from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.session import transaction
 from tests.server.server_support import wait_until
 from tests.server.web.conftest import ARTIFACTS, Plant, open_page
+from tests.waits import BROWSER_WAIT_MS
 
 # What "live" means in the issue: a change on the page within 1 s of the reading reaching the server.
 LIVE_BUDGET_MS = 1000
@@ -26,7 +27,7 @@ def test_pick_updates_the_tile_live_and_low_stock_shows_status_and_order_badge(
     page = open_page(browser, plant)
     try:
         b1 = tile(page, "B1")
-        b1.locator(".t-count").filter(has_text="100").wait_for(timeout=10_000)
+        b1.locator(".t-count").filter(has_text="100").wait_for(timeout=BROWSER_WAIT_MS)
         assert b1.get_attribute("data-status") == "ok"
         # record, in the page, the wall-clock time the tile's count changes (no reload allowed)
         page.evaluate(
@@ -36,7 +37,7 @@ def test_pick_updates_the_tile_live_and_low_stock_shows_status_and_order_badge(
                 .observe(el, {childList: true, characterData: true, subtree: true}); }"""
         )
         plant.scales["B1"].pick(3)
-        page.wait_for_function("() => window.__changedAt", timeout=10_000)
+        page.wait_for_function("() => window.__changedAt", timeout=BROWSER_WAIT_MS)
         changed_at = page.evaluate("() => window.__changedAt")
         level = plant.level("B1")
         assert level["on_hand"] == 97
@@ -49,10 +50,10 @@ def test_pick_updates_the_tile_live_and_low_stock_shows_status_and_order_badge(
 
         plant.scales["B1"].pick(10)  # 87 <= reorder point 90
         page.locator('.tile[data-bin="B1"][data-status="below_rop"]').wait_for(
-            timeout=10_000
+            timeout=BROWSER_WAIT_MS
         )
         badge = b1.locator(".t-order")
-        badge.wait_for(state="visible", timeout=10_000)
+        badge.wait_for(state="visible", timeout=BROWSER_WAIT_MS)
         assert "order" in badge.inner_text()
         assert b1.locator(".t-status").inner_text() == "below ROP"
         orders = plant.api("GET", "/api/v1/orders?bin=B1").json()
@@ -74,24 +75,24 @@ def test_stopped_agent_shows_offline_raises_one_alert_and_recovers(
     page = open_page(browser, plant)
     try:
         b3 = tile(page, "B3")
-        b3.locator(".t-count").filter(has_text="50").wait_for(timeout=10_000)
+        b3.locator(".t-count").filter(has_text="50").wait_for(timeout=BROWSER_WAIT_MS)
         plant.stop_agent("pi-2")
         page.locator('.tile[data-bin="B3"][data-status="offline"]').wait_for(
-            timeout=10_000
+            timeout=BROWSER_WAIT_MS
         )
         assert b3.locator(".t-status").inner_text() == "agent offline"
         assert (
             tile(page, "B1").get_attribute("data-status") != "offline"
         )  # other agent unaffected
         wait_until(
-            lambda: _alerts(plant, "agent_offline"), 10, what="the agent_offline alert"
+            lambda: _alerts(plant, "agent_offline"), what="the agent_offline alert"
         )
         time.sleep(2.5)  # two more periodic checks: still one alert
         alerts = _alerts(plant, "agent_offline")
         assert [(a.entity, a.state) for a in alerts] == [("agent:pi-2", "open")]
         page.goto(plant.url + "/#/alerts")
         page.locator('tr[data-kind="agent_offline"][data-state="open"]').wait_for(
-            timeout=10_000
+            timeout=BROWSER_WAIT_MS
         )
         assert page.locator('tr[data-kind="agent_offline"]').count() == 1
         metrics = plant.api("GET", "/metrics").text
@@ -99,10 +100,11 @@ def test_stopped_agent_shows_offline_raises_one_alert_and_recovers(
 
         plant.start_agent("pi-2")
         page.goto(plant.url + "/#/floor")
-        page.locator('.tile[data-bin="B3"][data-status="ok"]').wait_for(timeout=15_000)
+        page.locator('.tile[data-bin="B3"][data-status="ok"]').wait_for(
+            timeout=BROWSER_WAIT_MS
+        )
         wait_until(
             lambda: _alerts(plant, "agent_offline")[0].state == "resolved",
-            10,
             what="the alert resolved",
         )
         assert len(_alerts(plant, "agent_offline")) == 1
@@ -126,17 +128,16 @@ def test_bin_page_chart_has_reorder_line_and_order_marker(
         plant.scales["B1"].pick(15)
         wait_until(
             lambda: plant.api("GET", "/api/v1/orders?bin=B1").json(),
-            10,
             what="an order for B1",
         )
     page = open_page(browser, plant, path="/#/bin/B1")
     try:
         line = page.locator("#chart svg line.rop-line")
-        line.wait_for(state="attached", timeout=10_000)
+        line.wait_for(state="attached", timeout=BROWSER_WAIT_MS)
         assert line.get_attribute("data-value") == "90"
         order = plant.api("GET", "/api/v1/orders?bin=B1").json()[0]
         page.locator(f'#chart svg g.order-marker[data-order="{order["id"]}"]').wait_for(
-            state="attached", timeout=10_000
+            state="attached", timeout=BROWSER_WAIT_MS
         )
         page.click('#ranges button[data-range="hour"]')
         page.wait_for_function("() => document.querySelector('#chart svg path.level')")
@@ -157,7 +158,7 @@ def test_viewer_key_sees_no_manager_actions_and_the_api_refuses_them(
 ) -> None:
     page = open_page(browser, plant, key=plant.viewer_key, path="/#/bin/B2")
     try:
-        page.locator("#bin-facts dt").first.wait_for(timeout=10_000)
+        page.locator("#bin-facts dt").first.wait_for(timeout=BROWSER_WAIT_MS)
         assert page.locator("#who").inner_text().endswith("viewer")
         for button in ("#act-recount", "#act-recalibrate", "#act-pause"):
             assert not page.locator(button).is_visible()

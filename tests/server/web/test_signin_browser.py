@@ -18,6 +18,7 @@ import pytest
 from jitstock.server.app import ServerApp
 from tests.server.web.conftest import ADMIN_KEY, _server, sign_in
 from tests.services import Mosquitto
+from tests.waits import BROWSER_WAIT_MS
 
 COOKIE = "jitstock_session"
 PASSWORD = "floor-shift-2"
@@ -95,7 +96,7 @@ def test_password_sign_in_keeps_the_session_in_an_httponly_cookie_only(
     page, rec = new_page(browser, site)
     try:
         sign_in(page, user="rita", password=PASSWORD)
-        page.locator("#live.on").wait_for(timeout=10_000)
+        page.locator("#live.on").wait_for(timeout=BROWSER_WAIT_MS)
         assert page.locator("#who").inner_text() == "login:rita · manager"
 
         cookie = session_cookie(page)
@@ -129,7 +130,7 @@ def test_an_api_key_opens_a_cookie_session_of_its_own_and_sign_out_ends_it(
     page, rec = new_page(browser, site)
     try:
         sign_in(page, key=ADMIN_KEY)
-        page.locator("#live.on").wait_for(timeout=10_000)
+        page.locator("#live.on").wait_for(timeout=BROWSER_WAIT_MS)
         assert page.locator("#who").inner_text() == "session:bootstrap-admin · admin"
         cookie = session_cookie(page)
         assert cookie["httpOnly"] is True
@@ -143,7 +144,7 @@ def test_an_api_key_opens_a_cookie_session_of_its_own_and_sign_out_ends_it(
         assert not [u for u in rec.urls() if ADMIN_KEY in u or "key=" in u]
 
         page.click("#signout")
-        page.locator("#signin").wait_for(state="visible", timeout=10_000)
+        page.locator("#signin").wait_for(state="visible", timeout=BROWSER_WAIT_MS)
         assert not [c for c in page.context.cookies() if c["name"] == COOKIE]
         r = httpx.get(
             site.url + "/api/v1/me", cookies={COOKIE: cookie["value"]}, timeout=10
@@ -161,10 +162,10 @@ def test_disabling_the_user_closes_the_live_stream_and_asks_for_sign_in(
     page, _rec = new_page(browser, site)
     try:
         sign_in(page, user="sam", password=PASSWORD)
-        page.locator("#live.on").wait_for(timeout=10_000)
+        page.locator("#live.on").wait_for(timeout=BROWSER_WAIT_MS)
         r = site.api("PATCH", "/api/v1/users/sam", json={"disabled": True})
         assert r.status_code == 200, r.text
-        page.locator("#signin").wait_for(state="visible", timeout=10_000)
+        page.locator("#signin").wait_for(state="visible", timeout=BROWSER_WAIT_MS)
         assert page.locator("#live").get_attribute("class") == "live off"
     finally:
         page.context.close()
@@ -183,7 +184,7 @@ def test_a_user_changes_their_own_password_on_the_page(
         page.fill("#pw-again", "a longer passphrase")
         page.click("#password-form button[type=submit]")
         page.locator("#password-result").filter(has_text="password changed").wait_for(
-            timeout=10_000
+            timeout=BROWSER_WAIT_MS
         )
         assert page.locator("#who").inner_text() == "login:tess · viewer"
         login = {"username": "tess", "session": "bearer"}
