@@ -30,7 +30,6 @@ from typing import Any
 import httpx
 import pytest
 
-from jitstock.server import alert_rules
 from jitstock.server.db.models import OPEN_ORDER_STATES
 from jitstock.server.on_time import tolerance_ms
 from tests.services import free_port
@@ -55,8 +54,7 @@ def _grace_ms(order: dict[str, Any]) -> int:
     """How long past its promise an order may be open before an alert must say so."""
     promised = order["promised_ms"]
     start = order["sent_ms"] or order["created_ms"]
-    server_grace = int(getattr(alert_rules, "OVERDUE_GRACE_MS", 0))
-    return max(server_grace, tolerance_ms(promised, start)) + ALERT_LAG_MS
+    return tolerance_ms(promised, start) + ALERT_LAG_MS
 
 
 @dataclass

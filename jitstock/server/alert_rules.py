@@ -23,6 +23,7 @@ from jitstock.server.db.models import (
     Order,
     Supplier,
 )
+from jitstock.server.on_time import tolerance_ms
 
 # Bins and agents (checked after every flush that touched them) and the periodic kinds.
 BIN_KINDS = ("scale_fault", "stockout", "below_safety_stock")
@@ -30,9 +31,15 @@ AGENT_KINDS = ("agent_offline",)
 ORDER_KINDS = ("order_unacknowledged", "order_overdue")
 ANOMALY_KINDS = ("consumption_anomaly",)
 REORDER_KINDS = ("reorder_blocked",)
-# A delivery this long after its promise is still on time for alerts, KPIs and escalation:
-# a truck at the gate a few minutes late is not an incident.
-OVERDUE_GRACE_MS = 10 * 60_000
+
+
+def overdue_grace_ms(order: Order) -> int:
+    """How long after its promise an open order is still not overdue: the on-time
+    tolerance (jitstock.server.on_time), so alerts, escalation and the KPIs agree."""
+    assert order.promised_ms is not None
+    return tolerance_ms(order.promised_ms, order.sent_ms or order.created_ms)
+
+
 # Orders waiting for the supplier's acknowledgement: created/sent (dispatch may be retrying).
 UNACKED_STATES = ("created", "sent")
 OVERDUE_STATES = ("sent", "acknowledged", "shipped", "part_received")
@@ -222,7 +229,7 @@ def order_rules(session: Session, now_ms: int, default_ack_s: float) -> Verdict:
             )
         if (
             order.promised_ms is not None
-            and order.promised_ms + OVERDUE_GRACE_MS < now_ms
+            and now_ms > order.promised_ms + overdue_grace_ms(order)
             and order.state in OVERDUE_STATES
         ):
             verdict.holding.append(
@@ -321,7 +328,11 @@ def reorder_rules(session: Session, now_ms: int) -> Verdict:
                 "critical",
                 b.site_id,
                 bin_id,
-                detail={"position": pos.total, "reorder_point": b.reorder_point, "why": why},
+                detail={
+                    "position": pos.total,
+                    "reorder_point": b.reorder_point,
+                    "why": why,
+                },
             )
         )
     return verdict

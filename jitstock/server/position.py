@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, Order
@@ -46,7 +46,7 @@ class Position:
         return self.on_hand + self.on_order + self.pending
 
 
-def outstanding_expr():  # type: ignore[no-untyped-def]
+def outstanding_expr() -> ColumnElement[int]:
     """SQL expression: what is still to come on an order (ordered − received, never < 0)."""
     left = Order.qty - func.coalesce(Order.delivered_qty, 0)
     return case((left > 0, left), else_=0)
@@ -67,7 +67,7 @@ def receipt_pending(receipt: Receipt) -> int:
     return max(0, expected - (receipt.scale_qty or 0))
 
 
-def _pending_expr():  # type: ignore[no-untyped-def]
+def _pending_expr() -> ColumnElement[int]:
     expected = func.coalesce(Receipt.accepted_qty, Receipt.qty)
     left = expected - func.coalesce(Receipt.scale_qty, 0)
     return case((left > 0, left), else_=0)

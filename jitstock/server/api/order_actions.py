@@ -166,7 +166,8 @@ def deliver_order(
             ts_ms=now_ms,
             kind="delivery",
             delta=qty,
-            on_hand_after=bin_row.on_hand,
+            # the effective count: on the scale plus received-but-not-put-away
+            on_hand_after=bin_row.on_hand + bin_row.pending_delivery_qty,
         )
     )
     record_audit(

@@ -10,9 +10,10 @@ An open order is escalated when
   pick rate when at least ``MIN_RATE_EVENTS`` picks over ``MIN_RATE_SPAN_MS``
   show the line running faster (one pick, or a replayed outbox folded into one
   flush, is no rate: no escalation on it); or
-- **overdue**: it is past its promise by ``OVERDUE_GRACE_MS`` — it is then
-  assumed to arrive no sooner than a grace period from now, and escalated when
-  the bin runs out before that.
+- **overdue**: it is past its promise by the on-time tolerance
+  (:mod:`jitstock.server.on_time`) — it is then assumed to arrive no sooner than
+  that tolerance (at least ``OVERDUE_ARRIVAL_MIN_MS``) from now, and escalated
+  when the bin runs out before that.
 
 The next supplier of the SKU (``supplier_items`` by priority) gets an order for
 what bridges the gap, and the first order is cancelled (ack deadline, or a
@@ -36,7 +37,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.server.alert_rules import OVERDUE_GRACE_MS
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Bin, BinEvent, Order, Supplier, new_order_id
 from jitstock.server.db.session import SessionFactory, transaction
@@ -45,6 +45,7 @@ from jitstock.server.db.supplier_models import (
     SupplierItem,
     supplier_items_for,
 )
+from jitstock.server.on_time import tolerance_ms
 from jitstock.server.supplier.lifecycle import (
     enqueue_event,
     record_transition,
@@ -67,8 +68,10 @@ CONSUMPTION_WINDOW_MS = 3_600_000
 MIN_RATE_SPAN_MS = 15 * 60_000
 # ... nor from fewer picks than this.
 MIN_RATE_EVENTS = 3
-# An order past its promise by OVERDUE_GRACE_MS is overdue: it is assumed to arrive no
-# sooner than that long from now (a promise in the past says nothing about when it comes).
+# An order past its promise by the on-time tolerance is overdue; it is then assumed to
+# arrive no sooner than that tolerance (at least this long) from now: a promise in the
+# past says nothing about when it comes.
+OVERDUE_ARRIVAL_MIN_MS = 60_000
 ESCALATABLE_STATES = ("created", "sent", "acknowledged", "shipped", "part_received")
 
 AlertHook = Callable[[str, dict[str, Any]], None]
@@ -161,8 +164,13 @@ def judge(
         expected = base + lead if lead else None
     if expected is None:
         return None
-    overdue = now_ms > expected + OVERDUE_GRACE_MS
-    arrival = max(expected, now_ms + OVERDUE_GRACE_MS) if overdue else expected
+    grace = tolerance_ms(expected, base)
+    overdue = now_ms > expected + grace
+    arrival = (
+        max(expected, now_ms + max(grace, OVERDUE_ARRIVAL_MIN_MS))
+        if overdue
+        else expected
+    )
     rate = consumption_rate(session, order.bin_id, now_ms)
     if not rate:
         return None

@@ -52,7 +52,7 @@ from jitstock.server.db.supplier_models import (
     SupplierItem,
     SupplyAlert,
 )
-from jitstock.server.position import receipt_pending, refresh_pending
+from jitstock.server.position import pending_by_bin, receipt_pending, refresh_pending
 from jitstock.server.supplier import IllegalTransition, InvalidRequest, SupplyError
 from jitstock.server.supplier.lifecycle import (
     enqueue_event,
@@ -214,13 +214,15 @@ def receive(
     session.add(receipt)
     session.flush()
     if at_dock:
+        waiting = pending_by_bin(session, [bin_row.id]).get(bin_row.id, 0)
         session.add(
             BinEvent(
                 bin_id=bin_row.id,
                 ts_ms=now_ms,
                 kind="delivery",
                 delta=qty,
-                on_hand_after=bin_row.on_hand,
+                # the effective count: on the scale plus received-but-not-put-away
+                on_hand_after=bin_row.on_hand + waiting,
             )
         )
         if status == "awaiting_putaway":
@@ -520,7 +522,9 @@ def confirm_refills(
 def allowance_for(expected: int, picks: int) -> int:
     """How far below ``expected`` a put-away may come and still be the whole delivery:
     the tolerance, or the picks the recent pick rate allows (at most a quarter of it)."""
-    return max(tolerance(expected), min(picks, math.ceil(MAX_PICKS_FRACTION * expected)))
+    return max(
+        tolerance(expected), min(picks, math.ceil(MAX_PICKS_FRACTION * expected))
+    )
 
 
 def picks_allowance(session: Session, bin_id: str, now_ms: int) -> int:
