@@ -62,7 +62,11 @@ def main(argv: list[str]) -> int:
 
     from jitstock.server.app import ServerApp
 
-    app = ServerApp(settings)
+    try:
+        app = ServerApp(settings)
+    except SettingRefused as exc:  # found while building: an unusable MQTT CA file
+        sys.stderr.write(f"jitstock server: refused: {exc}\n")
+        return EXIT_BAD_SETTINGS
     app.start()
 
     def _term(signum: int, frame: FrameType | None) -> None:

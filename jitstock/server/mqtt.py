@@ -25,6 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from jitstock.server.settings import SettingRefused
+
 log = logging.getLogger(__name__)
 
 # Keep the session (and the messages queued for us) for a week of server downtime.
@@ -95,6 +97,8 @@ class MqttConnection:
         # why the broker cannot be reached or refuses us (None: connected); logged once per reason
         self.problem: str | None = None
         self.failed_attempts = 0
+        # this connection attempt got a CONNACK (accepted or refused); paho thread only
+        self._answered = False
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -105,9 +109,20 @@ class MqttConnection:
         )
         if username is not None:
             client.username_pw_set(username, password)
+        self._tls_ca = tls_ca
         if self.address.tls:
-            client.tls_set(
-                ca_certs=str(tls_ca) if tls_ca else None, cert_reqs=ssl.CERT_REQUIRED
+            try:
+                client.tls_set(
+                    ca_certs=str(tls_ca) if tls_ca else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except OSError as exc:  # ssl.SSLError is one too
+                raise SettingRefused(_ca_file_problem(tls_ca, exc)) from None
+        elif tls_ca is not None:
+            log.warning(
+                "JITSTOCK_MQTT_TLS_CA is set but %s is not an mqtts:// URL: "
+                "the connection is not encrypted and the CA file is not used",
+                url,
             )
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
@@ -174,6 +189,7 @@ class MqttConnection:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._answered = True
         if reason.is_failure:
             # bad user name or password, not authorised, ...: the broker says which
             self._report(f"the broker refused the connection: {reason}")
@@ -201,7 +217,7 @@ class MqttConnection:
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # paho calls this inside its `except OSError` around the connect: the error is current
-        self._report(_describe(sys.exc_info()[1]))
+        self._report(_describe(sys.exc_info()[1], self.address.tls, self._tls_ca))
 
     def _report(self, problem: str) -> None:
         """Log a connection problem once (again only when the reason changes), keep it for /healthz."""
@@ -228,8 +244,17 @@ class MqttConnection:
         properties: Properties | None,
     ) -> None:
         self.connected.clear()
-        if reason.value != 0:
-            log.warning("MQTT disconnected: %s; reconnecting", reason)
+        answered, self._answered = self._answered, False
+        if reason.value == 0:
+            return  # our own disconnect (stop)
+        if not answered:
+            # closed before any CONNACK: typically plain MQTT spoken to a TLS port
+            hint = "" if self.address.tls else "; if this is a TLS port, use mqtts://"
+            self._report(
+                f"the broker closed the connection before answering CONNECT ({reason}){hint}"
+            )
+            return
+        log.warning("MQTT disconnected: %s; reconnecting", reason)
 
     def _on_message(
         self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage
@@ -246,12 +271,44 @@ class MqttConnection:
         )
 
 
-def _describe(exc: BaseException | None) -> str:
+def _ca_file_problem(path: Path | None, exc: OSError) -> str:
+    """Why the CA file cannot be used, naming it (a refused setting, not a traceback)."""
+    if isinstance(exc, FileNotFoundError):
+        what = "does not exist"
+    elif isinstance(exc, IsADirectoryError):
+        what = "is a directory, not a PEM file"
+    elif isinstance(exc, PermissionError):
+        what = "cannot be read (permission denied)"
+    elif isinstance(exc, ssl.SSLError):
+        what = f"holds no usable PEM certificate ({exc.reason or exc})"
+    else:
+        what = f"cannot be used ({exc.strerror or exc})"
+    if path is None:  # the system CA store itself failed to load
+        return f"JITSTOCK_MQTT_TLS_CA: the system CA certificates {what}"
+    return f"JITSTOCK_MQTT_TLS_CA: the CA file {path} {what}"
+
+
+def _describe(
+    exc: BaseException | None, tls: bool = False, tls_ca: Path | None = None
+) -> str:
     """A connect failure in words: TLS verification and handshake errors name their cause."""
     if exc is None:
         return "connection failed"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message} (check JITSTOCK_MQTT_TLS_CA)"
+        trusted = (
+            f"JITSTOCK_MQTT_TLS_CA={tls_ca}"
+            if tls_ca is not None
+            else "the system CA store (JITSTOCK_MQTT_TLS_CA is not set)"
+        )
+        return (
+            f"TLS certificate verify failed: {exc.verify_message} "
+            f"(the broker's certificate is checked against {trusted})"
+        )
+    if tls and isinstance(exc, (ConnectionResetError, ssl.SSLEOFError)):
+        return (
+            f"the broker closed the connection during the TLS handshake ({exc}); "
+            "if this is a plain MQTT port, use mqtt://"
+        )
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):

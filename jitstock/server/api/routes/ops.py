@@ -38,7 +38,8 @@ def healthz(ctx: CtxDep) -> JSONResponse:
 
     ``status`` is ``ok``, ``degraded`` (200, with ``reasons``: ingest has not advanced
     while messages wait, or dead letters arrived recently and were not replayed) or
-    ``unhealthy`` (503).
+    ``unhealthy`` (503).  While the broker connection is down, ``mqtt.problem``
+    says why once an attempt has failed (TLS verification, refused credentials, unreachable).
     """
     db = _db_check(ctx)
     try:
@@ -51,6 +52,10 @@ def healthz(ctx: CtxDep) -> JSONResponse:
     if callable(mqtt_connected):
         connected = bool(mqtt_connected())
         body["mqtt"] = {"connected": connected}
+        # why not (wrong CA, refused credentials, unreachable), as the server logged it once
+        problem = getattr(getattr(ctx, "mqtt", None), "problem", None)
+        if not connected and problem:
+            body["mqtt"]["problem"] = str(problem)
         healthy = healthy and connected
     reasons = _degraded(ctx, body)
     body["status"] = "unhealthy" if not healthy else "degraded" if reasons else "ok"
