@@ -9,6 +9,7 @@ holds — so a condition that clears resolves its alert without anyone acking it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -31,6 +32,21 @@ AGENT_KINDS = ("agent_offline",)
 ORDER_KINDS = ("order_unacknowledged", "order_overdue")
 ANOMALY_KINDS = ("consumption_anomaly",)
 REORDER_KINDS = ("reorder_blocked",)
+
+
+def _duration(ms: int) -> str:
+    """A short human duration: 45 s, 12 min, 3 h 5 min."""
+    s = max(0, ms) // 1000
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def _clock_time(ms: int) -> str:
+    """UTC wall-clock time of an epoch-ms instant (what a promise was)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def overdue_grace_ms(order: Order) -> int:
@@ -237,7 +253,8 @@ def order_rules(session: Session, now_ms: int, default_ack_s: float) -> Verdict:
                     "order_overdue",
                     entity,
                     f"order {order.id[:8]} for bin {order.bin_id} from {order.supplier_id} is "
-                    f"{(now_ms - order.promised_ms) // 60000} min past its promised time",
+                    f"past its promised time {_clock_time(order.promised_ms)} "
+                    f"({_duration(now_ms - order.promised_ms)} late when raised)",
                     "critical",
                     **common,
                 )
