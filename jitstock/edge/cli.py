@@ -43,11 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_port(port: str, timeout_s: float, baudrate: int) -> int:
-    """Describe what ``port`` speaks; exit code 0 always (the description says what is wrong)."""
-    from jitstock.edge.probe import probe_port
+    """Describe what ``port`` speaks; 0 identified, 1 nothing usable, 2 cannot open or in use."""
+    from jitstock.edge.probe import diagnose
 
-    print(probe_port(port, timeout_s=timeout_s, baudrate=baudrate))
-    return 0
+    found = diagnose(port, timeout_s=timeout_s, baudrate=baudrate)
+    print(found.text)
+    return found.exit_code
 
 
 def run_agent(config: str | None) -> int:

@@ -24,8 +24,11 @@ UNIT_GRAMS: dict[str, float] = {"g": 1.0, "kg": 1000.0, "lb": 453.59237}
 
 FRAME_REASONS = ("garbage", "scale_error", "busy", "out_of_range")
 
-# `ST,GS,+0001234.5 g`: status (ST stable, US unstable, OL overload), GS gross / NT net, value, unit
-_STREAM_RE = re.compile(rb"^(ST|US|OL),(GS|NT),([+-]?\s*\d+(?:\.\d+)?)\s*(g|kg|lb)$")
+# `ST,GS,+0001234.5 g`: status (ST stable, US unstable, OL overload), GS gross / NT net, value,
+# unit; the A&D standard format has no GS/NT field: `ST,+001234.5  g` (docs/scales.md)
+_STREAM_RE = re.compile(
+    rb"^(ST|US|OL),(?:(GS|NT),)?([+-]?\s*\d+(?:\.\d+)?)\s*(g|kg|lb)$"
+)
 _STREAM_ERROR_RE = re.compile(rb"^ER,\s*(\d{1,3})$")
 # `S S      1234.5 g` / `S D     -12.0 kg`
 _SICS_RE = re.compile(rb"^S ([SD])\s+([+-]?\d+(?:\.\d+)?)\s+(g|kg|lb)$")
@@ -76,6 +79,9 @@ def parse_stream_line(line: bytes) -> Frame:
     m = _STREAM_ERROR_RE.match(text)
     if m is not None:
         raise FrameError("scale_error", f"scale error code {m.group(1).decode()}")
+    # overload lines often carry no number (A&D `OL,+9999999E+19`)
+    if text.startswith(b"OL,"):
+        raise FrameError("out_of_range", f"scale overload: {_describe(text)}")
     raise FrameError("garbage", f"not a stream frame: {_describe(text)}")
 
 

@@ -24,7 +24,7 @@ def test_check_port_says_what_a_scale_speaks(
 
 
 def test_check_port_on_a_missing_port(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-port", "/dev/does-not-exist", "--timeout", "0.5"]) == 0
+    assert main(["check-port", "/dev/does-not-exist", "--timeout", "0.5"]) == 2
     assert "cannot open" in capsys.readouterr().out
 
 
