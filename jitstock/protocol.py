@@ -10,17 +10,25 @@ Topics (``{site}`` and ``{agent}`` match ``[A-Za-z0-9_-]+``)::
 
 docs/protocol.md documents the same contract for third-party devices.
 
+docs/asyncapi.yaml holds the same contract as AsyncAPI 3.0 with a JSON Schema per
+payload; tests/test_asyncapi.py keeps the two in agreement.
+
 Decoding never raises anything but :class:`ProtocolError`.  A batch whose
 envelope is bad is rejected whole; inside a good envelope each reading is
 validated on its own, so one bad reading does not cost the good ones
-(:func:`decode_readings` returns the rejects with their reasons).
+(:func:`decode_readings` returns the rejects with their reasons).  Every reason
+label is in :data:`REJECT_REASONS`.
+
+Lenient where industrial devices need it: an integral float stands for an
+integer (``1767225600249.0``), ``0``/``1`` for a boolean, ``sent_ms`` may be
+left out.  Strict where it protects data: names, ranges, the agent of the topic.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,10 +37,17 @@ import orjson
 PROTOCOL_VERSION = "v1"
 TOPIC_ROOT = "jit/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-BIN_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+# Bin and scanner ids.  No '/': a bin id is one segment of REST paths (/api/v1/bins/{id})
+# and of MQTT topics, and the API, the wire and the docs must allow the same ids.
+BIN_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 # Largest payload the server accepts; a 500-reading batch is ~40 KiB.
 MAX_PAYLOAD_BYTES = 256 * 1024
+# Largest MQTT packet the broker takes (deploy/mosquitto.conf max_packet_size, advertised to
+# MQTT 5 clients): the payload limit plus room for the fixed header, the longest agent topic
+# (145 bytes), the packet id and MQTT 5 properties.  A payload over MAX_PAYLOAD_BYTES that
+# still fits reaches the server and is counted (oversized); nothing is dropped unseen.
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 1024
 # Most readings or scans one batch may carry.
 MAX_ITEMS_PER_BATCH = 2000
 # Heaviest gross weight we believe (2 t): anything above is a wiring fault or garbage.
@@ -46,6 +61,9 @@ MAX_CODE_LEN = 256
 MAX_INT64 = 2**63 - 1
 # seq counts batches from 1; beyond int64 the state DB cannot store it.
 MAX_SEQ = MAX_INT64
+# An integral float (a PLC that has only REALs) stands for an integer up to 2**53: beyond,
+# a double no longer holds every integer, so the device's value may already be lost.
+MAX_EXACT_FLOAT_INT = 2**53
 # A status's version is stored in a VARCHAR(64) column, a sensor's fault in VARCHAR(200).
 MAX_LABEL_LEN = 64
 MAX_FAULT_LEN = 200
@@ -56,6 +74,30 @@ RESERVED_AGENT_IDS = frozenset({"orders"})
 
 Kind = Literal["readings", "scans", "status", "config"]
 AGENT_KINDS: tuple[Kind, ...] = ("readings", "scans", "status", "config")
+
+# Every label a rejection is counted under (jitstock_rejected_batches_total and
+# jitstock_rejected_items_total{reason}), with what it means.  docs/protocol.md has the
+# same table with an example each; tests/test_protocol_reasons.py finds every label the
+# code can produce and checks it is here and there.
+REJECT_REASONS: Mapping[str, str] = {
+    "oversized": f"the payload is over {MAX_PAYLOAD_BYTES} bytes",
+    "malformed_json": "the payload is not JSON (NaN, 1e400 and trailing garbage included)",
+    "wrong_type": "a field is missing, of the wrong JSON type, or not matching its pattern",
+    "out_of_range": "an integer field (seq, sent_ms, status ts_ms) is outside its range",
+    "too_many_items": f"more than {MAX_ITEMS_PER_BATCH} readings, scans or sensors",
+    "agent_mismatch": "the payload's agent is not the topic's agent",
+    "bad_topic": "the topic is not jit/v1/{site}/{agent}/{kind}",
+    "reserved_topic": "the agent level of the topic is reserved (orders)",
+    "bad_timestamp": "ts_ms too far in the future or the past of the server's clock",
+    "bad_weight": f"grams outside 0..{MAX_GRAMS:g}",
+    "bad_code": f"a scan code that is empty, over {MAX_CODE_LEN} characters or not printable",
+    "wrong_site": "the topic's site is not the site of the agent's record",
+    "unknown_agent": "no agent record with this id (POST /api/v1/agents)",
+    "unknown_bin": "no bin with this id",
+    "bin_of_other_agent": "the bin exists but another agent feeds it",
+    "bad_calibration": "the bin's calibration cannot give a count (unit weight, tare)",
+    "seq_jump": "seq more than MAX_SEQ_JUMP beyond the last one applied: a broken counter",
+}
 
 
 class ProtocolError(ValueError):
@@ -72,7 +114,7 @@ class ProtocolError(ValueError):
 
 def agent_topic(site: str, agent: str, kind: Kind) -> str:
     """Topic of one agent's stream of ``kind``."""
-    if not NAME_RE.match(site) or not NAME_RE.match(agent):
+    if not NAME_RE.fullmatch(site) or not NAME_RE.fullmatch(agent):
         raise ProtocolError(
             "bad_topic", f"site/agent must match {NAME_RE.pattern}: {site!r}/{agent!r}"
         )
@@ -108,7 +150,11 @@ def parse_topic(topic: str) -> TopicAddress:
         raise ProtocolError(
             "reserved_topic", f"{topic!r} is an order topic, not an agent topic"
         )
-    if not NAME_RE.match(site) or not NAME_RE.match(agent) or kind not in AGENT_KINDS:
+    if (
+        not NAME_RE.fullmatch(site)
+        or not NAME_RE.fullmatch(agent)
+        or kind not in AGENT_KINDS
+    ):
         raise ProtocolError("bad_topic", f"not a jit/v1 agent topic: {topic!r}")
     return TopicAddress(site, agent, kind)
 
@@ -140,7 +186,7 @@ class Reading:
 class ReadingsBatch:
     agent: str
     seq: int
-    sent_ms: int
+    sent_ms: int | None  # when the batch was closed; informational, may be left out
     readings: tuple[Reading, ...]
 
 
@@ -155,7 +201,7 @@ class Scan:
 class ScansBatch:
     agent: str
     seq: int
-    sent_ms: int
+    sent_ms: int | None
     scans: tuple[Scan, ...]
 
 
@@ -208,34 +254,30 @@ class Reject:
 # ---------------------------------------------------------------- encoding
 
 
+def _head(agent: str, seq: int, sent_ms: int | None) -> dict[str, Any]:
+    head: dict[str, Any] = {"agent": agent, "seq": seq}
+    if sent_ms is not None:
+        head["sent_ms"] = sent_ms
+    return head
+
+
 def encode_readings(batch: ReadingsBatch) -> bytes:
     """Serialise a readings batch to its JSON payload."""
-    return orjson.dumps(
-        {
-            "agent": batch.agent,
-            "seq": batch.seq,
-            "sent_ms": batch.sent_ms,
-            "readings": [
-                {"bin": r.bin, "ts_ms": r.ts_ms, "grams": r.grams, "stable": r.stable}
-                for r in batch.readings
-            ],
-        }
-    )
+    body = _head(batch.agent, batch.seq, batch.sent_ms)
+    body["readings"] = [
+        {"bin": r.bin, "ts_ms": r.ts_ms, "grams": r.grams, "stable": r.stable}
+        for r in batch.readings
+    ]
+    return orjson.dumps(body)
 
 
 def encode_scans(batch: ScansBatch) -> bytes:
     """Serialise a scans batch to its JSON payload."""
-    return orjson.dumps(
-        {
-            "agent": batch.agent,
-            "seq": batch.seq,
-            "sent_ms": batch.sent_ms,
-            "scans": [
-                {"scanner": s.scanner, "ts_ms": s.ts_ms, "code": s.code}
-                for s in batch.scans
-            ],
-        }
-    )
+    body = _head(batch.agent, batch.seq, batch.sent_ms)
+    body["scans"] = [
+        {"scanner": s.scanner, "ts_ms": s.ts_ms, "code": s.code} for s in batch.scans
+    ]
+    return orjson.dumps(body)
 
 
 def encode_status(status: Status) -> bytes:
@@ -290,14 +332,39 @@ def _load(payload: bytes) -> dict[str, Any]:
     return doc
 
 
+def _integral(value: Any) -> int | None:
+    """``value`` as an integer: an int, or an integral float up to 2**53; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if (
+        isinstance(value, float)
+        and value.is_integer()
+        and abs(value) <= MAX_EXACT_FLOAT_INT
+    ):
+        return int(value)
+    return None
+
+
+def _boolean(value: Any) -> bool | None:
+    """``value`` as a boolean: true/false, or 0/1 as PLCs send them; else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    return None
+
+
 def _int(
     doc: dict[str, Any], key: str, *, minimum: int = 0, maximum: int = MAX_INT64
 ) -> int:
-    value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
+    raw = doc.get(key)
+    value = _integral(raw)
+    if value is None:
         raise ProtocolError(
             "wrong_type",
-            f"field {key!r} must be an integer, got {type(value).__name__}",
+            f"field {key!r} must be an integer, got {type(raw).__name__}",
         )
     if value < minimum or value > maximum:
         raise ProtocolError(
@@ -309,9 +376,9 @@ def _int(
 
 def _envelope(
     doc: dict[str, Any], list_key: str, expected_agent: str | None
-) -> tuple[str, int, int, list[Any]]:
+) -> tuple[str, int, int | None, list[Any]]:
     agent = doc.get("agent")
-    if not isinstance(agent, str) or not NAME_RE.match(agent):
+    if not isinstance(agent, str) or not NAME_RE.fullmatch(agent):
         raise ProtocolError(
             "wrong_type", f"field 'agent' must be a string matching {NAME_RE.pattern}"
         )
@@ -321,31 +388,37 @@ def _envelope(
             f"payload agent {agent!r} does not match topic agent {expected_agent!r}",
         )
     seq = _int(doc, "seq", minimum=1, maximum=MAX_SEQ)
-    sent_ms = _int(doc, "sent_ms")
+    sent_ms = None if doc.get("sent_ms") is None else _int(doc, "sent_ms")
     items = doc.get(list_key)
     if not isinstance(items, list):
         raise ProtocolError("wrong_type", f"field {list_key!r} must be a list")
     if len(items) > MAX_ITEMS_PER_BATCH:
         raise ProtocolError(
-            "oversized",
+            "too_many_items",
             f"{len(items)} {list_key} in one batch, limit {MAX_ITEMS_PER_BATCH}",
         )
     return agent, seq, sent_ms, items
 
 
-def _check_ts(ts: Any, now_ms: int | None) -> str | None:
-    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
-        return "field 'ts_ms' must be a non-negative integer"
+def _check_ts(raw: Any, now_ms: int | None) -> tuple[int | None, str | None]:
+    """An item's ts_ms (None when not an integer) and what is wrong with it, if anything."""
+    ts = _integral(raw)
+    if ts is None or ts < 0:
+        return ts, "field 'ts_ms' must be a non-negative integer"
     if ts > MAX_INT64:
-        return f"ts_ms {ts} is beyond a signed 64-bit integer"
+        return ts, f"ts_ms {ts} is beyond a signed 64-bit integer"
     if now_ms is not None:
         if ts > now_ms + MAX_FUTURE_MS:
-            return f"ts_ms {ts} is more than {MAX_FUTURE_MS // 1000} s in the future"
+            return (
+                ts,
+                f"ts_ms {ts} is more than {MAX_FUTURE_MS // 1000} s in the future",
+            )
         if ts < now_ms - MAX_PAST_MS:
             return (
-                f"ts_ms {ts} is more than {MAX_PAST_MS // 86_400_000} days in the past"
+                ts,
+                f"ts_ms {ts} is more than {MAX_PAST_MS // 86_400_000} days in the past",
             )
-    return None
+    return ts, None
 
 
 def decode_readings(
@@ -369,7 +442,7 @@ def _readings(
             rejects.append(Reject(i, "wrong_type", f"readings[{i}] must be an object"))
             continue
         bin_id = item.get("bin")
-        if not isinstance(bin_id, str) or not BIN_RE.match(bin_id):
+        if not isinstance(bin_id, str) or not BIN_RE.fullmatch(bin_id):
             rejects.append(
                 Reject(
                     i,
@@ -378,14 +451,9 @@ def _readings(
                 )
             )
             continue
-        ts = item.get("ts_ms")
-        problem = _check_ts(ts, now_ms)
-        if problem is not None:
-            reason = (
-                "bad_timestamp"
-                if isinstance(ts, int) and not isinstance(ts, bool)
-                else "wrong_type"
-            )
+        ts, problem = _check_ts(item.get("ts_ms"), now_ms)
+        if ts is None or problem is not None:
+            reason = "wrong_type" if ts is None else "bad_timestamp"
             rejects.append(Reject(i, reason, f"readings[{i}]: {problem}"))
             continue
         grams = item.get("grams")
@@ -404,13 +472,15 @@ def _readings(
                 )
             )
             continue
-        stable = item.get("stable", True)
-        if not isinstance(stable, bool):
+        stable = _boolean(item.get("stable", True))
+        if stable is None:
             rejects.append(
-                Reject(i, "wrong_type", f"readings[{i}].stable must be a boolean")
+                Reject(
+                    i, "wrong_type", f"readings[{i}].stable must be a boolean or 0/1"
+                )
             )
             continue
-        good.append(Reading(bin_id, ts, grams, stable))  # type: ignore[arg-type]
+        good.append(Reading(bin_id, ts, grams, stable))
     return good, rejects
 
 
@@ -420,7 +490,7 @@ class ReadingColumns:
 
     agent: str
     seq: int
-    sent_ms: int
+    sent_ms: int | None
     bins: list[str]
     ts_ms: list[int]
     grams: list[float]
@@ -487,7 +557,7 @@ def _columns(
     if known_bins is not None:
         if not all(b in known_bins for b in bins):
             return None
-    elif not all(map(BIN_RE.match, bins)):
+    elif not all(map(BIN_RE.fullmatch, bins)):
         return None
     # orjson never yields NaN or infinity, so min/max bound every value
     if min(grams) < 0 or max(grams) > MAX_GRAMS or min(ts) < 0 or max(ts) > MAX_INT64:
@@ -512,7 +582,7 @@ def decode_scans(
             rejects.append(Reject(i, "wrong_type", f"scans[{i}] must be an object"))
             continue
         scanner, code, ts = item.get("scanner"), item.get("code"), item.get("ts_ms")
-        if not isinstance(scanner, str) or not BIN_RE.match(scanner):
+        if not isinstance(scanner, str) or not BIN_RE.fullmatch(scanner):
             rejects.append(
                 Reject(
                     i,
@@ -535,11 +605,11 @@ def decode_scans(
                 )
             )
             continue
-        problem = _check_ts(ts, now_ms)
-        if problem is not None:
+        ts_ms, problem = _check_ts(ts, now_ms)
+        if ts_ms is None or problem is not None:
             rejects.append(Reject(i, "bad_timestamp", f"scans[{i}]: {problem}"))
             continue
-        good.append(Scan(scanner, ts, code))  # type: ignore[arg-type]
+        good.append(Scan(scanner, ts_ms, code))
     return ScansBatch(agent, seq, sent_ms, tuple(good)), rejects
 
 
@@ -567,21 +637,22 @@ def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
         raise ProtocolError("wrong_type", "field 'sensors' must be a list")
     if len(raw) > MAX_ITEMS_PER_BATCH:
         raise ProtocolError(
-            "oversized",
+            "too_many_items",
             f"{len(raw)} sensors in one status, limit {MAX_ITEMS_PER_BATCH}",
         )
     sensors = []
     for i, s in enumerate(raw):
+        ok = _boolean(s.get("ok")) if isinstance(s, dict) else None
         if (
             not isinstance(s, dict)
             or not isinstance(s.get("bin"), str)
-            or not BIN_RE.match(s["bin"])
-            or not isinstance(s.get("ok"), bool)
+            or not BIN_RE.fullmatch(s["bin"])
+            or ok is None
         ):
             raise ProtocolError(
                 "wrong_type",
                 f"sensors[{i}] must be an object with 'bin' matching {BIN_RE.pattern} "
-                "and boolean 'ok'",
+                "and boolean (or 0/1) 'ok'",
             )
         fault = s.get("fault")
         if fault is not None and (
@@ -592,7 +663,7 @@ def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
                 f"sensors[{i}].fault must be null or a string of at most "
                 f"{MAX_FAULT_LEN} characters",
             )
-        sensors.append(SensorStatus(s["bin"], s["ok"], fault))
+        sensors.append(SensorStatus(s["bin"], ok, fault))
     return Status(state, version, ts_ms, tuple(sensors))
 
 
@@ -613,10 +684,12 @@ def decode_config(payload: bytes) -> AgentConfig:
                 "wrong_type",
                 f"bins[{i}] must be an object with string 'port' and 'bin'",
             )
-        channel = b.get("channel", 0)
+        channel = _integral(b.get("channel", 0))
         tare = b.get("tare_hint_g")
-        if isinstance(channel, bool) or not isinstance(channel, int):
-            raise ProtocolError("wrong_type", f"bins[{i}].channel must be an integer")
+        if channel is None or channel < 0:
+            raise ProtocolError(
+                "wrong_type", f"bins[{i}].channel must be a non-negative integer"
+            )
         if tare is not None and (
             isinstance(tare, bool) or not isinstance(tare, int | float)
         ):
@@ -637,6 +710,16 @@ def decode_config(payload: bytes) -> AgentConfig:
             )
         values[key] = None if v is None else float(v)
     return AgentConfig(bins=tuple(bins), extra=doc, **values)
+
+
+def publish_packet_bytes(topic: str, payload: bytes, *, mqtt5: bool = True) -> int:
+    """Size of the QoS 1 MQTT PUBLISH packet (no properties) carrying ``payload`` on
+    ``topic``: what a broker compares with its Maximum Packet Size."""
+    remaining = 2 + len(topic.encode()) + 2 + (1 if mqtt5 else 0) + len(payload)
+    length_bytes = 1
+    while remaining >= 128**length_bytes:
+        length_bytes += 1
+    return 1 + length_bytes + remaining
 
 
 def now_ms() -> int:

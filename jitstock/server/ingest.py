@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog, message_kind
 from jitstock.server.deadletters import DeadLetterInfo, is_transient, reason_of
 from jitstock.server.levels import counts_from_grams
 from jitstock.server.metrics import Metrics
@@ -42,7 +42,8 @@ from jitstock.server.tsdb import Frame, Point, TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
-# Bad input is logged at most once per source and reason per minute ("without flooding").
+# Bad input is logged at most once per minute per source, reason and kind of problem (the
+# message with its values blanked): a flood does not flood, a second problem still shows.
 BAD_INPUT_LOG_INTERVAL_S = 60.0
 # After a failed flush (state DB unreachable), wait this long before trying the same messages again.
 RETRY_FLUSH_S = 1.0
@@ -460,11 +461,19 @@ class Ingest:
                 for k in set(range(len(positions))) - set(keep):
                     if positions[k] == -2:
                         continue  # rejected above
-                    self._reject_item(
-                        addr.agent,
-                        "unknown_bin",
-                        f"bin {batch.bins[k]!r} is not configured for this agent",
-                    )
+                    if positions[k] == -1:
+                        self._reject_item(
+                            addr.agent,
+                            "unknown_bin",
+                            f"bin {batch.bins[k]!r} is not configured",
+                        )
+                    else:
+                        self._reject_item(
+                            addr.agent,
+                            "bin_of_other_agent",
+                            f"bin {batch.bins[k]!r} is fed by agent "
+                            f"{cals[positions[k]].agent_id!r}",
+                        )
                 positions = [positions[k] for k in keep]
                 batch.ts_ms = [batch.ts_ms[k] for k in keep]
                 batch.grams = [batch.grams[k] for k in keep]
@@ -722,7 +731,7 @@ class Ingest:
         self._later(
             self._bad.log,
             logging.WARNING,
-            f"{agent}:{reason}",
+            f"{agent}:{reason}:{message_kind(message)}",
             "%s: %s",
             agent,
             message,
@@ -733,7 +742,7 @@ class Ingest:
         self._later(
             self._bad.log,
             logging.WARNING,
-            f"{source}:{reason}",
+            f"{source}:{reason}:{message_kind(message)}",
             "%s: %s: %s",
             source,
             reason,

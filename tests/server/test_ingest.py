@@ -159,7 +159,10 @@ def test_a_bin_of_another_agent_is_rejected(plant: Plant) -> None:
     # pi-2 may not report for pi-1's bin: devices are confined to their own bins
     plant.ingest.process([readings("pi-2", 1, [("B1", grams_for(5), True)])])
     assert bin_row(plant, "B1").last_seen_ms is None
-    assert plant.metric("jitstock_rejected_items_total", reason="unknown_bin") == 1
+    assert (
+        plant.metric("jitstock_rejected_items_total", reason="bin_of_other_agent") == 1
+    )
+    assert plant.metric("jitstock_rejected_items_total", reason="unknown_bin") == 0
 
 
 def test_falling_to_reorder_point_creates_exactly_one_order(plant: Plant) -> None:

@@ -30,8 +30,8 @@ from jitstock.server.db.secrets import WEBHOOK_SECRET_PREFIX
 
 # Sites, agents and suppliers appear in MQTT topics, so they follow the topic rule.
 NAME_PATTERN = protocol.NAME_RE.pattern
-# The wire allows '/' in bin ids, but an API-managed id must fit one URL path segment.
-BIN_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# One bin-id rule for the wire, the API and the docs (no '/': an id is one URL path segment).
+BIN_ID_PATTERN = protocol.BIN_RE.pattern
 SKU_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 # A part heavier than a tonne, or a container heavier than the heaviest reading, is a typo;
 # a part lighter than a milligram is below any load cell's resolution (and 5e-324 g turns
