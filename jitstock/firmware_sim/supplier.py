@@ -9,8 +9,10 @@ customer judges on-time by the receipt it records).  A configurable share of
 orders (``late_fraction``, spread evenly) arrives late instead, as some do from
 any real supplier.  In the demo the delivery refills the simulated bin, as a
 truck would; the bin's scale then receives the order by weight and closes it.
-Lifecycle events (``{"type": "order.cancelled", ...}``) arrive on the same
-endpoint: a cancelled order is not shipped or delivered.
+Every delivery is the versioned envelope of the OpenAPI ``webhooks``
+(``{"version", "id", "type", "timestamp", "timestamp_ms", "data": {"order": …}}``):
+``order.created`` brings a new order, the lifecycle events arrive on the same
+endpoint, and a cancelled order (``order.cancelled``) is not shipped or delivered.
 """
 
 from __future__ import annotations
@@ -142,16 +144,18 @@ class DemoSupplier:
 
     def _receive(self, body: bytes, headers: dict[str, str]) -> int:
         try:
-            order = self.webhook.verify(
+            delivery = self.webhook.verify(
                 body, {k.lower(): v for k, v in headers.items()}
             )
         except WebhookVerificationError:
             self.rejected += 1
             return 401
+        data = delivery.get("data") if isinstance(delivery, dict) else None
+        order = data.get("order") if isinstance(data, dict) else None
         if not isinstance(order, dict) or "id" not in order:
             return 400
-        if "type" in order:
-            self._event(order)
+        if delivery.get("type") != "order.created":
+            self._event(delivery)
             return 200
         now = self.clock.time_ms()
         with self._lock:
@@ -183,11 +187,10 @@ class DemoSupplier:
         return 200
 
     def _event(self, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
         self.events.append(event)
-        if event.get("type") == "order.cancelled" and isinstance(data, dict):
+        if event.get("type") == "order.cancelled":
             with self._lock:
-                self.cancelled.add(str(data.get("id")))
+                self.cancelled.add(str(event["data"]["order"]["id"]))
 
     def _schedule_loop(self) -> None:
         while not self._stop.wait(SCHEDULER_TICK_S):

@@ -9,8 +9,9 @@ open across the network:
    compare-and-set, push ``next_attempt_ms`` out by the claim lease and insert
    attempt row n.  The lease is what a crashed process leaves behind: the order
    becomes due again when it expires, and another dispatcher retries it.
-2. **send**: POST the order JSON signed per Standard Webhooks (``webhook-id`` =
-   order id, the supplier's idempotency key across retries) and/or publish it on
+2. **send**: POST the ``order.created`` envelope (:mod:`jitstock.server.webhooks`)
+   signed per Standard Webhooks (``webhook-id`` = order id, the supplier's
+   idempotency key across retries) and/or publish it on
    ``jit/v1/{site}/orders/{supplier}`` at QoS 1.
 3. **record** (short transaction): complete attempt row n and move the order,
    fenced on ``attempts = n`` so a late writer whose lease was taken over
@@ -47,7 +48,7 @@ from jitstock.server.redact import http_status_text, redact_url, safe_text
 from jitstock.server.supplier.lifecycle import record_transition
 from jitstock.server.webhooks import (
     USER_AGENT,
-    order_payload,
+    order_created_body,
     parse_retry_after,
     previous_secret,
     sign_headers,
@@ -317,7 +318,7 @@ class Dispatcher:
                 site_id=order.site_id,
                 bin_id=order.bin_id,
                 supplier_id=order.supplier_id,
-                body=order_payload(order),
+                body=order_created_body(s, order),
                 webhook_url=supplier.webhook_url if supplier else None,
                 webhook_secret=supplier.webhook_secret if supplier else None,
                 previous_secret=previous_secret(supplier, now),

@@ -21,6 +21,7 @@ from jitstock.server.dispatch import Dispatcher, RetryPolicy
 from jitstock.server.reorder import maybe_reorder
 from jitstock.server.webhooks import parse_retry_after
 from tests.server.db_factories import SITE, SKU, SUPPLIER, seed
+from tests.server.webhook_receiver import WebhookContract
 from tests.services import free_port
 from tests.waits import WAIT_S
 
@@ -139,17 +140,37 @@ def test_503_three_times_then_200_is_one_order_four_attempts_delivered_once(
     assert order.attempts == 4
     assert order.sent_ms is not None
     assert _audit_actions(db.factory, order_id) == ["order.created", "order.sent"]
+    # every retry carried the same body: the order.created envelope of the contract
+    assert len({r.body for r in got}) == 1
     body = got[-1].payload
-    assert body == {
-        "id": order_id,
-        "site": SITE,
-        "bin": bin_id,
-        "sku": SKU,
-        "supplier": SUPPLIER,
-        "qty": 100,
-        "created_ms": order.created_ms,
-        "trigger": order.trigger,
-    }
+    assert WebhookContract(_published_openapi()).problems(got[-1].headers, body) == []
+    assert (body["version"], body["id"], body["type"], body["timestamp_ms"]) == (
+        1,
+        order_id,
+        "order.created",
+        order.created_ms,
+    )
+    public = body["data"]["order"]
+    assert public["id"] == order_id
+    assert (public["site"], public["bin"], public["sku"]) == (SITE, bin_id, SKU)
+    assert (public["supplier"], public["qty"], public["unit"]) == (
+        SUPPLIER,
+        100,
+        "piece",
+    )
+    assert (public["description"], public["reason"]) == ("M6 bolt", "reorder_point")
+    assert public["ship_to"]["name"] == "Plant 1"
+    assert "trigger" not in public
+
+
+def _published_openapi() -> dict:
+    from fastapi import FastAPI
+
+    from jitstock.server.api.webhook_schemas import register_webhooks
+
+    app = FastAPI()
+    register_webhooks(app)
+    return app.openapi()
 
 
 @pytest.mark.parametrize("status", [400, 404, 410, 422])

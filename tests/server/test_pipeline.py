@@ -227,7 +227,8 @@ def test_one_trigger_one_signed_webhook_across_resend_and_sigkill(
         assert accepted[0].verified
         assert accepted[0].headers["webhook-id"] == order.id
         assert accepted[0].payload["id"] == order.id
-        assert accepted[0].payload["bin"] == "B1"
+        assert accepted[0].payload["type"] == "order.created"
+        assert accepted[0].payload["data"]["order"]["bin"] == "B1"
         assert order.state == "sent"
         with transaction(sessions, readonly=True) as s:
             from jitstock.server.db.models import AgentCursor

@@ -1,4 +1,6 @@
-"""A real HTTP supplier endpoint for tests: verifies Standard Webhooks signatures, answers as scripted."""
+"""A real HTTP supplier endpoint for tests: verifies Standard Webhooks signatures, answers
+as scripted, and checks every verified body against the published contract (the
+OpenAPI ``webhooks`` of the server that sent it) once it is given one."""
 
 from __future__ import annotations
 
@@ -8,9 +10,48 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
+from jsonschema import Draft202012Validator
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.waits import WAIT_S
+
+
+class WebhookContract:
+    """The webhook schemas of an OpenAPI document, one validator per delivery type."""
+
+    def __init__(self, openapi: dict[str, Any]) -> None:
+        components = openapi.get("components", {})
+        self.validators: dict[str, Draft202012Validator] = {}
+        for name, item in openapi.get("webhooks", {}).items():
+            schema = item["post"]["requestBody"]["content"]["application/json"][
+                "schema"
+            ]
+            # $refs point into #/components: resolve them against a root that has them
+            self.validators[name] = Draft202012Validator(
+                {**schema, "components": components}
+            )
+
+    @classmethod
+    def fetch(cls, base_url: str) -> WebhookContract:
+        """The contract a running server publishes at /openapi.json."""
+        r = httpx.get(f"{base_url}/openapi.json", timeout=WAIT_S)
+        r.raise_for_status()
+        return cls(r.json())
+
+    def problems(self, headers: dict[str, str], payload: Any) -> list[str]:
+        """Where a verified delivery breaks the contract (empty: it keeps it)."""
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        validator = self.validators.get(str(kind))
+        if validator is None:
+            return [f"delivery type {kind!r} is not in the OpenAPI webhooks"]
+        out = [
+            f"{kind}: {e.json_path}: {e.message}"
+            for e in validator.iter_errors(payload)
+        ]
+        if headers.get("webhook-id") != payload.get("id"):
+            out.append(f"{kind}: webhook-id {headers.get('webhook-id')!r} != body id")
+        return out
 
 
 @dataclass
@@ -30,6 +71,9 @@ class WebhookReceiver:
     def __init__(self, secret: str) -> None:
         self.webhook = Webhook(secret)
         self.received: list[Received] = []
+        self.contract: WebhookContract | None = None
+        # every contract problem of a verified delivery, with the delivery's id
+        self.contract_problems: list[str] = []
         self._script: deque[tuple[int, dict[str, str]]] = deque()
         self._cond = threading.Condition()
         receiver = self
@@ -56,10 +100,10 @@ class WebhookReceiver:
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
+                got = Received(headers, body, verified, payload, status)
+                receiver._check(got)
                 with receiver._cond:
-                    receiver.received.append(
-                        Received(headers, body, verified, payload, status)
-                    )
+                    receiver.received.append(got)
                     receiver._cond.notify_all()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -75,6 +119,27 @@ class WebhookReceiver:
             kwargs={"poll_interval": 0.05},
             daemon=True,
         )
+
+    def check_contract(self, contract: WebhookContract) -> None:
+        """Validate every verified delivery (those so far and all later) against ``contract``."""
+        with self._cond:
+            self.contract = contract
+            earlier = list(self.received)
+        for got in earlier:
+            self._check(got)
+
+    def _check(self, got: Received) -> None:
+        contract = self.contract
+        if contract is None or not got.verified:
+            return
+        problems = contract.problems(got.headers, got.payload)
+        with self._cond:
+            self.contract_problems += problems
+
+    def assert_contract(self) -> None:
+        """Fail when a verified delivery broke the contract."""
+        assert self.contract is not None, "no contract to check against"
+        assert self.contract_problems == [], "\n".join(self.contract_problems)
 
     def script(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
         """Answer the next requests with these statuses (and headers), then 200."""

@@ -34,6 +34,7 @@ from jitstock.server.api.routes import (  # issue 6
 )
 from jitstock.server.api.routes import policy as policy_routes  # issue 4
 from jitstock.server.api.security_headers import SecurityHeaders
+from jitstock.server.api.webhook_schemas import register_webhooks
 
 __all__ = ["ApiContext", "create_api"]
 
@@ -81,6 +82,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
     app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs
     app.include_router(dead_letters.router)  # issue 10: list and replay dead letters
     app.include_router(docs.router)  # /docs and /redoc, no CDN
+    register_webhooks(app)  # issue 13: what suppliers receive, under "webhooks"
     declare_error_responses(app)  # 401/403/404/409/422 in the OpenAPI document
     ensure_bootstrap_key(
         ctx.session_factory, ctx.settings.bootstrap_admin_key, ctx.clock.time_ms()

@@ -11,7 +11,12 @@ Order state machine (the dispatcher owns created -> sent/failed)::
 
 An ack may arrive while the order is still 'created' (a supplier answering
 inside its webhook handler, before the dispatcher records the 200), so ack is
-legal from created and sent; acking an acknowledged order again is idempotent.
+legal from created and sent.  Acking an acknowledged order again with no
+promise or the same one changes nothing (idempotent); with another promise it is
+an explicit promise change: the new promise replaces the old, the state stays,
+and the supplier hears ``order.promise_changed``.  Once shipped it is too late to
+acknowledge (409); the ship notice's ``expected_ms`` is then the promise.
+Acknowledging is optional: a ship notice from 'sent' is accepted and stands for it.
 Transitions are compare-and-set UPDATEs on the state, so a concurrent
 dispatcher record or a second delivery loses cleanly instead of overwriting.
 """
@@ -29,6 +34,8 @@ from jitstock.server.position import refresh_pending
 from jitstock.server.supplier.lifecycle import enqueue_event, record_transition
 
 ACKABLE_STATES = ("created", "sent")
+# Acknowledged already, not shipped: a new promise here is a promise change.
+PROMISE_CHANGE_STATES = ("acknowledged",)
 DELIVERABLE_STATES = OPEN_ORDER_STATES
 
 
@@ -48,29 +55,22 @@ def ack_order(
     now_ms: int,
     supplier_id: str | None = None,
 ) -> Order:
-    """Mark an order acknowledged by its supplier, with an optional promised delivery time."""
+    """Acknowledge an order (optionally with a promise), or change the promise of one
+    acknowledged before; see the module docstring."""
     order = _load(session, order_id, supplier_id)
     if promised_ms is not None and promised_ms < order.created_ms:
         raise FieldInvalid(
             "promised_ms",
             f"{promised_ms} is before the order was created ({order.created_ms})",
         )
-    if order.state == "acknowledged":
-        if promised_ms is not None and promised_ms != order.promised_ms:
-            record_audit(
-                session,
-                at_ms=now_ms,
-                actor=actor,
-                action="order.promise",
-                entity="order",
-                entity_id=order_id,
-                detail={"from": order.promised_ms, "to": promised_ms},
-            )
-            order.promised_ms = promised_ms
-        return order
+    if order.state in PROMISE_CHANGE_STATES:
+        if promised_ms is None or promised_ms == order.promised_ms:
+            return order  # a repeated acknowledgement: nothing changes
+        return change_promise(session, order, promised_ms, actor, now_ms)
     if order.state not in ACKABLE_STATES:
         raise Conflict(
-            f"order {order_id} is {order.state}; only a created or sent order can be acknowledged"
+            f"order {order_id} is {order.state}; only a created or sent order can be "
+            "acknowledged (an acknowledged one can have its promise changed)"
         )
     moved = session.execute(
         update(Order)
@@ -111,6 +111,53 @@ def ack_order(
     )
     fresh = _load(session, order_id)
     enqueue_event(session, fresh, "order.acknowledged", now_ms)
+    return fresh
+
+
+def change_promise(
+    session: Session, order: Order, promised_ms: int, actor: str, now_ms: int
+) -> Order:
+    """Replace an open order's promised delivery time; the supplier hears order.promise_changed."""
+    previous = order.promised_ms
+    moved = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.state == order.state)
+        .values(promised_ms=promised_ms)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        state = _load(session, order.id).state
+        raise Conflict(
+            f"order {order.id} changed to {state} meanwhile; promise change refused"
+        )
+    change = {"from": previous, "to": promised_ms}
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="order.promise",
+        entity="order",
+        entity_id=order.id,
+        detail=change,
+    )
+    record_transition(
+        session,
+        order.id,
+        order.state,
+        order.state,
+        actor=actor,
+        at_ms=now_ms,
+        reason="promise changed",
+        detail=change,
+    )
+    fresh = _load(session, order.id)
+    enqueue_event(
+        session,
+        fresh,
+        "order.promise_changed",
+        now_ms,
+        {"previous_promised_ms": previous},
+    )
     return fresh
 
 

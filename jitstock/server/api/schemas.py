@@ -148,12 +148,24 @@ class Output(BaseModel):
 
 # --- sites -------------------------------------------------------------------
 
+# Ship-to of a plant, printed in every order webhook (issue 13).
+ShipTo = Annotated[
+    str,
+    Field(min_length=1, max_length=500, description="postal address suppliers ship to"),
+]
+DockName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, description="receiving dock or gate"),
+]
+
 
 class SiteCreate(Input):
     """A new plant."""
 
     id: SiteId
     name: Name
+    address: ShipTo | None = None
+    dock: DockName | None = None
 
 
 class SiteUpdate(Patch):
@@ -161,6 +173,8 @@ class SiteUpdate(Patch):
 
     REQUIRED: ClassVar[frozenset[str]] = frozenset({"name"})
     name: Name | None = None
+    address: ShipTo | None = None
+    dock: DockName | None = None
 
 
 class SitePublic(Output):
@@ -168,6 +182,8 @@ class SitePublic(Output):
 
     id: str
     name: str
+    address: str | None = None
+    dock: str | None = None
 
 
 # --- SKUs --------------------------------------------------------------------

@@ -109,6 +109,17 @@ class SupplierItemIn(Input):
     moq: PosQty = 1
     price: UnitCost | None = None
     active: bool = True
+    supplier_sku: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=100,
+                description="the supplier's own part number (sent with its orders)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SupplierItemPublic(Output):
@@ -122,6 +133,7 @@ class SupplierItemPublic(Output):
     moq: int
     price: float | None
     active: bool
+    supplier_sku: str | None = None
 
 
 class SupplierLoopSettings(Input):

@@ -101,6 +101,9 @@ class Site(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Ship-to for suppliers (issue 13): postal address and receiving dock of the plant.
+    address: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    dock: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Sku(Base):

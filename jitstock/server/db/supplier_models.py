@@ -53,6 +53,8 @@ class SupplierItem(Base):
     moq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     price: Mapped[float | None] = mapped_column(Float, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The supplier's own part number for the SKU (issue 13), printed on its order.
+    supplier_sku: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 def supplier_items_for(session: Session, sku_id: str) -> list[SupplierItem]:

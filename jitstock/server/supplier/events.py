@@ -2,8 +2,9 @@
 
 Same shape as the order dispatcher (claim in a short transaction with a
 compare-and-set on ``attempts``, send outside any transaction, record), but for
-the lifecycle events a supplier cares about.  The body follows the Standard
-Webhooks payload convention ``{"id", "type", "timestamp_ms", "data"}``; the
+the lifecycle events a supplier cares about.  The body is the versioned envelope
+of :mod:`jitstock.server.webhooks` (``{"version", "id", "type", "timestamp",
+"timestamp_ms", "data"}``, queued ready-made by ``lifecycle.enqueue_event``); the
 ``webhook-id`` header is the event id (the supplier's idempotency key), and
 during a secret rotation both secrets sign.
 """

@@ -14,11 +14,14 @@ one-step manager shortcut of issue 3 (``POST /orders/{id}/deliver``).
 Each move is a compare-and-set UPDATE on the state (a concurrent change loses
 cleanly), writes one ``order_transitions`` row (who, when, why) and, for the
 changes a supplier cares about, one ``supplier_events`` row that the
-:mod:`~jitstock.server.supplier.events` sender delivers as a signed webhook.
+:mod:`~jitstock.server.supplier.events` sender delivers as a signed webhook in the
+envelope of :mod:`jitstock.server.webhooks` (``EVENT_TYPES`` is the catalogue; the
+OpenAPI document publishes a schema per type).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -28,6 +31,7 @@ from sqlalchemy.orm import Session
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order
 from jitstock.server.db.supplier_models import OrderTransition, SupplierEvent
 from jitstock.server.supplier import IllegalTransition, OrderNotFound
+from jitstock.server.webhooks import ORDER_CREATED, envelope, order_data
 
 _OPEN_TARGETS = {"part_received", "received", "delivered", "cancelled", "failed"}
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -57,6 +61,17 @@ SUPPLIER_EVENTS = frozenset(
         "delivered",
     }
 )
+# Every delivery type a supplier receives (the OpenAPI ``webhooks`` has one per type).
+EVENT_TYPES = (
+    ORDER_CREATED,  # the new order itself, sent by the dispatcher
+    *(f"order.{state}" for state in sorted(SUPPLIER_EVENTS)),
+    "order.promise_changed",  # a second acknowledgement with another promise
+    "order.reduced",  # part of the order moved to another supplier (escalation)
+    "receipt.inspected",  # a quality inspection of goods received on the order
+)
+# The escalation thread's actor name (escalation.ACTOR; that module imports this one).
+_ESCALATION_ACTOR = "escalation"
+_ESCALATED = re.compile(r"escalated \((\w+)\)")
 
 
 def load_order(
@@ -94,22 +109,19 @@ def record_transition(
     )
 
 
-def order_event_data(order: Order) -> dict[str, Any]:
-    """The order as a supplier event carries it."""
-    return {
-        "id": order.id,
-        "state": order.state,
-        "site": order.site_id,
-        "bin": order.bin_id,
-        "sku": order.sku_id,
-        "supplier": order.supplier_id,
-        "qty": order.qty,
-        "promised_ms": order.promised_ms,
-        "shipped_qty": order.asn_qty,
-        "carrier_ref": order.carrier_ref,
-        "received_qty": order.delivered_qty,
-        "created_ms": order.created_ms,
-    }
+def order_event_data(session: Session, order: Order) -> dict[str, Any]:
+    """The order as a supplier event carries it (the public order object)."""
+    return order_data(session, order)
+
+
+def public_note(actor: str, reason: str | None) -> str | None:
+    """The transition's reason as its supplier may read it: an escalation names no
+    other supplier (the internal reason does, for the audit trail)."""
+    if reason is None or actor != _ESCALATION_ACTOR:
+        return reason
+    found = _ESCALATED.match(reason)
+    why = found.group(1) if found else "escalation"
+    return f"escalated ({why}): another supplier covers the demand"
 
 
 def enqueue_event(
@@ -119,16 +131,24 @@ def enqueue_event(
     now_ms: int,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Queue a signed webhook event to the order's supplier (skipped if it never got the order)."""
+    """Queue a signed webhook event to the order's supplier (skipped if it never got the order).
+
+    ``extra`` are the type's own fields beside ``order``; its ``reason`` becomes the
+    event's ``note`` (the order's own ``reason`` says why it was placed).
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"{event_type!r} is not a published event type")
     if order.sent_ms is None and order.acked_ms is None:
         return  # the supplier never saw this order: nothing to tell it
     event_id = f"evt_{uuid.uuid4().hex}"
-    payload = {
-        "id": event_id,
-        "type": event_type,
-        "timestamp_ms": now_ms,
-        "data": {**order_event_data(order), **(extra or {})},
-    }
+    fields = dict(extra or {})
+    note = fields.pop("reason", None)
+    payload = envelope(
+        event_type,
+        event_id,
+        now_ms,
+        {"order": order_event_data(session, order), "note": note, **fields},
+    )
     session.add(
         SupplierEvent(
             supplier_id=order.supplier_id,
@@ -197,5 +217,11 @@ def transition(
     )
     order = load_order(session, order_id)
     if to_state in SUPPLIER_EVENTS:
-        enqueue_event(session, order, f"order.{to_state}", now_ms, {"reason": reason})
+        enqueue_event(
+            session,
+            order,
+            f"order.{to_state}",
+            now_ms,
+            {"reason": public_note(actor, reason)},
+        )
     return order

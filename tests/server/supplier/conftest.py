@@ -1,6 +1,10 @@
 """Supplier-loop fixtures: a real server (auth on) over a seeded plant, two real supplier
 HTTP endpoints (A preferred, B fallback), a simulated scale and dock scanner read by a real
-edge agent over a real Mosquitto."""
+edge agent over a real Mosquitto.
+
+Every webhook the suppliers receive is checked against the OpenAPI ``webhooks`` the
+server publishes (issue 13's contract test): a test whose deliveries break the
+contract fails at the end of its ``supplier_loop``."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from jitstock.server.db.session import transaction
 from jitstock.server.seed import BinSeed, SupplierSeed
 from jitstock.server.settings import ServerSettings
 from tests.server.server_support import seed, wait_until
-from tests.server.webhook_receiver import WebhookReceiver
+from tests.server.webhook_receiver import WebhookContract, WebhookReceiver
 from tests.services import free_port, wait_port
 
 UNIT_G = 12.5
@@ -94,24 +98,31 @@ class Loop:
         return wait_until(lambda: len(self.orders()) >= n and self.orders(), what=what)
 
 
-def events_of(
-    receiver: WebhookReceiver, kind: str | None = None
-) -> list[dict[str, Any]]:
-    """Verified lifecycle events a supplier endpoint received (not order webhooks)."""
-    out = []
-    for r in list(receiver.received):
-        if r.verified and isinstance(r.payload, dict) and "type" in r.payload:
-            if kind is None or r.payload["type"] == kind:
-                out.append(r.payload)
-    return out
-
-
-def order_webhooks(receiver: WebhookReceiver) -> list[dict[str, Any]]:
-    """Verified order webhooks (new orders) a supplier endpoint received."""
+def _deliveries(receiver: WebhookReceiver) -> list[dict[str, Any]]:
     return [
         r.payload
         for r in list(receiver.received)
-        if r.verified and isinstance(r.payload, dict) and "type" not in r.payload
+        if r.verified and isinstance(r.payload, dict)
+    ]
+
+
+def events_of(
+    receiver: WebhookReceiver, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Verified lifecycle events a supplier endpoint received (not order.created)."""
+    return [
+        p
+        for p in _deliveries(receiver)
+        if p.get("type") != "order.created" and (kind is None or p["type"] == kind)
+    ]
+
+
+def order_webhooks(receiver: WebhookReceiver) -> list[dict[str, Any]]:
+    """The orders (``data.order``) of the verified order.created webhooks a supplier received."""
+    return [
+        p["data"]["order"]
+        for p in _deliveries(receiver)
+        if p.get("type") == "order.created"
     ]
 
 
@@ -158,6 +169,9 @@ def supplier_loop(
     thread.start()
     wait_port(port)
     url = f"http://127.0.0.1:{port}"
+    contract = WebhookContract.fetch(url)
+    a.check_contract(contract)
+    b.check_contract(contract)
     admin = httpx.Client(
         base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10
     )
@@ -178,6 +192,9 @@ def supplier_loop(
         thread.join(timeout=10)
         a.stop()
         b.stop()
+    # reached only when the test passed: then every delivery must have kept the contract
+    a.assert_contract()
+    b.assert_contract()
 
 
 @dataclass

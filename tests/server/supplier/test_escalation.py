@@ -46,11 +46,20 @@ def test_unacknowledged_order_escalates_to_the_fallback(
         wait_until(lambda: order_webhooks(loop.b), what="B's bridging order")
         (bridge,) = order_webhooks(loop.b)
         assert bridge["qty"] == 40
-        assert bridge["trigger"]["escalated_from"] == first.id
+        # B learns that it is urgent, not whose order it bridges nor the plant's numbers
+        assert bridge["reason"] == "expedite"
+        assert first.id not in str(bridge)
+        assert (loop.orders(supplier_id="B")[0].trigger or {})["escalated_from"] == (
+            first.id
+        )
         cancelled = wait_until(
             lambda: events_of(loop.a, "order.cancelled"), what="A's cancellation"
         )
-        assert [e["data"]["id"] for e in cancelled] == [first.id]
+        assert [e["data"]["order"]["id"] for e in cancelled] == [first.id]
+        # ... and A is not told who took its order over
+        assert cancelled[0]["data"]["note"] == (
+            "escalated (ack_deadline): another supplier covers the demand"
+        )
         assert loop.order(first.id)["state"] == "cancelled"
 
         # exactly one delivery is expected: one open order, B's

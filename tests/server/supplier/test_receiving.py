@@ -125,7 +125,7 @@ def test_95_of_100_delivered_10_rejected(tmp_path: Path, mosquitto) -> None:
         wait_until(lambda: len(order_webhooks(loop.a)) >= 2, what="replacement")
         replacement = order_webhooks(loop.a)[1]
         assert replacement["qty"] == 15
-        assert replacement["trigger"]["replaces"] == oid
+        assert (replacement["reason"], replacement["replaces"]) == ("replacement", oid)
 
         floor.scale.refill(85)
         wait_until(lambda: loop.order(oid)["state"] == "closed", what="closed")

@@ -28,6 +28,8 @@ def _order(loop: Loop, bin_id: str) -> str:
         b = reorder.lock_bin(s, bin_id)
         assert b is not None
         b.on_hand = 0
+        # as if its scale had read 0 (the rule never orders on a scale that never reported)
+        b.last_seen_ms = loop.app.clock.time_ms()
         order = reorder.maybe_reorder(s, b, loop.app.clock.time_ms(), {"test": True})
         assert order is not None
         oid = order.id

@@ -1,8 +1,13 @@
-"""Orders: list and detail (with delivery attempts), supplier acknowledgement, goods received."""
+"""Orders: list and detail (with delivery attempts), supplier acknowledgement, goods received.
+
+A supplier key reads its own orders without the internal ``trigger`` and
+``bridge_for`` (stock figures and other suppliers' order ids): the order's public
+reason and needed-by time are in its ``order.created`` webhook.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -27,6 +32,25 @@ from jitstock.server.api.supplier_scope import (
 from jitstock.server.db.models import Order
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+_Out = TypeVar("_Out", OrderPublic, OrderDetail)
+
+ACK_DESCRIPTION = """\
+Acknowledge the order, optionally with `promised_ms` (when it will arrive).
+
+* **created** or **sent**: the order becomes `acknowledged` (the supplier hears
+  `order.acknowledged`). Acknowledging is optional: a ship notice straight from
+  `sent` is accepted and stands for the acknowledgement.
+* **acknowledged**: without `promised_ms`, or with the current one, nothing
+  changes (a repeated ack is idempotent, 200). With another `promised_ms` it is a
+  **promise change**: the new promise replaces the old one, the state stays, the
+  change is audited and the supplier hears `order.promise_changed` (with
+  `previous_promised_ms`). A later promise may escalate the order to the next
+  supplier when the bin runs out before it.
+* any other state: 409. Once shipped it is too late to acknowledge; the ship
+  notice's `expected_ms` is the promise from then on.
+
+`promised_ms` before the order's creation is 422.
+"""
 
 
 @router.get("")
@@ -52,7 +76,14 @@ def list_orders(
         stmt = stmt.where(Order.supplier_id == supplier)
     if bin is not None:
         stmt = stmt.where(Order.bin_id == bin)
-    return [OrderPublic.model_validate(o) for o in session.scalars(stmt)]
+    return [_for_key(OrderPublic.model_validate(o), key) for o in session.scalars(stmt)]
+
+
+def _for_key(out: _Out, key: object) -> _Out:
+    """What this key may read of an order: suppliers get no internal trigger."""
+    if getattr(key, "role", None) != SUPPLIER_ROLE:
+        return out
+    return out.model_copy(update={"trigger": None, "bridge_for": None})
 
 
 def _detail(
@@ -74,18 +105,21 @@ def _detail(
 @router.get("/{order_id}")
 def get_order(order_id: str, session: ReadSessionDep, key: OrderReader) -> OrderDetail:
     """One order with every webhook attempt (404 for another supplier's order)."""
-    return _detail(session, order_id, scope_of(key))
+    return _for_key(_detail(session, order_id, scope_of(key)), key)
 
 
-@router.post("/{order_id}/ack")
+@router.post("/{order_id}/ack", description=ACK_DESCRIPTION)
 def acknowledge(
     order_id: str, body: AckRequest, session: SessionDep, key: OrderActor, ctx: CtxDep
 ) -> OrderDetail:
-    """The supplier has the order (optionally: when it will deliver); 409 unless created or sent."""
+    """Acknowledge an order, or change its promise."""
     scope = scope_of(key)
     ack_order(session, order_id, body.promised_ms, key.name, ctx.clock.time_ms(), scope)
     session.commit()
-    return _detail(session, order_id, scope)
+    events = getattr(ctx, "supplier_events", None)
+    if events is not None:
+        events.wake()  # the acknowledgement or promise change goes out now
+    return _for_key(_detail(session, order_id, scope), key)
 
 
 @router.post("/{order_id}/deliver")

@@ -109,7 +109,13 @@ def update_supplier(
 def rotate_secret(
     supplier_id: str, session: SessionDep, key: Manager, ctx: CtxDep
 ) -> SupplierWithSecret:
-    """Replace the webhook signing secret with a fresh one, returned this once."""
+    """Issue a fresh webhook signing secret, returned this once.
+
+    For 24 hours (``catalog.SECRET_ROTATION_GRACE_MS``) every webhook carries two
+    signatures, with the new and with the previous secret, so the supplier can
+    switch at any time in that window without missing a delivery; after it, only
+    the new secret signs.  Rotating again inside the window drops the older one.
+    """
     row, secret = catalog.rotate_supplier_secret(
         session, supplier_id, key.name, ctx.clock.time_ms()
     )
