@@ -218,6 +218,18 @@ def test_every_bound_is_the_protocols_constant() -> None:
     assert f"{p.MAX_PAYLOAD_BYTES:,}" in described
 
 
+def test_the_order_schema_is_the_order_created_envelope() -> None:
+    from jitstock.server.webhooks import ORDER_CREATED, WEBHOOK_VERSION, envelope
+
+    order = envelope(ORDER_CREATED, "ord_1", 1767225600000, {"order": {"id": "ord_1"}})
+    assert schema_errors("Order", order) == []
+    schema = document()["components"]["schemas"]["Order"]["properties"]
+    assert schema["version"]["const"] == WEBHOOK_VERSION
+    assert schema["type"]["const"] == ORDER_CREATED
+    # the order without its envelope (before issue 13) is not an order message
+    assert schema_errors("Order", {"id": "ord_1", "qty": 5})
+
+
 # ------------------------------------------------------------------ examples
 
 
