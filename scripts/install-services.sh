@@ -11,6 +11,8 @@ command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb
 # the MQTT TLS tests make their own CA and broker certificate with the openssl CLI
 command -v openssl >/dev/null 2>&1 || [ -x /usr/bin/openssl ] || need+=(openssl)
 command -v pg_ctlcluster >/dev/null 2>&1 || command -v psql >/dev/null 2>&1 || need+=(postgresql)
+# tests/deploy checks the edge's systemd unit with systemd-analyze verify (no running systemd needed)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -83,8 +83,8 @@ VARIANTS: tuple[Variant, ...] = (
         "continuous output, net (NT)",
         b"ST,NT,+0000734.5 g",
         "stream",
-        "net weight: the indicator's tare is subtracted; lock its tare key "
-        "(docs/scales.md, 'Net and gross')",
+        'net weight: refused unless net_weight = "add_tare" with tare_g; lock the '
+        "indicator's tare key (docs/scales.md, 'Net and gross')",
     ),
     Variant(
         "ad",
@@ -105,6 +105,8 @@ VARIANTS: tuple[Variant, ...] = (
         "MT-SICS, answer to SI or S",
         b"S S      1234.5 g",
         "sics",
+        "MT-SICS weights are net: keep the scale's tare at zero (lock the tare key) "
+        "or set tare_g (docs/scales.md, 'Net and gross')",
     ),
 )
 _BY_KEY = {v.key: v for v in reversed(VARIANTS)}  # the first entry of a key names it
@@ -277,8 +279,8 @@ def _stream(port: str, lines: list[bytes], listen_s: float) -> Diagnosis | None:
     )
 
 
-def _listen(port: str, raw: bytes, listen_s: float) -> Diagnosis:
-    """Diagnose what a port sent by itself."""
+def describe_output(port: str, raw: bytes, listen_s: float) -> Diagnosis:
+    """Diagnose what a port sent by itself within `listen_s` (`raw`: the bytes as received)."""
     found = _toledo(port, raw)
     if found is not None:
         return found
@@ -340,7 +342,8 @@ def _sics_answer(port: str, command: str, answer: bytes, listen_s: float) -> Dia
     if unit and unit.group(1).decode() != "g":
         shown += f" (sent in {unit.group(1).decode()}, x{UNIT_GRAMS[unit.group(1).decode()]:g})"
     moving = "" if frame.stable else "; the load moves (S waits until it settles)"
-    return Diagnosis(f"{head}: {shown}{moving}", EXIT_IDENTIFIED, "sics")
+    note = _BY_KEY["sics"].note
+    return Diagnosis(f"{head}: {shown}{moving}; {note}", EXIT_IDENTIFIED, "sics")
 
 
 def _ask(ser: Any, request: bytes, seconds: float) -> bytes | None:
@@ -361,7 +364,7 @@ def diagnose(port: str, timeout_s: float = 3.0, baudrate: int = 9600) -> Diagnos
         listen_s = min(MAX_LISTEN_S, timeout_s * LISTEN_SHARE)
         raw = _collect(ser, listen_s, want_lines=WANT_FRAMES)
         if raw:
-            return _listen(port, raw, listen_s)
+            return describe_output(port, raw, listen_s)
         left = max(0.4, timeout_s - listen_s)
         answers = []
         for command, request, wait_s in (
