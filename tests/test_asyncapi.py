@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import re
+import signal
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,6 +35,7 @@ from jitstock.firmware_sim.scale import SimulatedScale
 from jitstock.firmware_sim.scanner import SimulatedScanner
 from tests.edge.mqtt_support import Collector, publish_retained
 from tests.services import Mosquitto
+from tests.waits import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"
@@ -667,3 +671,51 @@ def test_every_message_of_a_real_edge_agent_is_valid_by_the_asyncapi_schemas(
             invalid.append((m.topic, m.payload[:200], errors[:3]))
     assert invalid == [], invalid
     assert len(messages) >= 6
+
+
+def test_the_last_will_of_a_killed_edge_agent_is_valid_by_the_schema(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    floor: tuple[list[SimulatedScale], SimulatedScanner],
+) -> None:
+    scales, scanner = floor
+    config = tmp_path / "edge.toml"
+    lines = [
+        f'site = "{SITE}"',
+        f'agent = "{AGENT}"',
+        f'mqtt_url = "{mosquitto.url}"',
+        f'outbox_path = "{tmp_path / "outbox.db"}"',
+        "tick_s = 0.1",
+    ]
+    for s in scales:
+        lines += ["[[scales]]", f'port = "{s.port}"', f'bin = "{s.bin}"']
+        lines += [f'protocol = "{s.protocol}"']
+    lines += ["[[scanners]]", f'port = "{scanner.port}"', 'id = "gun1"']
+    config.write_text("\n".join(lines) + "\n")
+    sub = Collector(mosquitto.port, [f"jit/v1/{SITE}/{AGENT}/status"])
+    log = tmp_path / "edge.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jitstock.edge.cli", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        sub.wait_for(
+            lambda: any(m.doc["state"] == "online" for m in sub.snapshot()),
+            what=f"online status; log: {log}",
+        )
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(WAIT_S) == -signal.SIGKILL
+        sub.wait_for(
+            lambda: sub.snapshot()[-1].doc["state"] == "offline",
+            what="the last will",
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sub.close()
+    will = sub.snapshot()[-1]
+    assert schema_errors("Status", will.doc) == [], will.payload
+    assert all(schema_errors("Status", m.doc) == [] for m in sub.snapshot())
