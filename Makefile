@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test services bench lint clean
+.PHONY: demo test soak services bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.dev-installed services
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The position state machine (issue 9) with thousands of examples per backend.
+soak: $(VENV)/.dev-installed services
+	HYPOTHESIS_PROFILE=soak $(PY) -m pytest -q -p no:cacheprovider -o timeout=0 \
+		tests/server/test_position_state_machine.py $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev-installed services
 	$(VENV)/bin/jitstock bench all --out bench-results

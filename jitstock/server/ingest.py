@@ -490,7 +490,7 @@ class Ingest:
             if snap is not registry.snapshot:
                 # bins were reloaded while we decoded: indexes would point into the wrong arrays
                 raise RetryFlush("bin registry changed during the flush")
-            frame, count_idx, count_values = self._levels(
+            frame, count_idx, count_values, seen_idx, seen_ts = self._levels(
                 flush, snap, idx, ts, grams, stable
             )
             scan_points = [
@@ -512,6 +512,7 @@ class Ingest:
                 raise
             self._await_history(history, frame, scan_points)
             registry.set_counts(snap, count_idx, count_values)
+            registry.set_seen(snap, seen_idx, seen_ts)
         # only now is the flush durable: advance the in-memory cursors
         self._cursors = {
             **self._cursors,
@@ -621,13 +622,20 @@ class Ingest:
         ts_l: list[int],
         grams_l: list[float],
         stable_l: list[bool],
-    ) -> tuple[Frame | None, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Counts, events and the history frame for every reading of the flush, with numpy."""
+    ) -> tuple[
+        Frame | None,
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+    ]:
+        """Counts, events and the history frame for every reading of the flush, with numpy;
+        also the bins it saw and their newest reading times."""
         n = len(idx_l)
         flush.readings = n
         empty = np.empty(0, dtype=np.int64)
         if n == 0:
-            return None, empty, empty
+            return None, empty, empty, empty, empty
         idx = np.array(idx_l, dtype=np.int64)
         ts = np.array(ts_l, dtype=np.int64)
         grams = np.array(grams_l, dtype=np.float64)
@@ -639,6 +647,18 @@ class Ingest:
         o_idx = idx[order]
         last = np.flatnonzero(np.r_[o_idx[1:] != o_idx[:-1], True])
         last_pos = order[last]
+        # A bin whose newest reading here is older than one already applied (a late batch,
+        # an outbox replayed out of order) keeps its state: the state DB ignores it (its
+        # UPDATE is guarded by last_seen_ms), so its count must not move here either — a
+        # stale count would make a phantom pick and then a phantom refill (a receipt by weight).
+        counted = stable
+        fresh_bin = ts[last_pos] >= self.registry.seen_ms[o_idx[last]]
+        if not fresh_bin.all():
+            late = np.zeros(len(snap.cals), dtype=np.bool_)
+            late[o_idx[last][~fresh_bin]] = True
+            counted = stable & ~late[idx]
+            last, last_pos = last[fresh_bin], last_pos[fresh_bin]
+        seen_idx, seen_ts = o_idx[last], ts[last_pos]
         cals = snap.cals
         flush.seen = [
             (cals[i].bin_id, g, t)
@@ -650,7 +670,7 @@ class Ingest:
             )
         ]
 
-        s_pos = order[stable[order]]  # stable readings, by (bin, time)
+        s_pos = order[counted[order]]  # stable readings (not late), by (bin, time)
         count_idx, count_values = empty, empty
         if len(s_pos):
             s_idx = idx[s_pos]
@@ -695,7 +715,7 @@ class Ingest:
             # stable (a load still moving) would chart a level that never was.
             k = np.flatnonzero(stable)
             if not len(k):
-                return None, count_idx, count_values
+                return None, count_idx, count_values, seen_idx, seen_ts
             idx_l = idx[k].tolist()
             grams_l = grams[k].tolist()
             ts_l = ts[k].tolist()
@@ -707,7 +727,7 @@ class Ingest:
             [grams_l, counts.tolist()],
             ts_l,
         )
-        return frame, count_idx, count_values
+        return frame, count_idx, count_values, seen_idx, seen_ts
 
     def _status(
         self, flush: Flush, addr: protocol.TopicAddress, payload: bytes, now_ms: int

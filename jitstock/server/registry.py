@@ -35,9 +35,16 @@ _bad_calibration_log = RateLimitedLog(log, interval_s=BAD_CALIBRATION_LOG_INTERV
 # on_hand value for a bin that has not had a stable reading yet
 UNKNOWN = -1
 
-# (calibrations, last counts by bin, site by agent id for every agent record)
+# (calibrations, last counts by bin, site by agent id for every agent record,
+#  time of the newest reading applied per bin)
 Loader = Callable[
-    [], tuple[Iterable[BinCalibration], dict[str, int | None], dict[str, str]]
+    [],
+    tuple[
+        Iterable[BinCalibration],
+        dict[str, int | None],
+        dict[str, str],
+        dict[str, int | None],
+    ],
 ]
 
 
@@ -67,6 +74,8 @@ class BinRegistry:
         self.lock = threading.RLock()
         self.snapshot = _build([], {})
         self.counts: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        # ts_ms of the newest reading applied per bin (UNKNOWN: none): an older one is late
+        self.seen_ms: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
     def set_loader(self, loader: Loader) -> None:
         """Where reload() reads bins from (the state DB)."""
@@ -77,25 +86,31 @@ class BinRegistry:
         if self._loader is None:
             return
         with self.lock:
-            cals, on_hand, agents = self._loader()
-            self.replace(cals, on_hand, agents)
+            cals, on_hand, agents, seen_ms = self._loader()
+            self.replace(cals, on_hand, agents, seen_ms)
 
     def replace(
         self,
         calibrations: Iterable[BinCalibration],
         on_hand: dict[str, int | None],
         agents: dict[str, str] | None = None,
+        seen_ms: dict[str, int | None] | None = None,
     ) -> None:
         """Swap in a new set of bins (and agents: id -> site; None: those bins name)."""
         snap = _build(list(calibrations), agents or {})
         counts = np.full(len(snap.cals), UNKNOWN, dtype=np.int64)
+        seen = np.full(len(snap.cals), UNKNOWN, dtype=np.int64)
         for bin_id, i in snap.index.items():
             value = on_hand.get(bin_id)
             if value is not None:
                 counts[i] = value
+            ts = (seen_ms or {}).get(bin_id)
+            if ts is not None:
+                seen[i] = ts
         with self.lock:
             self.snapshot = snap
             self.counts = counts
+            self.seen_ms = seen
 
     def calibration(self, bin_id: str) -> BinCalibration | None:
         """Tare, unit weight, site and agent of a bin, or None if unknown."""
@@ -120,6 +135,17 @@ class BinRegistry:
         with self.lock:
             if self.snapshot is snapshot:
                 self.counts[idx] = values
+
+    def set_seen(
+        self,
+        snapshot: Snapshot,
+        idx: npt.NDArray[np.int64],
+        ts_ms: npt.NDArray[np.int64],
+    ) -> None:
+        """Record the newest reading times just committed (ignored after a reload)."""
+        with self.lock:
+            if self.snapshot is snapshot:
+                self.seen_ms[idx] = np.maximum(self.seen_ms[idx], ts_ms)
 
 
 def _unusable(cals: list[BinCalibration]) -> dict[str, str]:

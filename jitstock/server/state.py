@@ -33,8 +33,14 @@ class SqlState(StateWriter):
 
     def load_registry(
         self,
-    ) -> tuple[list[BinCalibration], dict[str, int | None], dict[str, str]]:
-        """Calibrations and last counts of every bin fed by an agent; every agent's site."""
+    ) -> tuple[
+        list[BinCalibration],
+        dict[str, int | None],
+        dict[str, str],
+        dict[str, int | None],
+    ]:
+        """Calibrations, last counts and last reading times of every bin fed by an agent;
+        every agent's site."""
         with transaction(self.session_factory, readonly=True) as s:
             agents: dict[str, str] = dict(
                 s.execute(select(Agent.id, Agent.site_id)).all()
@@ -56,6 +62,7 @@ class SqlState(StateWriter):
             ).all()
         cals = []
         on_hand: dict[str, int | None] = {}
+        seen_ms: dict[str, int | None] = {}
         for bin_id, site, agent, tare, unit, sku_unit, count, rop, seen in rows:
             if agent is None:
                 continue
@@ -72,7 +79,8 @@ class SqlState(StateWriter):
                 )
             )
             on_hand[bin_id] = count if seen is not None else None
-        return cals, on_hand, agents
+            seen_ms[bin_id] = seen
+        return cals, on_hand, agents, seen_ms
 
     def apply(self, flush: Flush) -> list[str]:
         """Apply a flush in one transaction; return ids of orders it created.
