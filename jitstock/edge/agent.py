@@ -7,6 +7,16 @@ tick into ONE readings batch and ONE scans batch, written to the disk outbox in
 one transaction before anything is published; the publisher thread drains the
 outbox and keeps the retained status current; the retained config topic is
 applied through :meth:`Agent.apply_config` without a restart.
+
+Live config is layered on the file, never on an earlier config: each retained
+config is applied over the file's values (thresholds over ``[signal]``, bin
+mappings over ``[[scales]]``), so a key absent from the newest config has the
+file's value, and an empty config restores the file. A scale's own keys in the
+file (``step_g`` ... ``division_g`` under ``[[scales]]``) win over both.
+
+A tick's items are split into batches that fit the broker's payload limit
+(:attr:`Publisher.payload_limit`, edge/batching.py). If the publisher thread
+dies, :meth:`Agent.run` stops and returns 1 (systemd restarts the service).
 """
 
 from __future__ import annotations
@@ -15,15 +25,16 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TypeVar
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock, wait
+from jitstock.edge.batching import WIDEST_SEQ, fit
 from jitstock.edge.outbox import BatchBuilder, BatchKind, Outbox, OutboxError
 from jitstock.edge.publisher import Publisher
 from jitstock.edge.scale import ScalePortConfig, ScaleReader
 from jitstock.edge.scanner import ScannerReader
-from jitstock.edge.settings import EdgeSettings
+from jitstock.edge.settings import EdgeSettings, ScaleSettings, scale_signal
+from jitstock.edge.stability import SignalSettings
 from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -42,8 +53,6 @@ _CONFIG_SIGNAL_FIELDS = (
     "stability_window_s",
     "stability_spread_g",
 )
-
-_T = TypeVar("_T")
 
 
 class Agent:
@@ -89,7 +98,12 @@ class Agent:
             window=settings.inflight_window,
             clock=clock,
             reconnect_max_s=settings.mqtt_reconnect_max_s,
+            max_payload_bytes=settings.mqtt_max_payload_bytes,
         )
+        # what the file says; every retained config is applied over these
+        self._file_scales: dict[str, ScaleSettings] = {
+            s.port: s for s in settings.scales
+        }
         self._signal = replace(settings.signal)
         self._readers: dict[str, ScaleReader] = {}
         for scale in settings.scales:
@@ -120,13 +134,20 @@ class Agent:
             self.outbox.depth,
         )
         next_stats = self._clock.monotonic() + STATS_LOG_S
+        rc = 0
         while not wait(self._clock, self.settings.tick_s, self._stop):
             self._safe_tick()
+            if self.publisher.failed:
+                log.error(
+                    "publisher thread died (%r); stopping", self.publisher.failure
+                )
+                rc = 1
+                break
             if self._clock.monotonic() >= next_stats:
                 next_stats += STATS_LOG_S
                 log.info("stats %s publisher %s", self.stats, self.publisher.stats)
         self._shutdown()
-        return 0
+        return rc
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (safe from a signal handler)."""
@@ -190,9 +211,23 @@ class Agent:
             scans, self._scans = self._scans, []
             self._stats["ticks"] += 1
         batches: list[tuple[BatchKind, BatchBuilder]] = []
-        for r_chunk in _chunks(readings):
+        limit = self.publisher.payload_limit
+        agent, now = self.settings.agent, self._clock.time_ms()
+        for r_chunk in fit(
+            readings,
+            lambda c: protocol.encode_readings(
+                protocol.ReadingsBatch(agent, WIDEST_SEQ, now, tuple(c))
+            ),
+            limit,
+        ):
             batches.append(("readings", self._readings_builder(r_chunk)))
-        for s_chunk in _chunks(scans):
+        for s_chunk in fit(
+            scans,
+            lambda c: protocol.encode_scans(
+                protocol.ScansBatch(agent, WIDEST_SEQ, now, tuple(c))
+            ),
+            limit,
+        ):
             batches.append(("scans", self._scans_builder(s_chunk)))
         if batches:
             try:
@@ -266,7 +301,12 @@ class Agent:
     # ------------------------------------------------------------ config (publisher thread)
 
     def apply_config(self, config: protocol.AgentConfig) -> None:
-        """Apply the retained server config: bin map and thresholds, without restarting."""
+        """Apply the retained server config over the file's values, without restarting.
+
+        Raises ValueError (one line) for a config the agent cannot apply; the one in
+        force stays.
+        """
+        mapped: dict[str, str] = {}
         for mapping in config.bins:
             if not protocol.BIN_RE.match(mapping.bin):
                 raise ValueError(
@@ -274,51 +314,74 @@ class Agent:
                 )
             if mapping.channel != 0:
                 raise ValueError(
-                    f"port {mapping.port!r}: multi-channel scales are not supported"
+                    f"port {mapping.port!r}: channel {mapping.channel} (jitstock-edge "
+                    "reads channel 0 only)"
                 )
+            if mapping.port in mapped:
+                raise ValueError(f"config lists port {mapping.port!r} twice")
+            mapped[mapping.port] = mapping.bin
+        # the bin map: the file's, with the config's mappings on top
+        wanted = {port: s.bin for port, s in self._file_scales.items()}
+        wanted.update(mapped)
+        owners: dict[str, str] = {}
+        for port, bin_ in wanted.items():
+            if bin_ in owners:
+                raise ValueError(
+                    f"config would feed bin {bin_!r} from two ports "
+                    f"({owners[bin_]} and {port})"
+                )
+            owners[bin_] = port
+        signal = replace(self.settings.signal)
+        for name in _CONFIG_SIGNAL_FIELDS:
+            value = getattr(config, name)
+            if value is not None:
+                setattr(signal, name, value)
         with self._config_lock:
-            signal = replace(self._signal)
-            for name in _CONFIG_SIGNAL_FIELDS:
-                value = getattr(config, name)
-                if value is not None:
-                    setattr(signal, name, value)
-            if signal != self._signal:
-                self._signal = signal
-                for reader in self._readers.values():
-                    reader.update(settings=replace(signal))
-            for mapping in config.bins:
-                existing = self._readers.get(mapping.port)
-                if existing is None:
-                    # a port the local file does not list: read it with the default protocol
-                    self._add_reader(
-                        ScalePortConfig(port=mapping.port, bin=mapping.bin)
-                    )
-                    if self._running:
-                        self._readers[mapping.port].start()
-                elif existing.config.bin != mapping.bin:
-                    old = existing.config.bin
-                    existing.update(config=replace(existing.config, bin=mapping.bin))
-                    with self._lock:
-                        self._health.pop(old, None)
-                    log.info(
-                        "port %s now feeds bin %s (was %s)",
-                        mapping.port,
-                        mapping.bin,
-                        old,
-                    )
+            self._signal = signal
+            for port in list(self._readers):
+                if port not in wanted:
+                    self._remove_reader(port)  # added by an earlier config only
+            for port, bin_ in wanted.items():
+                self._map_port(port, bin_)
         with self._lock:
             self._stats["configs_applied"] += 1
         log.info(
             "applied config: %d bin mappings, signal %s", len(config.bins), self._signal
         )
 
+    def _scale_signal(self, port: str) -> SignalSettings:
+        """Thresholds of the scale on ``port``: agent values, the scale's own keys on top."""
+        own = self._file_scales.get(port)
+        overrides = {} if own is None else own.signal_overrides()
+        return scale_signal(self._signal, overrides)
+
+    def _map_port(self, port: str, bin_: str) -> None:
+        """Make the reader of ``port`` feed ``bin_`` with the current thresholds."""
+        reader = self._readers.get(port)
+        if reader is None:
+            # a port the local file does not list: read it with the default protocol
+            self._add_reader(ScalePortConfig(port=port, bin=bin_))
+            if self._running:
+                self._readers[port].start()
+            return
+        signal = self._scale_signal(port)
+        if reader.settings != signal:
+            reader.update(settings=signal)
+        old = reader.config.bin
+        if old != bin_:
+            reader.update(config=replace(reader.config, bin=bin_))
+            with self._lock:
+                self._health.pop(old, None)
+            log.info("port %s now feeds bin %s (was %s)", port, bin_, old)
+
+    def _remove_reader(self, port: str) -> None:
+        reader = self._readers.pop(port)
+        reader.stop()
+        with self._lock:
+            self._health.pop(reader.config.bin, None)
+        log.info("port %s (bin %s) no longer read", port, reader.config.bin)
+
     def _add_reader(self, config: ScalePortConfig) -> None:
         self._readers[config.port] = ScaleReader(
-            config, replace(self._signal), self, self._clock
+            config, self._scale_signal(config.port), self, self._clock
         )
-
-
-def _chunks(
-    items: list[_T], size: int = protocol.MAX_ITEMS_PER_BATCH
-) -> list[list[_T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -8,11 +8,13 @@ import signal
 import sys
 from types import FrameType
 
-from pydantic import ValidationError
-
 from jitstock import __version__
 
 log = logging.getLogger("jitstock.edge")
+
+# Exit code of a refused start (configuration, TLS files, outbox owned by another
+# process): the systemd unit's RestartPreventExitStatus=2 keeps it from looping.
+EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,22 +53,28 @@ def check_port(port: str, timeout_s: float, baudrate: int) -> int:
     return found.exit_code
 
 
+def _refuse(message: str) -> int:
+    """Say why the agent will not start, on one line; exit code 2 (systemd does not restart)."""
+    print(f"jitstock-edge: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def run_agent(config: str | None) -> int:
     """Build the agent from settings and run it until SIGTERM/SIGINT."""
     from jitstock.edge.agent import Agent
     from jitstock.edge.outbox import OutboxError
-    from jitstock.edge.settings import load_settings
+    from jitstock.edge.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(config)
-    except (ValidationError, FileNotFoundError, ValueError) as exc:
-        print(f"jitstock-edge: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        return _refuse(f"bad configuration: {exc}")
     try:
         agent = Agent(settings)
     except OutboxError as exc:
-        print(f"jitstock-edge: {exc}", file=sys.stderr)
-        return 1
+        # a second instance, an outbox of another agent, an unwritable directory:
+        # a restart cannot fix any of them, so exit 2 (RestartPreventExitStatus=2)
+        return _refuse(f"{config or 'environment'}: outbox_path: {exc}")
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)

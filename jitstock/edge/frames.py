@@ -9,7 +9,10 @@ Errors (one class, the reason is a metric/health label)::
         reason "out_of_range"  overload / underload (stream `OL`; SICS `S +` / `S -`)
 
 Both parsers take one line without its terminator (a trailing CR/LF is tolerated)
-and return a :class:`Frame` in grams.
+and return a :class:`Frame` in grams. ``Frame.net`` says the value is a *net*
+weight (the indicator subtracted its tare): stream `NT` frames and every MT-SICS
+`S`/`SI` answer (MT-SICS weight responses are net by definition). The reader
+decides what to do with one (edge/scale.py: refuse it, or add a configured tare).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Frame:
 
     grams: float
     stable: bool
+    net: bool = False
 
 
 class FrameError(ValueError):
@@ -72,10 +76,10 @@ def parse_stream_line(line: bytes) -> Frame:
     text = _clean(line)
     m = _STREAM_RE.match(text)
     if m is not None:
-        status, _, value, unit = m.groups()
+        status, kind, value, unit = m.groups()
         if status == b"OL":
             raise FrameError("out_of_range", f"scale overload: {_describe(text)}")
-        return Frame(_to_grams(value, unit), status == b"ST")
+        return Frame(_to_grams(value, unit), status == b"ST", kind == b"NT")
     m = _STREAM_ERROR_RE.match(text)
     if m is not None:
         raise FrameError("scale_error", f"scale error code {m.group(1).decode()}")
@@ -91,7 +95,7 @@ def parse_sics_response(line: bytes) -> Frame:
     m = _SICS_RE.match(text)
     if m is not None:
         flag, value, unit = m.groups()
-        return Frame(_to_grams(value, unit), flag == b"S")
+        return Frame(_to_grams(value, unit), flag == b"S", net=True)
     if text == b"S I":
         raise FrameError("busy", "scale busy (S I)")
     if text in (b"S +", b"S -"):

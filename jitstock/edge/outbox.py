@@ -19,13 +19,25 @@ history, newest data dense.  Each deleted batch is counted in
 Scans are never dropped: if only scans are left the cap is exceeded and
 ``stats["over_cap_appends"]`` counts it.
 
-Errors: :class:`OutboxError` (wraps :class:`sqlite3.Error`, e.g. disk full).
+One owner: the outbox takes an exclusive ``flock`` on ``<outbox>.lock`` next to
+the file and writes its pid and command line there; a second process on the same
+file gets :class:`OutboxLocked` naming the holder (two writers would hand out
+the same seqs for different batches, which the server drops as repeats). The
+kernel drops the lock when the owner dies, SIGKILL included.
+
+Errors::
+
+    OutboxError          the file cannot be read or written (wraps sqlite3.Error, e.g. disk full)
+      OutboxLocked       another process owns this outbox
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -62,6 +74,39 @@ class OutboxError(Exception):
     """The outbox file could not be read or written (disk full, corrupt, wrong agent)."""
 
 
+class OutboxLocked(OutboxError):
+    """Another process owns this outbox (its lock file says which)."""
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file that guards the outbox at ``path``."""
+    return path.with_name(path.name + ".lock")
+
+
+def _take_lock(path: Path) -> int:
+    """Exclusive, non-blocking flock on the outbox's lock file; its fd (kept open while owned)."""
+    lock = lock_path(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        finally:
+            os.close(fd)
+        raise OutboxLocked(
+            f"outbox {path} is in use by {holder or 'another process'}; "
+            "stop that one first (one agent per outbox)"
+        ) from None
+    except OSError:
+        os.close(fd)
+        raise
+    me = f"pid {os.getpid()} ({' '.join(sys.argv)[:300]})"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, me.encode(), 0)
+    return fd
+
+
 @dataclass(slots=True, frozen=True)
 class OutboxItem:
     """One unacknowledged batch, ready to publish."""
@@ -81,6 +126,7 @@ class Outbox:
         max_batches: int = DEFAULT_MAX_BATCHES,
         agent: str | None = None,
         clock: Clock = REAL_CLOCK,
+        lock: bool = True,
     ) -> None:
         if max_batches < 1:
             raise ValueError("max_batches must be >= 1")
@@ -92,8 +138,15 @@ class Outbox:
         self._over_cap = 0
         self._appended = 0
         self._acked = 0
+        self._resplit = 0
+        self._lock_fd: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if lock:
+                self._lock_fd = _take_lock(self.path)
+        except OSError as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        try:
             self._db = sqlite3.connect(
                 self.path,
                 isolation_level=None,
@@ -107,8 +160,17 @@ class Outbox:
             self._next_seq = self._load_next_seq()
             (depth,) = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()
         except (sqlite3.Error, OSError) as exc:
+            self._unlock()
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        except OutboxError:
+            self._unlock()
+            raise
         self._depth = int(depth)
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the last fd drops the flock
+            self._lock_fd = None
 
     # ------------------------------------------------------------ setup
 
@@ -216,6 +278,62 @@ class Outbox:
         )
         return len(victims)
 
+    def replace_batch(
+        self, seq: int, kind: BatchKind, builders: Sequence[BatchBuilder]
+    ) -> list[int]:
+        """Swap the stored batch ``seq`` for new batches at the end of the sequence (one transaction).
+
+        For a batch the broker cannot take (larger than its packet limit): its items go
+        out again, split, under new seqs; ``seq`` itself becomes a gap. Returns the new seqs.
+        """
+        now = self._clock.time_ms()
+        with self._lock:
+            first = self._next_seq
+            rows = [
+                (first + i, kind, b(first + i), now) for i, b in enumerate(builders)
+            ]
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                cur = self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+                self._db.executemany(
+                    "INSERT INTO batches (seq, kind, payload, created_ms) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)",
+                    (str(first + len(rows)),),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(
+                    f"cannot re-split batch {seq} in outbox {self.path}: {exc}"
+                ) from exc
+            self._next_seq = first + len(rows)
+            self._depth += len(rows) - cur.rowcount
+            self._appended += len(rows)
+            self._resplit += 1
+            return [r[0] for r in rows]
+
+    def recall(self, key: str) -> str | None:
+        """A value the agent remembered across restarts (e.g. the broker's packet limit)."""
+        with self._lock:
+            try:
+                return self._meta(f"agent.{key}")
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+
+    def remember(self, key: str, value: str) -> None:
+        """Store a small value across restarts."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (f"agent.{key}", value),
+                )
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot write outbox {self.path}: {exc}") from exc
+
     def ack(self, seq: int) -> None:
         """Forget a batch the broker acknowledged."""
         self.ack_many((seq,))
@@ -277,6 +395,7 @@ class Outbox:
             "acked": self._acked,
             "thinned_readings_batches": self._thinned,
             "over_cap_appends": self._over_cap,
+            "resplit_batches": self._resplit,
         }
 
     def close(self) -> None:
@@ -287,6 +406,7 @@ class Outbox:
             except sqlite3.Error:
                 pass  # another reader holds the WAL; the next open checkpoints
             self._db.close()
+            self._unlock()
 
     def __enter__(self) -> Outbox:
         return self

@@ -15,7 +15,22 @@ The window stays far below paho's 65,535 message ids: ids wrap, and more
 unacknowledged messages than ids would overwrite each other (a 100,000-message
 QoS 1 burst loses messages).
 
-MQTT 3.1.1 on purpose: the embedded demo broker (amqtt) speaks only 3.1.1.
+MQTT 5 first, 3.1.1 when the broker refuses 5 (the embedded demo broker, amqtt,
+speaks only 3.1.1). With MQTT 5 the broker's CONNACK tells its Maximum Packet
+Size and Receive Maximum: batches are split to fit (edge/batching.py; the agent
+splits new ones, a stored one too large for this broker is re-split in the
+outbox under new seqs), the window stays within Receive Maximum, and a PUBACK
+with a failure reason code leaves the batch in the outbox (never acknowledged
+and dropped). ``mqtt_max_payload_bytes`` caps payloads on any protocol (set it
+to Mosquitto's ``message_size_limit``, which 3.1.1 clients are not told).
+
+The retained status is published once the agent knows its sensors (no
+``sensors: []`` at start-up); the last will is kept equal to the last status
+(as ``offline``) on a second connection (edge/lastwill.py).
+
+A failure outside the per-session guard (building the client, a bug) ends the
+thread with :attr:`Publisher.failure` set; the agent then exits non-zero so
+systemd restarts it, instead of running on without a publisher.
 """
 
 from __future__ import annotations
@@ -34,6 +49,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from jitstock import __version__, protocol
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.edge.batching import split_payload
+from jitstock.edge.lastwill import WillKeeper
 from jitstock.edge.outbox import Outbox, OutboxError
 from jitstock.ratelog import RateLimitedLog
 
@@ -62,6 +79,22 @@ OFFLINE_FLUSH_S = 3.0
 SHUTDOWN_DRAIN_S = 5.0
 # Most batches read from SQLite per drain step (keeps one step short).
 DRAIN_CHUNK = 500
+# Smallest payload limit the agent works with: the longest scan (256 four-byte
+# characters) in its envelope fits; a broker advertising less is logged as misconfigured.
+MIN_PAYLOAD_LIMIT = 2048
+# Bytes of a PUBLISH packet besides topic and payload: fixed header (<= 5), topic
+# length (2), packet id (2), MQTT 5 properties length (1), with room to spare.
+PUBLISH_OVERHEAD = 16
+# Status and will messages ride on top of the window within the broker's Receive Maximum.
+STATUS_HEADROOM = 8
+# How long the `online` status waits for the last-will connection before going out anyway.
+WILL_WAIT_S = 10.0
+# The broker sends retained messages right after SUBACK; none after this long means none is retained.
+CONFIG_SETTLE_S = 2.0
+# MQTT 5 PUBACK reason code "Packet too large" (Mosquitto: message_size_limit).
+RC_PACKET_TOO_LARGE = 0x95
+# CONNACK reason of a broker that does not speak MQTT 5 (3.1.1 return code 1).
+RC_UNSUPPORTED_PROTOCOL = 0x84
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,6 +156,8 @@ class Publisher:
         reconnect_max_s: float = RECONNECT_MAX_S,
         idle_poll_s: float = IDLE_POLL_S,
         shutdown_drain_s: float = SHUTDOWN_DRAIN_S,
+        max_payload_bytes: int = protocol.MAX_PAYLOAD_BYTES,
+        on_limit: Callable[[int], None] | None = None,
     ) -> None:
         if not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"window must be 1..{MAX_WINDOW}, got {window}")
@@ -153,8 +188,28 @@ class Publisher:
         self._sensors: tuple[protocol.SensorStatus, ...] = ()
         self._status_dirty = False
         self._last_config: bytes | None = None
+        self._sensors_known = False
+        self._config_seen = False
+        self._subscribed_at: float | None = None
+        self._client_id = f"jitstock-edge-{site}-{agent}"
+        self._v5 = True  # until a broker refuses MQTT 5
+        self._cap = max(MIN_PAYLOAD_LIMIT, max_payload_bytes)
+        self._on_limit = on_limit
+        self._overhead = PUBLISH_OVERHEAD + max(
+            len(t.encode()) for t in self._topics.values()
+        )
+        self._limit = self._cap
+        self.failure: BaseException | None = None
+        self._will: WillKeeper | None = None
         # per-connection state, touched only by the publisher thread
-        self._inflight: dict[int, int] = {}
+        self._inflight: dict[int, tuple[int, int]] = {}
+        self._refused: list[tuple[int, int, ReasonCode]] = []
+        self._window = window
+        self._pending_online: bytes | None = None
+        self._pending_will: bytes | None = None
+        self._pending_since = 0.0
+        self._broker_limit: int | None = None
+        self._receive_max: int | None = None
         self._acks: list[int] = []
         self._last_ack_flush = 0.0
         self._connack: ReasonCode | None = None
@@ -171,9 +226,18 @@ class Publisher:
                 "config_applied",
                 "config_rejected",
                 "outbox_errors",
+                "refused_by_broker",
+                "resplit",
+                "will_lost",
             ),
             0,
         )
+        try:
+            remembered = outbox.recall("broker_payload_limit")
+        except OutboxError:
+            remembered = None
+        if remembered is not None and remembered.isdigit():
+            self._limit = max(MIN_PAYLOAD_LIMIT, min(self._cap, int(remembered)))
 
     # ------------------------------------------------------------ public
 
@@ -196,9 +260,20 @@ class Publisher:
         """Replace the per-bin health shown on the retained status (published if changed)."""
         new = tuple(sensors)
         with self._status_lock:
-            if new != self._sensors:
+            if new != self._sensors or not self._sensors_known:
                 self._sensors = new
                 self._status_dirty = True
+                self._sensors_known = True
+
+    @property
+    def payload_limit(self) -> int:
+        """Largest batch payload the broker takes (configured cap, MQTT 5 packet limit)."""
+        return self._limit
+
+    @property
+    def failed(self) -> bool:
+        """True when the publisher thread died; the process must end (non-zero)."""
+        return self.failure is not None
 
     @property
     def connected(self) -> bool:
@@ -221,9 +296,17 @@ class Publisher:
     # ------------------------------------------------------------ thread
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # recorded; the agent ends the process
+            self.failure = exc
+            log.error("publisher failed: %s: %s", type(exc).__name__, exc)
+            log.debug("publisher failure", exc_info=True)
+
+    def _loop(self) -> None:
         delay = self._reconnect_min_s
         while not self._stopping.is_set():
-            client = self._new_client()
+            client = self._new_client(self._client_id)
             was_up = False
             try:
                 was_up = self._session(client)
@@ -232,12 +315,21 @@ class Publisher:
             finally:
                 self._connected.clear()
                 self._inflight.clear()
+                self._refused.clear()
                 self._flush_acks(force=True)
+                if self._will is not None:
+                    if self._stopping.is_set():
+                        self._will.close()
+                    else:
+                        self._will.drop()  # no data connection: the agent is offline
+                    self._will = None
                 # paho closes its socket pair only in __del__; without its loop thread we close it
                 # here so no file descriptors leak across reconnects
                 client._reset_sockets()
             if self._stopping.is_set():
                 break
+            if self._fallback_to_311():
+                continue  # at once, with MQTT 3.1.1
             delay = (
                 self._reconnect_min_s
                 if was_up
@@ -245,14 +337,37 @@ class Publisher:
             )
             self._stopping.wait(delay)
 
-    def _new_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"jitstock-edge-{self.site}-{self.agent}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,  # the outbox is our session; nothing to resume on the broker
-            reconnect_on_failure=False,
+    def _fallback_to_311(self) -> bool:
+        rc = self._connack
+        if not self._v5 or rc is None or rc.value not in (RC_UNSUPPORTED_PROTOCOL, 1):
+            return False
+        self._v5 = False
+        log.warning(
+            "broker %s:%s does not speak MQTT 5; using 3.1.1 (no packet limit from the "
+            "broker: batches capped at mqtt_max_payload_bytes = %d)",
+            self.broker.host,
+            self.broker.port,
+            self._cap,
         )
+        return True
+
+    def _new_client(self, client_id: str) -> mqtt.Client:
+        if self._v5:
+            # a fresh client per session: clean start, session expiry 0 (the outbox is our session)
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                reconnect_on_failure=False,
+            )
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=True,  # the outbox is our session; nothing to resume on the broker
+                reconnect_on_failure=False,
+            )
         b = self.broker
         if b.username is not None:
             client.username_pw_set(b.username, b.password)
@@ -264,20 +379,19 @@ class Publisher:
                 cert_reqs=ssl.CERT_NONE if b.tls_insecure else ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(b.tls_insecure)
-        client.will_set(
-            self.status_topic, self._status_payload("offline", ()), qos=1, retain=True
-        )
         # status messages ride on top of the window; paho must never queue behind its own limit
         client.max_inflight_messages_set(self.window + 16)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _session(self, client: mqtt.Client) -> bool:
         """One connection's life; True if it got as far as CONNACK."""
         self._connack = None
+        self._broker_limit = self._receive_max = None
         try:
             client.connect(
                 self.broker.host, self.broker.port, keepalive=self._keepalive_s
@@ -318,7 +432,27 @@ class Publisher:
             )
             return False
         self._stats["connects"] += 1
-        log.info("connected to %s:%s", self.broker.host, self.broker.port)
+        self._apply_broker_limits()
+        log.info(
+            "connected to %s:%s (MQTT %s, payload limit %d bytes, window %d)",
+            self.broker.host,
+            self.broker.port,
+            "5" if self._v5 else "3.1.1",
+            self._limit,
+            self._window,
+        )
+        self._will = WillKeeper(
+            self._new_client,
+            self._client_id,
+            self.broker.host,
+            self.broker.port,
+            self._keepalive_s,
+            topic=self.status_topic,
+            clock=self._clock,
+        )
+        self._pending_online = None
+        self._config_seen = False
+        self._subscribed_at = None
         client.subscribe(self.config_topic, qos=1)
         with self._status_lock:
             self._status_dirty = (
@@ -346,11 +480,13 @@ class Publisher:
                 ):
                     break
             self._publish_status_if_dirty(client)
+            self._handle_refusals()
+            self._check_config_cleared()
             sent_upto = self._send_some(client, sent_upto)
             if sent_upto < 0:
                 return  # connection lost; the next session re-sends from the outbox
             can_send = (
-                self.window > len(self._inflight) and self.outbox.last_seq > sent_upto
+                self._window > len(self._inflight) and self.outbox.last_seq > sent_upto
             )
             rc = client.loop(0.0 if can_send else self._idle_poll_s)
             self._flush_acks()
@@ -363,7 +499,7 @@ class Publisher:
 
     def _send_some(self, client: mqtt.Client, sent_upto: int) -> int:
         """Publish the next batches that fit the window; new ``sent_upto``, or -1 if the link broke."""
-        room = self.window - len(self._inflight)
+        room = self._window - len(self._inflight)
         last = self.outbox.last_seq
         if room <= 0 or last <= sent_upto:
             return sent_upto
@@ -376,10 +512,15 @@ class Publisher:
         if not items:
             return last  # everything up to `last` was acknowledged or thinned
         for item in items:
+            if len(item.payload) > self._limit:
+                # written under a larger limit: its items go out again, split, as new seqs
+                self._resplit(item.seq, item.kind, item.payload)
+                sent_upto = item.seq
+                continue
             info = client.publish(self._topics[item.kind], item.payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return -1
-            self._inflight[info.mid] = item.seq
+            self._inflight[info.mid] = (item.seq, len(item.payload))
             self._stats["published"] += 1
             if item.seq <= self._max_sent_seq:
                 self._stats["resent"] += 1
@@ -388,11 +529,93 @@ class Publisher:
             sent_upto = item.seq
         return sent_upto
 
+    def _resplit(self, seq: int, kind: Any, payload: bytes) -> None:
+        try:
+            new = self.outbox.replace_batch(
+                seq, kind, split_payload(payload, self._limit)
+            )
+        except OutboxError as exc:
+            self._stats["outbox_errors"] += 1
+            self._rlog.log(logging.ERROR, "outbox", "%s", exc)
+            return
+        self._stats["resplit"] += 1
+        self._rlog.log(
+            logging.WARNING,
+            "resplit",
+            "batch %d (%d bytes) exceeds the broker's limit of %d bytes: re-sent as seq %d..%d "
+            "(seq %d becomes a gap)",
+            seq,
+            len(payload),
+            self._limit,
+            new[0],
+            new[-1],
+            seq,
+        )
+
+    def _handle_refusals(self) -> None:
+        """PUBACKs with a failure reason: the batch stays in the outbox (never acked and dropped)."""
+        refused, self._refused = self._refused, []
+        for seq, size, rc in refused:
+            self._stats["refused_by_broker"] += 1
+            if rc.value == RC_PACKET_TOO_LARGE:
+                # Mosquitto's message_size_limit, which MQTT 5 CONNACK does not tell
+                self._set_limit(
+                    min(self._limit, size // 2), "broker refused as too large"
+                )
+                items = [i for i in self.outbox.pending(seq - 1, 1) if i.seq == seq]
+                if items:
+                    self._resplit(seq, items[0].kind, items[0].payload)
+                continue
+            self._rlog.log(
+                logging.ERROR,
+                f"refused:{rc.value}",
+                "broker refused batch %d: %s; it stays queued and is re-sent after the "
+                "next reconnect",
+                seq,
+                rc,
+            )
+
+    def _set_limit(self, limit: int, why: str) -> None:
+        limit = min(self._cap, limit)
+        if limit < MIN_PAYLOAD_LIMIT:
+            self._rlog.log(
+                logging.ERROR,
+                "tiny-limit",
+                "broker packet limit leaves %d bytes per batch; the agent needs %d "
+                "(raise max_packet_size / message_size_limit on the broker)",
+                limit,
+                MIN_PAYLOAD_LIMIT,
+            )
+            limit = MIN_PAYLOAD_LIMIT
+        if limit == self._limit:
+            return
+        log.warning("batch payload limit now %d bytes (%s)", limit, why)
+        self._limit = limit
+        try:
+            self.outbox.remember("broker_payload_limit", str(limit))
+        except OutboxError as exc:
+            self._rlog.log(logging.ERROR, "outbox", "%s", exc)
+        if self._on_limit is not None:
+            self._on_limit(limit)
+
+    def _apply_broker_limits(self) -> None:
+        """Fit the payload limit and the window to what this broker's CONNACK said."""
+        if self._broker_limit is not None:
+            self._set_limit(
+                self._broker_limit - self._overhead, "broker Maximum Packet Size"
+            )
+        elif self._v5:
+            self._set_limit(self._cap, "broker sets no packet limit")
+        window = self.window
+        if self._receive_max is not None:
+            window = max(1, min(window, self._receive_max - STATUS_HEADROOM))
+        self._window = window
+
     def _goodbye(self, client: mqtt.Client) -> None:
         """Retained `offline` status, confirmed by the broker, then a clean DISCONNECT."""
         info = client.publish(
             self.status_topic,
-            self._status_payload("offline", self._sensors),
+            self._status_payload("offline", self._sensors, self._clock.time_ms()),
             qos=1,
             retain=True,
         )
@@ -401,28 +624,52 @@ class Publisher:
             if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
         self._flush_acks(force=True)
+        if self._will is not None:
+            self._will.close()  # clean: the retained `offline` above stands
+            self._will = None
         client.disconnect()
         client.loop(0.05)
 
     def _publish_status_if_dirty(self, client: mqtt.Client) -> None:
+        """Status `online` after the will that says the same as `offline` is in place."""
+        will = self._will
+        if will is None:
+            return
+        if will.take_lost():
+            self._stats["will_lost"] += 1
+            with self._status_lock:
+                self._status_dirty = True  # the broker just published our will
         with self._status_lock:
-            if not self._status_dirty:
+            if self._status_dirty and self._sensors_known:
+                self._status_dirty = False
+                ts = self._clock.time_ms()
+                self._pending_will = self._status_payload("offline", self._sensors, ts)
+                will.want(self._pending_will)
+                self._pending_online = self._status_payload("online", self._sensors, ts)
+                self._pending_since = self._clock.monotonic()
+        will.pump()
+        online = self._pending_online
+        if online is None:
+            return
+        waited = self._clock.monotonic() - self._pending_since
+        if will.current_payload != self._pending_will:
+            if waited < WILL_WAIT_S:
                 return
-            self._status_dirty = False
-            sensors = self._sensors
-        client.publish(
-            self.status_topic,
-            self._status_payload("online", sensors),
-            qos=1,
-            retain=True,
-        )
+            self._rlog.log(
+                logging.WARNING,
+                "will-late",
+                "last-will connection not up after %ss; status published without it",
+                WILL_WAIT_S,
+            )
+        self._pending_online = None
+        client.publish(self.status_topic, online, qos=1, retain=True)
         self._stats["status_published"] += 1
 
     def _status_payload(
-        self, state: str, sensors: tuple[protocol.SensorStatus, ...]
+        self, state: str, sensors: tuple[protocol.SensorStatus, ...], ts_ms: int
     ) -> bytes:
         return protocol.encode_status(
-            protocol.Status(state, self.version, self._clock.time_ms(), sensors)  # type: ignore[arg-type]
+            protocol.Status(state, self.version, ts_ms, sensors)  # type: ignore[arg-type]
         )
 
     def _flush_acks(self, force: bool = False) -> None:
@@ -455,6 +702,10 @@ class Publisher:
         properties: Any,
     ) -> None:
         self._connack = reason_code
+        if reason_code.is_failure or properties is None:
+            return
+        self._broker_limit = getattr(properties, "MaximumPacketSize", None)
+        self._receive_max = getattr(properties, "ReceiveMaximum", None)
 
     def _on_publish(
         self,
@@ -464,10 +715,49 @@ class Publisher:
         reason_code: ReasonCode,
         properties: Any,
     ) -> None:
-        seq = self._inflight.pop(mid, None)
-        if seq is not None:
-            self._acks.append(seq)
-            self._stats["acked"] += 1
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return
+        if reason_code.is_failure:
+            self._refused.append((entry[0], entry[1], reason_code))
+            return
+        self._acks.append(entry[0])
+        self._stats["acked"] += 1
+
+    def _clear_config(self) -> None:
+        """The retained config is gone: the agent runs on its file's values again."""
+        if not self._last_config:
+            self._last_config = b""
+            return  # never had one: nothing to undo
+        self._last_config = b""
+        log.info("retained config cleared: back to the file's values")
+        if self._on_config is not None:
+            try:
+                self._on_config(protocol.AgentConfig())
+            except Exception:
+                self._stats["config_rejected"] += 1
+                log.exception("restoring the file's config failed")
+                return
+        self._stats["config_applied"] += 1
+
+    def _check_config_cleared(self) -> None:
+        """After a reconnect, no retained config at all means it was cleared while we were away."""
+        since = self._subscribed_at
+        if since is None or self._config_seen:
+            return
+        if self._clock.monotonic() - since >= CONFIG_SETTLE_S:
+            self._subscribed_at = None
+            self._clear_config()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: Any,
+        properties: Any,
+    ) -> None:
+        self._subscribed_at = self._clock.monotonic()
 
     def _on_message(
         self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage
@@ -475,8 +765,12 @@ class Publisher:
         if msg.topic != self.config_topic:
             return
         payload = bytes(msg.payload)
-        if not payload or payload == self._last_config:
-            return  # cleared, or the retained copy re-delivered after a reconnect
+        self._config_seen = True
+        if payload == self._last_config:
+            return  # the retained copy re-delivered after a reconnect
+        if not payload:
+            self._clear_config()
+            return
         try:
             config = protocol.decode_config(payload)
         except protocol.ProtocolError as exc:
@@ -494,6 +788,18 @@ class Publisher:
             return
         try:
             self._on_config(config)
+        except (
+            ValueError
+        ) as exc:  # a config the agent cannot apply: one line, no traceback
+            self._stats["config_rejected"] += 1
+            self._rlog.log(
+                logging.WARNING,
+                "config",
+                "ignoring config from %s: %s",
+                msg.topic,
+                " ".join(str(exc).split()),
+            )
+            return
         except Exception:  # a bad config must never take the publisher down
             self._stats["config_rejected"] += 1
             log.exception("applying config from %s failed", msg.topic)

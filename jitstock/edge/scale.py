@@ -1,13 +1,17 @@
 """ScaleReader: one daemon thread per serial scale, from bytes to readings and health.
 
-The thread opens the port (a path or a pyserial URL), reads the continuous stream or
-polls with MT-SICS `S`, parses each line, checks the range, feeds the
+The thread opens the port (a path or a pyserial URL) exclusively (pyserial
+``exclusive=True``, a flock on the device: a second agent or ``check-port``
+cannot read the same scale), reads the continuous stream
+or polls with MT-SICS `SI` (the immediate weight, `S S` stable / `S D` dynamic,
+so a moving load is seen as motion instead of a held or busy answer), parses each line, checks the range, feeds the
 :class:`~jitstock.edge.stability.SignalPath` and hands readings and health changes to
 a :class:`ReadingSink`. A vanished port is reopened with capped exponential backoff;
 nothing raises out of the thread, so one bad scale never stops the others.
 
 Health faults (the label reported through `on_health`): "no_data", "scale_error",
-"out_of_range", "garbage", "port_error". A bin recovers by itself once good frames
+"out_of_range", "garbage", "port_error", "net_weight" (a net frame on a scale set
+to refuse them). Net frames are otherwise published as net + the scale's `tare_g`. A bin recovers by itself once good frames
 have flowed for `recovery_s`.
 """
 
@@ -24,7 +28,6 @@ import serial
 from jitstock.clock import REAL_CLOCK, Clock, real_seconds, wait
 from jitstock.edge.frames import (
     FRAME_REASONS,
-    SICS_REQUEST,
     Frame,
     FrameError,
     parse_sics_response,
@@ -47,10 +50,22 @@ RECOVERY_S = 2.0
 SICS_RESPONSE_TIMEOUT_S = 1.0
 # Longest plausible frame; a longer run of bytes without a newline is garbage.
 MAX_LINE_BYTES = 256
+# MT-SICS poll: `SI` answers at once (`S D` while the load moves); `S` would hold its
+# answer until the scale settles, or say `S I`, and look silent during motion.
+SICS_POLL = b"SI\r\n"
 
-FAULTS = ("no_data", "scale_error", "out_of_range", "garbage", "port_error")
+FAULTS = (
+    "no_data",
+    "scale_error",
+    "out_of_range",
+    "garbage",
+    "port_error",
+    "net_weight",
+)
 
 Protocol_ = Literal["stream", "sics"]
+# What a net frame becomes: refused (fault `net_weight`), or net + the scale's tare_g.
+NetWeight = Literal["reject", "add_tare"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,16 @@ class ScalePortConfig:
     protocol: Protocol_ = "stream"
     baudrate: int = 9600
     poll_interval_s: float = 0.1
+    # None: the protocol's default (stream: reject, sics: add_tare, MT-SICS answers being net)
+    net_weight: NetWeight | None = None
+    tare_g: float = 0.0
+
+    @property
+    def net_policy(self) -> NetWeight:
+        """What a net frame becomes on this scale."""
+        if self.net_weight is not None:
+            return self.net_weight
+        return "add_tare" if self.protocol == "sics" else "reject"
 
 
 class ReadingSink(Protocol):
@@ -94,6 +119,7 @@ class ScaleReader:
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         serial_factory: Callable[..., Any] = serial.serial_for_url,
+        exclusive: bool = True,
     ) -> None:
         self._config = config
         self._settings = settings
@@ -103,6 +129,7 @@ class ScaleReader:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._serial_factory = serial_factory
+        self._exclusive = exclusive
         self._path = SignalPath(settings, clock)
         self._lock = threading.Lock()
         self._pending_config: ScalePortConfig | None = None
@@ -110,7 +137,7 @@ class ScaleReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stats: dict[str, int] = {"frames_ok": 0, "reopens": 0, "open_failures": 0}
-        for reason in FRAME_REASONS:
+        for reason in (*FRAME_REASONS, "net_weight"):
             self._stats[f"frames_bad_{reason}"] = 0
         self._ratelog = RateLimitedLog(log)
         # health as last reported: None until the first verdict
@@ -127,6 +154,12 @@ class ScaleReader:
         """The configuration in force (pending updates included)."""
         with self._lock:
             return self._pending_config or self._config
+
+    @property
+    def settings(self) -> SignalSettings:
+        """The thresholds in force (pending updates included)."""
+        with self._lock:
+            return self._pending_settings or self._settings
 
     @property
     def stats(self) -> dict[str, int]:
@@ -226,7 +259,11 @@ class ScaleReader:
             timeout = min(
                 timeout, max(0.001, real_seconds(self._clock, cfg.poll_interval_s) / 2)
             )
-        port = self._serial_factory(cfg.port, baudrate=cfg.baudrate, timeout=timeout)
+        kwargs: dict[str, Any] = {"baudrate": cfg.baudrate, "timeout": timeout}
+        if self._exclusive and "://" not in cfg.port:
+            # a local port only: pyserial URL handlers (loop://, socket://) refuse the flag
+            kwargs["exclusive"] = True
+        port = self._serial_factory(cfg.port, **kwargs)
         if self._opened_once:
             self._count("reopens")
         self._opened_once = True
@@ -277,7 +314,7 @@ class ScaleReader:
                 )
             ):
                 try:
-                    port.write(SICS_REQUEST)
+                    port.write(SICS_POLL)
                 except (serial.SerialException, OSError) as exc:
                     raise _PortGone(str(exc)) from exc
                 awaiting_since = now
@@ -311,8 +348,20 @@ class ScaleReader:
         try:
             frame = parse(line)
         except FrameError as exc:
+            if exc.reason == "busy":
+                self._path.motion()  # the scale cannot weigh now: not stable
             self._bad(exc.reason, str(exc))
             return False
+        if frame.net:
+            cfg = self._config
+            if cfg.net_policy == "reject":
+                self._bad(
+                    "net_weight",
+                    "net weight frame (the indicator's tare is on); lock the tare key "
+                    'or set net_weight = "add_tare" with tare_g',
+                )
+                return False
+            frame = Frame(frame.grams + cfg.tare_g, frame.stable)
         if not self._settings.in_range(frame.grams):
             self._bad(
                 "out_of_range", f"{frame.grams:.1f} g outside the configured range"

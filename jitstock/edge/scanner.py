@@ -2,6 +2,8 @@
 
 Lines with non-printable bytes (line noise) or longer than the wire contract allows
 are counted and dropped. A vanished port is reopened with capped exponential backoff.
+The port is opened exclusively (pyserial ``exclusive=True``, a flock on the device):
+a second agent or ``check-port`` cannot steal the scanner's lines.
 """
 
 from __future__ import annotations
@@ -115,8 +117,11 @@ class ScannerReader:
         opened = False
         while not self._stop.is_set():
             try:
+                extra: dict[str, Any] = (
+                    {} if "://" in self.port else {"exclusive": True}
+                )
                 port: Any = serial.serial_for_url(
-                    self.port, baudrate=self._baudrate, timeout=READ_TIMEOUT_S
+                    self.port, baudrate=self._baudrate, timeout=READ_TIMEOUT_S, **extra
                 )
             except (serial.SerialException, OSError, ValueError) as exc:
                 self._count("open_failures")

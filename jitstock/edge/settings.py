@@ -3,14 +3,32 @@
 Precedence, highest first: keyword arguments, environment (``JITSTOCK_SITE``,
 ``JITSTOCK_MQTT_PASSWORD``, nested with ``__`` as in ``JITSTOCK_SIGNAL__STEP_G``),
 then the file, then the defaults below.
+
+Every model is closed (an unknown key is an error, ``[[scales]]`` included), a
+port or bin listed twice is refused, the MQTT URL and the TLS files are checked
+here, at start-up, so a slip never runs silently. :func:`load_settings` raises
+one error, :class:`ConfigError`, whose message is one line naming the file and
+the key.
 """
 
 from __future__ import annotations
 
+import ssl
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,24 +39,44 @@ from pydantic_settings import (
 
 from jitstock.edge.outbox import DEFAULT_MAX_BATCHES
 from jitstock.edge.publisher import DEFAULT_WINDOW, MAX_WINDOW, BrokerConfig
-from jitstock.edge.scale import ScalePortConfig
+from jitstock.edge.scale import NetWeight, ScalePortConfig
 from jitstock.edge.stability import SignalSettings
-from jitstock.protocol import BIN_RE, NAME_RE
+from jitstock.protocol import BIN_RE, MAX_PAYLOAD_BYTES, NAME_RE
 
 # Passwords that only ever appear in examples; an agent refuses to start with one.
 PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "changethis", "password", "secret"}
 )
+# URL schemes of the broker: plain and TLS (tcp/ssl are paho's own spellings).
+MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl")
+# Smallest payload cap accepted: one reading or one longest scan with its envelope fits.
+MIN_PAYLOAD_CAP = 1024
+
+
+class ConfigError(ValueError):
+    """A configuration the agent refuses; ``str()`` is one line naming the file and key."""
 
 
 class ScaleSettings(BaseModel):
-    """One scale on one serial port."""
+    """One scale on one serial port (``[[scales]]``); unset thresholds come from ``[signal]``."""
 
-    port: str
+    model_config = ConfigDict(extra="forbid")
+
+    port: str = Field(min_length=1)
     bin: str = Field(pattern=BIN_RE.pattern)
     protocol: Literal["stream", "sics"] = "stream"
     baudrate: int = Field(9600, gt=0)
     poll_interval_s: float = Field(0.1, gt=0)
+    # per-scale thresholds (None: the agent's [signal] value, or the server's config)
+    step_g: float | None = Field(None, gt=0)
+    stability_window_s: float | None = Field(None, gt=0)
+    stability_spread_g: float | None = Field(None, gt=0)
+    # the scale's display increment: a one-division flicker is neither motion nor a change
+    division_g: float | None = Field(None, gt=0)
+    # net frames (stream `NT`; MT-SICS answers are always net): refused with fault
+    # `net_weight`, or published as net + tare_g. Default: reject for stream, add_tare for sics.
+    net_weight: NetWeight | None = None
+    tare_g: float = Field(0.0, ge=0, le=2_000_000)
 
     def port_config(self) -> ScalePortConfig:
         """The reader's view of this scale."""
@@ -48,13 +86,22 @@ class ScaleSettings(BaseModel):
             protocol=self.protocol,
             baudrate=self.baudrate,
             poll_interval_s=self.poll_interval_s,
+            net_weight=self.net_weight,
+            tare_g=self.tare_g,
         )
+
+    def signal_overrides(self) -> dict[str, float]:
+        """The thresholds this scale sets itself (they win over [signal] and the server's)."""
+        keys = ("step_g", "stability_window_s", "stability_spread_g", "division_g")
+        return {k: v for k in keys if (v := getattr(self, k)) is not None}
 
 
 class ScannerSettings(BaseModel):
     """One barcode scanner on one serial port."""
 
-    port: str
+    model_config = ConfigDict(extra="forbid")
+
+    port: str = Field(min_length=1)
     id: str = Field(pattern=BIN_RE.pattern)
     baudrate: int = Field(9600, gt=0)
 
@@ -80,6 +127,10 @@ class EdgeSettings(BaseSettings):
     mqtt_tls_insecure: bool = False
     # Cap of the reconnect backoff: how late, at worst, the agent notices a broker that came back.
     mqtt_reconnect_max_s: float = Field(10.0, gt=0, le=300)
+    # Largest batch payload; lowered at run time to fit the broker's MQTT 5 Maximum Packet Size.
+    mqtt_max_payload_bytes: int = Field(
+        MAX_PAYLOAD_BYTES, ge=MIN_PAYLOAD_CAP, le=MAX_PAYLOAD_BYTES
+    )
     outbox_path: Path = Path("/var/lib/jitstock/outbox.db")
     outbox_max_batches: int = Field(DEFAULT_MAX_BATCHES, ge=100)
     inflight_window: int = Field(DEFAULT_WINDOW, ge=1, le=MAX_WINDOW)
@@ -95,10 +146,61 @@ class EdgeSettings(BaseSettings):
             value is not None
             and value.get_secret_value().lower() in PLACEHOLDER_SECRETS
         ):
-            raise ValueError(
-                "mqtt_password is a placeholder; set the agent's real password"
-            )
+            raise ValueError("is a placeholder; set the agent's real password")
         return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        check_mqtt_url(value)
+        return value
+
+    @field_validator("signal", mode="before")
+    @classmethod
+    def _closed_signal(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            known = set(SignalSettings.__dataclass_fields__)
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_owner_per_port_and_bin(self) -> EdgeSettings:
+        ports: dict[str, str] = {}
+        for i, scale in enumerate(self.scales):
+            where = f"scales[{i}]"
+            if scale.port in ports:
+                raise ValueError(
+                    f"{where}.port: {scale.port} is already listed as {ports[scale.port]}"
+                )
+            ports[scale.port] = where
+        for i, scanner in enumerate(self.scanners):
+            where = f"scanners[{i}]"
+            if scanner.port in ports:
+                raise ValueError(
+                    f"{where}.port: {scanner.port} is already listed as {ports[scanner.port]}"
+                )
+            ports[scanner.port] = where
+        bins: dict[str, int] = {}
+        for i, scale in enumerate(self.scales):
+            if scale.bin in bins:
+                raise ValueError(
+                    f"scales[{i}].bin: bin {scale.bin} is already fed by "
+                    f"scales[{bins[scale.bin]}] ({self.scales[bins[scale.bin]].port})"
+                )
+            bins[scale.bin] = i
+        ids: set[str] = set()
+        for i, scanner in enumerate(self.scanners):
+            if scanner.id in ids:
+                raise ValueError(f"scanners[{i}].id: scanner {scanner.id} listed twice")
+            ids.add(scanner.id)
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> EdgeSettings:
+        check_tls_files(self)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -132,28 +234,135 @@ class EdgeSettings(BaseSettings):
             tls_insecure=self.mqtt_tls_insecure,
         )
 
+    def scale_signal(self, scale: ScaleSettings) -> SignalSettings:
+        """The thresholds of one scale: [signal] with the scale's own keys on top."""
+        return scale_signal(self.signal, scale.signal_overrides())
+
+
+def scale_signal(base: SignalSettings, overrides: dict[str, float]) -> SignalSettings:
+    """``base`` with one scale's own thresholds applied."""
+    merged = replace(base)
+    for key, value in overrides.items():
+        setattr(merged, key, value)
+    return merged
+
+
+def check_mqtt_url(url: str) -> None:
+    """Raise ValueError (one line) unless ``url`` is ``mqtt[s]://host[:port]``."""
+    parts = urlsplit(url)
+    if parts.scheme not in MQTT_SCHEMES or not url.startswith(f"{parts.scheme}://"):
+        raise ValueError(f"{url!r} must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad port (1..65535)") from None
+    if port == 0:
+        raise ValueError(f"{url!r} has a bad port (1..65535)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{url!r} must be mqtt[s]://host[:port] without a path")
+
+
+def check_tls_files(settings: EdgeSettings) -> None:
+    """Raise ValueError naming the key unless the TLS files exist, are readable and load."""
+    for key in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
+        path: Path | None = getattr(settings, key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if (settings.mqtt_cert_file is None) != (settings.mqtt_key_file is None):
+        raise ValueError(
+            "mqtt_cert_file: a client certificate needs mqtt_key_file too (and vice versa)"
+        )
+    context = ssl.create_default_context()
+    if settings.mqtt_ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(settings.mqtt_ca_file))
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(
+                f"mqtt_ca_file: {settings.mqtt_ca_file} is not a PEM CA certificate ({exc})"
+            ) from None
+    if settings.mqtt_cert_file is not None and settings.mqtt_key_file is not None:
+        try:
+            context.load_cert_chain(
+                str(settings.mqtt_cert_file), str(settings.mqtt_key_file)
+            )
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(
+                f"mqtt_cert_file: {settings.mqtt_cert_file} with {settings.mqtt_key_file} "
+                f"is not a usable certificate and key ({exc})"
+            ) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line for a validation error: ``key: problem`` per error, ``;``-separated."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = "".join(
+            f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+            for i, p in enumerate(err["loc"])
+        )
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            text = "unknown key"
+        elif kind == "missing":
+            text = "required key missing"
+        else:
+            text = str(err["msg"]).removeprefix("Value error, ")
+            if kind not in ("value_error", "assertion_error") and "input" in err:
+                text += f" (got {err['input']!r})"
+        parts.append(f"{loc}: {text}" if loc else text)
+    return "; ".join(" ".join(p.split()) for p in parts)
+
 
 def load_settings(
     config_file: str | Path | None = None, **overrides: Any
 ) -> EdgeSettings:
-    """Settings from ``config_file`` (.toml, .yaml or .yml) plus the environment and overrides."""
+    """Settings from ``config_file`` (.toml, .yaml or .yml) plus the environment and overrides.
+
+    Raises :class:`ConfigError` with one line naming the file and the key.
+    """
+    label = "environment" if config_file is None else str(config_file)
     if config_file is None:
-        return EdgeSettings(**overrides)
+        try:
+            return EdgeSettings(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(f"{label}: {describe_errors(exc)}") from None
     path = Path(config_file)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise ConfigError(f"{path}: config file does not exist")
     suffix = path.suffix.lower()
     if suffix == ".toml":
         source: dict[str, Any] = {"toml_file": path}
     elif suffix in (".yaml", ".yml"):
         source = {"yaml_file": path}
     else:
-        raise ValueError(f"config file must be .toml, .yaml or .yml, got {path.name}")
+        raise ConfigError(
+            f"{path}: config file must be .toml, .yaml or .yml, got {path.name}"
+        )
     # a subclass carries the file name, so the sources above know what to read
     from_file = type(
         "EdgeSettings",
         (EdgeSettings,),
         {"model_config": SettingsConfigDict(**{**EdgeSettings.model_config, **source})},  # type: ignore[typeddict-item]
     )
-    settings: EdgeSettings = from_file(**overrides)
+    try:
+        settings: EdgeSettings = from_file(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except Exception as exc:
+        # yaml.YAMLError and friends: say which file, keep it to one line
+        if type(exc).__module__.startswith("yaml"):
+            first = " ".join(str(exc).split())
+            raise ConfigError(f"{path}: malformed YAML: {first}") from None
+        raise
     return settings

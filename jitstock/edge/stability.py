@@ -37,6 +37,20 @@ class SignalSettings:
     no_data_timeout_s: float = 5.0
     min_grams: float = 0.0
     max_grams: float = 200_000.0
+    # The scale's display increment (0: finer than any threshold). A value flickering
+    # between two adjacent divisions is neither motion nor a change: spread and step
+    # are at least one division.
+    division_g: float = 0.0
+
+    @property
+    def spread_limit_g(self) -> float:
+        """Largest window spread that still counts as stable."""
+        return max(self.stability_spread_g, self.division_g)
+
+    @property
+    def step_limit_g(self) -> float:
+        """A stable weight must move by more than this to be published."""
+        return max(self.step_g, self.division_g)
 
     def in_range(self, grams: float) -> bool:
         """True when `grams` lies within [min_grams, max_grams]."""
@@ -113,11 +127,11 @@ class SignalPath:
             return None
         spread = max(values) - min(values)
         slope = abs(_slope(times, values))
-        strict = spread <= s.stability_spread_g and slope <= s.stability_slope_g_per_s
+        strict = spread <= s.spread_limit_g and slope <= s.stability_slope_g_per_s
         if self.stable:
             factor = s.hysteresis
             if (
-                spread > s.stability_spread_g * factor
+                spread > s.spread_limit_g * factor
                 or slope > s.stability_slope_g_per_s * factor
             ):
                 self.stable = False
@@ -131,10 +145,14 @@ class SignalPath:
         # publish only from a tight window: hysteresis keeps the state, not loose values
         if strict and (
             self._published_grams is None
-            or abs(mean - self._published_grams) > s.step_g
+            or abs(mean - self._published_grams) > s.step_limit_g
         ):
             return self._publish(now, mean, keepalive=False)
         return None
+
+    def motion(self) -> None:
+        """The scale says the load moves without giving a weight (MT-SICS `S I`)."""
+        self._reset_window()
 
     def tick(self) -> Output | None:
         """Return a keep-alive when keepalive_s passed since the last output and a stable weight is known."""

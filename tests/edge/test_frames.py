@@ -43,7 +43,8 @@ def test_sics_weight_responses_in_grams(
     line: bytes, grams: float, stable: bool
 ) -> None:
     frame = parse_sics_response(line)
-    assert frame == Frame(pytest.approx(grams), stable)  # type: ignore[arg-type]
+    # MT-SICS weight answers are net by definition
+    assert frame == Frame(pytest.approx(grams), stable, net=True)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

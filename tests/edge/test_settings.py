@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
-from jitstock.edge.settings import load_settings
+from jitstock.edge.settings import ConfigError, load_settings
 
 TOML = """
 site = "plant1"
@@ -94,15 +92,17 @@ def test_bad_settings_are_refused_with_the_field_named(
 ) -> None:
     path = tmp_path / "edge.toml"
     path.write_text(text)
-    with pytest.raises(ValidationError, match=match):
+    with pytest.raises(ConfigError, match=match) as info:
         load_settings(path)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_missing_or_unknown_file_type(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
     (tmp_path / "edge.ini").write_text("x")
-    with pytest.raises(ValueError, match="toml"):
+    with pytest.raises(ConfigError, match="toml"):
         load_settings(tmp_path / "edge.ini")
 
 
