@@ -42,6 +42,17 @@ def _parser() -> argparse.ArgumentParser:
         help="ingest: PostgreSQL admin DSN; the server keeps its state in a fresh database there (default SQLite)",
     )
     parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="edge: seconds the agent process is measured per case (default 60, quick 5)",
+    )
+    parser.add_argument(
+        "--scales",
+        default=None,
+        help="edge: comma-separated simulated scales per agent, e.g. 8,32 (default; quick 8)",
+    )
+    parser.add_argument(
         "--rates",
         default=None,
         help="ingest: comma-separated readings/s to try, e.g. 50000,100000",
