@@ -1,6 +1,7 @@
 """`jitstock sim`: simulated scales and scanners on pseudo-terminals, for people and demos.
 
     jitstock sim scales --bins 12 --protocol stream|sics|mixed --speed 1 --seed 1
+        [--stream-format gs|nt|ad|toledo]
     jitstock sim scanner [--every SECONDS]
 
 Both print the pty paths (stable symlinks) to point a real jitstock-edge at, then run
@@ -19,7 +20,7 @@ from types import FrameType
 
 from jitstock.clock import REAL_CLOCK, Clock, ScaledClock
 from jitstock.firmware_sim.fleet import BinSpec, SimulatedFleet
-from jitstock.firmware_sim.scale import ScaleProtocol
+from jitstock.firmware_sim.scale import STREAM_FORMATS, ScaleProtocol, StreamFormat
 from jitstock.firmware_sim.scanner import SimulatedScanner
 
 # Every Nth bin of a fleet is intermittent (used in bursts), like kitted parts beside runners.
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-hz", type=float, default=10.0, help="stream frames per second"
     )
     s.add_argument(
+        "--stream-format",
+        choices=STREAM_FORMATS,
+        default="gs",
+        help="stream line layout: gs 'ST,GS,+0001234.5 g', nt (net), ad (A&D "
+        "'ST,+001234.5  g'), toledo (Mettler Toledo continuous); see docs/scales.md",
+    )
+    s.add_argument(
         "--parts-per-hour", type=float, default=120.0, help="mean demand per bin"
     )
     s.add_argument("--no-refill", action="store_true", help="let bins run dry")
@@ -62,7 +70,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def fleet_specs(
-    n: int, protocol: str, parts_per_hour: float, seed: int
+    n: int,
+    protocol: str,
+    parts_per_hour: float,
+    seed: int,
+    stream_format: StreamFormat = "gs",
 ) -> list[BinSpec]:
     """The demo fleet: n bins named B01.., protocols per `protocol` (mixed alternates)."""
     rng = random.Random(seed)
@@ -81,6 +93,7 @@ def fleet_specs(
                 count=count,
                 parts_per_hour=parts_per_hour * rng.uniform(0.3, 2.0),
                 intermittent=(i % INTERMITTENT_EVERY == INTERMITTENT_EVERY - 1),
+                stream_format=stream_format,
             )
         )
     return specs
@@ -104,7 +117,9 @@ def _until_signalled() -> None:
 
 def _scales(args: argparse.Namespace) -> int:
     clock: Clock = REAL_CLOCK if args.speed == 1 else ScaledClock(args.speed)
-    specs = fleet_specs(args.bins, args.protocol, args.parts_per_hour, args.seed)
+    specs = fleet_specs(
+        args.bins, args.protocol, args.parts_per_hour, args.seed, args.stream_format
+    )
     fleet = SimulatedFleet(specs, clock, args.seed, args.workdir, rate_hz=args.rate_hz)
     fleet.start()
     try:

@@ -11,7 +11,12 @@ from typing import Literal
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.firmware_sim.demand import BinDemand, DemandModel, DemandRunner
-from jitstock.firmware_sim.scale import ScaleProtocol, SimulatedScale, Unit
+from jitstock.firmware_sim.scale import (
+    ScaleProtocol,
+    SimulatedScale,
+    StreamFormat,
+    Unit,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class BinSpec:
     intermittent: bool = False
     # top-up level when the bin runs dry (None: the initial count)
     capacity: int | None = None
+    # continuous-output layout of a stream scale (docs/scales.md)
+    stream_format: StreamFormat = "gs"
 
 
 class SimulatedFleet:
@@ -71,6 +78,7 @@ class SimulatedFleet:
                 clock=clock,
                 seed=seed * 1000 + i,
                 workdir=self.workdir,
+                stream_format=spec.stream_format,
             )
             for i, spec in enumerate(bins)
         }

@@ -36,3 +36,24 @@ def test_sim_scales_prints_ports_that_speak_and_stops_on_sigint() -> None:
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_sim_scales_speaks_the_chosen_stream_format() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "sim", "scales", "--bins", "1"]
+        + ["--stream-format", "ad"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().split("\t")[1]
+        assert "A&D standard format" in probe_port(port, timeout_s=PROBE_S)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
