@@ -425,7 +425,9 @@ class Ingest:
             except protocol.ProtocolError as exc:
                 self._reject(addr.agent, exc.reason, exc.message)
                 continue
-            if not item.replay and not self._advance(cursors, flush, addr.agent, seq):
+            if not item.replay and not self._advance(
+                cursors, flush, addr.agent, seq, dup=item.dup
+            ):
                 continue
             for r in rejects:
                 self._reject_item(addr.agent, r.reason, r.message)
@@ -568,9 +570,20 @@ class Ingest:
                 )
 
     def _advance(
-        self, cursors: dict[str, int], flush: Flush, agent: str, seq: int
+        self,
+        cursors: dict[str, int],
+        flush: Flush,
+        agent: str,
+        seq: int,
+        *,
+        dup: bool = False,
     ) -> bool:
-        """Apply each (agent, seq) once: False for a batch already applied."""
+        """Apply each (agent, seq) once: False for a batch already applied.
+
+        ``dup``: the broker redelivers a message it sent us before (after a crash
+        between our commit and our acknowledgement): a seq 1 then is a repeat, never
+        the start of a new outbox.
+        """
         last = cursors.get(agent, 0)
         update = flush.cursors.get(agent)
         if last and seq - last > MAX_SEQ_JUMP:
@@ -582,7 +595,7 @@ class Ingest:
                 f"seq {seq} is more than {MAX_SEQ_JUMP} beyond the last applied {last}",
             )
             return False
-        if (seq == 1 and last > 1) or last - seq > MAX_SEQ_JUMP:
+        if not dup and ((seq == 1 and last > 1) or last - seq > MAX_SEQ_JUMP):
             # An agent only starts again at 1 when its outbox is new (a rebuilt Pi, a lost
             # SD card): a fresh stream, not a re-send — anything older was acknowledged.
             self._later(

@@ -48,6 +48,9 @@ class Incoming:
     received: float
     # an admin's replay of a dead letter: applied without the seq check, never acknowledged
     replay: bool = False
+    # the broker's DUP flag: it sent this message to us before (a redelivery after our
+    # reconnect), so it can never be the first batch of a new outbox
+    dup: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -267,6 +270,7 @@ class MqttConnection:
                 msg.qos,
                 self._epoch,
                 time.monotonic(),
+                dup=bool(msg.dup),
             )
         )
 
