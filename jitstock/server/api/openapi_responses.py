@@ -9,7 +9,8 @@ route, :func:`declare_error_responses` derives it from the generated document:
 * 409 when it changes something (any method but GET);
 * 422 when it takes input (parameters or a body) or changes something.
 
-A route's own ``responses=`` entries win; this only fills in what is missing.
+A route's own ``responses=`` entries win (their descriptions); this only fills in
+what is missing, including the body schema of a route's own error entry without one.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def add_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
                 if code == 422 and VALIDATION_BODY not in components:
                     continue  # no route takes validated input: nothing can answer 422
                 responses.setdefault(str(code), _response(code))
+            for code in DESCRIPTIONS:
+                own = responses.get(str(code))
+                if own is not None and "content" not in own:
+                    own["content"] = _response(code)["content"]
     return schema
 
 

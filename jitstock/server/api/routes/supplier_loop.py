@@ -120,7 +120,11 @@ def _order_out(session: Session, order_id: str) -> OrderPublic:
 def ship(
     order_id: str, body: ShipRequest, session: SessionDep, key: OrderActor, ctx: CtxDep
 ) -> OrderPublic:
-    """Advance ship notice: the goods are on their way (quantity, carrier reference)."""
+    """Advance ship notice: the goods are on their way (quantity, carrier reference).
+
+    Allowed from created, sent or acknowledged: acknowledging first is optional, a
+    ship notice without one stands for it (the order's ``acked_ms`` stays empty).
+    """
     now = ctx.clock.time_ms()
     with _translated():
         order = load_order(session, order_id, scope_of(key))
@@ -296,10 +300,18 @@ def receipts(
 
 @router.get("/api/v1/orders/{order_id}/label.svg", response_class=Response)
 def label(order_id: str, session: ReadSessionDep, key: OrderReader) -> Response:
-    """A printable QR label of the order (scanned at the dock to receive it)."""
+    """A printable label: a QR code of `JSORD:<order id>` (scanned at the dock to
+    receive the order) and, under it, the order id, SKU, quantity and bin in words.
+
+    Suppliers printing their own labels encode the same text in any barcode the dock
+    scanner reads (e.g. Code 128)."""
     with _translated():
         order = load_order(session, order_id, scope_of(key))
-    caption = f"{order.sku_id} x{order.asn_qty or order.qty} -> {order.bin_id}"
+    caption = [
+        f"SKU {order.sku_id}",
+        f"Qty {order.asn_qty or order.qty}",
+        f"Bin {order.bin_id}",
+    ]
     return Response(label_svg(order_id, caption), media_type="image/svg+xml")
 
 
