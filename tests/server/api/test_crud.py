@@ -20,7 +20,9 @@ from tests.server.api.conftest import (
 
 def test_master_data_round_trip(api: Api, manager: httpx.Client) -> None:
     seed_master(manager, bins=2)
-    assert manager.get("/api/v1/sites").json() == [SITE]
+    assert manager.get("/api/v1/sites").json() == [
+        {**SITE, "address": None, "dock": None}
+    ]
     assert manager.get(f"/api/v1/skus/{SKU['id']}").json() == {**SKU, "barcode": None}
     b = manager.get("/api/v1/bins/A-01").json()
     assert b["sku_id"] == SKU["id"]
@@ -47,7 +49,17 @@ def test_master_data_round_trip(api: Api, manager: httpx.Client) -> None:
     )  # back to the SKU's
     assert r.json()["unit_weight_g"] is None
     r = manager.patch("/api/v1/sites/plant1", json={"name": "Plant One"})
-    assert r.json() == {"id": "plant1", "name": "Plant One"}
+    assert r.json() == {
+        "id": "plant1",
+        "name": "Plant One",
+        "address": None,
+        "dock": None,
+    }
+    # the ship-to suppliers see in their orders (issue 13)
+    r = manager.patch(
+        "/api/v1/sites/plant1", json={"address": "Werkstr. 1", "dock": "4"}
+    )
+    assert (r.json()["address"], r.json()["dock"]) == ("Werkstr. 1", "4")
 
     assert manager.delete("/api/v1/bins/A-02").status_code == 204
     assert manager.get("/api/v1/bins/A-02").status_code == 404
