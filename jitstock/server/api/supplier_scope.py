@@ -8,9 +8,10 @@ ranks outside viewer < manager < admin).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends
+from pydantic import BaseModel
 
 from jitstock.server.api.auth import Principal
 from jitstock.server.api.deps import CurrentKey
@@ -50,3 +51,14 @@ def _supplier_only(key: CurrentKey) -> Principal:
 OrderReader = Annotated[Principal, Depends(_plant_or_supplier("viewer"))]
 OrderActor = Annotated[Principal, Depends(_plant_or_supplier("manager"))]
 SupplierKey = Annotated[Principal, Depends(_supplier_only)]
+
+
+_OutT = TypeVar("_OutT", bound=BaseModel)
+
+
+def for_key(out: _OutT, key: object) -> _OutT:
+    """What this key may read of an order: a supplier gets no internal trigger and no
+    bridged order id (stock figures, other suppliers' order ids)."""
+    if getattr(key, "role", None) != SUPPLIER_ROLE:
+        return out
+    return out.model_copy(update={"trigger": None, "bridge_for": None})

@@ -81,11 +81,13 @@ def test_case1_refill_while_picking_receives_the_order(
         _show(loop, dev, 18)
         order = _order(loop)
         a = loop.supplier_key("A")
-        assert (
-            a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 40}).status_code
-            == 200
-        )
-        lvl = _show(loop, dev, 18 + 35)
+        r = a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 40})
+        assert r.status_code == 200, r.text
+        # a supplier reads no internal figures (stock, other suppliers' orders)
+        assert (r.json()["trigger"], r.json()["bridge_for"]) == (None, None)
+        mine = a.get("/api/v1/supplier/orders").json()
+        assert [(o["id"], o["trigger"]) for o in mine] == [(order["id"], None)]
+        _show(loop, dev, 18 + 35)
         wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
         lvl = loop.level()
         assert (lvl["on_order_qty"], lvl["pending_delivery_qty"], lvl["position"]) == (

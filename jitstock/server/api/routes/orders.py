@@ -27,6 +27,7 @@ from jitstock.server.api.supplier_scope import (
     SUPPLIER_ROLE,
     OrderActor,
     OrderReader,
+    for_key,
     scope_of,
 )
 from jitstock.server.db.models import Order
@@ -80,10 +81,8 @@ def list_orders(
 
 
 def _for_key(out: _Out, key: object) -> _Out:
-    """What this key may read of an order: suppliers get no internal trigger."""
-    if getattr(key, "role", None) != SUPPLIER_ROLE:
-        return out
-    return out.model_copy(update={"trigger": None, "bridge_for": None})
+    """What this key may read of an order (see supplier_scope.for_key)."""
+    return for_key(out, key)
 
 
 def _detail(

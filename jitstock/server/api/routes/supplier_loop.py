@@ -49,6 +49,7 @@ from jitstock.server.api.supplier_scope import (
     OrderActor,
     OrderReader,
     SupplierKey,
+    for_key,
     scope_of,
 )
 from jitstock.server.db.audit import record_audit
@@ -74,7 +75,6 @@ from jitstock.server.supplier.receiving import (
     inspect_receipt,
     raise_alert,
     receive,
-    tolerance,
 )
 from jitstock.server.supplier.scorecard import (
     DEFAULT_PERIOD,
@@ -82,6 +82,7 @@ from jitstock.server.supplier.scorecard import (
     scorecard,
     scorecard_csv,
 )
+from jitstock.server.supplier.shipping import ship_order
 
 router = APIRouter(tags=["supplier loop"])
 # A supplier may withdraw an order only before it ships; the plant may cancel any open order.
@@ -109,8 +110,8 @@ def _after_commit(ctx: Any, new_orders: bool = False) -> None:
         ctx.dispatcher.wake()
 
 
-def _order_out(session: Session, order_id: str) -> OrderPublic:
-    return OrderPublic.model_validate(load_order(session, order_id))
+def _order_out(session: Session, order_id: str, key: object) -> OrderPublic:
+    return for_key(OrderPublic.model_validate(load_order(session, order_id)), key)
 
 
 # ---------------------------------------------------------------- order actions
@@ -125,46 +126,20 @@ def ship(
     Allowed from created, sent or acknowledged: acknowledging first is optional, a
     ship notice without one stands for it (the order's ``acked_ms`` stays empty).
     """
-    now = ctx.clock.time_ms()
     with _translated():
-        order = load_order(session, order_id, scope_of(key))
-        left = max(0, order.qty - (order.delivered_qty or 0))
-        qty = body.qty if body.qty is not None else left
-        # validated like an acknowledgement: a ship notice moves what the position counts
-        if qty > left + tolerance(left):
-            raise FieldInvalid(
-                "qty",
-                f"{qty} shipped is more than the {left} still outstanding on order "
-                f"{order_id} (+{tolerance(left)} tolerance)",
-            )
-        if body.expected_ms is not None and body.expected_ms < order.created_ms:
-            raise FieldInvalid(
-                "expected_ms",
-                f"{body.expected_ms} is before the order was created ({order.created_ms})",
-            )
-        values: dict[str, Any] = {
-            "shipped_ms": now,
-            "asn_qty": qty,
-            "carrier_ref": body.carrier_ref,
-            "next_attempt_ms": None,
-            "sent_ms": order.sent_ms or now,
-        }
-        if body.expected_ms is not None:
-            values["promised_ms"] = body.expected_ms
-        transition(
+        ship_order(
             session,
             order_id,
-            "shipped",
+            qty=body.qty,
+            expected_ms=body.expected_ms,
+            carrier_ref=body.carrier_ref,
             actor=key.name,
-            now_ms=now,
-            reason="ship notice",
-            detail={"qty": qty, "carrier_ref": body.carrier_ref},
-            values=values,
+            now_ms=ctx.clock.time_ms(),
             supplier_id=scope_of(key),
         )
     session.commit()
     _after_commit(ctx)
-    return _order_out(session, order_id)
+    return _order_out(session, order_id, key)
 
 
 @router.post("/api/v1/orders/{order_id}/cancel-request")
@@ -214,7 +189,7 @@ def cancel_request(
         )
     session.commit()
     _after_commit(ctx, new_orders=bool(created))
-    return _order_out(session, order_id)
+    return _order_out(session, order_id, key)
 
 
 @router.post("/api/v1/orders/{order_id}/receive", status_code=201)
@@ -334,7 +309,7 @@ def my_open_orders(session: ReadSessionDep, key: SupplierKey) -> list[OrderPubli
         )
         .order_by(Order.created_ms, Order.id)
     )
-    return [OrderPublic.model_validate(o) for o in rows]
+    return [for_key(OrderPublic.model_validate(o), key) for o in rows]
 
 
 # ---------------------------------------------------------------- supplier master data
