@@ -210,6 +210,7 @@ class Publisher:
         self._pending_since = 0.0
         self._broker_limit: int | None = None
         self._receive_max: int | None = None
+        self._loss_at: int | None = None
         self._acks: list[int] = []
         self._last_ack_flush = 0.0
         self._connack: ReasonCode | None = None
@@ -491,6 +492,7 @@ class Publisher:
             rc = client.loop(0.0 if can_send else self._idle_poll_s)
             self._flush_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._note_loss(rc)
                 self._rlog.log(
                     logging.WARNING, "lost", "connection to broker lost (%s)", rc.name
                 )
@@ -575,6 +577,24 @@ class Publisher:
                 rc,
             )
 
+    def _note_loss(self, rc: MQTTErrorCode) -> None:
+        """A connection dropped twice with the same oldest batch in flight: too large for the broker.
+
+        Mosquitto's ``message_size_limit`` answers an oversized MQTT 5 publish with a
+        PUBACK reason code (0x95) the specification reserves for CONNACK/DISCONNECT,
+        which paho takes as a malformed packet and drops the connection. Halving the
+        limit (and so re-splitting that batch) ends the loop instead of re-sending forever.
+        """
+        if not self._inflight:
+            self._loss_at = None
+            return
+        seq, size = min(self._inflight.values())
+        if rc == MQTTErrorCode.MQTT_ERR_PROTOCOL and self._loss_at == seq:
+            self._set_limit(min(self._limit, size // 2), "broker dropped it twice")
+            self._loss_at = None
+        else:
+            self._loss_at = seq
+
     def _set_limit(self, limit: int, why: str) -> None:
         limit = min(self._cap, limit)
         if limit < MIN_PAYLOAD_LIMIT:
@@ -604,8 +624,6 @@ class Publisher:
             self._set_limit(
                 self._broker_limit - self._overhead, "broker Maximum Packet Size"
             )
-        elif self._v5:
-            self._set_limit(self._cap, "broker sets no packet limit")
         window = self.window
         if self._receive_max is not None:
             window = max(1, min(window, self._receive_max - STATUS_HEADROOM))
