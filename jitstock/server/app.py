@@ -30,16 +30,22 @@ from jitstock.server.notify import Notifier, NotifyConfig
 from jitstock.server.registry import BinRegistry
 from jitstock.server.replenish.bin_policy import Params as ReplenishParams
 from jitstock.server.replenish.recalc import Recalculator
+from jitstock.server.sender import ProcessClient
 from jitstock.server.settings import ServerSettings
 from jitstock.server.state import SqlState
+from jitstock.server.supplier.email_channel import EmailChannel, SmtpConfig
 from jitstock.server.supplier.escalation import Escalator
 from jitstock.server.supplier.events import EventSender
+from jitstock.server.supplier.links import LinkSigner, link_secret
 from jitstock.server.tsdb import open_store
 
 log = logging.getLogger(__name__)
 
 # Bins changed by another server process (or by hand in the DB) are picked up this often.
 REGISTRY_REFRESH_S = 10.0
+# uvicorn waits this long for open responses (event streams never end by themselves)
+# before it closes them: a stop must end the process within seconds (systemd, issue 12).
+GRACEFUL_SHUTDOWN_S = 1
 
 
 class ServerApp:
@@ -91,9 +97,26 @@ class ServerApp:
             ack_deadline_s=settings.alert_ack_deadline_s,
             on_change=lambda changes: self.live.publish("alerts", changes),
         )
+        # webhook POSTs from a child process by default: out of ingest's GIL (issue 12)
+        self.webhook_client: ProcessClient | None = (
+            ProcessClient(settings.webhook_timeout_s)
+            if settings.webhook_sender == "process"
+            else None
+        )
+        # suppliers without an API (issue 13): orders by e-mail, answered by signed links
+        self.supplier_links = LinkSigner(
+            link_secret(settings.supplier_link_secret, settings.data_dir),
+            settings.supplier_link_ttl_s,
+        )
+        self.order_email = EmailChannel(
+            SmtpConfig.from_settings(settings),
+            self.supplier_links,
+            settings.link_base_url,
+            clock=clock,
+        )
         self.dispatcher = Dispatcher(
             self.session_factory,
-            self.http,
+            self.webhook_client or self.http,
             clock=clock,
             publish_mqtt=self._publish_order,
             metrics=self.metrics,
@@ -102,7 +125,10 @@ class ServerApp:
             max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_base_s,
             backoff_cap_s=settings.webhook_backoff_cap_s,
+            email=self.order_email,
         )
+        # the first attempt of an order ingest decides is claimed in the deciding flush
+        self.state.handoff = self.dispatcher
         self.order_listeners: list[Callable[[list[str]], None]] = []
         self.dead_letters = DeadLetterStore(self.session_factory, clock=clock)
         self.ingest = Ingest(
@@ -143,6 +169,8 @@ class ServerApp:
         )
         self.api = create_api(self)
         self._stop = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopped = False
         self._refresher = threading.Thread(
             target=self._refresh_loop, name="registry-refresh", daemon=True
         )
@@ -152,16 +180,19 @@ class ServerApp:
         # marks only (ids per flush, never per reading): alerts and live pages do the work
         agents = [agent for _site, agent, _status in flush.statuses]
         self.live.mark(flush.changed_bins, agents)
-        # Alerts re-check only bins that can have changed alert state: a level at or below
-        # the reorder point (stockout and safety stock lie below it), a bin with an open
-        # alert (to resolve it), and the bins of agents that reported sensor health.
-        # Everything else is caught by the full pass every alert_check_s.
+        # Alerts re-check only bins whose alert state can have changed: a count that moved
+        # to or below the reorder point (stockout and safety stock lie below it), a bin with
+        # an open alert whose count moved (to resolve it), and the bins of agents that
+        # reported sensor health.  A re-sent unchanged reading changes nothing; everything
+        # else is caught by the full pass every alert_check_s.
         snap = self.registry.snapshot
         watch = self.alerts.alerting_bins
+        changed = set(flush.count_changed)
         bins = [
             b
             for b, count, _ in flush.counts
-            if b in watch or count <= snap.reorder_point[snap.index[b]]
+            if b in changed
+            and (b in watch or count <= snap.reorder_point[snap.index[b]])
         ]
         if agents:
             reporting = set(agents)
@@ -185,7 +216,9 @@ class ServerApp:
 
     def _after_flush(self, flush: Flush, orders: list[str]) -> None:
         if orders:
-            self.dispatcher.wake()
+            # the state writer handed what it claimed to the senders; the rest needs a look
+            if len(flush.claimed) < len(orders):
+                self.dispatcher.wake()
             for listener in self.order_listeners:
                 listener(orders)
 
@@ -220,6 +253,8 @@ class ServerApp:
         """Start the background parts: MQTT, ingest, dispatcher."""
         self.mqtt.start()
         self.ingest.start()
+        if self.webhook_client is not None:
+            self.webhook_client.start()
         self.dispatcher.start()
         self._refresher.start()
         self.replenish.start()
@@ -237,12 +272,21 @@ class ServerApp:
             port=self.settings.http_port,
             log_level="warning",
             lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         self._uvicorn = uvicorn.Server(config)
         self._uvicorn.run()
 
     def stop(self) -> None:
-        """Stop everything, in the reverse order of start."""
+        """Stop everything, in the reverse order of start.  Once: a signal and the end of
+        serve() may both ask, and the second waits for the first to finish."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stop_parts()
+            self._stopped = True
+
+    def _stop_parts(self) -> None:
         self._stop.set()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
@@ -254,6 +298,8 @@ class ServerApp:
         self.supplier_events.stop()
         self.ingest.stop()
         self.dispatcher.stop()
+        if self.webhook_client is not None:
+            self.webhook_client.close()
         self.mqtt.stop()
         self.tsdb.close()
         self.http.close()

@@ -23,21 +23,35 @@ open across the network:
 Delivery is at least once (a crash after the supplier answered but before
 step 3 repeats the POST with the same ``webhook-id``); exactly once in effect is
 the supplier's deduplication on that id.
+
+So that dispatch is never the bottleneck (issue 12), the bookkeeping is batched and
+the sends overlap: one coordinator thread claims up to ``CLAIM_BATCH`` due orders in
+one transaction and records every finished attempt in one transaction, while up to
+``SENDERS`` sender threads make the attempts (one order is in at most one of them:
+attempt n+1 cannot be claimed before attempt n is recorded).  An order ingest decides
+does not wait for a claim at all: :meth:`Dispatcher.claim_created` claims its first
+attempt inside the deciding flush's transaction and :meth:`Dispatcher.submit` hands it
+to the senders right after that commit.  The POST itself may run in another process
+(:mod:`jitstock.server.sender`), out of reach of ingest's GIL.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server import reorder
@@ -45,6 +59,7 @@ from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Order, OrderAttempt, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.redact import http_status_text, redact_url, safe_text
+from jitstock.server.supplier.email_channel import EmailChannel, email_recipient
 from jitstock.server.supplier.lifecycle import record_transition
 from jitstock.server.webhooks import (
     USER_AGENT,
@@ -70,6 +85,13 @@ DB_ERROR_PAUSE_S = 1.0
 MIN_CLAIM_LEASE_S = 60.0
 # Slack on top of 4 × the request timeout, for the claim/record transactions themselves.
 LEASE_MARGIN_S = 10.0
+# Sends in flight at once (one order is only ever in one: its attempt n+1 cannot be
+# claimed before attempt n is recorded); a slow supplier holds one, not all.
+SENDERS = 6
+# Due orders claimed in one transaction (queued for the senders; their lease covers the wait).
+CLAIM_BATCH = 32
+# At a stop, sends in flight get this long to finish and be recorded (a stop ends in seconds).
+STOP_SENDS_S = 2.0
 # Status codes worth retrying besides 5xx: timeout and rate limit.
 RETRYABLE_4XX = frozenset({408, 429})
 
@@ -78,6 +100,27 @@ PublishMqtt = Callable[[str, str, bytes], None]
 AlertHook = Callable[[str, dict[str, Any]], None]
 """alert(kind, detail), e.g. ("order_failed", {"order": …, "supplier": …, "error": …})."""
 Verdict = Literal["sent", "retry", "failed"]
+
+
+class PostClient(Protocol):
+    """What the dispatcher posts with: an ``httpx.Client``, or one in another process
+    (jitstock.server.sender.ProcessClient)."""
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The default per-phase timeout."""
+        ...
+
+    def post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: dict[str, str],
+        timeout: float | httpx.Timeout | None = ...,
+    ) -> httpx.Response:
+        """POST and return the response (raises httpx exceptions)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +193,16 @@ class _Job:
     mqtt: bool
     # During a secret rotation the old secret signs too (two signatures in one header).
     previous_secret: str | None = None
+    email_to: str | None = None  # order_channel 'email': mailed instead of posted
 
 
 class Dispatcher:
-    """Sends created orders to suppliers from worker threads; see the module docstring."""
+    """Sends created orders to suppliers from a pool of sender threads; see the module docstring."""
 
     def __init__(
         self,
         session_factory: SessionFactory,
-        http: httpx.Client,
+        http: httpx.Client | PostClient,
         *,
         clock: Clock = REAL_CLOCK,
         publish_mqtt: PublishMqtt | None = None,
@@ -166,9 +210,10 @@ class Dispatcher:
         on_attempt: Callable[[AttemptOutcome], None] | None = None,
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
-        workers: int = 1,
+        workers: int = SENDERS,
         idle_poll_s: float = IDLE_POLL_S,
         rng: random.Random | None = None,
+        email: EmailChannel | None = None,
         **retry_overrides: Any,
     ) -> None:
         """``retry_overrides`` are RetryPolicy fields (e.g. max_attempts=…) applied over ``retry``."""
@@ -179,6 +224,7 @@ class Dispatcher:
         self._alert = alert
         self._on_attempt = on_attempt
         self._metrics = metrics
+        self._email = email
         self.retry = dataclasses.replace(retry or RetryPolicy(), **retry_overrides)
         # Per-request timeout: the policy's, else the one the http client was built with.
         self._timeout: float | httpx.Timeout
@@ -200,29 +246,40 @@ class Dispatcher:
         self._rng_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._finished: queue.SimpleQueue[tuple[_Job, AttemptOutcome]] = (
+            queue.SimpleQueue()
+        )
+        self._unrecorded: list[tuple[_Job, AttemptOutcome]] = []
+        self._in_flight = 0  # claimed and not yet recorded
+        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the worker threads."""
-        if self._threads:
+        """Start the coordinator thread and its pool of senders."""
+        if self._thread is not None:
             raise RuntimeError("dispatcher already started")
         self._stop.clear()
-        for i in range(self._workers):
-            t = threading.Thread(
-                target=self._run, name=f"jitstock-dispatch-{i}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._workers, thread_name_prefix="jitstock-send"
+        )
+        self._thread = threading.Thread(
+            target=self._run, name="jitstock-dispatch", daemon=True
+        )
+        self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the workers after their current attempt."""
+        """Stop claiming; sends in flight get STOP_SENDS_S to finish and be recorded."""
         self._stop.set()
         self._wake.set()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads = []
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def wake(self) -> None:
         """Look for due orders now (call right after committing a new order)."""
@@ -236,30 +293,78 @@ class Dispatcher:
         self.stop()
 
     def _run(self) -> None:
+        """Coordinator: record finished attempts and claim due orders, each batch in one
+        transaction, and hand the claimed orders to the senders (at most ``workers``
+        in flight).  Sends never wait for the state DB's write lock."""
         while not self._stop.is_set():
             # Clear before looking, so a wake() during the pass is not lost.
             self._wake.clear()
             try:
-                done = self.run_once()
-                wait_s = 0.0 if done else self._idle_wait_s()
+                recorded = self._record_finished()
+                free = CLAIM_BATCH - self._in_flight
+                # a read first: an idle dispatcher never takes the write lock
+                due_s = self._due_in_s()
+                ready = free > 0 and due_s is not None and due_s <= 0
+                jobs = self._claim_many(free) if ready else []
+                self.submit(jobs)
+                if recorded or jobs:
+                    continue
+                if due_s is None or free <= 0:
+                    wait_s = (
+                        self._idle_poll_s
+                    )  # a finished send or a wake() ends it early
+                else:
+                    wait_s = min(self._idle_poll_s, max(MIN_WAIT_S, due_s))
             except Exception:
                 log.exception(
                     "dispatcher: state DB error; pausing %.1fs", DB_ERROR_PAUSE_S
                 )
                 wait_s = DB_ERROR_PAUSE_S
-            if wait_s > 0:
-                self._wake.wait(wait_s)
+            self._wake.wait(wait_s)
+        # stopping: what is in flight gets a moment to finish and be recorded (else its
+        # claim lease makes it due again later, to be sent with the same webhook-id)
+        deadline = time.monotonic() + STOP_SENDS_S
+        while self._in_flight and time.monotonic() < deadline:
+            self._wake.wait(MIN_WAIT_S)
+            self._wake.clear()
+            try:
+                self._record_finished()
+            except Exception:
+                log.exception("dispatcher: attempts not recorded at stop")
+                break
 
-    def _idle_wait_s(self) -> float:
+    def _send(self, job: _Job) -> None:
+        """One attempt, on a sender thread; the coordinator records it."""
+        out = self._attempt(job)
+        self._finished.put((job, out))
+        self._wake.set()
+
+    def _record_finished(self) -> int:
+        """Record every finished attempt in one transaction; how many."""
+        while True:
+            try:
+                self._unrecorded.append(self._finished.get_nowait())
+            except queue.Empty:
+                break
+        done = self._unrecorded
+        if not done:
+            return 0
+        self._record_many(done)  # on an error they stay, to be recorded next pass
+        self._unrecorded = []
+        with self._count_lock:
+            self._in_flight -= len(done)
+        return len(done)
+
+    def _due_in_s(self) -> float | None:
+        """Seconds until the next order is due (<= 0: due now); None: none waiting."""
         with transaction(self._factory, readonly=True) as s:
             due = s.scalar(
                 select(func.min(Order.next_attempt_ms)).where(Order.state == "created")
             )
         if due is None:
-            return self._idle_poll_s
+            return None
         speed = float(getattr(self._clock, "speed", 1.0))
-        left_s = (due - self._clock.time_ms()) / 1000.0 / speed
-        return min(self._idle_poll_s, max(MIN_WAIT_S, left_s))
+        return (due - self._clock.time_ms()) / 1000.0 / speed
 
     # ------------------------------------------------------------ one pass
 
@@ -272,6 +377,58 @@ class Dispatcher:
             done += 1
         return done
 
+    @contextmanager
+    def _session(self, outer: Session | None) -> Iterator[Session]:
+        """The caller's transaction, or a new one."""
+        if outer is not None:
+            yield outer
+        else:
+            with transaction(self._factory) as s:
+                yield s
+
+    def claim_created(self, s: Session, order_ids: list[str]) -> list[_Job]:
+        """Claim orders the caller's transaction just created, in that transaction.
+
+        Ingest calls this inside the flush that decided the orders, and hands the jobs
+        to :meth:`submit` after its commit: the first attempt needs no transaction (and
+        no wait for the write lock) of its own.  A rollback undoes the claim with the
+        orders; a crash after the commit leaves the claim lease, as a crash during any
+        claimed attempt does.  Nothing is claimed while the dispatcher is not running.
+        """
+        jobs: list[_Job] = []
+        if self._pool is None or self._stop.is_set():
+            return jobs
+        while len(jobs) < len(order_ids):
+            job = self._claim(s, order_ids)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
+    def submit(self, jobs: Sequence[object]) -> None:
+        """Send jobs claimed by :meth:`claim_created` (after that transaction committed)."""
+        pool = self._pool
+        if not jobs:
+            return
+        if pool is None or self._stop.is_set():
+            return  # stopping: their claim lease makes them due again later
+        with self._count_lock:
+            self._in_flight += len(jobs)
+        for job in jobs:
+            assert isinstance(job, _Job)
+            pool.submit(self._send, job)
+
+    def _claim_many(self, limit: int) -> list[_Job]:
+        """Claim up to ``limit`` due orders in one transaction (one write lock for all)."""
+        jobs: list[_Job] = []
+        with transaction(self._factory) as s:
+            while len(jobs) < limit:
+                job = self._claim(s)
+                if job is None:
+                    break
+                jobs.append(job)
+        return jobs
+
     def dispatch_next(self) -> AttemptOutcome | None:
         """Claim one due order and attempt it; None when nothing is due."""
         job = self._claim()
@@ -281,9 +438,11 @@ class Dispatcher:
         self._record(job, outcome)
         return outcome
 
-    def _claim(self) -> _Job | None:
+    def _claim(
+        self, outer: Session | None = None, only: list[str] | None = None
+    ) -> _Job | None:
         lease_ms = self._lease_ms
-        with transaction(self._factory) as s:
+        with self._session(outer) as s:
             now = self._clock.time_ms()
             stmt = (
                 select(Order)
@@ -291,6 +450,8 @@ class Dispatcher:
                 .order_by(Order.next_attempt_ms)
                 .limit(1)
             )
+            if only is not None:
+                stmt = stmt.where(Order.id.in_(only))
             if s.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             order = s.scalars(stmt).first()
@@ -322,6 +483,7 @@ class Dispatcher:
                 webhook_url=supplier.webhook_url if supplier else None,
                 webhook_secret=supplier.webhook_secret if supplier else None,
                 previous_secret=previous_secret(supplier, now),
+                email_to=email_recipient(supplier),
                 mqtt=bool(
                     supplier and supplier.mqtt_orders and self._publish is not None
                 ),
@@ -337,7 +499,9 @@ class Dispatcher:
         error: str | None = None
         try:
             mqtt_error = self._publish_mqtt(job)
-            if job.webhook_url:
+            if job.email_to is not None and self._email is not None:
+                verdict, error = self._email.send(job.email_to, job.body)
+            elif job.webhook_url:
                 verdict, status, error, retry_after = self._post(job)
                 if mqtt_error and verdict == "sent":
                     error = (
@@ -455,81 +619,98 @@ class Dispatcher:
     # ------------------------------------------------------------ recording
 
     def _record(self, job: _Job, out: AttemptOutcome) -> None:
+        self._record_many([(job, out)])
+
+    def _record_many(self, done: list[tuple[_Job, AttemptOutcome]]) -> None:
+        """Record attempts in one transaction (one write lock for all), then their effects."""
         with transaction(self._factory) as s:
-            now = self._clock.time_ms()
-            s.execute(
-                update(OrderAttempt)
-                .where(OrderAttempt.order_id == job.order_id, OrderAttempt.n == job.n)
-                .values(
-                    status_code=out.status_code,
-                    error=out.error,
-                    latency_ms=out.latency_ms,
-                )
-                .execution_options(synchronize_session=False)
+            effects = [(job, out, *self._record_rows(s, job, out)) for job, out in done]
+        for job, out, owned, fallback in effects:
+            self._after_record(job, out, owned, fallback)
+
+    def _record_rows(
+        self, s: Session, job: _Job, out: AttemptOutcome
+    ) -> tuple[bool, list[str]]:
+        """Complete attempt row n and move the order (fenced); (owned, fallback orders)."""
+        now = self._clock.time_ms()
+        s.execute(
+            update(OrderAttempt)
+            .where(OrderAttempt.order_id == job.order_id, OrderAttempt.n == job.n)
+            .values(
+                status_code=out.status_code,
+                error=out.error,
+                latency_ms=out.latency_ms,
             )
-            values: dict[str, Any]
-            if out.verdict == "sent":
-                values = {
-                    "state": "sent",
-                    "sent_ms": now,
-                    "next_attempt_ms": None,
-                    "last_error": out.error,
-                }
-            elif out.verdict == "retry":
-                assert out.retry_in_s is not None
-                values = {
-                    "next_attempt_ms": now + int(out.retry_in_s * 1000),
-                    "last_error": out.error,
-                }
-            else:
-                values = {
-                    "state": "failed",
-                    "next_attempt_ms": None,
-                    "last_error": out.error,
-                    "closed_ms": now,
-                }
-            # Fenced: only the holder of attempt n may move the order.
-            moved = s.execute(
-                update(Order)
-                .where(
-                    Order.id == job.order_id,
-                    Order.attempts == job.n,
-                    Order.state == "created",
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False)
+        )
+        values: dict[str, Any]
+        if out.verdict == "sent":
+            values = {
+                "state": "sent",
+                "sent_ms": now,
+                "next_attempt_ms": None,
+                "last_error": out.error,
+            }
+        elif out.verdict == "retry":
+            assert out.retry_in_s is not None
+            values = {
+                "next_attempt_ms": now + int(out.retry_in_s * 1000),
+                "last_error": out.error,
+            }
+        else:
+            values = {
+                "state": "failed",
+                "next_attempt_ms": None,
+                "last_error": out.error,
+                "closed_ms": now,
+            }
+        # Fenced: only the holder of attempt n may move the order.
+        moved = s.execute(
+            update(Order)
+            .where(
+                Order.id == job.order_id,
+                Order.attempts == job.n,
+                Order.state == "created",
             )
-            owned = moved.rowcount == 1  # type: ignore[attr-defined]
-            fallback: list[str] = []
-            if owned and out.verdict != "retry":
-                record_transition(
-                    s,
-                    job.order_id,
-                    "created",
-                    out.verdict,
-                    actor=ACTOR,
-                    at_ms=now,
-                    reason=out.error,
-                    detail={"attempt": job.n, "status_code": out.status_code},
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        owned = moved.rowcount == 1  # type: ignore[attr-defined]
+        fallback: list[str] = []
+        if owned and out.verdict != "retry":
+            record_transition(
+                s,
+                job.order_id,
+                "created",
+                out.verdict,
+                actor=ACTOR,
+                at_ms=now,
+                reason=out.error,
+                detail={"attempt": job.n, "status_code": out.status_code},
+            )
+            record_audit(
+                s,
+                at_ms=now,
+                actor=ACTOR,
+                action=f"order.{out.verdict}",
+                entity="order",
+                entity_id=job.order_id,
+                detail={
+                    "attempt": job.n,
+                    "status_code": out.status_code,
+                    "error": out.error,
+                },
+            )
+            if out.verdict == "failed":
+                # the supplier refused it: the demand moves to the next supplier at once
+                fallback = reorder.recheck(
+                    s, [job.bin_id], now, f"order {job.order_id} failed"
                 )
-                record_audit(
-                    s,
-                    at_ms=now,
-                    actor=ACTOR,
-                    action=f"order.{out.verdict}",
-                    entity="order",
-                    entity_id=job.order_id,
-                    detail={
-                        "attempt": job.n,
-                        "status_code": out.status_code,
-                        "error": out.error,
-                    },
-                )
-                if out.verdict == "failed":
-                    # the supplier refused it: the demand moves to the next supplier at once
-                    fallback = reorder.recheck(
-                        s, [job.bin_id], now, f"order {job.order_id} failed"
-                    )
+        return owned, fallback
+
+    def _after_record(
+        self, job: _Job, out: AttemptOutcome, owned: bool, fallback: list[str]
+    ) -> None:
         if not owned:
             log.warning(
                 "order %s attempt %d: superseded (lease expired or state changed)",

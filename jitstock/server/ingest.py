@@ -54,6 +54,9 @@ INGEST_STALL_S = 30.0
 # holds 500,000 batches by default, so no real gap comes near it.  Such a batch is rejected
 # (reason seq_jump) and the cursor stays; a seq this far *below* it is a new sequence.
 MAX_SEQ_JUMP = 100_000_000
+# A flush the registry reload overtook is decoded again at once (a pause would stall
+# ingest for RETRY_FLUSH_S every reload); only reloads this many times in a row pause.
+REDO_FLUSH_AT_ONCE = 3
 MEASUREMENT = "bin_level"
 SCAN_MEASUREMENT = "scan"
 SUBSCRIPTIONS = [
@@ -100,7 +103,13 @@ class Flush:
     )  # (bin, ts, kind, delta, after)
     decide: list[str] = field(
         default_factory=list
-    )  # bins at or below their reorder point
+    )  # bins whose count moved to or below their reorder point
+    count_changed: list[str] = field(
+        default_factory=list
+    )  # bins whose count this flush changed (or set for the first time)
+    claimed: list[object] = field(
+        default_factory=list
+    )  # first attempts of its orders, claimed in its transaction (sent after the commit)
 
     @property
     def changed_bins(self) -> list[str]:
@@ -232,12 +241,16 @@ class Ingest:
         """
         work: deque[list[Incoming]] = deque([list(items)])
         isolating = False
+        redone = 0
         while work:
             group = work.popleft()
             try:
                 self.process(group)
             except RetryFlush:
                 work.appendleft(group)
+                redone += 1
+                if redone <= REDO_FLUSH_AT_ONCE:
+                    continue  # the bins were reloaded: nothing failed, decode again now
                 return [m for g in work for m in g]
             except Exception as exc:
                 if is_transient(exc):
@@ -717,8 +730,15 @@ class Ingest:
                         strict=True,
                     )
                 ]
+            # Only a count that moved can change a decision: a re-sent unchanged reading costs
+            # no rule evaluation (a position moved by receiving is decided by the state writer).
+            moved = delta != 0  # a first count (prev UNKNOWN) is a change too
+            if moved.any():
+                flush.count_changed = [
+                    cals[i].bin_id for i in count_idx[moved].tolist()
+                ]
             # position = on hand + pending + on order >= on hand: above the reorder point nothing can fire
-            low = count_values <= snap.reorder_point[count_idx]
+            low = moved & (count_values <= snap.reorder_point[count_idx])
             if low.any():
                 flush.decide = [cals[i].bin_id for i in count_idx[low].tolist()]
 

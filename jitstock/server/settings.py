@@ -66,6 +66,9 @@ class ServerSettings(BaseSettings):
     webhook_max_attempts: int = 40
     webhook_backoff_base_s: float = 1.0
     webhook_backoff_cap_s: float = 300.0
+    # Where webhook POSTs are made: "process" (a child process, out of ingest's GIL) or
+    # "thread" (the dispatcher's sender threads, in the server process)
+    webhook_sender: Literal["process", "thread"] = "process"
 
     # Replenishment (jitstock.server.replenish): a full recalculation hourly is plenty for
     # daily demand; the cheap demand-shift / new-delivery check runs more often.

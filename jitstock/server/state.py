@@ -4,6 +4,8 @@ reorder decisions, all in one transaction (so a decision and its order commit to
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -19,12 +21,27 @@ from jitstock.server.supplier import receiving
 log = logging.getLogger(__name__)
 
 
+class OrderHandoff(Protocol):
+    """Where new orders go straight from the deciding flush (jitstock.server.dispatch.Dispatcher)."""
+
+    def claim_created(self, s: Session, order_ids: list[str]) -> Sequence[object]:
+        """Claim the first attempt of these new orders in the flush's transaction."""
+        ...
+
+    def submit(self, jobs: Sequence[object]) -> None:
+        """Send claimed attempts (called after the commit)."""
+        ...
+
+
 class SqlState(StateWriter):
     """Applies flushes to the SQLAlchemy state DB and keeps the registry's counts in step."""
 
     def __init__(self, session_factory: SessionFactory, registry: BinRegistry) -> None:
         self.session_factory = session_factory
         self.registry = registry
+        # The dispatcher (set by the app): claims the first attempt of the orders a flush
+        # creates inside the flush's own transaction, and gets them right after its commit.
+        self.handoff: OrderHandoff | None = None
 
     def load_cursors(self) -> dict[str, int]:
         """Last applied seq per agent."""
@@ -133,8 +150,13 @@ class SqlState(StateWriter):
             decide = sorted(set(flush.decide) | set(moved))
             if decide:
                 created = self._decide(s, flush, decide)
+                if created and self.handoff is not None:
+                    flush.claimed = list(self.handoff.claim_created(s, created))
             if flush.statuses:
                 self._statuses(s, flush)
+        if flush.claimed and self.handoff is not None:
+            # committed: the orders go out now, while ingest still waits for its history write
+            self.handoff.submit(flush.claimed)
         return created
 
     def _cursors(self, s: Session, flush: Flush) -> None:

@@ -1,0 +1,220 @@
+"""Webhook POSTs from a process of their own, so they never queue for ingest's GIL.
+
+Ingest keeps a core busy decoding readings; an HTTP request made from a thread beside
+it waits for the GIL at every socket operation (up to the 5 ms switch interval each
+time), which turned a 3 ms POST into 30 ms and more.  :class:`ProcessClient` stands in
+for the ``httpx.Client`` the dispatcher posts with: each ``post()`` is one message to a
+child process, where an asyncio loop sends it with ``httpx.AsyncClient`` (many at once)
+and sends back the status code and headers, or the httpx exception's class and text,
+which ``post()`` raises again as the same httpx exception.  Everything else about an
+attempt (claim, signing, verdict, record) stays in the dispatcher.
+
+A child that dies is started again by the next ``post()``; the request that was in
+flight fails as a transport error, so the dispatcher retries it like any network error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing as mp
+import threading
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+# A request whose answer has not come back this long after its own timeout allowed
+# (four phases) failed: the child is stuck or gone.
+ANSWER_MARGIN_S = 10.0
+# How long close() waits for the child to finish what it is sending.
+CLOSE_S = 3.0
+
+
+_Answer = Future[tuple[int, list[tuple[str, str]]]]
+
+
+class _Child:
+    """One sender process, its pipe and the requests it has in hand."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, theirs = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_child_main, args=(theirs,), name="jitstock-sender", daemon=True
+        )
+        self.proc.start()
+        theirs.close()
+        self.waiting: dict[int, _Answer] = {}
+
+
+class ProcessClient:
+    """The part of ``httpx.Client`` the dispatcher uses, served by a child process."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = httpx.Timeout(timeout)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # one writer on the pipe; starts and restarts
+        self._child: _Child | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the child process (post() also starts it when needed)."""
+        with self._lock:
+            self._ensure_started()
+
+    def _ensure_started(self) -> _Child:
+        if self._closed:
+            raise httpx.TransportError("webhook sender closed")
+        child = self._child
+        if child is not None and child.proc.is_alive():
+            return child
+        child = self._child = _Child()
+        threading.Thread(
+            target=self._read,
+            args=(child,),
+            name="jitstock-sender-answers",
+            daemon=True,
+        ).start()
+        return child
+
+    def post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: dict[str, str],
+        timeout: float | httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        """POST in the child; the response (status and headers) or the httpx exception."""
+        t = timeout if timeout is not None else self.timeout
+        seconds = (
+            max(x for x in (t.connect, t.read, t.write, t.pool) if x is not None)
+            if isinstance(t, httpx.Timeout)
+            else float(t)
+        )
+        answer: _Answer = Future()
+        with self._lock:
+            child = self._ensure_started()
+            rid = next(self._ids)
+            child.waiting[rid] = answer
+            try:
+                child.conn.send((rid, url, content, headers, seconds))
+            except (OSError, EOFError) as exc:
+                child.waiting.pop(rid, None)
+                raise httpx.TransportError(
+                    f"webhook sender unreachable: {exc}"
+                ) from exc
+        try:
+            status, resp_headers = answer.result(timeout=4 * seconds + ANSWER_MARGIN_S)
+        except TimeoutError as exc:
+            with self._lock:
+                child.waiting.pop(rid, None)
+            raise httpx.TransportError("webhook sender did not answer") from exc
+        return httpx.Response(status, headers=resp_headers)
+
+    def _read(self, child: _Child) -> None:
+        """Complete each request's future as its answer arrives."""
+        while True:
+            try:
+                rid, ok, value = child.conn.recv()
+            except (OSError, EOFError):
+                break
+            with self._lock:
+                fut = child.waiting.pop(rid, None)
+            if fut is None:
+                continue
+            if ok:
+                fut.set_result(value)
+                continue
+            name, text = value
+            cls = getattr(httpx, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, httpx.HTTPError)):
+                cls = httpx.TransportError
+            fut.set_exception(cls(text))
+        # the child is gone: what it had in hand failed like a dropped connection
+        with self._lock:
+            lost, child.waiting = list(child.waiting.values()), {}
+        for fut in lost:
+            fut.set_exception(httpx.TransportError("webhook sender process ended"))
+
+    def close(self) -> None:
+        """Stop the child after what it is sending (bounded by CLOSE_S)."""
+        with self._lock:
+            self._closed = True
+            child, self._child = self._child, None
+        if child is None:
+            return
+        try:
+            child.conn.send(None)
+        except (OSError, EOFError):
+            pass
+        child.proc.join(CLOSE_S)
+        if child.proc.is_alive():
+            child.proc.terminate()
+            child.proc.join(CLOSE_S)
+        child.conn.close()
+
+
+def _child_main(conn: Connection) -> None:
+    """The child process: POST what arrives on the pipe, many at once, answer each."""
+    try:
+        asyncio.run(_serve(conn))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    incoming: asyncio.Queue[Any] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            while conn.poll():
+                incoming.put_nowait(conn.recv())
+        except (OSError, EOFError):
+            incoming.put_nowait(None)
+
+    loop.add_reader(conn.fileno(), readable)
+    tasks: set[asyncio.Task[None]] = set()
+    async with httpx.AsyncClient() as client:
+        while True:
+            item = await incoming.get()
+            if item is None:
+                break
+            task = loop.create_task(_post(client, conn, *item))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        loop.remove_reader(conn.fileno())
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_S)
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    conn: Connection,
+    rid: int,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+) -> None:
+    try:
+        resp = await client.post(url, content=body, headers=headers, timeout=timeout_s)
+        answer: tuple[int, bool, Any] = (
+            rid,
+            True,
+            (resp.status_code, list(resp.headers.items())),
+        )
+    except httpx.HTTPError as exc:
+        answer = (rid, False, (type(exc).__name__, str(exc)))
+    except Exception as exc:  # a bug must not end the sender; the dispatcher retries
+        answer = (rid, False, ("TransportError", f"{type(exc).__name__}: {exc}"))
+    try:
+        conn.send(answer)
+    except (OSError, EOFError):
+        pass
