@@ -97,6 +97,21 @@ class ServerSettings(BaseSettings):
     alert_smtp_from: str = "jitstock@localhost"
     alert_email_to: str | None = None  # comma-separated addresses
 
+    # Orders by e-mail (suppliers whose order_channel is 'email'; issue 13): the mail
+    # relay, and the signed one-click links in each purchase order.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "jitstock@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    # Where suppliers reach this server (the links' base); unset: http://<http_host>:<http_port>
+    public_url: str | None = None
+    # HMAC key of the links; unset: generated once into data_dir/supplier-links.key
+    supplier_link_secret: str | None = None
+    # Two weeks: a small supplier reads mail late, and one order takes days to ship.
+    supplier_link_ttl_s: float = Field(default=14 * 86400.0, gt=0)
+
     def check_production(self) -> None:
         """Refuse placeholder secrets, weak admin keys and open auth in production (SettingRefused)."""
         if self.environment != "production":
@@ -105,7 +120,13 @@ class ServerSettings(BaseSettings):
             raise SettingRefused(
                 "JITSTOCK_AUTH=off is for the demo only; production needs API keys"
             )
-        for name in ("bootstrap_admin_key", "influx_password", "mqtt_password"):
+        for name in (
+            "bootstrap_admin_key",
+            "influx_password",
+            "mqtt_password",
+            "smtp_password",
+            "supplier_link_secret",
+        ):
             value = getattr(self, name)
             if value is not None and value.lower() in PLACEHOLDER_SECRETS:
                 raise SettingRefused(
@@ -126,6 +147,13 @@ class ServerSettings(BaseSettings):
     def tsdb_file(self) -> Path:
         """Where the embedded time series store lives."""
         return self.tsdb_path or self.data_dir / "jitstock-ts.db"
+
+    @property
+    def link_base_url(self) -> str:
+        """The base URL of the links in order e-mails."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip(
+            "/"
+        )
 
     @property
     def spool_file(self) -> Path:

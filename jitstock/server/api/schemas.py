@@ -22,6 +22,7 @@ from pydantic import (
     FiniteFloat,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from jitstock import protocol
@@ -110,6 +111,23 @@ def _check_secret(value: str) -> str:
 
 WebhookUrl = Annotated[str, Field(max_length=2000), AfterValidator(_check_url)]
 WebhookSecret = Annotated[str, Field(max_length=200), AfterValidator(_check_secret)]
+# One address, as an SMTP relay takes it (no display name, no list).
+EmailAddress = Annotated[
+    str,
+    Field(
+        max_length=320,
+        pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$",
+        examples=["orders@example.com"],
+    ),
+]
+OrderChannel = Annotated[
+    Literal["api", "email"],
+    Field(
+        description="how new orders reach the supplier: `api` (webhook and/or MQTT) or "
+        "`email` (a PDF purchase order to `email`, with signed links to acknowledge "
+        "and announce shipment)"
+    ),
+]
 
 
 class Input(BaseModel):
@@ -232,13 +250,21 @@ class SupplierCreate(Input):
     mqtt_orders: bool = False
     ack_deadline_s: DeadlineS | None = None
     contact: Annotated[str, Field(max_length=500)] | None = None
+    email: EmailAddress | None = None
+    order_channel: OrderChannel = "api"
+
+    @model_validator(mode="after")
+    def _email_channel_has_address(self) -> SupplierCreate:
+        if self.order_channel == "email" and not self.email:
+            raise ValueError("order_channel 'email' needs an email address")
+        return self
 
 
 class SupplierUpdate(Patch):
     """Change a supplier (setting webhook_secret replaces it)."""
 
     REQUIRED: ClassVar[frozenset[str]] = frozenset(
-        {"name", "mqtt_orders", "webhook_secret"}
+        {"name", "mqtt_orders", "webhook_secret", "order_channel"}
     )
     name: Name | None = None
     webhook_url: WebhookUrl | None = None
@@ -246,6 +272,8 @@ class SupplierUpdate(Patch):
     mqtt_orders: bool | None = None
     ack_deadline_s: DeadlineS | None = None
     contact: Annotated[str, Field(max_length=500)] | None = None
+    email: EmailAddress | None = None
+    order_channel: OrderChannel | None = None
 
 
 class SupplierPublic(Output):
@@ -258,6 +286,8 @@ class SupplierPublic(Output):
     mqtt_orders: bool
     ack_deadline_s: int | None
     contact: str | None
+    email: str | None
+    order_channel: str
 
 
 class SupplierWithSecret(SupplierPublic):

@@ -124,7 +124,8 @@ class Sku(Base):
 
 
 class Supplier(Base):
-    """A supplier system that receives orders by signed webhook and/or MQTT."""
+    """A supplier that receives orders by signed webhook and/or MQTT (``order_channel``
+    'api'), or by e-mail with a PDF purchase order and signed links ('email')."""
 
     __tablename__ = "suppliers"
 
@@ -148,6 +149,11 @@ class Supplier(Base):
         Boolean, default=True, server_default=true()
     )
     inspect_every_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Suppliers without an API (issue 13): where 'email' orders go.
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    order_channel: Mapped[str] = mapped_column(
+        String(16), default="api", server_default="api"
+    )
 
 
 class Agent(Base):

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from jitstock.server.api import catalog
 from jitstock.server.api.auth import Principal
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep, Viewer
+from jitstock.server.api.errors import FieldInvalid
 from jitstock.server.api.schemas import (
     SupplierCreate,
     SupplierPublic,
@@ -42,6 +43,8 @@ def supplier_public(row: Supplier, key: Principal) -> SupplierPublic:
         mqtt_orders=row.mqtt_orders,
         ack_deadline_s=row.ack_deadline_s,
         contact=row.contact,
+        email=row.email,
+        order_channel=row.order_channel,
     )
 
 
@@ -98,6 +101,9 @@ def update_supplier(
         and changes["webhook_url"] != current.webhook_url
     ):
         del changes["webhook_url"]  # the redacted URL sent back unchanged
+    channel = changes.get("order_channel", current.order_channel)
+    if channel == "email" and not changes.get("email", current.email):
+        raise FieldInvalid("email", "order_channel 'email' needs an email address")
     row, _ = catalog.update_supplier(
         session, supplier_id, changes, key.name, ctx.clock.time_ms()
     )
