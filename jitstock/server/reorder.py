@@ -182,7 +182,8 @@ def maybe_reorder(
     if bin.paused or bin.order_qty <= 0:
         return None
     if bin.agent_id is not None and bin.last_seen_ms is None:
-        return None  # its scale has not reported: a level of 0 is "unknown", not "empty"
+        # its scale has not reported: a level of 0 is "unknown", not "empty"
+        return None
     # Flush the caller's change, then serialise per bin (PostgreSQL row lock).
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
