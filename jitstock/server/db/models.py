@@ -357,9 +357,7 @@ class ApiKey(Base):
     # Session keys (a dashboard sign-in) expire; machine keys have no expiry.
     expires_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The dashboard user a sign-in key belongs to: it dies with the user.
-    username: Mapped[str | None] = mapped_column(
-        String(100), nullable=True, index=True
-    )
+    username: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
     # The API key a browser session was opened with: revoking that key ends the session.
     parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
