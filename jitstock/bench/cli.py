@@ -57,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="ingest: comma-separated readings/s to try, e.g. 50000,100000",
     )
+    parser.add_argument(
+        "--shape",
+        choices=["sweep", "resend"],
+        default="sweep",
+        help="ingest: 'sweep' (every reading a pick, rising rates) or 'resend' (issue 12: "
+        "every tick re-sends all bins, 200 reorder crossings in 30 s; --rates then sweeps "
+        "for the highest sustained rate)",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="ingest --shape resend: a checkout of another jitstock version, measured "
+        "in the same run as a baseline (its own server process, PYTHONPATH=<tree>)",
+    )
     return parser
 
 

@@ -314,6 +314,10 @@ def _stored(influx: InfluxDB, db: str) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ingest benchmark; returns the numbers (also printed as a table)."""
+    if getattr(args, "shape", None) == "resend":
+        from jitstock.bench import resend
+
+        return resend.run_args(args)
     quick = bool(getattr(args, "quick", False))
     rates: tuple[int, ...] = QUICK_RATES if quick else RATES
     if getattr(args, "rates", None):
@@ -561,6 +565,11 @@ def _trigger_latency(
 
 def print_result(result: dict[str, Any]) -> None:
     """The tables of a run."""
+    if "servers" in result:
+        from jitstock.bench import resend
+
+        resend.print_result(result)
+        return
     print("baseline: do-nothing paho subscriber (QoS 1, parses JSON)")
     print(
         f"  {'target/s':>10} {'published/s':>12} {'received':>10} {'lost':>8} {'cpu us/rdg':>10}"
