@@ -78,7 +78,8 @@ def test_acl_lets_an_agent_write_only_under_its_own_id(
                 )
             ),
         )
-        pub.set_sensors([p.SensorStatus("B1", True)])  # status goes out once sensors are known
+        # the status goes out once the sensors are known
+        pub.set_sensors([p.SensorStatus("B1", True)])
         pub.start()
         server.wait_for(lambda: server.snapshot("/readings"), what="pi-1 readings")
         server.wait_for(lambda: server.snapshot("/status"), what="pi-1 status")
