@@ -383,7 +383,9 @@ def _tune(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; JSON-ready nested results."""
     started = time.monotonic()
-    seed = int(getattr(args, "seed", 1) or 1)
+    # 0 is a valid seed: only a missing one falls back to 1
+    raw = getattr(args, "seed", None)
+    seed = 1 if raw is None else int(raw)
     n = QUICK_SKUS if args.quick else SKUS
     plant = make_plant(n, seed)
     fc = precompute_forecasts(plant)

@@ -50,6 +50,11 @@ class PolicyExplain(BaseModel):
     service_level: float
     z: float | None
     safety_stock: float | None
+    undershoot: float | None = Field(
+        default=None,
+        description="expected units the crossing pick lands below the trigger "
+        "(E[X²]/2E[X] of pick sizes); part of reorder_point beside safety_stock",
+    )
     reorder_point: int = Field(description="computed trigger level (ROP)")
     reorder_point_exact: float | None
     order_qty: int

@@ -25,6 +25,11 @@ DAY_S = 86_400.0
 # Below a week of history and without a prior the bin keeps its configured numbers:
 # one day cannot tell a Monday from an average day.
 MIN_HISTORY_DAYS = 7
+# A SKU the hourly ABC ranking has not seen yet (created since) is "unclassified" and gets
+# the B target: its value is unknown, and the middle class neither overstocks a cheap
+# part nor starves a key one for the hour until it is ranked.
+UNCLASSIFIED = "unclassified"
+UNCLASSIFIED_DEFAULT_CLASS = "B"
 
 
 @dataclass(slots=True, frozen=True)
@@ -172,12 +177,15 @@ def compute_bin(
     ack = deliveries.acked_to_delivered_days
     ack = ack[~np.isnan(ack)]
 
-    abc_class = bin.sku.abc_class or "C"
-    service = (
-        bin.service_level
-        if bin.service_level is not None
-        else params.service_levels.get(abc_class, params.service_levels["C"])
-    )
+    abc_class = bin.sku.abc_class
+    if bin.service_level is not None:
+        service, service_source = bin.service_level, "bin"
+    elif abc_class in params.service_levels:
+        service, service_source = params.service_levels[abc_class], "abc"
+    else:
+        service = params.service_levels[UNCLASSIFIED_DEFAULT_CLASS]
+        service_source = f"{UNCLASSIFIED}_default_{UNCLASSIFIED_DEFAULT_CLASS}"
+    fade = float(demand.dormancy_fade(series)[0]) if days > 0 else 1.0
     # live review is per pick: the crossing pick's size is what falls below the trigger
     under = float(demand.undershoot(qty)[0]) if qty.size else 0.0
     kind = bin.policy or policy.DEFAULT_POLICY
@@ -196,6 +204,7 @@ def compute_bin(
         manual_min=np.nan if bin.manual_min is None else float(bin.manual_min),
         manual_max=np.nan if bin.manual_max is None else float(bin.manual_max),
         undershoot=under,
+        fade=fade,
     )
     p = policy.compute(x)
     d = float(np.asarray(rate).ravel()[0])
@@ -217,6 +226,7 @@ def compute_bin(
             "sigma_per_day": _num(np.asarray(sigma).ravel()[0]),
             "per_shift_mean": _num(shifts.mean()) if shifts.size else 0.0,
             "undershoot": _num(under),
+            "dormancy_fade": _num(fade),
             "units_in_window": _num(series.sum()),
         },
         "lead_time": {
@@ -238,9 +248,9 @@ def compute_bin(
             "source": terms.source,
         },
         "target": {
-            "abc_class": bin.sku.abc_class,
+            "abc_class": abc_class or UNCLASSIFIED,
             "service_level": service,
-            "service_level_source": "bin" if bin.service_level is not None else "abc",
+            "service_level_source": service_source,
             "policy": kind,
             "review_period_days": review,
             "manual_min": bin.manual_min,
@@ -250,6 +260,8 @@ def compute_bin(
     result = {
         "z": _num(p.z),
         "safety_stock": _num(p.safety_stock),
+        # E[X²]/2E[X] of the picks: how far below the trigger the crossing pick lands
+        "undershoot": _num(p.undershoot),
         "reorder_point_exact": _num(p.reorder_point),
         "reorder_point": int(p.reorder_at),
         "order_qty": int(p.order_qty),

@@ -119,3 +119,33 @@ def undershoot(sizes: FloatArray) -> FloatArray:
     s2 = np.where(nz, x * x, 0.0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(s1 > 0, s2 / (2 * s1), 0.0)
+
+
+# A part unused for this long (and DORMANT_ADI_MULTIPLE of its usual gaps) starts to fade:
+# a month without a pick is unusual even for a part used weekly.
+DORMANT_MIN_DAYS = 28.0
+# ... and four of its average gaps: a part used on 1 day in ADI goes that long unused by
+# chance with probability ≈ e⁻⁴ ≈ 2 %.
+DORMANT_ADI_MULTIPLE = 4.0
+
+
+def dormancy_fade(series: FloatArray) -> FloatArray:
+    """Share of the reorder point a part keeps per row: 1 while used, falling to 0 when dormant.
+
+    Idle days = days since the last demand.  Up to the grace period
+    max(DORMANT_MIN_DAYS, DORMANT_ADI_MULTIPLE·ADI) the part keeps its full
+    reorder point; over one more grace period it fades linearly to 0 (an
+    obsolete part's safety stock and trigger go to zero instead of restocking
+    a part nobody uses).  A window without any demand counts as idle all along.
+    """
+    y = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    t_len = y.shape[1]
+    nz = y > 0
+    any_nz = nz.any(axis=1)
+    last = t_len - 1 - np.argmax(nz[:, ::-1], axis=1)
+    idle = np.where(any_nz, t_len - 1 - last, t_len).astype(np.float64)
+    adi, _ = adi_cv2(y)
+    grace = np.maximum(
+        DORMANT_MIN_DAYS, DORMANT_ADI_MULTIPLE * np.where(any_nz, adi, 0.0)
+    )
+    return np.asarray(np.clip(2.0 - idle / grace, 0.0, 1.0), dtype=np.float64)

@@ -15,7 +15,17 @@
 - Q = d × order cycle (or EOQ when ordering and holding costs are known),
   raised to the MOQ and rounded up to whole packs.
 - A manual min/max wins: s = min, Q = max − min; flagged as an override.
-- Kanban cards N = ⌈D·L·(1+α)/C⌉.
+  The fill-rate z is solved for the quantity actually ordered (with only a
+  manual max, Q = max − s depends on s: a few fixed-point steps, s capped
+  at max − 1), never for the week of demand the override replaced.
+- Undershoot: a continuous-review trigger fires after the pick that crosses
+  it, on average E[X²]/2E[X] below it (demand.undershoot); the reorder point
+  adds it on top of SS and it is reported as its own number.
+- Fade: a dormant part (demand.dormancy_fade) has its whole reorder point
+  scaled towards 0 — nobody restocks a part nobody uses.
+- Kanban cards N = ⌈D·L·(1+α)/C⌉ with C the container one card orders (the
+  order quantity, not the supplier's pack), at least two (one container in
+  use while the other is on order).
 
 Everything takes scalars or arrays with one entry per bin (numpy broadcasting),
 so the server (one bin) and the benchmark (every SKU) share it.
@@ -39,6 +49,10 @@ DEFAULT_POLICY = "s,Q"
 DEFAULT_ORDER_CYCLE_DAYS = 7.0
 # Kanban safety factor α when the plant sets none.
 DEFAULT_KANBAN_ALPHA = 0.1
+# Two-bin minimum: one container is used while the other is being refilled.
+MIN_KANBAN_CARDS = 2.0
+# Fixed-point steps for z when a manual max makes Q depend on the reorder point.
+OVERRIDE_Z_STEPS = 8
 # Service levels are clipped to this range: z(1.0) is infinite, z(0.5) = 0 is no safety stock.
 SERVICE_LEVEL_RANGE = (0.5, 0.9999)
 
@@ -126,10 +140,10 @@ def kanban_cards(
     container: ArrayLike,
     alpha: ArrayLike = DEFAULT_KANBAN_ALPHA,
 ) -> FloatArray:
-    """N = ⌈D·L·(1+α)/C⌉, at least one card."""
+    """N = ⌈D·L·(1+α)/C⌉ for containers of C units, at least MIN_KANBAN_CARDS."""
     c = np.maximum(np.asarray(container, dtype=np.float64), 1.0)
     n = np.asarray(daily_demand) * np.asarray(lead_days) * (1 + np.asarray(alpha)) / c
-    return _f(np.maximum(np.ceil(n - 1e-9), 1.0))
+    return _f(np.maximum(np.ceil(n - 1e-9), MIN_KANBAN_CARDS))
 
 
 @dataclass(slots=True, frozen=True)
@@ -153,6 +167,8 @@ class PolicyInputs:
     kanban_alpha: ArrayLike = DEFAULT_KANBAN_ALPHA
     # expected undershoot below the trigger (demand.undershoot), added to the reorder point
     undershoot: ArrayLike = 0.0
+    # 1 = active; towards 0 the part is dormant and its reorder point fades (demand.dormancy_fade)
+    fade: ArrayLike = 1.0
     # True: service_level is a fill-rate target; False: a cycle service level
     fill_rate: bool | npt.NDArray[np.bool_] = True
 
@@ -163,7 +179,8 @@ class Policy:
 
     z: FloatArray
     safety_stock: FloatArray
-    reorder_point: FloatArray  # d·H + SS + undershoot, unrounded
+    reorder_point: FloatArray  # (d·H + SS + undershoot) · fade, unrounded
+    undershoot: FloatArray  # the undershoot term inside reorder_point (after fade)
     order_up_to: FloatArray  # S (s + Q for (s,Q) and (s,S))
     order_qty: FloatArray  # rounded to packs / MOQ
     reorder_at: FloatArray  # integer trigger level for the live reorder rule
@@ -185,27 +202,46 @@ def compute(x: PolicyInputs) -> Policy:
     base_q = np.where(np.isfinite(e) & ~periodic, e, base_q)
     q = round_order_qty(base_q, x.pack, x.moq)
     sigma_lt = safety_stock(1.0, d, horizon, x.sigma_d, x.sigma_l)
-    z = np.where(
-        np.asarray(x.fill_rate),
-        z_for_fill_rate(x.service_level, sigma_lt, q),
-        z_for(x.service_level),
-    )
-    ss = z * sigma_lt
-    rop = reorder_point(d, horizon, ss) + np.asarray(x.undershoot, dtype=np.float64)
-    s_trigger = np.where(periodic, rop - d * review, rop)
-    up_to = np.where(periodic, rop, rop + q)
+    fade = np.clip(np.asarray(x.fade, dtype=np.float64), 0.0, 1.0)
+    under = np.asarray(x.undershoot, dtype=np.float64) * fade
     lo = np.asarray(x.manual_min, dtype=np.float64)
     hi = np.asarray(x.manual_max, dtype=np.float64)
     override = ~np.isnan(lo) | ~np.isnan(hi)
-    s_trigger = np.where(np.isnan(lo), s_trigger, lo)
+    fill = np.asarray(x.fill_rate)
+
+    def solve(qty: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        z = np.where(
+            fill,
+            z_for_fill_rate(x.service_level, sigma_lt, qty),
+            z_for(x.service_level),
+        )
+        ss = z * sigma_lt * fade
+        rop = reorder_point(d * fade, horizon, ss) + under
+        return _f(z), _f(ss), _f(rop)
+
+    def trigger(rop: FloatArray) -> FloatArray:
+        s = np.where(periodic, rop - d * review, rop)
+        # a manual max caps the trigger one unit below it: too tight a max for the
+        # target ends as base stock at the max, never as a trigger above it
+        s = np.where(np.isnan(hi), s, np.minimum(s, hi - 1.0))
+        return _f(np.where(np.isnan(lo), s, lo))
+
+    z, ss, rop = solve(q)
+    # the quantity a manual max really orders decides how much the order itself covers
+    for _ in range(OVERRIDE_Z_STEPS if bool(np.any(~np.isnan(hi))) else 0):
+        eff_q = np.where(np.isnan(hi), q, np.maximum(hi - trigger(rop), 1.0))
+        z, ss, rop = solve(_f(eff_q))
+    s_trigger = trigger(rop)
+    up_to = np.where(periodic, rop, rop + q)
     manual_q = np.where(np.isnan(hi), q, np.maximum(hi - s_trigger, 1.0))
     q = np.where(override, manual_q, q)
     up_to = np.where(np.isnan(hi), up_to, hi)
-    cards = kanban_cards(d, x.lead, x.pack, x.kanban_alpha)
+    cards = kanban_cards(d, x.lead, np.maximum(q, np.asarray(x.pack)), x.kanban_alpha)
     return Policy(
         z=np.asarray(z, dtype=np.float64),
         safety_stock=ss,
         reorder_point=rop,
+        undershoot=_f(np.broadcast_to(under, np.shape(rop))),
         order_up_to=np.asarray(up_to, dtype=np.float64),
         order_qty=np.asarray(q, dtype=np.float64),
         reorder_at=np.ceil(np.asarray(s_trigger) - 1e-9),

@@ -79,6 +79,7 @@ def _explain(session: Any, b: Bin, ctx: Any) -> PolicyExplain:
         service_level=tgt["service_level"],
         z=result.get("z"),
         safety_stock=result.get("safety_stock"),
+        undershoot=result.get("undershoot", dem.get("undershoot")),
         reorder_point=result["reorder_point"],
         reorder_point_exact=result.get("reorder_point_exact"),
         order_qty=result["order_qty"],
