@@ -8,6 +8,7 @@ forecast, leadtime, policy and abc — the benchmark calls the same functions.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Bin, BinEvent
 from jitstock.server.db.replenish_models import BinPolicy
-from jitstock.server.replenish import demand, forecast, leadtime, policy
+from jitstock.server.replenish import demand, forecast, leadtime, ltd, policy
 from jitstock.server.replenish.abc import DEFAULT_SERVICE_LEVELS
 from jitstock.server.replenish.terms import DEFAULT_LEAD_TIME_S, supplier_terms
 
@@ -191,6 +192,24 @@ def compute_bin(
     kind = bin.policy or policy.DEFAULT_POLICY
     review = bin.review_period_days or 0.0
     price = terms.unit_price
+    # lead-time demand draws: the bin's own history over its supplier item's observed lead
+    # times (the quote until MIN_DELIVERIES arrived); seeded by the bin id, so an unchanged
+    # bin recomputes to the same numbers and the audit log sees no churn
+    ltd_draws, ltd_method = None, "normal"
+    if days >= MIN_HISTORY_DAYS:
+        leads = deliveries.sent_to_delivered_days
+        if leads.size < leadtime.MIN_DELIVERIES:
+            leads = np.asarray([quoted_days])
+        lm, ls = float(lt.mean[0]), float(lt.sigma[0])
+        var = lm * float(np.asarray(sigma).ravel()[0]) ** 2 + rate**2 * ls**2
+        ltd_draws, methods = ltd.draws(
+            series[None, :],
+            leads[None, :],
+            np.atleast_1d(rate * lm),
+            np.atleast_1d(var),
+            np.random.default_rng(zlib.crc32(bin.id.encode())),
+        )
+        ltd_method = ltd.METHODS[int(methods[0])]
     x = policy.PolicyInputs(
         demand=rate,
         sigma_d=sigma,
@@ -205,6 +224,7 @@ def compute_bin(
         manual_max=np.nan if bin.manual_max is None else float(bin.manual_max),
         undershoot=under,
         fade=fade,
+        ltd_samples=ltd_draws,
     )
     p = policy.compute(x)
     d = float(np.asarray(rate).ravel()[0])
@@ -227,6 +247,7 @@ def compute_bin(
             "per_shift_mean": _num(shifts.mean()) if shifts.size else 0.0,
             "undershoot": _num(under),
             "dormancy_fade": _num(fade),
+            "lead_time_demand_method": ltd_method,
             "units_in_window": _num(series.sum()),
         },
         "lead_time": {
@@ -263,11 +284,11 @@ def compute_bin(
         # E[X²]/2E[X] of the picks: how far below the trigger the crossing pick lands
         "undershoot": _num(p.undershoot),
         "reorder_point_exact": _num(p.reorder_point),
-        "reorder_point": int(p.reorder_at),
-        "order_qty": int(p.order_qty),
+        "reorder_point": int(np.asarray(p.reorder_at).ravel()[0]),
+        "order_qty": int(np.asarray(p.order_qty).ravel()[0]),
         "order_up_to": _num(p.order_up_to),
-        "kanban_cards": int(p.kanban_cards),
-        "manual_override": bool(p.override),
+        "kanban_cards": int(np.asarray(p.kanban_cards).ravel()[0]),
+        "manual_override": bool(np.asarray(p.override).ravel()[0]),
         # True: too little data yet; the bin keeps its configured reorder point and quantity
         "learning": days < MIN_HISTORY_DAYS and prior is None,
     }

@@ -8,6 +8,9 @@
 - (R,S): every R days order up to S = d·(L+R) + SS(L+R).  Live, the
   continuous reorder rule fires at s = S − d·R (where a review would find the
   position) for Q = d·R.
+- With lead-time demand draws (ltd.py) and a fill-rate target, s is solved
+  on the draws (expected shortage per cycle ≤ (1 − β)·Q) and SS is s minus
+  their mean; z is then reported as SS/σ_LT.
 - z: for a fill-rate target β (the default: units served from stock, what
   the line feels) the z whose expected shortage per order cycle,
   σ_LT·G(z), equals (1 − β)·Q (G: the standard normal loss function), never
@@ -38,6 +41,8 @@ from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
+
+from jitstock.server.replenish import ltd
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = float | FloatArray
@@ -171,6 +176,9 @@ class PolicyInputs:
     fade: ArrayLike = 1.0
     # True: service_level is a fill-rate target; False: a cycle service level
     fill_rate: bool | npt.NDArray[np.bool_] = True
+    # (n, draws) lead-time demand draws (ltd.py): with a fill-rate target the reorder point
+    # is solved on them instead of the normal curve; SS = that level − their mean
+    ltd_samples: FloatArray | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -215,7 +223,18 @@ def compute(x: PolicyInputs) -> Policy:
             z_for_fill_rate(x.service_level, sigma_lt, qty),
             z_for(x.service_level),
         )
-        ss = z * sigma_lt * fade
+        ss = z * sigma_lt
+        if x.ltd_samples is not None:
+            beta = np.clip(
+                np.asarray(x.service_level, np.float64), *SERVICE_LEVEL_RANGE
+            )
+            level = ltd.fill_rate_level(x.ltd_samples, beta, qty)
+            emp_ss = level - np.atleast_2d(x.ltd_samples).mean(axis=1)
+            use = fill & ~periodic
+            ss = np.where(use, emp_ss, ss)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(use, np.where(sigma_lt > 0, ss / sigma_lt, 0.0), z)
+        ss = ss * fade
         rop = reorder_point(d * fade, horizon, ss) + under
         return _f(z), _f(ss), _f(rop)
 
