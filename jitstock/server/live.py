@@ -9,7 +9,8 @@ reloads the whole floor) rather than an unbounded queue.
 
 Order state changes made through the API (acknowledged, shipped, delivered)
 do not pass through ingest, so the hub also compares the open orders every
-``order_poll_s`` and re-pushes the bins whose badge changed.
+``order_poll_s``, re-pushes the bins whose badge changed and sends an
+``orders`` event (the orders board, KPIs and bin page reload on it).
 
 A stream belongs to the API key that opened it: revoking that key (sign-out,
 user disabled or deleted, password changed, key revoked) closes it at once
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 # Pushes are batched this long: well inside the 1 s a manager may wait, and a flood of
 # flushes becomes one message per bin.
 LIVE_COALESCE_S = 0.1
-# Badge changes made through the API (ack, ship, deliver) show within this.
-ORDER_POLL_S = 2.0
+# Order changes made outside ingest (ack, ship, deliver) reach open pages within this:
+# the orders board must show a state change within 1 s; the query reads open orders only.
+ORDER_POLL_S = 0.5
 # Messages a slow browser may have queued before it is told to resync.
 SUBSCRIBER_QUEUE = 200
 # An SSE comment this often keeps proxies and the browser from timing the stream out.
@@ -92,6 +94,7 @@ class LiveHub:
         self._bins: set[str] = set()
         self._agents: set[str] = set()
         self._subs: set[Subscriber] = set()
+        # open orders as last seen: id -> (bin, state, promised_ms)
         self._orders: dict[str, tuple[str, str, int | None]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -206,20 +209,27 @@ class LiveHub:
     def _poll_orders(self) -> None:
         with transaction(self._factory, readonly=True) as s:
             rows = s.execute(
-                select(Order.bin_id, Order.id, Order.state, Order.promised_ms).where(
+                select(Order.id, Order.bin_id, Order.state, Order.promised_ms).where(
                     Order.state.in_(OPEN_ORDER_STATES)
                 )
             ).all()
-        current = {b: (oid, state, promised) for b, oid, state, promised in rows}
+        current = {oid: (b, state, promised) for oid, b, state, promised in rows}
         changed = [
-            b
-            for b in set(current) | set(self._orders)
-            if current.get(b) != self._orders.get(b)
+            oid
+            for oid in set(current) | set(self._orders)
+            if current.get(oid) != self._orders.get(oid)
         ]
+        bins = sorted({(current.get(o) or self._orders[o])[0] for o in changed})
         self._orders = current
         if changed:
             with self._lock:
-                self._bins.update(changed)
+                self._bins.update(bins)
+            self._broadcast(
+                sse(
+                    "orders",
+                    {"now_ms": self._clock.time_ms(), "orders": changed, "bins": bins},
+                )
+            )
 
 
 def _offer(sub: Subscriber, message: str) -> None:

@@ -27,8 +27,30 @@ async function api(path, opts = {}) {
 }
 
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-const fmtTs = ms => ms ? new Date(ms).toLocaleString([], { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "";
-const fmtHm = ms => ms ? new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+// Times in the browser's locale, with date and seconds where an event's moment matters.
+const fmtTs = ms => ms ? new Date(ms).toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "";
+const fmtHm = ms => ms ? new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }) : "";
+const sameDay = (a, b) => new Date(a).toDateString() === new Date(b).toDateString();
+// a promise: the time alone when it is today, else with the date
+const fmtDue = ms => ms ? (sameDay(ms, Date.now()) ? fmtHm(ms)
+  : new Date(ms).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })) : "";
+function fmtAge(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 60 ? s + " s ago" : s < 3600 ? Math.floor(s / 60) + " min ago" : s < 172800 ? Math.floor(s / 3600) + " h " + Math.floor(s % 3600 / 60) + " min ago" : Math.floor(s / 86400) + " days ago";
+}
+// The board's state columns, always in the order an order moves through them.
+const ORDER_STATES = ["created", "sent", "acknowledged", "shipped", "part_received"];
+const ORDER_STATE_SHORT = { created: "order placed", sent: "order sent", acknowledged: "order confirmed", shipped: "order shipped", part_received: "order part received" };
+const byOrderState = (a, b) => (ORDER_STATES.indexOf(a) + 1 || 99) - (ORDER_STATES.indexOf(b) + 1 || 99) || (a < b ? -1 : a > b ? 1 : 0);
+// Runs f at most once per `ms`, and always once after the last call: live reloads of heavy views.
+function throttle(f, ms) {
+  let last = 0, timer = null;
+  return () => {
+    if (timer) return;
+    const wait = Math.max(0, last + ms - Date.now());
+    timer = setTimeout(() => { timer = null; last = Date.now(); f().catch?.(e => console.warn(e)); }, wait);
+  };
+}
 function fmtDur(ms) {
   if (ms == null) return "";
   const neg = ms < 0; ms = Math.abs(ms);
@@ -116,9 +138,15 @@ function paintTile(el, t) {
   set(q.dos, t.dos != null ? t.dos + " d" : (t.paused ? "paused" : ""));
   set(q.status, STATUS_LABEL[t.status] || t.status);
   el.title = `${t.id}: ${t.count} on hand, ROP ${t.rop}` + (t.ss != null ? `, SS ${t.ss}` : "") + (t.fault ? `, fault: ${t.fault}` : "");
+  // shown while any order for the bin is open, whatever the level: state and promise in a few words
   if (t.order) {
     q.order.hidden = false;
-    set(q.order, `order ${t.order.state}` + (t.order.promised_ms ? ` · due ${fmtHm(t.order.promised_ms)}` : ` · ${t.order.qty} pcs`));
+    const late = t.order.promised_ms && t.order.promised_ms < Date.now();
+    set(q.order, (ORDER_STATE_SHORT[t.order.state] || t.order.state) +
+      (t.order.promised_ms ? (late ? " · late, was due " : " · due ") + fmtDue(t.order.promised_ms) : ` · ${t.order.qty} pcs`));
+    q.order.classList.toggle("late", !!late);
+    q.order.title = `order ${t.order.id.slice(0, 8)}: ${t.order.state}, ${t.order.qty} pcs from ${t.order.supplier}` +
+      (t.order.promised_ms ? `, promised ${fmtTs(t.order.promised_ms)}` : "");
   } else if (!q.order.hidden) { q.order.hidden = true; }
 }
 function set(el, text) { if (el.textContent !== text) el.textContent = text; }
@@ -220,6 +248,8 @@ function connect() {
     first = false;
   });
   es.addEventListener("tiles", ev => { const d = JSON.parse(ev.data); if (state.floorLoaded) updateTiles(d.tiles); if (state.view === "bin") binTileUpdate(d.tiles); });
+  es.addEventListener("tiles", () => liveReload(false));
+  es.addEventListener("orders", () => liveReload(true));
   es.addEventListener("alerts", () => { loadAlertCount(); if (state.view === "alerts") loadAlerts(); });
   es.addEventListener("resync", () => loadFloor());
   es.onerror = () => {
@@ -234,35 +264,94 @@ function connect() {
   };
 }
 
+// Every view follows the same push: the floor patches tiles; the others reload their data.
+const reloadOrders = throttle(() => loadOrders(), 300);
+const reloadKpis = throttle(() => loadKpis(), 800);
+const reloadBinExtras = throttle(() => Promise.all([loadBinEvents(), loadPolicy()]), 1000);
+function liveReload(ordersChanged) {
+  if (state.view === "orders") reloadOrders();
+  if (state.view === "kpis") reloadKpis();
+  if (state.view === "bin" && ordersChanged) { reloadBinExtras(); clearTimeout(state.chartTimer); state.chartTimer = setTimeout(loadBinChart, 300); }
+  if (state.view === "bin" && !ordersChanged) reloadBinExtras();
+}
+
 // ---------- bin page ----------
 async function showBin(id, keepRange) {
+  const changed = state.bin !== id;
   state.bin = id;
   $("bin-title").textContent = id;
   $("bin-actions").hidden = !isManager();
   $("act-result").textContent = "";
-  if (!keepRange) setRange(state.range);
+  if (changed || !keepRange) {
+    state.custom = null;
+    // default range: the shortest that holds the data present, so a new bin's line is not 2 px wide
+    if (changed) state.range = await defaultRange(id);
+    setRange(state.range);
+  }
   await Promise.all([loadBinChart(), loadBinEvents(), loadPolicy()]);
+}
+async function defaultRange(id) {
+  // the age of the oldest reading: to the minute over the last day, to 4 h beyond
+  const firstPoint = async (span, res) => {
+    const end = Date.now(), start = end - span;
+    const h = await api(`/api/v1/bins/${encodeURIComponent(id)}/history?start=${start}&end=${end}&resolution=${res}&agg=last`);
+    const p = h.points.find(q => q.count != null);
+    return p ? { age: end - p.ts_ms, atStart: p.ts_ms - start < 120e3 } : null;
+  };
+  try {
+    let first = await firstPoint(RANGES.day[0], "1m");
+    if (!first) first = await firstPoint(RANGES.month[0], "4h");
+    else if (first.atStart) first = await firstPoint(RANGES.month[0], "4h") || first;
+    if (!first) return "quarter";
+    return Object.keys(RANGES).find(r => RANGES[r][0] >= first.age * 1.1 + 60e3) || "month";
+  } catch (e) { return "day"; }
 }
 function setRange(r) {
   state.range = r;
-  for (const b of $("ranges").querySelectorAll("button")) b.classList.toggle("on", b.dataset.range === r);
+  for (const b of $("ranges").querySelectorAll("button[data-range]")) b.classList.toggle("on", !state.custom && b.dataset.range === r);
+  $("zoom-reset").hidden = !state.custom;
 }
-$("ranges").addEventListener("click", ev => { const r = ev.target.dataset?.range; if (r) { setRange(r); loadBinChart(); } });
+$("ranges").addEventListener("click", ev => { const r = ev.target.dataset?.range; if (r) { state.custom = null; setRange(r); loadBinChart(); } });
+// a custom range, typed or dragged on the chart
+const toLocalInput = ms => { const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000); return d.toISOString().slice(0, 19); };
+function setCustom(start, end) {
+  if (!(end > start)) return;
+  state.custom = [Math.round(start), Math.round(end)];
+  setRange(state.range);
+  loadBinChart();
+}
+$("range-form").addEventListener("submit", ev => {
+  ev.preventDefault();
+  setCustom(new Date($("range-from").value).getTime(), new Date($("range-to").value).getTime());
+});
+$("zoom-reset").addEventListener("click", () => { state.custom = null; setRange(state.range); loadBinChart(); });
+// a resolution giving about 400 points over the span (the history API caps buckets)
+function resolutionFor(span) {
+  const s = Math.max(1, Math.ceil(span / 400 / 1000));
+  return s < 60 ? s + "s" : Math.ceil(s / 60) + "m";
+}
+function chartRange() {
+  if (state.custom) return state.custom;
+  const end = Date.now() + 1000;
+  return [end - RANGES[state.range][0], end];
+}
 
 async function loadBinChart() {
-  const id = state.bin, [span, res] = RANGES[state.range];
-  const end = Date.now() + 1000, start = end - span;
+  const id = state.bin, [start, end] = chartRange(), res = state.custom ? resolutionFor(end - start) : RANGES[state.range][1];
   const enc = encodeURIComponent(id);
   const [hist, marks] = await Promise.all([
     api(`/api/v1/bins/${enc}/history?start=${start}&end=${end}&resolution=${res}&agg=last`),
     api(`/api/v1/bins/${enc}/markers?start=${start}&end=${end}`),
   ]);
+  if (id !== state.bin) return;
   const points = hist.points.filter(p => p.count != null).map(p => [p.ts_ms, p.count]);
-  if (marks.tile && marks.tile.seen_ms) points.push([Math.max(marks.tile.seen_ms, points.length ? points[points.length - 1][0] : 0), marks.tile.count]);
+  if (!state.custom && marks.tile && marks.tile.seen_ms) points.push([Math.max(marks.tile.seen_ms, points.length ? points[points.length - 1][0] : 0), marks.tile.count]);
+  $("range-from").value = toLocalInput(start); $("range-to").value = toLocalInput(end);
   levelChart($("chart"), { points, start, end, now: Date.now(), rop: marks.reorder_point, ss: marks.safety_stock,
-    capacity: marks.capacity, orders: marks.orders, deliveries: marks.deliveries });
+    capacity: marks.capacity, orders: marks.orders, deliveries: marks.deliveries, onZoom: setCustom, fmt: fmtTs });
   if (marks.tile) binFacts(marks.tile);
 }
+window.addEventListener("resize", () => { if (state.view === "bin") { clearTimeout(state.chartTimer); state.chartTimer = setTimeout(loadBinChart, 200); } });
 function binFacts(t) {
   const pill = $("bin-status");
   pill.className = "pill st-" + t.status; pill.textContent = STATUS_LABEL[t.status];
@@ -270,7 +359,7 @@ function binFacts(t) {
   const rows = [["SKU", t.sku + (t.abc ? ` (class ${t.abc})` : "")], ["On hand", `${t.count}` + (t.cap ? ` of ${t.cap}` : "")],
     ["Reorder point", t.rop], ["Safety stock", t.ss ?? "—"], ["Days of supply", t.dos ?? "—"], ["Supplier", t.supplier || "—"],
     ["Agent", t.agent || "—"], ["Last reading", fmtTs(t.seen_ms)], ["Confidence", t.conf], ["Ordering", t.paused ? "paused" : "automatic"],
-    ["Open order", t.order ? `${t.order.state}, ${t.order.qty} pcs` + (t.order.promised_ms ? `, promised ${fmtTs(t.order.promised_ms)}` : "") : "none"]];
+    ["Open order", t.order ? `${ORDER_STATE_SHORT[t.order.state] || t.order.state}, ${t.order.qty} pcs` + (t.order.promised_ms ? `, promised ${fmtTs(t.order.promised_ms)}` : "") : "none"]];
   if (t.fault) rows.push(["Fault", t.fault]);
   $("bin-facts").innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("");
   $("act-pause").textContent = t.paused ? "Resume ordering" : "Pause ordering";
@@ -278,13 +367,34 @@ function binFacts(t) {
 }
 function binTileUpdate(tiles) {
   const t = tiles.find(x => x.id === state.bin);
-  if (t) { binFacts(t); clearTimeout(state.chartTimer); state.chartTimer = setTimeout(loadBinChart, 500); }
+  if (t) { binFacts(t); if (!state.custom) { clearTimeout(state.chartTimer); state.chartTimer = setTimeout(loadBinChart, 300); } }
+}
+const EVENT_LABEL = { consumption: "picked", refill: "refilled", recount: "recounted", delivery: "delivery" };
+// An audit row as a sentence: who did what, from what to what, and why.
+function auditSentence(c) {
+  const d = c.detail || {}, who = c.actor || "someone";
+  const val = v => v == null ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  const label = k => k.replace(/_/g, " ");
+  if (c.action === "bin.policy") {
+    const from = d.from || {}, to = d.to || {};
+    const parts = Object.keys(to).filter(k => from[k] !== to[k]).map(k => `${label(k)} ${val(from[k])} → ${val(to[k])}`);
+    return `${who} changed ${parts.join(" and ") || "the policy"}` + (d.why ? `: ${d.why}` : d.reason ? ` (${d.reason})` : "") + ".";
+  }
+  if (c.action === "bin.recount") return `${who} recounted the bin: ${val(d.on_hand)} on hand (${d.delta > 0 ? "+" : ""}${val(d.delta)}).`;
+  const verb = { "bin.update": "changed", "bin.create": "created the bin", "bin.policy_settings": "changed the policy settings" }[c.action] || c.action.replace(/[._]/g, " ");
+  const parts = Object.entries(d).filter(([k]) => !["inputs", "result"].includes(k)).map(([k, v]) => {
+    if (v && typeof v === "object" && !Array.isArray(v) && ("from" in v || "old" in v)) return `${label(k)} ${val(v.from ?? v.old)} → ${val(v.to ?? v.new)}`;
+    if (Array.isArray(v) && v.length === 2) return `${label(k)} ${val(v[0])} → ${val(v[1])}`;
+    return `${label(k)} ${val(v)}`;
+  });
+  return `${who} ${verb}` + (parts.length ? ": " + parts.join(", ") : "") + ".";
 }
 async function loadBinEvents() {
   const d = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/events?limit=30`);
   $("bin-events").innerHTML = table(["Time", "Event", "Change", "After"],
-    d.events.map(e => [fmtTs(e.ts_ms), e.kind, (e.delta > 0 ? "+" : "") + e.delta, e.on_hand_after]), "bin-events-t") +
-    (d.changes.length ? "<h4>Changes</h4>" + table(["Time", "Who", "What"], d.changes.slice(0, 10).map(c => [fmtTs(c.at_ms), c.actor, c.action + " " + JSON.stringify(c.detail || {})])) : "");
+    d.events.map(e => [fmtTs(e.ts_ms), EVENT_LABEL[e.kind] || e.kind, (e.delta > 0 ? "+" : "") + e.delta, e.on_hand_after]), "bin-events-t", null, "cards") +
+    (d.changes.length ? "<h4>Changes</h4><ul class=\"audit\">" + d.changes.slice(0, 10).map(c =>
+      `<li><time>${esc(fmtTs(c.at_ms))}</time> ${esc(auditSentence(c))}</li>`).join("") + "</ul>" : "");
 }
 async function loadPolicy() {
   try {
@@ -312,9 +422,15 @@ $("act-recal-form").addEventListener("submit", ev => { ev.preventDefault(); binA
 $("act-pause").addEventListener("click", () => binAction("pause", { paused: !$("act-pause").dataset.paused }));
 
 // ---------- tables and CSV ----------
-function table(head, rows, id, rowAttrs) {
-  return `<table${id ? ` id="${id}"` : ""}><thead><tr>${head.map(h => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>` +
-    rows.map((r, i) => `<tr${rowAttrs ? rowAttrs(i) : ""}>${r.map(c => `<td>${esc(c)}</td>`).join("")}</tr>`).join("") + "</tbody></table>";
+// A cell is text, or {html, text} for markup (links, buttons); `cls` "cards" turns rows into
+// cards on a phone (each cell labelled by its column), otherwise the table scrolls inside its card.
+function table(head, rows, id, rowAttrs, cls) {
+  const h = head.map(x => typeof x === "string" ? { label: x } : x);
+  return `<div class="tscroll"><table${id ? ` id="${id}"` : ""}${cls ? ` class="${cls}"` : ""}><thead><tr>${h.map(x =>
+    `<th${x.title ? ` title="${esc(x.title)}" class="defined"` : ""}>${esc(x.label)}</th>`).join("")}</tr></thead><tbody>` +
+    rows.map((r, i) => `<tr${rowAttrs ? rowAttrs(i) : ""}>${r.map((c, j) =>
+      `<td data-label="${esc(h[j] ? h[j].label : "")}">${c && typeof c === "object" ? c.html : esc(c)}</td>`).join("")}</tr>`).join("") +
+    "</tbody></table></div>";
 }
 document.addEventListener("click", ev => {
   const b = ev.target.closest("button.csv"); if (!b) return;
@@ -324,36 +440,62 @@ document.addEventListener("click", ev => {
   a.href = URL.createObjectURL(new Blob([csv + "\r\n"], { type: "text/csv" }));
   a.download = `jitstock-${b.dataset.csv}.csv`; a.click(); setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 });
+const binLink = id => id ? { html: `<a href="#/bin/${encodeURIComponent(id)}">${esc(id)}</a>`, text: id } : "";
+const orderLink = id => id ? { html: `<a href="#/orders/${encodeURIComponent(id)}">${esc(id.slice(0, 8))}</a>`, text: id } : "";
 
 // ---------- orders board ----------
+// Columns, fixed: Order, Bin, Area, SKU, Supplier, State, Qty, Created, Promised, On hand, Stockout in.
+// Rows: oldest order first. The matrix's state columns follow ORDER_STATES.
 async function loadOrders() {
   const d = await api("/api/v1/board/orders");
+  state.clockSkew = d.now_ms - Date.now();
   const sup = $("o-supplier").value, st = $("o-state").value;
-  fillSelect($("o-supplier"), [...new Set(d.orders.map(o => o.supplier))].sort(), "All suppliers");
-  fillSelect($("o-state"), [...new Set(d.orders.map(o => o.state))].sort(), "All states");
-  $("o-supplier").value = sup; $("o-state").value = st;
-  const orders = d.orders.filter(o => (!sup || o.supplier === sup) && (!st || o.state === st));
-  const states = [...new Set(d.orders.map(o => o.state))], sups = [...new Set(d.orders.map(o => o.supplier))].sort();
+  const states = [...new Set([...ORDER_STATES.filter(x => x !== "part_received"), ...d.orders.map(o => o.state)])].sort(byOrderState);
+  const sups = [...new Set(d.orders.map(o => o.supplier))].sort();
+  fillSelect($("o-supplier"), sups, "All suppliers");
+  fillSelect($("o-state"), states, "All states");
+  $("o-supplier").value = sups.includes(sup) ? sup : ""; $("o-state").value = states.includes(st) ? st : "";
+  const orders = d.orders.filter(o => (!$("o-supplier").value || o.supplier === sup) && (!$("o-state").value || o.state === st));
   $("orders-matrix").innerHTML = `<div class="card matrix"><h3>Open orders by state and supplier</h3>` + table(["Supplier", ...states, "overdue"],
     sups.map(s => [s, ...states.map(x => d.orders.filter(o => o.supplier === s && o.state === x).length), d.orders.filter(o => o.supplier === s && o.overdue).length])) + "</div>";
-  $("orders-summary").textContent = `${d.orders.length} open, ${d.orders.filter(o => o.overdue).length} overdue`;
-  $("orders-table").innerHTML = table(["Order", "Bin", "Area", "SKU", "Supplier", "State", "Qty", "Created", "Promised", "On hand", "Stockout in"],
-    orders.map(o => [o.id.slice(0, 8), o.bin, o.area || "", o.sku, o.supplier, o.state, o.qty, fmtTs(o.created_ms), fmtTs(o.promised_ms),
+  $("orders-table").innerHTML = d.orders.length ? table(["Order", "Bin", "Area", "SKU", "Supplier", "State", "Qty", "Created", "Promised", "On hand", "Stockout in"],
+    orders.map(o => [orderLink(o.id), binLink(o.bin), o.area || "", o.sku, o.supplier, o.state, o.qty, fmtTs(o.created_ms), fmtTs(o.promised_ms),
       o.on_hand, o.stockout_ms ? fmtDur(o.stockout_ms - d.now_ms) : "—"]), "orders-t",
-    i => ` class="clickable${orders[i].overdue ? " overdue" : ""}" data-order="${orders[i].id}"`);
+    i => ` class="clickable${orders[i].overdue ? " overdue" : ""}" data-order="${orders[i].id}" data-state="${orders[i].state}"` +
+      (orders[i].promised_ms ? ` data-promised="${orders[i].promised_ms}"` : "") + (orders[i].overdue ? ` data-overdue-at="${Date.now()}"` : ""), "cards")
+    : `<p class="card empty">No open orders: every bin is above its reorder point or covered.</p>`;
+  markOverdue();
+  window.__ordersRendered = Date.now();
 }
-$("orders-table").addEventListener("click", async ev => {
-  const tr = ev.target.closest("tr[data-order]"); if (!tr) return;
-  const id = tr.dataset.order, box = $("order-detail");
-  const o = await api(`/api/v1/orders/${id}`);
+// An order whose promise passes while the board is open turns red in place (no reload needed).
+function markOverdue() {
+  const now = Date.now() + (state.clockSkew || 0);
+  let n = 0;
+  for (const tr of document.querySelectorAll("#orders-t tr[data-promised]")) {
+    const late = +tr.dataset.promised < now;
+    if (late && !tr.classList.contains("overdue")) { tr.classList.add("overdue"); tr.dataset.overdueAt = Date.now(); }
+    if (late) n++;
+  }
+  const total = document.querySelectorAll("#orders-t tbody tr").length;
+  set($("orders-summary"), total ? `${total} open, ${n} overdue` : "");
+}
+setInterval(() => { if (state.view === "orders") markOverdue(); }, 250);
+async function showOrder(id) {
+  const box = $("order-detail");
+  const o = await api(`/api/v1/orders/${encodeURIComponent(id)}`);
   let hist = [];
-  try { hist = await api(`/api/v1/orders/${id}/transitions`); } catch (e) { /* supplier loop not installed */ }
+  try { hist = await api(`/api/v1/orders/${encodeURIComponent(id)}/transitions`); } catch (e) { /* supplier loop not installed */ }
   box.hidden = false;
-  box.innerHTML = `<h3>Order ${esc(id)}</h3><dl class="facts">` + [["Bin", o.bin_id], ["Supplier", o.supplier_id], ["State", o.state], ["Qty", o.qty],
+  box.innerHTML = `<h3>Order ${esc(id)}</h3><dl class="facts">` + [["Bin", binLink(o.bin_id)], ["Supplier", o.supplier_id], ["State", o.state], ["Qty", o.qty],
     ["Created", fmtTs(o.created_ms)], ["Sent", fmtTs(o.sent_ms)], ["Acknowledged", fmtTs(o.acked_ms)], ["Promised", fmtTs(o.promised_ms)],
-    ["Last error", o.last_error || ""]].map(([k, v]) => `<dt>${k}</dt><dd>${esc(v)}</dd>`).join("") + "</dl>" +
-    (hist.length ? "<h4>State history</h4>" + table(["Time", "From", "To", "By", "Why"], hist.map(h => [fmtTs(h.at_ms), h.from_state || "", h.to_state, h.actor, h.reason || ""])) : "") +
-    ((o.attempts || o.attempt_log || []).length ? "<h4>Delivery attempts</h4>" + table(["#", "Time", "HTTP", "Error"], (o.attempts || o.attempt_log).map(a => [a.n, fmtTs(a.at_ms), a.status_code ?? "", a.error || ""])) : "");
+    ["Last error", o.last_error || ""]].map(([k, v]) => `<dt>${k}</dt><dd>${v && typeof v === "object" ? v.html : esc(v)}</dd>`).join("") + "</dl>" +
+    (hist.length ? "<h4>State history</h4>" + table(["Time", "From", "To", "By", "Why"], hist.map(h => [fmtTs(h.at_ms), h.from_state || "", h.to_state, h.actor, h.reason || ""]), null, null, "cards") : "") +
+    ((o.attempts || o.attempt_log || []).length ? "<h4>Delivery attempts</h4>" + table(["#", "Time", "HTTP", "Error"], (o.attempts || o.attempt_log).map(a => [a.n, fmtTs(a.at_ms), a.status_code ?? "", a.error || ""]), null, null, "cards") : "");
+}
+$("orders-table").addEventListener("click", ev => {
+  if (ev.target.closest("a")) return;
+  const tr = ev.target.closest("tr[data-order]"); if (!tr) return;
+  location.hash = "#/orders/" + encodeURIComponent(tr.dataset.order);
 });
 $("o-supplier").addEventListener("change", loadOrders); $("o-state").addEventListener("change", loadOrders);
 
@@ -364,32 +506,73 @@ async function loadAlertCount() {
     const c = $("alert-count"); c.hidden = !a.length; c.textContent = a.length;
   } catch (e) { /* shown on next refresh */ }
 }
+// Columns, fixed: Severity, Opened, What happened, What to do, About, Status, action.
 async function loadAlerts() {
-  const rows = await api(`/api/v1/alerts?state=${$("a-state").value}`);
-  $("alerts-table").innerHTML = table(["Opened", "Kind", "About", "Message", "State", "Acknowledged", "Resolved", ""],
-    rows.map(a => [fmtTs(a.opened_ms), a.kind, a.entity, a.message, a.state, a.acked_by ? `${a.acked_by} ${fmtHm(a.acked_ms)}` : "", fmtTs(a.resolved_ms), ""]),
-    "alerts-t", i => ` data-alert="${rows[i].id}" data-kind="${esc(rows[i].kind)}" data-state="${rows[i].state}"`);
-  const trs = $("alerts-table").querySelectorAll("tbody tr");
-  rows.forEach((a, i) => { if (a.state === "open") trs[i].lastChild.innerHTML = `<button class="ack" data-id="${a.id}">Acknowledge</button>`; });
+  const which = $("a-state").value;
+  const rows = await api(`/api/v1/alerts?state=${which}`);
+  if (!rows.length) {
+    $("alerts-table").innerHTML = `<div class="card empty all-well"><h3>All is well</h3><p>${which === "resolved" ? "No resolved alerts yet." :
+      "No open alerts: every bin is reporting, stocked or on order, and every supplier is on time."}</p></div>`;
+    window.__alertsRendered = Date.now();
+    return;
+  }
+  const status = a => a.state === "resolved" ? `resolved ${fmtTs(a.resolved_ms)}` :
+    a.state === "acknowledged" ? `${a.acked_by} is on it (since ${fmtTs(a.acked_ms)})` : "open — nobody has acknowledged it";
+  $("alerts-table").innerHTML = table(["Severity", "Opened", "What happened", "What to do", "About", "Status", ""],
+    rows.map(a => [
+      { html: `<span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span>` },
+      { html: `<span title="${esc(fmtTs(a.opened_ms))}">${esc(fmtAge(a.opened_ms))}</span><br><small class="muted">${esc(fmtTs(a.opened_ms))}</small>` },
+      { html: `<b>${esc(a.headline || a.message)}</b>` + (a.headline && a.headline !== a.message ? `<br><small class="muted">${esc(a.message)}</small>` : "") },
+      a.what_to_do || "",
+      { html: [a.bin_id ? `bin ${binLink(a.bin_id).html}` : "", a.sku ? esc(a.sku) : "", a.order_id ? `order ${orderLink(a.order_id).html}` : "",
+        a.supplier_id ? esc(a.supplier_name || a.supplier_id) : "", a.agent_id ? `agent ${esc(a.agent_id)}` : ""].filter(Boolean).join(" · ") },
+      status(a),
+      { html: a.state === "open" ? `<button class="ack" data-id="${a.id}">Acknowledge</button>` : "" },
+    ]),
+    "alerts-t", i => ` data-alert="${rows[i].id}" data-kind="${esc(rows[i].kind)}" data-state="${rows[i].state}" class="sev-row-${esc(rows[i].severity)}"`, "cards");
+  window.__alertsRendered = Date.now();
 }
 $("alerts-table").addEventListener("click", async ev => {
   const b = ev.target.closest("button.ack"); if (!b) return;
-  await api(`/api/v1/alerts/${b.dataset.id}/ack`, { method: "POST" }); loadAlerts(); loadAlertCount();
+  try { await api(`/api/v1/alerts/${b.dataset.id}/ack`, { method: "POST" }); } catch (e) { alert("not acknowledged: " + e.message); }
+  loadAlerts(); loadAlertCount();
 });
 $("a-state").addEventListener("change", loadAlerts);
 
 // ---------- KPIs ----------
+const KPI_DEFS = {
+  "Bins": "Bins in the area.",
+  "Stockout events": "Times a bin's count reached zero from above in the period.",
+  "Stockout minutes": "Minutes bins spent at zero in the period, summed over bins.",
+  "Fill rate": "Supplier fill rate: units received ÷ units ordered, over orders completed in the period (not about stockouts).",
+  "Avg on hand": "Time-weighted average units on hand over the period, summed over the area's bins.",
+  "Days of supply": "Average on hand ÷ average daily consumption.",
+  "Inventory turns": "Consumption ÷ average on hand, annualised (by value when SKUs have a cost).",
+  "Orders / week": "Orders created in the period ÷ its length in weeks.",
+  "Consumed": "Units picked in the period.",
+  "Orders": "Orders placed with the supplier in the period.",
+  "Completed": "Orders delivered in the period.",
+  "On time": "Completed orders received by their promised time, within the on-time tolerance ÷ completed orders with a promise.",
+  "Quality": "Accepted ÷ inspected units.",
+  "Avg lead time (h)": "Average hours from order created to received, over completed orders.",
+  "Value": "Units consumed × unit cost.",
+  "Cumulative": "Share of total consumption value of this SKU and every SKU above it.",
+  "Class": "ABC class, as on the tiles: A the SKUs making up about the first 80 % of consumption value, B the next 15 %, C the rest.",
+};
+const kpiHead = labels => labels.map(l => ({ label: l, title: KPI_DEFS[l] }));
 async function loadKpis() {
   const days = +$("k-period").value, end = Date.now(), start = end - days * 86400e3, area = $("k-area").value;
   const k = await api(`/api/v1/kpis?start=${start}&end=${end}` + (area ? `&area=${encodeURIComponent(area)}` : ""));
   const pct = v => v == null ? "—" : (v * 100).toFixed(1) + " %", n = v => v ?? "—";
   if (!area) fillSelect($("k-area"), k.areas.map(a => a.area).filter(a => a !== "all"), "All areas");
-  $("kpi-areas").innerHTML = table(["Area", "Bins", "Stockout events", "Stockout minutes", "Fill rate", "Avg on hand", "Days of supply", "Inventory turns", "Orders / week", "Consumed"],
-    k.areas.map(a => [a.area, a.bins, a.stockout_events, a.stockout_minutes, pct(a.fill_rate), a.avg_on_hand, n(a.days_of_supply), n(a.inventory_turns), a.orders_per_week, a.consumed]));
-  $("kpi-suppliers").innerHTML = table(["Supplier", "Orders", "Completed", "On time", "Quality", "Avg lead time (h)"],
-    k.suppliers.map(s => [s.supplier, s.orders, s.completed, pct(s.on_time_rate), pct(s.quality_rate), n(s.avg_lead_time_h)]));
-  $("kpi-pareto").innerHTML = table(["SKU", "Consumed", "Value", "Cumulative", "Class"], k.pareto.map(p => [p.sku, p.consumed, p.value, pct(p.cum_share), p.class]));
+  $("kpi-areas").innerHTML = table(kpiHead(["Area", "Bins", "Stockout events", "Stockout minutes", "Fill rate", "Avg on hand", "Days of supply", "Inventory turns", "Orders / week", "Consumed"]),
+    k.areas.map(a => [a.area, a.bins, a.stockout_events, a.stockout_minutes, pct(a.fill_rate), a.avg_on_hand, n(a.days_of_supply), n(a.inventory_turns), a.orders_per_week, a.consumed]), "kpi-areas-t");
+  $("kpi-suppliers").innerHTML = table(kpiHead(["Supplier", "Orders", "Completed", "On time", "Quality", "Avg lead time (h)"]),
+    k.suppliers.map(s => [s.supplier, s.orders, s.completed, pct(s.on_time_rate), pct(s.quality_rate), n(s.avg_lead_time_h)]), "kpi-suppliers-t");
+  $("kpi-pareto").innerHTML = table(kpiHead(["SKU", "Consumed", "Value", "Cumulative", "Class"]), k.pareto.map(p => [p.sku, p.consumed, p.value, pct(p.cum_share), p.class]), "kpi-pareto-t");
   paretoChart($("pareto-chart"), k.pareto);
+  $("kpi-updated").textContent = "updated " + fmtTs(Date.now());
+  window.__kpisRendered = Date.now();
 }
 $("k-period").addEventListener("change", loadKpis); $("k-area").addEventListener("change", loadKpis);
 
@@ -413,7 +596,10 @@ async function route() {
   try {
     if (state.view === "floor" && !state.floorLoaded) await loadFloor();
     if (state.view === "bin") await showBin(decodeURIComponent(rest.join("/")));
-    if (state.view === "orders") await loadOrders();
+    if (state.view === "orders") {
+      await loadOrders();
+      if (rest.length) await showOrder(decodeURIComponent(rest.join("/"))); else $("order-detail").hidden = true;
+    }
     if (state.view === "alerts") await loadAlerts();
     if (state.view === "kpis") await loadKpis();
   } catch (e) { console.warn(e); }

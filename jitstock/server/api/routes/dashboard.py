@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from jitstock.server import floor, kpis
 from jitstock.server.alert_rules import policy_marks
+from jitstock.server.alert_text import describe
 from jitstock.server.alerts import alert_dict
 from jitstock.server.api.auth import key_is_live
 from jitstock.server.api.deps import CtxDep, ReadSessionDep, Viewer
@@ -133,7 +134,10 @@ def list_alerts(
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
-    """Alerts, newest first; by default those not yet resolved."""
+    """Alerts, newest first; by default those not yet resolved.
+
+    Each carries ``headline`` and ``what_to_do`` for people, and the bin, SKU,
+    supplier and order it is about (the page links to them)."""
     stmt = select(Alert).order_by(Alert.opened_ms.desc(), Alert.id.desc()).limit(limit)
     if state == "unresolved":
         stmt = stmt.where(Alert.resolved_ms.is_(None))
@@ -141,7 +145,7 @@ def list_alerts(
         stmt = stmt.where(Alert.state == state)
     if kind:
         stmt = stmt.where(Alert.kind == kind)
-    return [alert_dict(a) for a in session.scalars(stmt)]
+    return describe(session, (alert_dict(a) for a in session.scalars(stmt)))
 
 
 @router.post("/api/v1/alerts/{alert_id}/ack")
