@@ -429,7 +429,7 @@ function table(head, rows, id, rowAttrs, cls) {
   return `<div class="tscroll"><table${id ? ` id="${id}"` : ""}${cls ? ` class="${cls}"` : ""}><thead><tr>${h.map(x =>
     `<th${x.title ? ` title="${esc(x.title)}" class="defined"` : ""}>${esc(x.label)}</th>`).join("")}</tr></thead><tbody>` +
     rows.map((r, i) => `<tr${rowAttrs ? rowAttrs(i) : ""}>${r.map((c, j) =>
-      `<td data-label="${esc(h[j] ? h[j].label : "")}">${c && typeof c === "object" ? c.html : esc(c)}</td>`).join("")}</tr>`).join("") +
+      `<td data-label="${esc(h[j] ? h[j].label : "")}"><span class="v">${c && typeof c === "object" ? c.html : esc(c)}</span></td>`).join("")}</tr>`).join("") +
     "</tbody></table></div>";
 }
 document.addEventListener("click", ev => {
