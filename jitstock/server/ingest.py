@@ -185,6 +185,9 @@ class Ingest:
         # counts and log lines of the flush in progress, emitted when it is durable
         self._deferred: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._cursors = state.load_cursors()
+        # low bins decided since the last registry reload (by snapshot position)
+        self._recheck_snap: Snapshot | None = None
+        self._rechecked: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
         self._bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -732,15 +735,24 @@ class Ingest:
                 ]
             # Only a count that moved can change a decision: a re-sent unchanged reading costs
             # no rule evaluation (a position moved by receiving is decided by the state writer).
+            # A bin edited by hand (reorder point, supplier, pause) reaches ingest with the
+            # next registry reload: each low bin is decided once more per reload.
             moved = delta != 0  # a first count (prev UNKNOWN) is a change too
             if moved.any():
                 flush.count_changed = [
                     cals[i].bin_id for i in count_idx[moved].tolist()
                 ]
+            if self._recheck_snap is not snap:
+                self._recheck_snap = snap
+                self._rechecked = np.zeros(len(cals), dtype=np.bool_)
             # position = on hand + pending + on order >= on hand: above the reorder point nothing can fire
-            low = moved & (count_values <= snap.reorder_point[count_idx])
+            low = (moved | ~self._rechecked[count_idx]) & (
+                count_values <= snap.reorder_point[count_idx]
+            )
             if low.any():
-                flush.decide = [cals[i].bin_id for i in count_idx[low].tolist()]
+                decided = count_idx[low]
+                flush.decide = [cals[i].bin_id for i in decided.tolist()]
+                self._later(self._mark_rechecked, snap, decided)
 
         tags = snap.tags
         if not stable.all():
@@ -761,6 +773,11 @@ class Ingest:
             ts_l,
         )
         return frame, count_idx, count_values, seen_idx, seen_ts
+
+    def _mark_rechecked(self, snap: Snapshot, idx: npt.NDArray[np.int64]) -> None:
+        """These low bins were decided under this snapshot (called once the flush is durable)."""
+        if self._recheck_snap is snap:
+            self._rechecked[idx] = True
 
     def _status(
         self, flush: Flush, addr: protocol.TopicAddress, payload: bytes, now_ms: int
