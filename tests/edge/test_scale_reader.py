@@ -85,7 +85,9 @@ def test_pick_of_three_gives_one_reading_37_5_g_lighter(
 def test_noise_and_drift_for_a_simulated_hour_give_only_keepalives(
     started: list[object], sink: RecordingSink
 ) -> None:
-    clock = ScaledClock(600.0)
+    # 120x: a simulated hour in 30 s; a faster clock turns the scheduling delays of a busy
+    # machine into simulated minutes between keep-alives
+    clock = ScaledClock(120.0)
     settings = SignalSettings(
         stability_window_s=3.0, keepalive_s=60.0, no_data_timeout_s=600.0
     )
@@ -95,11 +97,13 @@ def test_noise_and_drift_for_a_simulated_hour_give_only_keepalives(
     reader = ScaleReader(ScalePortConfig(sim.port, "H1"), settings, sink, clock)
     reader.start()
     started.append(reader)
-    sink.wait_for(lambda: clock.monotonic() > 3600.0, timeout=30)
+    sink.wait_for(lambda: clock.monotonic() > 3600.0, timeout=600)
     readings = sink.readings_of("H1")
-    assert 50 <= len(readings) <= 61  # one first reading, then a keep-alive a minute
+    assert len(readings) <= 61  # one first reading, then at most a keep-alive a minute
     gaps = [b.ts_ms - a.ts_ms for a, b in zip(readings, readings[1:], strict=False)]
     assert min(gaps) >= 59_000  # nothing between keep-alives: no spurious change
+    # a keep-alive every minute (a busy machine may delay one by a few simulated seconds)
+    assert sorted(gaps)[len(gaps) // 2] <= 65_000, gaps
     assert all(abs(r.grams - readings[0].grams) < 25 for r in readings)
     assert sink.health == [("H1", True, None)]
 

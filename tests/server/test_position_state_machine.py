@@ -767,6 +767,7 @@ def env(tmp_path: Path, db_url: str):
         ENV.b.stop()
 
 
+@pytest.mark.timeout(1800)  # a few minutes idle; far longer while other work loads the cores
 def test_position_state_machine(env: Env) -> None:
     profile = settings.get_profile(PROFILE)
     if PROFILE == "position-default":
