@@ -38,6 +38,8 @@ WHAT_TO_DO = {
     "replacement_not_placed": "Check the open order of bin {bin} covers the need.",
     "dead_letter": "Look at the dead letter in /api/v1/dead-letters; the device may need its firmware or config fixed.",
 }
+# An escalation that found no other supplier: nobody else is on it.
+NO_FALLBACK_TO_DO = "No other supplier could take order {order}: call {supplier} for a date, or order elsewhere by hand."
 DEFAULT_WHAT_TO_DO = (
     "Open the linked bin or order and decide; acknowledge when someone is on it."
 )
@@ -117,13 +119,14 @@ def describe(
             "agent": agent or "?",
         }
         head = HEADLINES.get(a["kind"])
+        todo = WHAT_TO_DO.get(a["kind"], DEFAULT_WHAT_TO_DO)
+        if (a.get("detail") or {}).get("action") == "no_fallback":
+            todo = NO_FALLBACK_TO_DO
         out.append(
             {
                 **a,
                 "headline": head.format(**names) if head else a["message"],
-                "what_to_do": WHAT_TO_DO.get(a["kind"], DEFAULT_WHAT_TO_DO).format(
-                    **names
-                ),
+                "what_to_do": todo.format(**names),
                 "bin_id": bin_id,
                 "sku": sku,
                 "supplier_id": supplier_id,

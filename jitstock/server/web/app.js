@@ -57,6 +57,8 @@ function fmtDur(ms) {
   const m = Math.round(ms / 60000), out = m < 60 ? m + " min" : m < 2880 ? (m / 60).toFixed(1) + " h" : (m / 1440).toFixed(1) + " d";
   return neg ? "-" + out : out;
 }
+// days of supply: days when a day or more is left, else hours or minutes (0.007 d reads as 10 min)
+const fmtDos = d => d >= 1 ? (+d.toFixed(1)) + " d" : fmtDur(d * 86400e3);
 const isManager = () => state.me && (state.me.role === "manager" || state.me.role === "admin");
 
 // ---------- sign-in ----------
@@ -135,7 +137,7 @@ function paintTile(el, t) {
   q.rop.style.left = Math.min(100, 100 * (t.rop || 0) / cap).toFixed(1) + "%";
   q.ss.hidden = t.ss == null;
   if (t.ss != null) q.ss.style.left = Math.min(100, 100 * t.ss / cap).toFixed(1) + "%";
-  set(q.dos, t.dos != null ? t.dos + " d" : (t.paused ? "paused" : ""));
+  set(q.dos, t.dos != null ? fmtDos(t.dos) : (t.paused ? "paused" : ""));
   set(q.status, STATUS_LABEL[t.status] || t.status);
   el.title = `${t.id}: ${t.count} on hand, ROP ${t.rop}` + (t.ss != null ? `, SS ${t.ss}` : "") + (t.fault ? `, fault: ${t.fault}` : "");
   // shown while any order for the bin is open, whatever the level: state and promise in a few words
@@ -357,7 +359,7 @@ function binFacts(t) {
   pill.className = "pill st-" + t.status; pill.textContent = STATUS_LABEL[t.status];
   pill.dataset.status = t.status;
   const rows = [["SKU", t.sku + (t.abc ? ` (class ${t.abc})` : "")], ["On hand", `${t.count}` + (t.cap ? ` of ${t.cap}` : "")],
-    ["Reorder point", t.rop], ["Safety stock", t.ss ?? "—"], ["Days of supply", t.dos ?? "—"], ["Supplier", t.supplier || "—"],
+    ["Reorder point", t.rop], ["Safety stock", t.ss ?? "—"], ["Days of supply", t.dos != null ? fmtDos(t.dos) : "—"], ["Supplier", t.supplier || "—"],
     ["Agent", t.agent || "—"], ["Last reading", fmtTs(t.seen_ms)], ["Confidence", t.conf], ["Ordering", t.paused ? "paused" : "automatic"],
     ["Open order", t.order ? `${ORDER_STATE_SHORT[t.order.state] || t.order.state}, ${t.order.qty} pcs` + (t.order.promised_ms ? `, promised ${fmtTs(t.order.promised_ms)}` : "") : "none"]];
   if (t.fault) rows.push(["Fault", t.fault]);
@@ -521,7 +523,7 @@ async function loadAlerts() {
   $("alerts-table").innerHTML = table(["Severity", "Opened", "What happened", "What to do", "About", "Status", ""],
     rows.map(a => [
       { html: `<span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span>` },
-      { html: `<span title="${esc(fmtTs(a.opened_ms))}">${esc(fmtAge(a.opened_ms))}</span><br><small class="muted">${esc(fmtTs(a.opened_ms))}</small>` },
+      { html: `<span class="age" data-ms="${a.opened_ms}">${esc(fmtAge(a.opened_ms))}</span><br><small class="muted">${esc(fmtTs(a.opened_ms))}</small>` },
       { html: `<b>${esc(a.headline || a.message)}</b>` + (a.headline && a.headline !== a.message ? `<br><small class="muted">${esc(a.message)}</small>` : "") },
       a.what_to_do || "",
       { html: [a.bin_id ? `bin ${binLink(a.bin_id).html}` : "", a.sku ? esc(a.sku) : "", a.order_id ? `order ${orderLink(a.order_id).html}` : "",
@@ -538,6 +540,8 @@ $("alerts-table").addEventListener("click", async ev => {
   loadAlerts(); loadAlertCount();
 });
 $("a-state").addEventListener("change", loadAlerts);
+// ages keep counting while the page stays open
+setInterval(() => { if (state.view === "alerts") for (const el of document.querySelectorAll("#alerts-t .age")) set(el, fmtAge(+el.dataset.ms)); }, 5000);
 
 // ---------- KPIs ----------
 const KPI_DEFS = {

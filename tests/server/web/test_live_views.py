@@ -250,3 +250,40 @@ def test_every_view_fits_and_is_captured(plant: Plant, browser: Any, size: str) 
             assert widths[0] <= widths[1], (name, size, widths)
     finally:
         page.context.close()
+
+
+def test_tile_badge_stays_while_the_order_is_open_above_the_reorder_point(
+    plant: Plant, browser: Any
+) -> None:
+    page = open_page(browser, plant)
+    try:
+        badge = page.locator('.tile[data-bin="B1"] .t-order')
+        page.locator('.tile[data-bin="B1"]').wait_for(timeout=BROWSER_WAIT_MS)
+        # raising the reorder point above the level orders at once; lowering it back
+        # leaves the bin above its reorder point with the order still open
+        on_hand = plant.level("B1")["on_hand"]
+        r = plant.api("PATCH", "/api/v1/bins/B1", json={"reorder_point": on_hand + 5})
+        assert r.status_code == 200, r.text
+        wait_until(
+            lambda: [
+                o
+                for o in plant.api("GET", "/api/v1/orders?bin=B1").json()
+                if o["state"] in ("created", "sent", "acknowledged")
+            ],
+            what="an open order for B1",
+        )
+        r = plant.api("PATCH", "/api/v1/bins/B1", json={"reorder_point": 10})
+        assert r.status_code == 200, r.text
+        plant.scales["B1"].pick(1)  # a reading, so the tile is pushed with its new mark
+        page.locator('.tile[data-bin="B1"][data-status="ok"]').wait_for(
+            timeout=BROWSER_WAIT_MS
+        )
+        badge.wait_for(state="visible", timeout=BROWSER_WAIT_MS)
+        assert badge.inner_text().startswith("order ")
+        # the whole badge shows: nothing is cut off with an ellipsis
+        assert page.evaluate(
+            """() => { const b = document.querySelector('.tile[data-bin="B1"] .t-order');
+              return b.scrollWidth <= b.clientWidth && b.scrollHeight <= b.clientHeight + 1; }"""
+        )
+    finally:
+        page.context.close()
