@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (simulations)")
     parser.add_argument(
+        "--seeds",
+        default=None,
+        help="policy: several seeds in one run with a summary table, e.g. 1-15 or 1,4,9",
+    )
+    parser.add_argument(
         "--state-db",
         default=None,
         help="ingest: PostgreSQL admin DSN; the server keeps its state in a fresh database there (default SQLite)",

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from jitstock.server.replenish import abc, demand, forecast, leadtime, policy
+from jitstock.server.replenish import abc, demand, forecast, leadtime, ltd, policy
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -60,7 +60,7 @@ PATTERN_SHARES = (0.30, 0.17, 0.22, 0.16, 0.10, 0.05)
 QUOTES_DAYS = (2, 3, 5, 7, 10, 14)
 PACKS = (1, 5, 10, 25, 50, 100)
 RELIABLE_SHARE = 0.6
-BISECT_STEPS = 14
+BISECT_STEPS = 10
 
 
 @dataclass(slots=True)
@@ -163,11 +163,13 @@ class Forecasts:
     undershoot: list[FloatArray]
     mean: list[FloatArray]
     std: list[FloatArray]
+    window: list[FloatArray]
+    fade: list[FloatArray]
 
 
 def precompute_forecasts(plant: Plant) -> Forecasts:
     """Fit every part on its rolling window at each recalculation day (same code as the server)."""
-    out = Forecasts([], [], [], [], [], [])
+    out = Forecasts([], [], [], [], [], [], [], [])
     for day in range(0, DAYS, RECALC_EVERY_DAYS):
         end = HISTORY_DAYS + day
         window = plant.demand[:, end - WINDOW_DAYS : end]
@@ -180,6 +182,8 @@ def precompute_forecasts(plant: Plant) -> Forecasts:
         out.undershoot.append(demand.undershoot(window))
         out.mean.append(window.mean(axis=1))
         out.std.append(window.std(axis=1, ddof=1))
+        out.window.append(window)
+        out.fade.append(demand.dormancy_fade(window))
     return out
 
 
@@ -198,6 +202,7 @@ class Outcome:
     orders: FloatArray
     cycles: FloatArray
     cycles_short: FloatArray
+    backlog_days: FloatArray  # sum over days of units backordered at the end of the day
 
 
 def simulate(plant: Plant, rule: Rule) -> Outcome:
@@ -214,7 +219,7 @@ def simulate(plant: Plant, rule: Rule) -> Outcome:
     on_order = np.zeros(n)
     k = np.zeros(n, dtype=np.int64)
     rows = np.arange(n)
-    out = Outcome(*(np.zeros(n) for _ in range(7)))
+    out = Outcome(*(np.zeros(n) for _ in range(8)))
     short_in_cycle = np.zeros(n, dtype=bool)
     # lead times observed so far (arrived orders), newest last; NaN = not yet arrived
     placed_lt = np.full((n, plant.lead_times.shape[1]), np.nan)
@@ -263,6 +268,7 @@ def simulate(plant: Plant, rule: Rule) -> Outcome:
             out.cycles_short[idx] += had_cycle & short_in_cycle[idx]
             short_in_cycle[idx] = False
         out.on_hand_days += on_hand
+        out.backlog_days += backlog
     return out
 
 
@@ -281,6 +287,14 @@ def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
         # lead-time history: deliveries before day 0, then those of this run, oldest first
         samples = np.concatenate([plant.prior_lead, _compact(seen)], axis=1)
         lt = leadtime.estimate(samples, plant.quoted)
+        var = lt.mean * fc.sigma[i] ** 2 + fc.rate[i] ** 2 * lt.sigma**2
+        draws, _ = ltd.draws(
+            fc.window[i],
+            samples[:, -leadtime.MAX_DELIVERIES :],
+            fc.rate[i] * lt.mean,
+            var,
+            np.random.default_rng([seed_of(plant), t]),
+        )
         p = policy.compute(
             policy.PolicyInputs(
                 demand=fc.rate[i],
@@ -291,6 +305,8 @@ def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
                 pack=plant.pack,
                 moq=plant.moq,
                 undershoot=fc.undershoot[i],
+                fade=fc.fade[i],
+                ltd_samples=draws,
             )
         )
         return p.reorder_at, nan, p.order_qty
@@ -314,7 +330,47 @@ def classic_rule(
     return rule
 
 
-def minmax_rule(plant: Plant, factor: float) -> Rule:
+def seed_of(plant: Plant) -> int:
+    """A stable integer from the plant (its draws are seeded from it, not from the wall clock)."""
+    return int(plant.demand[:, :7].sum()) % (2**31)
+
+
+def _observed_lead(plant: Plant, seen: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Plain mean and σ of every lead time observed so far (before day 0 and in the run)."""
+    x = np.concatenate([plant.prior_lead, _compact(seen)], axis=1)
+    mean = np.nanmean(x, axis=1)
+    return mean, np.nanstd(x, axis=1, ddof=1)
+
+
+def informed_rule(plant: Plant, fc: Forecasts, k: FloatArray) -> Rule:
+    """Textbook ROP on the same observed lead times: d·L + k·√(L·σ_d² + d²·σ_L²), weekly."""
+    nan = np.full(plant.demand.shape[0], np.nan)
+
+    def rule(t: int, seen: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        i = fc.days.index(t)
+        d, sd = fc.mean[i], fc.std[i]
+        lm, ls = _observed_lead(plant, seen)
+        s = d * lm + k * np.sqrt(lm * sd**2 + d**2 * ls**2)
+        return np.ceil(s), nan, _week_q(d, plant)
+
+    return rule
+
+
+def minmax_weekly_rule(plant: Plant, fc: Forecasts, factor: FloatArray) -> Rule:
+    """(s,S) min/max recalculated weekly: min = window average × observed L × factor, max = min + a week."""
+
+    def rule(t: int, seen: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        i = fc.days.index(t)
+        d = fc.mean[i]
+        lm, _ = _observed_lead(plant, seen)
+        lo = np.ceil(d * lm * factor)
+        q = _week_q(d, plant)
+        return lo, lo + q, q
+
+    return rule
+
+
+def minmax_rule(plant: Plant, factor: float | FloatArray) -> Rule:
     """Static ERP min/max from the history average, set once."""
     avg = plant.demand[:, HISTORY_DAYS - WINDOW_DAYS : HISTORY_DAYS].mean(axis=1)
     lo = np.ceil(avg * plant.quoted * factor)
@@ -352,6 +408,36 @@ def summarise(
         ),
         "stockout_days": int(o.stockout_days[m].sum()),
         "orders": int(o.orders[m].sum()),
+        **_costs(plant, o, m),
+    }
+
+
+# Cost rates of the total-cost comparison: holding 25 % of the unit cost a year, a fixed
+# cost per order line, and a backorder penalty per unit and day short (10 % of the unit
+# cost: a part missing at the line costs far more than the part).
+HOLDING_RATE_PER_YEAR = 0.25
+ORDER_COST = 25.0
+BACKORDER_RATE_PER_DAY = 0.10
+
+
+def _costs(plant: Plant, o: Outcome, m: npt.NDArray[np.bool_]) -> dict[str, float]:
+    dem_value = float((o.demand[m] * plant.unit_cost[m]).sum())
+    hold = float((o.on_hand_days[m] * plant.unit_cost[m]).sum()) / 365.0
+    hold *= HOLDING_RATE_PER_YEAR
+    order = float(o.orders[m].sum()) * ORDER_COST
+    back = (
+        float((o.backlog_days[m] * plant.unit_cost[m]).sum()) * BACKORDER_RATE_PER_DAY
+    )
+    return {
+        "value_weighted_fill": round(
+            float((o.served[m] * plant.unit_cost[m]).sum()) / dem_value, 5
+        )
+        if dem_value
+        else 1.0,
+        "holding_cost": round(hold, 0),
+        "ordering_cost": round(order, 0),
+        "backorder_cost": round(back, 0),
+        "total_cost": round(hold + order + back, 0),
     }
 
 
@@ -380,8 +466,150 @@ def _tune(
     return hi, best
 
 
+def _tune_per_class(
+    run: Callable[[FloatArray], Outcome],
+    plant: Plant,
+    lo: float,
+    hi: float,
+    fills: dict[str, float],
+    steps: int = BISECT_STEPS,
+) -> tuple[dict[str, float], Outcome]:
+    """Per ABC class the smallest parameter reaching that class's fill in ``fills`` (classes bisected together)."""
+    classes = ("A", "B", "C")
+    a = dict.fromkeys(classes, lo)
+    b = dict.fromkeys(classes, hi)
+
+    def vec(p: dict[str, float]) -> FloatArray:
+        return np.asarray([p[str(c)] for c in plant.abc_class], dtype=np.float64)
+
+    best = run(vec(b))
+    for _ in range(steps):
+        mid = {c: (a[c] + b[c]) / 2 for c in classes}
+        o = run(vec(mid))
+        for c in classes:
+            if summarise(plant, o, plant.abc_class == c)["fill_rate"] >= fills[c]:
+                b[c] = mid[c]
+            else:
+                a[c] = mid[c]
+    best = run(vec(b))
+    return {c: round(b[c], 4) for c in classes}, best
+
+
+def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
+    """One seed: jitstock and every baseline at jitstock's per-class fill."""
+    started = time.monotonic()
+    plant = make_plant(n, seed)
+    fc = precompute_forecasts(plant)
+    targets = abc.service_levels(plant.abc_class, CLASS_TARGETS)
+    jit = simulate(plant, jitstock_rule(plant, fc, targets))
+    fills = {c: summarise(plant, jit, plant.abc_class == c)["fill_rate"] for c in "ABC"}
+    k, informed = _tune_per_class(
+        lambda kk: simulate(plant, informed_rule(plant, fc, kk)), plant, 0.0, 6.0, fills
+    )
+    fw, weekly = _tune_per_class(
+        lambda f: simulate(plant, minmax_weekly_rule(plant, fc, f)),
+        plant,
+        0.0,
+        8.0,
+        fills,
+    )
+    fs, static = _tune_per_class(
+        lambda f: simulate(plant, minmax_rule(plant, f)), plant, 0.0, 8.0, fills
+    )
+    classic = simulate(plant, classic_rule(plant, fc, targets))
+    results = {
+        "jitstock": breakdown(plant, jit),
+        "textbook_rop_observed_lt_k_per_class": breakdown(plant, informed),
+        "minmax_weekly_per_class": breakdown(plant, weekly),
+        "minmax_static_per_class": breakdown(plant, static),
+        "classic_rop_quoted_lt": breakdown(plant, classic),
+    }
+    jv = results["jitstock"]["overall"]["avg_on_hand_value"]
+    out: dict[str, Any] = {
+        "seed": seed,
+        "class_targets": CLASS_TARGETS,
+        "jitstock_fill": {
+            **fills,
+            **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
+        },
+        "tuned": {
+            "textbook_k": k,
+            "minmax_weekly_factor": fw,
+            "minmax_static_factor": fs,
+        },
+        "saving_vs_textbook_rop": round(
+            1
+            - jv
+            / results["textbook_rop_observed_lt_k_per_class"]["overall"][
+                "avg_on_hand_value"
+            ],
+            4,
+        ),
+        "saving_vs_minmax_weekly": round(
+            1 - jv / results["minmax_weekly_per_class"]["overall"]["avg_on_hand_value"],
+            4,
+        ),
+        "saving_vs_minmax_static": round(
+            1 - jv / results["minmax_static_per_class"]["overall"]["avg_on_hand_value"],
+            4,
+        ),
+        "total_cost": {p: r["overall"]["total_cost"] for p, r in results.items()},
+        "policies": results,
+    }
+    out["seconds"] = round(time.monotonic() - started, 1)
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1-15' or '1,3,5' or '2' -> the seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        seeds.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    return seeds
+
+
+def run_seeds(args: argparse.Namespace) -> dict[str, Any]:
+    """``--seeds 1-15``: every seed, and a summary of where the targets hold."""
+    started = time.monotonic()
+    n = QUICK_SKUS if args.quick else SKUS
+    per_seed = [run_seed(sd, n, False) for sd in parse_seeds(args.seeds)]
+    summary = []
+    for r in per_seed:
+        worst = min(r["jitstock_fill"][c] - CLASS_TARGETS[c] for c in "ABC")
+        cheapest = min(r["total_cost"], key=r["total_cost"].get)
+        summary.append(
+            {
+                "seed": r["seed"],
+                "fill_A": r["jitstock_fill"]["A"],
+                "fill_B": r["jitstock_fill"]["B"],
+                "fill_C": r["jitstock_fill"]["C"],
+                "fill_lumpy": r["jitstock_fill"]["lumpy"],
+                "worst_class_gap_pt": round(100 * worst, 2),
+                "saving_vs_textbook_rop": r["saving_vs_textbook_rop"],
+                "saving_vs_minmax_weekly": r["saving_vs_minmax_weekly"],
+                "saving_vs_minmax_static": r["saving_vs_minmax_static"],
+                "cheapest_total_cost": cheapest,
+            }
+        )
+    return {
+        "skus": n,
+        "days": DAYS,
+        "cost_rates": {
+            "holding_per_year": HOLDING_RATE_PER_YEAR,
+            "per_order": ORDER_COST,
+            "backorder_per_unit_day_of_unit_cost": BACKORDER_RATE_PER_DAY,
+        },
+        "summary": summary,
+        "seeds": per_seed,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; JSON-ready nested results."""
+    if getattr(args, "seeds", None):
+        return run_seeds(args)
     started = time.monotonic()
     # 0 is a valid seed: only a missing one falls back to 1
     raw = getattr(args, "seed", None)
@@ -456,6 +684,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_result(result: dict[str, Any]) -> None:
     """Tables: the policies overall and per class, the per-class targets, the curve."""
+    if "summary" in result:
+        print(f"  {result['skus']} SKUs x {result['days']} days, {result['seconds']} s")
+        keys = list(result["summary"][0])
+        print("  " + "".join(f"{k[:22]:>24}" for k in keys))
+        for row in result["summary"]:
+            print("  " + "".join(f"{str(row[k]):>24}" for k in keys))
+        return
     print(
         f"  {result['skus']} SKUs x {result['days']} days, seed {result['seed']}, "
         f"{result['seconds']} s; min/max factor tuned to {result['minmax_factor_at_equal_fill']}"
