@@ -22,15 +22,24 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from jitstock.demo_history import (
+    HISTORY_DAYS,
+    BinPast,
+    SupplierHabits,
+    has_history,
+    write_history,
+)
 from jitstock.firmware_sim.demand import BinDemand
 from jitstock.firmware_sim.fleet import BinSpec, SimulatedFleet
 from jitstock.firmware_sim.supplier import DemoSupplier
-from jitstock.server.db.models import Order
+from jitstock.server.api.order_actions import ack_order
+from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, Order, Supplier
 from jitstock.server.db.session import transaction
 from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
 from jitstock.server.settings import ServerSettings
@@ -44,25 +53,52 @@ DEMO_SECRETS = {
     "borg": "whsec_ZGVtby1zZWNyZXQtYm9yZy1lbGVjdHJvbmljcy0x",
 }
 # Parts per hour per bin: high, so that a minute of demo shows orders and deliveries.
-DEMO_RATE_RANGE = (900.0, 2400.0)
+DEMO_RATE_RANGE = (600.0, 1500.0)
+# Parts one pick takes, by unit weight (g): a kit of small parts for a batch, a few big ones.
+# Picks this size keep the synthetic history (one row per pick) to a few hundred thousand rows.
+PICK_SIZE_BY_UNIT_G = {2.5: 50, 4.0: 40, 12.5: 24, 18.0: 20, 35.0: 12}
+# Unit costs the demo SKUs are drawn from: ABC classes rank consumption by value.
+DEMO_UNIT_COSTS = (0.08, 0.25, 0.6, 1.4, 3.5)
+# The demo bins use periodic review (R,S) with this period: the demo's stand-in for a
+# weekly delivery (the default order cycle, 7 days of demand, would fill a demo bin for
+# a week of real time).  The live rule fires at S - d*R for d*R, so a bin cycles every ten
+# minutes (two or three orders a minute over the plant) and 15 days of history hold
+# about 50,000 orders.
+DEMO_REVIEW_S = 600.0
 # The slower demo supplier's lead time, relative to --lead-time.
 SLOW_SUPPLIER_FACTOR = 1.5
 # The demo trucks arrive this early: put-away, the scale settling and the edge's stability
 # window take 1-2 s before the receipt is on record, more on a loaded machine.
 DEMO_EARLY_S = 3.0
-# Share of demo orders delivered late (20-60 % of the lead time after the promise).
+# Share of the reliable demo supplier's orders delivered late (20-60 % of the lead time
+# after the promise).
 DEMO_LATE_FRACTION = 0.05
-# z of the demo's safety stock: 99 % of lead times end before the bin runs dry.
+# ... and of the unreliable one's: late often enough that its lead-time spread, and so the
+# safety stock of its bins, visibly grows.
+DEMO_UNRELIABLE_LATE_FRACTION = 0.25
+# z of the planner's starting numbers: 99 % of lead times end before the bin runs dry.
 DEMO_SAFETY_Z = 2.33
 # Sensing the crossing pick and sending the order, before the supplier's lead time starts.
 ORDER_LATENCY_S = 2.0
-# Order quantities cover at least this much demand (and round up to tens): a bin cycles
-# every minute or two, not every few seconds.
-MIN_ORDER_COVER_S = 60.0
+# Python log records go here, in the data dir: the console shows the demo's own lines.
+DEMO_LOG = "demo.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# How often the console looks for orders no reading fired (a manager's recount, a policy
+# change, an escalation's bridging order).
+ORDER_WATCH_S = 1.0
+# The demo ranks ABC over the KPI page's default week, so tile classes match its Pareto.
+DEMO_ABC_WINDOW_DAYS = 7
 
 
 def _free_port(preferred: int) -> int:
+    """``preferred`` unless a process listens on it, else a free port.
+
+    With SO_REUSEADDR, as the server's own socket: a port whose last connections
+    are still in TIME_WAIT (a demo restarted within a minute) is free to listen
+    on, so the dashboard stays on 8000 and an open tab reconnects.
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", preferred))
             return preferred
@@ -77,25 +113,55 @@ def reorder_numbers(
     *,
     intermittent: bool = False,
     burst_gap_s: float = BinDemand.burst_gap_s,
+    pick_size: int = 1,
 ) -> tuple[int, int, int]:
-    """(reorder point, order quantity, capacity) that cover a demo bin's demand over its lead time.
+    """(reorder point, order quantity, capacity) a planner would start a demo bin with.
 
     Reorder point = demand over the lead time (plus the order's own latency) +
-    z·σ, with Poisson picks (σ² = mean); an intermittent bin's bursts (picks
-    ``burst_gap_s`` apart) land several picks in one lead time, so its variance
-    is about ``1 + lead / burst_gap_s`` times the mean.  The order quantity
-    covers at least the reorder point (the position must stay above it until the
-    one open order arrives) and a minute of demand; capacity is the order-up-to
-    level.  The live policy learns its own numbers once there is history; these
-    are what a planner would set for a new line.
+    z·σ + one pick (the crossing pick lands below it), with compound Poisson
+    picks of ``pick_size`` (σ² = mean · pick size); an intermittent bin's
+    bursts (picks ``burst_gap_s`` apart) land several picks in one lead time,
+    so its variance is about ``1 + lead / burst_gap_s`` times more, and its
+    reorder point holds at least one average batch (``burst_picks`` picks): a
+    planner sizes such a bin to absorb the batch that empties it.  The order
+    quantity is the demand of one review period (``DEMO_REVIEW_S``) and at
+    least the reorder point; capacity is the order-up-to level.  These play
+    the synthetic history and hold until the live policy's first computation
+    replaces them with learnt numbers.
     """
     per_s = parts_per_hour / 3600.0
     horizon = lead_time_s + ORDER_LATENCY_S
     mean = per_s * horizon
     dispersion = 1.0 + horizon / burst_gap_s if intermittent else 1.0
-    rop = math.ceil(mean + DEMO_SAFETY_Z * math.sqrt(mean * dispersion))
-    qty = 10 * math.ceil(max(rop, per_s * MIN_ORDER_COVER_S) / 10)
+    rop = math.ceil(
+        mean + DEMO_SAFETY_Z * math.sqrt(mean * pick_size * dispersion) + pick_size
+    )
+    if intermittent:
+        rop = max(rop, math.ceil(pick_size * BinDemand.burst_picks))
+    qty = 10 * math.ceil(max(rop, per_s * DEMO_REVIEW_S) / 10)
     return rop, qty, 10 * math.ceil((rop + qty) / 10)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoBin:
+    """One demo bin: its server record, its simulated scale and its demand."""
+
+    seed: BinSeed
+    spec: BinSpec
+
+    def past(self) -> BinPast:
+        """What the synthetic history plays for this bin."""
+        s = self.spec
+        assert self.seed.supplier is not None
+        return BinPast(
+            s.bin,
+            self.seed.sku,
+            self.seed.supplier,
+            BinDemand(s.parts_per_hour, s.intermittent, s.pick_size),
+            self.seed.reorder_point,
+            self.seed.order_qty,
+            s.count,
+        )
 
 
 def demo_bins(
@@ -109,52 +175,65 @@ def demo_bins(
     ``lead_times`` (supplier id -> seconds) sizes each bin's reorder point and
     order quantity for the supplier that serves it (see ``reorder_numbers``).
     """
+    bins = demo_plant(agents, bins_per_agent, seed, lead_times)
+    return [b.seed for b in bins], [b.spec for b in bins]
+
+
+def demo_plant(
+    agents: int,
+    bins_per_agent: int,
+    seed: int,
+    lead_times: dict[str, float] | None = None,
+) -> list[DemoBin]:
+    """The demo plant's bins (see ``demo_bins``)."""
     leads = lead_times or {"acme": 25.0, "borg": 25.0 * SLOW_SUPPLIER_FACTOR}
     rnd = random.Random(seed)
-    seeds: list[BinSeed] = []
-    specs: list[BinSpec] = []
+    out: list[DemoBin] = []
     for a in range(1, agents + 1):
         agent = f"line{a}-pi"
         for i in range(1, bins_per_agent + 1):
             bin_id = f"L{a}-B{i:02d}"
-            unit = rnd.choice([2.5, 4.0, 12.5, 18.0, 35.0])
+            unit = rnd.choice(sorted(PICK_SIZE_BY_UNIT_G))
             tare = rnd.choice([350.0, 500.0, 800.0])
             rate = rnd.uniform(*DEMO_RATE_RANGE)
+            cost = rnd.choice(DEMO_UNIT_COSTS)
+            pick = PICK_SIZE_BY_UNIT_G[unit]
             intermittent = i % 5 == 0
             supplier = "acme" if i % 3 else "borg"
             rop, qty, capacity = reorder_numbers(
-                rate, leads[supplier], intermittent=intermittent
+                rate, leads[supplier], intermittent=intermittent, pick_size=pick
             )
             start = rnd.randint(rop + 4, capacity)
-            seeds.append(
-                BinSeed(
-                    bin_id,
-                    agent,
-                    f"SKU-{a}{i:02d}",
-                    unit,
-                    tare,
-                    rop,
-                    qty,
-                    capacity,
-                    supplier,
-                    area=f"Area {a}",
-                    line=f"Line {a}",
-                    lead_time_s=math.ceil(leads[supplier]),
-                )
+            bin_seed = BinSeed(
+                bin_id,
+                agent,
+                f"SKU-{a}{i:02d}",
+                unit,
+                tare,
+                rop,
+                qty,
+                capacity,
+                supplier,
+                area=f"Area {a}",
+                line=f"Line {a}",
+                lead_time_s=math.ceil(leads[supplier]),
+                unit_cost=cost,
+                policy="R,S",
+                review_period_days=DEMO_REVIEW_S / 86_400,
             )
-            specs.append(
-                BinSpec(
-                    bin_id,
-                    protocol="sics" if i % 4 == 0 else "stream",
-                    unit_weight_g=unit,
-                    count=start,
-                    tare_g=tare,
-                    parts_per_hour=rate,
-                    intermittent=intermittent,
-                    capacity=capacity,
-                )
+            spec = BinSpec(
+                bin_id,
+                protocol="sics" if i % 4 == 0 else "stream",
+                unit_weight_g=unit,
+                count=start,
+                tare_g=tare,
+                parts_per_hour=rate,
+                intermittent=intermittent,
+                pick_size=pick,
+                capacity=capacity,
             )
-    return seeds, specs
+            out.append(DemoBin(bin_seed, spec))
+    return out
 
 
 def write_edge_config(
@@ -211,6 +290,12 @@ def main(argv: list[str]) -> int:
         help="share of orders the demo suppliers deliver late",
     )
     parser.add_argument(
+        "--unreliable-late-fraction",
+        type=float,
+        default=DEMO_UNRELIABLE_LATE_FRACTION,
+        help="share of orders the second (unreliable) demo supplier delivers late",
+    )
+    parser.add_argument(
         "--duration",
         type=float,
         default=0.0,
@@ -223,14 +308,16 @@ def main(argv: list[str]) -> int:
         help="keep state here (default: a temp dir)",
     )
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help=f"also print the log records (always written to DATA_DIR/{DEMO_LOG})",
     )
-
+    args = parser.parse_args(argv)
     workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="jitstock-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = _DemoStack(workdir, args)
+    log_file = setup_logging(workdir / DEMO_LOG, verbose=args.verbose)
+    stack = _DemoStack(workdir, args, log_file)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -257,13 +344,63 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def setup_logging(path: Path, *, verbose: bool = False) -> Path:
+    """Send every log record (ours, the server's, uvicorn's) to ``path``; with verbose also to stderr."""
+    handlers: list[logging.Handler] = [logging.FileHandler(path, encoding="utf-8")]
+    if verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for h in handlers:
+        h.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+    # uvicorn installs its own stderr/stdout handlers from its default logging config
+    # when the server starts: point that config at ours (it is the default argument
+    # ServerApp.serve's uvicorn.Config uses)
+    import uvicorn.config
+
+    for name in ("uvicorn", "uvicorn.access"):
+        cfg = uvicorn.config.LOGGING_CONFIG["loggers"].get(name)
+        if cfg is not None:
+            cfg["handlers"] = []
+            cfg["propagate"] = True
+    return path
+
+
+def order_cause(trigger: dict[str, Any]) -> str:
+    """Why an order was placed, when it was not a scale reading crossing the reorder point."""
+    if "reading_ts_ms" in trigger:
+        return ""
+    if "by" in trigger:
+        return f"{trigger.get('reason', 'placed')} by {trigger['by']}"
+    if "policy" in trigger:
+        return "new reorder point"
+    if "bridge_for" in trigger or "escalation" in trigger:
+        return "escalation"
+    return str(trigger.get("reason", "")) or ", ".join(sorted(trigger))
+
+
 class _DemoStack:
     """Starts and stops the demo's parts in order."""
 
-    def __init__(self, workdir: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self, workdir: Path, args: argparse.Namespace, log_file: Path | None = None
+    ) -> None:
         self.workdir = workdir
         self.args = args
+        self.log_file = log_file
+        self._printed: set[str] = set()
+        self._print_lock = threading.Lock()
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._since_ms = 0
         self.orders_fired = 0
+        self.resumed = False
+        self.adopted = 0
+        self.history_s: float | None = None
         self.deliveries = 0
         self.broker: Any = None
         self.app: Any = None
@@ -287,15 +424,18 @@ class _DemoStack:
         http_port = _free_port(args.port)
         api_url = f"http://127.0.0.1:{http_port}"
         leads = {"acme": args.lead_time, "borg": args.lead_time * SLOW_SUPPLIER_FACTOR}
-        bin_seeds, specs = demo_bins(args.agents, args.bins, args.seed, leads)
+        plant = demo_plant(args.agents, args.bins, args.seed, leads)
+        bin_seeds = [b.seed for b in plant]
+        late = {"acme": args.late_fraction, "borg": args.unreliable_late_fraction}
+        ack_delay = {"acme": 1.0, "borg": 3.0}
 
         self.supplier = DemoSupplier(
             DEMO_SECRETS["acme"],
             api_url,
             lead_time_s=leads["acme"],
-            ack_delay_s=1.0,
+            ack_delay_s=ack_delay["acme"],
             early_s=min(DEMO_EARLY_S, leads["acme"] / 4),
-            late_fraction=args.late_fraction,
+            late_fraction=late["acme"],
             seed=args.seed,
             on_delivery=self._delivered,
         )
@@ -303,9 +443,9 @@ class _DemoStack:
             DEMO_SECRETS["borg"],
             api_url,
             lead_time_s=leads["borg"],
-            ack_delay_s=3.0,
+            ack_delay_s=ack_delay["borg"],
             early_s=min(DEMO_EARLY_S, leads["borg"] / 4),
-            late_fraction=args.late_fraction,
+            late_fraction=late["borg"],
             seed=args.seed + 1,
             on_delivery=self._delivered,
         )
@@ -320,6 +460,7 @@ class _DemoStack:
             influx_url=os.environ.get("JITSTOCK_INFLUX_URL") or None,
             webhook_backoff_base_s=0.5,
             webhook_backoff_cap_s=5.0,
+            abc_window_days=DEMO_ABC_WINDOW_DAYS,
         )
         from jitstock.server.app import ServerApp
 
@@ -338,8 +479,26 @@ class _DemoStack:
             ],
             site_name="Demo plant",
         )
+        habits = {
+            sup: SupplierHabits(
+                leads[sup], ack_delay[sup], min(DEMO_EARLY_S, leads[sup] / 4), late[sup]
+            )
+            for sup in leads
+        }
+        suppliers = {"acme": self.supplier, "borg": self.supplier2}
+        self._point_webhooks(suppliers)
+        counts = self._history_or_resume(plant, habits)
+        if self.resumed:
+            self.adopted = self._hand_back_open_orders(suppliers, leads)
+        specs = [
+            replace(b.spec, count=counts.get(b.spec.bin, b.spec.count)) for b in plant
+        ]
         app.registry.reload()
         app.order_listeners.append(self._orders_fired)
+        self._since_ms = int(time.time() * 1000)
+        self._watcher = threading.Thread(
+            target=self._watch_orders, name="demo-orders", daemon=True
+        )
 
         self.fleet = SimulatedFleet(
             specs, seed=args.seed, workdir=self.workdir / "ptys"
@@ -369,23 +528,139 @@ class _DemoStack:
                 )
             )
         self.runner = self.fleet.run_demand()
+        self._watcher.start()
         print(
             f"jitstock demo: {len(specs)} simulated scales on {len(by_agent)} edge agents, broker {mqtt_url}"
         )
         print(f"  dashboard  {api_url}/")
         print(f"  API docs   {api_url}/docs")
         print(f"  data dir   {self.workdir}")
+        if self.log_file is not None:
+            print(f"  log        {self.log_file} (--verbose prints it here)")
+        if self.resumed:
+            print(
+                "  history    resumed: the scales continue at their last recorded counts"
+            )
+        elif self.history_s is not None:
+            print(
+                f"  history    {HISTORY_DAYS} days of synthetic picks and deliveries "
+                f"({self.history_s:.1f} s)"
+            )
         print("Ctrl-C to stop. Orders and deliveries:", flush=True)
+
+    def _history_or_resume(
+        self, plant: list[DemoBin], habits: dict[str, SupplierHabits]
+    ) -> dict[str, int]:
+        """Each bin's starting count: a fresh data dir gets synthetic history first.
+
+        Over an existing data dir the simulated scales start at the last counts the
+        server recorded, so the first readings after the restart match and raise no
+        refill or consumption the line never made (see ``jitstock demo --help``).
+        """
+        factory = self.app.session_factory
+        if has_history(factory):
+            with transaction(factory, readonly=True) as s:
+                rows = s.execute(
+                    select(Bin.id, Bin.on_hand).where(Bin.last_seen_ms.is_not(None))
+                ).all()
+            self.resumed = True
+            return {b: max(0, int(n)) for b, n in rows}
+        started = time.monotonic()
+        counts = write_history(
+            factory,
+            SITE,
+            [b.past() for b in plant],
+            habits,
+            int(time.time() * 1000),
+            seed=self.args.seed,
+        )
+        self.history_s = time.monotonic() - started
+        return counts
+
+    def _point_webhooks(self, suppliers: dict[str, DemoSupplier]) -> None:
+        """The demo suppliers listen on new ports each run: point their records at them."""
+        with transaction(self.app.session_factory) as s:
+            for sup_id, sup in suppliers.items():
+                row = s.get(Supplier, sup_id)
+                if row is not None:
+                    row.webhook_url = sup.url
+
+    def _hand_back_open_orders(
+        self, suppliers: dict[str, DemoSupplier], leads: dict[str, float]
+    ) -> int:
+        """After a restart, each demo supplier takes over its orders still open.
+
+        The supplier processes of the last run are gone; a real supplier would
+        answer an outage with a new date.  Before the server (and its alert
+        monitor) starts, each open order not shipped yet is acknowledged again
+        with a new promise (now + the lead time: a promise change, as over the
+        API), a shipped one keeps its promise; both are then delivered by it.
+        """
+        now = int(time.time() * 1000)
+        adopted = 0
+        with transaction(self.app.session_factory) as s:
+            open_orders = list(
+                s.scalars(
+                    select(Order).where(
+                        Order.state.in_(OPEN_ORDER_STATES),
+                        Order.supplier_id.in_(list(suppliers)),
+                    )
+                )
+            )
+            for o in open_orders:
+                sup = suppliers[o.supplier_id]
+                public = {
+                    "id": o.id,
+                    "bin": o.bin_id,
+                    "qty": o.qty,
+                    "supplier": o.supplier_id,
+                }
+                promised = o.promised_ms
+                if o.state != "shipped" or promised is None:
+                    promised = now + int(leads[o.supplier_id] * 1000)
+                    try:
+                        ack_order(s, o.id, promised, o.supplier_id, now)
+                    except Exception:
+                        log.exception("demo: order %s could not be re-promised", o.id)
+                        continue
+                sup.adopt(public, promised, acked=True)
+                adopted += 1
+        return adopted
 
     def _orders_fired(self, order_ids: list[str]) -> None:
         with transaction(self.app.session_factory, readonly=True) as s:
-            for order in s.scalars(select(Order).where(Order.id.in_(order_ids))):
+            orders = list(s.scalars(select(Order).where(Order.id.in_(order_ids))))
+        self._print_orders(orders)
+
+    def _print_orders(self, orders: list[Order]) -> None:
+        """One ORDER line per order not printed yet, with its cause when no reading fired it."""
+        with self._print_lock:
+            for order in sorted(orders, key=lambda o: o.created_ms):
+                if order.id in self._printed:
+                    continue
+                self._printed.add(order.id)
                 self.orders_fired += 1
+                cause = order_cause(order.trigger or {})
                 print(
                     f"{time.strftime('%H:%M:%S')} ORDER    {order.id[:8]}  bin {order.bin_id:<7} "
-                    f"qty {order.qty:>4}  supplier {order.supplier_id}",
+                    f"qty {order.qty:>4}  supplier {order.supplier_id}"
+                    + (f"  ({cause})" if cause else ""),
                     flush=True,
                 )
+
+    def _watch_orders(self) -> None:
+        """Print orders that came without a reading: a recount, a policy change, a bridge."""
+        while not self._watch_stop.wait(ORDER_WATCH_S):
+            try:
+                with transaction(self.app.session_factory, readonly=True) as s:
+                    orders = list(
+                        s.scalars(
+                            select(Order).where(Order.created_ms >= self._since_ms)
+                        )
+                    )
+                self._print_orders(orders)
+            except Exception:
+                log.exception("demo: reading new orders failed")
 
     def _delivered(self, order: dict[str, Any]) -> None:
         assert self.fleet is not None
@@ -400,6 +675,9 @@ class _DemoStack:
         )
 
     def stop(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(5.0)
         if self.runner is not None:
             self.runner.stop()
         for p in self.edges:

@@ -11,7 +11,8 @@ checks what issue 9 promises:
   stock (an order the supplier already delivered, still on order; units
   pending put-away that never arrive);
 - no order is overdue past its promise and grace without an open alert;
-- the demo suppliers' on-time rate on the KPI endpoint is above 80 %.
+- the reliable demo supplier's on-time rate on the KPI endpoint is above 80 %,
+  the unreliable one's (a quarter of its orders late by design) above 50 %.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ START_DEADLINE_S = 120.0
 PUTAWAY_MS = 30_000
 # The alert monitor's full pass (JITSTOCK_ALERT_CHECK_S) plus one poll.
 ALERT_LAG_MS = 15_000 + int(POLL_S * 1000)
-SUPPLIERS = ("acme", "borg")
+# Least on-time rate per demo supplier: acme is late one order in twenty, borg one in four.
+SUPPLIERS = {"acme": 0.8, "borg": 0.5}
 DELIVERY_RE = re.compile(r"DELIVERY +(\w{8}) +bin (\S+)")
 
 
@@ -230,8 +232,8 @@ def test_demo_reorder_loop_keeps_bins_supplied(tmp_path: Path) -> None:
     assert watch.polls >= OBSERVE_S / (POLL_S * 4), "the API answered too slowly"
     assert not watch.bad_stockouts, "\n".join(watch.bad_stockouts)
     assert not watch.overdue_unalerted, "\n".join(watch.overdue_unalerted.values())
-    for sup in SUPPLIERS:
+    for sup, least in SUPPLIERS.items():
         row = suppliers.get(sup)
         assert row is not None, (sup, stdout[-2000:])
         assert row["completed"] >= 5, (sup, row, stdout[-2000:])
-        assert row["on_time_rate"] > 0.8, (sup, row)
+        assert row["on_time_rate"] > least, (sup, row)

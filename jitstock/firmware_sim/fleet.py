@@ -31,6 +31,8 @@ class BinSpec:
     unit: Unit = "g"
     parts_per_hour: float = 120.0
     intermittent: bool = False
+    # parts taken per pick (a handful of small parts, one big part)
+    pick_size: int = 1
     # top-up level when the bin runs dry (None: the initial count)
     capacity: int | None = None
     # continuous-output layout of a stream scale (docs/scales.md)
@@ -129,7 +131,11 @@ class SimulatedFleet:
             raise RuntimeError("demand already running")
         model = DemandModel(
             {
-                s.bin: BinDemand(s.parts_per_hour, intermittent=s.intermittent)
+                s.bin: BinDemand(
+                    s.parts_per_hour,
+                    intermittent=s.intermittent,
+                    pick_size=s.pick_size,
+                )
                 for s in self.specs.values()
             },
             seed=self.seed,

@@ -142,6 +142,21 @@ class DemoSupplier:
                 t.join(timeout=5)
         self.api.close()
 
+    def adopt(self, order: dict[str, Any], promised_ms: int, acked: bool) -> None:
+        """Take over an order this supplier promised before a restart: ship and deliver by
+        ``promised_ms`` (acknowledging first unless ``acked``); ``order`` as in a webhook."""
+        now = self.clock.time_ms()
+        arrive = max(now, promised_ms - self.early_ms)
+        with self._lock:
+            self._seen.add(order["id"])
+            self.received.append(order)
+            jobs = [] if acked else [(now, "ack")]
+            jobs += [(now + max(0, arrive - now) // 2, "ship"), (arrive, "deliver")]
+            for due, action in jobs:
+                heapq.heappush(
+                    self._jobs, _Job(due, order["id"], action, order, promised_ms)
+                )
+
     def _receive(self, body: bytes, headers: dict[str, str]) -> int:
         try:
             delivery = self.webhook.verify(

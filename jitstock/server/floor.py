@@ -157,7 +157,8 @@ def tiles(
                 "cap": cap,
                 "rop": rop,
                 "ss": round(ss, 1) if ss is not None else None,
-                "dos": round(on_hand / rate, 1) if rate else None,
+                # three significant digits: a fast bin holds minutes of supply, not 0.0 days
+                "dos": float(f"{on_hand / rate:.3g}") if rate else None,
                 "status": status_of(
                     agent_online=online if agent is not None else None,
                     sensor_ok=ok,

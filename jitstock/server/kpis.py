@@ -24,12 +24,11 @@ from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Bin, BinEvent, Order, Sku
 from jitstock.server.on_time import is_on_time
+from jitstock.server.replenish import abc
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 YEAR_DAYS = 365.0
-# Pareto cut-offs: the usual 80 % / 95 % of consumption value.
-CLASS_A, CLASS_B = 0.80, 0.95
 DONE_STATES = ("delivered", "received", "closed")
 
 
@@ -200,24 +199,29 @@ def compute(
         for sup, s in sorted(suppliers.items())
     ]
     total = sum(sku_value.values())
+    # the same split as the replenishment's ABC ranking (the item crossing a boundary
+    # keeps the class it starts in), so the Pareto's classes are the tiles' classes
+    ranked = sorted(sku_value)
+    classes = dict(
+        zip(
+            ranked,
+            abc.abc_classes([sku_value[k] for k in ranked]).tolist(),
+            strict=True,
+        )
+    )
     pareto: list[dict[str, Any]] = []
     cum = 0.0
     for sku, value in sorted(sku_value.items(), key=lambda kv: -kv[1]):
         if value <= 0:
             continue
         cum += value
-        share = cum / total
         pareto.append(
             {
                 "sku": sku,
                 "consumed": sku_units[sku],
                 "value": round(value, 2),
-                "cum_share": round(share, 4),
-                "class": "A"
-                if share <= CLASS_A or not pareto
-                else "B"
-                if share <= CLASS_B
-                else "C",
+                "cum_share": round(cum / total, 4),
+                "class": classes[sku],
             }
         )
     return {

@@ -31,6 +31,11 @@ class BinSeed:
     line: str | None = None
     # the supplier's quoted lead time for this bin (None: the server's default)
     lead_time_s: int | None = None
+    # the SKU's unit cost (ABC classes rank consumption by value)
+    unit_cost: float | None = None
+    # replenishment policy ("s,Q", "s,S", "R,S") and the review period of "R,S"
+    policy: str | None = None
+    review_period_days: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -74,7 +79,14 @@ def seed_plant(
                 s.add(Agent(id=b.agent, site_id=site))
                 known_agents.add(b.agent)
             if b.sku not in known_skus:
-                s.add(Sku(id=b.sku, name=b.sku, unit_weight_g=b.unit_weight_g))
+                s.add(
+                    Sku(
+                        id=b.sku,
+                        name=b.sku,
+                        unit_weight_g=b.unit_weight_g,
+                        unit_cost=b.unit_cost,
+                    )
+                )
                 known_skus.add(b.sku)
         s.flush()
         for b in bins:
@@ -96,5 +108,7 @@ def seed_plant(
                     reorder_point=b.reorder_point,
                     order_qty=b.order_qty,
                     lead_time_s=b.lead_time_s,
+                    policy=b.policy,
+                    review_period_days=b.review_period_days,
                 )
             )

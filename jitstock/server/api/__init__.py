@@ -22,6 +22,7 @@ from jitstock.server.api.routes import (  # issue 6
     dashboard,
     dead_letters,  # issue 10: ingest dead letters
     docs,
+    favicon,  # issue 14: the site icon
     history,
     keys,
     levels,
@@ -84,6 +85,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
     app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs
     app.include_router(dead_letters.router)  # issue 10: list and replay dead letters
     app.include_router(docs.router)  # /docs and /redoc, no CDN
+    app.include_router(favicon.router)  # issue 14: /favicon.ico, no 404
     register_webhooks(app)  # issue 13: what suppliers receive, under "webhooks"
     declare_error_responses(app)  # 401/403/404/409/422 in the OpenAPI document
     ensure_bootstrap_key(
