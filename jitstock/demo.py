@@ -38,7 +38,7 @@ from jitstock.demo_history import (
 from jitstock.firmware_sim.demand import BinDemand
 from jitstock.firmware_sim.fleet import BinSpec, SimulatedFleet
 from jitstock.firmware_sim.supplier import DemoSupplier
-from jitstock.server.api.order_actions import ack_order
+from jitstock.server.api.order_actions import ack_order, change_promise
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, Order, Supplier
 from jitstock.server.db.session import transaction
 from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
@@ -539,7 +539,8 @@ class _DemoStack:
             print(f"  log        {self.log_file} (--verbose prints it here)")
         if self.resumed:
             print(
-                "  history    resumed: the scales continue at their last recorded counts"
+                "  history    resumed: the scales continue at their last recorded "
+                f"counts; {self.adopted} open orders re-promised by their suppliers"
             )
         elif self.history_s is not None:
             print(
@@ -592,9 +593,10 @@ class _DemoStack:
 
         The supplier processes of the last run are gone; a real supplier would
         answer an outage with a new date.  Before the server (and its alert
-        monitor) starts, each open order not shipped yet is acknowledged again
-        with a new promise (now + the lead time: a promise change, as over the
-        API), a shipped one keeps its promise; both are then delivered by it.
+        monitor) starts, each open order whose promise falls within one lead
+        time gets a new one (now + the lead time: an acknowledgement or a
+        promise change, the same functions the API calls) and is delivered by
+        it; nothing is overdue for the time the demo was down.
         """
         now = int(time.time() * 1000)
         adopted = 0
@@ -615,14 +617,18 @@ class _DemoStack:
                     "qty": o.qty,
                     "supplier": o.supplier_id,
                 }
-                promised = o.promised_ms
-                if o.state != "shipped" or promised is None:
-                    promised = now + int(leads[o.supplier_id] * 1000)
-                    try:
-                        ack_order(s, o.id, promised, o.supplier_id, now)
-                    except Exception:
-                        log.exception("demo: order %s could not be re-promised", o.id)
-                        continue
+                fresh = now + int(leads[o.supplier_id] * 1000)
+                promised = o.promised_ms or 0
+                try:
+                    if o.state in ("created", "sent"):
+                        ack_order(s, o.id, fresh, o.supplier_id, now)
+                        promised = fresh
+                    elif promised < fresh:
+                        change_promise(s, o, fresh, o.supplier_id, now)
+                        promised = fresh
+                except Exception:
+                    log.exception("demo: order %s could not be re-promised", o.id)
+                    continue
                 sup.adopt(public, promised, acked=True)
                 adopted += 1
         return adopted
@@ -680,6 +686,13 @@ class _DemoStack:
             self._watcher.join(5.0)
         if self.runner is not None:
             self.runner.stop()
+        # no more deliveries, then the server, then its agents: a demo stopping is not an
+        # agent going offline (a restart would open with its alerts)
+        for part in (self.supplier, self.supplier2):
+            if part is not None:
+                part.stop()
+        if self.app is not None:
+            self.app.stop()
         for p in self.edges:
             p.send_signal(signal.SIGTERM)
         for p in self.edges:
@@ -687,11 +700,6 @@ class _DemoStack:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for part in (self.supplier, self.supplier2):
-            if part is not None:
-                part.stop()
-        if self.app is not None:
-            self.app.stop()
         if self.fleet is not None:
             self.fleet.stop()
         if self.broker is not None:
