@@ -99,6 +99,40 @@ def fleet_specs(
     return specs
 
 
+def setup_header(stream_format: StreamFormat) -> str:
+    """What the columns of ``setup_row`` are, and how a bin is set up from them."""
+    lines = [
+        "# bin, port, protocol, tare (empty bin on the scale: the bin's tare_g), unit "
+        "weight (unit_weight_g), parts in the bin now, the scale's reading now",
+        "# edge.toml: one [[scales]] per row (port, bin, protocol); server: a bin per "
+        "row with tare_g and unit_weight_g (POST /api/v1/bins or the bins CSV import)",
+    ]
+    if stream_format == "nt":
+        lines.append(
+            '# --stream-format nt sends net weight: per stream scale set net_weight = "add_tare" '
+            "and tare_g = the tare below in edge.toml (docs/scales.md, Net and gross)"
+        )
+    return "\n".join(lines)
+
+
+def setup_row(spec: BinSpec, port: str, protocol: str) -> str:
+    """One bin's set-up, tab-separated: bin, port, protocol, tare, unit weight, count, reading."""
+    reading = spec.tare_g + spec.count * spec.unit_weight_g
+    if protocol == "stream" and spec.stream_format == "nt":
+        reading -= spec.tare_g
+    return "\t".join(
+        (
+            spec.bin,
+            port,
+            protocol,
+            f"tare {spec.tare_g:g} g",
+            f"{spec.unit_weight_g:g} g/part",
+            f"{spec.count} parts",
+            f"reads {reading:g} g",
+        )
+    )
+
+
 def _until_signalled() -> None:
     """Block until SIGINT or SIGTERM."""
     done = threading.Event()
@@ -123,11 +157,10 @@ def _scales(args: argparse.Namespace) -> int:
     fleet = SimulatedFleet(specs, clock, args.seed, args.workdir, rate_hz=args.rate_hz)
     fleet.start()
     try:
+        # the header first (stderr): the rows on stdout stay one tab-separated line per bin
+        print(setup_header(args.stream_format), file=sys.stderr, flush=True)
         for bin_, port, proto in fleet.ports():
-            spec = fleet.specs[bin_]
-            print(
-                f"{bin_}\t{port}\t{proto}\t{spec.unit_weight_g} g/part\t{spec.count} parts"
-            )
+            print(setup_row(fleet.specs[bin_], port, proto))
         print(
             f"# {len(specs)} scales running at speed {args.speed}; Ctrl-C to stop",
             file=sys.stderr,

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from jitstock.edge.probe import probe_port
 from tests.waits import WAIT_S
 
@@ -26,6 +28,14 @@ def test_sim_scales_prints_ports_that_speak_and_stops_on_sigint() -> None:
         rows = [proc.stdout.readline().split("\t") for _ in range(3)]
         assert [r[0] for r in rows] == ["B01", "B02", "B03"]
         assert [r[2] for r in rows] == ["stream", "sics", "stream"]
+        # what setting up the bin needs: tare (empty bin), unit weight, count, reading
+        tare, unit, count, reading = rows[0][3:7]
+        assert tare.startswith("tare ")
+        assert unit.endswith(" g/part")
+        assert count.endswith(" parts")
+        assert float(reading.split()[1]) == pytest.approx(
+            float(tare.split()[1]) + float(unit.split()[0]) * int(count.split()[0])
+        )
         assert "protocol=stream" in probe_port(rows[0][1], timeout_s=PROBE_S)
         assert "protocol=sics" in probe_port(rows[1][1], timeout_s=PROBE_S)
         proc.send_signal(signal.SIGINT)
