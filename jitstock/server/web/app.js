@@ -392,7 +392,7 @@ function auditSentence(c) {
   return `${who} ${verb}` + (parts.length ? ": " + parts.join(", ") : "") + ".";
 }
 async function loadBinEvents() {
-  const d = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/events?limit=30`);
+  const d = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/events?limit=15`);
   $("bin-events").innerHTML = table(["Time", "Event", "Change", "After"],
     d.events.map(e => [fmtTs(e.ts_ms), EVENT_LABEL[e.kind] || e.kind, (e.delta > 0 ? "+" : "") + e.delta, e.on_hand_after]), "bin-events-t", null, "cards") +
     (d.changes.length ? "<h4>Changes</h4><ul class=\"audit\">" + d.changes.slice(0, 10).map(c =>
@@ -458,10 +458,10 @@ async function loadOrders() {
   fillSelect($("o-state"), states, "All states");
   $("o-supplier").value = sups.includes(sup) ? sup : ""; $("o-state").value = states.includes(st) ? st : "";
   const orders = d.orders.filter(o => (!$("o-supplier").value || o.supplier === sup) && (!$("o-state").value || o.state === st));
-  $("orders-matrix").innerHTML = `<div class="card matrix"><h3>Open orders by state and supplier</h3>` + table(["Supplier", ...states, "overdue"],
+  $("orders-matrix").innerHTML = `<div class="card matrix"><h3>Open orders by state and supplier</h3>` + table(["Supplier", ...states.map(x => x.replace(/_/g, " ")), "overdue"],
     sups.map(s => [s, ...states.map(x => d.orders.filter(o => o.supplier === s && o.state === x).length), d.orders.filter(o => o.supplier === s && o.overdue).length])) + "</div>";
   $("orders-table").innerHTML = d.orders.length ? table(["Order", "Bin", "Area", "SKU", "Supplier", "State", "Qty", "Created", "Promised", "On hand", "Stockout in"],
-    orders.map(o => [orderLink(o.id), binLink(o.bin), o.area || "", o.sku, o.supplier, o.state, o.qty, fmtTs(o.created_ms), fmtTs(o.promised_ms),
+    orders.map(o => [orderLink(o.id), binLink(o.bin), o.area || "", o.sku, o.supplier, o.state.replace(/_/g, " "), o.qty, fmtTs(o.created_ms), fmtTs(o.promised_ms),
       o.on_hand, o.stockout_ms ? fmtDur(o.stockout_ms - d.now_ms) : "—"]), "orders-t",
     i => ` class="clickable${orders[i].overdue ? " overdue" : ""}" data-order="${orders[i].id}" data-state="${orders[i].state}"` +
       (orders[i].promised_ms ? ` data-promised="${orders[i].promised_ms}"` : "") + (orders[i].overdue ? ` data-overdue-at="${Date.now()}"` : ""), "cards")
