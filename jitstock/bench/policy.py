@@ -285,15 +285,17 @@ def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
     def rule(t: int, seen: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         i = fc.days.index(t)
         # lead-time history: deliveries before day 0, then those of this run, oldest first
-        samples = np.concatenate([plant.prior_lead, _compact(seen)], axis=1)
+        samples = _compact(np.concatenate([plant.prior_lead, seen], axis=1))
         lt = leadtime.estimate(samples, plant.quoted)
         var = lt.mean * fc.sigma[i] ** 2 + fc.rate[i] ** 2 * lt.sigma**2
         draws, _ = ltd.draws(
             fc.window[i],
-            samples[:, -leadtime.MAX_DELIVERIES :],
+            samples,
             fc.rate[i] * lt.mean,
             var,
             np.random.default_rng([seed_of(plant), t]),
+            # the simulation reviews daily: the crossing "pick" is a day's demand
+            pick_sizes=fc.window[i],
         )
         p = policy.compute(
             policy.PolicyInputs(
@@ -337,7 +339,7 @@ def seed_of(plant: Plant) -> int:
 
 def _observed_lead(plant: Plant, seen: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Plain mean and σ of every lead time observed so far (before day 0 and in the run)."""
-    x = np.concatenate([plant.prior_lead, _compact(seen)], axis=1)
+    x = _compact(np.concatenate([plant.prior_lead, seen], axis=1))
     mean = np.nanmean(x, axis=1)
     return mean, np.nanstd(x, axis=1, ddof=1)
 
@@ -383,10 +385,20 @@ def minmax_rule(plant: Plant, factor: float | FloatArray) -> Rule:
 
 
 def _compact(seen: FloatArray) -> FloatArray:
-    """Keep the last leadtime.MAX_DELIVERIES observed columns (older ones weigh nothing)."""
+    """Each row's last leadtime.MAX_DELIVERIES observed values, right-aligned, NaN before them.
+
+    Per row: a part ordering weekly must keep its own deliveries even where
+    another part has placed hundreds of orders (a shared column window would
+    leave the weekly part with none and its lead-time draws empty).
+    """
     have = ~np.isnan(seen)
-    last = int(np.flatnonzero(have.any(axis=0)).max()) + 1 if have.any() else 0
-    return seen[:, max(0, last - leadtime.MAX_DELIVERIES) : last]
+    # NaNs first, then the row's observations in their order
+    order = np.argsort(have, axis=1, kind="stable")
+    packed = np.take_along_axis(seen, order, axis=1)
+    width = min(
+        leadtime.MAX_DELIVERIES, int(have.sum(axis=1).max()) if have.size else 0
+    )
+    return packed[:, packed.shape[1] - width :]
 
 
 def summarise(

@@ -208,6 +208,7 @@ def compute_bin(
             np.atleast_1d(rate * lm),
             np.atleast_1d(var),
             np.random.default_rng(zlib.crc32(bin.id.encode())),
+            pick_sizes=qty[None, :] if qty.size else None,
         )
         ltd_method = ltd.METHODS[int(methods[0])]
     x = policy.PolicyInputs(

@@ -63,6 +63,35 @@ def block_bootstrap(
     return np.asarray(hi - lo, dtype=np.float64)
 
 
+def undershoot_draws(
+    sizes: FloatArray, rng: np.random.Generator, draws: int = DRAWS
+) -> FloatArray:
+    """How far below the trigger the crossing pick lands, drawn per row, (n, draws).
+
+    The pick that crosses is size-biased (a big pick is more likely to be the
+    one that crosses), and it crosses anywhere along its length: Y drawn with
+    probability ∝ its size, U = Y·uniform.  Its mean is E[X²]/2E[X]
+    (demand.undershoot); the draws carry the whole spread, which on lumpy
+    parts is most of the tail.  Rows without demand draw 0.
+    """
+    y = np.atleast_2d(np.maximum(np.asarray(sizes, dtype=np.float64), 0.0))
+    n, m = y.shape
+    total = y.sum(axis=1)
+    if m == 0:
+        return np.zeros((n, draws))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cw = np.where(total[:, None] > 0, np.cumsum(y, axis=1) / total[:, None], 1.0)
+    rows = np.arange(n, dtype=np.float64)[:, None]
+    # one global search: row i's cumulative weights live in (i, i + 1]
+    flat = (np.minimum(cw, 1.0) + rows).ravel()
+    r = rng.random((n, draws)) + rows
+    idx = np.searchsorted(flat, r.ravel(), side="right").reshape(n, draws)
+    idx = np.clip(idx - (np.arange(n) * m)[:, None], 0, m - 1)
+    picked = np.take_along_axis(y, idx, axis=1)
+    u = picked * rng.random((n, draws))
+    return np.asarray(np.where(total[:, None] > 0, u, 0.0), dtype=np.float64)
+
+
 def gamma_draws(
     mean: FloatArray, var: FloatArray, rng: np.random.Generator, draws: int = DRAWS
 ) -> FloatArray:
@@ -121,11 +150,15 @@ def draws(
     var: FloatArray,
     rng: np.random.Generator,
     n_draws: int = DRAWS,
+    pick_sizes: FloatArray | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-    """Lead-time demand draws per row and the method used (BLOCK or GAMMA), (n, draws), (n,).
+    """Lead-time demand (plus undershoot) draws per row and the method used, (n, draws), (n,).
 
     Block bootstrap where the history has at least MIN_DEMAND_DAYS days with
     demand; elsewhere a gamma with ``mean`` (d·L) and ``var`` (L·σ_d² + d²·σ_L²).
+    With ``pick_sizes`` (n, m) each draw adds an undershoot draw
+    (undershoot_draws): the position when the order goes out is that far
+    below the trigger, so the reorder point must cover LTD + U, not LTD.
     """
     y = np.atleast_2d(np.asarray(history, dtype=np.float64))
     enough = (y > 0).sum(axis=1) >= MIN_DEMAND_DAYS
@@ -133,4 +166,6 @@ def draws(
     gamma = gamma_draws(mean, var, rng, n_draws)
     gamma = np.broadcast_to(gamma, block.shape)
     out = np.where(enough[:, None], block, gamma)
+    if pick_sizes is not None:
+        out = out + undershoot_draws(pick_sizes, rng, n_draws)
     return np.asarray(out, np.float64), np.where(enough, BLOCK, GAMMA).astype(np.int64)

@@ -8,9 +8,11 @@
 - (R,S): every R days order up to S = d·(L+R) + SS(L+R).  Live, the
   continuous reorder rule fires at s = S − d·R (where a review would find the
   position) for Q = d·R.
-- With lead-time demand draws (ltd.py) and a fill-rate target, s is solved
-  on the draws (expected shortage per cycle ≤ (1 − β)·Q) and SS is s minus
-  their mean; z is then reported as SS/σ_LT.
+- With lead-time demand draws (ltd.py, undershoot included) and a
+  fill-rate target, s is the level solved on the draws (expected shortage
+  per cycle ≤ (1 − β)·Q), raised by how much the forecast d·H + undershoot
+  exceeds the draws' mean (demand grown past the history), never lowered;
+  SS = s − d·H − undershoot and z is reported as SS/σ_LT.
 - z: for a fill-rate target β (the default: units served from stock, what
   the line feels) the z whose expected shortage per order cycle,
   σ_LT·G(z), equals (1 − β)·Q (G: the standard normal loss function), never
@@ -229,7 +231,11 @@ def compute(x: PolicyInputs) -> Policy:
                 np.asarray(x.service_level, np.float64), *SERVICE_LEVEL_RANGE
             )
             level = ltd.fill_rate_level(x.ltd_samples, beta, qty)
-            emp_ss = level - np.atleast_2d(x.ltd_samples).mean(axis=1)
+            mean_x = np.atleast_2d(x.ltd_samples).mean(axis=1)
+            # the draws' level, raised where the forecast says demand grew past the
+            # history (never lowered: a lumpy forecast's dip is noise, a dying part fades)
+            rise = np.maximum(d * horizon + np.asarray(x.undershoot) - mean_x, 0.0)
+            emp_ss = level + rise - d * horizon - np.asarray(x.undershoot)
             use = fill & ~periodic
             ss = np.where(use, emp_ss, ss)
             with np.errstate(divide="ignore", invalid="ignore"):

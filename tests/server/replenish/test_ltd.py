@@ -56,3 +56,11 @@ def test_method_selection_picks_ses_for_a_regular_series():
     fit = forecast.fit(y, code)
     assert forecast.METHODS[int(fit.method[0])] == "ses"
     assert float(fit.rate[0]) == pytest.approx(1.0, abs=0.03)  # not SBA's 0.886
+
+
+def test_undershoot_draws_are_size_biased_with_the_renewal_mean():
+    # picks 1 and 9: the crossing pick is the 9 nine times in ten; E[U] = E[X²]/2E[X] = 4.1
+    y = np.array([[1.0, 9.0, 0.0], [5.0, 5.0, 0.0], [0.0, 0.0, 0.0]])
+    u = ltd.undershoot_draws(y, np.random.default_rng(0), 100_000)
+    assert u.mean(axis=1) == pytest.approx(demand.undershoot(y), abs=0.05)
+    assert u.max() <= 9.0
