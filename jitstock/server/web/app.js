@@ -402,8 +402,10 @@ async function loadPolicy() {
   try {
     const p = await api(`/api/v1/bins/${encodeURIComponent(state.bin)}/policy`);
     const f = v => v == null ? "—" : (typeof v === "number" ? +v.toFixed(2) : v);
+    // a lead time in days, or hours/minutes/seconds when shorter (demo suppliers deliver in seconds)
+    const lt = v => v == null ? "—" : v >= 1 ? +v.toFixed(2) + " days" : v * 86400 < 120 ? Math.round(v * 86400) + " s" : fmtDur(v * 86400e3);
     $("bin-policy").innerHTML = `<p>Policy <b>${esc(p.policy)}</b>, demand <b>${esc(p.demand_class)}</b> (${esc(p.forecast_method)}):
-      ${f(p.rate_per_day)} ± ${f(p.sigma_per_day)} per day. Lead time ${f(p.lead_time_days)} ± ${f(p.sigma_lead_time_days)} days
+      ${f(p.rate_per_day)} ± ${f(p.sigma_per_day)} per day. Lead time ${lt(p.lead_time_days)} ± ${lt(p.sigma_lead_time_days)}
       (${esc(p.lead_time_source)}, ${p.deliveries} deliveries). Class ${esc(p.abc_class || "—")} → service level ${f(p.service_level)}, z ${f(p.z)}.</p>
       <p>Safety stock <b>${f(p.safety_stock)}</b>, reorder point <b>${f(p.reorder_point)}</b> (applied ${p.applied_reorder_point}),
       order quantity <b>${f(p.order_qty)}</b>${p.kanban_cards ? `, ${p.kanban_cards} kanban cards` : ""}.
