@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 # A request whose answer has not come back this long after its own timeout allowed
 # (four phases) failed: the child is stuck or gone.
 ANSWER_MARGIN_S = 10.0
-# How long close() waits for the child to finish what it is sending.
-CLOSE_S = 3.0
+# How long close() waits for the child to exit before ending it: the dispatcher has
+# already given its sends in flight their time (dispatch.STOP_SENDS_S), and a stop must
+# end the server within seconds.
+CLOSE_S = 0.5
 
 
 _Answer = Future[tuple[int, list[tuple[str, str]]]]

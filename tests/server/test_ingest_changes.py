@@ -4,6 +4,7 @@ more after each registry reload (so a reorder point or supplier edited by hand c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.server.test_ingest import readings
 
 
 @pytest.fixture
-def plant(tmp_path: Path) -> Plant:
+def plant(tmp_path: Path) -> Iterator[Plant]:
     plant = Plant(tmp_path)
     yield plant
     plant.close()

@@ -4,6 +4,7 @@ verdicts and signatures work through it exactly as through an httpx.Client."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ def client() -> Iterator[ProcessClient]:
 
 
 def test_retries_then_delivery_through_the_child(
-    db, receiver, webhook_secret, client: ProcessClient
+    db: Any, receiver: Any, webhook_secret: str, client: ProcessClient
 ) -> None:
     (bin_id,) = seed(
         db.factory, webhook_url=receiver.url, webhook_secret=webhook_secret
@@ -51,7 +52,7 @@ def test_transport_errors_come_back_as_the_same_httpx_exception(
         client.post("ftp://127.0.0.1/hook", content=b"{}", headers={})
 
 
-def test_a_dead_child_is_started_again(receiver, client: ProcessClient) -> None:
+def test_a_dead_child_is_started_again(receiver: Any, client: ProcessClient) -> None:
     r = client.post(receiver.url, content=b"{}", headers={})
     assert r.status_code in (
         200,

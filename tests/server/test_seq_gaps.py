@@ -5,8 +5,10 @@ whose registry reloads all the time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -59,13 +61,13 @@ class ReloadingLock:
 
 
 @pytest.fixture
-def plant(tmp_path: Path) -> Plant:
+def plant(tmp_path: Path) -> Iterator[Plant]:
     plant = Plant(tmp_path)
     yield plant
     plant.close()
 
 
-def cursor_gaps(sessions, agent: str) -> int:
+def cursor_gaps(sessions: Any, agent: str) -> int:
     with transaction(sessions, readonly=True) as s:
         row = s.scalars(select(AgentCursor).where(AgentCursor.agent_id == agent)).one()
         return row.gaps
@@ -88,7 +90,7 @@ def test_gaps_counted_once_when_a_reload_redoes_the_flush(plant: Plant) -> None:
 
 
 def test_gaps_through_mqtt_while_the_registry_reloads(
-    tmp_path: Path, mosquitto, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mosquitto: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a reload every few milliseconds: flushes keep meeting one
     monkeypatch.setattr(server_app, "REGISTRY_REFRESH_S", 0.003)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,17 @@ class Device:
         return self.seq
 
 
+def _opened(stream: Stream) -> bool:
+    return "event: hello" in stream.lines
+
+
 def test_graceful_shutdown_does_not_wait_for_streams() -> None:
     # uvicorn would otherwise wait for every open response before it returns
     assert GRACEFUL_SHUTDOWN_S < STOP_WITHIN_S
 
 
 def test_sigterm_with_two_open_streams_exits_and_acks_only_what_is_durable(
-    tmp_path: Path, mosquitto
+    tmp_path: Path, mosquitto: Any
 ) -> None:
     key = secrets.token_urlsafe(32)
     db_url = f"sqlite:///{tmp_path / 'state.db'}"
@@ -135,7 +140,7 @@ def test_sigterm_with_two_open_streams_exits_and_acks_only_what_is_durable(
         server.start()
         streams = [Stream(server.url, key), Stream(server.url, key)]
         for st in streams:
-            wait_until(lambda st=st: "event: hello" in st.lines, what="the hello event")
+            wait_until(partial(_opened, st), what="the hello event")
         device = Device(mosquitto.url)
         wait_until(
             lambda: (c := cursor()) is not None and c.last_seq >= 20, what="ingest"
