@@ -449,7 +449,8 @@ def _costs(plant: Plant, o: Outcome, m: npt.NDArray[np.bool_]) -> dict[str, floa
         "holding_cost": round(hold, 0),
         "ordering_cost": round(order, 0),
         "backorder_cost": round(back, 0),
-        "total_cost": round(hold + order + back, 0),
+        # the sum of the shown (rounded) parts, so the table adds up
+        "total_cost": round(hold, 0) + round(order, 0) + round(back, 0),
     }
 
 
