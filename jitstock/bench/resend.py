@@ -61,6 +61,8 @@ IDLE_S = 30.0
 IDLE_SETTLE_MAX_S = 300.0
 IDLE_WINDOW_S = 5.0
 IDLE_QUIET = 0.10  # of one core: start-up work is over
+# ...in this many windows in a row (one quiet window can fall between two busy ones)
+IDLE_QUIET_WINDOWS = 4
 SECRET = "whsec_YmVuY2gtc2VjcmV0LWZvci10cmlnZ2VyLWxhdGVuY3k="
 
 # Seeds a state DB with the tree the server runs (each tree migrates its own schema).
@@ -522,10 +524,13 @@ def _measure(
             # start-up work (the policy recalculation of every bin) is not idle load:
             # wait until a window is quiet, then measure
             started = time.monotonic()
+            quiet = 0
             while time.monotonic() - started < IDLE_SETTLE_MAX_S:
                 w0 = _cpu_tree_s(server)
                 time.sleep(IDLE_WINDOW_S)
-                if (_cpu_tree_s(server) - w0) / IDLE_WINDOW_S < IDLE_QUIET:
+                busy = (_cpu_tree_s(server) - w0) / IDLE_WINDOW_S
+                quiet = quiet + 1 if busy < IDLE_QUIET else 0
+                if quiet >= IDLE_QUIET_WINDOWS:
                     break
             out["startup_busy_s"] = round(time.monotonic() - started, 1)
             c0 = _cpu_tree_s(server)

@@ -412,11 +412,17 @@ class Dispatcher:
             return
         if pool is None or self._stop.is_set():
             return  # stopping: their claim lease makes them due again later
-        with self._count_lock:
-            self._in_flight += len(jobs)
         for job in jobs:
             assert isinstance(job, _Job)
-            pool.submit(self._send, job)
+            with self._count_lock:
+                self._in_flight += 1
+            try:
+                pool.submit(self._send, job)
+            except RuntimeError:
+                # the pool shut down meanwhile: the claim lease makes the order due again
+                with self._count_lock:
+                    self._in_flight -= 1
+                return
 
     def _claim_many(self, limit: int) -> list[_Job]:
         """Claim up to ``limit`` due orders in one transaction (one write lock for all)."""
