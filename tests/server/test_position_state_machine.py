@@ -111,12 +111,13 @@ from jitstock.server.supplier.receiving import label_code
 from jitstock.server.tsdb import open_store
 from tests.server.webhook_receiver import WebhookReceiver
 
-# Examples per backend in ``make test``: about a minute each on a loaded 2-core box
-# (PostgreSQL costs about three times SQLite per step); POSITION_MACHINE_EXAMPLES overrides.
-DEFAULT_EXAMPLES = {"sqlite": 80, "postgresql": 35}
+# Examples per backend in ``make test`` (300 in all, 15 steps each; PostgreSQL costs about
+# three times SQLite per step); POSITION_MACHINE_EXAMPLES overrides; ``make soak`` runs
+# thousands of longer ones.
+DEFAULT_EXAMPLES = {"sqlite": 240, "postgresql": 60}
 settings.register_profile(
     "position-default",
-    stateful_step_count=25,
+    stateful_step_count=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     # the explain phase traces every line (sys.settrace): minutes over a database
