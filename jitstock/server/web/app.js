@@ -450,8 +450,13 @@ const orderLink = id => id ? { html: `<a href="#/orders/${encodeURIComponent(id)
 // ---------- orders board ----------
 // Columns, fixed: Order, Bin, Area, SKU, Supplier, State, Qty, Created, Promised, On hand, Stockout in.
 // Rows: oldest order first. The matrix's state columns follow ORDER_STATES.
+// Loads overlap when pushes come fast; an older answer must never be drawn over a newer one.
+const loadGen = {};
+const newest = (key) => { const g = (loadGen[key] || 0) + 1; loadGen[key] = g; return () => loadGen[key] === g; };
 async function loadOrders() {
+  const current = newest("orders");
   const d = await api("/api/v1/board/orders");
+  if (!current()) return;
   state.clockSkew = d.now_ms - Date.now();
   const sup = $("o-supplier").value, st = $("o-state").value;
   const states = [...new Set([...ORDER_STATES.filter(x => x !== "part_received"), ...d.orders.map(o => o.state)])].sort(byOrderState);
@@ -512,8 +517,10 @@ async function loadAlertCount() {
 }
 // Columns, fixed: Severity, Opened, What happened, What to do, About, Status, action.
 async function loadAlerts() {
+  const current = newest("alerts");
   const which = $("a-state").value;
   const rows = await api(`/api/v1/alerts?state=${which}`);
+  if (!current()) return;
   if (!rows.length) {
     $("alerts-table").innerHTML = `<div class="card empty all-well"><h3>All is well</h3><p>${which === "resolved" ? "No resolved alerts yet." :
       "No open alerts: every bin is reporting, stocked or on order, and every supplier is on time."}</p></div>`;
@@ -568,7 +575,9 @@ const KPI_DEFS = {
 const kpiHead = labels => labels.map(l => ({ label: l, title: KPI_DEFS[l] }));
 async function loadKpis() {
   const days = +$("k-period").value, end = Date.now(), start = end - days * 86400e3, area = $("k-area").value;
+  const current = newest("kpis");
   const k = await api(`/api/v1/kpis?start=${start}&end=${end}` + (area ? `&area=${encodeURIComponent(area)}` : ""));
+  if (!current()) return;
   const pct = v => v == null ? "—" : (v * 100).toFixed(1) + " %", n = v => v ?? "—";
   if (!area) fillSelect($("k-area"), k.areas.map(a => a.area).filter(a => a !== "all"), "All areas");
   $("kpi-areas").innerHTML = table(kpiHead(["Area", "Bins", "Stockout events", "Stockout minutes", "Fill rate", "Avg on hand", "Days of supply", "Inventory turns", "Orders / week", "Consumed"]),
