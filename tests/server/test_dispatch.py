@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -227,7 +228,11 @@ def test_408_429_are_retried_honouring_a_capped_retry_after(
     policy = RetryPolicy(
         timeout_s=2.0, backoff_base_s=1.0, backoff_cap_s=10.0, retry_after_cap_s=30.0
     )
-    dispatcher = Dispatcher(db.factory, http, clock=clock, retry=policy)
+    # a seeded jitter (its first draw is 134 ms of the 1 s ceiling): an unseeded one draws a
+    # zero delay one time in a thousand, and run_once then retries at once (2 attempts)
+    dispatcher = Dispatcher(
+        db.factory, http, clock=clock, retry=policy, rng=random.Random(1)
+    )
     assert dispatcher.run_once() == 1
     order = _order(db.factory, order_id)
     assert order.state == "created"
