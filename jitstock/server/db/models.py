@@ -164,6 +164,9 @@ class Agent(Base):
     kind.  ``online`` is kept for compatibility: reported online, or traffic
     without a status.  ``receive_bins`` names the bins its scanners may receive
     goods into (None: the bins it feeds; ``["*"]``: any bin of its site).
+    ``mqtt_username`` is the broker client the server provisioned for it (Mosquitto
+    Dynamic Security; None: its credentials are made by hand), ``enabled`` false
+    while that client is disabled at the broker.
     """
 
     __tablename__ = "agents"
@@ -178,6 +181,8 @@ class Agent(Base):
     description: Mapped[str | None] = mapped_column(String(200), nullable=True)
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sensors: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    mqtt_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AgentCursor(Base):
@@ -381,4 +386,5 @@ class AuditLog(Base):
 from jitstock.server.db import alert_models as alert_models  # noqa: E402
 from jitstock.server.db import deadletter_models as deadletter_models  # noqa: E402
 from jitstock.server.db import replenish_models as replenish_models  # noqa: E402
+from jitstock.server.db import sparkplug_models as sparkplug_models  # noqa: E402
 from jitstock.server.db import supplier_models as supplier_models  # noqa: E402
