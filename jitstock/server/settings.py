@@ -37,6 +37,15 @@ class ServerSettings(BaseSettings):
     # Unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum):
     # the back-pressure window; beyond it the broker queues instead of us buffering in RAM.
     mqtt_receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    # Device provisioning (issue 16, docs/provisioning.md): the server's Mosquitto Dynamic
+    # Security admin client.  Set, POST /api/v1/agents creates each agent's MQTT client.
+    mqtt_dynsec_user: str | None = None
+    mqtt_dynsec_password: str | None = None
+    # How long one dynsec request may take (connect, subscribe, answer) before a 503.
+    mqtt_dynsec_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # The broker URL written into a provisioned agent's edge.toml; unset: mqtt_url
+    # (the server may reach the broker on 127.0.0.1 while the Pis need its LAN name).
+    mqtt_agent_url: str | None = None
 
     influx_url: str | None = None
     influx_db: str = "jit"
@@ -124,6 +133,7 @@ class ServerSettings(BaseSettings):
             "bootstrap_admin_key",
             "influx_password",
             "mqtt_password",
+            "mqtt_dynsec_password",
             "smtp_password",
             "supplier_link_secret",
         ):
