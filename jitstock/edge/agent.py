@@ -29,6 +29,7 @@ from dataclasses import replace
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock, wait
 from jitstock.edge.batching import WIDEST_SEQ, fit
+from jitstock.edge.hid import HidScannerReader
 from jitstock.edge.outbox import BatchBuilder, BatchKind, Outbox, OutboxError
 from jitstock.edge.publisher import Publisher
 from jitstock.edge.scale import ScalePortConfig, ScaleReader
@@ -108,10 +109,14 @@ class Agent:
         self._readers: dict[str, ScaleReader] = {}
         for scale in settings.scales:
             self._add_reader(scale.port_config())
-        self._scanners = [
-            ScannerReader(s.port, s.id, self, clock, s.baudrate)
+        self._scanners: list[ScannerReader | HidScannerReader] = [
+            HidScannerReader(s.port, s.id, self, clock, s.layout or "us")
+            if s.kind == "hid"
+            else ScannerReader(s.port, s.id, self, clock, s.baudrate)
             for s in settings.scanners
         ]
+        # HID scanners report their health (unplugged or not) beside the bins
+        self._hid_ids = [s.id for s in settings.scanners if s.kind == "hid"]
 
     # ------------------------------------------------------------ lifecycle
 
@@ -289,9 +294,10 @@ class Agent:
         return build
 
     def sensors(self) -> list[protocol.SensorStatus]:
-        """Health of every bin this agent serves, sorted by bin."""
+        """Health of every bin this agent serves and of its HID scanners, sorted by name."""
         with self._config_lock:
             bins = {reader.config.bin for reader in self._readers.values()}
+        bins.update(self._hid_ids)
         with self._lock:
             return [
                 self._health.get(b, protocol.SensorStatus(b, False, UNKNOWN_FAULT))

@@ -37,6 +37,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from jitstock.edge.keymap import Layout
 from jitstock.edge.outbox import DEFAULT_MAX_BATCHES
 from jitstock.edge.publisher import DEFAULT_WINDOW, MAX_WINDOW, BrokerConfig
 from jitstock.edge.scale import NetWeight, ScalePortConfig
@@ -97,13 +98,24 @@ class ScaleSettings(BaseModel):
 
 
 class ScannerSettings(BaseModel):
-    """One barcode scanner on one serial port."""
+    """One barcode scanner: on a serial port, or a USB HID scanner's input device (``kind = "hid"``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     port: str = Field(min_length=1)
     id: str = Field(pattern=BIN_RE.pattern)
+    kind: Literal["serial", "hid"] = "serial"
     baudrate: int = Field(9600, gt=0)
+    # HID only: the keyboard layout the scanner types in (a German scanner swaps Y and Z)
+    layout: Layout | None = None
+
+    @model_validator(mode="after")
+    def _layout_for_hid(self) -> ScannerSettings:
+        if self.layout is not None and self.kind != "hid":
+            raise ValueError(
+                'layout: only a HID scanner (kind = "hid") has a keyboard layout'
+            )
+        return self
 
 
 class EdgeSettings(BaseSettings):
@@ -194,6 +206,11 @@ class EdgeSettings(BaseSettings):
         for i, scanner in enumerate(self.scanners):
             if scanner.id in ids:
                 raise ValueError(f"scanners[{i}].id: scanner {scanner.id} listed twice")
+            if scanner.kind == "hid" and scanner.id in bins:
+                # a HID scanner's health is reported under its id, beside the bins
+                raise ValueError(
+                    f"scanners[{i}].id: {scanner.id} is also a bin; name the scanner apart"
+                )
             ids.add(scanner.id)
         return self
 

@@ -1,0 +1,351 @@
+"""HidScannerReader: a USB HID barcode scanner read from its Linux input device.
+
+A HID scanner is a keyboard: each scanned code arrives as key presses, ended by the
+suffix key (Enter or Tab). The reader opens the device by its stable path
+(``/dev/input/by-id/usb-…-event-kbd``), grabs it exclusively (``EVIOCGRAB``) so the
+scans do not also type into a console or a login prompt, and reads the kernel's
+``struct input_event`` records directly (``struct timeval`` + u16 type + u16 code +
+s32 value, 24 bytes on 64-bit): the ``evdev`` package is an sdist that needs kernel
+headers on the Pi, and the record layout is a stable kernel ABI.
+
+Key presses become characters through :class:`~jitstock.edge.keymap.Keymap` (Shift,
+Caps Lock, AltGr; layout ``us`` or ``de``). A finished code is delivered exactly like
+a serial scanner's line (:meth:`ScanSink.on_scan`). Garbage — a key the layout has no
+character for, a code longer than the wire contract allows, a code left unfinished
+for :data:`PARTIAL_TIMEOUT_S` — is counted and dropped, the next code is read.
+
+Unplug: the device node disappears and reads fail (``ENODEV``); a FIFO standing in
+for it in tests reports end of file. The reader reports the scanner faulty
+(``port_error``), logs once per kind of failure, and re-opens the same path with
+capped exponential backoff until it is back.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import struct
+import threading
+from typing import Protocol
+
+from jitstock.clock import REAL_CLOCK, Clock, wait
+from jitstock.edge.keymap import (
+    IGNORED_KEYS,
+    KEY_CAPSLOCK,
+    KEY_RIGHTALT,
+    SHIFT_KEYS,
+    SUFFIX_KEYS,
+    Keymap,
+    Layout,
+)
+from jitstock.edge.scanner import ScanSink
+from jitstock.protocol import MAX_CODE_LEN
+from jitstock.ratelog import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+# struct input_event: struct timeval (two native longs), __u16 type, __u16 code, __s32 value.
+EVENT = struct.Struct("llHHi")
+EV_KEY = 0x01
+KEY_PRESS, KEY_RELEASE = 1, 0  # 2 is auto-repeat: a scanner never holds a key
+# EVIOCGRAB = _IOW('E', 0x90, int): exclusive access, no other reader sees the keys.
+EVIOCGRAB = 0x40044590
+# Real seconds one select may block: bounds stop() latency.
+READ_TIMEOUT_S = 0.1
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+# A scanner types a whole code within milliseconds; keys older than this without a
+# suffix are someone pressing keys (or a lost suffix), not the start of the next code.
+PARTIAL_TIMEOUT_S = 2.0
+
+
+class HealthSink(Protocol):
+    """Receives the scanner's health (called from the reader thread, on change only)."""
+
+    def on_health(self, bin: str, ok: bool, fault: str | None) -> None:
+        """Healthy, or the fault label."""
+        ...
+
+
+class ScanAndHealthSink(ScanSink, HealthSink, Protocol):
+    """What the agent offers a HID reader."""
+
+
+class _DeviceGone(Exception):
+    """The device vanished or failed while open; re-open it."""
+
+
+class KeyDecoder:
+    """Key events to codes: modifiers held, characters collected until the suffix key."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.keymap = Keymap(layout)
+        self._shift: set[int] = set()
+        self._altgr = False
+        self._caps = False
+        self._chars: list[str] = []
+        self._bad: str | None = None
+        self.started_at: float | None = None
+
+    @property
+    def pending(self) -> bool:
+        """True while a code has been started but not ended."""
+        return bool(self._chars) or self._bad is not None
+
+    def reset(self) -> None:
+        """Forget a half-typed code and the modifiers (after a re-open)."""
+        self._shift.clear()
+        self._altgr = False
+        self._chars, self._bad, self.started_at = [], None, None
+
+    def key(self, code: int, value: int, now: float) -> tuple[str | None, str | None]:
+        """Feed one key event; ``(code, None)`` when a code ends, ``(None, why)`` when it is garbage."""
+        if code in SHIFT_KEYS:
+            if value == KEY_PRESS:
+                self._shift.add(code)
+            elif value == KEY_RELEASE:
+                self._shift.discard(code)
+            return None, None
+        if code == KEY_RIGHTALT:
+            if value in (KEY_PRESS, KEY_RELEASE):
+                self._altgr = value == KEY_PRESS
+            return None, None
+        if value != KEY_PRESS:
+            return None, None
+        if code == KEY_CAPSLOCK:
+            self._caps = not self._caps
+            return None, None
+        if code in IGNORED_KEYS:
+            return None, None
+        if code in SUFFIX_KEYS:
+            return self._finish()
+        if self.started_at is None:
+            self.started_at = now
+        char = self.keymap.char(
+            code, shift=bool(self._shift), caps=self._caps, altgr=self._altgr
+        )
+        if char is None:
+            self._bad = (
+                self._bad
+                or f"key code {code} has no character in layout {self.keymap.layout}"
+            )
+        elif len(self._chars) >= MAX_CODE_LEN:
+            self._bad = self._bad or f"code longer than {MAX_CODE_LEN} characters"
+        else:
+            self._chars.append(char)
+        return None, None
+
+    def _finish(self) -> tuple[str | None, str | None]:
+        text, bad = "".join(self._chars), self._bad
+        self._chars, self._bad, self.started_at = [], None, None
+        if bad is not None:
+            return None, f"{bad} (typed so far {text[:40]!r})"
+        text = text.strip()
+        if not text:
+            return None, None  # a lone Enter: nothing was scanned
+        if not text.isprintable():
+            return None, f"unprintable code {text[:40]!r}"
+        return text, None
+
+
+class HidScannerReader:
+    """Reads one HID scanner's input device in a daemon thread (see module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        scanner_id: str,
+        sink: ScanAndHealthSink,
+        clock: Clock = REAL_CLOCK,
+        layout: Layout = "us",
+        *,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
+        self.port = path
+        self.scanner_id = scanner_id
+        self._sink = sink
+        self._clock = clock
+        self._decoder = KeyDecoder(layout)
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stats = dict.fromkeys(
+            ("scans", "garbage", "reopens", "open_failures", "not_grabbed", "events"), 0
+        )
+        self._ratelog = RateLimitedLog(log)
+        self._ok: bool | None = None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: scans, garbage, reopens, open_failures, not_grabbed, events."""
+        with self._lock:
+            return dict(self._stats)
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._stats[key] += 1
+
+    def start(self) -> None:
+        """Start the reader thread."""
+        self._thread = threading.Thread(
+            target=self._run, name=f"hid-{self.scanner_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and release the device."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self._backoff_initial_s
+        opened = False
+        while not self._stop.is_set():
+            try:
+                fd = self._open()
+            except OSError as exc:
+                self._count("open_failures")
+                self._ratelog.log(
+                    logging.WARNING,
+                    "open",
+                    "cannot open HID scanner %s: %s",
+                    self.port,
+                    exc.strerror or exc,
+                )
+                self._health(False, "port_error")
+                if wait(self._clock, backoff, self._stop):
+                    return
+                backoff = min(backoff * 2, self._backoff_max_s)
+                continue
+            if opened:
+                self._count("reopens")
+                log.info("HID scanner %s is back (%s)", self.scanner_id, self.port)
+            opened = True
+            self._decoder.reset()
+            self._health(True, None)
+            try:
+                self._serve(fd)
+                backoff = self._backoff_initial_s
+            except _DeviceGone as exc:
+                self._ratelog.log(
+                    logging.WARNING,
+                    "gone",
+                    "HID scanner %s (%s) gone: %s",
+                    self.scanner_id,
+                    self.port,
+                    exc,
+                )
+                self._health(False, "port_error")
+                if wait(self._clock, self._backoff_initial_s, self._stop):
+                    return
+            except Exception:
+                self._ratelog.log(
+                    logging.ERROR, "bug", "HID reader %s crashed", self.scanner_id
+                )
+                log.debug("HID reader crash", exc_info=True)
+                if wait(self._clock, backoff, self._stop):
+                    return
+            finally:
+                os.close(fd)
+
+    def _open(self) -> int:
+        # non-blocking: a FIFO opens without a writer, and select() bounds every read
+        fd = os.open(self.port, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, EVIOCGRAB, 1)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                os.close(fd)
+                raise OSError(
+                    errno.EBUSY, "grabbed by another process (a second agent?)"
+                ) from None
+            # not an evdev node (a FIFO or pty in tests, a wrong path): read it anyway
+            self._count("not_grabbed")
+            self._ratelog.log(
+                logging.WARNING,
+                "grab",
+                "%s: cannot grab the device (%s): scans may also type into a console",
+                self.port,
+                exc.strerror or exc,
+            )
+        return fd
+
+    def _serve(self, fd: int) -> None:
+        buf = bytearray()
+        size = EVENT.size
+        while not self._stop.is_set():
+            self._expire_partial()
+            try:
+                ready, _, _ = select.select([fd], [], [], READ_TIMEOUT_S)
+            except (OSError, ValueError) as exc:
+                raise _DeviceGone(str(exc)) from exc
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, size * 64)
+            except BlockingIOError:
+                continue
+            except OSError as exc:  # ENODEV after an unplug
+                raise _DeviceGone(exc.strerror or str(exc)) from exc
+            if not chunk:
+                raise _DeviceGone("end of file (device removed)")
+            buf += chunk
+            whole = len(buf) - len(buf) % size
+            for _sec, _usec, type_, code, value in EVENT.iter_unpack(
+                bytes(buf[:whole])
+            ):
+                self._event(type_, code, value)
+            del buf[:whole]
+
+    def _event(self, type_: int, code: int, value: int) -> None:
+        self._count("events")
+        if type_ != EV_KEY:
+            return  # EV_SYN, EV_MSC (scan codes), LEDs: nothing to type
+        text, bad = self._decoder.key(code, value, self._clock.monotonic())
+        if bad is not None:
+            self._garbage(bad)
+        elif text is not None:
+            self._count("scans")
+            try:
+                self._sink.on_scan(self.scanner_id, self._clock.time_ms(), text)
+            except Exception:
+                log.exception("sink.on_scan failed for scanner %s", self.scanner_id)
+
+    def _expire_partial(self) -> None:
+        started = self._decoder.started_at
+        if (
+            started is not None
+            and self._clock.monotonic() - started > PARTIAL_TIMEOUT_S
+        ):
+            self._decoder.reset()
+            self._garbage(
+                f"keys without a suffix key (Enter/Tab) for {PARTIAL_TIMEOUT_S} s"
+            )
+
+    def _garbage(self, why: str) -> None:
+        self._count("garbage")
+        self._ratelog.log(
+            logging.WARNING,
+            "garbage",
+            "HID scanner %s: dropped a code: %s",
+            self.scanner_id,
+            why,
+        )
+
+    def _health(self, ok: bool, fault: str | None) -> None:
+        if self._ok is ok:
+            return
+        self._ok = ok
+        try:
+            self._sink.on_health(self.scanner_id, ok, fault)
+        except Exception:
+            log.exception("sink.on_health failed for scanner %s", self.scanner_id)
