@@ -16,7 +16,7 @@ from jitstock.server.db.session import SessionFactory, is_postgresql, transactio
 from jitstock.server.ingest import Flush, StateWriter
 from jitstock.server.levels import BinCalibration
 from jitstock.server.registry import BinRegistry
-from jitstock.server.supplier import receiving
+from jitstock.server.supplier import putaway, receiving
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class SqlState(StateWriter):
                     if kind == "refill":
                         refilled[b] = refilled.get(b, 0) + delta
                 if refilled:
-                    moved += receiving.confirm_refills(s, refilled, now)
+                    moved += putaway.confirm_refills(s, refilled, now)
             if flush.scans:
                 moved += receiving.apply_scans(s, flush.scans, now)
             decide = sorted(set(flush.decide) | set(moved))

@@ -18,7 +18,7 @@ from jitstock.server.reorder import (
     maybe_reorder,
     order_quantity,
 )
-from jitstock.server.supplier.receiving import expire_putaways
+from jitstock.server.supplier.putaway import expire_putaways
 from tests.server.db_factories import SUPPLIER, seed
 from tests.waits import WAIT_S
 

@@ -46,16 +46,14 @@ from jitstock.server.db.supplier_models import (
     supplier_items_for,
 )
 from jitstock.server.on_time import tolerance_ms
+from jitstock.server.supplier.discrepancies import raise_alert
 from jitstock.server.supplier.lifecycle import (
     enqueue_event,
     record_transition,
     transition,
 )
-from jitstock.server.supplier.receiving import (
-    expire_putaways,
-    raise_alert,
-    round_to_item,
-)
+from jitstock.server.supplier.putaway import expire_putaways
+from jitstock.server.supplier.receiving import round_to_item
 
 log = logging.getLogger(__name__)
 

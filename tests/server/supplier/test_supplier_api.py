@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from jitstock.server import reorder
 from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import transaction
-from jitstock.server.supplier.receiving import expire_putaways
+from jitstock.server.supplier.putaway import expire_putaways
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (
     Loop,

@@ -69,13 +69,10 @@ from jitstock.server.supplier import (
     InvalidRequest,
     OrderNotFound,
 )
+from jitstock.server.supplier.discrepancies import raise_alert
 from jitstock.server.supplier.labels import label_png, label_svg
 from jitstock.server.supplier.lifecycle import load_order, transition
-from jitstock.server.supplier.receiving import (
-    inspect_receipt,
-    raise_alert,
-    receive,
-)
+from jitstock.server.supplier.receiving import inspect_receipt, receive
 from jitstock.server.supplier.scorecard import (
     DEFAULT_PERIOD,
     period_ms,
