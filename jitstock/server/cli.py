@@ -60,11 +60,15 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"jitstock server: refused: {exc}\n")
         return EXIT_BAD_SETTINGS
 
+    from jitstock.server.admin.schema import SchemaRefused, check_schema
     from jitstock.server.app import ServerApp
 
     try:
+        check_schema(
+            settings.db_url
+        )  # a newer release's database: refuse, never migrate
         app = ServerApp(settings)
-    except SettingRefused as exc:  # found while building: an unusable MQTT CA file
+    except (SettingRefused, SchemaRefused) as exc:  # e.g. an unusable MQTT CA file
         sys.stderr.write(f"jitstock server: refused: {exc}\n")
         return EXIT_BAD_SETTINGS
     app.start()
