@@ -16,6 +16,10 @@ SUBCOMMANDS = {
         "jitstock.server.cli",
         "run the server (ingest, replenishment, API, dashboard)",
     ),
+    "admin": (
+        "jitstock.server.admin.cli",
+        "install and housekeeping: init, check, backup, restore, users, keys",
+    ),
     "demo": ("jitstock.demo", "the whole system on embedded defaults"),
     "bench": ("jitstock.bench.cli", "benchmarks that print numbers and write JSON"),
 }
