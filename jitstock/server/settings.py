@@ -121,6 +121,13 @@ class ServerSettings(BaseSettings):
     # Two weeks: a small supplier reads mail late, and one order takes days to ship.
     supplier_link_ttl_s: float = Field(default=14 * 86400.0, gt=0)
 
+    # Sparkplug B ingest (issue 17, docs/sparkplug.md): the Sparkplug group ids to follow,
+    # comma-separated; unset, no Sparkplug subscription at all.
+    sparkplug_groups: str | None = None
+    # At most one rebirth request (NCMD) per edge node this often: a gateway that keeps
+    # losing messages is not flooded with commands.
+    sparkplug_rebirth_interval_s: float = Field(default=10.0, gt=0, le=3600)
+
     def check_production(self) -> None:
         """Refuse placeholder secrets, weak admin keys and open auth in production (SettingRefused)."""
         if self.environment != "production":
