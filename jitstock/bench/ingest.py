@@ -20,29 +20,22 @@ webhook received by a supplier endpoint, p50/p99.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from jitstock import protocol
-from jitstock.bench.services import InfluxDB, Mosquitto, free_port, wait_port
+from jitstock.bench import measure
+from jitstock.bench.services import InfluxDB, Mosquitto, free_port
 from jitstock.server.db.migrate import upgrade
 from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
@@ -66,10 +59,6 @@ TRIGGER_BINS = 60
 # the trigger agent's seq, continued across trigger runs
 _TRIGGER_SEQ = [0]
 SECRET = "whsec_YmVuY2gtc2VjcmV0LWZvci10cmlnZ2VyLWxhdGVuY3k="
-BROKER_CONF = (
-    # the server's MQTT 5 Receive Maximum bounds what is in flight; the rest queues here
-    "max_queued_messages 2000000\nmax_queued_bytes 0\npersistence false\n"
-)
 
 
 # ------------------------------------------------------------------ load
@@ -135,74 +124,6 @@ def _generator(
     out.put({"sent": sent, "seconds": publishing_s, "next_seq": seq})
 
 
-def _counter(url: str, ready: Any, stop: Any, out: mp.Queue[Any]) -> None:
-    """The baseline: a paho QoS 1 subscriber that parses each batch and counts readings."""
-    port = int(url.rsplit(":", 1)[1])
-    count = 0
-
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        nonlocal count
-        count += len(orjson.loads(msg.payload)["readings"])
-
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-baseline", protocol=mqtt.MQTTv5
-    )
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe(protocol.subscription("readings"), qos=1)
-    client.loop_start()
-    ready.set()
-    stop.wait()
-    client.loop_stop()
-    client.disconnect()
-    out.put({"count": count, "cpu_s": time.process_time()})
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-# ------------------------------------------------------------------ supplier endpoint
-
-
-class _Receiver:
-    """Supplier endpoint recording when each order's webhook arrived."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                at = time.time()
-                order = json.loads(body)
-                receiver.arrivals.setdefault(order["bin"], at)
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 # ------------------------------------------------------------------ the run
 
 
@@ -240,56 +161,6 @@ def _seed(db_url: str, webhook: str) -> None:
     engine.dispose()
 
 
-@contextmanager
-def _server(workdir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(workdir / "server.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jitstock.cli", "server", "--log-level", "WARNING"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_port(int(env["JITSTOCK_HTTP_PORT"]), timeout=60)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _histogram(base: str, name: str) -> list[tuple[float, float]]:
-    text = httpx.get(f"{base}/metrics", timeout=10).text
-    out = []
-    for line in text.splitlines():
-        if line.startswith(f"{name}_bucket"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out.append(
-                (
-                    float("inf") if le == "+Inf" else float(le),
-                    float(line.rsplit(" ", 1)[1]),
-                )
-            )
-    return out
-
-
-def _quantile(
-    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
-) -> float | None:
-    """Quantile of the observations between two scrapes of a cumulative histogram (bucket upper bound)."""
-    deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
-    total = deltas[-1][1] if deltas else 0
-    if total <= 0:
-        return None
-    for le, cum in deltas:
-        if cum >= q * total:
-            return le
-    return None
-
-
 def _fresh_postgres(admin_dsn: str) -> str:
     """A new, empty database on the PostgreSQL server of admin_dsn; returns its SQLAlchemy URL."""
     import secrets
@@ -304,14 +175,6 @@ def _fresh_postgres(admin_dsn: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _stored(influx: InfluxDB, db: str) -> int:
-    influx.query(
-        f'CREATE DATABASE "{db}"'
-    )  # idempotent; the server creates it on first write
-    res = influx.query("SELECT count(grams) FROM bin_level WHERE bin =~ /^a/", db=db)
-    return int(res["series"][0]["values"][0][1]) if "series" in res else 0
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ingest benchmark; returns the numbers (also printed as a table)."""
     if getattr(args, "shape", None) == "resend":
@@ -324,11 +187,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rates = tuple(int(r) for r in str(args.rates).split(","))
     phase_s = QUICK_PHASE_S if quick else PHASE_S
     workdir = Path(tempfile.mkdtemp(prefix="jitstock-bench-ingest-"))
-    broker = Mosquitto(workdir / "mosquitto", extra_conf=BROKER_CONF)
+    broker = measure.broker(workdir / "mosquitto")
     (workdir / "mosquitto").mkdir()
     (workdir / "influx").mkdir()
     influx = InfluxDB(workdir / "influx")
-    receiver = _Receiver()
+    receiver = measure.Receiver("bin")
     result: dict[str, Any] = {
         "agents": AGENTS,
         "bins": AGENTS * BINS_PER_AGENT,
@@ -354,7 +217,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for rate in rates:
             ready, stop = ctx.Event(), ctx.Event()
             q: mp.Queue[Any] = ctx.Queue()
-            c = ctx.Process(target=_counter, args=(broker.url, ready, stop, q))
+            c = ctx.Process(
+                target=measure.counter,
+                args=(broker.url, protocol.subscription("readings"), ready, stop, q),
+            )
             c.start()
             ready.wait(10)
             time.sleep(0.3)
@@ -400,12 +266,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         phases = []
-        with _server(workdir, env) as server:
+        with measure.server(workdir, env) as server:
             time.sleep(1.0)
-            sweep_start = _stored(influx, "bench")
+            sweep_start = measure.stored(influx, "bench", "bin =~ /^a/")
             for rate in rates:
-                lag_before = _histogram(base, "jitstock_ingest_lag_seconds")
-                stored_before = _stored(influx, "bench")
+                lag_before = measure.histogram(base, "jitstock_ingest_lag_seconds")
+                stored_before = measure.stored(influx, "bench", "bin =~ /^a/")
                 assert influx.proc is not None
                 assert broker.proc is not None
                 pids = {
@@ -413,22 +279,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "influxd": influx.proc.pid,
                     "mosquitto": broker.proc.pid,
                 }
-                cpu_before = {k: _cpu_s(p) for k, p in pids.items()}
+                cpu_before = {k: measure.cpu_s(p) for k, p in pids.items()}
                 started = time.monotonic()
                 sent = load(rate, phase_s)
                 load_end = time.monotonic()
                 deadline = load_end + CATCH_UP_S + 60
                 caught_up_at = None
                 while time.monotonic() < deadline:
-                    if _stored(influx, "bench") - stored_before >= sent["sent"]:
+                    if (
+                        measure.stored(influx, "bench", "bin =~ /^a/") - stored_before
+                        >= sent["sent"]
+                    ):
                         caught_up_at = time.monotonic()
                         break
                     time.sleep(0.2)
                 wall = (caught_up_at or time.monotonic()) - started
-                cpu = {k: _cpu_s(p) - cpu_before[k] for k, p in pids.items()}
-                stored = _stored(influx, "bench") - stored_before
-                lag_after = _histogram(base, "jitstock_ingest_lag_seconds")
-                lag_p99 = _quantile(lag_before, lag_after, 0.99)
+                cpu = {k: measure.cpu_s(p) - cpu_before[k] for k, p in pids.items()}
+                stored = measure.stored(influx, "bench", "bin =~ /^a/") - stored_before
+                lag_after = measure.histogram(base, "jitstock_ingest_lag_seconds")
+                lag_p99 = measure.histogram_quantile(lag_before, lag_after, 0.99)
                 phases.append(
                     {
                         "target_readings_s": rate,
@@ -440,7 +309,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "sustained": stored == sent["sent"]
                         and caught_up_at is not None
                         and caught_up_at - load_end <= CATCH_UP_S,
-                        "lag_p50_s": _quantile(lag_before, lag_after, 0.5),
+                        "lag_p50_s": measure.histogram_quantile(
+                            lag_before, lag_after, 0.5
+                        ),
                         "lag_p99_s": lag_p99,
                         "catch_up_s": None
                         if caught_up_at is None
@@ -456,7 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         ),
                         # cores busy with server + influxd + mosquitto (the load generator comes on top)
                         "cores_busy": round(sum(cpu.values()) / wall, 2),
-                        "server_rss_mb": round(_rss_mb(server.pid)),
+                        "server_rss_mb": round(measure.rss_mb(server.pid)),
                     }
                 )
                 if stored < sent["sent"]:
@@ -474,7 +345,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             expected = sum(p["stored"] + p["not_stored"] for p in phases)
             deadline = time.monotonic() + 180
             while (
-                _stored(influx, "bench") - sweep_start < expected
+                measure.stored(influx, "bench", "bin =~ /^a/") - sweep_start < expected
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.5)
@@ -508,7 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _trigger_latency(
     broker: Mosquitto,
     base: str,
-    receiver: _Receiver,
+    receiver: measure.Receiver,
     load: Any,
     rate: float,
     prefix: str,

@@ -22,34 +22,28 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from jitstock.bench import measure
+from jitstock.bench.resend_load import (
+    AGENTS,
+    BINS_PER_AGENT,
+    CROSSINGS,
+    REORDER_POINT,
+    SECRET,
+    SEED,
+    TARE_G,
+    UNIT_G,
+    generator,
+)
+from jitstock.bench.services import InfluxDB, Mosquitto, free_port
 
-from jitstock import protocol
-from jitstock.bench.services import InfluxDB, Mosquitto, free_port, wait_port
-
-AGENTS = 20
-BINS_PER_AGENT = 50
-CROSSINGS = 200
 RUN_S = 30.0
 TRIGGER_RATE = 20_000
-UNIT_G = 10.0
-TARE_G = 500.0
-START_COUNT = 100
-REORDER_POINT = 50
 # Each sweep phase of the sustained-rate search runs this long.
 SWEEP_S = 10.0
 SUSTAINED_LAG_P99_S = 1.0
@@ -63,206 +57,6 @@ IDLE_WINDOW_S = 5.0
 IDLE_QUIET = 0.10  # of one core: start-up work is over
 # ...in this many windows in a row (one quiet window can fall between two busy ones)
 IDLE_QUIET_WINDOWS = 4
-SECRET = "whsec_YmVuY2gtc2VjcmV0LWZvci10cmlnZ2VyLWxhdGVuY3k="
-
-# Seeds a state DB with the tree the server runs (each tree migrates its own schema).
-_SEED = """
-import sys
-from jitstock.server.db.migrate import upgrade
-from jitstock.server.db.session import make_engine, make_session_factory
-from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
-db_url, webhook, secret, prefixes, agents, bins, unit, tare, rop = sys.argv[1:10]
-upgrade(db_url)
-engine = make_engine(db_url)
-seed_plant(
-    make_session_factory(engine),
-    "bench",
-    [
-        BinSeed(f"{p}-a{a:02d}-b{b:02d}", f"{p}-a{a:02d}", "SKU-R", float(unit),
-                float(tare), int(rop), 100, 1000, "S1")
-        for p in prefixes.split(",")
-        for a in range(int(agents))
-        for b in range(int(bins))
-    ],
-    [SupplierSeed("S1", "Bench supplier", webhook, secret)],
-)
-engine.dispose()
-"""
-
-
-def crossing_bins() -> list[tuple[int, int]]:
-    """Every (agent, bin) in the order they cross: each phase takes the next ones."""
-    return [(i % AGENTS, i // AGENTS) for i in range(AGENTS * BINS_PER_AGENT)]
-
-
-def _generator(
-    url: str,
-    prefix: str,
-    rate: float,
-    duration: float,
-    crossings: int,
-    crossed_before: int,
-    first_seq: list[int],
-    out: mp.Queue[Any],
-) -> None:
-    """Every tick each agent re-sends all its bins; the next `crossings` bins drop below
-    their reorder point at evenly spaced times (the `crossed_before` bins of earlier
-    phases stay low).  Reports what was sent, the next seqs, and when each crossing
-    reading was published."""
-    port = int(url.rsplit(":", 1)[1])
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-resend-{os.getpid()}"
-    )
-    client.max_inflight_messages_set(2000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    msgs_per_s = rate / BINS_PER_AGENT
-    agents = [f"{prefix}-a{a:02d}" for a in range(AGENTS)]
-    topics = [protocol.agent_topic("bench", a, "readings") for a in agents]
-    counts = [[START_COUNT] * BINS_PER_AGENT for _ in agents]
-    order = crossing_bins()
-    for a, b in order[:crossed_before]:
-        counts[a][b] = REORDER_POINT - 5
-    plan = order[crossed_before : crossed_before + crossings]
-    # crossing k happens at this time into the run (the first after a second, the last before the end)
-    cross_at = [
-        1.0 + (duration - 2.0) * k / max(1, len(plan)) for k in range(len(plan))
-    ]
-    published: dict[str, float] = {}
-    crossing: set[tuple[int, int]] = set()  # crossed in this phase, not yet published
-    seq = list(first_seq)
-    last_ts = [0] * AGENTS
-    sent = 0
-    k = 0
-    next_cross = 0
-    infos = []
-    start = time.monotonic()
-    while True:
-        elapsed = time.monotonic() - start
-        if elapsed >= duration:
-            break
-        while next_cross < len(plan) and elapsed >= cross_at[next_cross]:
-            a, b = plan[next_cross]
-            # one pick takes it below its reorder point
-            counts[a][b] = REORDER_POINT - 5
-            crossing.add((a, b))
-            next_cross += 1
-        due = int(elapsed * msgs_per_s)
-        if k >= due:
-            time.sleep(min(0.002, (k + 1) / msgs_per_s - elapsed))
-            continue
-        a = k % AGENTS
-        now = max(time.time_ns() // 1_000_000, last_ts[a] + 1)
-        last_ts[a] = now
-        seq[a] += 1
-        row = counts[a]
-        readings = [
-            {
-                "bin": f"{agents[a]}-b{b:02d}",
-                "ts_ms": now,
-                "grams": TARE_G + UNIT_G * row[b],
-                "stable": True,
-            }
-            for b in range(BINS_PER_AGENT)
-        ]
-        payload = orjson.dumps(
-            {"agent": agents[a], "seq": seq[a], "sent_ms": now, "readings": readings}
-        )
-        at = time.time()
-        infos.append(client.publish(topics[a], payload, qos=1))
-        for b in range(BINS_PER_AGENT):
-            if (a, b) in crossing:
-                crossing.discard((a, b))
-                published[f"{agents[a]}-b{b:02d}"] = at
-        sent += BINS_PER_AGENT
-        k += 1
-    seconds = time.monotonic() - start
-    for info in infos:
-        info.wait_for_publish(60)
-    client.loop_stop()
-    client.disconnect()
-    out.put({"sent": sent, "seconds": seconds, "published": published, "seq": seq})
-
-
-def _counter(url: str, ready: Any, stop: Any, out: mp.Queue[Any]) -> None:
-    """The baseline: a paho QoS 1 subscriber that parses each message and stores nothing."""
-    port = int(url.rsplit(":", 1)[1])
-    count = 0
-
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        nonlocal count
-        count += len(orjson.loads(msg.payload)["readings"])
-
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-nothing", protocol=mqtt.MQTTv5
-    )
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe("jit/v1/bench/+/readings", qos=1)
-    client.loop_start()
-    ready.set()
-    stop.wait()
-    client.loop_stop()
-    client.disconnect()
-    out.put({"count": count, "cpu_s": time.process_time()})
-
-
-class _Receiver:
-    """Supplier endpoint: when each order's webhook first arrived (by webhook-id)."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                receiver.arrivals.setdefault(
-                    self.headers.get("webhook-id", ""), time.time()
-                )
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_tree_s(pid: int) -> float:
-    """CPU seconds of a process and its live descendants (a server's worker processes)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(
-                    int(entry.name)
-                )
-            except (OSError, IndexError):
-                pass
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            f = _stat(p)
-        except OSError:
-            continue
-        total += (int(f[11]) + int(f[12])) / tick
-        todo += parents.get(p, [])
-    return total
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -270,36 +64,6 @@ def _quantile(values: list[float], q: float) -> float | None:
         return None
     s = sorted(values)
     return round(s[min(len(s) - 1, int(len(s) * q))], 1)
-
-
-def _lag_buckets(base: str) -> list[tuple[float, float]]:
-    text = httpx.get(f"{base}/metrics", timeout=10).text
-    out = []
-    for line in text.splitlines():
-        if line.startswith("jitstock_ingest_lag_seconds_bucket"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out.append(
-                (float("inf") if le == "+Inf" else float(le), float(line.split()[-1]))
-            )
-    return out
-
-
-def _lag_q(
-    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
-) -> float | None:
-    deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
-    total = deltas[-1][1] if deltas else 0
-    if total <= 0:
-        return None
-    return next((le for le, cum in deltas if cum >= q * total), None)
-
-
-def _stored(influx: InfluxDB, db: str, prefix: str) -> int:
-    influx.query(f'CREATE DATABASE "{db}"')
-    res = influx.query(
-        f"SELECT count(grams) FROM bin_level WHERE bin =~ /^{prefix}-/", db=db
-    )
-    return int(res["series"][0]["values"][0][1]) if "series" in res else 0
 
 
 def _orders(db_path: Path) -> dict[str, tuple[str, int]]:
@@ -313,42 +77,13 @@ def _orders(db_path: Path) -> dict[str, tuple[str, int]]:
         }
 
 
-@contextmanager
-def _server(workdir: Path, tree: Path | None, env: dict[str, str]) -> Iterator[int]:
-    if tree is not None:
-        env = {**env, "PYTHONPATH": str(tree)}
-    with open(workdir / "server.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jitstock.cli", "server", "--log-level", "WARNING"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(tree) if tree is not None else None,
-        )
-    try:
-        wait_port(int(env["JITSTOCK_HTTP_PORT"]), timeout=60)
-        yield proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        _STOP_S.append(round(time.monotonic() - t0, 2))
-
-
-_STOP_S: list[float] = []
-
-
 def run_server(
     label: str,
     tree: Path | None,
     extra_env: dict[str, str],
     workdir: Path,
     influx: InfluxDB,
-    receiver: _Receiver,
+    receiver: measure.Receiver,
     ctx: Any,
     rate: int,
     run_s: float,
@@ -361,7 +96,7 @@ def run_server(
     otherwise queue every later message."""
     sdir = workdir / label
     (sdir / "mosquitto").mkdir(parents=True)
-    broker = _broker(sdir / "mosquitto")
+    broker = measure.broker(sdir / "mosquitto")
     broker.start()
     try:
         return _measure(
@@ -382,14 +117,6 @@ def run_server(
         broker.stop()
 
 
-def _broker(workdir: Path) -> Mosquitto:
-    # the server's MQTT 5 Receive Maximum bounds what is in flight; the rest queues here
-    return Mosquitto(
-        workdir,
-        extra_conf="max_queued_messages 2000000\nmax_queued_bytes 0\npersistence false\n",
-    )
-
-
 def _measure(
     label: str,
     tree: Path | None,
@@ -397,7 +124,7 @@ def _measure(
     sdir: Path,
     broker: Mosquitto,
     influx: InfluxDB,
-    receiver: _Receiver,
+    receiver: measure.Receiver,
     ctx: Any,
     rate: int,
     run_s: float,
@@ -413,7 +140,7 @@ def _measure(
         [
             sys.executable,
             "-c",
-            _SEED,
+            SEED,
             db_url,
             receiver.url,
             SECRET,
@@ -458,7 +185,7 @@ def _measure(
     def load(r: float, seconds: float, crossings: int) -> dict[str, Any]:
         q: mp.Queue[Any] = ctx.Queue()
         p = ctx.Process(
-            target=_generator,
+            target=generator,
             args=(
                 broker.url,
                 fleet,
@@ -478,32 +205,35 @@ def _measure(
         return report
 
     def phase(r: int, seconds: float, crossings: int) -> dict[str, Any]:
-        lag0 = _lag_buckets(base)
-        cpu0 = _cpu_tree_s(server)
-        oth0 = {k: _cpu_tree_s(p) for k, p in others.items()}
+        lag0 = measure.histogram(base, "jitstock_ingest_lag_seconds")
+        cpu0 = measure.cpu_tree_s(server)
+        oth0 = {k: measure.cpu_tree_s(p) for k, p in others.items()}
         t0 = time.monotonic()
-        stored0 = _stored(influx, influx_db, fleet)
+        stored0 = measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/")
         sent = load(r, seconds, crossings)
         end = time.monotonic()
         caught = None
         while time.monotonic() < end + 60:
-            if _stored(influx, influx_db, fleet) - stored0 >= sent["sent"]:
+            if (
+                measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/") - stored0
+                >= sent["sent"]
+            ):
                 caught = time.monotonic()
                 break
             time.sleep(0.2)
         wall = (caught or time.monotonic()) - t0
-        stored = _stored(influx, influx_db, fleet) - stored0
-        cpu = _cpu_tree_s(server) - cpu0
-        oth = {k: _cpu_tree_s(p) - oth0[k] for k, p in others.items()}
-        lag1 = _lag_buckets(base)
+        stored = measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/") - stored0
+        cpu = measure.cpu_tree_s(server) - cpu0
+        oth = {k: measure.cpu_tree_s(p) - oth0[k] for k, p in others.items()}
+        lag1 = measure.histogram(base, "jitstock_ingest_lag_seconds")
         res: dict[str, Any] = {
             "target_readings_s": r,
             "published_readings_s": round(sent["sent"] / sent["seconds"]),
             "sent": sent["sent"],
             "stored": stored,
             "catch_up_s": None if caught is None else round(caught - end, 2),
-            "lag_p50_s": _lag_q(lag0, lag1, 0.5),
-            "lag_p99_s": _lag_q(lag0, lag1, 0.99),
+            "lag_p50_s": measure.histogram_quantile(lag0, lag1, 0.5),
+            "lag_p99_s": measure.histogram_quantile(lag0, lag1, 0.99),
             "server_cpu_us_per_reading": round(cpu / max(1, stored) * 1e6, 2),
             "server_cores": round(cpu / wall, 2),
             **{
@@ -519,24 +249,25 @@ def _measure(
         res["_published"] = sent["published"]
         return res
 
-    with _server(sdir, tree, env) as server:
+    with measure.server(sdir, env, tree) as proc:
+        server = proc.pid
         if idle:
             # start-up work (the policy recalculation of every bin) is not idle load:
             # wait until a window is quiet, then measure
             started = time.monotonic()
             quiet = 0
             while time.monotonic() - started < IDLE_SETTLE_MAX_S:
-                w0 = _cpu_tree_s(server)
+                w0 = measure.cpu_tree_s(server)
                 time.sleep(IDLE_WINDOW_S)
-                busy = (_cpu_tree_s(server) - w0) / IDLE_WINDOW_S
+                busy = (measure.cpu_tree_s(server) - w0) / IDLE_WINDOW_S
                 quiet = quiet + 1 if busy < IDLE_QUIET else 0
                 if quiet >= IDLE_QUIET_WINDOWS:
                     break
             out["startup_busy_s"] = round(time.monotonic() - started, 1)
-            c0 = _cpu_tree_s(server)
+            c0 = measure.cpu_tree_s(server)
             time.sleep(IDLE_S)
             out["idle_cpu_pct_of_core"] = round(
-                (_cpu_tree_s(server) - c0) / IDLE_S * 100, 2
+                (measure.cpu_tree_s(server) - c0) / IDLE_S * 100, 2
             )
 
         def triggers(published: dict[str, float]) -> dict[str, Any]:
@@ -590,7 +321,7 @@ def _measure(
         out["sweep"] = sw
         ok = [p["published_readings_s"] for p in sw if p["sustained"]]
         out["max_sustained_readings_s"] = max(ok) if ok else 0
-    out["sigterm_exit_s"] = _STOP_S[-1] if _STOP_S else None
+    out["sigterm_exit_s"] = measure.STOP_S[-1] if measure.STOP_S else None
     return out
 
 
@@ -598,13 +329,16 @@ def baseline(broker: Mosquitto, ctx: Any, rate: int, seconds: float) -> dict[str
     """The do-nothing subscriber at the trigger run's rate and shape."""
     ready, stop = ctx.Event(), ctx.Event()
     q: mp.Queue[Any] = ctx.Queue()
-    c = ctx.Process(target=_counter, args=(broker.url, ready, stop, q))
+    c = ctx.Process(
+        target=measure.counter,
+        args=(broker.url, "jit/v1/bench/+/readings", ready, stop, q),
+    )
     c.start()
     ready.wait(30)
     time.sleep(0.3)
     rq: mp.Queue[Any] = ctx.Queue()
     g = ctx.Process(
-        target=_generator,
+        target=generator,
         args=(broker.url, "nothing", rate, seconds, 0, 0, [0] * AGENTS, rq),
     )
     g.start()
@@ -679,9 +413,9 @@ def run(
     """The whole comparison in one run; returns the numbers (print_result prints them)."""
     (workdir / "mosquitto").mkdir(parents=True)
     (workdir / "influx").mkdir()
-    broker = _broker(workdir / "mosquitto")
+    broker = measure.broker(workdir / "mosquitto")
     influx = InfluxDB(workdir / "influx")
-    receiver = _Receiver()
+    receiver = measure.Receiver("webhook-id")
     ctx = mp.get_context("spawn")
     result: dict[str, Any] = {
         "shape": {

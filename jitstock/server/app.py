@@ -22,7 +22,8 @@ from jitstock.server.db.migrate import upgrade
 from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.deadletters import DeadLetterInfo, DeadLetterStore
 from jitstock.server.dispatch import Dispatcher
-from jitstock.server.ingest import SUBSCRIPTIONS, Flush, Ingest
+from jitstock.server.flush import Flush
+from jitstock.server.ingest import SUBSCRIPTIONS, Ingest
 from jitstock.server.live import LiveHub
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import MqttConnection

@@ -31,7 +31,8 @@ one transaction and records every finished attempt in one transaction, while up 
 attempt n+1 cannot be claimed before attempt n is recorded).  An order ingest decides
 does not wait for a claim at all: :meth:`Dispatcher.claim_created` claims its first
 attempt inside the deciding flush's transaction and :meth:`Dispatcher.submit` hands it
-to the senders right after that commit.  The POST itself may run in another process
+to the senders right after that commit.  Step 2, the attempt itself, is
+:mod:`jitstock.server.order_attempt`; its POST may run in another process
 (:mod:`jitstock.server.sender`), out of reach of ingest's GIL.
 """
 
@@ -46,8 +47,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import func, select, update
@@ -58,15 +58,19 @@ from jitstock.server import reorder
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Order, OrderAttempt, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
-from jitstock.server.redact import http_status_text, redact_url, safe_text
+from jitstock.server.order_attempt import (
+    Attempter,
+    AttemptOutcome,
+    Job,
+    PostClient,
+    PublishMqtt,
+    RetryPolicy,
+)
 from jitstock.server.supplier.email_channel import EmailChannel, email_recipient
 from jitstock.server.supplier.lifecycle import record_transition
 from jitstock.server.webhooks import (
-    USER_AGENT,
     order_created_body,
-    parse_retry_after,
     previous_secret,
-    sign_headers,
 )
 
 if TYPE_CHECKING:
@@ -81,10 +85,6 @@ IDLE_POLL_S = 1.0
 MIN_WAIT_S = 0.01
 # After the state DB itself failed, wait this long before claiming again.
 DB_ERROR_PAUSE_S = 1.0
-# Shortest claim lease: a crashed dispatcher's order waits at most about this long.
-MIN_CLAIM_LEASE_S = 60.0
-# Slack on top of 4 × the request timeout, for the claim/record transactions themselves.
-LEASE_MARGIN_S = 10.0
 # Sends in flight at once (one order is only ever in one: its attempt n+1 cannot be
 # claimed before attempt n is recorded); a slow supplier holds one, not all.
 SENDERS = 6
@@ -92,108 +92,9 @@ SENDERS = 6
 CLAIM_BATCH = 32
 # At a stop, sends in flight get this long to finish and be recorded (a stop ends in seconds).
 STOP_SENDS_S = 2.0
-# Status codes worth retrying besides 5xx: timeout and rate limit.
-RETRYABLE_4XX = frozenset({408, 429})
 
-PublishMqtt = Callable[[str, str, bytes], None]
-"""publish(site, supplier, payload) on protocol.orders_topic(site, supplier) at QoS 1; raises if not queued."""
 AlertHook = Callable[[str, dict[str, Any]], None]
 """alert(kind, detail), e.g. ("order_failed", {"order": …, "supplier": …, "error": …})."""
-Verdict = Literal["sent", "retry", "failed"]
-
-
-class PostClient(Protocol):
-    """What the dispatcher posts with: an ``httpx.Client``, or one in another process
-    (jitstock.server.sender.ProcessClient)."""
-
-    @property
-    def timeout(self) -> httpx.Timeout:
-        """The default per-phase timeout."""
-        ...
-
-    def post(
-        self,
-        url: str,
-        *,
-        content: bytes,
-        headers: dict[str, str],
-        timeout: float | httpx.Timeout | None = ...,
-    ) -> httpx.Response:
-        """POST and return the response (raises httpx exceptions)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard to try: request timeout, backoff, attempt limit and the claim lease."""
-
-    # Per phase (connect/read/write/pool) of one webhook request; None: the http client's.
-    timeout_s: float | None = None
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 300.0
-    # A supplier asking for hours of quiet still gets retried within this.
-    retry_after_cap_s: float = 600.0
-    max_attempts: int = 12
-    # How long a claimed attempt is ours; None: derived from the timeout (see lease_for).
-    claim_lease_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.timeout_s is not None:
-            self.lease_for(self.timeout_s)
-
-    def lease_for(self, timeout_s: float) -> float:
-        """The claim lease for a request timeout: it must outlast the slowest request.
-
-        One request has four timed phases (connect, write, read, pool), so it can take
-        up to 4 × the timeout; a lease shorter than that could let a second dispatcher
-        claim an attempt that is still in flight.
-        """
-        if self.claim_lease_s is None:
-            return max(MIN_CLAIM_LEASE_S, 4 * timeout_s + LEASE_MARGIN_S)
-        if self.claim_lease_s <= 4 * timeout_s:
-            raise ValueError(
-                f"claim_lease_s ({self.claim_lease_s}) must exceed 4 × the request timeout ({timeout_s})"
-            )
-        return self.claim_lease_s
-
-    def backoff_s(self, attempt: int, rng: random.Random) -> float:
-        """Full-jitter exponential backoff after attempt number ``attempt`` (1-based)."""
-        ceiling = min(
-            self.backoff_cap_s, self.backoff_base_s * 2.0 ** min(attempt - 1, 62)
-        )
-        return rng.uniform(0.0, ceiling)
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptOutcome:
-    """What one attempt did (also what on_attempt hooks and metrics receive)."""
-
-    order_id: str
-    supplier_id: str
-    n: int
-    verdict: Verdict
-    status_code: int | None
-    error: str | None
-    latency_ms: float
-    retry_in_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    order_id: str
-    n: int
-    site_id: str
-    bin_id: str
-    supplier_id: str
-    body: bytes
-    webhook_url: str | None
-    webhook_secret: str | None
-    mqtt: bool
-    # During a secret rotation the old secret signs too (two signatures in one header).
-    previous_secret: str | None = None
-    email_to: str | None = None  # order_channel 'email': mailed instead of posted
 
 
 class Dispatcher:
@@ -242,16 +143,17 @@ class Dispatcher:
         self._lease_ms = int(self.retry.lease_for(slowest) * 1000)
         self._workers = max(1, workers)
         self._idle_poll_s = idle_poll_s
-        self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
+        self._attempter = Attempter(
+            http, self._timeout, self.retry, rng or random.Random(), publish_mqtt, email
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._finished: queue.SimpleQueue[tuple[_Job, AttemptOutcome]] = (
+        self._finished: queue.SimpleQueue[tuple[Job, AttemptOutcome]] = (
             queue.SimpleQueue()
         )
-        self._unrecorded: list[tuple[_Job, AttemptOutcome]] = []
+        self._unrecorded: list[tuple[Job, AttemptOutcome]] = []
         self._in_flight = 0  # claimed and not yet recorded
         self._count_lock = threading.Lock()
 
@@ -333,7 +235,7 @@ class Dispatcher:
                 log.exception("dispatcher: attempts not recorded at stop")
                 break
 
-    def _send(self, job: _Job) -> None:
+    def _send(self, job: Job) -> None:
         """One attempt, on a sender thread; the coordinator records it."""
         out = self._attempt(job)
         self._finished.put((job, out))
@@ -386,7 +288,7 @@ class Dispatcher:
             with transaction(self._factory) as s:
                 yield s
 
-    def claim_created(self, s: Session, order_ids: list[str]) -> list[_Job]:
+    def claim_created(self, s: Session, order_ids: list[str]) -> list[Job]:
         """Claim orders the caller's transaction just created, in that transaction.
 
         Ingest calls this inside the flush that decided the orders, and hands the jobs
@@ -395,7 +297,7 @@ class Dispatcher:
         orders; a crash after the commit leaves the claim lease, as a crash during any
         claimed attempt does.  Nothing is claimed while the dispatcher is not running.
         """
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         if self._pool is None or self._stop.is_set():
             return jobs
         while len(jobs) < len(order_ids):
@@ -413,7 +315,7 @@ class Dispatcher:
         if pool is None or self._stop.is_set():
             return  # stopping: their claim lease makes them due again later
         for job in jobs:
-            assert isinstance(job, _Job)
+            assert isinstance(job, Job)
             with self._count_lock:
                 self._in_flight += 1
             try:
@@ -424,9 +326,9 @@ class Dispatcher:
                     self._in_flight -= 1
                 return
 
-    def _claim_many(self, limit: int) -> list[_Job]:
+    def _claim_many(self, limit: int) -> list[Job]:
         """Claim up to ``limit`` due orders in one transaction (one write lock for all)."""
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         with transaction(self._factory) as s:
             while len(jobs) < limit:
                 job = self._claim(s)
@@ -446,7 +348,7 @@ class Dispatcher:
 
     def _claim(
         self, outer: Session | None = None, only: list[str] | None = None
-    ) -> _Job | None:
+    ) -> Job | None:
         lease_ms = self._lease_ms
         with self._session(outer) as s:
             now = self._clock.time_ms()
@@ -479,7 +381,7 @@ class Dispatcher:
                 return None
             s.add(OrderAttempt(order_id=order.id, n=n, at_ms=now))
             supplier = s.get(Supplier, order.supplier_id)
-            return _Job(
+            return Job(
                 order_id=order.id,
                 n=n,
                 site_id=order.site_id,
@@ -497,137 +399,15 @@ class Dispatcher:
 
     # ------------------------------------------------------------ sending
 
-    def _attempt(self, job: _Job) -> AttemptOutcome:
-        t0 = time.perf_counter()
-        status: int | None = None
-        retry_after: float | None = None
-        verdict: Verdict
-        error: str | None = None
-        try:
-            mqtt_error = self._publish_mqtt(job)
-            if job.email_to is not None and self._email is not None:
-                verdict, error = self._email.send(job.email_to, job.body)
-            elif job.webhook_url:
-                verdict, status, error, retry_after = self._post(job)
-                if mqtt_error and verdict == "sent":
-                    error = (
-                        mqtt_error  # kept for the record; the webhook carried the order
-                    )
-            elif job.mqtt:
-                verdict, error = ("retry", mqtt_error) if mqtt_error else ("sent", None)
-            else:
-                verdict, error = (
-                    "failed",
-                    f"supplier {job.supplier_id} has no webhook_url and no MQTT orders",
-                )
-        except (
-            Exception
-        ) as exc:  # a bug must not kill the worker; retry like a network error
-            log.exception("dispatcher: unexpected error sending order %s", job.order_id)
-            verdict, error = "retry", f"internal error: {exc!r}"
-        latency_ms = (time.perf_counter() - t0) * 1000.0
-        retry_in: float | None = None
-        if verdict == "retry":
-            if job.n >= self.retry.max_attempts:
-                verdict = "failed"
-                error = f"gave up after {job.n} attempts: {error}"
-            elif retry_after is not None:
-                retry_in = min(retry_after, self.retry.retry_after_cap_s)
-            else:
-                with self._rng_lock:
-                    retry_in = self.retry.backoff_s(job.n, self._rng)
-        return AttemptOutcome(
-            job.order_id,
-            job.supplier_id,
-            job.n,
-            verdict,
-            status,
-            error,
-            latency_ms,
-            retry_in,
-        )
-
-    def _publish_mqtt(self, job: _Job) -> str | None:
-        # First attempt only when a webhook also carries the order: retries are the webhook's.
-        if not job.mqtt or self._publish is None or (job.webhook_url and job.n > 1):
-            return None
-        try:
-            self._publish(job.site_id, job.supplier_id, job.body)
-        except Exception as exc:
-            log.warning("order %s: MQTT publish failed: %r", job.order_id, exc)
-            return f"mqtt publish failed: {exc!r}"
-        return None
-
-    def _post(self, job: _Job) -> tuple[Verdict, int | None, str | None, float | None]:
-        assert job.webhook_url is not None
-        if not job.webhook_secret:
-            return (
-                "failed",
-                None,
-                f"supplier {job.supplier_id} has a webhook_url but no webhook_secret",
-                None,
-            )
-        try:
-            # Real wall time, not self._clock: the receiver checks it against its own clock.
-            headers = sign_headers(
-                job.webhook_secret,
-                job.order_id,
-                job.body,
-                int(time.time()),
-                job.previous_secret,
-            )
-        except Exception as exc:
-            return (
-                "failed",
-                None,
-                f"supplier {job.supplier_id} has an invalid webhook_secret: {exc!r}",
-                None,
-            )
-        headers["content-type"] = "application/json"
-        headers["user-agent"] = USER_AGENT
-        try:
-            resp = self._http.post(
-                job.webhook_url,
-                content=job.body,
-                headers=headers,
-                timeout=self._timeout,
-            )
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            return (
-                "failed",
-                None,
-                safe_text(f"bad webhook_url {redact_url(job.webhook_url)}: {exc}"),
-                None,
-            )
-        except httpx.TimeoutException as exc:
-            return "retry", None, f"timeout: {type(exc).__name__}", None
-        except httpx.TransportError as exc:
-            return "retry", None, safe_text(f"{type(exc).__name__}: {exc}"), None
-        code = resp.status_code
-        log.info(
-            "order %s: POST %s -> %d", job.order_id, redact_url(job.webhook_url), code
-        )
-        if 200 <= code < 300:
-            return "sent", code, None, None
-        # Never the body: the URL may point at an internal service whose answer
-        # must not become readable through last_error and alerts.
-        detail = http_status_text(code)
-        if code >= 500 or code in RETRYABLE_4XX:
-            return (
-                "retry",
-                code,
-                detail,
-                parse_retry_after(resp.headers.get("retry-after"), time.time()),
-            )
-        # 3xx (a moved endpoint must be fixed, not followed with a signed POST) and other 4xx.
-        return "failed", code, detail, None
+    def _attempt(self, job: Job) -> AttemptOutcome:
+        return self._attempter.attempt(job)
 
     # ------------------------------------------------------------ recording
 
-    def _record(self, job: _Job, out: AttemptOutcome) -> None:
+    def _record(self, job: Job, out: AttemptOutcome) -> None:
         self._record_many([(job, out)])
 
-    def _record_many(self, done: list[tuple[_Job, AttemptOutcome]]) -> None:
+    def _record_many(self, done: list[tuple[Job, AttemptOutcome]]) -> None:
         """Record attempts in one transaction (one write lock for all), then their effects."""
         with transaction(self._factory) as s:
             effects = [(job, out, *self._record_rows(s, job, out)) for job, out in done]
@@ -635,7 +415,7 @@ class Dispatcher:
             self._after_record(job, out, owned, fallback)
 
     def _record_rows(
-        self, s: Session, job: _Job, out: AttemptOutcome
+        self, s: Session, job: Job, out: AttemptOutcome
     ) -> tuple[bool, list[str]]:
         """Complete attempt row n and move the order (fenced); (owned, fallback orders)."""
         now = self._clock.time_ms()
@@ -715,7 +495,7 @@ class Dispatcher:
         return owned, fallback
 
     def _after_record(
-        self, job: _Job, out: AttemptOutcome, owned: bool, fallback: list[str]
+        self, job: Job, out: AttemptOutcome, owned: bool, fallback: list[str]
     ) -> None:
         if not owned:
             log.warning(

@@ -24,20 +24,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
-import numpy.typing as npt
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.ratelog import RateLimitedLog, message_kind
 from jitstock.server.deadletters import DeadLetterInfo, is_transient, reason_of
-from jitstock.server.levels import counts_from_grams
+from jitstock.server.flush import (
+    CursorUpdate,
+    DeadLetterSink,
+    Flush,
+    RetryFlush,
+    StateWriter,
+)
+from jitstock.server.ingest_levels import FlushLevels
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
-from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
+from jitstock.server.registry import BinRegistry
 from jitstock.server.tsdb import Frame, Point, TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -57,95 +59,12 @@ MAX_SEQ_JUMP = 100_000_000
 # A flush the registry reload overtook is decoded again at once (a pause would stall
 # ingest for RETRY_FLUSH_S every reload); only reloads this many times in a row pause.
 REDO_FLUSH_AT_ONCE = 3
-MEASUREMENT = "bin_level"
 SCAN_MEASUREMENT = "scan"
 SUBSCRIPTIONS = [
     protocol.subscription("readings"),
     protocol.subscription("scans"),
     protocol.subscription("status"),
 ]
-
-
-@dataclass(slots=True)
-class CursorUpdate:
-    agent_id: str
-    last_seq: int
-    gaps: int = 0
-    duplicates: int = 0
-    reset: bool = False  # the agent started a new sequence: last_seq may go down
-
-
-@dataclass(slots=True)
-class Flush:
-    """Everything one flush must make durable in the state DB, in one transaction.
-
-    Bin data is columnar, one entry per bin the flush touched (not per reading):
-    that is what the state writer turns into executemany statements.
-    """
-
-    now_ms: int
-    cursors: dict[str, CursorUpdate] = field(default_factory=dict)
-    statuses: list[tuple[str, str, protocol.Status]] = field(
-        default_factory=list
-    )  # (site, agent, status)
-    scans: list[tuple[str, str, protocol.Scan]] = field(
-        default_factory=list
-    )  # (site, agent, scan)
-    readings: int = 0
-    seen: list[tuple[str, float, int]] = field(
-        default_factory=list
-    )  # (bin, last grams, last ts_ms)
-    counts: list[tuple[str, int, float]] = field(
-        default_factory=list
-    )  # (bin, on hand, confidence)
-    events: list[tuple[str, int, str, int, int]] = field(
-        default_factory=list
-    )  # (bin, ts, kind, delta, after)
-    decide: list[str] = field(
-        default_factory=list
-    )  # bins whose count moved to or below their reorder point
-    count_changed: list[str] = field(
-        default_factory=list
-    )  # bins whose count this flush changed (or set for the first time)
-    claimed: list[object] = field(
-        default_factory=list
-    )  # first attempts of its orders, claimed in its transaction (sent after the commit)
-
-    @property
-    def changed_bins(self) -> list[str]:
-        """Bins this flush reported on."""
-        return [b for b, _, _ in self.seen]
-
-
-class RetryFlush(Exception):
-    """The flush must be redone from its messages (nothing of it was made durable)."""
-
-
-class DeadLetterSink(Protocol):
-    """Where ingest puts messages it cannot apply (jitstock.server.deadletters.DeadLetterStore)."""
-
-    def add(
-        self,
-        topic: str,
-        payload: bytes,
-        reason: str,
-        error: str,
-        agent_id: str | None,
-    ) -> int:
-        """Store one dead letter durably; returns its id."""
-        ...
-
-
-class StateWriter:
-    """The state side of a flush (implemented over SQLAlchemy in jitstock.server.state)."""
-
-    def apply(self, flush: Flush) -> list[str]:
-        """Apply a flush in one transaction; return ids of orders it created."""
-        raise NotImplementedError
-
-    def load_cursors(self) -> dict[str, int]:
-        """Last applied seq per agent."""
-        raise NotImplementedError
 
 
 class Ingest:
@@ -186,8 +105,7 @@ class Ingest:
         self._deferred: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._cursors = state.load_cursors()
         # low bins decided since the last registry reload (by snapshot position)
-        self._recheck_snap: Snapshot | None = None
-        self._rechecked: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self._levels = FlushLevels(registry, self._later)
         self._bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -508,7 +426,7 @@ class Ingest:
             if snap is not registry.snapshot:
                 # bins were reloaded while we decoded: indexes would point into the wrong arrays
                 raise RetryFlush("bin registry changed during the flush")
-            frame, count_idx, count_values, seen_idx, seen_ts = self._levels(
+            frame, count_idx, count_values, seen_idx, seen_ts = self._levels.compute(
                 flush, snap, idx, ts, grams, stable
             )
             scan_points = [
@@ -642,142 +560,6 @@ class Ingest:
             self._later(self.metrics.seq_gaps.inc, gap)
         cursors[agent] = seq
         return True
-
-    def _levels(
-        self,
-        flush: Flush,
-        snap: Snapshot,
-        idx_l: list[int],
-        ts_l: list[int],
-        grams_l: list[float],
-        stable_l: list[bool],
-    ) -> tuple[
-        Frame | None,
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int64],
-    ]:
-        """Counts, events and the history frame for every reading of the flush, with numpy;
-        also the bins it saw and their newest reading times."""
-        n = len(idx_l)
-        flush.readings = n
-        empty = np.empty(0, dtype=np.int64)
-        if n == 0:
-            return None, empty, empty, empty, empty
-        idx = np.array(idx_l, dtype=np.int64)
-        ts = np.array(ts_l, dtype=np.int64)
-        grams = np.array(grams_l, dtype=np.float64)
-        stable = np.array(stable_l, dtype=np.bool_)
-        counts, conf = counts_from_grams(grams, snap.tare[idx], snap.unit[idx], stable)
-
-        # readings of a bin may arrive out of order across batches: apply them by (bin, time)
-        order = np.lexsort((ts, idx))
-        o_idx = idx[order]
-        last = np.flatnonzero(np.r_[o_idx[1:] != o_idx[:-1], True])
-        last_pos = order[last]
-        # A bin whose newest reading here is older than one already applied (a late batch,
-        # an outbox replayed out of order) keeps its state: the state DB ignores it (its
-        # UPDATE is guarded by last_seen_ms), so its count must not move here either — a
-        # stale count would make a phantom pick and then a phantom refill (a receipt by weight).
-        counted = stable
-        fresh_bin = ts[last_pos] >= self.registry.seen_ms[o_idx[last]]
-        if not fresh_bin.all():
-            late = np.zeros(len(snap.cals), dtype=np.bool_)
-            late[o_idx[last][~fresh_bin]] = True
-            counted = stable & ~late[idx]
-            last, last_pos = last[fresh_bin], last_pos[fresh_bin]
-        seen_idx, seen_ts = o_idx[last], ts[last_pos]
-        cals = snap.cals
-        flush.seen = [
-            (cals[i].bin_id, g, t)
-            for i, g, t in zip(
-                o_idx[last].tolist(),
-                grams[last_pos].tolist(),
-                ts[last_pos].tolist(),
-                strict=True,
-            )
-        ]
-
-        s_pos = order[counted[order]]  # stable readings (not late), by (bin, time)
-        count_idx, count_values = empty, empty
-        if len(s_pos):
-            s_idx = idx[s_pos]
-            s_last = np.flatnonzero(np.r_[s_idx[1:] != s_idx[:-1], True])
-            count_idx = s_idx[s_last]
-            count_values = counts[s_pos[s_last]]
-            flush.counts = [
-                (cals[i].bin_id, c, f)
-                for i, c, f in zip(
-                    count_idx.tolist(),
-                    count_values.tolist(),
-                    conf[s_pos[s_last]].tolist(),
-                    strict=True,
-                )
-            ]
-            # One event per bin and flush: the net change of its count.  A flush spans
-            # milliseconds while a scale needs about a second to settle after a pick,
-            # so under normal load this is exactly one pick or refill; under a flood it
-            # keeps the state DB's work per bin, not per reading.
-            prev = self.registry.counts[count_idx]
-            delta = count_values - prev
-            ev = np.flatnonzero((prev != UNKNOWN) & (delta != 0))
-            if len(ev):
-                flush.events = [
-                    (cals[i].bin_id, t, "consumption" if d < 0 else "refill", d, c)
-                    for i, t, d, c in zip(
-                        count_idx[ev].tolist(),
-                        ts[s_pos[s_last[ev]]].tolist(),
-                        delta[ev].tolist(),
-                        count_values[ev].tolist(),
-                        strict=True,
-                    )
-                ]
-            # Only a count that moved can change a decision: a re-sent unchanged reading costs
-            # no rule evaluation (a position moved by receiving is decided by the state writer).
-            # A bin edited by hand (reorder point, supplier, pause) reaches ingest with the
-            # next registry reload: each low bin is decided once more per reload.
-            moved = delta != 0  # a first count (prev UNKNOWN) is a change too
-            if moved.any():
-                flush.count_changed = [
-                    cals[i].bin_id for i in count_idx[moved].tolist()
-                ]
-            if self._recheck_snap is not snap:
-                self._recheck_snap = snap
-                self._rechecked = np.zeros(len(cals), dtype=np.bool_)
-            # position = on hand + pending + on order >= on hand: above the reorder point nothing can fire
-            low = (moved | ~self._rechecked[count_idx]) & (
-                count_values <= snap.reorder_point[count_idx]
-            )
-            if low.any():
-                decided = count_idx[low]
-                flush.decide = [cals[i].bin_id for i in decided.tolist()]
-                self._later(self._mark_rechecked, snap, decided)
-
-        tags = snap.tags
-        if not stable.all():
-            # History keeps what the live count keeps: a reading the scale did not call
-            # stable (a load still moving) would chart a level that never was.
-            k = np.flatnonzero(stable)
-            if not len(k):
-                return None, count_idx, count_values, seen_idx, seen_ts
-            idx_l = idx[k].tolist()
-            grams_l = grams[k].tolist()
-            ts_l = ts[k].tolist()
-            counts = counts[k]
-        frame = Frame(
-            MEASUREMENT,
-            [tags[i] for i in idx_l],
-            ("grams", "count"),
-            [grams_l, counts.tolist()],
-            ts_l,
-        )
-        return frame, count_idx, count_values, seen_idx, seen_ts
-
-    def _mark_rechecked(self, snap: Snapshot, idx: npt.NDArray[np.int64]) -> None:
-        """These low bins were decided under this snapshot (called once the flush is durable)."""
-        if self._recheck_snap is snap:
-            self._rechecked[idx] = True
 
     def _status(
         self, flush: Flush, addr: protocol.TopicAddress, payload: bytes, now_ms: int

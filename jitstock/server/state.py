@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from jitstock.server import reorder
 from jitstock.server.db.models import Agent, AgentCursor, Bin, Sku
 from jitstock.server.db.session import SessionFactory, is_postgresql, transaction
-from jitstock.server.ingest import Flush, StateWriter
+from jitstock.server.flush import Flush, StateWriter
 from jitstock.server.levels import BinCalibration
 from jitstock.server.registry import BinRegistry
 from jitstock.server.supplier import putaway, receiving

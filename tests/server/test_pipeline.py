@@ -22,7 +22,7 @@ from jitstock.firmware_sim.scale import SimulatedScale
 from jitstock.server.db.models import Order
 from jitstock.server.db.secrets import new_webhook_secret
 from jitstock.server.db.session import make_engine, make_session_factory, transaction
-from jitstock.server.dispatch import MIN_CLAIM_LEASE_S
+from jitstock.server.order_attempt import MIN_CLAIM_LEASE_S
 from jitstock.server.seed import BinSeed, SupplierSeed
 from tests.server.server_support import (
     WAIT_S,

@@ -12,7 +12,7 @@ from jitstock.server.alerts import WEBHOOK_FAILING_AFTER, AlertMonitor
 from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.models import Agent, Bin, BinEvent
 from jitstock.server.db.session import transaction
-from jitstock.server.dispatch import AttemptOutcome
+from jitstock.server.order_attempt import AttemptOutcome
 from jitstock.server.kpis import compute
 from jitstock.server.metrics import Metrics
 from jitstock.server.notify import Notifier, NotifyConfig
