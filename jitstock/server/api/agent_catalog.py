@@ -102,12 +102,27 @@ def update_agent(
     return row
 
 
-def delete_agent(session: Session, agent_id: str, actor: str, now_ms: int) -> None:
-    """Remove an agent that feeds no bin (move or delete its bins first)."""
+def delete_agent(
+    session: Session, agent_id: str, actor: str, now_ms: int
+) -> str | None:
+    """Remove an agent that feeds no bin (move or delete its bins first).
+
+    Returns its provisioned MQTT username (None: none), for the caller to remove
+    at the broker before it commits.
+    """
     row = get_or_404(session, Agent, "agent", agent_id)
     n = bin_counts(session, [agent_id]).get(agent_id, 0)
     if n:
         raise Conflict(f"agent {agent_id!r} still feeds {n} bins")
+    username = row.mqtt_username
     session.execute(delete(AgentCursor).where(AgentCursor.agent_id == agent_id))
     session.delete(row)
     _audit(session, actor, now_ms, "agent.delete", agent_id, {})
+    return username
+
+
+def audit_credentials(
+    session: Session, actor: str, now_ms: int, agent_id: str, what: str
+) -> None:
+    """Record that MQTT credentials were issued (never the password itself)."""
+    _audit(session, actor, now_ms, "agent.credentials", agent_id, {"credentials": what})

@@ -52,8 +52,17 @@ class AgentCreate(Input):
 class AgentUpdate(Patch):
     """Change what an agent is for (its site and liveness are not edited here)."""
 
+    REQUIRED = frozenset({"enabled"})
+
     description: Description | None = None
     receive_bins: ReceiveBins = None
+    enabled: bool | None = Field(
+        default=None,
+        description=(
+            "false disables the agent's provisioned MQTT client at the broker (a "
+            "connected agent is disconnected and cannot reconnect); true enables it"
+        ),
+    )
 
 
 class AgentPublic(BaseModel):
@@ -82,3 +91,33 @@ class AgentPublic(BaseModel):
     version: str | None
     sensors: list[dict[str, Any]] | None
     bins: int = Field(description="bins it feeds")
+    enabled: bool = Field(
+        description="false: its MQTT client is disabled at the broker"
+    )
+    mqtt_username: str | None = Field(
+        description=(
+            "its MQTT client, provisioned by the server (Mosquitto Dynamic Security); "
+            "null: its credentials are made by hand (password file)"
+        )
+    )
+
+
+class AgentCredentials(BaseModel):
+    """An agent's MQTT credentials, shown once: the server keeps no copy of the password."""
+
+    username: str
+    password: str = Field(description="shown only in this answer; store it now")
+    edge_toml: str = Field(
+        description="a ready /etc/jitstock/edge.toml for jitstock-edge; add [[scales]]"
+    )
+
+
+class AgentCreated(AgentPublic):
+    """A new agent, with its MQTT credentials when the server provisions them."""
+
+    credentials: AgentCredentials | None = Field(
+        description=(
+            "null unless the server manages the broker's Dynamic Security "
+            "(JITSTOCK_MQTT_DYNSEC_USER); never shown again"
+        )
+    )
