@@ -46,6 +46,12 @@ def shell_actor() -> str:
     return f"shell:{who}"
 
 
+def _printable(what: str, value: str) -> None:
+    """Names are printed in lists and logs: no control characters (PostgreSQL refuses NUL)."""
+    if any(not ch.isprintable() for ch in value):
+        raise AccountRefused(f"{what}: control characters are not allowed")
+
+
 def _problem(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -58,6 +64,7 @@ def create_key(session: Session, name: str, role: str, *, now_ms: int) -> NewKey
         body = KeyCreate(name=name, role=role)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise AccountRefused(_problem(exc)) from None
+    _printable("name", body.name)
     plain = new_api_key()
     row = ApiKey(
         name=body.name,
@@ -125,6 +132,7 @@ def create_user(
         body = UserCreate(username=username, password=password, role=role)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise AccountRefused(_problem(exc)) from None
+    _printable("username", body.username)
     if session.get(DashboardUser, body.username) is not None:
         raise AccountRefused(f"user {body.username!r} exists")
     user = DashboardUser(

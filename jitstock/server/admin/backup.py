@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy.engine import URL, make_url
 
-from jitstock.server.admin.schema import SchemaRefused, check_schema
+from jitstock.server.admin.schema import check_schema
 from jitstock.server.db.migrate import alembic_config, current_revision, upgrade
 from jitstock.server.db.session import normalise_url
 from jitstock.server.private_files import ensure_private_file
@@ -125,14 +125,11 @@ def influx_rpc(settings: ServerSettings) -> str:
 
 def backup(settings: ServerSettings, dest: Path, *, history: bool = True) -> list[str]:
     """Write a backup into ``dest`` (new or empty); one line per part written."""
+    revision = check_schema(settings.db_url)  # SchemaRefused: a newer release's
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty: back up into a new directory")
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(dest, 0o700)  # it holds webhook secrets and key hashes
-    try:
-        revision = check_schema(settings.db_url)
-    except SchemaRefused as exc:
-        raise BackupError(str(exc)) from None
     done: list[str] = []
     parts: dict[str, Any] = {}
     path = _sqlite_path(settings.db_url)
