@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from jitstock.demo import SLOW_SUPPLIER_FACTOR, demo_bins
+from jitstock.demo_plant import SLOW_SUPPLIER_FACTOR, demo_bins
 from tests.services import free_port
 
 DEMO_SECONDS = 60
