@@ -27,13 +27,13 @@ KEY = re.compile(r"^\s+(jsk_\S+)$", re.M)
 @pytest.fixture
 def admin_env(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+) -> str:
     """JITSTOCK_* for an admin command on an empty database; yields the URL."""
     for name in ("JITSTOCK_BOOTSTRAP_ADMIN_KEY", "JITSTOCK_INFLUX_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JITSTOCK_DB_URL", db_url)
     monkeypatch.setenv("JITSTOCK_DATA_DIR", str(tmp_path / "data"))
-    yield db_url
+    return db_url
 
 
 def admin(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
