@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from jitstock.protocol import RESERVED_AGENT_IDS
 from jitstock.server.agents import ANY_BIN
 from jitstock.server.api.agent_schemas import AgentCreate
 from jitstock.server.api.catalog import get_or_404
@@ -73,6 +74,12 @@ def _audit(
 
 def create_agent(session: Session, data: AgentCreate, actor: str, now_ms: int) -> Agent:
     """Add an agent; it is 'unknown' until it publishes."""
+    if data.id in RESERVED_AGENT_IDS:
+        raise FieldInvalid(
+            "id",
+            f"{data.id!r} is reserved: jit/v1/{{site}}/{data.id}/ holds the orders to "
+            "suppliers (docs/protocol.md)",
+        )
     if session.get(Agent, data.id) is not None:
         raise Conflict(f"agent {data.id!r} already exists", field="id")
     if session.get(Site, data.site_id) is None:
