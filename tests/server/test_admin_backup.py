@@ -1,0 +1,235 @@
+"""`jitstock admin backup` -> wipe -> `restore` keeps bins, orders, keys and history:
+SQLite state with the embedded history store, PostgreSQL state (pg_dump/pg_restore)
+with InfluxDB history (influxd backup/restore -portable)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from jitstock.cli import main
+from jitstock.server.db.models import ApiKey, Bin, Order
+from jitstock.server.db.session import make_engine, make_session_factory, transaction
+from jitstock.server.settings import ServerSettings
+from jitstock.server.tsdb import Point, open_store
+from tests.server.conftest import PG_ADMIN_DSN
+from tests.server.db_factories import seed
+from tests.services import InfluxDB
+from tests.waits import WAIT_S
+
+POINTS = 240
+T0_MS = 1_800_000_000_000
+ORDER_IDS = [
+    "aaaaaaaa-0000-4000-8000-000000000001",
+    "aaaaaaaa-0000-4000-8000-000000000002",
+]
+
+
+@pytest.fixture
+def plant(
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> ServerSettings:
+    """JITSTOCK_* of a plant: SQLite + embedded history, or PostgreSQL + InfluxDB."""
+    for name in list(os.environ):
+        if name.startswith("JITSTOCK_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("JITSTOCK_DB_URL", db_url)
+    monkeypatch.setenv("JITSTOCK_DATA_DIR", str(tmp_path / "data"))
+    if db_url.startswith("postgresql"):
+        influx: InfluxDB = request.getfixturevalue("influxdb")
+        monkeypatch.setenv("JITSTOCK_INFLUX_URL", influx.url)
+        monkeypatch.setenv(
+            "JITSTOCK_INFLUX_DB", f"jit_{tmp_path.name[-20:]}".replace("-", "_")
+        )
+        monkeypatch.setenv("JITSTOCK_INFLUX_RPC", f"127.0.0.1:{influx.rpc_port}")
+    return ServerSettings()
+
+
+def admin(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    rc = main(["admin", *argv])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return out.out
+
+
+def history(settings: ServerSettings) -> list[tuple[int, int]]:
+    store = open_store(
+        influx_url=settings.influx_url,
+        influx_db=settings.influx_db,
+        sqlite_path=settings.tsdb_file,
+        spool_path=settings.spool_file,
+    )
+    try:
+        rows = store.query_raw("bin_level", {"bin": "bin-0"}, 0, 2**62)
+    finally:
+        store.close()
+    return [(r["ts_ms"], r["count"]) for r in rows]
+
+
+def fill(settings: ServerSettings) -> None:
+    """Bins, two orders and the readings of one bin, as a running plant would have them."""
+    engine = make_engine(settings.db_url)
+    factory = make_session_factory(engine)
+    seed(factory, bins=3)
+    with transaction(factory) as s:
+        for i, oid in enumerate(ORDER_IDS):
+            s.add(
+                Order(
+                    id=oid,
+                    bin_id=f"bin-{i}",
+                    sku_id="M6-bolt",
+                    supplier_id="acme",
+                    site_id="plant1",
+                    qty=100 + i,
+                    state=("sent", "delivered")[i],
+                    created_ms=T0_MS + i,
+                    trigger={"reason": "reorder_point"},
+                )
+            )
+    engine.dispose()
+    store = open_store(
+        influx_url=settings.influx_url,
+        influx_db=settings.influx_db,
+        sqlite_path=settings.tsdb_file,
+        spool_path=settings.spool_file,
+    )
+    try:
+        store.write(
+            [
+                Point(
+                    "bin_level",
+                    (("bin", "bin-0"),),
+                    (("count", 500 - i),),
+                    T0_MS + i * 1000,
+                )
+                for i in range(POINTS)
+            ]
+        )
+        if settings.influx_url:  # written through; nothing may be left in the spool
+            assert store.stats()["spool_points"] == 0
+    finally:
+        store.close()
+
+
+def state(settings: ServerSettings) -> tuple[object, ...]:
+    engine = make_engine(settings.db_url)
+    with transaction(make_session_factory(engine), readonly=True) as s:
+        bins = s.execute(select(Bin.id, Bin.on_hand).order_by(Bin.id)).all()
+        orders = s.execute(
+            select(Order.id, Order.state, Order.qty).order_by(Order.id)
+        ).all()
+        keys = s.execute(
+            select(ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.key_hash).order_by(
+                ApiKey.id
+            )
+        ).all()
+    engine.dispose()
+    return tuple(bins), tuple(orders), tuple(keys)
+
+
+def wipe(settings: ServerSettings) -> None:
+    """Lose everything: the database (dropped and made again empty) and the history."""
+    if settings.db_url.startswith("sqlite"):
+        db = Path(make_url(settings.db_url).database or "")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        settings.tsdb_file.unlink()
+        return
+    name = make_url(settings.db_url).database
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    r = httpx.post(
+        f"{settings.influx_url}/query",
+        data={"q": f'DROP DATABASE "{settings.influx_db}"'},
+        timeout=WAIT_S,
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_backup_wipe_restore_keeps_bins_orders_keys_and_history(
+    plant: ServerSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    init = admin(capsys, "init")
+    admin_key = re.findall(r"^\s+(jsk_\S+)$", init, re.M)
+    assert len(admin_key) == 1
+    admin(capsys, "keys", "create", "robot", "--role", "manager")
+    admin(capsys, "keys", "revoke", "2")
+    fill(plant)
+    before = state(plant)
+    assert len(before[0]) == 3
+    assert len(before[1]) == 2
+    assert len(before[2]) == 2
+    readings = history(plant)
+    assert len(readings) == POINTS
+    out = admin(capsys, "backup", str(tmp_path / "backup"))
+    assert "backup complete" in out
+    kind = "InfluxDB" if plant.influx_url else "embedded store"
+    assert f"history ({kind}" in out
+    assert oct((tmp_path / "backup").stat().st_mode & 0o777) == "0o700"
+    wipe(plant)
+    assert history(plant) == []
+    out = admin(capsys, "restore", str(tmp_path / "backup"))
+    assert "restore complete" in out
+    assert state(plant) == before
+    assert history(plant) == readings
+    # what a user notices: the same keys let them in, the revoked one does not
+    check = admin(capsys, "keys", "list")
+    assert re.search(r"1 admin\s+live .* admin \(jitstock admin init\)", check)
+    assert re.search(r"2 manager\s+revoked .* robot", check)
+
+
+def test_restore_over_a_changed_database_brings_back_the_backup(
+    plant: ServerSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    admin(capsys, "init")
+    fill(plant)
+    before = state(plant)
+    admin(capsys, "backup", str(tmp_path / "b"))
+    admin(capsys, "keys", "create", "made after the backup", "--role", "admin")
+    engine = make_engine(plant.db_url)
+    with transaction(make_session_factory(engine)) as s:
+        s.get(Order, ORDER_IDS[0]).state = "cancelled"  # type: ignore[union-attr]
+    engine.dispose()
+    assert state(plant) != before
+    admin(capsys, "restore", str(tmp_path / "b"), "--replace-history")
+    assert state(plant) == before
+    assert len(history(plant)) == POINTS
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_backup_refuses_a_non_empty_directory_and_restore_a_non_backup(
+    plant: ServerSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    admin(capsys, "init")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "something").write_text("x")
+    assert main(["admin", "backup", str(full)]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    for manifest in (
+        None,
+        "",
+        "{",
+        "[]",
+        '{"format": 99}',
+        '{"format": 1, "revision": "0099_future", "parts": {}}',
+    ):
+        src = tmp_path / f"src{abs(hash(manifest))}"
+        src.mkdir()
+        if manifest is not None:
+            (src / "manifest.json").write_text(manifest)
+        assert main(["admin", "restore", str(src)]) == 1
+        err = capsys.readouterr().err
+        assert "jitstock admin restore:" in err
+        assert "Traceback" not in err
