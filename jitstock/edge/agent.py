@@ -30,6 +30,7 @@ from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock, wait
 from jitstock.edge.batching import WIDEST_SEQ, fit
 from jitstock.edge.hid import HidScannerReader
+from jitstock.edge.modbus import ModbusBus, ModbusScaleReader, bus_key
 from jitstock.edge.outbox import BatchBuilder, BatchKind, Outbox, OutboxError
 from jitstock.edge.publisher import Publisher
 from jitstock.edge.scale import ScalePortConfig, ScaleReader
@@ -102,11 +103,13 @@ class Agent:
             max_payload_bytes=settings.mqtt_max_payload_bytes,
         )
         # what the file says; every retained config is applied over these
+        # keyed by ScaleSettings.key: the port, with the unit id for a Modbus indicator
         self._file_scales: dict[str, ScaleSettings] = {
-            s.port: s for s in settings.scales
+            s.key: s for s in settings.scales
         }
         self._signal = replace(settings.signal)
         self._readers: dict[str, ScaleReader] = {}
+        self._buses: dict[str, ModbusBus] = {}  # one per Modbus port or TCP address
         for scale in settings.scales:
             self._add_reader(scale.port_config())
         self._scanners: list[ScannerReader | HidScannerReader] = [
@@ -164,6 +167,8 @@ class Agent:
             readers = list(self._readers.values())
         for reader in readers:
             reader.stop()
+        for bus in self._buses.values():
+            bus.close()
         for scanner in self._scanners:
             scanner.stop()
         self._safe_tick()  # what arrived since the last tick is on disk for the next start
@@ -388,6 +393,16 @@ class Agent:
         log.info("port %s (bin %s) no longer read", port, reader.config.bin)
 
     def _add_reader(self, config: ScalePortConfig) -> None:
-        self._readers[config.port] = ScaleReader(
-            config, self._scale_signal(config.port), self, self._clock
+        signal = self._scale_signal(config.key)
+        if config.modbus is None:
+            self._readers[config.key] = ScaleReader(config, signal, self, self._clock)
+            return
+        key = bus_key(config.port)
+        bus = self._buses.get(key)
+        if bus is None:
+            bus = self._buses[key] = ModbusBus(
+                config.port, config.baudrate, config.modbus
+            )
+        self._readers[config.key] = ModbusScaleReader(
+            config, signal, self, bus, self._clock
         )

@@ -33,6 +33,7 @@ from jitstock.edge.frames import (
     parse_sics_response,
     parse_stream_line,
 )
+from jitstock.edge.registers import ModbusSpec
 from jitstock.edge.stability import SignalPath, SignalSettings
 from jitstock.ratelog import RateLimitedLog
 
@@ -63,7 +64,7 @@ FAULTS = (
     "net_weight",
 )
 
-Protocol_ = Literal["stream", "sics"]
+Protocol_ = Literal["stream", "sics", "modbus"]
 # What a net frame becomes: refused (fault `net_weight`), or net + the scale's tare_g.
 NetWeight = Literal["reject", "add_tare"]
 
@@ -80,6 +81,15 @@ class ScalePortConfig:
     # None: the protocol's default (stream: reject, sics: add_tare, MT-SICS answers being net)
     net_weight: NetWeight | None = None
     tare_g: float = 0.0
+    # protocol "modbus": the unit id and registers (edge/modbus.py)
+    modbus: ModbusSpec | None = None
+
+    @property
+    def key(self) -> str:
+        """What names this scale in the agent: its port, with the unit id on a Modbus bus."""
+        if self.modbus is None:
+            return self.port
+        return f"{self.port}#{self.modbus.unit_id}"
 
     @property
     def net_policy(self) -> NetWeight:
@@ -352,6 +362,10 @@ class ScaleReader:
                 self._path.motion()  # the scale cannot weigh now: not stable
             self._bad(exc.reason, str(exc))
             return False
+        return self._handle_frame(frame, now)
+
+    def _handle_frame(self, frame: Frame, now: float) -> bool:
+        """Net policy, range check, filter and stability for one weight; True if it was good."""
         if frame.net:
             cfg = self._config
             if cfg.net_policy == "reject":

@@ -40,6 +40,14 @@ from pydantic_settings import (
 from jitstock.edge.keymap import Layout
 from jitstock.edge.outbox import DEFAULT_MAX_BATCHES
 from jitstock.edge.publisher import DEFAULT_WINDOW, MAX_WINDOW, BrokerConfig
+from jitstock.edge.registers import (
+    DataType,
+    ModbusSpec,
+    Parity,
+    RegisterType,
+    WordOrder,
+    tcp_address,
+)
 from jitstock.edge.scale import NetWeight, ScalePortConfig
 from jitstock.edge.stability import SignalSettings
 from jitstock.protocol import BIN_RE, MAX_PAYLOAD_BYTES, NAME_RE
@@ -54,6 +62,23 @@ MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl")
 MIN_PAYLOAD_CAP = 1024
 
 
+# The [[scales]] keys of a protocol = "modbus" scale (ModbusSpec fields of the same name).
+MODBUS_KEYS = (
+    "unit_id",
+    "weight_register",
+    "register_type",
+    "data_type",
+    "word_order",
+    "factor",
+    "status_register",
+    "stable_bit",
+    "motion_bit",
+    "parity",
+    "stopbits",
+    "timeout_s",
+)
+
+
 class ConfigError(ValueError):
     """A configuration the agent refuses; ``str()`` is one line naming the file and key."""
 
@@ -65,9 +90,22 @@ class ScaleSettings(BaseModel):
 
     port: str = Field(min_length=1)
     bin: str = Field(pattern=BIN_RE.pattern)
-    protocol: Literal["stream", "sics"] = "stream"
+    protocol: Literal["stream", "sics", "modbus"] = "stream"
     baudrate: int = Field(9600, gt=0)
-    poll_interval_s: float = Field(0.1, gt=0)
+    poll_interval_s: float = Field(0.1, gt=0, le=3600)
+    # protocol = "modbus" only (edge/modbus.py): port is a serial device (RTU) or tcp://host[:port]
+    unit_id: int | None = Field(None, ge=1, le=247)
+    weight_register: int | None = Field(None, ge=0, le=65535)
+    register_type: RegisterType | None = None
+    data_type: DataType | None = None
+    word_order: WordOrder | None = None
+    factor: float | None = Field(None, allow_inf_nan=False)
+    status_register: int | None = Field(None, ge=0, le=65535)
+    stable_bit: int | None = Field(None, ge=0, le=15)
+    motion_bit: int | None = Field(None, ge=0, le=15)
+    parity: Parity | None = None
+    stopbits: Literal[1, 2] | None = None
+    timeout_s: float | None = Field(None, gt=0, le=30)
     # per-scale thresholds (None: the agent's [signal] value, or the server's config)
     step_g: float | None = Field(None, gt=0)
     stability_window_s: float | None = Field(None, gt=0)
@@ -79,6 +117,45 @@ class ScaleSettings(BaseModel):
     net_weight: NetWeight | None = None
     tare_g: float = Field(0.0, ge=0, le=2_000_000)
 
+    @model_validator(mode="after")
+    def _modbus_keys(self) -> ScaleSettings:
+        given = [k for k in MODBUS_KEYS if getattr(self, k) is not None]
+        if self.protocol != "modbus":
+            if given:
+                raise ValueError(f'{given[0]}: only a protocol = "modbus" scale has it')
+            return self
+        if self.weight_register is None:
+            raise ValueError(
+                'weight_register: a protocol = "modbus" scale needs the address of its weight register'
+            )
+        if self.factor == 0:
+            raise ValueError("factor: 0 would read every load as 0 g")
+        bits = self.stable_bit is not None or self.motion_bit is not None
+        if bits != (self.status_register is not None):
+            raise ValueError(
+                "status_register: stable_bit or motion_bit needs status_register, "
+                "and status_register needs one of them"
+            )
+        try:
+            tcp = tcp_address(self.port)
+        except ValueError as exc:
+            raise ValueError(f"port: {exc}") from None
+        if tcp is not None and (self.parity is not None or self.stopbits is not None):
+            raise ValueError("parity: Modbus TCP has no serial line settings")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The scale's name in the agent (and in the server's port mappings)."""
+        return self.port_config().key
+
+    def modbus_spec(self) -> ModbusSpec | None:
+        """The registers of a Modbus scale (None for the other protocols)."""
+        if self.protocol != "modbus":
+            return None
+        given = {k: v for k in MODBUS_KEYS if (v := getattr(self, k)) is not None}
+        return ModbusSpec(**given)
+
     def port_config(self) -> ScalePortConfig:
         """The reader's view of this scale."""
         return ScalePortConfig(
@@ -89,6 +166,7 @@ class ScaleSettings(BaseModel):
             poll_interval_s=self.poll_interval_s,
             net_weight=self.net_weight,
             tare_g=self.tare_g,
+            modbus=self.modbus_spec(),
         )
 
     def signal_overrides(self) -> dict[str, float]:
@@ -180,13 +258,33 @@ class EdgeSettings(BaseSettings):
     @model_validator(mode="after")
     def _one_owner_per_port_and_bin(self) -> EdgeSettings:
         ports: dict[str, str] = {}
+        buses: dict[str, tuple[int, dict[int, str]]] = {}  # Modbus port: (first, units)
         for i, scale in enumerate(self.scales):
             where = f"scales[{i}]"
+            spec = scale.modbus_spec()
+            if spec is not None and scale.port in buses:
+                # one RS-485 bus (or TCP gateway), several indicators by unit id
+                first, units = buses[scale.port]
+                if spec.unit_id in units:
+                    raise ValueError(
+                        f"{where}.unit_id: unit {spec.unit_id} on {scale.port} is already "
+                        f"listed as {units[spec.unit_id]}; give each indicator its own unit id"
+                    )
+                if _line(self.scales[first]) != _line(scale):
+                    raise ValueError(
+                        f"{where}.baudrate: {scale.port} is one bus: baudrate, parity, "
+                        f"stopbits and timeout_s must be those of scales[{first}]"
+                    )
+                units[spec.unit_id] = where
+                continue
             if scale.port in ports:
                 raise ValueError(
-                    f"{where}.port: {scale.port} is already listed as {ports[scale.port]}"
+                    f"{where}.port: {scale.port} is already listed as {ports[scale.port]} "
+                    '(only protocol = "modbus" scales share a port, by unit_id)'
                 )
             ports[scale.port] = where
+            if spec is not None:
+                buses[scale.port] = (i, {spec.unit_id: where})
         for i, scanner in enumerate(self.scanners):
             where = f"scanners[{i}]"
             if scanner.port in ports:
@@ -254,6 +352,11 @@ class EdgeSettings(BaseSettings):
     def scale_signal(self, scale: ScaleSettings) -> SignalSettings:
         """The thresholds of one scale: [signal] with the scale's own keys on top."""
         return scale_signal(self.signal, scale.signal_overrides())
+
+
+def _line(scale: ScaleSettings) -> tuple[object, ...]:
+    """What every indicator on one bus must agree on (one client reads them all)."""
+    return (scale.baudrate, scale.parity, scale.stopbits, scale.timeout_s)
 
 
 def scale_signal(base: SignalSettings, overrides: dict[str, float]) -> SignalSettings:
