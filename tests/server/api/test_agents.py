@@ -47,12 +47,23 @@ def test_create_get_list_patch_delete_a_dock_agent(
         "version": None,
         "sensors": None,
         "bins": 0,
+        "enabled": True,
+        "mqtt_username": None,
+        # no dynsec admin configured: a record only, no MQTT client made
+        "credentials": None,
     }
+    created.pop("credentials")
     # ingest knows it at once: a dock without bins may publish scans
     assert "dock1" in api.ctx.registry.snapshot.agents
     assert api.ctx.registry.snapshot.agent_sites["dock1"] == "plant1"
 
     assert viewer.get("/api/v1/agents/dock1").json() == created
+    # only managers and admins register agents or get their credentials
+    assert viewer.post("/api/v1/agents", json=_dock(id="dock9")).status_code == 403
+    assert viewer.post("/api/v1/agents/dock1/credentials").status_code == 403
+    assert (
+        viewer.patch("/api/v1/agents/dock1", json={"enabled": False}).status_code == 403
+    )
     listed = {a["id"]: a for a in viewer.get("/api/v1/agents").json()}
     assert set(listed) == {"dock1", "pi-1"}
     assert listed["pi-1"]["bins"] == 2
