@@ -30,9 +30,10 @@ from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock, wait
 from jitstock.edge.batching import WIDEST_SEQ, fit
 from jitstock.edge.hid import HidScannerReader
-from jitstock.edge.modbus import ModbusBus, ModbusScaleReader, bus_key
+from jitstock.edge.modbus import ModbusBus, ModbusScaleReader
 from jitstock.edge.outbox import BatchBuilder, BatchKind, Outbox, OutboxError
 from jitstock.edge.publisher import Publisher
+from jitstock.edge.registers import bus_key
 from jitstock.edge.scale import ScalePortConfig, ScaleReader
 from jitstock.edge.scanner import ScannerReader
 from jitstock.edge.settings import EdgeSettings, ScaleSettings, scale_signal

@@ -31,7 +31,6 @@ from jitstock.clock import REAL_CLOCK, Clock, wait
 from jitstock.edge.frames import Frame
 from jitstock.edge.registers import (
     REGISTERS,
-    TCP_PREFIX,
     ModbusSpec,
     decode_registers,
     tcp_address,
@@ -194,9 +193,3 @@ class ModbusScaleReader(ScaleReader):
     def _answered(self) -> None:
         """A request was settled: the fault says why, `no_data` would hide it."""
         self._last_line_at = self._clock.monotonic()
-
-
-def bus_key(port: str) -> str:
-    """Scales on the same port or TCP address share one bus."""
-    address = tcp_address(port)
-    return port if address is None else f"{TCP_PREFIX}{address[0]}:{address[1]}"

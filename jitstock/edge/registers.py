@@ -48,6 +48,12 @@ def tcp_address(port: str) -> tuple[str, int] | None:
     return parts.hostname, parts.port or DEFAULT_TCP_PORT
 
 
+def bus_key(port: str) -> str:
+    """Scales on the same port or TCP address (``tcp://h`` is ``tcp://h:502``) share one bus."""
+    address = tcp_address(port)
+    return port if address is None else f"{TCP_PREFIX}{address[0]}:{address[1]}"
+
+
 def decode_registers(registers: list[int], spec: ModbusSpec) -> float:
     """The register value in grams; ValueError for a float that is not a number."""
     kind = getattr(ModbusTcpClient.DATATYPE, spec.data_type.upper())

@@ -46,6 +46,7 @@ from jitstock.edge.registers import (
     Parity,
     RegisterType,
     WordOrder,
+    bus_key,
     tcp_address,
 )
 from jitstock.edge.scale import NetWeight, ScalePortConfig
@@ -262,9 +263,10 @@ class EdgeSettings(BaseSettings):
         for i, scale in enumerate(self.scales):
             where = f"scales[{i}]"
             spec = scale.modbus_spec()
-            if spec is not None and scale.port in buses:
+            port = scale.port if spec is None else bus_key(scale.port)
+            if spec is not None and port in buses:
                 # one RS-485 bus (or TCP gateway), several indicators by unit id
-                first, units = buses[scale.port]
+                first, units = buses[port]
                 if spec.unit_id in units:
                     raise ValueError(
                         f"{where}.unit_id: unit {spec.unit_id} on {scale.port} is already "
@@ -277,14 +279,14 @@ class EdgeSettings(BaseSettings):
                     )
                 units[spec.unit_id] = where
                 continue
-            if scale.port in ports:
+            if port in ports:
                 raise ValueError(
-                    f"{where}.port: {scale.port} is already listed as {ports[scale.port]} "
+                    f"{where}.port: {scale.port} is already listed as {ports[port]} "
                     '(only protocol = "modbus" scales share a port, by unit_id)'
                 )
-            ports[scale.port] = where
+            ports[port] = where
             if spec is not None:
-                buses[scale.port] = (i, {spec.unit_id: where})
+                buses[port] = (i, {spec.unit_id: where})
         for i, scanner in enumerate(self.scanners):
             where = f"scanners[{i}]"
             if scanner.port in ports:

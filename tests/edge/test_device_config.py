@@ -1,0 +1,142 @@
+"""Config of the issue 17 devices: Modbus indicators sharing a bus, HID scanners, and slips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jitstock.edge.registers import ModbusSpec, decode_registers
+from jitstock.edge.settings import ConfigError, EdgeSettings, load_settings
+from tests.edge.edge_process import run_edge, toml_config
+from tests.edge.test_config_errors import refusal
+
+RTU = {"protocol": "modbus", "port": "/dev/ttyUSB0", "weight_register": 0}
+
+
+def settings(tmp_path: Path, **kw: Any) -> EdgeSettings:
+    return load_settings(
+        None, site="plant1", agent="pi-1", outbox_path=tmp_path / "o.db", **kw
+    )
+
+
+def refused(tmp_path: Path, **kw: Any) -> str:
+    with pytest.raises(ConfigError) as exc:
+        settings(tmp_path, **kw)
+    return str(exc.value)
+
+
+def test_indicators_share_a_bus_by_unit_id(tmp_path: Path) -> None:
+    s = settings(
+        tmp_path,
+        scales=[
+            {**RTU, "bin": "A-01", "unit_id": 1},
+            {**RTU, "bin": "A-02", "unit_id": 2, "data_type": "float32"},
+            {**RTU, "port": "tcp://10.0.0.5", "bin": "A-03", "unit_id": 1},
+            {**RTU, "port": "tcp://10.0.0.5:1502", "bin": "A-04", "unit_id": 1},
+            {**RTU, "port": "tcp://10.0.0.5:502", "bin": "A-05", "unit_id": 2},
+        ],
+    )
+    assert [x.key for x in s.scales] == [
+        "/dev/ttyUSB0#1",
+        "/dev/ttyUSB0#2",
+        "tcp://10.0.0.5#1",
+        "tcp://10.0.0.5:1502#1",
+        "tcp://10.0.0.5:502#2",
+    ]
+    spec = s.scales[1].port_config().modbus
+    assert spec == ModbusSpec(unit_id=2, weight_register=0, data_type="float32")
+
+
+@pytest.mark.parametrize(
+    ("scales", "expected"),
+    [
+        ([{**RTU, "bin": "A-01"}, {**RTU, "bin": "A-02"}], "scales[1].unit_id: unit 1 on /dev/ttyUSB0 is already listed as scales[0]"),
+        ([{**RTU, "bin": "A-01"}, {"port": "/dev/ttyUSB0", "bin": "A-02"}], 'only protocol = "modbus" scales share a port'),
+        ([{"port": "/dev/ttyUSB0", "bin": "A-01"}, {**RTU, "bin": "A-02"}], 'only protocol = "modbus" scales share a port'),
+        ([{**RTU, "bin": "A-01"}, {**RTU, "bin": "A-02", "unit_id": 2, "baudrate": 19200}], "is one bus"),
+        ([{"port": "/dev/ttyUSB0", "bin": "A-01", "unit_id": 3}], 'unit_id: only a protocol = "modbus" scale has it'),
+        ([{**RTU, "bin": "A-01", "weight_register": None}], "weight_register"),
+        ([{"protocol": "modbus", "port": "/dev/ttyUSB0", "bin": "A-01"}], "weight_register: a protocol"),
+        ([{**RTU, "bin": "A-01", "weight_register": 2**63}], "weight_register"),
+        ([{**RTU, "bin": "A-01", "weight_register": 65536}], "weight_register"),
+        ([{**RTU, "bin": "A-01", "unit_id": 0}], "unit_id"),
+        ([{**RTU, "bin": "A-01", "unit_id": 248}], "unit_id"),
+        ([{**RTU, "bin": "A-01", "factor": float("nan")}], "factor"),
+        ([{**RTU, "bin": "A-01", "factor": float("inf")}], "factor"),
+        ([{**RTU, "bin": "A-01", "factor": 0}], "factor: 0"),
+        ([{**RTU, "bin": "A-01", "data_type": "int64"}], "data_type"),
+        ([{**RTU, "bin": "A-01", "stable_bit": 3}], "status_register"),
+        ([{**RTU, "bin": "A-01", "status_register": 4}], "status_register"),
+        ([{**RTU, "bin": "A-01", "status_register": 4, "stable_bit": 16}], "stable_bit"),
+        ([{**RTU, "bin": "A-01", "timeout_s": 5e-324, "poll_interval_s": 0}], "poll_interval_s"),
+        ([{**RTU, "bin": "A-01", "port": "tcp://"}], "tcp://host"),
+        ([{**RTU, "bin": "A-01", "port": "tcp://h:502", "parity": "E"}], "Modbus TCP has no serial"),
+        ([{**RTU, "bin": "A-01", "register": 3}], "register: unknown key"),
+        ([{**RTU, "port": "tcp://gw", "bin": "A-01"}, {**RTU, "port": "tcp://gw:502", "bin": "A-02"}], "unit 1 on tcp://gw:502 is already listed"),
+    ],
+)  # fmt: skip
+def test_modbus_slips_are_refused(
+    tmp_path: Path, scales: list[dict[str, Any]], expected: str
+) -> None:
+    scales = [{k: v for k, v in s.items() if v is not None} for s in scales]
+    assert expected in refused(tmp_path, scales=scales)
+
+
+def test_hid_scanner_config(tmp_path: Path) -> None:
+    port = "/dev/input/by-id/usb-Scanner-event-kbd"
+    s = settings(
+        tmp_path,
+        scanners=[{"port": port, "id": "gun-1", "kind": "hid", "layout": "de"}],
+    )
+    assert (s.scanners[0].kind, s.scanners[0].layout) == ("hid", "de")
+    assert "layout" in refused(
+        tmp_path, scanners=[{"port": port, "id": "g", "kind": "hid", "layout": "fr"}]
+    )
+    assert "only a HID scanner" in refused(
+        tmp_path, scanners=[{"port": "/dev/ttyACM0", "id": "g", "layout": "de"}]
+    )
+    assert "kind" in refused(
+        tmp_path, scanners=[{"port": port, "id": "g", "kind": "bluetooth"}]
+    )
+    assert "is also a bin" in refused(
+        tmp_path,
+        scales=[{"port": "/dev/ttyUSB0", "bin": "A-01"}],
+        scanners=[{"port": port, "id": "A-01", "kind": "hid"}],
+    )
+
+
+def test_duplicate_unit_id_refusal_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    config = toml_config(
+        tmp_path,
+        "mqtt://127.0.0.1:1",
+        scales=[
+            {**RTU, "bin": "A-01", "unit_id": 4},
+            {**RTU, "bin": "A-02", "unit_id": 4},
+        ],
+    )
+    line = refusal(run_edge(config))
+    assert "scales[1].unit_id: unit 4 on /dev/ttyUSB0" in line
+
+
+@pytest.mark.parametrize(
+    ("registers", "spec", "grams"),
+    [
+        ([0x0001, 0x86A0], ModbusSpec(data_type="int32", factor=0.1), 10000.0),
+        ([0x86A0, 0x0001], ModbusSpec(data_type="int32", word_order="little", factor=0.1), 10000.0),
+        ([0xFFFF], ModbusSpec(data_type="int16"), -1.0),
+        ([0xFFFF], ModbusSpec(data_type="uint16", factor=2.0), 131070.0),
+        ([0x4479, 0x8000], ModbusSpec(data_type="float32"), 998.0),
+    ],
+)  # fmt: skip
+def test_register_decoding(
+    registers: list[int], spec: ModbusSpec, grams: float
+) -> None:
+    assert decode_registers(registers, spec) == pytest.approx(grams)
+
+
+@pytest.mark.parametrize("registers", [[0x7FC0, 0x0000], [0x7F80, 0x0000]])
+def test_nan_and_infinite_floats_are_refused(registers: list[int]) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        decode_registers(registers, ModbusSpec(data_type="float32"))
