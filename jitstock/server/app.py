@@ -33,6 +33,7 @@ from jitstock.server.replenish.bin_policy import Params as ReplenishParams
 from jitstock.server.replenish.recalc import Recalculator
 from jitstock.server.sender import ProcessClient
 from jitstock.server.settings import ServerSettings
+from jitstock.server.sparkplug.config import build_bridge
 from jitstock.server.state import SqlState
 from jitstock.server.supplier.email_channel import EmailChannel, SmtpConfig
 from jitstock.server.supplier.escalation import Escalator
@@ -145,6 +146,16 @@ class ServerApp:
             dead_letters=self.dead_letters,
             on_dead_letter=[self._dead_letter_alert],
         )
+        # Sparkplug B gateways (issue 17): off unless JITSTOCK_SPARKPLUG_GROUPS is set; what
+        # they report goes through ingest like an agent's batch (docs/sparkplug.md)
+        self.sparkplug = build_bridge(
+            settings,
+            registry=self.registry,
+            metrics=self.metrics,
+            session_factory=self.session_factory,
+            submit=self.ingest.replay,
+            clock=clock,
+        )
         self.replenish = Recalculator(
             self.session_factory,
             ReplenishParams.from_settings(settings),
@@ -254,6 +265,8 @@ class ServerApp:
         """Start the background parts: MQTT, ingest, dispatcher."""
         self.mqtt.start()
         self.ingest.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
         if self.webhook_client is not None:
             self.webhook_client.start()
         self.dispatcher.start()
@@ -297,6 +310,8 @@ class ServerApp:
         self.replenish.stop()
         self.escalator.stop()
         self.supplier_events.stop()
+        if self.sparkplug is not None:
+            self.sparkplug.stop()
         self.ingest.stop()
         self.dispatcher.stop()
         if self.webhook_client is not None:

@@ -30,6 +30,7 @@ from jitstock.server.api.routes import (  # issue 6
     orders,
     sites,
     skus,
+    sparkplug,  # issue 17: Sparkplug B metric mappings
     supplier_links,  # issue 13: pages behind e-mailed purchase orders' links
     supplier_loop,  # issue 5
     suppliers,
@@ -84,6 +85,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
     app.include_router(bin_actions.router)  # issue 6: bin page actions
     app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs
     app.include_router(dead_letters.router)  # issue 10: list and replay dead letters
+    app.include_router(sparkplug.router)  # issue 17: Sparkplug B metric mappings
     app.include_router(docs.router)  # /docs and /redoc, no CDN
     app.include_router(favicon.router)  # issue 14: /favicon.ico, no 404
     register_webhooks(app)  # issue 13: what suppliers receive, under "webhooks"
