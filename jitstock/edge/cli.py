@@ -6,11 +6,29 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 from jitstock import __version__
 
 log = logging.getLogger("jitstock.edge")
+
+# What --help lists under the options: every device kind and its config (deploy/edge.example.toml).
+DEVICE_KINDS = """device kinds (one [[scales]] or [[scanners]] table each; docs/connect-devices.md):
+  serial scale, continuous output  [[scales]] port = "/dev/ttyUSB0", protocol = "stream"
+  serial scale, MT-SICS            [[scales]] port = "/dev/ttyUSB1", protocol = "sics"
+  Modbus RTU indicator (RS-485)    [[scales]] port = "/dev/ttyUSB2", protocol = "modbus",
+                                   unit_id = 1, weight_register = 0 (several units per port)
+  Modbus TCP indicator             [[scales]] port = "tcp://192.168.10.20:502",
+                                   protocol = "modbus", unit_id = 1, weight_register = 0
+  serial barcode scanner           [[scanners]] port = "/dev/ttyACM0", id = "gun-1"
+  USB HID barcode scanner          [[scanners]] port = "/dev/input/by-id/usb-...-event-kbd",
+                                   id = "gun-2", kind = "hid", layout = "us" or "de"
+  Sparkplug B gateways and PLCs publish to the server, not through this agent
+  (docs/sparkplug.md)
+
+check a port before configuring it: jitstock-edge check-port /dev/ttyUSB0
+(or tcp://host:502 --unit 1 for Modbus TCP)"""
 
 # Exit code of a refused start (configuration, TLS files, outbox owned by another
 # process): the systemd unit's RestartPreventExitStatus=2 keeps it from looping.
@@ -20,7 +38,9 @@ EXIT_CONFIG = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jitstock-edge",
-        description="jitstock edge agent: serial scales and scanners to MQTT, nothing lost.",
+        description="jitstock edge agent: scales and barcode scanners to MQTT, nothing lost.",
+        epilog=DEVICE_KINDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"jitstock-edge {__version__}"
@@ -34,21 +54,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     check = sub.add_parser(
-        "check-port", help="print what a serial port speaks (for installers)"
+        "check-port",
+        help="print what a serial port or Modbus TCP address speaks (for installers)",
     )
-    check.add_argument("port", help="e.g. /dev/ttyUSB0 or a pyserial URL")
+    check.add_argument(
+        "port",
+        help="e.g. /dev/ttyUSB0, a pyserial URL, or tcp://host[:port] (Modbus TCP)",
+    )
     check.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to listen and ask"
     )
     check.add_argument("--baudrate", type=int, default=9600)
+    check.add_argument(
+        "--unit",
+        type=_unit_id,
+        default=1,
+        help="Modbus unit id to ask (1-247, default 1)",
+    )
+    check.add_argument(
+        "--register",
+        type=_register,
+        default=0,
+        help="Modbus holding register to read (0-65535, default 0)",
+    )
     return parser
 
 
-def check_port(port: str, timeout_s: float, baudrate: int) -> int:
+def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {low}..{high}")
+        return value
+
+    return parse
+
+
+_unit_id = _bounded(1, 247, "unit id")
+_register = _bounded(0, 65535, "register")
+
+
+def check_port(
+    port: str, timeout_s: float, baudrate: int, unit: int = 1, register: int = 0
+) -> int:
     """Describe what ``port`` speaks; 0 identified, 1 nothing usable, 2 cannot open or in use."""
     from jitstock.edge.probe import diagnose
 
-    found = diagnose(port, timeout_s=timeout_s, baudrate=baudrate)
+    found = diagnose(
+        port, timeout_s=timeout_s, baudrate=baudrate, unit=unit, register=register
+    )
     print(found.text)
     return found.exit_code
 
@@ -93,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "check-port":
-        return check_port(args.port, args.timeout, args.baudrate)
+        return check_port(
+            args.port, args.timeout, args.baudrate, args.unit, args.register
+        )
     # without --config, the environment alone (JITSTOCK_SITE, JITSTOCK_AGENT, ...) configures the agent
     return run_agent(args.config)
 

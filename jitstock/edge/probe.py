@@ -2,7 +2,9 @@
 
 The probe opens the port exclusively (a port the agent holds is refused, never
 read from), listens for a continuous stream, and when the port is silent asks
-MT-SICS ``SI`` (answered at once, even while the load moves) and then ``S``.
+MT-SICS ``SI`` (answered at once, even while the load moves), then ``S``, then
+a Modbus RTU read of one unit (edge/probe_modbus.py; ``tcp://host[:port]`` is
+probed as Modbus TCP).
 Each known output format is one :data:`VARIANTS` entry; docs/scales.md shows the
 same table to people.
 
@@ -31,6 +33,13 @@ from jitstock.edge.frames import (
     parse_sics_response,
     parse_stream_line,
 )
+from jitstock.edge.probe_modbus import (
+    MODBUS_WAIT_S,
+    ask_rtu,
+    describe_answer,
+    probe_tcp,
+)
+from jitstock.edge.registers import TCP_PREFIX
 from jitstock.edge.scanner import decode_code, split_lines
 
 EXIT_IDENTIFIED, EXIT_UNKNOWN, EXIT_NO_PORT = 0, 1, 2
@@ -354,8 +363,21 @@ def _ask(ser: Any, request: bytes, seconds: float) -> bytes | None:
     return lines[0] if lines else None
 
 
-def diagnose(port: str, timeout_s: float = 3.0, baudrate: int = 9600) -> Diagnosis:
-    """Open `port` exclusively, listen, then ask MT-SICS `SI` and `S`; say what it speaks."""
+def diagnose(
+    port: str,
+    timeout_s: float = 3.0,
+    baudrate: int = 9600,
+    *,
+    unit: int = 1,
+    register: int = 0,
+) -> Diagnosis:
+    """Open `port` exclusively, listen, ask MT-SICS `SI` and `S`, then Modbus RTU `unit`.
+
+    ``tcp://host[:port]`` is a Modbus TCP address: only the Modbus question is asked.
+    """
+    if port.startswith(TCP_PREFIX):
+        text, code = probe_tcp(port, unit, register, timeout_s)
+        return Diagnosis(text, code, "modbus" if code == EXIT_IDENTIFIED else None)
     try:
         ser = _open(port, baudrate)
     except (serial.SerialException, OSError, ValueError) as exc:
@@ -384,9 +406,14 @@ def diagnose(port: str, timeout_s: float = 3.0, baudrate: int = 9600) -> Diagnos
                 "an MT-SICS device that does not weigh? check its display",
                 EXIT_UNKNOWN,
             )
+        modbus = ask_rtu(ser, unit, register, MODBUS_WAIT_S)
+        if modbus is not None:
+            text, ok = describe_answer(port, unit, register, modbus)
+            return Diagnosis(text, EXIT_IDENTIFIED if ok else EXIT_UNKNOWN, "modbus")
         return Diagnosis(
-            f"{port}: silent - no data within {listen_s:.1f} s and no answer to MT-SICS "
-            "SI or S (cable, power, baud rate? a scanner sends only when it scans)",
+            f"{port}: silent - no data within {listen_s:.1f} s, no answer to MT-SICS "
+            f"SI or S nor to Modbus RTU unit {unit} at {baudrate} baud (cable, power, "
+            "baud rate, unit id? a scanner sends only when it scans)",
             EXIT_UNKNOWN,
         )
     except (serial.SerialException, OSError) as exc:

@@ -3,6 +3,8 @@
     jitstock sim scales --bins 12 --protocol stream|sics|mixed --speed 1 --seed 1
         [--stream-format gs|nt|ad|toledo]
     jitstock sim scanner [--every SECONDS]
+    jitstock sim modbus --transport rtu|tcp --units 2 [--word-order big|little]
+        [--pick-every SECONDS]
 
 Both print the pty paths (stable symlinks) to point a real jitstock-edge at, then run
 until Ctrl-C / SIGTERM and exit cleanly.
@@ -20,6 +22,7 @@ from types import FrameType
 
 from jitstock.clock import REAL_CLOCK, Clock, ScaledClock
 from jitstock.firmware_sim.fleet import BinSpec, SimulatedFleet
+from jitstock.firmware_sim.modbus import SimulatedModbusBus
 from jitstock.firmware_sim.scale import STREAM_FORMATS, ScaleProtocol, StreamFormat
 from jitstock.firmware_sim.scanner import SimulatedScanner
 
@@ -66,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         "--every", type=float, default=0.0, help="scan a random code every N seconds"
     )
     c.add_argument("--seed", type=int, default=1)
+    m = sub.add_parser(
+        "modbus",
+        help="Modbus weighing indicators (unit ids 1..N) on one RTU pty or a TCP port",
+    )
+    m.add_argument("--transport", choices=("rtu", "tcp"), default="rtu")
+    m.add_argument("--units", type=int, default=2, help="indicators on the bus (1-247)")
+    m.add_argument("--word-order", choices=("big", "little"), default="big")
+    m.add_argument(
+        "--pick-every", type=float, default=0.0, help="take a part every N seconds"
+    )
+    m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--workdir", type=Path, default=None)
     return p
 
 
@@ -207,9 +222,68 @@ def _scanner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _modbus(args: argparse.Namespace) -> int:
+    if not 1 <= args.units <= 247:
+        print("jitstock sim modbus: --units must be 1..247", file=sys.stderr)
+        return 2
+    bus = SimulatedModbusBus(
+        args.transport, word_order=args.word_order, workdir=args.workdir
+    )
+    rng = random.Random(args.seed)
+    for unit_id in range(1, args.units + 1):
+        unit_weight = rng.choice(UNIT_WEIGHTS_G)
+        bus.add_unit(
+            unit_id,
+            f"M{unit_id:02d}",
+            unit_weight_g=unit_weight,
+            count=max(20, int(rng.uniform(1500, 4000) / unit_weight)),
+            tare_g=500.0,
+            seed=args.seed + unit_id,
+        )
+    bus.start()
+    try:
+        print(
+            "# bin, port, unit_id, tare, unit weight, parts now; registers: 0-1 int32 "
+            "0.1 g (factor = 0.1), 2-3 float32 g, 4 status (bit 0 stable), 5 int16 g; "
+            f"word_order = {args.word_order!r} (docs/connect-devices.md)",
+            file=sys.stderr,
+        )
+        for unit in bus.units.values():
+            print(
+                "\t".join(
+                    (
+                        unit.bin,
+                        bus.address,
+                        f"unit_id {unit.unit_id}",
+                        f"tare {unit.tare_g:g} g",
+                        f"{unit.unit_weight_g:g} g/part",
+                        f"{unit.count} parts",
+                    )
+                )
+            )
+        print("# Ctrl-C to stop", file=sys.stderr)
+        sys.stdout.flush()
+        done = threading.Event()
+
+        def picks() -> None:
+            units = list(bus.units.values())
+            while not done.wait(args.pick_every):
+                rng.choice(units).pick(1)
+
+        if args.pick_every > 0:
+            threading.Thread(target=picks, daemon=True).start()
+        _until_signalled()
+        done.set()
+    finally:
+        bus.stop()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `jitstock sim`."""
     args = _parser().parse_args(argv)
     if args.what == "scales":
         return _scales(args)
+    if args.what == "modbus":
+        return _modbus(args)
     return _scanner(args)

@@ -67,3 +67,37 @@ def test_sim_scales_speaks_the_chosen_stream_format() -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("transport", ["rtu", "tcp"])
+def test_sim_modbus_prints_units_that_check_port_recognises(transport: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "sim", "modbus", "--units", "3"]
+        + ["--transport", transport],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        rows = [proc.stdout.readline().rstrip("\n").split("\t") for _ in range(3)]
+        assert [r[0] for r in rows] == ["M01", "M02", "M03"]
+        assert [r[2] for r in rows] == ["unit_id 1", "unit_id 2", "unit_id 3"]
+        assert len({r[1] for r in rows}) == 1  # one bus
+        found = subprocess.run(
+            [sys.executable, "-m", "jitstock.edge.cli", "check-port", rows[0][1]]
+            + ["--unit", "3"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )
+        assert found.returncode == 0, found.stdout
+        assert "unit 3" in found.stdout
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
