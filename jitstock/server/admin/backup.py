@@ -83,10 +83,13 @@ def _pg_args(url: str) -> tuple[list[str], dict[str, str]]:
     """libpq connection options for pg_dump/pg_restore; the password goes in the environment."""
     u: URL = make_url(normalise_url(url))
     args = ["--dbname", u.database or "postgres"]
-    if u.host:
-        args += ["--host", u.host]
-    if u.port:
-        args += ["--port", str(u.port)]
+    # a Unix socket (peer authentication) comes as ?host=/var/run/postgresql
+    host = u.host or u.query.get("host")
+    port = u.port or u.query.get("port")
+    if host:
+        args += ["--host", str(host)]
+    if port:
+        args += ["--port", str(port)]
     if u.username:
         args += ["--username", u.username]
     env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
