@@ -36,22 +36,22 @@ systemd restarts it, instead of running on without a publisher.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from jitstock import __version__, protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.edge.batching import split_payload
+from jitstock.edge.broker_config import BrokerConfig
 from jitstock.edge.lastwill import WillKeeper
 from jitstock.edge.outbox import Outbox, OutboxError
+from jitstock.edge.retained_config import ConfigCallback, RetainedConfig
+from jitstock.edge.status_keeper import StatusKeeper
 from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -87,54 +87,10 @@ MIN_PAYLOAD_LIMIT = 2048
 PUBLISH_OVERHEAD = 16
 # Status and will messages ride on top of the window within the broker's Receive Maximum.
 STATUS_HEADROOM = 8
-# How long the `online` status waits for the last-will connection before going out anyway.
-WILL_WAIT_S = 10.0
-# The broker sends retained messages right after SUBACK; none after this long means none is retained.
-CONFIG_SETTLE_S = 2.0
 # MQTT 5 PUBACK reason code "Packet too large" (Mosquitto: message_size_limit).
 RC_PACKET_TOO_LARGE = 0x95
 # CONNACK reason of a broker that does not speak MQTT 5 (3.1.1 return code 1).
 RC_UNSUPPORTED_PROTOCOL = 0x84
-
-
-@dataclass(slots=True, frozen=True)
-class BrokerConfig:
-    """Where and how to connect."""
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    tls_insecure: bool = False
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> BrokerConfig:
-        """Parse ``mqtt://host:port`` or ``mqtts://host:port`` (TLS); kwargs add credentials/TLS files."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(
-                f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}"
-            )
-        tls_flag = bool(kwargs.pop("tls", False))
-        tls = parts.scheme in ("mqtts", "ssl") or tls_flag
-        # credentials in the URL count when none are given separately
-        if parts.username and kwargs.get("username") is None:
-            kwargs["username"] = parts.username
-        if parts.password and kwargs.get("password") is None:
-            kwargs["password"] = parts.password
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            **kwargs,
-        )
-
-
-ConfigCallback = Callable[[protocol.AgentConfig], None]
 
 
 class Publisher:
@@ -167,7 +123,6 @@ class Publisher:
         self.agent = agent
         self.version = version
         self.window = window
-        self._on_config = on_config
         self._clock = clock
         self._keepalive_s = keepalive_s
         self._reconnect_min_s = reconnect_min_s
@@ -184,13 +139,6 @@ class Publisher:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
-        self._status_lock = threading.Lock()
-        self._sensors: tuple[protocol.SensorStatus, ...] = ()
-        self._status_dirty = False
-        self._last_config: bytes | None = None
-        self._sensors_known = False
-        self._config_seen = False
-        self._subscribed_at: float | None = None
         self._client_id = f"jitstock-edge-{site}-{agent}"
         self._v5 = True  # until a broker refuses MQTT 5
         self._cap = max(MIN_PAYLOAD_LIMIT, max_payload_bytes)
@@ -205,9 +153,6 @@ class Publisher:
         self._inflight: dict[int, tuple[int, int]] = {}
         self._refused: list[tuple[int, int, ReasonCode]] = []
         self._window = window
-        self._pending_online: bytes | None = None
-        self._pending_will: bytes | None = None
-        self._pending_since = 0.0
         self._broker_limit: int | None = None
         self._receive_max: int | None = None
         self._loss_at: int | None = None
@@ -232,6 +177,12 @@ class Publisher:
                 "will_lost",
             ),
             0,
+        )
+        self._status = StatusKeeper(
+            self.status_topic, version, self._stats, clock, self._rlog
+        )
+        self._config = RetainedConfig(
+            self.config_topic, on_config, self._stats, clock, self._rlog
         )
         try:
             remembered = outbox.recall("broker_payload_limit")
@@ -259,12 +210,7 @@ class Publisher:
 
     def set_sensors(self, sensors: Sequence[protocol.SensorStatus]) -> None:
         """Replace the per-bin health shown on the retained status (published if changed)."""
-        new = tuple(sensors)
-        with self._status_lock:
-            if new != self._sensors or not self._sensors_known:
-                self._sensors = new
-                self._status_dirty = True
-                self._sensors_known = True
+        self._status.set_sensors(sensors)
 
     @property
     def payload_limit(self) -> int:
@@ -353,36 +299,10 @@ class Publisher:
         return True
 
     def _new_client(self, client_id: str) -> mqtt.Client:
-        if self._v5:
-            # a fresh client per session: clean start, session expiry 0 (the outbox is our session)
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=mqtt.MQTTv5,
-                reconnect_on_failure=False,
-            )
-        else:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=True,  # the outbox is our session; nothing to resume on the broker
-                reconnect_on_failure=False,
-            )
-        b = self.broker
-        if b.username is not None:
-            client.username_pw_set(b.username, b.password)
-        if b.tls:
-            client.tls_set(
-                ca_certs=b.ca_file,
-                certfile=b.cert_file,
-                keyfile=b.key_file,
-                cert_reqs=ssl.CERT_NONE if b.tls_insecure else ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(b.tls_insecure)
         # status messages ride on top of the window; paho must never queue behind its own limit
-        client.max_inflight_messages_set(self.window + 16)
-        client.max_queued_messages_set(0)
+        client = self.broker.new_client(
+            client_id, v5=self._v5, max_inflight=self.window + 16
+        )
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -451,14 +371,9 @@ class Publisher:
             topic=self.status_topic,
             clock=self._clock,
         )
-        self._pending_online = None
-        self._config_seen = False
-        self._subscribed_at = None
+        self._status.reconnected()
+        self._config.reconnected()
         client.subscribe(self.config_topic, qos=1)
-        with self._status_lock:
-            self._status_dirty = (
-                True  # the last will may have replaced our retained status
-            )
         self._connected.set()
         try:
             self._pump(client)
@@ -480,9 +395,9 @@ class Publisher:
                     not self._inflight and self.outbox.last_seq <= sent_upto
                 ):
                     break
-            self._publish_status_if_dirty(client)
+            self._status.publish_if_dirty(client, self._will)
             self._handle_refusals()
-            self._check_config_cleared()
+            self._config.check_cleared()
             sent_upto = self._send_some(client, sent_upto)
             if sent_upto < 0:
                 return  # connection lost; the next session re-sends from the outbox
@@ -633,7 +548,7 @@ class Publisher:
         """Retained `offline` status, confirmed by the broker, then a clean DISCONNECT."""
         info = client.publish(
             self.status_topic,
-            self._status_payload("offline", self._sensors, self._clock.time_ms()),
+            self._status.payload("offline"),
             qos=1,
             retain=True,
         )
@@ -647,48 +562,6 @@ class Publisher:
             self._will = None
         client.disconnect()
         client.loop(0.05)
-
-    def _publish_status_if_dirty(self, client: mqtt.Client) -> None:
-        """Status `online` after the will that says the same as `offline` is in place."""
-        will = self._will
-        if will is None:
-            return
-        if will.take_lost():
-            self._stats["will_lost"] += 1
-            with self._status_lock:
-                self._status_dirty = True  # the broker just published our will
-        with self._status_lock:
-            if self._status_dirty and self._sensors_known:
-                self._status_dirty = False
-                ts = self._clock.time_ms()
-                self._pending_will = self._status_payload("offline", self._sensors, ts)
-                will.want(self._pending_will)
-                self._pending_online = self._status_payload("online", self._sensors, ts)
-                self._pending_since = self._clock.monotonic()
-        will.pump()
-        online = self._pending_online
-        if online is None:
-            return
-        waited = self._clock.monotonic() - self._pending_since
-        if will.current_payload != self._pending_will:
-            if waited < WILL_WAIT_S:
-                return
-            self._rlog.log(
-                logging.WARNING,
-                "will-late",
-                "last-will connection not up after %ss; status published without it",
-                WILL_WAIT_S,
-            )
-        self._pending_online = None
-        client.publish(self.status_topic, online, qos=1, retain=True)
-        self._stats["status_published"] += 1
-
-    def _status_payload(
-        self, state: str, sensors: tuple[protocol.SensorStatus, ...], ts_ms: int
-    ) -> bytes:
-        return protocol.encode_status(
-            protocol.Status(state, self.version, ts_ms, sensors)  # type: ignore[arg-type]
-        )
 
     def _flush_acks(self, force: bool = False) -> None:
         if not self._acks:
@@ -742,31 +615,6 @@ class Publisher:
         self._acks.append(entry[0])
         self._stats["acked"] += 1
 
-    def _clear_config(self) -> None:
-        """The retained config is gone: the agent runs on its file's values again."""
-        if not self._last_config:
-            self._last_config = b""
-            return  # never had one: nothing to undo
-        self._last_config = b""
-        log.info("retained config cleared: back to the file's values")
-        if self._on_config is not None:
-            try:
-                self._on_config(protocol.AgentConfig())
-            except Exception:
-                self._stats["config_rejected"] += 1
-                log.exception("restoring the file's config failed")
-                return
-        self._stats["config_applied"] += 1
-
-    def _check_config_cleared(self) -> None:
-        """After a reconnect, no retained config at all means it was cleared while we were away."""
-        since = self._subscribed_at
-        if since is None or self._config_seen:
-            return
-        if self._clock.monotonic() - since >= CONFIG_SETTLE_S:
-            self._subscribed_at = None
-            self._clear_config()
-
     def _on_subscribe(
         self,
         client: mqtt.Client,
@@ -775,51 +623,9 @@ class Publisher:
         reason_codes: Any,
         properties: Any,
     ) -> None:
-        self._subscribed_at = self._clock.monotonic()
+        self._config.subscribed()
 
     def _on_message(
         self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage
     ) -> None:
-        if msg.topic != self.config_topic:
-            return
-        payload = bytes(msg.payload)
-        self._config_seen = True
-        if payload == self._last_config:
-            return  # the retained copy re-delivered after a reconnect
-        if not payload:
-            self._clear_config()
-            return
-        try:
-            config = protocol.decode_config(payload)
-        except protocol.ProtocolError as exc:
-            self._stats["config_rejected"] += 1
-            self._rlog.log(
-                logging.WARNING,
-                "config",
-                "ignoring bad config on %s: %s",
-                msg.topic,
-                exc.message,
-            )
-            return
-        self._last_config = payload
-        if self._on_config is None:
-            return
-        try:
-            self._on_config(config)
-        except (
-            ValueError
-        ) as exc:  # a config the agent cannot apply: one line, no traceback
-            self._stats["config_rejected"] += 1
-            self._rlog.log(
-                logging.WARNING,
-                "config",
-                "ignoring config from %s: %s",
-                msg.topic,
-                " ".join(str(exc).split()),
-            )
-            return
-        except Exception:  # a bad config must never take the publisher down
-            self._stats["config_rejected"] += 1
-            log.exception("applying config from %s failed", msg.topic)
-            return
-        self._stats["config_applied"] += 1
+        self._config.message(msg.topic, bytes(msg.payload))
