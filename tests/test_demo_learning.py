@@ -16,10 +16,6 @@ The deadlines are bounds against hanging on a loaded machine, not speed targets.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,38 +24,13 @@ import httpx
 import pytest
 
 from jitstock.server.replenish.recalc import CHANGE_TOLERANCE
+from tests.demo_support import START_DEADLINE_S, start_demo, stop_demo, wait_up
 from tests.services import free_port
 
-# Start-up (history, broker, server, 24 pty scales, two edge processes) on a loaded box.
-START_DEADLINE_S = 150.0
 # From the API answering: the first policy run and the first readings of every scale.
 LEARN_DEADLINE_S = 120.0
 POLL_S = 2.0
 SUPPLIERS = ("acme", "borg")
-
-
-def _start(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    with (
-        open(tmp_path / "demo.out", "wb") as out,
-        open(tmp_path / "demo.err", "wb") as err,
-    ):
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jitstock.cli",
-                "demo",
-                "--duration",
-                str(int(START_DEADLINE_S + LEARN_DEADLINE_S + 60)),
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "demo"),
-            ],
-            stdout=out,
-            stderr=err,
-            env={k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")},
-        )
 
 
 def _learnt(api: httpx.Client) -> tuple[list[str], dict[str, Any]]:
@@ -101,21 +72,12 @@ def _learnt(api: httpx.Client) -> tuple[list[str], dict[str, Any]]:
 @pytest.mark.timeout(START_DEADLINE_S + LEARN_DEADLINE_S + 120)
 def test_demo_shows_learnt_numbers_within_two_minutes(tmp_path: Path) -> None:
     port = free_port()
-    proc = _start(tmp_path, port)
+    proc = start_demo(tmp_path, port, START_DEADLINE_S + LEARN_DEADLINE_S + 60)
     err = tmp_path / "demo.err"
     missing: list[str] = ["nothing read yet"]
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as api:
-            deadline = time.monotonic() + START_DEADLINE_S
-            while True:
-                assert proc.poll() is None, err.read_text()[-3000:]
-                try:
-                    if api.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "demo API not up"
-                time.sleep(0.5)
+            wait_up(api, proc, err)
             # the site icon, from a file (issue 14: no 404 on every page load)
             icon = api.get("/favicon.ico")
             assert icon.status_code == 200
@@ -128,12 +90,7 @@ def test_demo_shows_learnt_numbers_within_two_minutes(tmp_path: Path) -> None:
                 if missing:
                     time.sleep(POLL_S)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_demo(proc)
     assert not missing, "\n".join(missing)
     tiles, policies = seen["tiles"], seen["policies"]
     # the learning is real: demand in the policy is the rate the tiles divide by

@@ -18,11 +18,7 @@ checks what issue 9 promises:
 from __future__ import annotations
 
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +29,7 @@ import pytest
 
 from jitstock.server.db.models import OPEN_ORDER_STATES
 from jitstock.server.on_time import tolerance_ms
+from tests.demo_support import START_DEADLINE_S, start_demo, stop_demo, wait_up
 from tests.services import free_port
 
 log = logging.getLogger(__name__)
@@ -40,8 +37,6 @@ log = logging.getLogger(__name__)
 # Watched demo time: about 40 orders, each demo supplier completes ten or more.
 OBSERVE_S = 120.0
 POLL_S = 2.0
-# Start-up (broker, server, 24 pty scales, two edge processes) on a loaded 2-core box.
-START_DEADLINE_S = 120.0
 # After the truck unloads: the scale settles, the edge's stability window passes, the
 # server matches the refill; long after that an open order is stuck, its quantity phantom.
 PUTAWAY_MS = 30_000
@@ -136,56 +131,18 @@ class Watch:
                 )
 
 
-def _start_demo(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
-    out_file = tmp_path / "demo.out"
-    with (
-        open(out_file, "wb") as out,
-        open(tmp_path / "demo.err", "wb") as err,
-    ):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jitstock.cli",
-                "demo",
-                # a backstop only: the test stops the demo with SIGTERM
-                "--duration",
-                str(int(START_DEADLINE_S + OBSERVE_S + 120)),
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "demo"),
-            ],
-            stdout=out,
-            stderr=err,
-            env={k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")},
-        )
-    return proc, out_file
-
-
-def _wait_up(client: httpx.Client, proc: subprocess.Popen[bytes], err: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, err.read_text()[-3000:]
-        try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"demo API not up after {START_DEADLINE_S} s")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(START_DEADLINE_S + OBSERVE_S + 180)
 def test_demo_reorder_loop_keeps_bins_supplied(tmp_path: Path) -> None:
     port = free_port()
-    proc, out_file = _start_demo(tmp_path, port)
+    # the duration is a backstop only: the test stops the demo with SIGTERM
+    proc = start_demo(tmp_path, port, START_DEADLINE_S + OBSERVE_S + 120)
+    out_file = tmp_path / "demo.out"
     err_file = tmp_path / "demo.err"
     watch = Watch()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as api:
-            _wait_up(api, proc, err_file)
+            wait_up(api, proc, err_file)
             end = time.monotonic() + OBSERVE_S
             while time.monotonic() < end:
                 assert proc.poll() is None, err_file.read_text()[-3000:]
@@ -202,12 +159,7 @@ def test_demo_reorder_loop_keeps_bins_supplied(tmp_path: Path) -> None:
                 time.sleep(POLL_S)
             kpis = api.get("/api/v1/kpis").raise_for_status().json()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_demo(proc)
     stdout = out_file.read_text(errors="replace")
     stderr = err_file.read_text(errors="replace")
     suppliers = {row["supplier"]: row for row in kpis["suppliers"]}

@@ -10,20 +10,16 @@ re-promises it).  Deadlines are bounds against hanging, not speed targets.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.demo_support import START_DEADLINE_S, start_demo, stop_demo, wait_up
 from tests.services import free_port
 
-START_DEADLINE_S = 150.0
 # First run: long enough for orders in every state; second: for the alert monitor's
 # passes and a lead time of the slower supplier to run out.
 FIRST_RUN_S = 30.0
@@ -32,60 +28,14 @@ RESTART_ALERTS = ("unexplained_stock_increase", "agent_offline")
 ORDER_ALERTS = ("order_overdue", "order_unacknowledged")
 
 
-def _run(tmp_path: Path, name: str, port: int) -> subprocess.Popen[bytes]:
-    with (
-        open(tmp_path / f"{name}.out", "wb") as out,
-        open(tmp_path / f"{name}.err", "wb") as err,
-    ):
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jitstock.cli",
-                "demo",
-                "--duration",
-                str(int(START_DEADLINE_S + WATCH_S + 60)),
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "demo"),
-            ],
-            stdout=out,
-            stderr=err,
-            env={k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")},
-        )
-
-
-def _wait_up(api: httpx.Client, proc: subprocess.Popen[bytes], err: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, err.read_text()[-3000:]
-        try:
-            if api.get("/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail("demo API not up")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(2 * START_DEADLINE_S + FIRST_RUN_S + WATCH_S + 120)
 def test_demo_restart_keeps_port_and_raises_no_alerts(tmp_path: Path) -> None:
     port = free_port()
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
-    first = _run(tmp_path, "first", port)
+    first = start_demo(tmp_path, port, START_DEADLINE_S + WATCH_S + 60, "first")
     try:
-        _wait_up(api, first, tmp_path / "first.err")
+        wait_up(api, first, tmp_path / "first.err")
         time.sleep(FIRST_RUN_S)
         api.get("/api/v1/floor").raise_for_status()  # a dashboard tab was open
         before = {
@@ -94,17 +44,17 @@ def test_demo_restart_keeps_port_and_raises_no_alerts(tmp_path: Path) -> None:
             if o["created_ms"] > (time.time() - 3600) * 1000
         }
     finally:
-        _stop(first)
+        stop_demo(first)
     assert first.returncode == 0, (tmp_path / "first.err").read_text()[-3000:]
 
     restart_ms = time.time() * 1000
-    second = _run(tmp_path, "second", port)
+    second = start_demo(tmp_path, port, START_DEADLINE_S + WATCH_S + 60, "second")
     try:
-        _wait_up(api, second, tmp_path / "second.err")
+        wait_up(api, second, tmp_path / "second.err")
         time.sleep(WATCH_S)
         alerts = api.get("/api/v1/alerts", params={"state": "all"}).json()
     finally:
-        _stop(second)
+        stop_demo(second)
         api.close()
     out = (tmp_path / "second.out").read_text()
     err = (tmp_path / "second.err").read_text()
