@@ -72,9 +72,9 @@ def verify(unit_text: str, where: Path) -> None:
 def test_unit_admits_every_serial_driver_of_a_pi_and_nothing_else() -> None:
     assert settings("DevicePolicy") == ["closed"]
     assert sorted(settings("DeviceAllow")) == sorted(
-        f"char-{g} rw" for g in SERIAL_GROUPS
+        [*(f"char-{g} rw" for g in SERIAL_GROUPS), "char-input r"]  # HID scanners
     )
-    assert settings("SupplementaryGroups") == ["dialout"]
+    assert settings("SupplementaryGroups") == ["dialout input"]
     assert settings("RestartPreventExitStatus") == ["2"]
     assert settings("ExecStart") == [f"{VENV}/bin/jitstock-edge --config {CONFIG}"]
     doc = DOC.read_text()
