@@ -182,3 +182,31 @@ def test_without_dynsec_agents_are_records_only(tmp_path: Path) -> None:
         assert "password file" in r.json()["detail"]
         assert api.get("/api/v1/agents/pi-1").json()["enabled"] is True
         assert api.delete("/api/v1/agents/pi-1").status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "says"),
+    [
+        # a wrong admin password: the broker refuses the connection
+        ("jitstock-admin", "wrong-password", "refused the dynsec admin client"),
+        # the server's own client is no dynsec admin: it may not read the answers
+        ("jitstock-server", None, "not a dynsec admin client"),
+    ],
+)
+def test_a_misconfigured_admin_client_is_a_503_naming_the_setting(
+    tmp_path: Path, broker: DynsecBroker, user: str, password: str | None, says: str
+) -> None:
+    settings = server_settings(broker, tmp_path)
+    settings["mqtt_dynsec_user"] = user
+    settings["mqtt_dynsec_password"] = password or broker.server_password
+    settings["mqtt_dynsec_timeout_s"] = 3.0
+    with (
+        running_app(**settings) as (_app, base),
+        httpx.Client(base_url=base, timeout=WAIT_S * 2) as api,
+    ):
+        plant(api)
+        r = api.post("/api/v1/agents", json={"id": "pi-m", "site_id": SITE})
+        assert r.status_code == 503, r.text
+        assert says in r.json()["detail"]
+        assert api.get("/api/v1/agents/pi-m").status_code == 404
+        assert "pi-m" not in broker_clients(broker)
