@@ -140,3 +140,40 @@ def test_register_decoding(
 def test_nan_and_infinite_floats_are_refused(registers: list[int]) -> None:
     with pytest.raises(ValueError, match="finite"):
         decode_registers(registers, ModbusSpec(data_type="float32"))
+
+
+def test_example_config_and_help_show_each_device_kind() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    s = load_settings(root / "deploy" / "edge.example.toml")
+    kinds = {
+        (x.protocol, "tcp" if x.port.startswith("tcp://") else "serial")
+        for x in s.scales
+    }
+    assert kinds == {
+        ("stream", "serial"),
+        ("sics", "serial"),
+        ("modbus", "serial"),
+        ("modbus", "tcp"),
+    }
+    rtu = [x for x in s.scales if x.protocol == "modbus" and x.port.startswith("/")]
+    assert len({x.port for x in rtu}) == 1 < len(rtu)  # several units on one bus
+    assert {x.kind for x in s.scanners} == {"serial", "hid"}
+    out = subprocess.run(
+        [sys.executable, "-m", "jitstock.edge.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for shown in (
+        'protocol = "stream"',
+        'protocol = "sics"',
+        "Modbus RTU",
+        "Modbus TCP",
+        "serial barcode scanner",
+        'kind = "hid"',
+        "check-port",
+    ):
+        assert shown in out, shown
