@@ -224,6 +224,15 @@ def test_backup_refuses_a_non_empty_directory_and_restore_a_non_backup(
         "[]",
         '{"format": 99}',
         '{"format": 1, "revision": "0099_future", "parts": {}}',
+        '{"format": 18446744073709551616, "created_ms": NaN}',
+        # a manifest never names a path: these would read or write outside the backup
+        '{"format": 1, "created_ms": 0, "revision": null, "parts": {"state": '
+        '{"kind": "sqlite", "file": "../../state.db"}}}',
+        '{"format": 1, "created_ms": 0, "revision": null, "parts": {"state": '
+        '{"kind": "sqlite", "file": "state.sqlite"}, "data_dir": ["../../../evil.db"]}}',
+        '{"format": 1, "created_ms": 0, "revision": null, "parts": {"state": '
+        '{"kind": "sqlite", "file": "state.sqlite"}, "history": {"kind": '
+        '"influxd-portable", "dir": "/etc", "database": "jit"}}}',
     ):
         src = tmp_path / f"src{abs(hash(manifest))}"
         src.mkdir()
@@ -233,3 +242,7 @@ def test_backup_refuses_a_non_empty_directory_and_restore_a_non_backup(
         err = capsys.readouterr().err
         assert "jitstock admin restore:" in err
         assert "Traceback" not in err
+    # nothing was restored: the database still has init's key only and no bins
+    assert state(plant)[0] == ()
+    assert len(state(plant)[2]) == 1
+    assert not list(tmp_path.parent.glob("evil.db"))

@@ -19,16 +19,18 @@ an older release comes back upgraded; one from a newer release is refused.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import URL, make_url
 
 from jitstock.server.admin.schema import check_schema
@@ -38,16 +40,60 @@ from jitstock.server.private_files import ensure_private_file
 from jitstock.server.settings import ServerSettings
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 # pg_dump of a plant's state DB takes seconds; an hour means something is stuck.
 TOOL_TIMEOUT_S = 3600.0
 # InfluxDB 1.x's RPC (backup/restore) port when JITSTOCK_INFLUX_RPC is not set.
 INFLUX_RPC_PORT = 8088
-LINK_KEY_FILE = "supplier-links.key"
+# data-dir files a backup carries: the key of the links in sent order e-mails, and the
+# points still waiting for InfluxDB (named by ServerSettings.spool_file)
+DATA_DIR_FILES: tuple[Literal["supplier-links.key", "influx-spool.db"], ...] = (
+    "supplier-links.key",
+    "influx-spool.db",
+)
 
 
 class BackupError(RuntimeError):
     """A backup or restore that could not be made; the message says which part and why."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StatePart(_Part):
+    """The state database's file in the backup (fixed names: a manifest never names a path)."""
+
+    kind: Literal["sqlite", "pg_dump"]
+    file: Literal["state.sqlite", "state.pgdump"]
+
+
+class HistoryPart(_Part):
+    """The history: none, the embedded store's file, or an influxd portable backup."""
+
+    kind: Literal["none", "sqlite", "influxd-portable"]
+    file: Literal["history.sqlite"] | None = None
+    dir: Literal["influx"] | None = None
+    database: (
+        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.-]+$")] | None
+    ) = None
+
+
+class Parts(_Part):
+    """What a backup holds."""
+
+    state: StatePart
+    history: HistoryPart | None = None
+    data_dir: list[Literal["supplier-links.key", "influx-spool.db"]] = []
+
+
+class Manifest(_Part):
+    """manifest.json of a backup directory."""
+
+    format: Literal[1]
+    created_ms: int
+    revision: str | None
+    parts: Parts
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -134,53 +180,66 @@ def backup(settings: ServerSettings, dest: Path, *, history: bool = True) -> lis
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(dest, 0o700)  # it holds webhook secrets and key hashes
     done: list[str] = []
-    parts: dict[str, Any] = {}
     path = _sqlite_path(settings.db_url)
     if path is not None:
-        sqlite_copy(path, dest / "state.sqlite")
-        parts["state"] = {"kind": "sqlite", "file": "state.sqlite"}
+        state = StatePart(kind="sqlite", file="state.sqlite")
+        sqlite_copy(path, dest / state.file)
     else:
+        state = StatePart(kind="pg_dump", file="state.pgdump")
         args, env = _pg_args(settings.db_url)
-        out = dest / "state.pgdump"
         _run(
-            ["pg_dump", "--format=custom", "--no-owner", "--file", str(out), *args],
+            [
+                "pg_dump",
+                "--format=custom",
+                "--no-owner",
+                "--file",
+                str(dest / state.file),
+                *args,
+            ],
             "state database",
             env,
         )
-        os.chmod(out, 0o600)
-        parts["state"] = {"kind": "pg_dump", "file": "state.pgdump"}
-    done.append(f"state database at revision {revision} -> {parts['state']['file']}")
-    if history:
-        parts["history"] = _backup_history(settings, dest, done)
-    for name in (LINK_KEY_FILE, settings.spool_file.name):
+        os.chmod(dest / state.file, 0o600)
+    done.append(f"state database at revision {revision} -> {state.file}")
+    hist = _backup_history(settings, dest, done) if history else None
+    copied: list[Literal["supplier-links.key", "influx-spool.db"]] = []
+    for name in DATA_DIR_FILES:
         src = settings.data_dir / name
         if src.exists():
-            if name.endswith(".db"):
-                sqlite_copy(src, dest / name)
-            else:
-                shutil.copy2(src, dest / name)
-            parts.setdefault("data_dir", []).append(name)
+            _copy_data_file(src, dest / name)
+            copied.append(name)
             done.append(f"{name} from the data directory")
-    manifest = {
-        "format": FORMAT_VERSION,
-        "created_ms": int(time.time() * 1000),
-        "revision": revision,
-        "parts": parts,
-    }
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = Manifest(
+        format=FORMAT_VERSION,
+        created_ms=int(time.time() * 1000),
+        revision=revision,
+        parts=Parts(state=state, history=hist, data_dir=copied),
+    )
+    (dest / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
     return done
+
+
+def _copy_data_file(src: Path, dst: Path) -> None:
+    if src.suffix == ".db":
+        sqlite_copy(src, dst)  # the spool may be written meanwhile
+    else:
+        shutil.copy2(src, dst)
 
 
 def _backup_history(
     settings: ServerSettings, dest: Path, done: list[str]
-) -> dict[str, str]:
+) -> HistoryPart:
     if not settings.influx_url:
         if not settings.tsdb_file.exists():
             done.append(f"history: none yet ({settings.tsdb_file} not created)")
-            return {"kind": "none"}
+            return HistoryPart(kind="none")
+        part = HistoryPart(kind="sqlite", file="history.sqlite")
         sqlite_copy(settings.tsdb_file, dest / "history.sqlite")
         done.append(f"history (embedded store {settings.tsdb_file}) -> history.sqlite")
-        return {"kind": "sqlite", "file": "history.sqlite"}
+        return part
+    part = HistoryPart(
+        kind="influxd-portable", dir="influx", database=settings.influx_db
+    )
     rpc = influx_rpc(settings)
     _run(
         [
@@ -198,30 +257,32 @@ def _backup_history(
     done.append(
         f"history (InfluxDB database {settings.influx_db!r} via {rpc}) -> influx/"
     )
-    return {"kind": "influxd-portable", "dir": "influx", "database": settings.influx_db}
+    return part
 
 
-def read_manifest(src: Path) -> dict[str, Any]:
-    """The manifest of a backup directory, checked for what restore needs."""
+def read_manifest(src: Path) -> Manifest:
+    """The manifest of a backup directory, checked before anything is touched."""
     try:
-        manifest = json.loads((src / MANIFEST).read_text())
+        manifest = Manifest.model_validate_json((src / MANIFEST).read_bytes())
     except FileNotFoundError:
         raise BackupError(f"{src} has no {MANIFEST}: not a jitstock backup") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise BackupError(f"{src / MANIFEST} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-        raise BackupError(f"{src / MANIFEST}: unknown backup format")
-    revision = manifest.get("revision")
-    if revision is not None:
-        from alembic.script import ScriptDirectory
-        from alembic.util.exc import CommandError
-
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "document"
+        raise BackupError(
+            f"{src / MANIFEST} is not a jitstock backup manifest ({where}: {first['msg']})"
+        ) from None
+    if manifest.revision is not None:
         try:
-            ScriptDirectory.from_config(alembic_config()).get_revision(str(revision))
+            ScriptDirectory.from_config(alembic_config()).get_revision(
+                manifest.revision
+            )
         except CommandError:
             raise BackupError(
-                f"the backup is at revision {revision!r}, made by a newer release "
-                "of jitstock: restore it with that release"
+                f"the backup is at revision {manifest.revision!r}, made by a newer "
+                "release of jitstock: restore it with that release"
             ) from None
     return manifest
 
@@ -234,18 +295,16 @@ def restore(
     replace_history: bool = False,
 ) -> list[str]:
     """Restore ``src`` over the configured database (the server must be stopped); lines done."""
-    manifest = read_manifest(src)
-    parts = manifest["parts"]
-    state = parts["state"]
+    parts = read_manifest(src).parts
     done: list[str] = []
     path = _sqlite_path(settings.db_url)
-    if state["kind"] == "sqlite":
+    if parts.state.kind == "sqlite":
         if path is None:
             raise BackupError(
                 "the backup holds a SQLite database but JITSTOCK_DB_URL is PostgreSQL"
             )
-        sqlite_copy(src / state["file"], path)
-    elif state["kind"] == "pg_dump":
+        sqlite_copy(src / parts.state.file, path)
+    else:
         if path is not None:
             raise BackupError(
                 "the backup holds a PostgreSQL dump but JITSTOCK_DB_URL is SQLite"
@@ -260,52 +319,49 @@ def restore(
                 "--single-transaction",
                 "--exit-on-error",
                 *args,
-                str(src / state["file"]),
+                str(src / parts.state.file),
             ],
             "state database",
             env,
         )
-    else:
-        raise BackupError(f"unknown state backup kind {state['kind']!r}")
     restored_at = current_revision(settings.db_url)
     upgrade(settings.db_url)
     done.append(
         f"state database restored at revision {restored_at}, now at "
         f"{current_revision(settings.db_url)}"
     )
-    if history and "history" in parts:
-        done.append(_restore_history(settings, src, parts["history"], replace_history))
-    for name in parts.get("data_dir", []):
+    if history and parts.history is not None:
+        done.append(_restore_history(settings, src, parts.history, replace_history))
+    for name in parts.data_dir:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if name.endswith(".db"):
-            sqlite_copy(src / name, settings.data_dir / name)
-        else:
-            shutil.copy2(src / name, settings.data_dir / name)
+        _copy_data_file(src / name, settings.data_dir / name)
         done.append(f"{name} into the data directory")
     return done
 
 
 def _restore_history(
-    settings: ServerSettings, src: Path, part: dict[str, str], replace: bool
+    settings: ServerSettings, src: Path, part: HistoryPart, replace: bool
 ) -> str:
-    if part["kind"] == "none":
+    if part.kind == "none":
         return "history: the backup had none"
-    if part["kind"] == "sqlite":
+    if part.kind == "sqlite":
         if settings.influx_url:
             raise BackupError(
                 "the backup's history is the embedded store but JITSTOCK_INFLUX_URL is set"
             )
-        sqlite_copy(src / part["file"], settings.tsdb_file)
+        sqlite_copy(src / "history.sqlite", settings.tsdb_file)
         return f"history restored into {settings.tsdb_file}"
     if not settings.influx_url:
         raise BackupError(
             "the backup's history is InfluxDB but JITSTOCK_INFLUX_URL is not set"
         )
+    if part.database is None:
+        raise BackupError("the backup's InfluxDB part names no database")
     if replace:
         _drop_influx_db(settings)
     rpc = influx_rpc(settings)
     rename = (
-        ["-newdb", settings.influx_db] if part["database"] != settings.influx_db else []
+        ["-newdb", settings.influx_db] if part.database != settings.influx_db else []
     )
     _run(
         [
@@ -313,11 +369,11 @@ def _restore_history(
             "restore",
             "-portable",
             "-db",
-            part["database"],
+            part.database,
             *rename,
             "-host",
             rpc,
-            str(src / part["dir"]),
+            str(src / "influx"),
         ],
         "history (InfluxDB; if the database exists, pass --replace-history)",
     )
