@@ -10,9 +10,9 @@ from jitstock.server.api.deps import Admin, CtxDep, ReadSessionDep, SessionDep
 from jitstock.server.api.routes.signin import close_streams
 from jitstock.server.api.schemas import KeyCreate, KeyCreated, KeyPublic
 from jitstock.server.api.users import revoke_sessions
+from jitstock.server.db.api_keys import issue_api_key
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import ApiKey
-from jitstock.server.db.secrets import hash_api_key, new_api_key
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
@@ -31,25 +31,12 @@ def create_key(
     body: KeyCreate, session: SessionDep, key: Admin, ctx: CtxDep
 ) -> KeyCreated:
     """Issue a key; the response is the only time its value is shown (only a hash is stored)."""
-    now = ctx.clock.time_ms()
-    plain = new_api_key()
-    row = ApiKey(
-        name=body.name,
-        key_hash=hash_api_key(plain),
-        role=body.role,
-        created_ms=now,
-        revoked=False,
-    )
-    session.add(row)
-    session.flush()
-    record_audit(
+    row, plain = issue_api_key(
         session,
-        at_ms=now,
+        name=body.name,
+        role=body.role,
         actor=key.name,
-        action="key.create",
-        entity="api_key",
-        entity_id=str(row.id),
-        detail={"name": row.name, "role": row.role},
+        now_ms=ctx.clock.time_ms(),
     )
     session.commit()
     return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=plain)

@@ -52,9 +52,9 @@ from jitstock.server.api.supplier_scope import (
     for_key,
     scope_of,
 )
+from jitstock.server.db.api_keys import issue_api_key
 from jitstock.server.db.audit import record_audit
-from jitstock.server.db.models import OPEN_ORDER_STATES, ApiKey, Order, Sku, Supplier
-from jitstock.server.db.secrets import hash_api_key, new_api_key
+from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku, Supplier
 from jitstock.server.db.supplier_models import (
     Escalation,
     OrderTransition,
@@ -434,26 +434,13 @@ def create_supplier_key(
 ) -> SupplierKeyCreated:
     """Issue an API key bound to one supplier (role 'supplier'); shown this once."""
     catalog.get_or_404(session, Supplier, "supplier", supplier_id)
-    now = ctx.clock.time_ms()
-    plain = new_api_key()
-    row = ApiKey(
-        name=body.name,
-        key_hash=hash_api_key(plain),
-        role=SUPPLIER_ROLE,
-        created_ms=now,
-        revoked=False,
-        supplier_id=supplier_id,
-    )
-    session.add(row)
-    session.flush()
-    record_audit(
+    row, plain = issue_api_key(
         session,
-        at_ms=now,
+        name=body.name,
+        role=SUPPLIER_ROLE,
         actor=key.name,
-        action="key.create",
-        entity="api_key",
-        entity_id=str(row.id),
-        detail={"name": row.name, "role": row.role, "supplier": supplier_id},
+        now_ms=ctx.clock.time_ms(),
+        supplier_id=supplier_id,
     )
     session.commit()
     return SupplierKeyCreated(
