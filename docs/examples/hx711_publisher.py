@@ -76,7 +76,7 @@ def stdin_counts() -> Iterator[int]:
             value = None
         if value is None or not ADC_MIN <= value <= ADC_MAX:
             if not warned:
-                print(
+                print(  # noqa: T201 (a script: its output is for people)
                     f"skipping a line that is not a 24-bit count: {line[:40]!r}",
                     file=sys.stderr,
                 )
@@ -194,7 +194,7 @@ def main() -> int:
                 f"{base}/readings", json.dumps(payload), qos=1
             ).wait_for_publish(30)
             published, published_at = weight, time.monotonic()
-            print(f"seq {n}: {args.bin} {weight} g", flush=True)
+            print(f"seq {n}: {args.bin} {weight} g", flush=True)  # noqa: T201
     except KeyboardInterrupt:
         pass
     finally:
