@@ -119,13 +119,10 @@ def test_hostile_input_is_refused_and_changes_nothing(
             assert r.status_code == 422
 
             for path in ("x" * 10_000, "nope", "pi-good%2F..%2Fpi-x"):
-                assert api.post(f"/api/v1/agents/{path}/credentials").status_code in (
-                    404,
-                    414,
-                )
-                assert api.patch(
-                    f"/api/v1/agents/{path}", json={"enabled": False}
-                ).status_code in (404, 414)
+                r = api.post(f"/api/v1/agents/{path}/credentials")
+                assert r.status_code == 404, r.text
+                r = api.patch(f"/api/v1/agents/{path}", json={"enabled": False})
+                assert r.status_code == 404, r.text
 
             # nothing changed: no new client at the broker, the good agent still in
             assert broker_clients(broker) == before
