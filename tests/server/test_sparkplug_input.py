@@ -1,0 +1,321 @@
+"""Issue 17, hostile Sparkplug input against a real server on a real Mosquitto: every bad
+topic, payload and metric is rejected and counted under its sparkplug_* label (or ingest's
+own, for a weight or time out of range), and good data keeps being applied around it.
+
+The edge node here is written out message by message (pysparkplug's payload classes
+encode, a plain paho client publishes), so the test chooses every seq, alias and bdSeq.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pysparkplug as spb
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from jitstock import protocol
+from jitstock.server.seed import BinSeed, SupplierSeed
+from tests.server.server_support import running_app, seed, wait_until
+from tests.waits import WAIT_S
+
+SITE = "plant1"
+GROUP = "Plant1"
+NODE = "Line1"
+DEVICE = "Scale1"
+UNIT_G = 10.0
+TARE_G = 100.0
+D = spb.DataType
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def m(
+    name: str | None,
+    datatype: spb.DataType,
+    value: Any,
+    *,
+    alias: int | None = None,
+    ts: int | None = None,
+    null: bool = False,
+) -> spb.Metric:
+    return spb.Metric(
+        timestamp=now_ms() if ts is None else ts,
+        name=name,
+        datatype=datatype,
+        value=value,
+        alias=alias,
+        is_null=null,
+    )
+
+
+class Gateway:
+    """A Sparkplug edge node publishing exactly what the test says, plus an NCMD watch."""
+
+    def __init__(self, port: int) -> None:
+        self.seq = 0
+        self.ncmd: list[str] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gateway")
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"spBv1.0/{GROUP}/NCMD/#", qos=0)
+        self.client.loop_start()
+        assert subscribed.wait(WAIT_S)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        cmd = spb.NCmd.decode(bytes(msg.payload))
+        if any(
+            x.name == "Node Control/Rebirth" and x.value is True for x in cmd.metrics
+        ):
+            with self._lock:
+                self.ncmd.append(msg.topic)
+
+    def rebirths(self, node: str = NODE) -> int:
+        with self._lock:
+            return self.ncmd.count(f"spBv1.0/{GROUP}/NCMD/{node}")
+
+    def raw(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(WAIT_S)
+
+    def send(self, kind: str, payload: Any, device: str = "", node: str = NODE) -> None:
+        tail = f"/{device}" if device else ""
+        self.raw(
+            f"spBv1.0/{GROUP}/{kind}/{node}{tail}",
+            payload.encode(include_dtypes=True),
+        )
+
+    def next_seq(self) -> int:
+        self.seq = (self.seq + 1) % 256
+        return self.seq
+
+    def nbirth(self, bd_seq: int, tank: int, node: str = NODE) -> None:
+        self.seq = 0
+        metrics = (
+            m("bdSeq", D.INT64, bd_seq),
+            m("Tank Level", D.UINT16, tank, alias=7),
+        )
+        self.send("NBIRTH", spb.NBirth(now_ms(), seq=0, metrics=metrics), node=node)
+
+    def dbirth(self, gross_g: float, parts: int) -> None:
+        metrics = (
+            m("Gross Weight", D.DOUBLE, gross_g, alias=1),
+            m("Parts", D.INT64, parts, alias=2),
+            m("Label", D.STRING, "M6x20", alias=3),
+            m("Flag", D.BOOLEAN, True, alias=4),
+            m("Counter", D.UINT64, 0, alias=5),
+        )
+        self.send(
+            "DBIRTH", spb.DBirth(now_ms(), seq=self.next_seq(), metrics=metrics), DEVICE
+        )
+
+    def ddata(self, *metrics: spb.Metric, seq: int | None = None) -> None:
+        s = self.next_seq() if seq is None else seq
+        self.send("DDATA", spb.DData(now_ms(), seq=s, metrics=metrics), DEVICE)
+
+    def ndata(self, *metrics: spb.Metric) -> None:
+        self.send("NDATA", spb.NData(now_ms(), seq=self.next_seq(), metrics=metrics))
+
+    def ndeath(self, bd_seq: int) -> None:
+        self.send(
+            "NDEATH", spb.NDeath(now_ms(), bd_seq_metric=m("bdSeq", D.INT64, bd_seq))
+        )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def plant(tmp_path: Path, mosquitto: Any) -> Iterator[tuple[httpx.Client, Gateway]]:
+    """B1 by weight, B2-B4 by count, all fed by agent gw-1; Sparkplug group Plant1."""
+    db_url = f"sqlite:///{tmp_path / 'state.db'}"
+    seed(
+        db_url,
+        [
+            BinSeed("B1", "gw-1", "SKU-1", UNIT_G, TARE_G, 0, 40, 200, "S1"),
+            BinSeed("B2", "gw-1", "SKU-2", 5.0, 0.0, 0, 40, 200, "S1"),
+            BinSeed("B3", "gw-1", "SKU-3", 1.0, 0.0, 0, 40, 200, "S1"),
+            BinSeed("B4", "gw-1", "SKU-4", 1.0, 0.0, 0, 40, 200, "S1"),
+        ],
+        [SupplierSeed("S1", "Supplier 1", None, None, mqtt_orders=True)],
+        site=SITE,
+    )
+    with (
+        running_app(
+            data_dir=tmp_path,
+            db_url=db_url,
+            mqtt_url=mosquitto.url,
+            sparkplug_groups=f"{GROUP},Other",
+            sparkplug_rebirth_interval_s=0.2,
+        ) as (_app, url),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        for device, metric, bin_id, unit in (
+            (DEVICE, "Gross Weight", "B1", "grams"),
+            (DEVICE, "Parts", "B2", "count"),
+            (DEVICE, "Label", "B2", "count"),
+            (DEVICE, "Flag", "B2", "count"),
+            (DEVICE, "Counter", "B4", "count"),
+            ("", "Tank Level", "B3", "count"),
+        ):
+            r = client.put(
+                "/api/v1/sparkplug/mappings",
+                json={
+                    "group_id": GROUP,
+                    "edge_node": NODE,
+                    "device": device,
+                    "metric": metric,
+                    "bin_id": bin_id,
+                    "unit": unit,
+                },
+            )
+            assert r.status_code == 201, r.text
+        gateway = Gateway(int(mosquitto.url.rsplit(":", 1)[1]))
+        try:
+            yield client, gateway
+        finally:
+            gateway.close()
+
+
+def counter(client: httpx.Client, kind: str, reason: str) -> float:
+    """jitstock_rejected_{kind}_total{reason=...} from /metrics (0 if absent)."""
+    name = f'jitstock_rejected_{kind}_total{{reason="{reason}"}}'
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def on_hand(client: httpx.Client, bin_id: str) -> int:
+    value: int = client.get(f"/api/v1/levels/{bin_id}").json()["on_hand"]
+    return value
+
+
+def expect(client: httpx.Client, kind: str, reason: str, n: float = 1.0) -> None:
+    wait_until(
+        lambda: counter(client, kind, reason) >= n,
+        what=f"{n:g} rejected {kind} counted as {reason}",
+    )
+
+
+def test_bad_sparkplug_input_is_counted_and_never_stops_good_data(
+    plant: tuple[httpx.Client, Gateway],
+) -> None:
+    client, gw = plant
+
+    # data before any BIRTH: refused, and the edge node is asked for a rebirth
+    # (again until one is seen: requests are rate-limited per node, and mapping the node
+    # asked it once already, before this watch subscribed)
+    def data_before_birth() -> bool:
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return gw.rebirths() >= 1
+
+    wait_until(data_before_birth, interval=0.3, what="a rebirth request")
+    assert counter(client, "batches", "sparkplug_no_birth") >= 1
+    assert on_hand(client, "B1") == 0
+
+    gw.nbirth(bd_seq=5, tank=20)
+    gw.dbirth(gross_g=TARE_G + 50 * UNIT_G, parts=30)
+    wait_until(
+        lambda: (
+            (on_hand(client, "B1"), on_hand(client, "B2"), on_hand(client, "B3"))
+            == (50, 30, 20)
+        ),
+        what="the BIRTHs' values",
+    )
+    # the mapped string and boolean metrics of the DBIRTH are refused, not guessed at
+    assert counter(client, "items", "sparkplug_wrong_datatype") == 2.0
+
+    # by alias only, as gateways send DATA
+    gw.ddata(m(None, D.DOUBLE, TARE_G + 45 * UNIT_G, alias=1))
+    gw.ndata(m(None, D.UINT16, 18, alias=7))
+    wait_until(
+        lambda: (on_hand(client, "B1"), on_hand(client, "B3")) == (45, 18),
+        what="DDATA and NDATA by alias",
+    )
+
+    # bad values: each refused, none moves a level
+    future = now_ms() + 24 * 3600 * 1000
+    for bad in (
+        m("Gross Weight", D.DOUBLE, math.nan),
+        m("Gross Weight", D.DOUBLE, math.inf),
+        m("Gross Weight", D.DOUBLE, None, null=True),
+        m("Parts", D.INT64, -1),
+        m("Parts", D.INT64, 2**31),
+        m("Counter", D.UINT64, 2**64 - 1),
+    ):
+        gw.ddata(bad)
+    expect(client, "items", "sparkplug_bad_value", 6)
+    gw.ddata(m("Gross Weight", D.DOUBLE, 1e300))  # ingest's own range check
+    expect(client, "items", "bad_weight")
+    gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G, ts=future))  # from the future
+    expect(client, "items", "bad_timestamp")
+    gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G, ts=2**64 - 1))
+    expect(client, "items", "sparkplug_bad_timestamp")
+    gw.ddata(m("Label", D.STRING, "x" * 1000), m("Temperature", D.FLOAT, 21.5))
+    expect(client, "items", "sparkplug_wrong_datatype", 3)
+    expect(client, "items", "sparkplug_unmapped_metric")
+
+    # bad topics and payloads
+    gw.raw(
+        f"spBv1.0/{GROUP}/DDATA/{NODE}", b"\x08\x01"
+    )  # a device message without device
+    gw.raw(f"spBv1.0/{GROUP}/XDATA/{NODE}", b"")
+    gw.raw(f"spBv1.0/{GROUP}/NDATA/{'n' * 65}", b"")
+    gw.raw(f"spBv1.0/{GROUP}/DDATA/{NODE}/", b"")
+    expect(client, "batches", "sparkplug_bad_topic", 4)
+    gw.raw(f"spBv1.0/{GROUP}/DDATA/{NODE}/{DEVICE}", b"\xff\xfe garbage")
+    gw.raw(f"spBv1.0/{GROUP}/NDATA/{NODE}", b"")  # valid protobuf, no timestamp
+    gw.raw(f"spBv1.0/{GROUP}/NDATA/{NODE}", b"\x00" * (protocol.MAX_PAYLOAD_BYTES + 1))
+    expect(client, "batches", "sparkplug_malformed", 2)
+    expect(client, "batches", "sparkplug_oversized")
+    gw.send("NDATA", spb.NData(now_ms(), seq=300, metrics=()))
+    expect(client, "batches", "sparkplug_bad_seq")
+    # an edge node nobody mapped, in a followed group: ignored, never asked for anything
+    gw.nbirth(bd_seq=0, tank=1, node="Line9")
+    expect(client, "batches", "sparkplug_unmapped_node")
+    assert gw.rebirths("Line9") == 0
+
+    # after all that, good data from the node in step still applies
+    gw.nbirth(bd_seq=5, tank=17)
+    gw.dbirth(gross_g=TARE_G + 44 * UNIT_G, parts=29)
+    gw.ddata(m(None, D.DOUBLE, TARE_G + 40 * UNIT_G, alias=1))
+    wait_until(
+        lambda: (
+            (on_hand(client, "B1"), on_hand(client, "B2"), on_hand(client, "B3"))
+            == (40, 29, 17)
+        ),
+        what="good data after the bad",
+    )
+
+    # an alias no BIRTH announced: refused, rebirth requested, nothing applied until then
+    asked = gw.rebirths()
+    gw.ddata(m(None, D.DOUBLE, TARE_G, alias=99))
+    expect(client, "batches", "sparkplug_unknown_alias")
+    wait_until(lambda: gw.rebirths() > asked, what="a rebirth for the unknown alias")
+    gw.ddata(m(None, D.DOUBLE, TARE_G + 1 * UNIT_G, alias=1))
+    expect(client, "batches", "sparkplug_no_birth", 2)
+    assert on_hand(client, "B1") == 40
+
+    # a late will of an older session changes nothing; the current one marks it offline
+    gw.nbirth(bd_seq=5, tank=17)
+    gw.ndeath(bd_seq=4)
+    expect(client, "batches", "sparkplug_stale_death")
+    assert client.get("/api/v1/agents/gw-1").json()["state"] == "online"
+    gw.ndeath(bd_seq=5)
+    wait_until(
+        lambda: client.get("/api/v1/agents/gw-1").json()["state"] == "offline",
+        what="gw-1 offline after its NDEATH",
+    )
