@@ -137,7 +137,8 @@ def check_broker(settings: ServerSettings, _clock: Clock) -> CheckLine:
         address = parse_mqtt_url(settings.mqtt_url)
     except ValueError as exc:
         return CheckLine("broker", False, str(exc))
-    where = f"{settings.mqtt_url}"
+    # from the parts, never the raw URL: a user:password@ in it must not reach a terminal log
+    where = f"{'mqtts' if address.tls else 'mqtt'}://{address.host}:{address.port}"
     v5 = settings.mqtt_protocol == "5"
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -194,6 +195,8 @@ def check_history(settings: ServerSettings, _clock: Clock) -> CheckLine:
             f"embedded SQLite store {settings.tsdb_file} (no JITSTOCK_INFLUX_URL)",
         )
     url = settings.influx_url
+    parts = httpx.URL(url)
+    shown = f"{parts.scheme}://{parts.host}:{parts.port or 8086}"  # no userinfo
     headers = (
         {"Authorization": f"Token {settings.influx_token}"}
         if settings.influx_token
@@ -212,19 +215,19 @@ def check_history(settings: ServerSettings, _clock: Clock) -> CheckLine:
             version = ping.headers.get("X-Influxdb-Version", "?")
             r = http.post("/query", data={"q": "SHOW DATABASES"})
     except httpx.HTTPError as exc:
-        return CheckLine("history", False, f"InfluxDB at {url} unreachable: {exc}")
+        return CheckLine("history", False, f"InfluxDB at {shown} unreachable: {exc}")
     if r.status_code in (401, 403):
         return CheckLine(
             "history",
             False,
-            f"InfluxDB at {url} refused the credentials (JITSTOCK_INFLUX_USER/"
+            f"InfluxDB at {shown} refused the credentials (JITSTOCK_INFLUX_USER/"
             "PASSWORD or JITSTOCK_INFLUX_TOKEN)",
         )
     if r.status_code >= 400 or ping.status_code != 204:
         return CheckLine(
             "history",
             False,
-            f"InfluxDB at {url} answered {r.status_code}: {r.text[:200]}",
+            f"InfluxDB at {shown} answered {r.status_code}: {r.text[:200]}",
         )
     try:
         series = r.json()["results"][0].get("series", [])
@@ -234,5 +237,5 @@ def check_history(settings: ServerSettings, _clock: Clock) -> CheckLine:
     db = settings.influx_db
     state = "exists" if db in names else "will be created by the server"
     return CheckLine(
-        "history", True, f"InfluxDB {version} at {url}, database {db!r} {state}"
+        "history", True, f"InfluxDB {version} at {shown}, database {db!r} {state}"
     )
