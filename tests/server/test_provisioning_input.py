@@ -5,6 +5,7 @@ broker or in the database, and never stops the good requests around it."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,34 @@ def test_a_misconfigured_admin_client_is_a_503_naming_the_setting(
         assert says in r.json()["detail"]
         assert api.get("/api/v1/agents/pi-m").status_code == 404
         assert "pi-m" not in broker_clients(broker)
+
+
+def test_concurrent_posts_make_one_client_per_agent_and_its_password_works(
+    tmp_path: Path, broker: DynsecBroker
+) -> None:
+    with (
+        running_app(**server_settings(broker, tmp_path)) as (_app, base),
+        httpx.Client(base_url=base, timeout=WAIT_S * 4) as api,
+    ):
+        plant(api)
+        ids = ["pi-1", "pi-2", "pi-3", "pi-same", "pi-same", "pi-same"]
+        with ThreadPoolExecutor(len(ids)) as pool:
+            answers = list(
+                pool.map(
+                    lambda agent: api.post(
+                        "/api/v1/agents", json={"id": agent, "site_id": SITE}
+                    ),
+                    ids,
+                )
+            )
+        codes = [(agent, r.status_code) for agent, r in zip(ids, answers, strict=True)]
+        assert sorted(c for a, c in codes if a == "pi-same") == [201, 409, 409], codes
+        assert all(c == 201 for a, c in codes if a != "pi-same"), codes
+        for agent, r in zip(ids, answers, strict=True):
+            if r.status_code != 201:
+                continue
+            dev = Device(broker, agent, r.json()["credentials"]["password"])
+            try:
+                dev.wait_connected()
+            finally:
+                dev.close()

@@ -91,6 +91,7 @@ class DynsecSession:
         self._config = config
         self._cond = threading.Condition()
         self._answers: dict[str, Result] = {}
+        self._pending: set[str] = set()
 
     def on_message(self, payload: bytes) -> None:
         """Collect the answers of the response topic (another admin's answers are ignored)."""
@@ -103,8 +104,9 @@ class DynsecSession:
             return
         with self._cond:
             for r in responses:
-                if not isinstance(r, dict) or not isinstance(
-                    r.get("correlationData"), str
+                if (
+                    not isinstance(r, dict)
+                    or r.get("correlationData") not in self._pending
                 ):
                     continue
                 error = r.get("error")
@@ -120,6 +122,8 @@ class DynsecSession:
         """Send ``commands`` in one message; their results in the same order."""
         ids = [uuid.uuid4().hex for _ in commands]
         body = [{**c, "correlationData": i} for c, i in zip(commands, ids, strict=True)]
+        with self._cond:
+            self._pending.update(ids)
         info = self._client.publish(
             CONTROL_TOPIC, orjson.dumps({"commands": body}), qos=1
         )
@@ -137,6 +141,7 @@ class DynsecSession:
                     f"{self._config.timeout_s:g} s: is mosquitto_dynamic_security.so loaded, "
                     f"and is {self._config.username!r} a dynsec admin client?"
                 )
+            self._pending.difference_update(ids)
             return [self._answers.pop(i) for i in ids]
 
 
