@@ -4,6 +4,8 @@ binary is a failure, never a skip."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from jitstock.bench import services as _services
 from jitstock.bench.services import Process, ServiceMissing, free_port, wait_port
 from tests.waits import WAIT_S
 
+ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 START_TIMEOUT_S = _services.START_TIMEOUT_S
 
@@ -20,6 +23,7 @@ __all__ = [
     "InfluxDB",
     "Mosquitto",
     "Process",
+    "deploy_acl_broker",
     "find_binary",
     "free_port",
     "wait_port",
@@ -64,3 +68,23 @@ class InfluxDB(_services.InfluxDB):
     def wait_ready(self, timeout: float = WAIT_S) -> None:
         """As the service's own, with the tests' generous bound (influxd loads slowly when busy)."""
         super().wait_ready(timeout)
+
+
+def deploy_acl_broker(tmp_path: Path, passwords: dict[str, str]) -> Mosquitto:
+    """A started Mosquitto with password logins and deploy/mosquitto.acl as shipped
+    (what a plant runs); the caller stops it."""
+    passwd = find_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+    pwfile = tmp_path / "passwd"
+    pwfile.touch()
+    for user, pw in passwords.items():
+        subprocess.run([passwd, "-b", str(pwfile), user, pw], check=True)
+    acl = tmp_path / "jitstock.acl"
+    shutil.copy(ROOT / "deploy" / "mosquitto.acl", acl)
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = Mosquitto(
+        workdir,
+        extra_conf=f"allow_anonymous false\npassword_file {pwfile}\nacl_file {acl}\n",
+    )
+    broker.start()
+    return broker

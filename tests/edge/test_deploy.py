@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from jitstock import protocol as p
 from jitstock.edge.outbox import Outbox
 from jitstock.edge.publisher import BrokerConfig, Publisher
 from tests.edge.mqtt_support import Collector
-from tests.services import Mosquitto, find_binary
+from tests.services import Mosquitto, deploy_acl_broker, find_binary
 from tests.waits import WAIT_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,20 +24,7 @@ PASSWORDS = {"jitstock-server": "server-pw", "pi-1": "pi-1-pw", "pi-2": "pi-2-pw
 
 @pytest.fixture
 def secured_broker(tmp_path: Path):
-    passwd = find_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
-    pwfile = tmp_path / "passwd"
-    pwfile.touch()
-    for user, pw in PASSWORDS.items():
-        subprocess.run([passwd, "-b", str(pwfile), user, pw], check=True)
-    acl = tmp_path / "jitstock.acl"
-    shutil.copy(ROOT / "deploy" / "mosquitto.acl", acl)
-    workdir = tmp_path / "broker"
-    workdir.mkdir()
-    broker = Mosquitto(
-        workdir,
-        extra_conf=f"allow_anonymous false\npassword_file {pwfile}\nacl_file {acl}\n",
-    )
-    broker.start()
+    broker = deploy_acl_broker(tmp_path, PASSWORDS)
     yield broker
     broker.stop()
 

@@ -4,8 +4,6 @@ order topics, and a server the broker refuses says why once (real Mosquitto with
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from jitstock.server.mqtt import MqttConnection
 from tests.edge.mqtt_support import Collector
 from tests.server.server_support import wait_until
-from tests.services import Mosquitto, find_binary
+from tests.services import Mosquitto, deploy_acl_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"jitstock-server": "server-pw", "pi-1": "pi-1-pw"}
@@ -25,20 +23,7 @@ PASSWORDS = {"jitstock-server": "server-pw", "pi-1": "pi-1-pw"}
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Any:
     """Mosquitto with passwords and deploy/mosquitto.acl as shipped."""
-    passwd = find_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
-    pwfile = tmp_path / "passwd"
-    pwfile.touch()
-    for user, pw in PASSWORDS.items():
-        subprocess.run([passwd, "-b", str(pwfile), user, pw], check=True)
-    acl = tmp_path / "jitstock.acl"
-    shutil.copy(ROOT / "deploy" / "mosquitto.acl", acl)
-    workdir = tmp_path / "broker"
-    workdir.mkdir()
-    broker = Mosquitto(
-        workdir,
-        extra_conf=f"allow_anonymous false\npassword_file {pwfile}\nacl_file {acl}\n",
-    )
-    broker.start()
+    broker = deploy_acl_broker(tmp_path, PASSWORDS)
     yield broker
     broker.stop()
 
