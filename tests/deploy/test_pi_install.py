@@ -153,7 +153,7 @@ def test_documented_install_steps_into_a_temp_root(tmp_path: Path) -> None:
         etc / "edge.toml",
         cwd=tmp_path,
     ).stdout
-    assert int(scales) == 2
+    assert int(scales) == 5  # stream, sics, two Modbus RTU units, Modbus TCP
     # 4. the installed command asks a port what it speaks
     with SimulatedScale("A-01", "stream", workdir=tmp_path / "ports") as scale:
         probe = subprocess.run(
