@@ -12,8 +12,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from jitstock import protocol as p
+from jitstock.edge.broker_config import BrokerConfig
 from jitstock.edge.outbox import Outbox
-from jitstock.edge.publisher import BrokerConfig, Publisher
+from jitstock.edge.publisher import Publisher
 from tests.edge.mqtt_support import Collector
 from tests.services import Mosquitto, deploy_acl_broker, find_binary
 from tests.waits import WAIT_S

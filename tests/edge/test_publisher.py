@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from jitstock import protocol as p
+from jitstock.edge.broker_config import BrokerConfig
 from jitstock.edge.outbox import Outbox
-from jitstock.edge.publisher import BrokerConfig, Publisher
+from jitstock.edge.publisher import Publisher
 from tests.edge.mqtt_support import (
     WAIT_S,
     Collector,

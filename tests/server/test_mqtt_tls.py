@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from jitstock import protocol as p
+from jitstock.edge.broker_config import BrokerConfig
 from jitstock.edge.outbox import Outbox
-from jitstock.edge.publisher import BrokerConfig
 from jitstock.edge.publisher import Publisher as EdgePublisher
 from jitstock.server.app import ServerApp
 from jitstock.server.mqtt import MqttConnection
