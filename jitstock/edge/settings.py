@@ -37,8 +37,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from jitstock.edge.keymap import Layout
 from jitstock.edge.broker_config import BrokerConfig
+from jitstock.edge.keymap import Layout
 from jitstock.edge.outbox import DEFAULT_MAX_BATCHES
 from jitstock.edge.publisher import DEFAULT_WINDOW, MAX_WINDOW
 from jitstock.edge.registers import (
