@@ -129,7 +129,19 @@ class Ingest:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+            if not self._thread.is_alive():
+                self._write_seen(due_only=False)
         self._history.shutdown(wait=True)
+
+    def _write_seen(self, *, due_only: bool) -> None:
+        """Write the reading times of unchanged bins that wait for their batch (an idle
+        ingest, or a stop); a failure leaves them for the next try."""
+        if not self._levels.seen_pending(due_only=due_only):
+            return
+        try:
+            self.process([])
+        except Exception as exc:
+            log.warning("last-seen times not written yet (%s)", _short(exc))
 
     def _run(self) -> None:
         assert self.connection is not None
@@ -141,6 +153,7 @@ class Ingest:
                 self._stuck_since = None
                 pending = self._drain(inbox)
                 if not pending:
+                    self._write_seen(due_only=True)
                     continue
             if self._stuck_since is None:
                 self._stuck_since = time.monotonic()
@@ -426,9 +439,7 @@ class Ingest:
             if snap is not registry.snapshot:
                 # bins were reloaded while we decoded: indexes would point into the wrong arrays
                 raise RetryFlush("bin registry changed during the flush")
-            frame, count_idx, count_values, seen_idx, seen_ts = self._levels.compute(
-                flush, snap, idx, ts, grams, stable
-            )
+            frame, computed = self._levels.compute(flush, snap, idx, ts, grams, stable)
             scan_points = [
                 Point(
                     SCAN_MEASUREMENT,
@@ -440,15 +451,20 @@ class Ingest:
             ]
             # History and state are written at the same time (InfluxDB answers over HTTP
             # while the state transaction commits); the flush is durable when both are.
-            history = self._history.submit(self._write_history, frame, scan_points)
+            history = (
+                self._history.submit(self._write_history, frame, scan_points)
+                if frame is not None or scan_points
+                else None
+            )
             try:
                 orders = self.state.apply(flush)
             except BaseException:
-                history.result()  # never leave a write running behind a retried flush
+                if history is not None:
+                    history.result()  # never leave a write running behind a retried flush
                 raise
-            self._await_history(history, frame, scan_points)
-            registry.set_counts(snap, count_idx, count_values)
-            registry.set_seen(snap, seen_idx, seen_ts)
+            if history is not None:
+                self._await_history(history, frame, scan_points)
+            self._levels.durable(computed)
         # only now is the flush durable: advance the in-memory cursors
         self._cursors = {
             **self._cursors,

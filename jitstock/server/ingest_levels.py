@@ -1,9 +1,20 @@
 """The numeric part of a flush: counts, events, reorder candidates and the history frame
-of its readings, computed with numpy over the bin registry's arrays."""
+of its readings, computed with numpy over the bin registry's arrays.
+
+Most readings change nothing: agents re-send every bin on every tick.  A bin's newest
+reading whose grams equal the last ones written to the state DB costs no row there:
+its ``last_seen_ms`` is kept here ("dirty") and written for all such bins together at
+most every ``SEEN_WRITE_S``.  That is exact for everything that reads the state DB's
+reading times: a reading replayed late into the unwritten window carries the same
+grams as the row (any other grams would have been written at once), so it cannot move
+a count either.  History keeps every stable reading.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -14,11 +25,32 @@ from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
 from jitstock.server.tsdb import Frame
 
 MEASUREMENT = "bin_level"
+# Unchanged bins' last_seen_ms reaches the state DB at most this late (the agent and
+# sensor silence alerts work in minutes; a server stop writes what is left).
+SEEN_WRITE_S = 1.0
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+@dataclass(slots=True)
+class Computed:
+    """What the registry and this module learn once the flush is durable."""
+
+    snap: Snapshot
+    count_idx: npt.NDArray[np.int64]
+    count_values: npt.NDArray[np.int64]
+    seen_idx: npt.NDArray[np.int64]
+    seen_ts: npt.NDArray[np.int64]
+    seen_grams: npt.NDArray[np.float64]
+    written: npt.NDArray[np.bool_]  # per seen bin: its row is in the flush
+    dirty_written: npt.NDArray[np.int64]  # dirty bins of earlier flushes written now
+    seen_write_at: float | None  # monotonic time of a full write of dirty bins
 
 
 class FlushLevels:
     """Computes a flush's levels; remembers which low bins were decided since the last
-    registry reload (each is decided once more per reload, see :meth:`compute`)."""
+    registry reload (each is decided once more per reload, see :meth:`compute`) and which
+    bins' last reading time the state DB does not have yet."""
 
     def __init__(self, registry: BinRegistry, later: Callable[..., None]) -> None:
         """``later(fn, *args)`` runs fn once the flush is durable."""
@@ -27,6 +59,44 @@ class FlushLevels:
         # low bins decided since the last registry reload (by snapshot position)
         self._recheck_snap: Snapshot | None = None
         self._rechecked: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        # per bin of self._snap: grams last written (NaN: unknown), and the time of the
+        # newest reading not written yet (0: none)
+        self._snap: Snapshot | None = None
+        self._grams: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
+        self._dirty_ts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._seen_written = time.monotonic()
+
+    def seen_pending(self, *, due_only: bool) -> bool:
+        """Unwritten reading times wait (and their batch is due): an idle ingest writes
+        them, and a stop; ``due_only=False`` also makes the next flush write them."""
+        if not self._dirty_ts.any():
+            return False
+        if due_only:
+            return time.monotonic() - self._seen_written >= SEEN_WRITE_S
+        self._seen_written = time.monotonic() - SEEN_WRITE_S
+        return True
+
+    def _follow(self, snap: Snapshot) -> None:
+        """Carry the in-memory state over a registry reload (by bin id): the reload read
+        the state DB's reading times, older than the unwritten ones (called under the
+        registry lock)."""
+        if self._snap is snap:
+            return
+        n = len(snap.cals)
+        grams = np.full(n, np.nan, dtype=np.float64)
+        dirty = np.zeros(n, dtype=np.int64)
+        old = self._snap
+        if old is not None:
+            pairs = [(i, old.index[b]) for b, i in snap.index.items() if b in old.index]
+            if pairs:
+                both = np.array(pairs, dtype=np.int64)
+                new_i, old_i = both[:, 0], both[:, 1]
+                grams[new_i] = self._grams[old_i]
+                dirty[new_i] = self._dirty_ts[old_i]
+                if self.registry.snapshot is snap:
+                    seen = self.registry.seen_ms
+                    seen[new_i] = np.maximum(seen[new_i], dirty[new_i])
+        self._snap, self._grams, self._dirty_ts = snap, grams, dirty
 
     def compute(
         self,
@@ -36,20 +106,30 @@ class FlushLevels:
         ts_l: list[int],
         grams_l: list[float],
         stable_l: list[bool],
-    ) -> tuple[
-        Frame | None,
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int64],
-    ]:
+    ) -> tuple[Frame | None, Computed]:
         """Counts, events and the history frame for every reading of the flush, with numpy;
-        also the bins it saw and their newest reading times."""
+        the flush's bin rows: bins whose grams or count changed, and when due every bin
+        whose newest reading time is not written yet."""
+        self._follow(snap)
         n = len(idx_l)
         flush.readings = n
-        empty = np.empty(0, dtype=np.int64)
+        cals = snap.cals
+        due = time.monotonic() - self._seen_written >= SEEN_WRITE_S
         if n == 0:
-            return None, empty, empty, empty, empty
+            res = Computed(
+                snap,
+                _EMPTY,
+                _EMPTY,
+                _EMPTY,
+                _EMPTY,
+                np.empty(0, dtype=np.float64),
+                np.empty(0, dtype=np.bool_),
+                _EMPTY,
+                None,
+            )
+            if due:
+                self._add_dirty(flush, res, np.zeros(len(cals), dtype=np.bool_))
+            return None, res
         idx = np.array(idx_l, dtype=np.int64)
         ts = np.array(ts_l, dtype=np.int64)
         grams = np.array(grams_l, dtype=np.float64)
@@ -68,45 +148,43 @@ class FlushLevels:
         counted = stable
         fresh_bin = ts[last_pos] >= self.registry.seen_ms[o_idx[last]]
         if not fresh_bin.all():
-            late = np.zeros(len(snap.cals), dtype=np.bool_)
+            late = np.zeros(len(cals), dtype=np.bool_)
             late[o_idx[last][~fresh_bin]] = True
             counted = stable & ~late[idx]
             last, last_pos = last[fresh_bin], last_pos[fresh_bin]
         seen_idx, seen_ts = o_idx[last], ts[last_pos]
-        cals = snap.cals
-        flush.seen = [
-            (cals[i].bin_id, g, t)
-            for i, g, t in zip(
-                o_idx[last].tolist(),
-                grams[last_pos].tolist(),
-                ts[last_pos].tolist(),
-                strict=True,
-            )
-        ]
+        seen_grams = grams[last_pos]
+        # a bin row is written when its grams changed (NaN, unknown, never equals)
+        write = np.zeros(len(cals), dtype=np.bool_)
+        write[seen_idx[seen_grams != self._grams[seen_idx]]] = True
 
         s_pos = order[counted[order]]  # stable readings (not late), by (bin, time)
-        count_idx, count_values = empty, empty
+        count_idx, count_values = _EMPTY, _EMPTY
         if len(s_pos):
             s_idx = idx[s_pos]
             s_last = np.flatnonzero(np.r_[s_idx[1:] != s_idx[:-1], True])
             count_idx = s_idx[s_last]
             count_values = counts[s_pos[s_last]]
-            flush.counts = [
-                (cals[i].bin_id, c, f)
-                for i, c, f in zip(
-                    count_idx.tolist(),
-                    count_values.tolist(),
-                    conf[s_pos[s_last]].tolist(),
-                    strict=True,
-                )
-            ]
             # One event per bin and flush: the net change of its count.  A flush spans
             # milliseconds while a scale needs about a second to settle after a pick,
             # so under normal load this is exactly one pick or refill; under a flood it
             # keeps the state DB's work per bin, not per reading.
             prev = self.registry.counts[count_idx]
             delta = count_values - prev
-            ev = np.flatnonzero((prev != UNKNOWN) & (delta != 0))
+            moved = delta != 0  # a first count (prev UNKNOWN) is a change too
+            write[count_idx[moved]] = True
+            counted_rows = np.flatnonzero(write[count_idx])
+            if len(counted_rows):
+                flush.counts = [
+                    (cals[i].bin_id, c, f)
+                    for i, c, f in zip(
+                        count_idx[counted_rows].tolist(),
+                        count_values[counted_rows].tolist(),
+                        conf[s_pos[s_last[counted_rows]]].tolist(),
+                        strict=True,
+                    )
+                ]
+            ev = np.flatnonzero((prev != UNKNOWN) & moved)
             if len(ev):
                 flush.events = [
                     (cals[i].bin_id, t, "consumption" if d < 0 else "refill", d, c)
@@ -122,7 +200,6 @@ class FlushLevels:
             # no rule evaluation (a position moved by receiving is decided by the state writer).
             # A bin edited by hand (reorder point, supplier, pause) reaches ingest with the
             # next registry reload: each low bin is decided once more per reload.
-            moved = delta != 0  # a first count (prev UNKNOWN) is a change too
             if moved.any():
                 flush.count_changed = [
                     cals[i].bin_id for i in count_idx[moved].tolist()
@@ -139,25 +216,98 @@ class FlushLevels:
                 flush.decide = [cals[i].bin_id for i in decided.tolist()]
                 self._later(self._mark_rechecked, snap, decided)
 
-        tags = snap.tags
+        res = Computed(
+            snap,
+            count_idx,
+            count_values,
+            seen_idx,
+            seen_ts,
+            seen_grams,
+            write[seen_idx],
+            _EMPTY,
+            None,
+        )
+        if due:
+            res.written = np.ones(len(seen_idx), dtype=np.bool_)
+        rows = seen_idx if due else seen_idx[res.written]
+        if len(rows):
+            flush.seen = [
+                (cals[i].bin_id, g, t)
+                for i, g, t in zip(
+                    rows.tolist(),
+                    (seen_grams if due else seen_grams[res.written]).tolist(),
+                    (seen_ts if due else seen_ts[res.written]).tolist(),
+                    strict=True,
+                )
+            ]
+        if due:
+            in_flush = np.zeros(len(cals), dtype=np.bool_)
+            in_flush[seen_idx] = True
+            self._add_dirty(flush, res, in_flush)
+        return self._frame(snap, idx, ts, grams, counts, stable), res
+
+    def _add_dirty(
+        self, flush: Flush, res: Computed, in_flush: npt.NDArray[np.bool_]
+    ) -> None:
+        """Rows for the bins whose newest reading time is unwritten (not in this flush)."""
+        dirty = np.flatnonzero((self._dirty_ts > 0) & ~in_flush)
+        res.dirty_written = dirty
+        res.seen_write_at = time.monotonic()
+        if len(dirty):
+            cals = res.snap.cals
+            flush.seen = flush.seen + [
+                (cals[i].bin_id, g, t)
+                for i, g, t in zip(
+                    dirty.tolist(),
+                    self._grams[dirty].tolist(),
+                    self._dirty_ts[dirty].tolist(),
+                    strict=True,
+                )
+            ]
+
+    @staticmethod
+    def _frame(
+        snap: Snapshot,
+        idx: npt.NDArray[np.int64],
+        ts: npt.NDArray[np.int64],
+        grams: npt.NDArray[np.float64],
+        counts: npt.NDArray[np.int64],
+        stable: npt.NDArray[np.bool_],
+    ) -> Frame | None:
+        """The history points: every stable reading.  A reading the scale did not call
+        stable (a load still moving) would chart a level that never was."""
         if not stable.all():
-            # History keeps what the live count keeps: a reading the scale did not call
-            # stable (a load still moving) would chart a level that never was.
             k = np.flatnonzero(stable)
             if not len(k):
-                return None, count_idx, count_values, seen_idx, seen_ts
-            idx_l = idx[k].tolist()
-            grams_l = grams[k].tolist()
-            ts_l = ts[k].tolist()
-            counts = counts[k]
-        frame = Frame(
+                return None
+            idx, ts, grams, counts = idx[k], ts[k], grams[k], counts[k]
+        tags = snap.tags
+        return Frame(
             MEASUREMENT,
-            [tags[i] for i in idx_l],
+            [tags[i] for i in idx.tolist()],
             ("grams", "count"),
-            [grams_l, counts.tolist()],
-            ts_l,
+            [grams.tolist(), counts.tolist()],
+            ts.tolist(),
         )
-        return frame, count_idx, count_values, seen_idx, seen_ts
+
+    def durable(self, res: Computed) -> None:
+        """The flush is durable: counts and reading times into the registry, the bins it
+        wrote are clean, the others it saw dirty (called under the registry lock)."""
+        snap = res.snap
+        self.registry.set_counts(snap, res.count_idx, res.count_values)
+        self.registry.set_seen(snap, res.seen_idx, res.seen_ts)
+        if self._snap is not snap:
+            return  # reloaded meanwhile: _follow carried over what was known before
+        if res.seen_write_at is not None:
+            self._seen_written = res.seen_write_at
+        self._dirty_ts[res.dirty_written] = 0
+        w = res.written
+        self._grams[res.seen_idx[w]] = res.seen_grams[w]
+        self._dirty_ts[res.seen_idx[w]] = 0
+        unwritten = res.seen_idx[~w]
+        self._dirty_ts[unwritten] = np.maximum(
+            self._dirty_ts[unwritten], res.seen_ts[~w]
+        )
 
     def _mark_rechecked(self, snap: Snapshot, idx: npt.NDArray[np.int64]) -> None:
         """These low bins were decided under this snapshot (called once the flush is durable)."""

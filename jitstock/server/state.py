@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.server import reorder
@@ -19,6 +19,10 @@ from jitstock.server.registry import BinRegistry
 from jitstock.server.supplier import putaway, receiving
 
 log = logging.getLogger(__name__)
+
+# An agent's last_seen_ms (its traffic) is written at most this often: a flush every few
+# milliseconds need not write it every time; liveness is judged in seconds to minutes.
+AGENT_SEEN_WRITE_MS = 1000
 
 
 class OrderHandoff(Protocol):
@@ -42,6 +46,8 @@ class SqlState(StateWriter):
         # The dispatcher (set by the app): claims the first attempt of the orders a flush
         # creates inside the flush's own transaction, and gets them right after its commit.
         self.handoff: OrderHandoff | None = None
+        # now_ms each agent's last_seen_ms was last written (by this process)
+        self._agent_seen: dict[str, int] = {}
 
     def load_cursors(self) -> dict[str, int]:
         """Last applied seq per agent."""
@@ -110,19 +116,28 @@ class SqlState(StateWriter):
         """
         created: list[str] = []
         now = flush.now_ms
+        # traffic is a sign of life: online even without a status (a PLC), or after an
+        # offline one (statuses of this flush are applied below, and win ties); written
+        # at most every AGENT_SEEN_WRITE_MS per agent, and at once after a status
+        alive = [
+            a
+            for a in flush.cursors
+            if now - self._agent_seen.get(a, -AGENT_SEEN_WRITE_MS)
+            >= AGENT_SEEN_WRITE_MS
+            or now < self._agent_seen.get(a, now)
+        ]
         with transaction(self.session_factory) as s:
+            conn = s.connection()
+            sql = _Sql.for_dialect(conn.dialect.paramstyle)
             if flush.cursors:
-                self._cursors(s, flush)
-                # traffic is a sign of life: online even without a status (a PLC), or after
-                # an offline one (statuses of this flush are applied below, and win ties)
+                self._cursors(conn, sql, flush)
+            if alive:
                 s.execute(
                     update(Agent)
-                    .where(Agent.id.in_(list(flush.cursors)))
+                    .where(Agent.id.in_(alive))
                     .values(last_seen_ms=now, online=True),
                     execution_options={"synchronize_session": False},
                 )
-            conn = s.connection()
-            sql = _Sql.for_dialect(conn.dialect.paramstyle)
             # one UPDATE per bin: the count (if a stable reading came) and the last reading;
             # a late reading (replayed from an outbox) must not move "last seen" backwards
             counted = {b: (c, f) for b, c, f in flush.counts}
@@ -154,38 +169,33 @@ class SqlState(StateWriter):
                     flush.claimed = list(self.handoff.claim_created(s, created))
             if flush.statuses:
                 self._statuses(s, flush)
+        for a in alive:
+            self._agent_seen[a] = now
+        for _site, a, _status in flush.statuses:
+            self._agent_seen.pop(a, None)
         if flush.claimed and self.handoff is not None:
             # committed: the orders go out now, while ingest still waits for its history write
             self.handoff.submit(flush.claimed)
         return created
 
-    def _cursors(self, s: Session, flush: Flush) -> None:
-        # counters saturate at the BIGINT maximum: a counter must never fail the flush
-        _MAX_COUNTER = 2**63 - 1
-        ids = list(flush.cursors)
-        existing = {
-            c.agent_id: c
-            for c in s.scalars(select(AgentCursor).where(AgentCursor.agent_id.in_(ids)))
-        }
-        for c in flush.cursors.values():
-            cursor = existing.get(c.agent_id)
-            if cursor is None:
-                s.add(
-                    AgentCursor(
-                        agent_id=c.agent_id,
-                        last_seq=c.last_seq,
-                        gaps=min(c.gaps, _MAX_COUNTER),
-                        duplicates=min(c.duplicates, _MAX_COUNTER),
-                        updated_ms=flush.now_ms,
-                    )
-                )
-            else:
-                cursor.last_seq = (
-                    c.last_seq if c.reset else max(cursor.last_seq, c.last_seq)
-                )
-                cursor.gaps = min(cursor.gaps + c.gaps, _MAX_COUNTER)
-                cursor.duplicates = min(cursor.duplicates + c.duplicates, _MAX_COUNTER)
-                cursor.updated_ms = flush.now_ms
+    def _cursors(self, conn: Connection, sql: _Sql, flush: Flush) -> None:
+        """Advance the (agent, seq) cursors: one upsert per agent, no ORM (every flush)."""
+        rows = [
+            (
+                c.agent_id,
+                c.last_seq,
+                min(c.gaps, _MAX_COUNTER),
+                min(c.duplicates, _MAX_COUNTER),
+                flush.now_ms,
+            )
+            for c in flush.cursors.values()
+        ]
+        if any(c.reset for c in flush.cursors.values()):
+            resets = {c.agent_id for c in flush.cursors.values() if c.reset}
+            conn.exec_driver_sql(sql.cursor_reset, [r for r in rows if r[0] in resets])
+            rows = [r for r in rows if r[0] not in resets]
+        if rows:
+            conn.exec_driver_sql(sql.cursor, rows)
 
     def _decide(self, s: Session, flush: Flush, bin_ids: list[str]) -> list[str]:
         created = []
@@ -233,7 +243,23 @@ class SqlState(StateWriter):
 class _Sql:
     """The hot-path statements in the driver's own parameter style (executemany, no ORM)."""
 
-    def __init__(self, mark: str) -> None:
+    def __init__(self, mark: str, greatest: str, least: str) -> None:
+        # counters saturate at the BIGINT maximum (a counter must never fail the flush):
+        # the sum is computed so that it cannot overflow on the way
+        upsert = (
+            f"INSERT INTO agent_cursors (agent_id, last_seq, gaps, duplicates, updated_ms) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) "
+            f"ON CONFLICT (agent_id) DO UPDATE SET "
+            f"gaps = agent_cursors.gaps + {least}(excluded.gaps, {_MAX_COUNTER} - agent_cursors.gaps), "
+            f"duplicates = agent_cursors.duplicates + "
+            f"{least}(excluded.duplicates, {_MAX_COUNTER} - agent_cursors.duplicates), "
+            f"updated_ms = excluded.updated_ms, "
+        )
+        self.cursor = (
+            upsert + f"last_seq = {greatest}(agent_cursors.last_seq, excluded.last_seq)"
+        )
+        # the agent started a new sequence: its last seq may go down
+        self.cursor_reset = upsert + "last_seq = excluded.last_seq"
         self.seen = (
             f"UPDATE bins SET last_grams = {mark}, last_seen_ms = {mark} "
             f"WHERE id = {mark} AND (last_seen_ms IS NULL OR last_seen_ms <= {mark})"
@@ -253,5 +279,6 @@ class _Sql:
         return _QMARK if paramstyle == "qmark" else _FORMAT
 
 
-_QMARK = _Sql("?")
-_FORMAT = _Sql("%s")
+_MAX_COUNTER = 2**63 - 1
+_QMARK = _Sql("?", "MAX", "MIN")  # SQLite's scalar max/min
+_FORMAT = _Sql("%s", "GREATEST", "LEAST")
