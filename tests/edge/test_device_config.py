@@ -177,3 +177,24 @@ def test_example_config_and_help_show_each_device_kind() -> None:
         "check-port",
     ):
         assert shown in out, shown
+
+
+def test_every_toml_example_in_connect_devices_is_a_valid_config(
+    tmp_path: Path,
+) -> None:
+    import re
+
+    doc = (
+        Path(__file__).resolve().parents[2] / "docs" / "connect-devices.md"
+    ).read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    assert (
+        len(blocks) == 6
+    )  # stream, sics, Modbus RTU (two units), Modbus TCP, serial, HID
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example{i}.toml"
+        path.write_text(
+            f'site = "plant1"\nagent = "pi-1"\noutbox_path = "{tmp_path}/o.db"\n{block}'
+        )
+        s = load_settings(path)
+        assert s.scales or s.scanners
