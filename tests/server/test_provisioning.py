@@ -412,9 +412,11 @@ def test_returned_edge_toml_runs_jitstock_edge_and_the_level_arrives(
 
 
 def test_broker_down_is_a_503_and_changes_nothing_then_a_retry_works(
-    tmp_path: Path, broker: DynsecBroker
+    tmp_path: Path, broker: DynsecBroker, db_url: str
 ) -> None:
+    """On SQLite and PostgreSQL: the refused request's transaction is never committed."""
     settings = server_settings(broker, tmp_path)
+    settings["db_url"] = db_url
     settings["mqtt_dynsec_timeout_s"] = 3.0
     with (
         running_app(**settings) as (_app, base),
