@@ -25,9 +25,7 @@ KEY = re.compile(r"^\s+(jsk_\S+)$", re.M)
 
 
 @pytest.fixture
-def admin_env(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
+def admin_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """JITSTOCK_* for an admin command on an empty database; yields the URL."""
     for name in ("JITSTOCK_BOOTSTRAP_ADMIN_KEY", "JITSTOCK_INFLUX_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -242,3 +240,27 @@ def test_a_database_from_a_newer_release_is_refused_readably(
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     assert version == "0099_future"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "argv", [["init"], ["keys", "list"], ["users", "list"], ["backup", "b"]]
+)
+def test_an_unreachable_database_is_one_line_not_a_traceback(
+    admin_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    tmp_path: Path,
+) -> None:
+    from tests.services import free_port
+
+    url = f"postgresql://nobody:secret-pw@127.0.0.1:{free_port()}/x"
+    monkeypatch.setenv("JITSTOCK_DB_URL", url)
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = admin(capsys, *argv)
+    assert rc == 1
+    assert "database:" in err
+    assert "Connection refused" in err or "connection failed" in err
+    assert "Traceback" not in err
+    assert "secret-pw" not in out + err

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK
@@ -115,6 +116,13 @@ def main(argv: list[str]) -> int:
     except SchemaRefused as exc:
         sys.stderr.write(f"jitstock admin: refused: {exc}\n")
         return EXIT_REFUSED
+    except SQLAlchemyError as exc:  # unreachable, refused login, missing database
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        sys.stderr.write(f"jitstock admin {args.command}: database: {reason}\n")
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:  # an unusable path or database URL
+        sys.stderr.write(f"jitstock admin {args.command}: {exc}\n")
+        return EXIT_FAILED
 
 
 def _init(settings: ServerSettings, _args: argparse.Namespace) -> int:
