@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import threading
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from jitstock.cli import main
+from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import ApiKey, Bin, Order
 from jitstock.server.db.session import make_engine, make_session_factory, transaction
 from jitstock.server.settings import ServerSettings
@@ -246,3 +249,53 @@ def test_backup_refuses_a_non_empty_directory_and_restore_a_non_backup(
     assert state(plant)[0] == ()
     assert len(state(plant)[2]) == 1
     assert not list(tmp_path.parent.glob("evil.db"))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_backup_is_consistent_while_a_writer_commits(
+    plant: ServerSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    admin(capsys, "init")
+    stop = threading.Event()
+    written = [0]
+
+    def writer() -> None:
+        # the server's own engine settings (WAL, busy timeout): one audit row per commit
+        engine = make_engine(plant.db_url)
+        factory = make_session_factory(engine)
+        while not stop.is_set():
+            with transaction(factory) as s:
+                record_audit(
+                    s,
+                    at_ms=written[0],
+                    actor="t",
+                    action="x",
+                    entity="e",
+                    entity_id="1",
+                )
+            written[0] += 1
+        engine.dispose()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        deadline = WAIT_S
+        while written[0] < 50 and deadline > 0:
+            stop.wait(0.05)
+            deadline -= 0.05
+        admin(capsys, "backup", str(tmp_path / "online"))
+        at_backup = written[0]
+    finally:
+        stop.set()
+        thread.join(timeout=WAIT_S)
+    copy = sqlite3.connect(tmp_path / "online" / "state.sqlite")
+    try:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = [
+            r[0] for r in copy.execute("SELECT at_ms FROM audit_log WHERE actor = 't'")
+        ]
+    finally:
+        copy.close()
+    # a prefix of the commits, with no gap: the copy is one moment of the database
+    assert rows == list(range(len(rows)))
+    assert 50 <= len(rows) <= at_backup + 1
