@@ -14,6 +14,10 @@ missing() {
   command -v pg_ctlcluster >/dev/null 2>&1 || command -v psql >/dev/null 2>&1 || need+=(postgresql)
   # tests/deploy checks the systemd units with systemd-analyze verify (no running systemd needed)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  # jitstock admin backup/restore shell out to pg_dump/pg_restore; the server install test
+  # runs docs/install-server.md's curl lines against InfluxDB
+  command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
 }
 
 missing
