@@ -136,8 +136,9 @@ def _pg_args(url: str) -> tuple[list[str], dict[str, str]]:
         args += ["--host", str(host)]
     if port:
         args += ["--port", str(port)]
-    if u.username:
-        args += ["--username", u.username]
+    user = u.username or u.query.get("user")
+    if user:
+        args += ["--username", str(user)]
     env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
     if u.password is not None:
         env["PGPASSWORD"] = str(u.password)
