@@ -299,3 +299,38 @@ def test_sqlite_backup_is_consistent_while_a_writer_commits(
     # a prefix of the commits, with no gap: the copy is one moment of the database
     assert rows == list(range(len(rows)))
     assert 50 <= len(rows) <= at_backup + 1
+
+
+@pytest.mark.parametrize(
+    ("url", "args", "password"),
+    [
+        (
+            "postgresql:///jitstock?host=/var/run/postgresql",
+            ["--dbname", "jitstock", "--host", "/var/run/postgresql"],
+            None,
+        ),
+        (
+            "postgresql://jitstock:s3cret@db.plant:6543/stock",
+            [
+                "--dbname",
+                "stock",
+                "--host",
+                "db.plant",
+                "--port",
+                "6543",
+                "--username",
+                "jitstock",
+            ],
+            "s3cret",
+        ),
+    ],
+)
+def test_pg_tools_get_the_configured_connection_and_the_password_only_in_env(
+    url: str, args: list[str], password: str | None
+) -> None:
+    from jitstock.server.admin.backup import _pg_args
+
+    got, env = _pg_args(url)
+    assert got == args
+    assert env.get("PGPASSWORD") == password
+    assert all("s3cret" not in a for a in got)  # never on a command line (ps shows it)
