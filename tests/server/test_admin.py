@@ -264,3 +264,27 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(
     assert "Connection refused" in err or "connection failed" in err
     assert "Traceback" not in err
     assert "secret-pw" not in out + err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_init_with_a_configured_bootstrap_key_seeds_it_and_prints_none(
+    admin_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    api_on,
+) -> None:
+    key = "jsk_" + "k7Qm2pX9vL4tR8wZ" * 3
+    monkeypatch.setenv("JITSTOCK_BOOTSTRAP_ADMIN_KEY", key)
+    rc, out, _ = admin(capsys, "init")
+    assert rc == 0
+    assert "JITSTOCK_BOOTSTRAP_ADMIN_KEY installed" in out
+    assert KEY.findall(out) == []
+    assert key not in out
+    rc, again, _ = admin(capsys, "init")
+    assert "installed" not in again
+    assert "already initialised: 1 admin key(s)" in again
+    url = api_on(admin_env)
+    r = httpx.get(
+        f"{url}/api/v1/keys", headers={"Authorization": f"Bearer {key}"}, timeout=WAIT_S
+    )
+    assert r.status_code == 200

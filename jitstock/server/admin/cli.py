@@ -136,6 +136,10 @@ def _init(settings: ServerSettings, _args: argparse.Namespace) -> int:
             f"database: migrated from {result.revision_before or 'empty'} "
             f"to {result.revision_after}"
         )
+    if result.bootstrap_installed:
+        print(
+            "admin key from JITSTOCK_BOOTSTRAP_ADMIN_KEY installed (stored as a hash)"
+        )
     if result.new_key is None:
         print(
             f"already initialised: {result.admin_keys} admin key(s) live; "

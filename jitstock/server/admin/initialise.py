@@ -28,6 +28,8 @@ class InitResult:
     revision_after: str | None
     new_key: NewKey | None
     admin_keys: int
+    # JITSTOCK_BOOTSTRAP_ADMIN_KEY was stored (hashed) by this run
+    bootstrap_installed: bool = False
 
 
 def initialise(settings: ServerSettings, clock: Clock) -> InitResult:
@@ -40,7 +42,7 @@ def initialise(settings: ServerSettings, clock: Clock) -> InitResult:
         factory = make_session_factory(engine)
         now = clock.time_ms()
         # the configured key is what the server would seed at start: seed it now instead
-        ensure_bootstrap_key(factory, settings.bootstrap_admin_key, now)
+        seeded = ensure_bootstrap_key(factory, settings.bootstrap_admin_key, now)
         with transaction(factory) as s:
             existing = len(live_admin_keys(s, now))
             new_key = (
@@ -50,4 +52,4 @@ def initialise(settings: ServerSettings, clock: Clock) -> InitResult:
             )
     finally:
         engine.dispose()
-    return InitResult(before, head_revision(), new_key, existing or 1)
+    return InitResult(before, head_revision(), new_key, existing or 1, seeded)
