@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 BAD_INPUT_LOG_INTERVAL_S = 60.0
 # Mappings changed by another server process are picked up this often.
 MAPPINGS_REFRESH_S = 10.0
+# Rebirth requests the rate limit held back are looked for this often.
+DUE_CHECK_S = 0.5
 REBIRTH_METRIC = "Node Control/Rebirth"
 STATUS_VERSION = "sparkplug-b"
 NUMERIC = frozenset(
@@ -151,6 +153,7 @@ class SparkplugBridge:
         epoch = 0
         next_beat = time.monotonic() + self.heartbeat_s
         next_reload = time.monotonic() + MAPPINGS_REFRESH_S
+        next_due = 0.0
         while not self._stop.is_set():
             try:
                 item: Incoming | None = inbox.get(timeout=0.2)
@@ -167,6 +170,10 @@ class SparkplugBridge:
                     self._reconnected()
                 if item is not None:
                     self.handle(item.topic, item.payload)
+                if now >= next_due:
+                    next_due = now + DUE_CHECK_S
+                    for key in self.nodes.rebirths_due(now, self.rebirth_interval_s):
+                        self._request_rebirth(key)
                 if now >= next_beat:
                     next_beat = now + self.heartbeat_s
                     self._heartbeat()

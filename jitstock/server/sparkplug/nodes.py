@@ -52,6 +52,9 @@ class NodeState:
     dead_devices: set[str] = field(default_factory=set)
     # monotonic time of the last rebirth request to this node
     last_rebirth: float | None = None
+    # a request the rate limit held back: sent when the interval is over, unless a
+    # BIRTH makes it moot (a quiet gateway must not stay out of step until it talks)
+    rebirth_due: bool = False
 
 
 def bd_seq_of(metrics: Iterable[spb.Metric]) -> int | None:
@@ -81,6 +84,7 @@ class NodeTable:
         state.born = True
         state.dead = False
         state.synced = True
+        state.rebirth_due = False
         state.next_seq = (birth.seq + 1) % SEQ_MODULO
         state.bd_seq = bd_seq_of(birth.metrics)
         state.birth = birth
@@ -134,9 +138,20 @@ class NodeTable:
         """Rate limit: at most one rebirth request per node per interval."""
         state = self.node(key)
         if state.last_rebirth is not None and now - state.last_rebirth < interval_s:
+            state.rebirth_due = True
             return False
         state.last_rebirth = now
+        state.rebirth_due = False
         return True
+
+    def rebirths_due(self, now: float, interval_s: float) -> list[NodeKey]:
+        """Nodes whose held-back rebirth request may go out now."""
+        return [
+            key
+            for key, state in self.nodes.items()
+            if state.rebirth_due
+            and (state.last_rebirth is None or now - state.last_rebirth >= interval_s)
+        ]
 
     def sensor_fault(self, key: NodeKey, device: str) -> str | None:
         """Why a bin fed by this node/device has no live sensor, or None (alive or not known)."""
