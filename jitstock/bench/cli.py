@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         "--duration",
         type=float,
         default=None,
-        help="edge: seconds the agent process is measured per case (default 60, quick 5)",
+        help="edge: seconds the agent process is measured per case (default 60, quick 5); "
+        "ingest --shape steady: seconds of load before the CPU window (default 600)",
     )
     parser.add_argument(
         "--scales",
@@ -64,11 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shape",
-        choices=["sweep", "resend"],
+        choices=["sweep", "resend", "steady"],
         default="sweep",
-        help="ingest: 'sweep' (every reading a pick, rising rates) or 'resend' (issue 12: "
+        help="ingest: 'sweep' (every reading a pick, rising rates), 'resend' (issue 12: "
         "every tick re-sends all bins, 200 reorder crossings in 30 s; --rates then sweeps "
-        "for the highest sustained rate)",
+        "for the highest sustained rate) or 'steady' (the re-send load at --rates "
+        "(default 1000/s) for --duration seconds, then the server's CPU over one minute)",
     )
     parser.add_argument(
         "--baseline-tree",

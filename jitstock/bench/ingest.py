@@ -177,7 +177,7 @@ def _fresh_postgres(admin_dsn: str) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ingest benchmark; returns the numbers (also printed as a table)."""
-    if getattr(args, "shape", None) == "resend":
+    if getattr(args, "shape", None) in ("resend", "steady"):
         from jitstock.bench import resend
 
         return resend.run_args(args)

@@ -175,6 +175,15 @@ def histogram(base: str, name: str) -> list[tuple[float, float]]:
     return out
 
 
+def metric(base: str, name: str) -> float:
+    """The value of an unlabelled sample on the server's /metrics (0 when absent)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def histogram_quantile(
     before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
 ) -> float | None:

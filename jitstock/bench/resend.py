@@ -11,7 +11,7 @@ own state DB, one after the other on the same broker and InfluxDB) it reports:
 - CPU microseconds per reading of all server processes added up (the server and any
   child processes it runs), and of influxd and mosquitto;
 - idle CPU: % of one core the server uses with no traffic, after start-up;
-- the highest rate it sustains (every reading stored, ingest lag p99 <= 1 s).
+- the highest rate it sustains (every reading applied, ingest lag p99 <= 1 s).
 
 A do-nothing paho subscriber (parses each message, stores nothing) at the same rate is
 the machine's baseline in the same run.
@@ -57,6 +57,11 @@ IDLE_WINDOW_S = 5.0
 IDLE_QUIET = 0.10  # of one core: start-up work is over
 # ...in this many windows in a row (one quiet window can fall between two busy ones)
 IDLE_QUIET_WINDOWS = 4
+# The steady shape (`--shape steady`): the re-send load at a low rate for a long time
+# (ten minutes by default), then the server's CPU over one more window of this long.
+STEADY_RATE = 1_000
+STEADY_S = 600.0
+STEADY_WINDOW_S = 60.0
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -89,8 +94,10 @@ def run_server(
     run_s: float,
     sweep: list[int],
     idle: bool,
+    steady: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
-    """Start one server (this tree or `tree`) and measure it: trigger run, idle, sweep.
+    """Start one server (this tree or `tree`) and measure it: idle, trigger run, sweep
+    (or only the steady load, see STEADY_WINDOW_S).
 
     Each server gets its own broker: a stopped server's persistent session would
     otherwise queue every later message."""
@@ -112,6 +119,7 @@ def run_server(
             run_s,
             sweep,
             idle,
+            steady,
         )
     finally:
         broker.stop()
@@ -130,6 +138,7 @@ def _measure(
     run_s: float,
     sweep: list[int],
     idle: bool,
+    steady: tuple[int, float] | None,
 ) -> dict[str, Any]:
     db_path = sdir / "state.db"
     db_url = f"sqlite:///{db_path}"
@@ -209,20 +218,24 @@ def _measure(
         cpu0 = measure.cpu_tree_s(server)
         oth0 = {k: measure.cpu_tree_s(p) for k, p in others.items()}
         t0 = time.monotonic()
-        stored0 = measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/")
+        points0 = measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/")
+        applied0 = measure.metric(base, "jitstock_readings_total")
         sent = load(r, seconds, crossings)
         end = time.monotonic()
         caught = None
         while time.monotonic() < end + 60:
             if (
-                measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/") - stored0
+                measure.metric(base, "jitstock_readings_total") - applied0
                 >= sent["sent"]
             ):
                 caught = time.monotonic()
                 break
             time.sleep(0.2)
         wall = (caught or time.monotonic()) - t0
-        stored = measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/") - stored0
+        # applied: durable in the state DB and history (the server's own counter; a
+        # server that keeps only changes in history stores fewer points than readings)
+        stored = int(measure.metric(base, "jitstock_readings_total") - applied0)
+        points = measure.stored(influx, influx_db, f"bin =~ /^{fleet}-/") - points0
         cpu = measure.cpu_tree_s(server) - cpu0
         oth = {k: measure.cpu_tree_s(p) - oth0[k] for k, p in others.items()}
         lag1 = measure.histogram(base, "jitstock_ingest_lag_seconds")
@@ -230,7 +243,8 @@ def _measure(
             "target_readings_s": r,
             "published_readings_s": round(sent["sent"] / sent["seconds"]),
             "sent": sent["sent"],
-            "stored": stored,
+            "applied": stored,
+            "history_points": points,
             "catch_up_s": None if caught is None else round(caught - end, 2),
             "lag_p50_s": measure.histogram_quantile(lag0, lag1, 0.5),
             "lag_p99_s": measure.histogram_quantile(lag0, lag1, 0.99),
@@ -248,6 +262,37 @@ def _measure(
         )
         res["_published"] = sent["published"]
         return res
+
+    def steady_load(r: int, seconds: float) -> dict[str, Any]:
+        """The re-send load at a low rate for `seconds`, then CPU over one more window."""
+        q: mp.Queue[Any] = ctx.Queue()
+        p = ctx.Process(
+            target=generator,
+            args=(
+                broker.url,
+                fleet,
+                r,
+                seconds + STEADY_WINDOW_S,
+                0,
+                progress["crossed"],
+                progress["seq"],
+                q,
+            ),
+        )
+        p.start()
+        time.sleep(seconds)
+        c0, w0 = measure.cpu_tree_s(server), time.monotonic()
+        time.sleep(STEADY_WINDOW_S)
+        busy = (measure.cpu_tree_s(server) - c0) / (time.monotonic() - w0)
+        report = q.get(timeout=STEADY_WINDOW_S + 180)
+        p.join()
+        return {
+            "target_readings_s": r,
+            "after_s": seconds,
+            "window_s": STEADY_WINDOW_S,
+            "published_readings_s": round(report["sent"] / report["seconds"]),
+            "cpu_pct_of_core": round(busy * 100, 2),
+        }
 
     with measure.server(sdir, env, tree) as proc:
         server = proc.pid
@@ -307,20 +352,23 @@ def _measure(
                 "max_ms": _quantile(total, 1.0),
             }
 
-        # the trigger run: the issue's load shape
-        trig = phase(rate, run_s, CROSSINGS)
-        trig["trigger"] = triggers(trig.pop("_published"))
-        out["trigger_run"] = trig
-        sw = []
-        for r in sweep:
-            res = phase(r, SWEEP_S, SWEEP_CROSSINGS)
-            res["trigger"] = triggers(res.pop("_published"))
-            sw.append(res)
-            if not res["sustained"]:
-                break
-        out["sweep"] = sw
-        ok = [p["published_readings_s"] for p in sw if p["sustained"]]
-        out["max_sustained_readings_s"] = max(ok) if ok else 0
+        if steady is not None:
+            out["steady"] = steady_load(*steady)
+        else:
+            # the trigger run: the issue's load shape
+            trig = phase(rate, run_s, CROSSINGS)
+            trig["trigger"] = triggers(trig.pop("_published"))
+            out["trigger_run"] = trig
+            sw = []
+            for r in sweep:
+                res = phase(r, SWEEP_S, SWEEP_CROSSINGS)
+                res["trigger"] = triggers(res.pop("_published"))
+                sw.append(res)
+                if not res["sustained"]:
+                    break
+            out["sweep"] = sw
+            ok = [p["published_readings_s"] for p in sw if p["sustained"]]
+            out["max_sustained_readings_s"] = max(ok) if ok else 0
     out["sigterm_exit_s"] = measure.STOP_S[-1] if measure.STOP_S else None
     return out
 
@@ -368,15 +416,23 @@ def print_result(result: dict[str, Any]) -> None:
             f"lost {b['lost']}, {b['subscriber_cpu_us_per_reading']} us/reading"
         )
     for s in result.get("servers", []):
+        print(f"[{s['server']}] {s['tree']} {s.get('env') or ''}")
+        st = s.get("steady")
+        if st is not None:
+            print(
+                f"  steady {st['target_readings_s']:,}/s re-send load: "
+                f"{st['cpu_pct_of_core']} % of a core over the {st['window_s']:.0f} s "
+                f"after {st['after_s']:.0f} s; SIGTERM exit {s.get('sigterm_exit_s')} s"
+            )
+            continue
         t = s["trigger_run"]
         tr = t["trigger"]
-        print(f"[{s['server']}] {s['tree']} {s.get('env') or ''}")
         print(
             f"  idle CPU: {s.get('idle_cpu_pct_of_core')} % of a core "
             f"(after {s.get('startup_busy_s')} s of start-up work)"
         )
         print(
-            f"  {t['target_readings_s']:,}/s resend load: stored {t['stored']:,}/{t['sent']:,}, "
+            f"  {t['target_readings_s']:,}/s resend load: applied {t['applied']:,}/{t['sent']:,} (history points {t.get('history_points', 0):,}), "
             f"lag p50/p99 {t['lag_p50_s']}/{t['lag_p99_s']} s, server {t['server_cpu_us_per_reading']} us/reading "
             f"({t['server_cores']} cores), influxd {t['influxd_cpu_us_per_reading']}, "
             f"mosquitto {t['mosquitto_cpu_us_per_reading']}"
@@ -409,6 +465,7 @@ def run(
     sweep: list[int] | None = None,
     idle: bool = True,
     compare_sender: bool = False,
+    steady: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
     """The whole comparison in one run; returns the numbers (print_result prints them)."""
     (workdir / "mosquitto").mkdir(parents=True)
@@ -431,7 +488,10 @@ def run(
     try:
         broker.start()
         influx.start()
-        result["baseline_do_nothing_subscriber"] = baseline(broker, ctx, rate, run_s)
+        if steady is None:
+            result["baseline_do_nothing_subscriber"] = baseline(
+                broker, ctx, rate, run_s
+            )
         broker.stop()
         servers = []
         variants: list[tuple[str, Path | None, dict[str, str]]] = [("new", None, {})]
@@ -454,6 +514,7 @@ def run(
                     run_s,
                     sweep or [],
                     idle,
+                    steady,
                 )
             )
         result["servers"] = servers
@@ -480,6 +541,21 @@ def run_args(args: Any) -> dict[str, Any]:
     rates = getattr(args, "rates", None)
     sweep = [int(r) for r in str(rates).split(",")] if rates else []
     tree = getattr(args, "baseline_tree", None)
+    if getattr(args, "shape", None) == "steady":
+        duration = getattr(args, "duration", None)
+        steady = (
+            sweep[0] if sweep else STEADY_RATE,
+            float(duration) if duration else (20.0 if quick else STEADY_S),
+        )
+        try:
+            return run(
+                workdir,
+                baseline_tree=Path(tree).resolve() if tree else None,
+                idle=False,
+                steady=steady,
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     try:
         return run(
             workdir,

@@ -7,14 +7,19 @@ its ``last_seen_ms`` is kept here ("dirty") and written for all such bins togeth
 most every ``SEEN_WRITE_S``.  That is exact for everything that reads the state DB's
 reading times: a reading replayed late into the unwritten window carries the same
 grams as the row (any other grams would have been written at once), so it cannot move
-a count either.  History keeps every stable reading.
+a count either.
+
+History keeps what changed: a stable reading is a point when its grams differ from the
+bin's previous point, and otherwise once every ``HISTORY_KEEPALIVE_S`` per bin (so a
+chart of a quiet bin has a point in every minute).  Readings of a late batch (an
+outbox replayed after an outage) are all kept: they fill the gap they left.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -28,8 +33,11 @@ MEASUREMENT = "bin_level"
 # Unchanged bins' last_seen_ms reaches the state DB at most this late (the agent and
 # sensor silence alerts work in minutes; a server stop writes what is left).
 SEEN_WRITE_S = 1.0
+# An unchanged bin still gets a history point this often.
+HISTORY_KEEPALIVE_S = 60.0
 
 _EMPTY = np.empty(0, dtype=np.int64)
+_NO_GRAMS = np.empty(0, dtype=np.float64)
 
 
 @dataclass(slots=True)
@@ -45,6 +53,11 @@ class Computed:
     written: npt.NDArray[np.bool_]  # per seen bin: its row is in the flush
     dirty_written: npt.NDArray[np.int64]  # dirty bins of earlier flushes written now
     seen_write_at: float | None  # monotonic time of a full write of dirty bins
+    # per bin of the history frame: its newest stable reading's grams, its newest point's time
+    hist_idx: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY)
+    hist_grams: npt.NDArray[np.float64] = field(default_factory=lambda: _NO_GRAMS)
+    point_idx: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY)
+    point_ts: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY)
 
 
 class FlushLevels:
@@ -64,6 +77,10 @@ class FlushLevels:
         self._snap: Snapshot | None = None
         self._grams: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
         self._dirty_ts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        # per bin: grams of its newest stable reading (NaN: unknown) and the time of its
+        # newest history point (UNKNOWN: none since this process started)
+        self._hist_grams: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
+        self._hist_ms: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._seen_written = time.monotonic()
 
     def seen_pending(self, *, due_only: bool) -> bool:
@@ -85,6 +102,8 @@ class FlushLevels:
         n = len(snap.cals)
         grams = np.full(n, np.nan, dtype=np.float64)
         dirty = np.zeros(n, dtype=np.int64)
+        hist_grams = np.full(n, np.nan, dtype=np.float64)
+        hist_ms = np.full(n, UNKNOWN, dtype=np.int64)
         old = self._snap
         if old is not None:
             pairs = [(i, old.index[b]) for b, i in snap.index.items() if b in old.index]
@@ -93,10 +112,13 @@ class FlushLevels:
                 new_i, old_i = both[:, 0], both[:, 1]
                 grams[new_i] = self._grams[old_i]
                 dirty[new_i] = self._dirty_ts[old_i]
+                hist_grams[new_i] = self._hist_grams[old_i]
+                hist_ms[new_i] = self._hist_ms[old_i]
                 if self.registry.snapshot is snap:
                     seen = self.registry.seen_ms
                     seen[new_i] = np.maximum(seen[new_i], dirty[new_i])
         self._snap, self._grams, self._dirty_ts = snap, grams, dirty
+        self._hist_grams, self._hist_ms = hist_grams, hist_ms
 
     def compute(
         self,
@@ -122,7 +144,7 @@ class FlushLevels:
                 _EMPTY,
                 _EMPTY,
                 _EMPTY,
-                np.empty(0, dtype=np.float64),
+                _NO_GRAMS,
                 np.empty(0, dtype=np.bool_),
                 _EMPTY,
                 None,
@@ -146,6 +168,7 @@ class FlushLevels:
         # UPDATE is guarded by last_seen_ms), so its count must not move here either — a
         # stale count would make a phantom pick and then a phantom refill (a receipt by weight).
         counted = stable
+        late = None
         fresh_bin = ts[last_pos] >= self.registry.seen_ms[o_idx[last]]
         if not fresh_bin.all():
             late = np.zeros(len(cals), dtype=np.bool_)
@@ -244,7 +267,7 @@ class FlushLevels:
             in_flush = np.zeros(len(cals), dtype=np.bool_)
             in_flush[seen_idx] = True
             self._add_dirty(flush, res, in_flush)
-        return self._frame(snap, idx, ts, grams, counts, stable), res
+        return self._history(res, order, idx, ts, grams, counts, stable, late), res
 
     def _add_dirty(
         self, flush: Flush, res: Computed, in_flush: npt.NDArray[np.bool_]
@@ -265,29 +288,44 @@ class FlushLevels:
                 )
             ]
 
-    @staticmethod
-    def _frame(
-        snap: Snapshot,
+    def _history(
+        self,
+        res: Computed,
+        order: npt.NDArray[np.int64],
         idx: npt.NDArray[np.int64],
         ts: npt.NDArray[np.int64],
         grams: npt.NDArray[np.float64],
         counts: npt.NDArray[np.int64],
         stable: npt.NDArray[np.bool_],
+        late: npt.NDArray[np.bool_] | None,
     ) -> Frame | None:
-        """The history points: every stable reading.  A reading the scale did not call
-        stable (a load still moving) would chart a level that never was."""
-        if not stable.all():
-            k = np.flatnonzero(stable)
-            if not len(k):
-                return None
-            idx, ts, grams, counts = idx[k], ts[k], grams[k], counts[k]
-        tags = snap.tags
+        """The history points (see the module docstring).  A reading the scale did not
+        call stable (a load still moving) would chart a level that never was."""
+        pos = order[stable[order]]  # stable readings by (bin, time)
+        if not len(pos):
+            return None
+        b, g, t = idx[pos], grams[pos], ts[pos]
+        first = np.r_[True, b[1:] != b[:-1]]
+        prev = np.r_[np.nan, g[:-1]]
+        prev[first] = self._hist_grams[b[first]]
+        keep = g != prev  # NaN (nothing known) never equals
+        keep[first] |= t[first] - self._hist_ms[b[first]] >= HISTORY_KEEPALIVE_S * 1000
+        if late is not None:
+            keep |= late[b]
+        newest = np.r_[b[1:] != b[:-1], True]
+        res.hist_idx, res.hist_grams = b[newest], g[newest]
+        if not keep.any():
+            return None
+        pos, b, t = pos[keep], b[keep], t[keep]
+        newest = np.r_[b[1:] != b[:-1], True]
+        res.point_idx, res.point_ts = b[newest], t[newest]
+        tags = res.snap.tags
         return Frame(
             MEASUREMENT,
-            [tags[i] for i in idx.tolist()],
+            [tags[i] for i in b.tolist()],
             ("grams", "count"),
-            [grams.tolist(), counts.tolist()],
-            ts.tolist(),
+            [grams[pos].tolist(), counts[pos].tolist()],
+            t.tolist(),
         )
 
     def durable(self, res: Computed) -> None:
@@ -300,6 +338,10 @@ class FlushLevels:
             return  # reloaded meanwhile: _follow carried over what was known before
         if res.seen_write_at is not None:
             self._seen_written = res.seen_write_at
+        self._hist_grams[res.hist_idx] = res.hist_grams
+        self._hist_ms[res.point_idx] = np.maximum(
+            self._hist_ms[res.point_idx], res.point_ts
+        )
         self._dirty_ts[res.dirty_written] = 0
         w = res.written
         self._grams[res.seen_idx[w]] = res.seen_grams[w]
