@@ -118,3 +118,35 @@ def test_a_late_reading_after_an_unwritten_resend_and_a_reload_moves_nothing(
     assert plant.registry.on_hand("B1") == 30
     with transaction(plant.session_factory, readonly=True) as s:
         assert s.scalars(select(BinEvent)).all() == []
+
+
+def test_history_keeps_changes_a_keepalive_point_and_every_late_reading(
+    plant: Plant,
+) -> None:
+    def points() -> list[tuple[int, int]]:
+        rows = plant.tsdb.query_raw(
+            "bin_level", {"bin": "B1"}, NOW_MS, NOW_MS + 600_000
+        )
+        return [(h["ts_ms"] - NOW_MS, h["count"]) for h in rows]
+
+    plant.ingest.process([readings("pi-1", 1, [("B1", grams_for(30), True)])])
+    for seq in range(2, 5):  # re-sent unchanged within the minute: no point
+        plant.ingest.process(
+            [readings("pi-1", seq, [("B1", grams_for(30), True)], ts=NOW_MS + seq)]
+        )
+    plant.ingest.process(
+        [readings("pi-1", 5, [("B1", grams_for(29), True)], ts=NOW_MS + 5)]
+    )
+    # a quiet bin still gets a point a minute
+    plant.ingest.process(
+        [readings("pi-1", 6, [("B1", grams_for(29), True)], ts=NOW_MS + 70_000)]
+    )
+    assert points() == [(0, 30), (5, 29), (70_000, 29)]
+    # an outbox replayed after an outage: older than what was applied, all kept
+    plant.ingest.process(
+        [
+            readings("pi-1", 7, [("B1", grams_for(29), True)], ts=NOW_MS + 30_000),
+            readings("pi-1", 8, [("B1", grams_for(29), True)], ts=NOW_MS + 31_000),
+        ]
+    )
+    assert points() == [(0, 30), (5, 29), (30_000, 29), (31_000, 29), (70_000, 29)]
