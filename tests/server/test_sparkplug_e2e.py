@@ -226,7 +226,17 @@ def plant(tmp_path: Path, mosquitto: Any) -> Iterator[tuple[httpx.Client, int]]:
                 },
             )
             assert r.status_code == 201, r.text
-        yield client, int(mosquitto.url.rsplit(":", 1)[1])
+        port = int(mosquitto.url.rsplit(":", 1)[1])
+
+        # The server's Sparkplug session subscribes after its HTTP port is up, and a BIRTH
+        # published before that is lost (this EdgeNode ignores rebirth requests): wait until
+        # a message on the group reaches the server (counted: no mapping names "probe").
+        def probe_seen() -> bool:
+            publish_raw(port, f"spBv1.0/{GROUP}/NDATA/probe", b"")
+            return rejected(client, "sparkplug_unmapped_node") >= 1
+
+        wait_until(probe_seen, interval=0.5, what="the server subscribed to Plant1")
+        yield client, port
 
 
 def level(client: httpx.Client, bin_id: str) -> dict[str, Any]:

@@ -215,6 +215,11 @@ def test_bad_sparkplug_input_is_counted_and_never_stops_good_data(
 ) -> None:
     client, gw = plant
 
+    # garbage on the topic of a node not yet in step: malformed, not the node's data
+    gw.raw(f"spBv1.0/{GROUP}/DDATA/{NODE}/{DEVICE}", b"hello, not protobuf")
+    expect(client, "batches", "sparkplug_malformed")
+    assert counter(client, "batches", "sparkplug_no_birth") == 0.0
+
     # data before any BIRTH: refused, and the edge node is asked for a rebirth
     # (again until one is seen: requests are rate-limited per node, and mapping the node
     # asked it once already, before this watch subscribed)
@@ -279,7 +284,7 @@ def test_bad_sparkplug_input_is_counted_and_never_stops_good_data(
     gw.raw(f"spBv1.0/{GROUP}/DDATA/{NODE}/{DEVICE}", b"\xff\xfe garbage")
     gw.raw(f"spBv1.0/{GROUP}/NDATA/{NODE}", b"")  # valid protobuf, no timestamp
     gw.raw(f"spBv1.0/{GROUP}/NDATA/{NODE}", b"\x00" * (protocol.MAX_PAYLOAD_BYTES + 1))
-    expect(client, "batches", "sparkplug_malformed", 2)
+    expect(client, "batches", "sparkplug_malformed", 3)
     expect(client, "batches", "sparkplug_oversized")
     gw.send("NDATA", spb.NData(now_ms(), seq=300, metrics=()))
     expect(client, "batches", "sparkplug_bad_seq")

@@ -282,7 +282,16 @@ class SparkplugBridge:
         birth: spb.NBirth | spb.DBirth | None = (
             state.devices.get(t.device) if t.device else state.birth
         )
+        cls = spb.DData if t.device else spb.NData
         if not state.synced or birth is None:
+            if _not_protobuf(cls, payload):
+                # garbage on a node's topic is not the node's: counted, no rebirth asked
+                self._reject(
+                    t.describe(),
+                    "sparkplug_malformed",
+                    f"{t.kind} payload is not Sparkplug B protobuf",
+                )
+                return False
             what = "device" if t.device else "edge node"
             self._out_of_step(
                 t,
@@ -290,7 +299,6 @@ class SparkplugBridge:
                 f"{t.kind} from {what} {t.describe()} before its BIRTH",
             )
             return False
-        cls = spb.DData if t.device else spb.NData
         try:
             data = cls.decode(payload, birth=birth)
         except KeyError as exc:
@@ -574,3 +582,19 @@ class SparkplugBridge:
             source,
             message,
         )
+
+
+def _not_protobuf(cls: type[spb.NData] | type[spb.DData], payload: bytes) -> bool:
+    """Whether the payload does not even parse as protobuf (judged without its BIRTH).
+
+    Without the BIRTH an alias-only metric cannot be decoded, so only protobuf's own
+    DecodeError counts; it is recognised by name because protobuf ships no type stubs.
+    """
+    try:
+        cls.decode(payload)
+    except Exception as exc:
+        kind = type(exc)
+        return kind.__name__ == "DecodeError" and kind.__module__.startswith(
+            "google.protobuf"
+        )
+    return False
