@@ -29,11 +29,9 @@ kind, and never stops the next message.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import pysparkplug as spb
@@ -41,14 +39,14 @@ from prometheus_client import Counter
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.ratelog import RateLimitedLog, message_kind
 from jitstock.server.db.session import SessionFactory
-from jitstock.server.levels import MAX_COUNT
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
 from jitstock.server.registry import BinRegistry
 from jitstock.server.sparkplug import mappings
+from jitstock.server.sparkplug.feed import Feed, Submit
 from jitstock.server.sparkplug.nodes import NodeKey, NodeTable, bd_seq_of
+from jitstock.server.sparkplug.rejects import Rejects
 from jitstock.server.sparkplug.topics import (
     SparkplugTopic,
     TopicRefused,
@@ -58,31 +56,12 @@ from jitstock.server.sparkplug.topics import (
 
 log = logging.getLogger(__name__)
 
-# Same pace as ingest's bad-input log: a flood does not flood, a second problem still shows.
-BAD_INPUT_LOG_INTERVAL_S = 60.0
 # Mappings changed by another server process are picked up this often.
 MAPPINGS_REFRESH_S = 10.0
 # Rebirth requests the rate limit held back are looked for this often.
 DUE_CHECK_S = 0.5
 REBIRTH_METRIC = "Node Control/Rebirth"
-STATUS_VERSION = "sparkplug-b"
-NUMERIC = frozenset(
-    {
-        spb.DataType.INT8,
-        spb.DataType.INT16,
-        spb.DataType.INT32,
-        spb.DataType.INT64,
-        spb.DataType.UINT8,
-        spb.DataType.UINT16,
-        spb.DataType.UINT32,
-        spb.DataType.UINT64,
-        spb.DataType.FLOAT,
-        spb.DataType.DOUBLE,
-    }
-)
 _T = TypeVar("_T", spb.NBirth, spb.DBirth, spb.DDeath)
-# Handed to ingest: (jit/v1 topic, payload)
-Submit = Callable[[str, bytes], None]
 
 
 class SparkplugBridge:
@@ -104,13 +83,13 @@ class SparkplugBridge:
         self.registry = registry
         self.metrics = metrics
         self.session_factory = session_factory
-        self.submit = submit
         self.clock = clock
         self.rebirth_interval_s = rebirth_interval_s
         self.heartbeat_s = heartbeat_s
         self.nodes = NodeTable()
         self.table = mappings.EMPTY
-        self._bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
+        self.rejects = Rejects(metrics)
+        self.feed = Feed(registry, self.nodes, submit, clock, self.rejects)
         self.rebirths = Counter(
             "jitstock_sparkplug_rebirth_requests",
             "Rebirth requests (NCMD Node Control/Rebirth) sent to Sparkplug edge nodes",
@@ -176,7 +155,7 @@ class SparkplugBridge:
                         self._request_rebirth(key)
                 if now >= next_beat:
                     next_beat = now + self.heartbeat_s
-                    self._heartbeat()
+                    self.feed.heartbeat(self.table)
             except Exception:
                 # never stop following: the next message may well be fine
                 log.exception("Sparkplug bridge: handling a message failed")
@@ -204,13 +183,13 @@ class SparkplugBridge:
         try:
             t = parse_topic(topic)
         except TopicRefused as exc:
-            self._reject(topic[:100], "sparkplug_bad_topic", str(exc))
+            self.rejects.batch(topic[:100], "sparkplug_bad_topic", str(exc))
             return
         if t is None:
             return
         if t.node_key not in self.table.nodes:
             # another plant system's gateway on the shared broker: not ours to follow
-            self._reject(
+            self.rejects.batch(
                 t.describe(),
                 "sparkplug_unmapped_node",
                 f"edge node {t.group}/{t.edge_node} has no mapping",
@@ -218,7 +197,7 @@ class SparkplugBridge:
             )
             return
         if len(payload) > protocol.MAX_PAYLOAD_BYTES:
-            self._reject(
+            self.rejects.batch(
                 t.describe(),
                 "sparkplug_oversized",
                 f"{t.kind} payload of {len(payload)} bytes, limit {protocol.MAX_PAYLOAD_BYTES}",
@@ -240,8 +219,8 @@ class SparkplugBridge:
         if birth is None or not self._seq_in_range(t, birth.seq):
             return False
         self.nodes.nbirth(t.node_key, birth)
-        self._values(t, birth.metrics, birth.timestamp, data=False)
-        self._statuses(t.node_key)
+        self.feed.readings(t, birth.metrics, birth.timestamp, self.table, data=False)
+        self.feed.statuses(t.node_key, self.table)
         return True
 
     def _ndeath(self, t: SparkplugTopic, payload: bytes) -> bool:
@@ -251,13 +230,13 @@ class SparkplugBridge:
             self._malformed(t, exc)
             return False
         if not self.nodes.ndeath(t.node_key, bd_seq_of((death.bd_seq_metric,))):
-            self._reject(
+            self.rejects.batch(
                 t.describe(),
                 "sparkplug_stale_death",
                 f"NDEATH of {t.describe()} ends an older session than its current NBIRTH; ignored",
             )
             return False
-        self._statuses(t.node_key)
+        self.feed.statuses(t.node_key, self.table)
         return True
 
     def _dbirth(self, t: SparkplugTopic, payload: bytes) -> bool:
@@ -265,8 +244,8 @@ class SparkplugBridge:
         if birth is None or not self._in_step(t, birth.seq):
             return False
         self.nodes.dbirth(t.node_key, t.device, birth)
-        self._values(t, birth.metrics, birth.timestamp, data=False)
-        self._statuses(t.node_key)
+        self.feed.readings(t, birth.metrics, birth.timestamp, self.table, data=False)
+        self.feed.statuses(t.node_key, self.table)
         return True
 
     def _ddeath(self, t: SparkplugTopic, payload: bytes) -> bool:
@@ -274,7 +253,7 @@ class SparkplugBridge:
         if death is None or not self._in_step(t, death.seq):
             return False
         self.nodes.ddeath(t.node_key, t.device)
-        self._statuses(t.node_key)
+        self.feed.statuses(t.node_key, self.table)
         return True
 
     def _data(self, t: SparkplugTopic, payload: bytes) -> bool:
@@ -286,7 +265,7 @@ class SparkplugBridge:
         if not state.synced or birth is None:
             if _not_protobuf(cls, payload):
                 # garbage on a node's topic is not the node's: counted, no rebirth asked
-                self._reject(
+                self.rejects.batch(
                     t.describe(),
                     "sparkplug_malformed",
                     f"{t.kind} payload is not Sparkplug B protobuf",
@@ -314,7 +293,7 @@ class SparkplugBridge:
             return False
         if not self._in_step(t, data.seq):
             return False
-        self._values(t, data.metrics, data.timestamp, data=True)
+        self.feed.readings(t, data.metrics, data.timestamp, self.table, data=True)
         return True
 
     def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:
@@ -327,7 +306,7 @@ class SparkplugBridge:
             return None
 
     def _malformed(self, t: SparkplugTopic, exc: Exception) -> None:
-        self._reject(
+        self.rejects.batch(
             t.describe(),
             "sparkplug_malformed",
             f"{t.kind} payload is not Sparkplug B: {type(exc).__name__}: {str(exc)[:200]}",
@@ -336,7 +315,7 @@ class SparkplugBridge:
     def _seq_in_range(self, t: SparkplugTopic, seq: int) -> bool:
         if 0 <= seq < 256:
             return True
-        self._reject(
+        self.rejects.batch(
             t.describe(), "sparkplug_bad_seq", f"{t.kind} seq {seq} outside 0..255"
         )
         return False
@@ -359,7 +338,7 @@ class SparkplugBridge:
         return False
 
     def _out_of_step(self, t: SparkplugTopic, reason: str, message: str) -> None:
-        self._reject(t.describe(), reason, message + "; rebirth requested")
+        self.rejects.batch(t.describe(), reason, message + "; rebirth requested")
         self.nodes.node(t.node_key).synced = False
         self._request_rebirth(t.node_key)
 
@@ -385,203 +364,6 @@ class SparkplugBridge:
         )
         self.rebirths.inc()
         log.info("Sparkplug: rebirth requested from edge node %s/%s", *key)
-
-    # -- what goes to ingest --
-
-    def _values(
-        self,
-        t: SparkplugTopic,
-        metrics: Iterable[spb.Metric],
-        payload_ts: int,
-        *,
-        data: bool,
-    ) -> None:
-        """Mapped metrics as readings of their bins' agents (one batch per agent)."""
-        snap = self.registry.snapshot
-        batches: dict[tuple[str, str], list[protocol.Reading]] = {}
-        source = t.describe()
-        for m in metrics:
-            target = self.table.by_metric.get(
-                (t.group, t.edge_node, t.device, m.name or "")
-            )
-            if target is None:
-                if data:  # a BIRTH lists every metric the gateway has: no news
-                    self._reject_item(
-                        source,
-                        "sparkplug_unmapped_metric",
-                        f"metric {m.name!r} has no mapping",
-                        level=logging.INFO,
-                    )
-                continue
-            i = snap.index.get(target.bin_id)
-            if i is None or target.bin_id in snap.unusable:
-                self._reject_item(
-                    source,
-                    "sparkplug_bin_unavailable",
-                    f"metric {m.name!r} maps to bin {target.bin_id!r}, which has no "
-                    "agent or no usable tare and unit weight",
-                )
-                continue
-            cal = snap.cals[i]
-            grams = self._grams(source, m, target, cal.tare_g, cal.unit_weight_g)
-            if grams is None:
-                continue
-            ts = m.timestamp if m.timestamp is not None else payload_ts
-            if not 0 <= ts <= protocol.MAX_INT64:
-                self._reject_item(
-                    source,
-                    "sparkplug_bad_timestamp",
-                    f"metric {m.name!r} timestamp {ts} beyond a signed 64-bit integer",
-                )
-                continue
-            site = snap.agent_sites.get(cal.agent_id, cal.site_id)
-            batches.setdefault((site, cal.agent_id), []).append(
-                protocol.Reading(target.bin_id, ts, grams, True)
-            )
-        sent_ms = self.clock.time_ms()
-        for (site, agent), readings in batches.items():
-            for k in range(0, len(readings), protocol.MAX_ITEMS_PER_BATCH):
-                batch = protocol.ReadingsBatch(
-                    agent,
-                    1,  # not checked: Sparkplug's own seq was (Ingest.replay)
-                    sent_ms,
-                    tuple(readings[k : k + protocol.MAX_ITEMS_PER_BATCH]),
-                )
-                self.submit(
-                    protocol.agent_topic(site, agent, "readings"),
-                    protocol.encode_readings(batch),
-                )
-
-    def _grams(
-        self,
-        source: str,
-        m: spb.Metric,
-        target: mappings.Target,
-        tare_g: float,
-        unit_weight_g: float,
-    ) -> float | None:
-        """The gross grams a metric's value stands for (a count through the bin's calibration)."""
-        if m.datatype not in NUMERIC:
-            self._reject_item(
-                source,
-                "sparkplug_wrong_datatype",
-                f"metric {m.name!r} is {m.datatype.name}, not a number",
-            )
-            return None
-        value = m.value
-        if m.is_null or not isinstance(value, int | float) or isinstance(value, bool):
-            self._reject_item(
-                source, "sparkplug_bad_value", f"metric {m.name!r} is null"
-            )
-            return None
-        scaled = float(value) * target.factor
-        if not math.isfinite(scaled):
-            self._reject_item(
-                source,
-                "sparkplug_bad_value",
-                f"metric {m.name!r} value {value!r} is not a finite number",
-            )
-            return None
-        if target.unit == "grams":
-            return scaled  # ingest checks the range (bad_weight) like any reading
-        if not 0 <= scaled <= MAX_COUNT:
-            self._reject_item(
-                source,
-                "sparkplug_bad_value",
-                f"metric {m.name!r} count {value!r} outside 0..{MAX_COUNT}",
-            )
-            return None
-        return tare_g + round(scaled) * unit_weight_g
-
-    def _statuses(self, key: NodeKey) -> None:
-        """The status of every agent fed by this edge node, from all nodes feeding it."""
-        snap = self.registry.snapshot
-        agents = {
-            snap.cals[snap.index[b]].agent_id
-            for _, b in self.table.node_bins.get(key, ())
-            if b in snap.index
-        }
-        self._send_statuses(agents)
-
-    def _heartbeat(self) -> None:
-        """Agents fed by a live edge node are online, however long it stays silent."""
-        snap = self.registry.snapshot
-        agents = set()
-        for key, feeds in self.table.node_bins.items():
-            state = self.nodes.nodes.get(key)
-            if state is None or not (state.born and state.synced):
-                continue
-            agents |= {
-                snap.cals[snap.index[b]].agent_id for _, b in feeds if b in snap.index
-            }
-        self._send_statuses(agents)
-
-    def _send_statuses(self, agents: set[str]) -> None:
-        if not agents:
-            return
-        snap = self.registry.snapshot
-        # per agent: is any of its nodes alive / known, and each bin's fault (None: ok)
-        alive: dict[str, bool] = {}
-        faults: dict[str, dict[str, str | None]] = {}
-        for key, feeds in self.table.node_bins.items():
-            state = self.nodes.nodes.get(key)
-            for device, bin_id in feeds:
-                i = snap.index.get(bin_id)
-                if i is None or snap.cals[i].agent_id not in agents:
-                    continue
-                agent = snap.cals[i].agent_id
-                if state is not None and (state.born or state.dead):
-                    alive[agent] = alive.get(agent, False) or state.born
-                fault = self.nodes.sensor_fault(key, device)
-                bins = faults.setdefault(agent, {})
-                # a bin fed by several metrics is fine while any of them is
-                bins[bin_id] = (
-                    fault if bin_id not in bins or bins[bin_id] is not None else None
-                )
-        now = self.clock.time_ms()
-        for agent in sorted(alive):
-            cal = snap.cals[snap.index[next(iter(faults[agent]))]]
-            site = snap.agent_sites.get(agent, cal.site_id)
-            status = protocol.Status(
-                "online" if alive[agent] else "offline",
-                STATUS_VERSION,
-                now,
-                tuple(
-                    protocol.SensorStatus(b, fault is None, fault)
-                    for b, fault in sorted(faults[agent].items())
-                ),
-            )
-            self.submit(
-                protocol.agent_topic(site, agent, "status"),
-                protocol.encode_status(status),
-            )
-
-    # -- rejects, counted like ingest's --
-
-    def _reject(
-        self, source: str, reason: str, message: str, level: int = logging.WARNING
-    ) -> None:
-        self.metrics.rejected_batches.labels(reason).inc()
-        self._bad.log(
-            level,
-            f"{source}:{reason}:{message_kind(message)}",
-            "Sparkplug %s: %s: %s",
-            source,
-            reason,
-            message,
-        )
-
-    def _reject_item(
-        self, source: str, reason: str, message: str, level: int = logging.WARNING
-    ) -> None:
-        self.metrics.rejected_items.labels(reason).inc()
-        self._bad.log(
-            level,
-            f"{source}:{reason}:{message_kind(message)}",
-            "Sparkplug %s: %s",
-            source,
-            message,
-        )
 
 
 def _not_protobuf(cls: type[spb.NData] | type[spb.DData], payload: bytes) -> bool:

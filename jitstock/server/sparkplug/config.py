@@ -8,7 +8,8 @@ from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import MqttConnection
 from jitstock.server.registry import BinRegistry
 from jitstock.server.settings import ServerSettings, SettingRefused
-from jitstock.server.sparkplug.bridge import SparkplugBridge, Submit
+from jitstock.server.sparkplug.bridge import SparkplugBridge
+from jitstock.server.sparkplug.feed import Submit
 from jitstock.server.sparkplug.topics import MAX_ID_LEN, subscriptions
 
 # A live edge node's agents are reported online at least this often (and four times
