@@ -49,15 +49,8 @@ def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
         # lead-time history: deliveries before day 0, then those of this run, oldest first
         samples = _compact(np.concatenate([plant.prior_lead, seen], axis=1))
         lt = leadtime.estimate(samples, plant.quoted)
-        var = lt.mean * fc.sigma[i] ** 2 + fc.rate[i] ** 2 * lt.sigma**2
-        draws, _ = ltd.draws(
-            fc.window[i],
-            samples,
-            fc.rate[i] * lt.mean,
-            var,
-            np.random.default_rng([seed_of(plant), t]),
-            # the simulation reviews daily: the crossing "pick" is a day's demand
-            pick_sizes=fc.window[i],
+        lead_x, next_x, _ = ltd.draws(
+            fc.window[i], samples, targets, np.random.default_rng([seed_of(plant), t])
         )
         p = policy.compute(
             policy.PolicyInputs(
@@ -70,7 +63,7 @@ def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
                 moq=plant.moq,
                 undershoot=fc.undershoot[i],
                 fade=fc.fade[i],
-                ltd_samples=draws,
+                ltd_samples=(lead_x, next_x),
             )
         )
         return p.reorder_at, nan, p.order_qty

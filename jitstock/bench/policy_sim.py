@@ -207,19 +207,23 @@ def simulate(plant: Plant, rule: Rule) -> Outcome:
     s = big_s = q = np.zeros(n)
     for t in range(DAYS):
         if t % RECALC_EVERY_DAYS == 0:
-            seen = np.where(arrive_day <= t, placed_lt, np.nan)
+            # deliveries of day t - 1 and before have arrived (they come at the day's end)
+            seen = np.where(arrive_day < t, placed_lt, np.nan)
             s, big_s, q = rule(t, seen)
+        d = dem[:, t]
+        served = np.minimum(on_hand, d)
+        on_hand -= served
+        short = d - served
+        backlog += short
+        # deliveries arrive at the end of the day, after its demand: an order placed after
+        # day t's demand with lead time L must cover days t+1 .. t+L, L days of demand — what
+        # a lead time measured from order to receipt means in the server's lead-time demand
         arrived = pipe[:, t]
         on_hand += arrived
         on_order -= arrived
         late_served = np.minimum(on_hand, backlog)
         on_hand -= late_served
         backlog -= late_served
-        d = dem[:, t]
-        served = np.minimum(on_hand, d)
-        on_hand -= served
-        short = d - served
-        backlog += short
         out.demand += d
         out.served += served
         out.stockout_days += short > 0

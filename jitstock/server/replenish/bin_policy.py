@@ -200,16 +200,13 @@ def compute_bin(
         leads = deliveries.sent_to_delivered_days
         if leads.size < leadtime.MIN_DELIVERIES:
             leads = np.asarray([quoted_days])
-        lm, ls = float(lt.mean[0]), float(lt.sigma[0])
-        var = lm * float(np.asarray(sigma).ravel()[0]) ** 2 + rate**2 * ls**2
-        ltd_draws, methods = ltd.draws(
+        lead_x, next_x, methods = ltd.draws(
             series[None, :],
             leads[None, :],
-            np.atleast_1d(rate * lm),
-            np.atleast_1d(var),
+            service,
             np.random.default_rng(zlib.crc32(bin.id.encode())),
-            pick_sizes=qty[None, :] if qty.size else None,
         )
+        ltd_draws = (lead_x, next_x)
         ltd_method = ltd.METHODS[int(methods[0])]
     x = policy.PolicyInputs(
         demand=rate,
@@ -282,7 +279,8 @@ def compute_bin(
     result = {
         "z": _num(p.z),
         "safety_stock": _num(p.safety_stock),
-        # E[X²]/2E[X] of the picks: how far below the trigger the crossing pick lands
+        # E[X²]/2E[X] of the picks inside the reorder point: on the normal curve only (solved
+        # on lead-time demand draws, an order of whole Qs leaves the position above s: 0)
         "undershoot": _num(p.undershoot),
         "reorder_point_exact": _num(p.reorder_point),
         "reorder_point": int(np.asarray(p.reorder_at).ravel()[0]),

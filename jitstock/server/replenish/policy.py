@@ -1,18 +1,21 @@
 """Safety stock, reorder point, order quantity, kanban cards: the policy maths, vectorised.
 
 - SS = z · √(H·σ_d² + d²·σ_L²) over the protection horizon H (L for
-  continuous review, L + R for periodic review), ROP = d·H + SS, plus the
-  expected undershoot of the pick that crosses it (see demand.undershoot).
+  continuous review, L + R for periodic review), ROP = d·H + SS (+ the
+  undershoot on the normal curve, below).
 - (s,Q), the default: order Q when the position reaches s.
 - (s,S): order up to S = s + Q (live: the reorder rule orders Q = S − s).
 - (R,S): every R days order up to S = d·(L+R) + SS(L+R).  Live, the
   continuous reorder rule fires at s = S − d·R (where a review would find the
   position) for Q = d·R.
-- With lead-time demand draws (ltd.py, undershoot included) and a
-  fill-rate target, s is the level solved on the draws (expected shortage
-  per cycle ≤ (1 − β)·Q), raised by how much the forecast d·H + undershoot
-  exceeds the draws' mean (demand grown past the history), never lowered;
-  SS = s − d·H − undershoot and z is reported as SS/σ_LT.
+- With lead-time demand draws (ltd.draws: demand over L and over L + 1
+  days) and a fill-rate target, s is the level solved on the draws
+  (expected shortage per day ≤ (1 − β) of a day's demand, ltd.daily_shortage),
+  raised by how much the forecast d·H exceeds the draws' mean (demand grown
+  past the history), never lowered; SS = s − d·H and z is reported as
+  SS/σ_LT.  No undershoot is added there: the live rule and the benchmark
+  order whole Qs until the position is above s, so the position after an
+  order is uniform on (s, s + Q] whatever the picks' sizes.
 - z: for a fill-rate target β (the default: units served from stock, what
   the line feels) the z whose expected shortage per order cycle,
   σ_LT·G(z), equals (1 − β)·Q (G: the standard normal loss function), never
@@ -23,9 +26,9 @@
   The fill-rate z is solved for the quantity actually ordered (with only a
   manual max, Q = max − s depends on s: a few fixed-point steps, s capped
   at max − 1), never for the week of demand the override replaced.
-- Undershoot: a continuous-review trigger fires after the pick that crosses
-  it, on average E[X²]/2E[X] below it (demand.undershoot); the reorder point
-  adds it on top of SS and it is reported as its own number.
+- Undershoot (normal curve only): the reorder point adds the expected
+  undershoot E[X²]/2E[X] of the crossing pick (demand.undershoot) on top of
+  SS and reports it as its own number; solved on draws it is 0.
 - Fade: a dormant part (demand.dormancy_fade) has its whole reorder point
   scaled towards 0 — nobody restocks a part nobody uses.
 - Kanban cards N = ⌈D·L·(1+α)/C⌉ with C the container one card orders (the
@@ -172,15 +175,15 @@ class PolicyInputs:
     manual_min: ArrayLike = np.nan
     manual_max: ArrayLike = np.nan
     kanban_alpha: ArrayLike = DEFAULT_KANBAN_ALPHA
-    # expected undershoot below the trigger (demand.undershoot), added to the reorder point
+    # expected undershoot below the trigger (demand.undershoot), added on the normal curve only
     undershoot: ArrayLike = 0.0
     # 1 = active; towards 0 the part is dormant and its reorder point fades (demand.dormancy_fade)
     fade: ArrayLike = 1.0
     # True: service_level is a fill-rate target; False: a cycle service level
     fill_rate: bool | npt.NDArray[np.bool_] = True
-    # (n, draws) lead-time demand draws (ltd.py): with a fill-rate target the reorder point
-    # is solved on them instead of the normal curve; SS = that level − their mean
-    ltd_samples: FloatArray | None = None
+    # (n, draws) draws of demand over the lead time and over one day more (ltd.draws): with
+    # a fill-rate target the reorder point is solved on them instead of the normal curve
+    ltd_samples: tuple[FloatArray, FloatArray] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -213,11 +216,14 @@ def compute(x: PolicyInputs) -> Policy:
     q = round_order_qty(base_q, x.pack, x.moq)
     sigma_lt = safety_stock(1.0, d, horizon, x.sigma_d, x.sigma_l)
     fade = np.clip(np.asarray(x.fade, dtype=np.float64), 0.0, 1.0)
-    under = np.asarray(x.undershoot, dtype=np.float64) * fade
+    fill = np.asarray(x.fill_rate)
+    # solved on draws: the order lifts the position above s, so no undershoot below it
+    # is left to cover (ltd.daily_shortage); the undershoot stays for the normal curve
+    on_draws = (x.ltd_samples is not None) & fill & ~periodic
+    under = np.where(on_draws, 0.0, np.asarray(x.undershoot, np.float64) * fade)
     lo = np.asarray(x.manual_min, dtype=np.float64)
     hi = np.asarray(x.manual_max, dtype=np.float64)
     override = ~np.isnan(lo) | ~np.isnan(hi)
-    fill = np.asarray(x.fill_rate)
 
     def solve(qty: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         z = np.where(
@@ -230,13 +236,14 @@ def compute(x: PolicyInputs) -> Policy:
             beta = np.clip(
                 np.asarray(x.service_level, np.float64), *SERVICE_LEVEL_RANGE
             )
-            level = ltd.fill_rate_level(x.ltd_samples, beta, qty)
-            mean_x = np.atleast_2d(x.ltd_samples).mean(axis=1)
+            lead_x, next_x = x.ltd_samples
+            level = ltd.fill_rate_level(lead_x, next_x, beta, qty)
+            mean_x = np.atleast_2d(lead_x).mean(axis=1)
             # the draws' level, raised where the forecast says demand grew past the
             # history (never lowered: a lumpy forecast's dip is noise, a dying part fades)
-            rise = np.maximum(d * horizon + np.asarray(x.undershoot) - mean_x, 0.0)
-            emp_ss = level + rise - d * horizon - np.asarray(x.undershoot)
-            use = fill & ~periodic
+            rise = np.maximum(d * horizon - mean_x, 0.0)
+            emp_ss = level + rise - d * horizon
+            use = on_draws
             ss = np.where(use, emp_ss, ss)
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.where(use, np.where(sigma_lt > 0, ss / sigma_lt, 0.0), z)

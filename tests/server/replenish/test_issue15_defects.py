@@ -92,4 +92,8 @@ def test_new_sku_is_explicitly_unclassified_with_the_b_default(db):
     assert target["abc_class"] == "unclassified"
     assert target["service_level"] == 0.97
     assert target["service_level_source"] == "unclassified_default_B"
-    assert comp.result["undershoot"] == comp.inputs["demand"]["undershoot"]
+    # solved on lead-time demand draws: whole-Q orders leave the position above the trigger,
+    # so the picks' undershoot (still reported among the inputs) is not in the reorder point
+    assert comp.inputs["demand"]["lead_time_demand_method"] in ("block", "compound")
+    assert comp.inputs["demand"]["undershoot"] > 0
+    assert comp.result["undershoot"] == 0.0

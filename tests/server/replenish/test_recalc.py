@@ -56,7 +56,8 @@ def test_recalculation_learns_keeps_still_and_reacts(db):
     assert pol.inputs["demand"]["rate_per_day"] == pytest.approx(20, rel=0.15)
     assert pol.inputs["lead_time"]["mean_days"] == pytest.approx(3.0, rel=0.05)
     assert pol.inputs["lead_time"]["source"] == "measured"
-    # ROP = d·L + z·√(L·σ_d² + d²·σ_L²) + undershoot, z for the A class's 99 % fill rate
+    # ROP = d·L + SS, SS solved for the A class's 99 % fill on the lead-time demand draws and
+    # reported as z·√(L·σ_d² + d²·σ_L²); whole-Q orders leave no undershoot to add
     d, sd = pol.inputs["demand"]["rate_per_day"], pol.inputs["demand"]["sigma_per_day"]
     lt, sl = pol.inputs["lead_time"]["mean_days"], pol.inputs["lead_time"]["sigma_days"]
     assert pol.inputs["target"]["service_level"] == 0.99
@@ -65,7 +66,8 @@ def test_recalculation_learns_keeps_still_and_reacts(db):
     assert 2 < under < 2.6
     ss = pol.result["z"] * math.sqrt(lt * sd**2 + d**2 * sl**2)
     assert pol.result["safety_stock"] == pytest.approx(ss, abs=1e-3)
-    expected = d * lt + ss + under
+    assert pol.result["undershoot"] == 0.0
+    expected = d * lt + ss
     assert first.reorder_point == math.ceil(expected - 1e-6)
     assert first.order_qty == math.ceil(7 * d)  # a week of demand, pack size 1
     (audit,) = _policy_audits(db.factory, bin_id)
