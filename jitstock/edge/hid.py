@@ -193,6 +193,13 @@ class HidScannerReader:
 
     def start(self) -> None:
         """Start the reader thread."""
+        if self.port.startswith("/dev/input/event"):
+            log.warning(
+                "HID scanner %s: %s is renumbered on replug; use its "
+                "/dev/input/by-id/...-event-kbd path",
+                self.scanner_id,
+                self.port,
+            )
         self._thread = threading.Thread(
             target=self._run, name=f"hid-{self.scanner_id}", daemon=True
         )

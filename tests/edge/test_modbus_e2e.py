@@ -10,6 +10,7 @@ agent's status; it recovers when the indicator answers again.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def test_modbus_indicators_drive_bins_and_faults_recover(
         ):
             for bin_id, count in (("B1", 100), ("B2", 60), ("B3", 80)):
                 wait_until(
-                    lambda b=bin_id, c=count: on_hand(base, b) == c,
+                    partial(lambda b, c: on_hand(base, b) == c, bin_id, count),
                     what=f"{bin_id} first level",
                 )
             b1.pick(7)
