@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from jitstock.server.db.models import Agent, Bin
 
 AgentState = Literal["online", "offline", "unknown"]
+# An agent that published nothing (not even a keep-alive) this long is offline; keep-alives are 30 s.
+AGENT_SILENT_S = 120.0
 # receive_bins value meaning "any bin of the agent's site" (a dock serving the whole plant)
 ANY_BIN = "*"
 
@@ -49,6 +51,11 @@ class Liveness:
         if now_ms - self.last_seen_ms > silent_ms:
             return "offline"
         return "online"
+
+    def online(self, now_ms: int, silent_ms: int) -> bool | None:
+        """For a tile or a level: True, False (offline, also by silence), None (never heard)."""
+        state = self.state(now_ms, silent_ms)
+        return None if state == "unknown" else state == "online"
 
     def offline_reason(self, now_ms: int) -> str:
         """Why an agent whose state is 'offline' is: its status, or its silence."""

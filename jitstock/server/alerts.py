@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server import alert_rules as rules
+from jitstock.server.agents import AGENT_SILENT_S
 from jitstock.server.alert_rules import AlertSpec, Verdict
 from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.session import SessionFactory, transaction
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 # Full re-evaluation period: heartbeats, order deadlines and anomalies have no flush to react to.
 ALERT_CHECK_S = 15.0
-# An agent that published nothing (not even a keep-alive) this long is offline; keep-alives are 30 s.
-AGENT_SILENT_S = 120.0
 # Suppliers without their own ack deadline get this long to acknowledge an order.
 ORDER_ACK_DEADLINE_S = 900.0
 # Consecutive failed webhook attempts to one supplier before "webhook failing" is raised.

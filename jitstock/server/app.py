@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import uvicorn
@@ -88,7 +89,11 @@ class ServerApp:
         self.http = httpx.Client(timeout=settings.webhook_timeout_s)
         # dashboard (issue 6): alerts and the live push to open pages
         self.notifier = Notifier(_notify_config(settings), self.http)
-        self.live = LiveHub(self.session_factory, clock=clock)
+        self.live = LiveHub(
+            self.session_factory,
+            clock=clock,
+            agent_silent_s=settings.alert_agent_silent_s,
+        )
         self.alerts = AlertMonitor(
             self.session_factory,
             self.metrics,
@@ -97,7 +102,7 @@ class ServerApp:
             check_s=settings.alert_check_s,
             agent_silent_s=settings.alert_agent_silent_s,
             ack_deadline_s=settings.alert_ack_deadline_s,
-            on_change=lambda changes: self.live.publish("alerts", changes),
+            on_change=self._alerts_changed,
         )
         # webhook POSTs from a child process by default: out of ingest's GIL (issue 12)
         self.webhook_client: ProcessClient | None = (
@@ -233,6 +238,16 @@ class ServerApp:
                 self.dispatcher.wake()
             for listener in self.order_listeners:
                 listener(orders)
+
+    def _alerts_changed(self, changes: list[dict[str, Any]]) -> None:
+        self.live.publish("alerts", changes)
+        # an agent gone silent (no last will) or back: its tiles change with no flush to say so
+        agents = [
+            c["agent_id"]
+            for c in changes
+            if c["kind"] == "agent_offline" and c["agent_id"] is not None
+        ]
+        self.live.mark([], agents)
 
     def _policy_changed(self, _bins: list[str], orders: list[str]) -> None:
         # new reorder points must reach ingest's snapshot; orders they caused must go out

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from jitstock.server.agents import Liveness
 from jitstock.server.alert_rules import policy_marks
 from jitstock.server.db.models import OPEN_ORDER_STATES, Agent, Bin, Order, Sku
 
@@ -81,8 +82,15 @@ def tiles(
     *,
     bin_ids: Iterable[str] | None = None,
     agent_ids: Iterable[str] | None = None,
+    now_ms: int,
+    silent_ms: int,
 ) -> list[dict[str, Any]]:
-    """Tiles of the given bins and of every bin of the given agents (both None: every bin)."""
+    """Tiles of the given bins and of every bin of the given agents (both None: every bin).
+
+    An agent is offline when its status says so *or* it has been silent longer than
+    ``silent_ms`` (a PLC without a last will that stops is offline too), as the
+    ``agent_offline`` alert judges it.
+    """
     stmt = (
         select(
             Bin.id,
@@ -100,7 +108,9 @@ def tiles(
             Bin.paused,
             Bin.supplier_id,
             Bin.agent_id,
-            Agent.online,
+            Agent.reported_state,
+            Agent.status_ms,
+            Agent.last_seen_ms,
             Bin.on_hand_confidence,
         )
         .join(Sku, Sku.id == Bin.sku_id)
@@ -139,7 +149,9 @@ def tiles(
         paused,
         supplier,
         agent,
-        online,
+        reported,
+        status_ms,
+        agent_seen,
         conf,
     ) in rows:
         m = marks.get(bid, {})
@@ -160,7 +172,11 @@ def tiles(
                 # three significant digits: a fast bin holds minutes of supply, not 0.0 days
                 "dos": float(f"{on_hand / rate:.3g}") if rate else None,
                 "status": status_of(
-                    agent_online=online if agent is not None else None,
+                    agent_online=Liveness(reported, status_ms, agent_seen).online(
+                        now_ms, silent_ms
+                    )
+                    if agent is not None
+                    else None,
                     sensor_ok=ok,
                     seen=seen is not None,
                     on_hand=on_hand,

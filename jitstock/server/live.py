@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server import floor
+from jitstock.server.agents import AGENT_SILENT_S
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order
 from jitstock.server.db.session import SessionFactory, transaction
 
@@ -84,8 +85,10 @@ class LiveHub:
         coalesce_s: float = LIVE_COALESCE_S,
         order_poll_s: float = ORDER_POLL_S,
         key_check_s: float = KEY_CHECK_S,
+        agent_silent_s: float = AGENT_SILENT_S,
     ) -> None:
         self._factory = session_factory
+        self._silent_ms = int(agent_silent_s * 1000)
         self._clock = clock
         self.coalesce_s = coalesce_s
         self.order_poll_s = order_poll_s
@@ -198,7 +201,13 @@ class LiveHub:
         if not bins and not agents or not self._subs:
             return 0
         with transaction(self._factory, readonly=True) as s:
-            tiles = floor.tiles(s, bin_ids=bins, agent_ids=agents)
+            tiles = floor.tiles(
+                s,
+                bin_ids=bins,
+                agent_ids=agents,
+                now_ms=self._clock.time_ms(),
+                silent_ms=self._silent_ms,
+            )
         if tiles:
             self.pushes += 1
             self._broadcast(

@@ -161,6 +161,11 @@ class ServerSettings(BaseSettings):
             )
 
     @property
+    def agent_silent_ms(self) -> int:
+        """How long an agent may be silent before tiles, levels and alerts call it offline."""
+        return int(self.alert_agent_silent_s * 1000)
+
+    @property
     def tsdb_file(self) -> Path:
         """Where the embedded time series store lives."""
         return self.tsdb_path or self.data_dir / "jitstock-ts.db"

@@ -10,8 +10,10 @@ impersonated with raw MQTT (paho, payloads written by hand from docs/protocol.md
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,3 +292,95 @@ def test_a_deleted_agent_is_refused_again(server: tuple[httpx.Client, Any]) -> N
         assert "dock2" not in [a["id"] for a in client.get("/api/v1/agents").json()]
     finally:
         dock.close()
+
+
+class TileStream:
+    """The dashboard's event stream, read in a thread: the `tiles` events' tiles by bin."""
+
+    def __init__(self, url: str) -> None:
+        self.tiles: list[dict[str, Any]] = []
+        self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(10, read=300))
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        event = ""
+        try:
+            with self._client.stream("GET", "/api/v1/stream") as r:
+                for line in r.iter_lines():
+                    if line.startswith("event: "):
+                        event = line.removeprefix("event: ")
+                    elif line.startswith("data: ") and event == "tiles":
+                        self.tiles.extend(
+                            json.loads(line.removeprefix("data: "))["tiles"]
+                        )
+        except httpx.HTTPError:
+            pass  # the server stopped at the end of the test
+
+    def last_status(self, bin_id: str) -> str | None:
+        """The status of the newest tile pushed for ``bin_id``."""
+        statuses = [t["status"] for t in self.tiles if t["id"] == bin_id]
+        return statuses[-1] if statuses else None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def test_a_plc_that_falls_silent_shows_offline_on_its_tile_and_level_live(
+    server: tuple[httpx.Client, Any],
+) -> None:
+    """No last will, no status: silence alone turns its bins' tiles offline, pushed to
+    open dashboards without a reload, and its next reading turns them back."""
+    client, broker = server
+    r = client.post("/api/v1/agents", json={"id": "plc-2", "site_id": SITE})
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/api/v1/bins",
+        json={
+            "id": "P2",
+            "site_id": SITE,
+            "agent_id": "plc-2",
+            "sku_id": "SKU-1",
+            "reorder_point": 0,
+        },
+    )
+    assert r.status_code == 201, r.text
+
+    def tile() -> dict[str, Any]:
+        tiles = client.get("/api/v1/floor").json()["tiles"]
+        return next(t for t in tiles if t["id"] == "P2")
+
+    stream = TileStream(str(client.base_url))
+    plc = Device(broker.url, "plc-2")
+    try:
+        plc.reading("P2", 50 * UNIT_G)
+        wait_until(
+            lambda: client.get("/api/v1/levels/P2").json()["on_hand"] == 50,
+            what="the PLC's first reading applied",
+            timeout=DEADLINE_S,
+        )
+        assert tile()["status"] != "offline"
+        assert client.get("/api/v1/levels/P2").json()["agent_online"] is True
+
+        # it stops: after SILENT_S the alert monitor's pass finds it, and every view agrees
+        wait_until(
+            lambda: stream.last_status("P2") == "offline",
+            what="an offline tile pushed on the event stream",
+            timeout=DEADLINE_S,
+        )
+        assert tile()["status"] == "offline"
+        assert client.get("/api/v1/levels/P2").json()["agent_online"] is False
+        assert client.get("/api/v1/agents/plc-2").json()["state"] == "offline"
+        assert agent_alerts(client, "plc-2"), "the silence is alerted too"
+
+        # it speaks again: the tile comes back with the reading, pushed as well
+        plc.reading("P2", 49 * UNIT_G)
+        wait_until(
+            lambda: stream.last_status("P2") not in (None, "offline"),
+            what="the tile back online on the event stream",
+            timeout=DEADLINE_S,
+        )
+        assert tile()["status"] != "offline"
+        assert client.get("/api/v1/levels/P2").json()["agent_online"] is True
+    finally:
+        plc.close()
+        stream.close()

@@ -19,8 +19,15 @@ T0 = 1_800_000_000_000  # 2027-01-15T08:00:00Z
 def test_levels_show_count_freshness_and_agent(api: Api, manager: httpx.Client) -> None:
     seed_master(manager, bins=2)
     measure(api.ctx, "A-01", 120)
+    # never heard from: neither online nor offline
+    assert manager.get("/api/v1/levels/A-01").json()["agent_online"] is None
+    # its last traffic just now (readings without any status, as a PLC sends them)
     with transaction(api.ctx.session_factory) as s:
-        s.execute(update(Agent).where(Agent.id == "pi-1").values(online=True))
+        s.execute(
+            update(Agent)
+            .where(Agent.id == "pi-1")
+            .values(last_seen_ms=api.ctx.clock.time_ms())
+        )
     levels = {lv["bin_id"]: lv for lv in manager.get("/api/v1/levels").json()}
     a1 = levels["A-01"]
     assert (a1["on_hand"], a1["confidence"], a1["last_grams"], a1["position"]) == (

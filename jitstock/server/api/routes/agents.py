@@ -96,7 +96,7 @@ def _credentials(c: Credentials) -> AgentCredentials:
 
 
 def _public(ctx: ApiContext, row: Agent, bins: int) -> AgentPublic:
-    silent_ms = int(ctx.settings.alert_agent_silent_s * 1000)
+    silent_ms = ctx.settings.agent_silent_ms
     return AgentPublic(
         id=row.id,
         site_id=row.site_id,

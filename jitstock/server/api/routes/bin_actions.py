@@ -88,6 +88,7 @@ def bin_markers(
     bin_id: str,
     session: ReadSessionDep,
     _key: Viewer,
+    ctx: CtxDep,
     start: Annotated[int, Query(ge=0, le=MAX_EPOCH_MS)] = 0,
     end: Annotated[int | None, Query(ge=0, le=MAX_EPOCH_MS)] = None,
 ) -> dict[str, Any]:
@@ -113,7 +114,12 @@ def bin_markers(
             delivered.append(
                 {"ts_ms": done, "id": o.id, "qty": o.delivered_qty or o.qty}
             )
-    tile = tiles(session, bin_ids=[bin_id])
+    tile = tiles(
+        session,
+        bin_ids=[bin_id],
+        now_ms=ctx.clock.time_ms(),
+        silent_ms=ctx.settings.agent_silent_ms,
+    )
     return {
         "bin_id": bin_id,
         "reorder_point": row.reorder_point,

@@ -8,23 +8,29 @@ from fastapi import APIRouter, Query
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from jitstock.server.agents import Liveness
 from jitstock.server.api import catalog
-from jitstock.server.api.deps import ReadSessionDep, Viewer
+from jitstock.server.api.context import ApiContext
+from jitstock.server.api.deps import CtxDep, ReadSessionDep, Viewer
 from jitstock.server.api.schemas import LevelPublic
 from jitstock.server.db.models import Agent, Bin
 from jitstock.server.position import on_order_by_bin, pending_by_bin
 
 router = APIRouter(prefix="/api/v1/levels", tags=["levels"])
+# a bin and what its agent's liveness is judged by (jitstock.server.agents)
+LevelSelect = Select[Bin, str | None, int | None, int | None]
 
 
-def _levels(session: Session, stmt: Select[Bin, bool]) -> list[LevelPublic]:
+def _levels(
+    session: Session, stmt: LevelSelect, now_ms: int, silent_ms: int
+) -> list[LevelPublic]:
     rows = session.execute(stmt).all()
-    ids = [b.id for b, _ in rows] if len(rows) == 1 else None
+    ids = [r[0].id for r in rows] if len(rows) == 1 else None
     # the one definition of the position (jitstock.server.position), as the reorder rule uses it
     on_order = on_order_by_bin(session, ids)
     pending = pending_by_bin(session, ids)
     out = []
-    for b, online in rows:
+    for b, reported, status_ms, agent_seen in rows:
         ordered = on_order.get(b.id, 0)
         waiting = pending.get(b.id, 0)
         out.append(
@@ -44,15 +50,19 @@ def _levels(session: Session, stmt: Select[Bin, bool]) -> list[LevelPublic]:
                 sensor_ok=b.sensor_ok,
                 sensor_fault=b.sensor_fault,
                 agent_id=b.agent_id,
-                agent_online=online if b.agent_id is not None else None,
+                agent_online=Liveness(reported, status_ms, agent_seen).online(
+                    now_ms, silent_ms
+                )
+                if b.agent_id is not None
+                else None,
             )
         )
     return out
 
 
-def _base() -> Select[Bin, bool]:
+def _base() -> LevelSelect:
     return (
-        select(Bin, Agent.online)
+        select(Bin, Agent.reported_state, Agent.status_ms, Agent.last_seen_ms)
         .outerjoin(Agent, Bin.agent_id == Agent.id)
         .order_by(Bin.id)
     )
@@ -62,17 +72,26 @@ def _base() -> Select[Bin, bool]:
 def list_levels(
     session: ReadSessionDep,
     _key: Viewer,
+    ctx: CtxDep,
     site: Annotated[str | None, Query(description="only bins of this site")] = None,
 ) -> list[LevelPublic]:
     """Live level of every bin."""
     stmt = _base()
     if site is not None:
         stmt = stmt.where(Bin.site_id == site)
-    return _levels(session, stmt)
+    return _levels(session, stmt, *_liveness_now(ctx))
 
 
 @router.get("/{bin_id}")
-def get_level(bin_id: str, session: ReadSessionDep, _key: Viewer) -> LevelPublic:
+def get_level(
+    bin_id: str, session: ReadSessionDep, _key: Viewer, ctx: CtxDep
+) -> LevelPublic:
     """Live level of one bin."""
     catalog.get_or_404(session, Bin, "bin", bin_id)
-    return _levels(session, _base().where(Bin.id == bin_id))[0]
+    rows = _levels(session, _base().where(Bin.id == bin_id), *_liveness_now(ctx))
+    return rows[0]
+
+
+def _liveness_now(ctx: ApiContext) -> tuple[int, int]:
+    """Now, and how long a silent agent still counts as online (the alert's threshold)."""
+    return ctx.clock.time_ms(), ctx.settings.agent_silent_ms
