@@ -324,3 +324,74 @@ def test_bad_sparkplug_input_is_counted_and_never_stops_good_data(
         lambda: client.get("/api/v1/agents/gw-1").json()["state"] == "offline",
         what="gw-1 offline after its NDEATH",
     )
+
+
+@pytest.fixture
+def quiet_plant(
+    tmp_path: Path, mosquitto: Any
+) -> Iterator[tuple[httpx.Client, Gateway]]:
+    """B1 fed by gw-1 through Sparkplug; an agent silent for 2 s would count as offline."""
+    db_url = f"sqlite:///{tmp_path / 'state.db'}"
+    seed(
+        db_url,
+        [BinSeed("B1", "gw-1", "SKU-1", UNIT_G, TARE_G, 0, 40, 200, "S1")],
+        [SupplierSeed("S1", "Supplier 1", None, None, mqtt_orders=True)],
+        site=SITE,
+    )
+    with (
+        running_app(
+            data_dir=tmp_path,
+            db_url=db_url,
+            mqtt_url=mosquitto.url,
+            sparkplug_groups=GROUP,
+            sparkplug_rebirth_interval_s=0.2,
+            alert_agent_silent_s=SILENT_S,
+        ) as (_app, url),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        r = client.put(
+            "/api/v1/sparkplug/mappings",
+            json={
+                "group_id": GROUP,
+                "edge_node": NODE,
+                "device": DEVICE,
+                "metric": "Gross Weight",
+                "bin_id": "B1",
+                "unit": "grams",
+            },
+        )
+        assert r.status_code == 201, r.text
+        gateway = Gateway(int(mosquitto.url.rsplit(":", 1)[1]))
+        try:
+            yield client, gateway
+        finally:
+            gateway.close()
+
+
+SILENT_S = 2.0
+
+
+def test_a_live_gateway_that_reports_nothing_stays_online(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Report by exception: after its BIRTH a gateway may say nothing for hours. Its MQTT
+    session (and will) is its sign of life, so its agent must not turn offline by silence."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives (see above)
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=0)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
+    first = client.get("/api/v1/agents/gw-1").json()["last_seen_ms"]
+
+    def silent_long_and_still_online() -> bool:
+        agent = client.get("/api/v1/agents/gw-1").json()
+        assert agent["state"] == "online", agent
+        return bool(agent["last_seen_ms"] >= first + 3 * SILENT_S * 1000)
+
+    # three silence thresholds without a single message from the gateway
+    wait_until(silent_long_and_still_online, interval=0.2, what="3 x 2 s of silence")
