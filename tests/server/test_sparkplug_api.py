@@ -13,9 +13,9 @@ from tests.server.api.conftest import make_api as make_api  # noqa: F401  (fixtu
 
 
 @pytest.fixture
-def api(make_api: Any) -> Api:
-    """An API with auth on and a bootstrap admin key."""
-    return make_api()  # type: ignore[no-any-return]
+def api(make_api: Any, db_url: str) -> Api:
+    """An API with auth on and a bootstrap admin key, on SQLite and on PostgreSQL."""
+    return make_api(db_url)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
