@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import socket
 import socketserver
 import struct
@@ -194,6 +195,7 @@ class SimulatedModbusBus:
         self.word_order = word_order
         self._clock = clock
         self.units: dict[int, SimulatedUnit] = {}
+        self._own_workdir = workdir is None
         self._workdir = (
             Path(tempfile.mkdtemp(prefix="jitstock-modbus-"))
             if workdir is None
@@ -362,7 +364,7 @@ class SimulatedModbusBus:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop answering and release the pty or the port."""
+        """Stop answering, release the pty or the port, remove a temp workdir."""
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
@@ -370,6 +372,8 @@ class SimulatedModbusBus:
         if self._thread is not None:
             self._thread.join(5.0)
         self._pty.close()
+        if self._own_workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> SimulatedModbusBus:
         self.start()
