@@ -299,9 +299,8 @@ class SparkplugBridge:
     def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:
         try:
             return cls.decode(payload)
-        except (
-            Exception
-        ) as exc:  # protobuf's DecodeError, pysparkplug's ValueError, ...
+        except Exception as exc:
+            # protobuf's DecodeError, pysparkplug's ValueError (no timestamp), ...
             self._malformed(t, exc)
             return None
 
