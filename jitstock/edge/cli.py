@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Modbus unit id to ask (1-247, default 1)",
     )
     check.add_argument(
+        "--parity",
+        choices=("N", "E", "O"),
+        default="N",
+        help="serial parity (Modbus RTU indicators often use E)",
+    )
+    check.add_argument(
         "--register",
         type=_register,
         default=0,
@@ -98,13 +104,23 @@ _register = _bounded(0, 65535, "register")
 
 
 def check_port(
-    port: str, timeout_s: float, baudrate: int, unit: int = 1, register: int = 0
+    port: str,
+    timeout_s: float,
+    baudrate: int,
+    unit: int = 1,
+    register: int = 0,
+    parity: str = "N",
 ) -> int:
     """Describe what ``port`` speaks; 0 identified, 1 nothing usable, 2 cannot open or in use."""
     from jitstock.edge.probe import diagnose
 
     found = diagnose(
-        port, timeout_s=timeout_s, baudrate=baudrate, unit=unit, register=register
+        port,
+        timeout_s=timeout_s,
+        baudrate=baudrate,
+        unit=unit,
+        register=register,
+        parity=parity,
     )
     print(found.text)
     return found.exit_code
@@ -151,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "check-port":
         return check_port(
-            args.port, args.timeout, args.baudrate, args.unit, args.register
+            args.port,
+            args.timeout,
+            args.baudrate,
+            args.unit,
+            args.register,
+            args.parity,
         )
     # without --config, the environment alone (JITSTOCK_SITE, JITSTOCK_AGENT, ...) configures the agent
     return run_agent(args.config)

@@ -182,9 +182,11 @@ def _holders(port: str) -> list[str]:
     return [h for h in found if not h.startswith(f"pid {os.getpid()} ")]
 
 
-def _open(port: str, baudrate: int) -> Any:
+def _open(port: str, baudrate: int, parity: str = "N") -> Any:
     """The port opened exclusively; Diagnosis-ready SerialException when it cannot be."""
-    return serial.serial_for_url(port, baudrate=baudrate, timeout=0.05, exclusive=True)
+    return serial.serial_for_url(
+        port, baudrate=baudrate, parity=parity, timeout=0.05, exclusive=True
+    )
 
 
 def _cannot_open(port: str, exc: Exception) -> Diagnosis:
@@ -370,6 +372,7 @@ def diagnose(
     *,
     unit: int = 1,
     register: int = 0,
+    parity: str = "N",
 ) -> Diagnosis:
     """Open `port` exclusively, listen, ask MT-SICS `SI` and `S`, then Modbus RTU `unit`.
 
@@ -379,7 +382,7 @@ def diagnose(
         text, code = probe_tcp(port, unit, register, timeout_s)
         return Diagnosis(text, code, "modbus" if code == EXIT_IDENTIFIED else None)
     try:
-        ser = _open(port, baudrate)
+        ser = _open(port, baudrate, parity)
     except (serial.SerialException, OSError, ValueError) as exc:
         return _cannot_open(port, exc)
     try:
@@ -412,8 +415,9 @@ def diagnose(
             return Diagnosis(text, EXIT_IDENTIFIED if ok else EXIT_UNKNOWN, "modbus")
         return Diagnosis(
             f"{port}: silent - no data within {listen_s:.1f} s, no answer to MT-SICS "
-            f"SI or S nor to Modbus RTU unit {unit} at {baudrate} baud (cable, power, "
-            "baud rate, unit id? a scanner sends only when it scans)",
+            f"SI or S nor to Modbus RTU unit {unit} at {baudrate} baud, parity {parity} "
+            "(cable, power, baud rate, parity, unit id? a scanner sends only when it "
+            "scans)",
             EXIT_UNKNOWN,
         )
     except (serial.SerialException, OSError) as exc:

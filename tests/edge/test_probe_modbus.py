@@ -35,7 +35,7 @@ def bus(request: pytest.FixtureRequest) -> Iterator[SimulatedModbusBus]:
 
 def test_check_port_identifies_each_unit(bus: SimulatedModbusBus) -> None:
     kind = "RTU" if bus.transport == "rtu" else "TCP"
-    found = check_port(bus.address, "--unit", "2", "--register", "2")
+    found = check_port(bus.address, "--unit", "2", "--register", "2", "--parity", "E")
     assert found.returncode == 0, found.stdout + found.stderr
     assert f"Modbus {kind} device, unit 2" in found.stdout
     assert 'protocol = "modbus", unit_id = 2' in found.stdout
@@ -69,6 +69,7 @@ def test_a_unit_nobody_has(bus: SimulatedModbusBus) -> None:
         ("--register", "65536"),
         ("--unit", "5e-324"),
         ("--register", "nan"),
+        ("--parity", "X"),
     ],
 )
 def test_bad_unit_or_register_is_refused(args: tuple[str, str]) -> None:
