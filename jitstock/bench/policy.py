@@ -27,11 +27,13 @@ from jitstock.bench.policy_sim import (
     BACKORDER_RATE_PER_DAY,
     CLASS_TARGETS,
     DAYS,
+    HISTORY_DAYS,
     HOLDING_RATE_PER_YEAR,
     ORDER_COST,
     PATTERNS,
     QUICK_SKUS,
     SKUS,
+    Plant,
     breakdown,
     make_plant,
     precompute_forecasts,
@@ -40,11 +42,38 @@ from jitstock.bench.policy_sim import (
 )
 from jitstock.server.replenish import abc
 
-__all__ = ["QUICK_SKUS", "make_plant", "parse_seeds", "print_result", "run"]
+__all__ = [
+    "CLASS_TARGETS",
+    "HISTORY_DAYS",
+    "PATTERNS",
+    "QUICK_SKUS",
+    "make_plant",
+    "parse_seeds",
+    "pattern_targets",
+    "print_result",
+    "run",
+]
 
 # The service-vs-inventory curve of a single-seed run: jitstock targets and min/max factors.
 SWEEP_TARGETS = (0.80, 0.90, 0.95, 0.97, 0.98, 0.99, 0.995)
 MINMAX_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def pattern_targets(plant: Plant) -> dict[str, float]:
+    """Per demand pattern the target its parts' fill is held to: their class targets, demand-weighted.
+
+    A pattern's parts spread over the ABC classes; weighting each part's class
+    target by its demand in the simulated year gives the fill the pattern
+    would show if every part met its class's target exactly.
+    """
+    weight = plant.demand[:, HISTORY_DAYS:].sum(axis=1)
+    target = abc.service_levels(plant.abc_class, CLASS_TARGETS)
+    out = {}
+    for i, name in enumerate(PATTERNS):
+        m = plant.pattern == i
+        w = float(weight[m].sum())
+        out[name] = round(float((weight[m] * target[m]).sum()) / w, 5) if w else 1.0
+    return out
 
 
 def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
@@ -84,6 +113,7 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
             **fills,
             **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
         },
+        "pattern_targets": pattern_targets(plant),
         "tuned": {
             "textbook_k": k,
             "minmax_weekly_factor": fw,
@@ -137,6 +167,7 @@ def run_seeds(args: argparse.Namespace) -> dict[str, Any]:
                 "fill_B": r["jitstock_fill"]["B"],
                 "fill_C": r["jitstock_fill"]["C"],
                 "fill_lumpy": r["jitstock_fill"]["lumpy"],
+                "target_lumpy": r["pattern_targets"]["lumpy"],
                 "worst_class_gap_pt": round(100 * worst, 2),
                 "saving_vs_textbook_rop": r["saving_vs_textbook_rop"],
                 "saving_vs_minmax_weekly": r["saving_vs_minmax_weekly"],

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import pytest
+
 from jitstock.bench import policy
 
 
@@ -27,3 +30,16 @@ def test_seeds_run_has_every_policy_costs_and_summary():
             == o["holding_cost"] + o["ordering_cost"] + o["backorder_cost"]
         )
         assert 0 <= o["value_weighted_fill"] <= 1
+
+
+def test_pattern_targets_weight_class_targets_by_demand():
+    plant = policy.make_plant(policy.QUICK_SKUS, 2)
+    targets = policy.pattern_targets(plant)
+    # every pattern's target lies between the lowest and the highest class target
+    for value in targets.values():
+        assert 0.95 <= value <= 0.99
+    # by hand for the lumpy parts
+    m = plant.pattern == policy.PATTERNS.index("lumpy")
+    w = plant.demand[m, policy.HISTORY_DAYS :].sum(axis=1)
+    t = np.array([policy.CLASS_TARGETS[str(c)] for c in plant.abc_class[m]])
+    assert targets["lumpy"] == pytest.approx((w * t).sum() / w.sum(), abs=1e-5)
