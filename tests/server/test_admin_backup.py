@@ -334,3 +334,24 @@ def test_pg_tools_get_the_configured_connection_and_the_password_only_in_env(
     assert got == args
     assert env.get("PGPASSWORD") == password
     assert all("s3cret" not in a for a in got)  # never on a command line (ps shows it)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_closed_influx_backup_port_fails_at_once_and_writes_nothing(
+    plant: ServerSettings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from tests.services import free_port
+
+    admin(capsys, "init")
+    monkeypatch.setenv("JITSTOCK_INFLUX_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("JITSTOCK_INFLUX_RPC", f"127.0.0.1:{free_port()}")
+    # influxd would retry for minutes; the probe answers at once (the timeout is the hang guard)
+    assert main(["admin", "backup", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "backup port" in err
+    assert "JITSTOCK_INFLUX_RPC" in err
+    assert not (tmp_path / "b").exists()
+    assert main(["admin", "backup", "--no-history", str(tmp_path / "b")]) == 0

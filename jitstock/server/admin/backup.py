@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -45,6 +46,8 @@ FORMAT_VERSION: Literal[1] = 1
 TOOL_TIMEOUT_S = 3600.0
 # InfluxDB 1.x's RPC (backup/restore) port when JITSTOCK_INFLUX_RPC is not set.
 INFLUX_RPC_PORT = 8088
+# A reachable RPC port accepts at once; influxd's own retries would take minutes.
+RPC_PROBE_S = 5.0
 # data-dir files a backup carries: the key of the links in sent order e-mails, and the
 # points still waiting for InfluxDB (named by ServerSettings.spool_file)
 DATA_DIR_FILES: tuple[Literal["supplier-links.key", "influx-spool.db"], ...] = (
@@ -173,9 +176,24 @@ def influx_rpc(settings: ServerSettings) -> str:
     return f"{host}:{INFLUX_RPC_PORT}"
 
 
+def _probe_rpc(rpc: str) -> None:
+    """Fail at once when InfluxDB's RPC port is closed: influxd itself retries for minutes."""
+    host, _, port = rpc.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), RPC_PROBE_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise BackupError(
+            f"history: InfluxDB's backup port {rpc} is unreachable ({exc}); set "
+            "JITSTOCK_INFLUX_RPC to its bind-address, or run this on the InfluxDB machine"
+        ) from None
+
+
 def backup(settings: ServerSettings, dest: Path, *, history: bool = True) -> list[str]:
     """Write a backup into ``dest`` (new or empty); one line per part written."""
     revision = check_schema(settings.db_url)  # SchemaRefused: a newer release's
+    if history and settings.influx_url:
+        _probe_rpc(influx_rpc(settings))  # before anything is written
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty: back up into a new directory")
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -358,9 +376,10 @@ def _restore_history(
         )
     if part.database is None:
         raise BackupError("the backup's InfluxDB part names no database")
+    rpc = influx_rpc(settings)
+    _probe_rpc(rpc)
     if replace:
         _drop_influx_db(settings)
-    rpc = influx_rpc(settings)
     rename = (
         ["-newdb", settings.influx_db] if part.database != settings.influx_db else []
     )
