@@ -1,5 +1,5 @@
 """docs/asyncapi.yaml is a valid AsyncAPI 3.0 document whose payload schemas are the
-protocol's: bounds pinned to jitstock/protocol.py, payloads generated within the
+protocol's: bounds pinned to jitstock/protocol/, payloads generated within the
 protocol's bounds valid by the schemas, what the protocol refuses refused by the schemas
 too, and every message a real edge agent on simulated scales and a scanner publishes
 through Mosquitto valid."""

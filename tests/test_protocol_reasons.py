@@ -24,7 +24,7 @@ from tests.factories import NOW_MS, Plant
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
-    ROOT / "jitstock" / "protocol.py",
+    *sorted((ROOT / "jitstock" / "protocol").glob("*.py")),
     ROOT / "jitstock" / "server" / "ingest.py",
 ]
 PROTOCOL_MD = ROOT / "docs" / "protocol.md"
@@ -68,7 +68,7 @@ def _labels_of(expr: ast.expr, function: ast.AST | None) -> set[str] | None:
 
 
 def produced_labels() -> set[str]:
-    """Every reason label protocol.py and ingest.py can produce, read from their source."""
+    """Every reason label jitstock.protocol and ingest.py can produce, read from their source."""
     found: set[str] = set()
     for path in SOURCES:
         tree = ast.parse(path.read_text())
