@@ -27,7 +27,7 @@ demo: $(VENV)/.demo-installed
 	$(VENV)/bin/jitstock demo
 
 test: $(VENV)/.dev-installed services
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 # The position state machine (issue 9) with thousands of examples per backend.
 soak: $(VENV)/.dev-installed services
