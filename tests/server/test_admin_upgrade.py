@@ -1,5 +1,5 @@
-"""A plant's database from an earlier release (tests/fixtures/release-2bad9c4.db, made
-by commit 2bad9c4 at revision 0005_merge) upgrades with `jitstock admin init` and
+"""A plant's database from an earlier release (tests/fixtures/release-2bad9c4.db and its
+PostgreSQL dump .pg.sql, made by commit 2bad9c4 at revision 0005_merge) upgrades with `jitstock admin init` and
 with the server's own start, keeping its bins, orders and keys."""
 
 from __future__ import annotations
@@ -7,17 +7,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from jitstock.server.db.migrate import current_revision, head_revision
+from tests.server.conftest import _postgres_database
 from tests.server.server_support import ServerProcess
-from tests.services import Mosquitto
+from tests.services import Mosquitto, find_binary
 from tests.waits import WAIT_S, wait_until
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release-2bad9c4.db"
+PG_FIXTURE = FIXTURE.with_suffix(".pg.sql")
 # the keys make_release_db.py stored (hashed) in the fixture
 ADMIN_KEY = "jsk_release-fixture-admin-key-0123456789abcdefghij"
 REVOKED_KEY = "jsk_release-fixture-revoked-viewer-key-xyz"
@@ -27,14 +31,39 @@ ORDERS = {
 }
 
 
-@pytest.fixture
-def old_db(tmp_path: Path) -> str:
-    """A copy of the release's database (the fixture itself stays as committed)."""
-    copy = tmp_path / "state.db"
-    shutil.copyfile(FIXTURE, copy)
-    url = f"sqlite:///{copy}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The release's database: a copy of the SQLite file, or its PostgreSQL dump loaded
+    into a fresh database with psql (the fixtures themselves stay as committed)."""
+    if request.param == "sqlite":
+        copy = tmp_path / "state.db"
+        shutil.copyfile(FIXTURE, copy)
+        url = f"sqlite:///{copy}"
+    else:
+        url = next(pg := _postgres_database())
+        libpq = make_url(url).set(drivername="postgresql")
+        psql = find_binary("psql", "/usr/bin/psql")
+        load = subprocess.run(
+            [
+                psql,
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                libpq.render_as_string(hide_password=False),
+                "-f",
+                str(PG_FIXTURE),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )
+        assert load.returncode == 0, load.stderr
     assert current_revision(url) == "0005_merge"
-    return url
+    yield url
+    if request.param == "postgresql":
+        pg.close()  # drops the database
 
 
 def check_data(url: str) -> None:
