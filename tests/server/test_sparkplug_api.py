@@ -84,6 +84,13 @@ def test_a_manager_maps_a_metric_and_a_viewer_reads_it(
     assert viewer.get(f"{PATH}/{created['id']}").status_code == 404
     assert manager.delete(f"{PATH}/{created['id']}").status_code == 404
     assert [x["metric"] for x in viewer.get(PATH).json()] == ["Tank"]
+    # this server does not follow Sparkplug (JITSTOCK_SPARKPLUG_GROUPS unset)
+    assert viewer.get("/api/v1/sparkplug/status").json() == {
+        "enabled": False,
+        "groups": [],
+        "connected": False,
+        "nodes": [],
+    }
     actions = [
         a["action"]
         for a in admin.get(

@@ -246,6 +246,19 @@ def level(client: httpx.Client, bin_id: str) -> dict[str, Any]:
     return body
 
 
+def node_status(client: httpx.Client) -> tuple[Any, ...]:
+    """Line1 as GET /api/v1/sparkplug/status shows it."""
+    status = client.get("/api/v1/sparkplug/status").json()
+    assert (status["enabled"], status["groups"]) == (True, [GROUP])
+    (node,) = status["nodes"]
+    return (
+        node["online"],
+        node["in_step"],
+        node["devices_online"],
+        node["devices_offline"],
+    )
+
+
 def agent_state(client: httpx.Client) -> str:
     state: str = client.get("/api/v1/agents/gw-1").json()["state"]
     return state
@@ -268,6 +281,7 @@ def test_a_third_party_edge_node_drives_levels_online_state_and_rebirth(
         )
         wait_until(lambda: agent_state(client) == "online", what="gw-1 online")
         assert level(client, "B1")["sensor_ok"] is True
+        assert node_status(client) == (True, True, [DEVICE], [])
 
         # DDATA (by name): B1 down to 15 parts, at or below its reorder point 20: an order
         update_device(node, [weight(grams(15))])
@@ -304,6 +318,7 @@ def test_a_third_party_edge_node_drives_levels_online_state_and_rebirth(
         assert "DDEATH" in b1["sensor_fault"]
         assert level(client, "B2")["sensor_ok"] is False
         assert agent_state(client) == "online"
+        assert node_status(client) == (True, True, [], [DEVICE])
         node.register(spb.Device(DEVICE, [weight(grams(11)), parts(7)]))  # DBIRTH
         wait_until(
             lambda: (
@@ -340,11 +355,16 @@ def test_a_third_party_edge_node_drives_levels_online_state_and_rebirth(
         )
         assert rejected(client, "sparkplug_seq_gap") == 1.0
         assert level(client, "B1")["on_hand"] == 11
+        assert node_status(client)[:2] == (
+            True,
+            False,
+        )  # alive, waiting for the rebirth
 
         # NDEATH (the broker's will after a crash): the agent is offline, its sensors too
         crash(node)
         wait_until(lambda: agent_state(client) == "offline", what="gw-1 offline")
         assert "NDEATH" in level(client, "B1")["sensor_fault"]
+        assert node_status(client) == (False, False, [], [])
 
         # the node comes back (what it does on a rebirth): in step, online, values applied
         node = edge_node(port, b1_parts=9, b2_parts=6)

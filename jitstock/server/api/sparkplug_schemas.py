@@ -103,3 +103,33 @@ class SparkplugMappingPublic(BaseModel):
     factor: float
     updated_ms: int
     updated_by: str
+
+
+class SparkplugNodePublic(BaseModel):
+    """One mapped edge node as the server follows it."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+    group_id: str
+    edge_node: str
+    online: bool | None = Field(
+        description="true after its NBIRTH, false after its NDEATH; null: neither seen "
+        "since the server started"
+    )
+    in_step: bool = Field(
+        description="its seq and aliases are trusted; false: its data waits for the "
+        "rebirth the server requested"
+    )
+    devices_online: list[str] = Field(description="devices whose DBIRTH was seen")
+    devices_offline: list[str] = Field(description="devices that sent DDEATH")
+
+
+class SparkplugStatus(BaseModel):
+    """Whether Sparkplug ingest is on, and the mapped edge nodes it follows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(description="JITSTOCK_SPARKPLUG_GROUPS is set")
+    groups: list[str]
+    connected: bool = Field(description="the Sparkplug MQTT session is up")
+    nodes: list[SparkplugNodePublic]

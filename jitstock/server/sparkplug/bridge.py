@@ -32,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pysparkplug as spb
@@ -64,6 +65,20 @@ REBIRTH_METRIC = "Node Control/Rebirth"
 _T = TypeVar("_T", spb.NBirth, spb.DBirth, spb.DDeath)
 
 
+@dataclass(slots=True, frozen=True)
+class NodeView:
+    """One mapped edge node as the API shows it."""
+
+    group_id: str
+    edge_node: str
+    # None: no BIRTH or DEATH seen since the server started
+    online: bool | None
+    # seq and aliases trusted (else data waits for the rebirth requested)
+    in_step: bool
+    devices_online: list[str]
+    devices_offline: list[str]
+
+
 class SparkplugBridge:
     """Follows Sparkplug edge nodes and feeds their mapped metrics to ingest."""
 
@@ -71,6 +86,7 @@ class SparkplugBridge:
         self,
         *,
         connection: MqttConnection,
+        groups: tuple[str, ...],
         registry: BinRegistry,
         metrics: Metrics,
         session_factory: SessionFactory,
@@ -80,6 +96,7 @@ class SparkplugBridge:
         heartbeat_s: float = 30.0,
     ) -> None:
         self.connection = connection
+        self.groups = groups
         self.registry = registry
         self.metrics = metrics
         self.session_factory = session_factory
@@ -102,8 +119,15 @@ class SparkplugBridge:
             registry=metrics.registry,
         )
         self._stop = threading.Event()
+        # held by the worker while it changes the node table, by status() while it reads
+        self._lock = threading.Lock()
         self._reload = threading.Event()
         self._thread: threading.Thread | None = None
+        # the worker's schedule (monotonic) and the connection epoch it last saw
+        self._epoch = 0
+        self._next_beat = time.monotonic() + heartbeat_s
+        self._next_reload = time.monotonic() + MAPPINGS_REFRESH_S
+        self._next_due = 0.0
 
     # -- life cycle --
 
@@ -129,38 +153,59 @@ class SparkplugBridge:
 
     def _run(self) -> None:
         inbox = self.connection.inbox
-        epoch = 0
-        next_beat = time.monotonic() + self.heartbeat_s
-        next_reload = time.monotonic() + MAPPINGS_REFRESH_S
-        next_due = 0.0
         while not self._stop.is_set():
             try:
                 item: Incoming | None = inbox.get(timeout=0.2)
             except queue.Empty:
                 item = None
-            try:
-                now = time.monotonic()
-                if self._reload.is_set() or now >= next_reload:
-                    self._reload.clear()
-                    next_reload = now + MAPPINGS_REFRESH_S
-                    self._set_table(mappings.load(self.session_factory))
-                if self.connection.epoch != epoch:
-                    epoch = self.connection.epoch
-                    self._reconnected()
-                if item is not None:
-                    self.handle(item.topic, item.payload)
-                if now >= next_due:
-                    next_due = now + DUE_CHECK_S
-                    for key in self.nodes.rebirths_due(now, self.rebirth_interval_s):
-                        self._request_rebirth(key)
-                if now >= next_beat:
-                    next_beat = now + self.heartbeat_s
-                    self.feed.heartbeat(self.table)
-            except Exception:
-                # never stop following: the next message may well be fine
-                log.exception("Sparkplug bridge: handling a message failed")
+            with self._lock:
+                self._step(item)
             if item is not None:
                 self.connection.ack(item)
+
+    def _step(self, item: Incoming | None) -> None:
+        """One message (if any) and whatever periodic work is due; never raises."""
+        try:
+            now = time.monotonic()
+            if self._reload.is_set() or now >= self._next_reload:
+                self._reload.clear()
+                self._next_reload = now + MAPPINGS_REFRESH_S
+                self._set_table(mappings.load(self.session_factory))
+            if self.connection.epoch != self._epoch:
+                self._epoch = self.connection.epoch
+                self._reconnected()
+            if item is not None:
+                self.handle(item.topic, item.payload)
+            if now >= self._next_due:
+                self._next_due = now + DUE_CHECK_S
+                for key in self.nodes.rebirths_due(now, self.rebirth_interval_s):
+                    self._request_rebirth(key)
+            if now >= self._next_beat:
+                self._next_beat = now + self.heartbeat_s
+                self.feed.heartbeat(self.table)
+        except Exception:
+            # never stop following: the next message may well be fine
+            log.exception("Sparkplug bridge: handling a message failed")
+
+    def status(self) -> list[NodeView]:
+        """What the bridge knows of each mapped edge node, for the API."""
+        with self._lock:
+            views = []
+            for key in sorted(self.table.nodes):
+                state = self.nodes.nodes.get(key)
+                views.append(
+                    NodeView(
+                        key[0],
+                        key[1],
+                        None
+                        if state is None or not (state.born or state.dead)
+                        else state.born,
+                        state is not None and state.synced,
+                        sorted(state.devices) if state is not None else [],
+                        sorted(state.dead_devices) if state is not None else [],
+                    )
+                )
+            return views
 
     def _set_table(self, table: mappings.MappingTable) -> None:
         """New mappings; nodes mapped for the first time are asked for their current values."""

@@ -57,6 +57,7 @@ def build_bridge(
     )
     return SparkplugBridge(
         connection=connection,
+        groups=groups,
         registry=registry,
         metrics=metrics,
         session_factory=session_factory,

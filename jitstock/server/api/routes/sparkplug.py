@@ -17,6 +17,8 @@ from jitstock.server.api.schemas import RowId
 from jitstock.server.api.sparkplug_schemas import (
     SparkplugMappingPublic,
     SparkplugMappingPut,
+    SparkplugNodePublic,
+    SparkplugStatus,
 )
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Bin
@@ -136,6 +138,20 @@ def delete_mapping(
     session.commit()
     _changed(ctx)
     return Response(status_code=204)
+
+
+@router.get("/status")
+def sparkplug_status(_key: Viewer, ctx: CtxDep) -> SparkplugStatus:
+    """Whether this server follows Sparkplug B, and each mapped edge node's state."""
+    bridge = getattr(ctx, "sparkplug", None)
+    if bridge is None:
+        return SparkplugStatus(enabled=False, groups=[], connected=False, nodes=[])
+    return SparkplugStatus(
+        enabled=True,
+        groups=list(bridge.groups),
+        connected=bridge.connection.connected.is_set(),
+        nodes=[SparkplugNodePublic.model_validate(v) for v in bridge.status()],
+    )
 
 
 def _changed(ctx: CtxDep) -> None:
