@@ -57,11 +57,32 @@ class Flush:
     claimed: list[object] = field(
         default_factory=list
     )  # first attempts of its orders, claimed in its transaction (sent after the commit)
+    # it changed nothing but cursors, which wait (in memory, its messages unacknowledged)
+    # for the next flush that commits
+    held: bool = False
 
     @property
     def changed_bins(self) -> list[str]:
         """Bins this flush reported on."""
         return [b for b, _, _ in self.seen]
+
+
+def merge_cursors(
+    first: dict[str, CursorUpdate], then: dict[str, CursorUpdate]
+) -> dict[str, CursorUpdate]:
+    """Cursor updates of two flushes (``then`` the later) as those of one."""
+    out = dict(first)
+    for agent, b in then.items():
+        a = out.get(agent)
+        if a is None:
+            out[agent] = b
+            continue
+        reset = a.reset or b.reset
+        last = b.last_seq if b.reset else max(a.last_seq, b.last_seq)
+        out[agent] = CursorUpdate(
+            agent, last, a.gaps + b.gaps, a.duplicates + b.duplicates, reset
+        )
+    return out
 
 
 class RetryFlush(Exception):

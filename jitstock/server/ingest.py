@@ -1,45 +1,40 @@
 """Ingest: MQTT batches to durable levels, history points and reorder decisions.
 
-One worker thread drains what the MQTT connection queued, in flushes of up to
-``flush_max_msgs`` messages or ``flush_max_ms`` of waiting.  A flush is made
-durable in two steps — history points to the time series store (which spools
-when InfluxDB is away), then cursors, levels, events and orders in one state
-transaction — and only then are its MQTT messages acknowledged.  A crash at any
-point before the acknowledgement makes the broker redeliver; the per-agent
-cursor makes the redelivery harmless.
-
-One message must never stop the others.  A flush that fails with an error that
-would fail again is bisected until the message(s) that cannot be applied are
-found; those become dead letters (:mod:`jitstock.server.deadletters`: stored,
-acknowledged, counted, one alert) and everything else applies.  A transient
-failure (the state DB away) retries the same messages without dead-lettering.
+A flush is made durable in two steps — history points to the time series store
+(which spools when InfluxDB is away), then cursors, levels, events and orders in one
+state transaction; the worker (:mod:`jitstock.server.ingest_worker`) acknowledges its
+MQTT messages only then.  A flush of re-sent unchanged readings changes nothing but
+cursors: it may leave them to the next commit (see ``HOLD_S`` there).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.ratelog import RateLimitedLog, message_kind
-from jitstock.server.deadletters import DeadLetterInfo, is_transient, reason_of
+from jitstock.server.deadletters import DeadLetterInfo
 from jitstock.server.flush import (
     CursorUpdate,
     DeadLetterSink,
     Flush,
     RetryFlush,
     StateWriter,
+    merge_cursors,
 )
 from jitstock.server.ingest_levels import FlushLevels
+from jitstock.server.ingest_worker import (
+    INGEST_STALL_S,
+    RETRY_FLUSH_S,
+    IngestWorker,
+)
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
-from jitstock.server.registry import BinRegistry
+from jitstock.server.registry import BinRegistry, Snapshot
 from jitstock.server.tsdb import Frame, Point, TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -47,18 +42,13 @@ log = logging.getLogger(__name__)
 # Bad input is logged at most once per minute per source, reason and kind of problem (the
 # message with its values blanked): a flood does not flood, a second problem still shows.
 BAD_INPUT_LOG_INTERVAL_S = 60.0
-# After a failed flush (state DB unreachable), wait this long before trying the same messages again.
-RETRY_FLUSH_S = 1.0
-# Ingest holding messages this long without applying or dead-lettering any is "stalled"
-# (/healthz degraded): a flush takes milliseconds, a transient retry a second.
-INGEST_STALL_S = 30.0
 # A seq this far beyond the agent's last one is not a gap but a broken device: an outbox
 # holds 500,000 batches by default, so no real gap comes near it.  Such a batch is rejected
 # (reason seq_jump) and the cursor stays; a seq this far *below* it is a new sequence.
 MAX_SEQ_JUMP = 100_000_000
-# A flush the registry reload overtook is decoded again at once (a pause would stall
-# ingest for RETRY_FLUSH_S every reload); only reloads this many times in a row pause.
-REDO_FLUSH_AT_ONCE = 3
+# Bin lists whose positions are remembered (per registry snapshot; an agent re-sends the
+# same list every tick, so this holds a fleet of thousands of agents).
+POSITIONS_CACHED = 10_000
 SCAN_MEASUREMENT = "scan"
 SUBSCRIPTIONS = [
     protocol.subscription("readings"),
@@ -67,8 +57,8 @@ SUBSCRIPTIONS = [
 ]
 
 
-class Ingest:
-    """The ingest worker: decode, validate, deduplicate, make durable, acknowledge."""
+class Ingest(IngestWorker):
+    """Ingest: decode, validate, deduplicate, make durable (the worker acknowledges)."""
 
     def __init__(
         self,
@@ -86,233 +76,51 @@ class Ingest:
         on_dead_letter: Sequence[Callable[[DeadLetterInfo], None]] = (),
         stall_s: float = INGEST_STALL_S,
     ) -> None:
+        super().__init__(
+            metrics,
+            connection,
+            flush_max_msgs,
+            flush_max_ms,
+            dead_letters,
+            on_dead_letter,
+            stall_s,
+        )
         self.tsdb = tsdb
         self.state = state
         self.registry = registry
-        self.metrics = metrics
-        self.connection = connection
         self.clock = clock
-        self.flush_max_msgs = flush_max_msgs
-        self.flush_max_s = flush_max_ms / 1000.0
         self.on_flush = list(on_flush)
-        self.dead_letters = dead_letters
-        self.on_dead_letter = list(on_dead_letter)
-        self.stall_s = stall_s
-        # monotonic time since which ingest holds messages without having applied any
-        self._stuck_since: float | None = None
-        self._holding = 0
         # counts and log lines of the flush in progress, emitted when it is durable
         self._deferred: list[tuple[Callable[..., object], tuple[object, ...]]] = []
         self._cursors = state.load_cursors()
-        # low bins decided since the last registry reload (by snapshot position)
         self._levels = FlushLevels(registry, self._later)
+        # cursor updates of held flushes (see ingest_worker.HOLD_S)
+        self._held_cursors: dict[str, CursorUpdate] = {}
         self._bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # snapshot positions of batches' bin lists that were all this agent's usable bins
+        self._pos_snap: Snapshot | None = None
+        self._pos_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         # one writer thread: history writes stay in flush order
         self._history = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jitstock-history"
         )
 
-    # -- worker --
+    def _waiting(self, *, due_only: bool) -> bool:
+        return self._levels.seen_pending(due_only=due_only)
 
-    def start(self) -> None:
-        """Start the worker thread (needs a connection)."""
-        assert self.connection is not None, "start() needs an MQTT connection"
-        self._thread = threading.Thread(
-            target=self._run, name="jitstock-ingest", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the current flush; unacknowledged messages stay with the broker."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            if not self._thread.is_alive():
-                self._write_seen(due_only=False)
+    def _stopped(self) -> None:
         self._history.shutdown(wait=True)
-
-    def _write_seen(self, *, due_only: bool) -> None:
-        """Write the reading times of unchanged bins that wait for their batch (an idle
-        ingest, or a stop); a failure leaves them for the next try."""
-        if not self._levels.seen_pending(due_only=due_only):
-            return
-        try:
-            self.process([])
-        except Exception as exc:
-            log.warning("last-seen times not written yet (%s)", _short(exc))
-
-    def _run(self) -> None:
-        assert self.connection is not None
-        inbox = self.connection.inbox
-        pending: list[Incoming] = []
-        while not self._stop.is_set():
-            if not pending:
-                self._holding = 0
-                self._stuck_since = None
-                pending = self._drain(inbox)
-                if not pending:
-                    self._write_seen(due_only=True)
-                    continue
-            if self._stuck_since is None:
-                self._stuck_since = time.monotonic()
-            self._holding = len(pending)
-            before = len(pending)
-            pending = self.apply_group(pending)
-            if pending:
-                if len(pending) < before:
-                    self._stuck_since = time.monotonic()  # progress: part of it applied
-                self._stop.wait(RETRY_FLUSH_S)
-
-    def apply_group(self, items: Sequence[Incoming]) -> list[Incoming]:
-        """Apply, acknowledge or dead-letter a group of messages; returns those to retry.
-
-        The group is tried whole; a failure that would repeat splits it in halves
-        (each tried in order, so seq order holds) down to single messages, which
-        become dead letters.  A transient failure stops there: the messages not yet
-        acknowledged are returned, to be tried again after a pause.
-        """
-        work: deque[list[Incoming]] = deque([list(items)])
-        isolating = False
-        redone = 0
-        while work:
-            group = work.popleft()
-            try:
-                self.process(group)
-            except RetryFlush:
-                work.appendleft(group)
-                redone += 1
-                if redone <= REDO_FLUSH_AT_ONCE:
-                    continue  # the bins were reloaded: nothing failed, decode again now
-                return [m for g in work for m in g]
-            except Exception as exc:
-                if is_transient(exc):
-                    log.warning(
-                        "ingest flush of %d messages failed (%s: %s); retrying in %.1fs",
-                        len(group),
-                        type(exc).__name__,
-                        _short(exc),
-                        RETRY_FLUSH_S,
-                    )
-                    work.appendleft(group)
-                    return [m for g in work for m in g]
-                if len(group) > 1:
-                    if not isolating:
-                        isolating = True
-                        log.warning(
-                            "ingest flush of %d messages failed (%s: %s); "
-                            "isolating the messages at fault",
-                            len(group),
-                            type(exc).__name__,
-                            _short(exc),
-                        )
-                    mid = len(group) // 2
-                    work.extendleft([group[mid:], group[:mid]])
-                    continue
-                try:
-                    self._dead_letter(group[0], exc)
-                except Exception as store_exc:
-                    log.warning(
-                        "dead letter could not be stored (%s); retrying in %.1fs",
-                        _short(store_exc),
-                        RETRY_FLUSH_S,
-                    )
-                    work.appendleft(group)
-                    return [m for g in work for m in g]
-            self._ack(group)
-        return []
-
-    def _ack(self, items: Sequence[Incoming]) -> None:
-        if self.connection is None:
-            return
-        for item in items:
-            if not item.replay:
-                self.connection.ack(item)
-
-    def _dead_letter(self, item: Incoming, exc: BaseException) -> None:
-        """Store a message that cannot be applied, count it, raise its alert (then it is acked)."""
-        reason = reason_of(exc)
-        error = f"{type(exc).__name__}: {exc}"
-        try:
-            agent: str | None = protocol.parse_topic(item.topic).agent
-        except protocol.ProtocolError:
-            agent = None
-        dl_id = None
-        if self.dead_letters is not None:
-            dl_id = self.dead_letters.add(
-                item.topic, item.payload, reason, error, agent
-            )
-        self.metrics.dead_letters.labels(reason).inc()
-        log.error(
-            "dead letter %s: message on %s (%d bytes) cannot be applied: %s",
-            dl_id,
-            item.topic,
-            len(item.payload),
-            _short(exc),
-            exc_info=exc,
-        )
-        info = DeadLetterInfo(dl_id, item.topic, agent, reason, _short(exc))
-        for callback in self.on_dead_letter:
-            try:
-                callback(info)
-            except Exception:
-                log.exception("on_dead_letter callback failed")
-
-    def replay(self, topic: str, payload: bytes) -> None:
-        """Queue a dead letter's message again (applied without the seq check)."""
-        assert self.connection is not None, "replay() needs an MQTT connection"
-        self.connection.inbox.put(
-            Incoming(topic, payload, 0, 0, -1, time.monotonic(), replay=True)
-        )
-
-    def stalled(self) -> str | None:
-        """Why ingest is not advancing while messages wait, or None (for /healthz)."""
-        since = self._stuck_since
-        if since is not None:
-            held = time.monotonic() - since
-            if held > self.stall_s:
-                return (
-                    f"ingest has not advanced for {held:.0f} s "
-                    f"with {self._holding} messages waiting"
-                )
-        thread = self._thread
-        if (
-            thread is not None
-            and not thread.is_alive()
-            and not self._stop.is_set()
-            and self.connection is not None
-            and not self.connection.inbox.empty()
-        ):
-            return "ingest worker is not running while messages wait"
-        return None
-
-    def _drain(self, inbox: queue.Queue[Incoming]) -> list[Incoming]:
-        try:
-            first = inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        items = [first]
-        deadline = time.monotonic() + self.flush_max_s
-        while len(items) < self.flush_max_msgs:
-            try:
-                items.append(inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                items.append(inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return items
 
     # -- one flush (public: tests and the benchmark drive it without MQTT) --
 
-    def process(self, items: Sequence[Incoming]) -> tuple[Flush, list[str]]:
-        """Make a group of messages durable; returns the flush and the orders it created."""
+    def process(
+        self, items: Sequence[Incoming], *, hold: bool = False
+    ) -> tuple[Flush, list[str]]:
+        """Make a group of messages durable; returns the flush and the orders it created.
+
+        ``hold``: a flush that changes nothing but cursors may leave them to the next
+        commit (``flush.held``; the worker keeps its messages unacknowledged till then).
+        """
         started = time.perf_counter()
         self._deferred = []
         now_ms = self.clock.time_ms()
@@ -384,9 +192,23 @@ class Ingest:
                 continue
             if not batch.bins:
                 continue
+            if self._pos_snap is not snap or len(self._pos_cache) > POSITIONS_CACHED:
+                self._pos_snap, self._pos_cache = snap, {}
+            key = (addr.agent, tuple(batch.bins))
+            known = self._pos_cache.get(key)
+            if known is not None:
+                # the same bins as an earlier batch of this agent (an agent re-sends all its
+                # bins every tick): checked then
+                idx.extend(known)
+                ts.extend(batch.ts_ms)
+                grams.extend(batch.grams)
+                stable.extend(batch.stable)
+                newest_ts.append(max(batch.ts_ms))
+                continue
             index = snap.index
             cals = snap.cals
             positions = [index.get(b, -1) for b in batch.bins]
+            clean = True
             if snap.unusable:
                 unusable = snap.unusable
                 for k, b in enumerate(batch.bins):
@@ -398,6 +220,7 @@ class Ingest:
                             f"bin {b!r}: {unusable[b]}",
                         )
                         positions[k] = -2
+                        clean = False
             if min(positions) < 0 or any(
                 cals[i].agent_id != addr.agent for i in positions
             ):
@@ -429,6 +252,8 @@ class Ingest:
                 batch.stable = [batch.stable[k] for k in keep]
                 if not positions:
                     continue
+            elif clean:
+                self._pos_cache[key] = positions
             idx.extend(positions)
             ts.extend(batch.ts_ms)
             grams.extend(batch.grams)
@@ -456,14 +281,21 @@ class Ingest:
                 if frame is not None or scan_points
                 else None
             )
-            try:
-                orders = self.state.apply(flush)
-            except BaseException:
+            flush.held = hold and history is None and _only_cursors(flush)
+            if flush.held:
+                self._held_cursors = merge_cursors(self._held_cursors, flush.cursors)
+                orders = []
+            else:
+                flush.cursors = merge_cursors(self._held_cursors, flush.cursors)
+                try:
+                    orders = self.state.apply(flush)
+                except BaseException:
+                    if history is not None:
+                        history.result()  # never leave a write running behind a retried flush
+                    raise
+                self._held_cursors = {}
                 if history is not None:
-                    history.result()  # never leave a write running behind a retried flush
-                raise
-            if history is not None:
-                self._await_history(history, frame, scan_points)
+                    self._await_history(history, frame, scan_points)
             self._levels.durable(computed)
         # only now is the flush durable: advance the in-memory cursors
         self._cursors = {
@@ -618,7 +450,13 @@ class Ingest:
         )
 
 
-def _short(exc: BaseException) -> str:
-    """First line of an exception, bounded (SQL errors carry their statement and parameters)."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+def _only_cursors(flush: Flush) -> bool:
+    """Nothing in the flush but cursor updates: no row, event, decision, scan or status."""
+    return not (
+        flush.seen
+        or flush.counts
+        or flush.events
+        or flush.decide
+        or flush.scans
+        or flush.statuses
+    )

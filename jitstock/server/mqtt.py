@@ -169,6 +169,11 @@ class MqttConnection:
         """Connection generation: mids from an older one must not be acknowledged."""
         return self._epoch
 
+    @property
+    def receive_maximum(self) -> int:
+        """Unacknowledged messages the broker sends us at most."""
+        return self._receive_maximum
+
     def ack(self, item: Incoming) -> None:
         """Acknowledge a message once what it carries is durable."""
         if item.qos == 0 or item.epoch != self._epoch:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.server import reorder
@@ -42,6 +42,7 @@ class SqlState(StateWriter):
 
     def __init__(self, session_factory: SessionFactory, registry: BinRegistry) -> None:
         self.session_factory = session_factory
+        self._engine: Engine = session_factory.kw["bind"]
         self.registry = registry
         # The dispatcher (set by the app): claims the first attempt of the orders a flush
         # creates inside the flush's own transaction, and gets them right after its commit.
@@ -126,29 +127,16 @@ class SqlState(StateWriter):
             >= AGENT_SEEN_WRITE_MS
             or now < self._agent_seen.get(a, now)
         ]
+        if not (flush.events or flush.scans or flush.decide or flush.statuses):
+            # the common flush (re-sent readings, counts that moved above their reorder
+            # point): rows only, no ORM session
+            with self._engine.begin() as conn:
+                self._rows(conn, flush, alive)
+            self._seen_agents(flush, alive)
+            return created
         with transaction(self.session_factory) as s:
             conn = s.connection()
-            sql = _Sql.for_dialect(conn.dialect.paramstyle)
-            if flush.cursors:
-                self._cursors(conn, sql, flush)
-            if alive:
-                s.execute(
-                    update(Agent)
-                    .where(Agent.id.in_(alive))
-                    .values(last_seen_ms=now, online=True),
-                    execution_options={"synchronize_session": False},
-                )
-            # one UPDATE per bin: the count (if a stable reading came) and the last reading;
-            # a late reading (replayed from an outbox) must not move "last seen" backwards
-            counted = {b: (c, f) for b, c, f in flush.counts}
-            seen_only = [(g, t, b, t) for b, g, t in flush.seen if b not in counted]
-            with_count = [
-                (g, t, *counted[b], b, t) for b, g, t in flush.seen if b in counted
-            ]
-            if seen_only:
-                conn.exec_driver_sql(sql.seen, seen_only)
-            if with_count:
-                conn.exec_driver_sql(sql.seen_count, with_count)
+            sql = self._rows(conn, flush, alive)
             # bins whose position moved without their count crossing the reorder point
             # (a receipt settled short, a put-away confirmed) are decided too
             moved: list[str] = []
@@ -169,14 +157,42 @@ class SqlState(StateWriter):
                     flush.claimed = list(self.handoff.claim_created(s, created))
             if flush.statuses:
                 self._statuses(s, flush)
-        for a in alive:
-            self._agent_seen[a] = now
-        for _site, a, _status in flush.statuses:
-            self._agent_seen.pop(a, None)
+        self._seen_agents(flush, alive)
         if flush.claimed and self.handoff is not None:
             # committed: the orders go out now, while ingest still waits for its history write
             self.handoff.submit(flush.claimed)
         return created
+
+    def _rows(self, conn: Connection, flush: Flush, alive: list[str]) -> _Sql:
+        """Cursors, agents' last traffic and bin rows (executemany, no ORM)."""
+        sql = _Sql.for_dialect(conn.dialect.paramstyle)
+        if flush.cursors:
+            self._cursors(conn, sql, flush)
+        if alive:
+            conn.execute(
+                update(Agent)
+                .where(Agent.id.in_(alive))
+                .values(last_seen_ms=flush.now_ms, online=True)
+            )
+        # one UPDATE per bin: the count (if a stable reading came) and the last reading;
+        # a late reading (replayed from an outbox) must not move "last seen" backwards
+        counted = {b: (c, f) for b, c, f in flush.counts}
+        seen_only = [(g, t, b, t) for b, g, t in flush.seen if b not in counted]
+        with_count = [
+            (g, t, *counted[b], b, t) for b, g, t in flush.seen if b in counted
+        ]
+        if seen_only:
+            conn.exec_driver_sql(sql.seen, seen_only)
+        if with_count:
+            conn.exec_driver_sql(sql.seen_count, with_count)
+        return sql
+
+    def _seen_agents(self, flush: Flush, alive: list[str]) -> None:
+        """The flush committed: when each agent's traffic was written (a status: at once next time)."""
+        for a in alive:
+            self._agent_seen[a] = flush.now_ms
+        for _site, a, _status in flush.statuses:
+            self._agent_seen.pop(a, None)
 
     def _cursors(self, conn: Connection, sql: _Sql, flush: Flush) -> None:
         """Advance the (agent, seq) cursors: one upsert per agent, no ORM (every flush)."""
