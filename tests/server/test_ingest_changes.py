@@ -6,14 +6,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from jitstock.server import ingest_levels
-from jitstock.server.db.models import Bin, BinEvent, Order
+from jitstock.server.db.models import AgentCursor, Bin, BinEvent, Order
 from jitstock.server.db.session import transaction
 from tests.factories import NOW_MS, Plant, grams_for
+from tests.server.mqtt_support import (
+    TARE_G,
+    UNIT_G,
+    bin_seed,
+    metric,
+    publisher,
+    readings_payload,
+    server,
+    topic,
+    wait_count,
+)
+from tests.server.server_support import seed
 from tests.server.test_ingest import readings
 from tests.waits import wait_until
 
@@ -150,3 +163,46 @@ def test_history_keeps_changes_a_keepalive_point_and_every_late_reading(
         ]
     )
     assert points() == [(0, 30), (5, 29), (30_000, 29), (31_000, 29), (70_000, 29)]
+
+
+def _cursor(app: Any, agent: str) -> tuple[int, int, int] | None:
+    with transaction(app.session_factory, readonly=True) as s:
+        row = s.get(AgentCursor, agent)
+        return None if row is None else (row.last_seq, row.gaps, row.duplicates)
+
+
+def test_held_resends_commit_when_idle_and_are_never_redelivered(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """Re-sent unchanged readings change only cursors: their flushes wait for the next
+    commit (here the idle worker's), and their messages are acknowledged with it — the
+    broker has none of them to deliver again to the next server on the same session."""
+    db_url = f"sqlite:///{tmp_path / 'state.db'}"
+    seed(db_url, [bin_seed("H1", "hold-pi")], [])
+    same = TARE_G + 5 * UNIT_G
+    with (
+        server(tmp_path, db_url, mosquitto.url) as (app, _base),
+        publisher(mosquitto.url) as pub,
+    ):
+        for seq in range(1, 31):
+            pub.send(
+                topic("hold-pi", "readings"),
+                readings_payload("hold-pi", seq, "H1", same),
+                wait=False,
+            )
+        pub.flush()
+        wait_until(
+            lambda: _cursor(app, "hold-pi") == (30, 0, 0),
+            what="the held cursors committed",
+        )
+    with (
+        server(tmp_path, db_url, mosquitto.url) as (app, base),
+        publisher(mosquitto.url) as pub,
+    ):
+        pub.send(
+            topic("hold-pi", "readings"),
+            readings_payload("hold-pi", 31, "H1", TARE_G + 4 * UNIT_G),
+        )
+        wait_count(base, "H1", 4, "the pick after the restart")
+        assert _cursor(app, "hold-pi") == (31, 0, 0)  # nothing redelivered, no gap
+        assert metric(app, "jitstock_duplicates_total") == 0
