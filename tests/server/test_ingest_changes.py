@@ -205,4 +205,4 @@ def test_held_resends_commit_when_idle_and_are_never_redelivered(
         )
         wait_count(base, "H1", 4, "the pick after the restart")
         assert _cursor(app, "hold-pi") == (31, 0, 0)  # nothing redelivered, no gap
-        assert metric(app, "jitstock_duplicates_total") == 0
+        assert metric(app, "jitstock_duplicate_batches_total") == 0
