@@ -198,13 +198,13 @@ def _scanner(args: argparse.Namespace) -> int:
             "# type codes (one per line) to scan them; Ctrl-C to stop", file=sys.stderr
         )
         sys.stdout.flush()
+        # set at Ctrl-C only: stdin at its end (a service, `&`, </dev/null) must not stop --every
         done = threading.Event()
 
         def feed_stdin() -> None:
             for line in sys.stdin:
                 if line.strip():
                     scanner.scan(line.strip())
-            done.set()
 
         def feed_random() -> None:
             while not done.wait(args.every):

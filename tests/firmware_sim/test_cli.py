@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+import serial
 
 from jitstock.edge.probe import probe_port
-from tests.waits import WAIT_S
+from tests.waits import WAIT_S, wait_until
 
 # Room for a loaded machine: the SICS sim must answer within what is left after listening.
 PROBE_S = 5.0
@@ -101,3 +102,38 @@ def test_sim_modbus_prints_units_that_check_port_recognises(transport: str) -> N
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_sim_scanner_scans_every_n_seconds_without_a_terminal() -> None:
+    """`--every` keeps scanning when stdin is at its end (a service, `&`, `</dev/null`).
+
+    Stdin's end used to stop the random scans too: in the background the sim never scanned.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "sim", "scanner", "--every", "0.2"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().rstrip("\n").split("\t")[1]
+        codes: list[str] = []
+        with serial.Serial(port, timeout=0.2) as ser:
+
+            def read_codes() -> bool:
+                codes.extend(
+                    line.decode().strip() for line in ser.readlines() if line.strip()
+                )
+                return len(codes) >= 3
+
+            wait_until(read_codes, what="three random scans")
+        assert all(c.startswith("KANBAN-") for c in codes), codes
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
