@@ -141,6 +141,10 @@ class KeyDecoder:
     def _finish(self) -> tuple[str | None, str | None]:
         text, bad = "".join(self._chars), self._bad
         self._chars, self._bad, self.started_at = [], None, None
+        # a scanner releases Shift/AltGr before its suffix; one still down is a lost release
+        # (line noise, a glitch) that would garble every later code, so a code ends it
+        self._shift.clear()
+        self._altgr = False
         if bad is not None:
             return None, f"{bad} (typed so far {text[:40]!r})"
         text = text.strip()

@@ -93,6 +93,19 @@ def test_garbage_codes_are_dropped_and_the_next_code_reads() -> None:
     assert dec.key(28, 1, 0.0) == (None, None)
 
 
+def test_a_modifier_left_down_ends_with_the_code() -> None:
+    """Noise that presses AltGr or Shift and never releases it garbles one code, not all."""
+    dec = KeyDecoder("de")
+    dec.key(100, 1, 0.0)  # AltGr (KEY_RIGHTALT) down, its release lost
+    dec.key(42, 1, 0.0)  # Shift down, its release lost
+    dec.key(2, 1, 0.0)
+    dec.key(28, 1, 0.0)  # the noisy code ends (whatever it was)
+    for code in (2, 3, 4):
+        assert dec.key(code, 1, 0.0) == (None, None)
+        assert dec.key(code, 0, 0.0) == (None, None)
+    assert dec.key(28, 1, 0.0) == ("123", None)
+
+
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[FakeInputDevice]:
     dev = FakeInputDevice(tmp_path / "by-id" / "usb-Barcode_Scanner-event-kbd")
