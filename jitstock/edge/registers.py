@@ -16,6 +16,7 @@ WordOrder = Literal["big", "little"]
 RegisterType = Literal["holding", "input"]
 Parity = Literal["N", "E", "O"]
 REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
+MAX_REGISTER = 65535  # Modbus addresses are 16 bits
 TCP_PREFIX = "tcp://"
 DEFAULT_TCP_PORT = 502
 
@@ -45,7 +46,13 @@ def tcp_address(port: str) -> tuple[str, int] | None:
     parts = urlsplit(port)
     if not parts.hostname or parts.path not in ("", "/"):
         raise ValueError(f"{port!r}: Modbus TCP is tcp://host[:port]")
-    return parts.hostname, parts.port or DEFAULT_TCP_PORT
+    try:
+        number = parts.port
+    except ValueError:
+        number = 0  # out of range: refused below with the same words as port 0
+    if number == 0 or (number is None and parts.netloc.endswith(":")):
+        raise ValueError(f"{port!r}: the TCP port must be 1..65535 (502 when left out)")
+    return parts.hostname, number or DEFAULT_TCP_PORT
 
 
 def bus_key(port: str) -> str:
@@ -62,7 +69,11 @@ def decode_registers(registers: list[int], spec: ModbusSpec) -> float:
     )
     if not isinstance(raw, int | float):
         raise ValueError(f"register decodes to {raw!r}")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ValueError(f"register value {raw!r} is not a finite number")
     grams = float(raw) * spec.factor
     if not math.isfinite(grams):
-        raise ValueError(f"register value {raw!r} is not a finite number")
+        raise ValueError(
+            f"register value {raw!r} times factor {spec.factor!r} overflows"
+        )
     return grams

@@ -13,6 +13,7 @@ the key.
 
 from __future__ import annotations
 
+import math
 import ssl
 import tomllib
 from dataclasses import replace
@@ -42,6 +43,8 @@ from jitstock.edge.keymap import Layout
 from jitstock.edge.outbox import DEFAULT_MAX_BATCHES
 from jitstock.edge.publisher import DEFAULT_WINDOW, MAX_WINDOW
 from jitstock.edge.registers import (
+    MAX_REGISTER,
+    REGISTERS,
     DataType,
     ModbusSpec,
     Parity,
@@ -62,6 +65,9 @@ PLACEHOLDER_SECRETS = frozenset(
 MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl")
 # Smallest payload cap accepted: one reading or one longest scan with its envelope fits.
 MIN_PAYLOAD_CAP = 1024
+# Fastest serial line accepted (FTDI's high-speed chips): a larger number is a slip, and
+# past 2**63 pyserial fails with OverflowError instead of a clear refusal.
+MAX_BAUDRATE = 12_000_000
 
 
 # The [[scales]] keys of a protocol = "modbus" scale (ModbusSpec fields of the same name).
@@ -93,7 +99,7 @@ class ScaleSettings(BaseModel):
     port: str = Field(min_length=1)
     bin: str = Field(pattern=BIN_RE.pattern)
     protocol: Literal["stream", "sics", "modbus"] = "stream"
-    baudrate: int = Field(9600, gt=0)
+    baudrate: int = Field(9600, gt=0, le=MAX_BAUDRATE)
     poll_interval_s: float = Field(0.1, gt=0, le=3600)
     # protocol = "modbus" only (edge/modbus.py): port is a serial device (RTU) or tcp://host[:port]
     unit_id: int | None = Field(None, ge=1, le=247)
@@ -109,11 +115,11 @@ class ScaleSettings(BaseModel):
     stopbits: Literal[1, 2] | None = None
     timeout_s: float | None = Field(None, gt=0, le=30)
     # per-scale thresholds (None: the agent's [signal] value, or the server's config)
-    step_g: float | None = Field(None, gt=0)
-    stability_window_s: float | None = Field(None, gt=0)
-    stability_spread_g: float | None = Field(None, gt=0)
+    step_g: float | None = Field(None, gt=0, allow_inf_nan=False)
+    stability_window_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    stability_spread_g: float | None = Field(None, gt=0, allow_inf_nan=False)
     # the scale's display increment: a one-division flicker is neither motion nor a change
-    division_g: float | None = Field(None, gt=0)
+    division_g: float | None = Field(None, gt=0, allow_inf_nan=False)
     # net frames (stream `NT`; MT-SICS answers are always net): refused with fault
     # `net_weight`, or published as net + tare_g. Default: reject for stream, add_tare for sics.
     net_weight: NetWeight | None = None
@@ -132,6 +138,13 @@ class ScaleSettings(BaseModel):
             )
         if self.factor == 0:
             raise ValueError("factor: 0 would read every load as 0 g")
+        width = REGISTERS[self.data_type or ModbusSpec.data_type]
+        if self.weight_register + width - 1 > MAX_REGISTER:
+            raise ValueError(
+                f"weight_register: a {self.data_type or ModbusSpec.data_type} at "
+                f"{self.weight_register} needs {width} registers, past the last "
+                f"address {MAX_REGISTER}"
+            )
         bits = self.stable_bit is not None or self.motion_bit is not None
         if bits != (self.status_register is not None):
             raise ValueError(
@@ -185,7 +198,7 @@ class ScannerSettings(BaseModel):
     port: str = Field(min_length=1)
     id: str = Field(pattern=BIN_RE.pattern)
     kind: Literal["serial", "hid"] = "serial"
-    baudrate: int = Field(9600, gt=0)
+    baudrate: int = Field(9600, gt=0, le=MAX_BAUDRATE)
     # HID only: the keyboard layout the scanner types in (a German scanner swaps Y and Z)
     layout: Layout | None = None
 
@@ -255,6 +268,12 @@ class EdgeSettings(BaseSettings):
             unknown = sorted(set(value) - known)
             if unknown:
                 raise ValueError(f"unknown key {unknown[0]!r}")
+        return value
+
+    @field_validator("signal")
+    @classmethod
+    def _sane_signal(cls, value: SignalSettings) -> SignalSettings:
+        check_signal(value)
         return value
 
     @model_validator(mode="after")
@@ -368,6 +387,44 @@ def scale_signal(base: SignalSettings, overrides: dict[str, float]) -> SignalSet
     for key, value in overrides.items():
         setattr(merged, key, value)
     return merged
+
+
+# [signal] keys that must be above 0 (a window, a period, a count); the others may be 0.
+_POSITIVE_SIGNAL_KEYS = (
+    "median_window",
+    "stability_window_s",
+    "keepalive_s",
+    "no_data_timeout_s",
+)
+
+
+# A median over more frames than this lags by minutes at any scale's frame rate.
+MAX_MEDIAN_WINDOW = 1000
+
+
+def check_signal(signal: SignalSettings) -> None:
+    """Raise ValueError naming the key unless every [signal] value is a usable number.
+
+    NaN or infinity would switch a check off without a word (``step_g = nan``: no change
+    is ever "more than" it, the bin publishes only its keepalive).
+    """
+    for key in SignalSettings.__dataclass_fields__:
+        value = getattr(signal, key)
+        if not math.isfinite(value):
+            raise ValueError(f"{key}: must be a finite number (got {value!r})")
+        if key in _POSITIVE_SIGNAL_KEYS and value <= 0:
+            raise ValueError(f"{key}: must be greater than 0 (got {value!r})")
+        if key not in _POSITIVE_SIGNAL_KEYS and key not in ("min_grams", "max_grams"):
+            if value < 0:
+                raise ValueError(f"{key}: must not be negative (got {value!r})")
+    if signal.median_window > MAX_MEDIAN_WINDOW:
+        raise ValueError(
+            f"median_window: at most {MAX_MEDIAN_WINDOW} frames (got {signal.median_window})"
+        )
+    if signal.min_grams >= signal.max_grams:
+        raise ValueError(
+            f"min_grams: {signal.min_grams!r} must be below max_grams {signal.max_grams!r}"
+        )
 
 
 def check_mqtt_url(url: str) -> None:

@@ -75,6 +75,15 @@ def test_indicators_share_a_bus_by_unit_id(tmp_path: Path) -> None:
         ([{**RTU, "bin": "A-01", "port": "tcp://h:502", "parity": "E"}], "Modbus TCP has no serial"),
         ([{**RTU, "bin": "A-01", "register": 3}], "register: unknown key"),
         ([{**RTU, "port": "tcp://gw", "bin": "A-01"}, {**RTU, "port": "tcp://gw:502", "bin": "A-02"}], "unit 1 on tcp://gw:502 is already listed"),
+        # found trying it from the outside: each of these used to start and fail later
+        ([{**RTU, "bin": "A-01", "port": "tcp://10.0.0.5:0"}], "TCP port must be 1..65535"),
+        ([{**RTU, "bin": "A-01", "port": "tcp://10.0.0.5:99999"}], "TCP port must be 1..65535"),
+        ([{**RTU, "bin": "A-01", "port": "tcp://10.0.0.5:"}], "TCP port must be 1..65535"),
+        ([{**RTU, "bin": "A-01", "weight_register": 65535}], "weight_register: a int32 at 65535 needs 2 registers"),
+        ([{**RTU, "bin": "A-01", "baudrate": 2**63}], "baudrate"),
+        ([{"port": "/dev/ttyUSB0", "bin": "A-01", "baudrate": 2**63 - 1}], "baudrate"),
+        ([{**RTU, "bin": "A-01", "step_g": float("inf")}], "step_g"),
+        ([{**RTU, "bin": "A-01", "division_g": float("nan")}], "division_g"),
     ],
 )  # fmt: skip
 def test_modbus_slips_are_refused(
@@ -134,6 +143,40 @@ def test_register_decoding(
     registers: list[int], spec: ModbusSpec, grams: float
 ) -> None:
     assert decode_registers(registers, spec) == pytest.approx(grams)
+
+
+def test_the_last_register_holds_a_16_bit_weight(tmp_path: Path) -> None:
+    s = settings(
+        tmp_path,
+        scales=[{**RTU, "bin": "A-01", "weight_register": 65535, "data_type": "int16"}],
+    )
+    assert s.scales[0].modbus_spec() == ModbusSpec(
+        weight_register=65535, data_type="int16"
+    )
+
+
+@pytest.mark.parametrize(
+    ("signal", "expected"),
+    [
+        ({"step_g": float("nan")}, "signal: step_g: must be a finite number"),
+        ({"stability_window_s": float("inf")}, "stability_window_s: must be a finite"),
+        ({"max_grams": float("inf")}, "max_grams: must be a finite"),
+        ({"keepalive_s": 0}, "keepalive_s: must be greater than 0"),
+        ({"median_window": 2**63}, "median_window: at most"),
+        ({"step_g": -1}, "step_g: must not be negative"),
+        ({"min_grams": 10, "max_grams": 5}, "min_grams: 10"),
+    ],
+)  # fmt: skip
+def test_signal_values_that_would_switch_a_check_off_are_refused(
+    tmp_path: Path, signal: dict[str, Any], expected: str
+) -> None:
+    """`[signal] step_g = nan` used to start: no change was ever "more than" NaN."""
+    assert expected in refused(tmp_path, signal=signal)
+
+
+def test_a_factor_that_overflows_says_so() -> None:
+    with pytest.raises(ValueError, match="times factor 1e.308 overflows"):
+        decode_registers([0, 34196], ModbusSpec(factor=1e308))
 
 
 @pytest.mark.parametrize("registers", [[0x7FC0, 0x0000], [0x7F80, 0x0000]])
