@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from jitstock.server.api.auth import ensure_bootstrap_key
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.errors import install_error_handlers
+from jitstock.server.api.nul_guard import NulGuard
 from jitstock.server.api.openapi_responses import declare_error_responses
 from jitstock.server.api.routes import (  # issue 6
     agents,  # issue 9: agents as records
@@ -60,6 +61,8 @@ def create_api(ctx: ApiContext) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # the last added is the outermost: the guard's refusals carry the security headers too
+    app.add_middleware(NulGuard)
     app.add_middleware(SecurityHeaders)
     app.state.ctx = ctx
     install_error_handlers(app)

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from jitstock import protocol
+from jitstock.server.api.nul_guard import refuse_nul
 from jitstock.server.db.models import API_ROLES, ORDER_STATES
 from jitstock.server.db.secrets import WEBHOOK_SECRET_PREFIX
 
@@ -139,6 +140,11 @@ class Input(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return refuse_nul(data)
 
 
 class Patch(Input):

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    model_validator,
+)
 
+from jitstock.server.api.nul_guard import refuse_nul
 from jitstock.server.api.schemas import BinId
 from jitstock.server.db.sparkplug_models import (
     MAX_METRIC_NAME_LEN,
@@ -75,6 +83,11 @@ class SparkplugMappingPut(BaseModel):
     """Which bin a Sparkplug metric feeds; replaces the metric's mapping if it has one."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return refuse_nul(data)
 
     group_id: SparkplugId
     edge_node: SparkplugId

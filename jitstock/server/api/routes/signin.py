@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from jitstock.server.api.deps import (
     Viewer,
 )
 from jitstock.server.api.errors import Conflict, Forbidden, NotFound, Unauthorized
+from jitstock.server.api.nul_guard import refuse_nul
 from jitstock.server.api.signin_throttle import Attempt, SignInThrottle, Throttled
 from jitstock.server.db.alert_models import DashboardUser
 from jitstock.server.db.audit import record_audit
@@ -64,6 +65,11 @@ class _Body(BaseModel):
     """Strict request bodies; passwords are taken exactly as typed (no stripping)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return refuse_nul(data)
 
 
 class LoginRequest(_Body):
