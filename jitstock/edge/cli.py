@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from jitstock import __version__
+from jitstock.edge.settings import MAX_BAUDRATE
 
 log = logging.getLogger("jitstock.edge")
 
@@ -29,6 +30,9 @@ DEVICE_KINDS = """device kinds (one [[scales]] or [[scanners]] table each; docs/
 
 check a port before configuring it: jitstock-edge check-port /dev/ttyUSB0
 (or tcp://host:502 --unit 1 for Modbus TCP)"""
+
+# Longest check-port budget: an installer waits at the terminal; a scale sends within seconds.
+MAX_PROBE_S = 600.0
 
 # Exit code of a refused start (configuration, TLS files, outbox owned by another
 # process): the systemd unit's RestartPreventExitStatus=2 keeps it from looping.
@@ -62,9 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. /dev/ttyUSB0, a pyserial URL, or tcp://host[:port] (Modbus TCP)",
     )
     check.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to listen and ask"
+        "--timeout",
+        type=_seconds,
+        default=3.0,
+        help=f"seconds to listen and ask (above 0, at most {MAX_PROBE_S:g})",
     )
-    check.add_argument("--baudrate", type=int, default=9600)
+    check.add_argument("--baudrate", type=_baudrate, default=9600)
     check.add_argument(
         "--unit",
         type=_unit_id,
@@ -101,6 +108,22 @@ def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
 
 _unit_id = _bounded(1, 247, "unit id")
 _register = _bounded(0, 65535, "register")
+_baudrate = _bounded(1, MAX_BAUDRATE, "baud rate")
+
+
+def _seconds(text: str) -> float:
+    """A probe's time budget: finite and positive (``inf`` used to probe forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "timeout must be a number of seconds"
+        ) from None
+    if not 0 < value <= MAX_PROBE_S:  # False for NaN too
+        raise argparse.ArgumentTypeError(
+            f"timeout must be above 0 and at most {MAX_PROBE_S:g}"
+        )
+    return value
 
 
 def check_port(

@@ -19,6 +19,8 @@ infinite, ``port_error`` — the port or the TCP connection cannot be opened.
 from __future__ import annotations
 
 import logging
+import socket
+import termios
 import threading
 from typing import Any
 
@@ -60,7 +62,9 @@ class ModbusBus:
     def __init__(self, port: str, baudrate: int, spec: ModbusSpec) -> None:
         self.port = port
         self._lock = threading.Lock()
+        self._baudrate, self._spec = baudrate, spec
         address = tcp_address(port)
+        self._address = address
         self._client: ModbusSerialClient | ModbusTcpClient
         if address is not None:
             self._client = ModbusTcpClient(
@@ -84,7 +88,7 @@ class ModbusBus:
         """
         with self._lock:
             if not self._client.connected and not self._client.connect():
-                raise _PortGone(f"cannot open {self.port}")
+                raise _PortGone(f"cannot open {self.port}: {self._why_not()}")
             call = (
                 self._client.read_input_registers
                 if spec.register_type == "input"
@@ -104,6 +108,31 @@ class ModbusBus:
         if len(registers) != count:
             raise ModbusTimeout(f"{len(registers)} registers, asked for {count}")
         return registers
+
+    def _why_not(self) -> str:
+        """Why the port or address does not open: pymodbus's connect() keeps the reason to
+        its own log (silenced above), so ask once more; only after a failure, at most once
+        per backoff.
+        """
+        try:
+            if self._address is not None:
+                socket.create_connection(self._address, self._spec.timeout_s).close()
+            else:
+                serial.serial_for_url(
+                    self.port,
+                    baudrate=self._baudrate,
+                    parity=self._spec.parity,
+                    stopbits=self._spec.stopbits,
+                    exclusive=True,
+                ).close()
+        except termios.error as exc:  # the driver refuses the line settings
+            return (
+                f"the port refuses {self._baudrate} baud, parity {self._spec.parity}, "
+                f"stopbits {self._spec.stopbits} ({exc.args[-1]})"
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            return str(exc)
+        return "it opens now; retrying"
 
     def close(self) -> None:
         """Close the port or connection (the next read opens it again)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,6 +386,13 @@ def diagnose(
         ser = _open(port, baudrate, parity)
     except (serial.SerialException, OSError, ValueError) as exc:
         return _cannot_open(port, exc)
+    except termios.error as exc:
+        # pyserial passes the driver's refusal of the line settings through as is
+        return Diagnosis(
+            f"{port}: the port refuses {baudrate} baud, parity {parity} "
+            f"({exc.args[-1]}) - try the indicator's other settings",
+            EXIT_NO_PORT,
+        )
     try:
         listen_s = min(MAX_LISTEN_S, timeout_s * LISTEN_SHARE)
         raw = _collect(ser, listen_s, want_lines=WANT_FRAMES)

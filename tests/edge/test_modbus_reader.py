@@ -87,3 +87,20 @@ def test_weight_beyond_the_range_is_out_of_range(
     finally:
         r.stop()
         shared.close()
+
+
+def test_a_port_that_does_not_open_is_logged_with_its_reason(
+    rtu: SimulatedModbusBus, sink: RecordingSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pymodbus keeps the reason to its own (silenced) log; the installer reads ours."""
+    spec = ModbusSpec(unit_id=3, weight_register=0, timeout_s=0.3)
+    rtu.unplug()
+    r, shared = reader(rtu, sink, spec)
+    try:
+        sink.wait_for(lambda: sink.health_of("B1")[-1:] == [(False, "port_error")])
+        sink.wait_for(
+            lambda: any("No such file or directory" in m for m in caplog.messages)
+        )
+    finally:
+        r.stop()
+        shared.close()

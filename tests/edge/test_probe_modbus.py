@@ -70,6 +70,11 @@ def test_a_unit_nobody_has(bus: SimulatedModbusBus) -> None:
         ("--unit", "5e-324"),
         ("--register", "nan"),
         ("--parity", "X"),
+        ("--baudrate", str(2**63)),  # was an OverflowError traceback
+        ("--baudrate", "0"),
+        ("--timeout", "inf"),  # probed forever
+        ("--timeout", "nan"),
+        ("--timeout", "0"),
     ],
 )
 def test_bad_unit_or_register_is_refused(args: tuple[str, str]) -> None:
@@ -86,3 +91,30 @@ def test_nobody_listening_on_tcp() -> None:
     found = check_port("tcp://", "--timeout", "1")
     assert found.returncode == 2
     assert "tcp://host" in found.stdout
+
+
+def test_tcp_port_0_is_refused_not_read_as_502() -> None:
+    found = check_port("tcp://127.0.0.1:0", "--timeout", "1")
+    assert found.returncode == 2
+    assert "TCP port must be 1..65535" in found.stdout
+
+
+def test_line_settings_the_port_refuses_are_one_line_not_a_traceback() -> None:
+    """Some kernels refuse a pty's parity change (EINVAL from tcsetattr), as some USB
+    adapters refuse a setting: pyserial passes termios.error through, which check-port
+    printed as a traceback. Asking twice with E reaches that refusal on such kernels.
+    """
+    bus = SimulatedModbusBus("rtu")
+    bus.add_unit(1, "B1", unit_weight_g=10.0, count=50, tare_g=500.0)
+    bus.start()
+    try:
+        for _ in range(2):
+            found = check_port(bus.address, "--parity", "E", "--timeout", "1")
+            assert "Traceback" not in found.stderr, found.stderr
+            if found.returncode == 2:
+                assert "refuses 9600 baud, parity E" in found.stdout
+            else:
+                assert found.returncode == 0, found.stdout
+                assert "Modbus RTU device, unit 1" in found.stdout
+    finally:
+        bus.stop()
