@@ -270,9 +270,9 @@ def print_result(result: dict[str, Any]) -> None:
     if "summary" in result:
         print(f"  {result['skus']} SKUs x {result['days']} days, {result['seconds']} s")
         keys = list(result["summary"][0])
-        print("  " + "".join(f"{k[:22]:>24}" for k in keys))
+        print("  " + " ".join(f"{k[:22]:>23}" for k in keys))
         for row in result["summary"]:
-            print("  " + "".join(f"{str(row[k]):>24}" for k in keys))
+            print("  " + " ".join(f"{str(row[k]):>23}" for k in keys))
         return
     print(
         f"  {result['skus']} SKUs x {result['days']} days, seed {result['seed']}, "
