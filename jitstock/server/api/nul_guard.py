@@ -37,11 +37,12 @@ def has_nul(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def refuse_nul(data: Any) -> Any:
-    """A ``model_validator(mode="before")`` body: the raw input, or ValueError."""
-    if has_nul(data):
+def refuse_nul(value: Any) -> Any:
+    """A request model's ``field_validator("*", mode="before")``: the raw field value, or
+    ValueError (the 422 names the field)."""
+    if has_nul(value):
         raise ValueError(NUL_MESSAGE)
-    return data
+    return value
 
 
 class NulGuard:

@@ -141,10 +141,10 @@ class Input(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return refuse_nul(data)
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 class Patch(Input):

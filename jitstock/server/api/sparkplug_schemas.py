@@ -10,7 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FiniteFloat,
-    model_validator,
+    field_validator,
 )
 
 from jitstock.server.api.nul_guard import refuse_nul
@@ -84,10 +84,10 @@ class SparkplugMappingPut(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return refuse_nul(data)
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
     group_id: SparkplugId
     edge_node: SparkplugId

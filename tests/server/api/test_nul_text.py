@@ -17,7 +17,7 @@ NUL_BODIES: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("POST", "/api/v1/sites", {"id": "s9", "name": "x\x00y"}),
     ("POST", "/api/v1/skus", {"id": "SKU-N", "name": "n\x00", "unit_weight_g": 1.0}),
-    ("POST", "/api/v1/bins", bin_body("N-01", description="\x00")),
+    ("POST", "/api/v1/bins", bin_body("N-01", area="\x00")),
     (
         "POST",
         "/api/v1/agents",
