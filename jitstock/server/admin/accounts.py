@@ -16,11 +16,15 @@ from sqlalchemy.orm import Session
 
 from jitstock.server.api.routes.signin import UserCreate
 from jitstock.server.api.schemas import KeyCreate
-from jitstock.server.api.users import hash_password, revoke_sessions, update_user
+from jitstock.server.api.users import (
+    hash_password,
+    issue_api_key,
+    revoke_api_key,
+    update_user,
+)
 from jitstock.server.db.alert_models import DashboardUser
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import ApiKey
-from jitstock.server.db.secrets import hash_api_key, new_api_key
 
 
 class AccountRefused(ValueError):
@@ -65,24 +69,8 @@ def create_key(session: Session, name: str, role: str, *, now_ms: int) -> NewKey
     except ValidationError as exc:
         raise AccountRefused(_problem(exc)) from None
     _printable("name", body.name)
-    plain = new_api_key()
-    row = ApiKey(
-        name=body.name,
-        key_hash=hash_api_key(plain),
-        role=body.role,
-        created_ms=now_ms,
-        revoked=False,
-    )
-    session.add(row)
-    session.flush()
-    record_audit(
-        session,
-        at_ms=now_ms,
-        actor=shell_actor(),
-        action="key.create",
-        entity="api_key",
-        entity_id=str(row.id),
-        detail={"name": row.name, "role": row.role},
+    row, plain = issue_api_key(
+        session, name=body.name, role=body.role, actor=shell_actor(), now_ms=now_ms
     )
     return NewKey(row.id, row.name, row.role, plain)
 
@@ -92,20 +80,7 @@ def revoke_key(session: Session, key_id: int, *, now_ms: int) -> bool:
     row = session.get(ApiKey, key_id)
     if row is None:
         raise AccountRefused(f"no API key with id {key_id}")
-    if row.revoked:
-        return False
-    row.revoked = True
-    children = revoke_sessions(session, parent_id=key_id)
-    record_audit(
-        session,
-        at_ms=now_ms,
-        actor=shell_actor(),
-        action="key.revoke",
-        entity="api_key",
-        entity_id=str(key_id),
-        detail={"name": row.name, "sessions_revoked": len(children)},
-    )
-    return True
+    return revoke_api_key(session, row, actor=shell_actor(), now_ms=now_ms) is not None
 
 
 def list_keys(session: Session) -> list[ApiKey]:

@@ -1,5 +1,6 @@
-"""Dashboard users and sessions: scrypt password hashes, sign-in that mints an expiring
-session key, and the user changes that end sessions (no HTTP here; routes translate).
+"""Accounts: API keys (issued hashed and audited, revoked with their sessions), dashboard
+users with scrypt password hashes, sign-in that mints an expiring session key, and the
+user changes that end sessions (no HTTP here; routes and `jitstock admin` translate).
 
 A sign-in issues an ordinary API key (named ``login:<user>``, the user's role,
 ``username`` set, ``expires_ms`` set), so every route's role check works
@@ -233,3 +234,60 @@ def delete_user(
         detail={"role": user.role, "sessions_revoked": len(revoked)},
     )
     return revoked
+
+
+def issue_api_key(
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    actor: str,
+    now_ms: int,
+    supplier_id: str | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key row (flushed, not committed) and its plain value."""
+    plain = new_api_key()
+    row = ApiKey(
+        name=name,
+        key_hash=hash_api_key(plain),
+        role=role,
+        created_ms=now_ms,
+        revoked=False,
+        supplier_id=supplier_id,
+    )
+    session.add(row)
+    session.flush()
+    detail: dict[str, str] = {"name": row.name, "role": row.role}
+    if supplier_id is not None:
+        detail["supplier"] = supplier_id
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="key.create",
+        entity="api_key",
+        entity_id=str(row.id),
+        detail=detail,
+    )
+    return row, plain
+
+
+def revoke_api_key(
+    session: Session, row: ApiKey, *, actor: str, now_ms: int
+) -> list[int] | None:
+    """Revoke a key and the browser sessions opened with it (audited); the ids of all
+    keys revoked, the key's first, or None when it already was."""
+    if row.revoked:
+        return None
+    row.revoked = True
+    children = revoke_sessions(session, parent_id=row.id)
+    record_audit(
+        session,
+        at_ms=now_ms,
+        actor=actor,
+        action="key.revoke",
+        entity="api_key",
+        entity_id=str(row.id),
+        detail={"name": row.name, "sessions_revoked": len(children)},
+    )
+    return [row.id, *children]

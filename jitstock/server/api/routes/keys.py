@@ -9,9 +9,7 @@ from jitstock.server.api import catalog
 from jitstock.server.api.deps import Admin, CtxDep, ReadSessionDep, SessionDep
 from jitstock.server.api.routes.signin import close_streams
 from jitstock.server.api.schemas import KeyCreate, KeyCreated, KeyPublic
-from jitstock.server.api.users import revoke_sessions
-from jitstock.server.db.api_keys import issue_api_key
-from jitstock.server.db.audit import record_audit
+from jitstock.server.api.users import issue_api_key, revoke_api_key
 from jitstock.server.db.models import ApiKey
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
@@ -50,18 +48,8 @@ def revoke_key(key_id: int, session: SessionDep, key: Admin, ctx: CtxDep) -> Res
     either close at once.
     """
     row = catalog.get_or_404(session, ApiKey, "API key", key_id)
-    if not row.revoked:
-        row.revoked = True
-        children = revoke_sessions(session, parent_id=key_id)
-        record_audit(
-            session,
-            at_ms=ctx.clock.time_ms(),
-            actor=key.name,
-            action="key.revoke",
-            entity="api_key",
-            entity_id=str(key_id),
-            detail={"name": row.name, "sessions_revoked": len(children)},
-        )
+    revoked = revoke_api_key(session, row, actor=key.name, now_ms=ctx.clock.time_ms())
+    if revoked is not None:
         session.commit()
-        close_streams(ctx, [key_id, *children])
+        close_streams(ctx, revoked)
     return Response(status_code=204)

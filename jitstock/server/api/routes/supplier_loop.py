@@ -52,7 +52,7 @@ from jitstock.server.api.supplier_scope import (
     for_key,
     scope_of,
 )
-from jitstock.server.db.api_keys import issue_api_key
+from jitstock.server.api.users import issue_api_key
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku, Supplier
 from jitstock.server.db.supplier_models import (
