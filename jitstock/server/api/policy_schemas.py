@@ -53,7 +53,9 @@ class PolicyExplain(BaseModel):
     undershoot: float | None = Field(
         default=None,
         description="expected units the crossing pick lands below the trigger "
-        "(E[X²]/2E[X] of pick sizes); part of reorder_point beside safety_stock",
+        "(E[X²]/2E[X] of pick sizes). Part of reorder_point beside safety_stock only "
+        "where the normal curve is used; 0 where the reorder point is solved on the "
+        "lead-time demand draws (orders of whole Q leave no undershoot to cover there)",
     )
     reorder_point: int = Field(description="computed trigger level (ROP)")
     reorder_point_exact: float | None
