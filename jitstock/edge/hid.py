@@ -17,7 +17,8 @@ for :data:`PARTIAL_TIMEOUT_S` — is counted and dropped, the next code is read.
 Unplug: the device node disappears and reads fail (``ENODEV``); a FIFO standing in
 for it in tests reports end of file. The reader reports the scanner faulty
 (``port_error``), logs once per kind of failure, and re-opens the same path with
-capped exponential backoff until it is back.
+capped exponential backoff until it is back (edge/scan_reader.py, shared with the
+serial scanner's reader).
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ import logging
 import os
 import select
 import struct
-import threading
 from typing import Protocol
 
-from jitstock.clock import REAL_CLOCK, Clock, wait
+from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.edge.keymap import (
     IGNORED_KEYS,
     KEY_CAPSLOCK,
@@ -41,9 +41,14 @@ from jitstock.edge.keymap import (
     Keymap,
     Layout,
 )
-from jitstock.edge.scanner import ScanSink
+from jitstock.edge.scan_reader import (
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    DeviceGone,
+    ScanReader,
+    ScanSink,
+)
 from jitstock.protocol import MAX_CODE_LEN
-from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,6 @@ KEY_PRESS, KEY_RELEASE = 1, 0  # 2 is auto-repeat: a scanner never holds a key
 EVIOCGRAB = 0x40044590
 # Real seconds one select may block: bounds stop() latency.
 READ_TIMEOUT_S = 0.1
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 30.0
 # A scanner types a whole code within milliseconds; keys older than this without a
 # suffix are someone pressing keys (or a lost suffix), not the start of the next code.
 PARTIAL_TIMEOUT_S = 2.0
@@ -72,10 +75,6 @@ class HealthSink(Protocol):
 
 class ScanAndHealthSink(ScanSink, HealthSink, Protocol):
     """What the agent offers a HID reader."""
-
-
-class _DeviceGone(Exception):
-    """The device vanished or failed while open; re-open it."""
 
 
 class KeyDecoder:
@@ -155,8 +154,10 @@ class KeyDecoder:
         return text, None
 
 
-class HidScannerReader:
+class HidScannerReader(ScanReader[int]):
     """Reads one HID scanner's input device in a daemon thread (see module docstring)."""
+
+    KIND = "HID scanner"
 
     def __init__(
         self,
@@ -169,34 +170,21 @@ class HidScannerReader:
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
     ) -> None:
-        self.port = path
-        self.scanner_id = scanner_id
-        self._sink = sink
-        self._clock = clock
-        self._decoder = KeyDecoder(layout)
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stats = dict.fromkeys(
-            ("scans", "garbage", "reopens", "open_failures", "not_grabbed", "events"), 0
+        super().__init__(
+            path,
+            scanner_id,
+            sink,
+            clock,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            counters=("not_grabbed", "events"),
         )
-        self._ratelog = RateLimitedLog(log)
+        self._health_sink = sink
+        self._decoder = KeyDecoder(layout)
         self._ok: bool | None = None
 
-    @property
-    def stats(self) -> dict[str, int]:
-        """Counters: scans, garbage, reopens, open_failures, not_grabbed, events."""
-        with self._lock:
-            return dict(self._stats)
-
-    def _count(self, key: str) -> None:
-        with self._lock:
-            self._stats[key] += 1
-
     def start(self) -> None:
-        """Start the reader thread."""
+        """Start the reader thread (warning about a path that changes on replug)."""
         if self.port.startswith("/dev/input/event"):
             log.warning(
                 "HID scanner %s: %s is renumbered on replug; use its "
@@ -204,69 +192,7 @@ class HidScannerReader:
                 self.scanner_id,
                 self.port,
             )
-        self._thread = threading.Thread(
-            target=self._run, name=f"hid-{self.scanner_id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and release the device."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    # -- thread -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        backoff = self._backoff_initial_s
-        opened = False
-        while not self._stop.is_set():
-            try:
-                fd = self._open()
-            except OSError as exc:
-                self._count("open_failures")
-                self._ratelog.log(
-                    logging.WARNING,
-                    "open",
-                    "cannot open HID scanner %s: %s",
-                    self.port,
-                    exc.strerror or exc,
-                )
-                self._health(False, "port_error")
-                if wait(self._clock, backoff, self._stop):
-                    return
-                backoff = min(backoff * 2, self._backoff_max_s)
-                continue
-            if opened:
-                self._count("reopens")
-                log.info("HID scanner %s is back (%s)", self.scanner_id, self.port)
-            opened = True
-            self._decoder.reset()
-            self._health(True, None)
-            try:
-                self._serve(fd)
-                backoff = self._backoff_initial_s
-            except _DeviceGone as exc:
-                self._ratelog.log(
-                    logging.WARNING,
-                    "gone",
-                    "HID scanner %s (%s) gone: %s",
-                    self.scanner_id,
-                    self.port,
-                    exc,
-                )
-                self._health(False, "port_error")
-                if wait(self._clock, self._backoff_initial_s, self._stop):
-                    return
-            except Exception:
-                self._ratelog.log(
-                    logging.ERROR, "bug", "HID reader %s crashed", self.scanner_id
-                )
-                log.debug("HID reader crash", exc_info=True)
-                if wait(self._clock, backoff, self._stop):
-                    return
-            finally:
-                os.close(fd)
+        super().start()
 
     def _open(self) -> int:
         # non-blocking: a FIFO opens without a writer, and select() bounds every read
@@ -290,6 +216,12 @@ class HidScannerReader:
             )
         return fd
 
+    def _close(self, handle: int) -> None:
+        os.close(handle)
+
+    def _opened(self) -> None:
+        self._decoder.reset()
+
     def _serve(self, fd: int) -> None:
         buf = bytearray()
         size = EVENT.size
@@ -298,7 +230,7 @@ class HidScannerReader:
             try:
                 ready, _, _ = select.select([fd], [], [], READ_TIMEOUT_S)
             except (OSError, ValueError) as exc:
-                raise _DeviceGone(str(exc)) from exc
+                raise DeviceGone(str(exc)) from exc
             if not ready:
                 continue
             try:
@@ -306,9 +238,9 @@ class HidScannerReader:
             except BlockingIOError:
                 continue
             except OSError as exc:  # ENODEV after an unplug
-                raise _DeviceGone(exc.strerror or str(exc)) from exc
+                raise DeviceGone(exc.strerror or str(exc)) from exc
             if not chunk:
-                raise _DeviceGone("end of file (device removed)")
+                raise DeviceGone("end of file (device removed)")
             buf += chunk
             whole = len(buf) - len(buf) % size
             for _sec, _usec, type_, code, value in EVENT.iter_unpack(
@@ -325,11 +257,7 @@ class HidScannerReader:
         if bad is not None:
             self._garbage(bad)
         elif text is not None:
-            self._count("scans")
-            try:
-                self._sink.on_scan(self.scanner_id, self._clock.time_ms(), text)
-            except Exception:
-                log.exception("sink.on_scan failed for scanner %s", self.scanner_id)
+            self._deliver(text)
 
     def _expire_partial(self) -> None:
         started = self._decoder.started_at
@@ -342,21 +270,11 @@ class HidScannerReader:
                 f"keys without a suffix key (Enter/Tab) for {PARTIAL_TIMEOUT_S} s"
             )
 
-    def _garbage(self, why: str) -> None:
-        self._count("garbage")
-        self._ratelog.log(
-            logging.WARNING,
-            "garbage",
-            "HID scanner %s: dropped a code: %s",
-            self.scanner_id,
-            why,
-        )
-
     def _health(self, ok: bool, fault: str | None) -> None:
         if self._ok is ok:
             return
         self._ok = ok
         try:
-            self._sink.on_health(self.scanner_id, ok, fault)
+            self._health_sink.on_health(self.scanner_id, ok, fault)
         except Exception:
             log.exception("sink.on_health failed for scanner %s", self.scanner_id)
