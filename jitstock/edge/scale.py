@@ -18,6 +18,7 @@ have flowed for `recovery_s`.
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -218,7 +219,13 @@ class ScaleReader:
                 cfg = self._config
                 try:
                     port = self._open(cfg)
-                except (serial.SerialException, OSError, ValueError) as exc:
+                # termios.error: the driver refuses the line settings (pyserial passes it on)
+                except (
+                    serial.SerialException,
+                    OSError,
+                    ValueError,
+                    termios.error,
+                ) as exc:
                     self._count("open_failures")
                     self._ratelog.log(
                         logging.WARNING,
