@@ -82,8 +82,6 @@ def _generator(
     client.loop_start()
     msgs_per_s = rate / BINS_PER_AGENT
     seq = dict(first_seq)
-    # continue counting down where the previous phase left off
-    first_seq_offset = min(first_seq.values()) - 1
     last_ts = dict.fromkeys(seq, 0)
     topics = {a: protocol.agent_topic("bench", a, "readings") for a in seq}
     bins = {a: [f"{a}-b{b:02d}" for b in range(BINS_PER_AGENT)] for a in seq}
@@ -105,7 +103,8 @@ def _generator(
         last_ts[a] = now
         # every reading is a pick (the count goes down by one): the heaviest honest case,
         # one consumption event per bin per batch, and never an unannounced refill
-        grams = TARE_G + UNIT_G * (START_COUNT - first_seq_offset - k // len(agents))
+        # (by the agent's seq: counting down goes on where the previous phase left off)
+        grams = TARE_G + UNIT_G * (START_COUNT - seq[a])
         readings = [
             {"bin": b, "ts_ms": now, "grams": grams, "stable": True} for b in bins[a]
         ]

@@ -73,7 +73,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 at = time.time()
                 if key == "bin":
-                    ident = str(json.loads(body)["bin"])
+                    ident = str(json.loads(body)["data"]["order"]["bin"])
                 else:
                     ident = self.headers.get("webhook-id", "")
                 receiver.arrivals.setdefault(ident, at)
