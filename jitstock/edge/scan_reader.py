@@ -144,7 +144,16 @@ class ScanReader(Generic[Handle]):
             backoff = self._backoff_initial_s
             if opened:
                 self._count("reopens")
-                log.info("%s %s is back (%s)", self.KIND, self.scanner_id, self.port)
+                # rate-limited too: a path that opens and fails at once (a regular file, a
+                # flaky cable) would log this every backoff
+                self._ratelog.log(
+                    logging.INFO,
+                    "back",
+                    "%s %s is back (%s)",
+                    self.KIND,
+                    self.scanner_id,
+                    self.port,
+                )
             opened = True
             self._opened()
             self._health(True, None)

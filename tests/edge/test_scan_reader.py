@@ -3,6 +3,8 @@ the test owns: when it tries the device again after failures and after a loss.""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from jitstock.edge.scan_reader import DeviceGone, ScanReader
@@ -57,3 +59,19 @@ def test_backoff_doubles_while_missing_and_starts_over_after_the_device_opened(
     assert gaps == pytest.approx(first_outage + after_loss)
     assert reader.stats["open_failures"] == 11
     assert reader.stats["reopens"] == 1
+
+
+def test_a_device_lost_again_and_again_does_not_flood_the_log(
+    sink: RecordingSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path that opens and fails at once (a regular file given as a HID device, a flaky
+    cable) logged "is back" every 0.5 s; now once per 30 s like the loss itself."""
+    caplog.set_level(logging.INFO, logger="jitstock.edge.scan_reader")
+    reader = ScriptedDevice(["lost"] * 20 + ["stay"], ManualClock(), sink)
+    reader.start()
+    try:
+        wait_until(lambda: reader.stats["reopens"] == 20, what="20 reopens")
+    finally:
+        reader.stop()
+    assert sum("is back" in m for m in caplog.messages) == 1
+    assert sum(" gone: " in m for m in caplog.messages) == 1
