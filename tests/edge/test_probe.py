@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,30 +18,7 @@ from jitstock.edge.probe import (
 from jitstock.firmware_sim.pty_port import PtyPort
 from jitstock.firmware_sim.scale import SimulatedScale
 from jitstock.firmware_sim.scanner import SimulatedScanner
-
-
-@contextmanager
-def talking_port(tmp_path: Path, *lines: bytes, every_s: float = 0.05) -> Iterator[str]:
-    """A pty that repeats `lines` (each written as is) until the block ends."""
-    port = PtyPort(tmp_path / "talk.port")
-    port.open()
-    stop = threading.Event()
-
-    def talk() -> None:
-        while True:
-            for line in lines:
-                if stop.wait(every_s):
-                    return
-                port.write(line)
-
-    t = threading.Thread(target=talk)
-    t.start()
-    try:
-        yield str(port.link)
-    finally:
-        stop.set()
-        t.join()
-        port.close()
+from tests.edge.pty_support import talking_port
 
 
 def test_stream_scale() -> None:
@@ -122,12 +97,8 @@ def test_toledo_negative_kg(tmp_path: Path) -> None:
 
 
 def test_silent_port(tmp_path: Path) -> None:
-    port = PtyPort(tmp_path / "quiet.port")
-    port.open()
-    try:
-        found = diagnose(str(port.link), timeout_s=0.6)
-    finally:
-        port.close()
+    with talking_port(tmp_path) as port:
+        found = diagnose(port, timeout_s=0.6)
     assert found.exit_code == EXIT_UNKNOWN
     assert "silent" in found.text
 

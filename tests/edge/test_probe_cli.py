@@ -18,9 +18,9 @@ import serial
 from jitstock import protocol as p
 from jitstock.edge.frames import FrameError, parse_stream_line
 from jitstock.edge.scanner import split_lines
-from jitstock.firmware_sim.pty_port import PtyPort
 from jitstock.firmware_sim.scale import SimulatedScale
 from tests.edge.mqtt_support import Collector
+from tests.edge.pty_support import talking_port
 from tests.services import Mosquitto
 from tests.waits import WAIT_S, wait_until
 
@@ -100,34 +100,16 @@ def test_sics_scale_in_kg(tmp_path: Path) -> None:
 
 
 def test_silent_port_exits_1(tmp_path: Path) -> None:
-    port = PtyPort(tmp_path / "quiet.port")
-    port.open()
-    try:
-        proc = check_port(str(port.link), timeout_s=1.0)
-    finally:
-        port.close()
+    with talking_port(tmp_path) as port:
+        proc = check_port(port, timeout_s=1.0)
     assert proc.returncode == 1
     assert "silent" in proc.stdout
     assert "SI or S" in proc.stdout
 
 
 def test_unknown_weight_format_exits_1(tmp_path: Path) -> None:
-    port = PtyPort(tmp_path / "odd.port")
-    port.open()
-    stop = threading.Event()
-
-    def talk() -> None:
-        while not stop.wait(0.05):
-            port.write(b"NET   1234.5 g\r\n")
-
-    t = threading.Thread(target=talk)
-    t.start()
-    try:
-        proc = check_port(str(port.link), timeout_s=2.0)
-    finally:
-        stop.set()
-        t.join()
-        port.close()
+    with talking_port(tmp_path, b"NET   1234.5 g\r\n") as port:
+        proc = check_port(port, timeout_s=2.0)
     assert proc.returncode == 1
     assert "format jitstock-edge does not know" in proc.stdout
 
