@@ -105,6 +105,7 @@ from jitstock.server.position import positions
 from jitstock.server.registry import BinRegistry
 from jitstock.server.reorder import REFUSAL_WINDOW_MS
 from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
+from jitstock.server.settings import ServerSettings
 from jitstock.server.state import SqlState
 from jitstock.server.supplier.escalation import Escalator
 from jitstock.server.supplier.receiving import label_code
@@ -645,7 +646,10 @@ class PositionMachine(RuleBasedStateMachine):
             escalations = list(s.scalars(select(Escalation)))
             from_positions = positions(s)
             from_levels = {
-                lv.bin_id: lv for lv in levels_route._levels(s, levels_route._base())
+                lv.bin_id: lv
+                for lv in levels_route._levels(
+                    s, levels_route._base(), now, ServerSettings().agent_silent_ms
+                )
             }
             blocked = {a.bin_id: a for a in reorder_rules(s, now).holding}
         open_orders = [o for o in orders if o.state in OPEN_ORDER_STATES]
@@ -768,7 +772,9 @@ def env(tmp_path: Path, db_url: str):
         ENV.b.stop()
 
 
-@pytest.mark.timeout(1800)  # a few minutes idle; far longer while other work loads the cores
+@pytest.mark.timeout(
+    1800
+)  # a few minutes idle; far longer while other work loads the cores
 def test_position_state_machine(env: Env) -> None:
     profile = settings.get_profile(PROFILE)
     if PROFILE == "position-default":
