@@ -32,6 +32,23 @@ INTERMITTENT_EVERY = 4
 UNIT_WEIGHTS_G = (2.5, 4.0, 12.5, 25.0, 48.0, 110.0)
 
 
+# Longest period of a simulated scan or pick: a day (longer overflows Event.wait's time_t).
+MAX_EVERY_S = 86_400.0
+
+
+def _every(text: str) -> float:
+    """A period in seconds, 0 for never; NaN, infinity and negatives are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= value <= MAX_EVERY_S:  # False for NaN too
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (never) to {MAX_EVERY_S:g} seconds"
+        )
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="jitstock sim", description=__doc__.split("\n\n")[0]
@@ -66,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("scanner", help="a simulated barcode scanner")
     c.add_argument("--workdir", type=Path, default=None)
     c.add_argument(
-        "--every", type=float, default=0.0, help="scan a random code every N seconds"
+        "--every", type=_every, default=0.0, help="scan a random code every N seconds"
     )
     c.add_argument("--seed", type=int, default=1)
     m = sub.add_parser(
@@ -77,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--units", type=int, default=2, help="indicators on the bus (1-247)")
     m.add_argument("--word-order", choices=("big", "little"), default="big")
     m.add_argument(
-        "--pick-every", type=float, default=0.0, help="take a part every N seconds"
+        "--pick-every", type=_every, default=0.0, help="take a part every N seconds"
     )
     m.add_argument("--seed", type=int, default=1)
     m.add_argument("--workdir", type=Path, default=None)

@@ -137,3 +137,30 @@ def test_sim_scanner_scans_every_n_seconds_without_a_terminal() -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [
+            "scanner",
+            "--every",
+            "inf",
+        ],  # was an OverflowError traceback in the scan thread
+        ["scanner", "--every", "nan"],  # was silently never
+        ["scanner", "--every", "-1"],
+        ["modbus", "--pick-every", "inf"],
+        ["modbus", "--pick-every", "1e400"],
+    ],
+)
+def test_sim_periods_that_cannot_run_are_refused(args: list[str]) -> None:
+    found = subprocess.run(
+        [sys.executable, "-m", "jitstock.cli", "sim", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert found.returncode == 2, found.stderr
+    assert "Traceback" not in found.stderr
+    assert f"argument {args[1]}: must be 0 (never) to 86400 seconds" in found.stderr
