@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -32,21 +33,40 @@ INTERMITTENT_EVERY = 4
 UNIT_WEIGHTS_G = (2.5, 4.0, 12.5, 25.0, 48.0, 110.0)
 
 
-# Longest period of a simulated scan or pick: a day (longer overflows Event.wait's time_t).
-MAX_EVERY_S = 86_400.0
+def _number(
+    low: float, high: float, what: str, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``low`` (excluded when ``above``) to ``high``.
+
+    NaN, infinity, zero rates and negative periods crashed a simulator thread (a
+    ZeroDivisionError, Event.wait's time_t overflow) or were silently "never".
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}") from None
+        if not ((low < value) if above else (low <= value)) or not value <= high:
+            raise argparse.ArgumentTypeError(f"must be {what}")  # NaN lands here too
+        return value
+
+    return parse
 
 
-def _every(text: str) -> float:
-    """A period in seconds, 0 for never; NaN, infinity and negatives are refused."""
+def _bins(text: str) -> int:
+    """Scales in a fleet: each is a pty and a thread, so a thousand at most."""
     try:
-        value = float(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("must be a number of seconds") from None
-    if not 0 <= value <= MAX_EVERY_S:  # False for NaN too
-        raise argparse.ArgumentTypeError(
-            f"must be 0 (never) to {MAX_EVERY_S:g} seconds"
-        )
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be 1 to 1000")
     return value
+
+
+# A period of a simulated scan or pick: a day at most (longer overflows Event.wait's time_t).
+_every = _number(0, 86_400, "0 (never) to 86400 seconds")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,14 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "scales", help="a fleet of simulated scales driven by a demand model"
     )
-    s.add_argument("--bins", type=int, default=12, help="number of scales (default 12)")
+    s.add_argument(
+        "--bins", type=_bins, default=12, help="number of scales (1-1000, default 12)"
+    )
     s.add_argument("--protocol", choices=("stream", "sics", "mixed"), default="stream")
     s.add_argument(
-        "--speed", type=float, default=1.0, help="simulated time per real second"
+        "--speed",
+        type=_number(0, 10_000, "above 0 and at most 10000", above=True),
+        default=1.0,
+        help="simulated time per real second",
     )
     s.add_argument("--seed", type=int, default=1)
     s.add_argument(
-        "--rate-hz", type=float, default=10.0, help="stream frames per second"
+        "--rate-hz",
+        type=_number(0, 1_000, "above 0 and at most 1000", above=True),
+        default=10.0,
+        help="stream frames per second",
     )
     s.add_argument(
         "--stream-format",
@@ -74,7 +102,10 @@ def _parser() -> argparse.ArgumentParser:
         "'ST,+001234.5  g'), toledo (Mettler Toledo continuous); see docs/scales.md",
     )
     s.add_argument(
-        "--parts-per-hour", type=float, default=120.0, help="mean demand per bin"
+        "--parts-per-hour",
+        type=_number(0, 1_000_000, "0 to 1000000"),
+        default=120.0,
+        help="mean demand per bin",
     )
     s.add_argument("--no-refill", action="store_true", help="let bins run dry")
     s.add_argument(

@@ -151,9 +151,15 @@ def test_sim_scanner_scans_every_n_seconds_without_a_terminal() -> None:
         ["scanner", "--every", "-1"],
         ["modbus", "--pick-every", "inf"],
         ["modbus", "--pick-every", "1e400"],
+        ["scales", "--speed", "nan"],  # these three were tracebacks in a sim thread
+        ["scales", "--speed", "0"],
+        ["scales", "--rate-hz", "0"],
+        ["scales", "--parts-per-hour", "-5"],
+        ["scales", "--bins", "0"],
+        ["scales", "--bins", str(2**63)],
     ],
 )
-def test_sim_periods_that_cannot_run_are_refused(args: list[str]) -> None:
+def test_sim_values_that_cannot_run_are_refused(args: list[str]) -> None:
     found = subprocess.run(
         [sys.executable, "-m", "jitstock.cli", "sim", *args],
         stdin=subprocess.DEVNULL,
@@ -163,4 +169,4 @@ def test_sim_periods_that_cannot_run_are_refused(args: list[str]) -> None:
     )
     assert found.returncode == 2, found.stderr
     assert "Traceback" not in found.stderr
-    assert f"argument {args[1]}: must be 0 (never) to 86400 seconds" in found.stderr
+    assert f"argument {args[1]}: must be " in found.stderr
