@@ -44,6 +44,8 @@ from jitstock.edge.registers import TCP_PREFIX
 from jitstock.edge.scanner import decode_code, split_lines
 
 EXIT_IDENTIFIED, EXIT_UNKNOWN, EXIT_NO_PORT = 0, 1, 2
+# Linux input devices (evdev): HID scanners, read by the agent, never by check-port.
+INPUT_DEVICES = "/dev/input/"
 
 # Share of the timeout spent listening for a continuous stream before asking MT-SICS:
 # a streaming head sends several frames a second, so a second of silence is conclusive.
@@ -379,6 +381,14 @@ def diagnose(
 
     ``tcp://host[:port]`` is a Modbus TCP address: only the Modbus question is asked.
     """
+    if port.startswith(INPUT_DEVICES):
+        # a USB HID scanner: pyserial would only say "Inappropriate ioctl for device"
+        return Diagnosis(
+            f"{port}: an input device (a USB HID scanner types like a keyboard), not a "
+            'serial port - check-port does not read it: configure [[scanners]] kind = "hid" '
+            "with this path and scan a code (docs/connect-devices.md)",
+            EXIT_UNKNOWN,
+        )
     if port.startswith(TCP_PREFIX):
         text, code = probe_tcp(port, unit, register, timeout_s)
         return Diagnosis(text, code, "modbus" if code == EXIT_IDENTIFIED else None)

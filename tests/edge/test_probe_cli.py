@@ -229,3 +229,12 @@ def test_check_port_on_the_running_agents_port_does_not_disturb_it(
     ]
     assert faults == []
     assert "garbage" not in log.read_text()
+
+
+def test_a_hid_scanners_input_device_is_named_not_opened() -> None:
+    """An installer runs check-port on every device, the USB scanner too: it is told how
+    that one is configured instead of pyserial's "Inappropriate ioctl for device"."""
+    proc = check_port("/dev/input/by-id/usb-Datalogic_Gryphon_GD4500-event-kbd")
+    assert proc.returncode == 1
+    assert 'kind = "hid"' in proc.stdout
+    assert "not a serial port" in proc.stdout
