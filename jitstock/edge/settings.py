@@ -94,7 +94,9 @@ class ConfigError(ValueError):
 class ScaleSettings(BaseModel):
     """One scale on one serial port (``[[scales]]``); unset thresholds come from ``[signal]``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: TOML and YAML carry real types, so `weight_register = true` or `unit_id = "1"`
+    # is a slip to name, not a value to coerce (true was read as register 1)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     port: str = Field(min_length=1)
     bin: str = Field(pattern=BIN_RE.pattern)
@@ -193,7 +195,7 @@ class ScaleSettings(BaseModel):
 class ScannerSettings(BaseModel):
     """One barcode scanner: on a serial port, or a USB HID scanner's input device (``kind = "hid"``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     port: str = Field(min_length=1)
     id: str = Field(pattern=BIN_RE.pattern)

@@ -84,6 +84,10 @@ def test_indicators_share_a_bus_by_unit_id(tmp_path: Path) -> None:
         ([{"port": "/dev/ttyUSB0", "bin": "A-01", "baudrate": 2**63 - 1}], "baudrate"),
         ([{**RTU, "bin": "A-01", "step_g": float("inf")}], "step_g"),
         ([{**RTU, "bin": "A-01", "division_g": float("nan")}], "division_g"),
+        # wrong types are slips, not values: `true` was read as register 1
+        ([{**RTU, "bin": "A-01", "weight_register": True}], "weight_register: Input should be a valid integer (got True)"),
+        ([{**RTU, "bin": "A-01", "unit_id": "1"}], "unit_id: Input should be a valid integer"),
+        ([{**RTU, "bin": "A-01", "factor": "0.1"}], "factor: Input should be a valid number"),
     ],
 )  # fmt: skip
 def test_modbus_slips_are_refused(
