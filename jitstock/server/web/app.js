@@ -155,7 +155,12 @@ function set(el, text) { if (el.textContent !== text) el.textContent = text; }
 
 function groupKey(t) { return `${t.site} › ${t.area || "—"} › ${t.line || "—"}`; }
 
-function renderFloor(tiles) {
+// Server time (now_ms) of the answer each tile was last drawn from: a full load that left
+// the server before a push must not draw its older tiles over the pushed ones.
+const tileAt = new Map();
+function renderFloor(loaded, at) {
+  const tiles = loaded.map(t => (tileAt.get(t.id) || 0) > at ? state.tiles.get(t.id) || t : t);
+  for (const t of tiles) tileAt.set(t.id, Math.max(tileAt.get(t.id) || 0, at));
   state.tiles = new Map(tiles.map(t => [t.id, t]));
   const groups = new Map();
   for (const t of tiles) { const k = groupKey(t); if (!groups.has(k)) groups.set(k, []); groups.get(k).push(t); }
@@ -179,11 +184,13 @@ function renderFloor(tiles) {
   window.__floorRendered = performance.now();
 }
 
-function updateTiles(tiles) {
+function updateTiles(tiles, at) {
   let unknown = false;
   for (const t of tiles) {
     const el = state.els.get(t.id);
     if (!el) { unknown = true; continue; }
+    if ((tileAt.get(t.id) || 0) > at) continue;  // a newer answer drew it already
+    tileAt.set(t.id, at);
     const prev = state.tiles.get(t.id);
     state.tiles.set(t.id, t);
     paintTile(el, t);
@@ -235,7 +242,7 @@ $("f-search").addEventListener("input", () => { clearTimeout(searchTimer); searc
 
 async function loadFloor() {
   const data = await api("/api/v1/floor");
-  renderFloor(data.tiles);
+  renderFloor(data.tiles, data.now_ms);
 }
 
 // ---------- live stream ----------
@@ -246,10 +253,12 @@ function connect() {
   let first = true;
   es.addEventListener("hello", () => {
     $("live").className = "live on";
-    if (!first || state.reconnected) { state.reconnected = false; refreshView(true); }
+    // A change pushed before this stream started reached no stream: after a reconnect
+    // everything is drawn again; after the page's own first load, what changed is patched in.
+    if (!first || state.reconnected) { state.reconnected = false; refreshView(true); } else catchUp();
     first = false;
   });
-  es.addEventListener("tiles", ev => { const d = JSON.parse(ev.data); if (state.floorLoaded) updateTiles(d.tiles); if (state.view === "bin") binTileUpdate(d.tiles); });
+  es.addEventListener("tiles", ev => { const d = JSON.parse(ev.data); if (state.floorLoaded) updateTiles(d.tiles, d.now_ms); if (state.view === "bin") binTileUpdate(d.tiles); });
   es.addEventListener("tiles", () => liveReload(false));
   es.addEventListener("orders", () => liveReload(true));
   es.addEventListener("alerts", () => { loadAlertCount(); if (state.view === "alerts") loadAlerts(); });
@@ -592,6 +601,17 @@ async function loadKpis() {
 $("k-period").addEventListener("change", loadKpis); $("k-area").addEventListener("change", loadKpis);
 
 // ---------- routing ----------
+// Between the first load of the page and the start of its stream: tiles patched in place
+// (the floor is not drawn anew), tables of the current view loaded again.
+async function catchUp() {
+  try {
+    if (state.floorLoaded) { const d = await api("/api/v1/floor"); updateTiles(d.tiles, d.now_ms); }
+    if (state.view === "orders") await loadOrders();
+    if (state.view === "alerts") await loadAlerts();
+    if (state.view === "kpis") await loadKpis();
+    loadAlertCount();
+  } catch (e) { console.warn("catch-up failed", e); }
+}
 async function refreshView(all) {
   try {
     if (all || state.view === "floor") await loadFloor();

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.server.server_support import wait_until
-from tests.server.web.conftest import ARTIFACTS, Plant, open_page
+from tests.server.web.conftest import ADMIN_KEY, ARTIFACTS, Plant, open_page, sign_in
 from tests.waits import BROWSER_WAIT_MS
 
 # What "live" means in the issue: the page changes within 1 s of the change on the server.
@@ -140,6 +140,48 @@ def test_alerts_page_is_empty_when_all_is_well_and_shows_a_new_alert_live(
         assert _loads(page) == 1
     finally:
         page.context.close()
+        plant.scales["B3"].refill(50)
+
+
+def test_an_alert_raised_before_the_stream_starts_still_reaches_the_page(
+    plant: Plant, browser: Any
+) -> None:
+    """The page draws its data, then opens its event stream: an alert raised in between
+    is pushed to no stream, so the page must fetch again once the stream is up."""
+
+    def stockout_open() -> bool:
+        alerts = plant.api("GET", "/api/v1/alerts").json()
+        return any(
+            a["kind"] == "stockout" and a["bin_id"] == "B3" and a["state"] != "resolved"
+            for a in alerts
+        )
+
+    # an earlier test's stockout of B3 (refilled since, maybe acknowledged) must be over
+    wait_until(lambda: not stockout_open(), what="no open stockout of B3")
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    held: list[Any] = []
+    # the stream waits until released
+    page.route("**/api/v1/stream", lambda route: held.append(route))
+    try:
+        page.goto(plant.url + "/#/alerts")
+        sign_in(page, key=ADMIN_KEY)
+        page.locator("#alerts-table > *").first.wait_for(timeout=BROWSER_WAIT_MS)
+        plant.scales["B3"].pick(50)  # empty: a stockout alert
+        wait_until(stockout_open, what="the stockout alert on the server")
+        deadline = time.monotonic() + BROWSER_WAIT_MS / 1000
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(100)  # lets Playwright hand the stream request over
+        assert held, "the page never opened its event stream"
+        assert page.locator('#alerts-t tr[data-kind="stockout"]').count() == 0
+        for route in held:
+            route.continue_()
+        page.locator('#alerts-t tr[data-kind="stockout"]').wait_for(
+            timeout=BROWSER_WAIT_MS
+        )
+        assert _loads(page) == 1
+    finally:
+        ctx.close()
         plant.scales["B3"].refill(50)
 
 

@@ -64,12 +64,11 @@ def floor_view(session: ReadSessionDep, _key: Viewer, ctx: CtxDep) -> Response:
     """Every bin's tile (the floor view's first render); live changes come on /api/v1/stream."""
     import orjson
 
-    now = ctx.clock.time_ms()
-    silent_ms = ctx.settings.agent_silent_ms
-    body = {
-        "now_ms": now,
-        "tiles": floor.tiles(session, now_ms=now, silent_ms=silent_ms),
-    }
+    tiles = floor.tiles(
+        session, now_ms=ctx.clock.time_ms(), silent_ms=ctx.settings.agent_silent_ms
+    )
+    # stamped after the read: the page keeps a pushed tile newer than this answer
+    body = {"now_ms": ctx.clock.time_ms(), "tiles": tiles}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
