@@ -12,10 +12,10 @@ from jitstock.server.alerts import WEBHOOK_FAILING_AFTER, AlertMonitor
 from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.models import Agent, Bin, BinEvent
 from jitstock.server.db.session import transaction
-from jitstock.server.order_attempt import AttemptOutcome
 from jitstock.server.kpis import compute
 from jitstock.server.metrics import Metrics
 from jitstock.server.notify import Notifier, NotifyConfig
+from jitstock.server.order_attempt import AttemptOutcome
 from jitstock.server.seed import BinSeed, seed_plant
 from tests.server.web.smtp_sink import SmtpSink
 
