@@ -275,7 +275,9 @@ def test_case11_one_alert_per_escalation_resolved_when_closed(
         _show(loop, dev, 18)
         first = _order(loop)
         # the deadline runs from when A was sent the order (later on a busy machine)
-        done = wait_until(loop.app.escalator.run_once, what="the ack-deadline escalation")
+        done = wait_until(
+            loop.app.escalator.run_once, what="the ack-deadline escalation"
+        )
         assert [d["action"] for d in done] == ["cancelled"]
         loop.app.alerts.run_full()
         wait_until(lambda: _open_alerts(loop, "order_escalated"), what="alert")
