@@ -46,10 +46,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from jitstock import __version__, protocol
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.edge.ack_batch import AckBatch
 from jitstock.edge.batching import split_payload
 from jitstock.edge.broker_config import BrokerConfig
 from jitstock.edge.lastwill import WillKeeper
 from jitstock.edge.outbox import Outbox, OutboxError
+from jitstock.edge.payload_limit import PayloadLimit
 from jitstock.edge.retained_config import ConfigCallback, RetainedConfig
 from jitstock.edge.status_keeper import StatusKeeper
 from jitstock.ratelog import RateLimitedLog
@@ -69,19 +71,12 @@ RECONNECT_MAX_S = 30.0
 IDLE_POLL_S = 0.05
 # A broker that accepted TCP but sends no CONNACK within this is treated as down.
 CONNACK_TIMEOUT_S = 10.0
-# Acknowledged seqs are deleted from the outbox in groups (one fsync each) ...
-ACK_FLUSH_COUNT = 500
-# ... or after this long; a crash loses at most this much ack progress (harmless re-sends).
-ACK_FLUSH_S = 0.2
 # On stop, how long we wait for the broker to confirm the retained `offline` status ...
 OFFLINE_FLUSH_S = 3.0
 # ... and, before that, how long we keep draining the outbox (systemd allows 90 s in all).
 SHUTDOWN_DRAIN_S = 5.0
 # Most batches read from SQLite per drain step (keeps one step short).
 DRAIN_CHUNK = 500
-# Smallest payload limit the agent works with: the longest scan (256 four-byte
-# characters) in its envelope fits; a broker advertising less is logged as misconfigured.
-MIN_PAYLOAD_LIMIT = 2048
 # Bytes of a PUBLISH packet besides topic and payload: fixed header (<= 5), topic
 # length (2), packet id (2), MQTT 5 properties length (1), with room to spare.
 PUBLISH_OVERHEAD = 16
@@ -141,12 +136,9 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._client_id = f"jitstock-edge-{site}-{agent}"
         self._v5 = True  # until a broker refuses MQTT 5
-        self._cap = max(MIN_PAYLOAD_LIMIT, max_payload_bytes)
-        self._on_limit = on_limit
         self._overhead = PUBLISH_OVERHEAD + max(
             len(t.encode()) for t in self._topics.values()
         )
-        self._limit = self._cap
         self.failure: BaseException | None = None
         self._will: WillKeeper | None = None
         # per-connection state, touched only by the publisher thread
@@ -156,8 +148,6 @@ class Publisher:
         self._broker_limit: int | None = None
         self._receive_max: int | None = None
         self._loss_at: int | None = None
-        self._acks: list[int] = []
-        self._last_ack_flush = 0.0
         self._connack: ReasonCode | None = None
         self._max_sent_seq = 0
         self._stats: dict[str, int] = dict.fromkeys(
@@ -181,15 +171,11 @@ class Publisher:
         self._status = StatusKeeper(
             self.status_topic, version, self._stats, clock, self._rlog
         )
+        self._limits = PayloadLimit(outbox, max_payload_bytes, self._rlog, on_limit)
+        self._acks = AckBatch(outbox, self._stats, clock, self._rlog)
         self._config = RetainedConfig(
             self.config_topic, on_config, self._stats, clock, self._rlog
         )
-        try:
-            remembered = outbox.recall("broker_payload_limit")
-        except OutboxError:
-            remembered = None
-        if remembered is not None and remembered.isdigit():
-            self._limit = max(MIN_PAYLOAD_LIMIT, min(self._cap, int(remembered)))
 
     # ------------------------------------------------------------ public
 
@@ -215,7 +201,7 @@ class Publisher:
     @property
     def payload_limit(self) -> int:
         """Largest batch payload the broker takes (configured cap, MQTT 5 packet limit)."""
-        return self._limit
+        return self._limits.value
 
     @property
     def failed(self) -> bool:
@@ -263,7 +249,7 @@ class Publisher:
                 self._connected.clear()
                 self._inflight.clear()
                 self._refused.clear()
-                self._flush_acks(force=True)
+                self._acks.flush(force=True)
                 if self._will is not None:
                     if self._stopping.is_set():
                         self._will.close()
@@ -294,7 +280,7 @@ class Publisher:
             "broker: batches capped at mqtt_max_payload_bytes = %d)",
             self.broker.host,
             self.broker.port,
-            self._cap,
+            self._limits.cap,
         )
         return True
 
@@ -359,7 +345,7 @@ class Publisher:
             self.broker.host,
             self.broker.port,
             "5" if self._v5 else "3.1.1",
-            self._limit,
+            self._limits.value,
             self._window,
         )
         self._will = WillKeeper(
@@ -405,7 +391,7 @@ class Publisher:
                 self._window > len(self._inflight) and self.outbox.last_seq > sent_upto
             )
             rc = client.loop(0.0 if can_send else self._idle_poll_s)
-            self._flush_acks()
+            self._acks.flush()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._note_loss(rc)
                 self._rlog.log(
@@ -429,7 +415,7 @@ class Publisher:
         if not items:
             return last  # everything up to `last` was acknowledged or thinned
         for item in items:
-            if len(item.payload) > self._limit:
+            if len(item.payload) > self._limits.value:
                 # written under a larger limit: its items go out again, split, as new seqs
                 self._resplit(item.seq, item.kind, item.payload)
                 sent_upto = item.seq
@@ -449,7 +435,7 @@ class Publisher:
     def _resplit(self, seq: int, kind: Any, payload: bytes) -> None:
         try:
             new = self.outbox.replace_batch(
-                seq, kind, split_payload(payload, self._limit)
+                seq, kind, split_payload(payload, self._limits.value)
             )
         except OutboxError as exc:
             self._stats["outbox_errors"] += 1
@@ -463,7 +449,7 @@ class Publisher:
             "(seq %d becomes a gap)",
             seq,
             len(payload),
-            self._limit,
+            self._limits.value,
             new[0],
             new[-1],
             seq,
@@ -476,8 +462,8 @@ class Publisher:
             self._stats["refused_by_broker"] += 1
             if rc.value == RC_PACKET_TOO_LARGE:
                 # Mosquitto's message_size_limit, which MQTT 5 CONNACK does not tell
-                self._set_limit(
-                    min(self._limit, size // 2), "broker refused as too large"
+                self._limits.set(
+                    min(self._limits.value, size // 2), "broker refused as too large"
                 )
                 items = [i for i in self.outbox.pending(seq - 1, 1) if i.seq == seq]
                 if items:
@@ -505,38 +491,17 @@ class Publisher:
             return
         seq, size = min(self._inflight.values())
         if rc == MQTTErrorCode.MQTT_ERR_PROTOCOL and self._loss_at == seq:
-            self._set_limit(min(self._limit, size // 2), "broker dropped it twice")
+            self._limits.set(
+                min(self._limits.value, size // 2), "broker dropped it twice"
+            )
             self._loss_at = None
         else:
             self._loss_at = seq
 
-    def _set_limit(self, limit: int, why: str) -> None:
-        limit = min(self._cap, limit)
-        if limit < MIN_PAYLOAD_LIMIT:
-            self._rlog.log(
-                logging.ERROR,
-                "tiny-limit",
-                "broker packet limit leaves %d bytes per batch; the agent needs %d "
-                "(raise max_packet_size / message_size_limit on the broker)",
-                limit,
-                MIN_PAYLOAD_LIMIT,
-            )
-            limit = MIN_PAYLOAD_LIMIT
-        if limit == self._limit:
-            return
-        log.warning("batch payload limit now %d bytes (%s)", limit, why)
-        self._limit = limit
-        try:
-            self.outbox.remember("broker_payload_limit", str(limit))
-        except OutboxError as exc:
-            self._rlog.log(logging.ERROR, "outbox", "%s", exc)
-        if self._on_limit is not None:
-            self._on_limit(limit)
-
     def _apply_broker_limits(self) -> None:
         """Fit the payload limit and the window to what this broker's CONNACK said."""
         if self._broker_limit is not None:
-            self._set_limit(
+            self._limits.set(
                 self._broker_limit - self._overhead, "broker Maximum Packet Size"
             )
         window = self.window
@@ -556,31 +521,12 @@ class Publisher:
         while not info.is_published() and self._clock.monotonic() < deadline:
             if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
-        self._flush_acks(force=True)
+        self._acks.flush(force=True)
         if self._will is not None:
             self._will.close()  # clean: the retained `offline` above stands
             self._will = None
         client.disconnect()
         client.loop(0.05)
-
-    def _flush_acks(self, force: bool = False) -> None:
-        if not self._acks:
-            return
-        now = self._clock.monotonic()
-        if (
-            not force
-            and len(self._acks) < ACK_FLUSH_COUNT
-            and now - self._last_ack_flush < ACK_FLUSH_S
-        ):
-            return
-        acks, self._acks = self._acks, []
-        try:
-            self.outbox.ack_many(acks)
-        except OutboxError as exc:
-            # not deleted means re-sent later: a duplicate, never a loss
-            self._stats["outbox_errors"] += 1
-            self._rlog.log(logging.ERROR, "outbox", "%s", exc)
-        self._last_ack_flush = now
 
     # ------------------------------------------------------------ paho callbacks (this thread)
 
@@ -612,7 +558,7 @@ class Publisher:
         if reason_code.is_failure:
             self._refused.append((entry[0], entry[1], reason_code))
             return
-        self._acks.append(entry[0])
+        self._acks.add(entry[0])
         self._stats["acked"] += 1
 
     def _on_subscribe(
