@@ -359,6 +359,7 @@ def test_documented_install_reaches_admin_check_all_ok(
         ["ok", "database"],
         ["ok", "broker"],
         ["ok", "history"],
+        ["ok", "provisioning"],
     ]
     assert "as jitstock-server" in lines[2]
     assert "database 'jit' exists" in lines[3]

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from jitstock.cli import main
+from tests.server.test_provisioning import ADMIN, SERVER_USER, DynsecBroker
 from tests.services import InfluxDB, Mosquitto, find_binary, free_port
 
-PARTS = ["configuration", "database", "broker", "history"]
+PARTS = ["configuration", "database", "broker", "history", "provisioning"]
 
 
 @pytest.fixture
@@ -61,6 +62,7 @@ def test_all_ok_against_real_services(
     assert all(line.startswith("ok ") for line in lines.values())
     assert "1 admin key(s)" in lines["database"]
     assert "InfluxDB 1." in lines["history"]
+    assert "off (no JITSTOCK_MQTT_DYNSEC_USER)" in lines["provisioning"]
 
 
 def test_a_broker_that_is_down_is_red_and_the_others_still_checked(
@@ -186,3 +188,52 @@ def test_bad_data_dir_influx_down_and_placeholder_secrets(
     out = capsys.readouterr()
     assert "JITSTOCK_MQTT_PASSWORD is a placeholder" in out.err
     assert out.out.startswith("FAIL")
+
+
+def test_provisioning_line_names_a_wrong_or_powerless_dynsec_admin(
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dynsec").mkdir()
+    broker = DynsecBroker(tmp_path / "dynsec")
+    broker.start()
+    try:
+        broker.create_server_client()
+        common = {
+            "mqtt_url": broker.url,
+            "mqtt_user": SERVER_USER,
+            "mqtt_password": broker.server_password,
+        }
+        rc, lines = check(
+            capsys,
+            monkeypatch,
+            **common,
+            mqtt_dynsec_user=ADMIN,
+            mqtt_dynsec_password="wrong",
+        )
+        assert rc == 1
+        assert lines["broker"].startswith("ok"), lines
+        assert "refused the dynsec admin client" in lines["provisioning"]
+        # the server's own client logs in but may not read the plugin's answers
+        rc, lines = check(
+            capsys,
+            monkeypatch,
+            **common,
+            mqtt_dynsec_user=SERVER_USER,
+            mqtt_dynsec_password=broker.server_password,
+        )
+        assert rc == 1
+        assert "not a dynsec admin client" in lines["provisioning"], lines
+        rc, lines = check(
+            capsys,
+            monkeypatch,
+            **common,
+            mqtt_dynsec_user=ADMIN,
+            mqtt_dynsec_password=broker.admin_password,
+        )
+        assert rc == 0, lines
+        assert "answers admin client 'jitstock-admin'" in lines["provisioning"]
+    finally:
+        broker.stop()

@@ -31,6 +31,8 @@ from jitstock.server.db.session import (
     transaction,
 )
 from jitstock.server.mqtt import parse_mqtt_url
+from jitstock.server.provisioning.dynsec import DynsecCommandFailed, DynsecUnavailable
+from jitstock.server.provisioning.provisioner import Provisioner
 from jitstock.server.settings import ServerSettings
 
 # Each probe gives up after this long: a reachable service answers in milliseconds,
@@ -58,6 +60,7 @@ def run_checks(settings: ServerSettings, clock: Clock) -> list[CheckLine]:
         check_database,
         check_broker,
         check_history,
+        check_provisioning,
     ]
     out = []
     for check in checks:
@@ -238,4 +241,30 @@ def check_history(settings: ServerSettings, _clock: Clock) -> CheckLine:
     state = "exists" if db in names else "will be created by the server"
     return CheckLine(
         "history", True, f"InfluxDB {version} at {shown}, database {db!r} {state}"
+    )
+
+
+def check_provisioning(settings: ServerSettings, _clock: Clock) -> CheckLine:
+    """With JITSTOCK_MQTT_DYNSEC_USER set, the broker's Dynamic Security plugin answers its
+    admin client (one read-only command); unset, agents' logins come from the password file."""
+    provisioner = Provisioner.from_settings(settings)
+    if provisioner is None:
+        return CheckLine(
+            "provisioning",
+            True,
+            "off (no JITSTOCK_MQTT_DYNSEC_USER): agents' MQTT logins are made in the "
+            "broker's password file",
+        )
+    client = provisioner.client
+    where = f"{client.address.host}:{client.address.port}"
+    try:
+        with client.session() as session:
+            session.run({"command": "getDefaultACLAccess"})[0].check()
+    except (DynsecUnavailable, DynsecCommandFailed) as exc:
+        return CheckLine("provisioning", False, str(exc))
+    return CheckLine(
+        "provisioning",
+        True,
+        f"Dynamic Security at {where} answers admin client "
+        f"{settings.mqtt_dynsec_user!r}: POST /api/v1/agents provisions agents",
     )
