@@ -341,10 +341,9 @@ def _measure(
                 oid: v for oid, v in _orders(db_path).items() if v[0] in published
             }
             decide, send, total = [], [], []
-            claim, out = (
-                [],
-                [],
-            )  # send = claim (flush start -> claimed) + out (-> received)
+            # send = flush start -> claimed, then claimed -> received
+            claim: list[float] = []
+            onward: list[float] = []
             claims = _claims(db_path)
             per_bin = {b: (oid, c) for oid, (b, c) in orders.items()}
             for b, at in published.items():
@@ -358,7 +357,7 @@ def _measure(
                     total.append((got - at) * 1000)
                     if oid in claims:
                         claim.append(claims[oid] - created_ms)
-                        out.append(got * 1000 - claims[oid])
+                        onward.append(got * 1000 - claims[oid])
             return {
                 "crossings": len(published),
                 # one trigger, one order: every crossing bin has exactly one
@@ -370,8 +369,8 @@ def _measure(
                 "send_p99_ms": _quantile(send, 0.99),
                 "claim_p50_ms": _quantile(claim, 0.5),
                 "claim_p99_ms": _quantile(claim, 0.99),
-                "out_p50_ms": _quantile(out, 0.5),
-                "out_p99_ms": _quantile(out, 0.99),
+                "out_p50_ms": _quantile(onward, 0.5),
+                "out_p99_ms": _quantile(onward, 0.99),
                 "p50_ms": _quantile(total, 0.5),
                 "p99_ms": _quantile(total, 0.99),
                 "max_ms": _quantile(total, 1.0),
