@@ -37,7 +37,11 @@ from jitstock.server.db.models import (
     new_order_id,
 )
 from jitstock.server.db.supplier_models import OrderTransition, Receipt, SupplierItem
-from jitstock.server.position import PENDING_RECEIPT_STATUSES, outstanding_expr
+from jitstock.server.position import (
+    PENDING_RECEIPT_STATUSES,
+    _pending_expr,  # the position's one definition of "pending put-away"
+    outstanding_expr,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +75,7 @@ _ON_ORDER = (
     .group_by(Order.bin_id)
 )
 _PENDING = (
-    select(
-        Receipt.bin_id,
-        func.sum(
-            case(
-                (
-                    func.coalesce(Receipt.accepted_qty, Receipt.qty)
-                    - func.coalesce(Receipt.scale_qty, 0)
-                    > 0,
-                    func.coalesce(Receipt.accepted_qty, Receipt.qty)
-                    - func.coalesce(Receipt.scale_qty, 0),
-                ),
-                else_=0,
-            )
-        ),
-    )
+    select(Receipt.bin_id, func.sum(_pending_expr()))
     .where(Receipt.status.in_(PENDING_RECEIPT_STATUSES), Receipt.bin_id.in_(_IDS))
     .group_by(Receipt.bin_id)
 )

@@ -10,8 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from jitstock.clock import REAL_CLOCK
+from jitstock.server import reorder_batch
+from jitstock.server.db.models import Bin
 from jitstock.server.db.session import transaction
 from jitstock.server.dispatch import Dispatcher, RetryPolicy
 from jitstock.server.sender import ProcessClient
@@ -115,6 +118,18 @@ class _Gate:
         self.server.server_close()
 
 
+def _decide_and_claim(
+    factory: Any, dispatcher: Dispatcher, bins: list[str]
+) -> tuple[list[str], list[Any]]:
+    """What a flush does: the bins drop to 0, their orders are decided and claimed in one
+    transaction (invisible to the dispatcher's own claims until the commit)."""
+    with transaction(factory) as s:
+        s.execute(update(Bin).where(Bin.id.in_(bins)).values(on_hand=0))
+        made = reorder_batch.decide(s, bins, REAL_CLOCK.time_ms())
+        ids = [o.id for o in made]
+        return ids, dispatcher.claim_created(s, ids)
+
+
 def test_orders_a_flush_hands_over_leave_at_once_even_with_every_sender_busy(
     db: Any, webhook_secret: str, client: ProcessClient
 ) -> None:
@@ -126,14 +141,11 @@ def test_orders_a_flush_hands_over_leave_at_once_even_with_every_sender_busy(
         bins = seed(
             db.factory, bins=3, webhook_url=gate.url, webhook_secret=webhook_secret
         )
-        now = REAL_CLOCK.time_ms()
-        ids = [_create_order(db.factory, b, now) for b in bins]
         # a request timeout far longer than the test's steps: a held request is answered,
         # never timed out (a timeout would be a second attempt)
         patient = RetryPolicy(timeout_s=20.0, claim_lease_s=120.0)
         with Dispatcher(db.factory, client, retry=patient, workers=1) as dispatcher:
-            with transaction(db.factory) as s:
-                jobs = dispatcher.claim_created(s, ids)
+            ids, jobs = _decide_and_claim(db.factory, dispatcher, bins)
             assert sorted(j.order_id for j in jobs) == sorted(ids)
             dispatcher.submit(jobs)
             # all three reach the supplier while the one sender thread still waits
@@ -155,10 +167,9 @@ def test_a_secret_that_cannot_sign_fails_the_order_through_the_process_client(
     (bin_id,) = seed(
         db.factory, webhook_url=receiver.url, webhook_secret="whsec_not base64!"
     )
-    order_id = _create_order(db.factory, bin_id, REAL_CLOCK.time_ms())
     with Dispatcher(db.factory, client, retry=FAST) as dispatcher:
-        with transaction(db.factory) as s:
-            jobs = dispatcher.claim_created(s, [order_id])
+        (order_id,), jobs = _decide_and_claim(db.factory, dispatcher, [bin_id])
+        assert [j.order_id for j in jobs] == [order_id]
         dispatcher.submit(jobs)
         failed = _wait_state(db.factory, order_id, "failed")
     assert "invalid webhook_secret" in (failed.last_error or "")
