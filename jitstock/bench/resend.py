@@ -82,6 +82,19 @@ def _orders(db_path: Path) -> dict[str, tuple[str, int]]:
         }
 
 
+def _claims(db_path: Path) -> dict[str, int]:
+    """order id -> when its first attempt was claimed (the flush decided and claimed it;
+    its commit and the POST come after)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        return dict(
+            conn.execute(
+                "SELECT order_id, at_ms FROM order_attempts WHERE n = 1"
+            ).fetchall()
+        )
+
+
 def run_server(
     label: str,
     tree: Path | None,
@@ -328,6 +341,10 @@ def _measure(
                 oid: v for oid, v in _orders(db_path).items() if v[0] in published
             }
             decide, send, total = [], [], []
+            # send = flush start -> claimed, then claimed -> received
+            claim: list[float] = []
+            onward: list[float] = []
+            claims = _claims(db_path)
             per_bin = {b: (oid, c) for oid, (b, c) in orders.items()}
             for b, at in published.items():
                 if b not in per_bin:
@@ -338,6 +355,9 @@ def _measure(
                 if got is not None:
                     send.append((got - created_ms / 1000) * 1000)
                     total.append((got - at) * 1000)
+                    if oid in claims:
+                        claim.append(claims[oid] - created_ms)
+                        onward.append(got * 1000 - claims[oid])
             return {
                 "crossings": len(published),
                 # one trigger, one order: every crossing bin has exactly one
@@ -347,6 +367,10 @@ def _measure(
                 "decide_p99_ms": _quantile(decide, 0.99),
                 "send_p50_ms": _quantile(send, 0.5),
                 "send_p99_ms": _quantile(send, 0.99),
+                "claim_p50_ms": _quantile(claim, 0.5),
+                "claim_p99_ms": _quantile(claim, 0.99),
+                "out_p50_ms": _quantile(onward, 0.5),
+                "out_p99_ms": _quantile(onward, 0.99),
                 "p50_ms": _quantile(total, 0.5),
                 "p99_ms": _quantile(total, 0.99),
                 "max_ms": _quantile(total, 1.0),
@@ -441,7 +465,9 @@ def print_result(result: dict[str, Any]) -> None:
             f"  trigger ({tr['received']}/{tr['crossings']} received, {tr['orders']} orders): "
             f"p50 {tr['p50_ms']} ms p99 {tr['p99_ms']} ms max {tr['max_ms']} ms; "
             f"decide p50/p99 {tr['decide_p50_ms']}/{tr['decide_p99_ms']} ms, "
-            f"send p50/p99 {tr['send_p50_ms']}/{tr['send_p99_ms']} ms"
+            f"send p50/p99 {tr['send_p50_ms']}/{tr['send_p99_ms']} ms "
+            f"(flush start -> claimed {tr.get('claim_p50_ms')}/{tr.get('claim_p99_ms')} ms, "
+            f"claimed -> received {tr.get('out_p50_ms')}/{tr.get('out_p99_ms')} ms)"
         )
         for p in s.get("sweep", []):
             print(

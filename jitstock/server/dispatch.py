@@ -54,10 +54,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.server import reorder
-from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Order, OrderAttempt, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
+from jitstock.server.dispatch_claim import claim_new
+from jitstock.server.dispatch_record import record_attempts
 from jitstock.server.order_attempt import (
     Attempter,
     AttemptOutcome,
@@ -65,9 +65,9 @@ from jitstock.server.order_attempt import (
     PostClient,
     PublishMqtt,
     RetryPolicy,
+    Started,
 )
 from jitstock.server.supplier.email_channel import EmailChannel, email_recipient
-from jitstock.server.supplier.lifecycle import record_transition
 from jitstock.server.webhooks import (
     order_created_body,
     previous_secret,
@@ -235,9 +235,9 @@ class Dispatcher:
                 log.exception("dispatcher: attempts not recorded at stop")
                 break
 
-    def _send(self, job: Job) -> None:
+    def _send(self, job: Job, started: Started | None = None) -> None:
         """One attempt, on a sender thread; the coordinator records it."""
-        out = self._attempt(job)
+        out = self._attempter.attempt(job, started)
         self._finished.put((job, out))
         self._wake.set()
 
@@ -297,15 +297,16 @@ class Dispatcher:
         orders; a crash after the commit leaves the claim lease, as a crash during any
         claimed attempt does.  Nothing is claimed while the dispatcher is not running.
         """
-        jobs: list[Job] = []
         if self._pool is None or self._stop.is_set():
-            return jobs
-        while len(jobs) < len(order_ids):
-            job = self._claim(s, order_ids)
-            if job is None:
-                break
-            jobs.append(job)
-        return jobs
+            return []
+        # set-wise (a few statements for the whole flush), not _claim per order
+        return claim_new(
+            s,
+            order_ids,
+            self._clock.time_ms(),
+            self._lease_ms,
+            self._publish is not None,
+        )
 
     def submit(self, jobs: Sequence[object]) -> None:
         """Send jobs claimed by :meth:`claim_created` (after that transaction committed)."""
@@ -318,8 +319,11 @@ class Dispatcher:
             assert isinstance(job, Job)
             with self._count_lock:
                 self._in_flight += 1
+            # a webhook's POST leaves now, from this thread (the committing flush's):
+            # a sender thread would first wait its turn for the GIL
+            started = self._attempter.begin(job)
             try:
-                pool.submit(self._send, job)
+                pool.submit(self._send, job, started)
             except RuntimeError:
                 # the pool shut down meanwhile: the claim lease makes the order due again
                 with self._count_lock:
@@ -410,89 +414,9 @@ class Dispatcher:
     def _record_many(self, done: list[tuple[Job, AttemptOutcome]]) -> None:
         """Record attempts in one transaction (one write lock for all), then their effects."""
         with transaction(self._factory) as s:
-            effects = [(job, out, *self._record_rows(s, job, out)) for job, out in done]
-        for job, out, owned, fallback in effects:
+            marks = record_attempts(s, done, self._clock.time_ms(), ACTOR)
+        for (job, out), (owned, fallback) in zip(done, marks, strict=True):
             self._after_record(job, out, owned, fallback)
-
-    def _record_rows(
-        self, s: Session, job: Job, out: AttemptOutcome
-    ) -> tuple[bool, list[str]]:
-        """Complete attempt row n and move the order (fenced); (owned, fallback orders)."""
-        now = self._clock.time_ms()
-        s.execute(
-            update(OrderAttempt)
-            .where(OrderAttempt.order_id == job.order_id, OrderAttempt.n == job.n)
-            .values(
-                status_code=out.status_code,
-                error=out.error,
-                latency_ms=out.latency_ms,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        values: dict[str, Any]
-        if out.verdict == "sent":
-            values = {
-                "state": "sent",
-                "sent_ms": now,
-                "next_attempt_ms": None,
-                "last_error": out.error,
-            }
-        elif out.verdict == "retry":
-            assert out.retry_in_s is not None
-            values = {
-                "next_attempt_ms": now + int(out.retry_in_s * 1000),
-                "last_error": out.error,
-            }
-        else:
-            values = {
-                "state": "failed",
-                "next_attempt_ms": None,
-                "last_error": out.error,
-                "closed_ms": now,
-            }
-        # Fenced: only the holder of attempt n may move the order.
-        moved = s.execute(
-            update(Order)
-            .where(
-                Order.id == job.order_id,
-                Order.attempts == job.n,
-                Order.state == "created",
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        owned = moved.rowcount == 1  # type: ignore[attr-defined]
-        fallback: list[str] = []
-        if owned and out.verdict != "retry":
-            record_transition(
-                s,
-                job.order_id,
-                "created",
-                out.verdict,
-                actor=ACTOR,
-                at_ms=now,
-                reason=out.error,
-                detail={"attempt": job.n, "status_code": out.status_code},
-            )
-            record_audit(
-                s,
-                at_ms=now,
-                actor=ACTOR,
-                action=f"order.{out.verdict}",
-                entity="order",
-                entity_id=job.order_id,
-                detail={
-                    "attempt": job.n,
-                    "status_code": out.status_code,
-                    "error": out.error,
-                },
-            )
-            if out.verdict == "failed":
-                # the supplier refused it: the demand moves to the next supplier at once
-                fallback = reorder.recheck(
-                    s, [job.bin_id], now, f"order {job.order_id} failed"
-                )
-        return owned, fallback
 
     def _after_record(
         self, job: Job, out: AttemptOutcome, owned: bool, fallback: list[str]

@@ -131,6 +131,14 @@ class Job:
     email_to: str | None = None  # order_channel 'email': mailed instead of posted
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A webhook POST already handed to the sender process (:meth:`Attempter.begin`)."""
+
+    t0: float  # perf_counter when it was started: the attempt's latency counts from here
+    wait: Callable[[], httpx.Response]  # the answer, or the httpx exception raised
+
+
 class Attempter:
     """Makes attempts (thread-safe): the channels, the request timeout and the retry policy."""
 
@@ -151,8 +159,37 @@ class Attempter:
         self._publish = publish_mqtt
         self._email = email
 
-    def attempt(self, job: Job) -> AttemptOutcome:
+    def begin(self, job: Job) -> Started | None:
+        """Start a webhook-only attempt's POST on the caller's thread, when the http
+        client can (jitstock.server.sender.ProcessClient.begin_post): the request leaves
+        now; :meth:`attempt` with the result waits for the answer.  None: not started
+        (another channel, no such client, a secret that does not sign): :meth:`attempt`
+        does it all, and reports what is wrong."""
+        begin_post = getattr(self._http, "begin_post", None)
+        if (
+            begin_post is None
+            or not job.webhook_url
+            or not job.webhook_secret
+            or job.mqtt
+            or (job.email_to is not None and self._email is not None)
+        ):
+            return None
         t0 = time.perf_counter()
+        try:
+            headers = self._headers(job)
+            wait = begin_post(
+                job.webhook_url,
+                content=job.body,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except Exception:  # a bad secret, a bad URL, a gone sender: attempt() says why
+            return None
+        return Started(t0, wait)
+
+    def attempt(self, job: Job, started: Started | None = None) -> AttemptOutcome:
+        """One attempt of a job (its POST perhaps already started by :meth:`begin`)."""
+        t0 = started.t0 if started is not None else time.perf_counter()
         status: int | None = None
         retry_after: float | None = None
         verdict: Verdict
@@ -162,7 +199,7 @@ class Attempter:
             if job.email_to is not None and self._email is not None:
                 verdict, error = self._email.send(job.email_to, job.body)
             elif job.webhook_url:
-                verdict, status, error, retry_after = self._post(job)
+                verdict, status, error, retry_after = self._post(job, started)
                 if mqtt_error and verdict == "sent":
                     error = (
                         mqtt_error  # kept for the record; the webhook carried the order
@@ -212,7 +249,24 @@ class Attempter:
             return f"mqtt publish failed: {exc!r}"
         return None
 
-    def _post(self, job: Job) -> tuple[Verdict, int | None, str | None, float | None]:
+    def _headers(self, job: Job) -> dict[str, str]:
+        """The signed request headers (raises if the secret cannot sign)."""
+        assert job.webhook_secret
+        # Real wall time, not self._clock: the receiver checks it against its own clock.
+        headers = sign_headers(
+            job.webhook_secret,
+            job.order_id,
+            job.body,
+            int(time.time()),
+            job.previous_secret,
+        )
+        headers["content-type"] = "application/json"
+        headers["user-agent"] = USER_AGENT
+        return headers
+
+    def _post(
+        self, job: Job, started: Started | None = None
+    ) -> tuple[Verdict, int | None, str | None, float | None]:
         assert job.webhook_url is not None
         if not job.webhook_secret:
             return (
@@ -221,31 +275,26 @@ class Attempter:
                 f"supplier {job.supplier_id} has a webhook_url but no webhook_secret",
                 None,
             )
+        if started is None:
+            try:
+                headers = self._headers(job)
+            except Exception as exc:
+                return (
+                    "failed",
+                    None,
+                    f"supplier {job.supplier_id} has an invalid webhook_secret: {exc!r}",
+                    None,
+                )
         try:
-            # Real wall time, not self._clock: the receiver checks it against its own clock.
-            headers = sign_headers(
-                job.webhook_secret,
-                job.order_id,
-                job.body,
-                int(time.time()),
-                job.previous_secret,
-            )
-        except Exception as exc:
-            return (
-                "failed",
-                None,
-                f"supplier {job.supplier_id} has an invalid webhook_secret: {exc!r}",
-                None,
-            )
-        headers["content-type"] = "application/json"
-        headers["user-agent"] = USER_AGENT
-        try:
-            resp = self._http.post(
-                job.webhook_url,
-                content=job.body,
-                headers=headers,
-                timeout=self._timeout,
-            )
+            if started is not None:
+                resp = started.wait()
+            else:
+                resp = self._http.post(
+                    job.webhook_url,
+                    content=job.body,
+                    headers=headers,
+                    timeout=self._timeout,
+                )
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             return (
                 "failed",

@@ -85,11 +85,13 @@ def refused_recently(session: Session, bin_id: str, now_ms: int) -> set[str]:
             >= now_ms - REFUSAL_WINDOW_MS,
         )
     ).all()
-    return {
-        supplier
-        for supplier, state, error in rows
-        if state == "failed" or (error or "").startswith(SUPPLIER_CANCEL_PREFIX)
-    }
+    return {supplier for supplier, state, error in rows if is_refusal(state, error)}
+
+
+def is_refusal(state: str, last_error: str | None) -> bool:
+    """A closed order that counts as its supplier refusing the bin: failed, or
+    cancelled by the supplier (not by the plant)."""
+    return state == "failed" or (last_error or "").startswith(SUPPLIER_CANCEL_PREFIX)
 
 
 def supplier_candidates(session: Session, bin: Bin) -> list[str]:
@@ -113,8 +115,18 @@ def choose_supplier(
     """The supplier for a new order of this bin, or (None, why not)."""
     candidates = supplier_candidates(session, bin)
     if not candidates:
+        return pick_supplier(candidates, set())
+    return pick_supplier(
+        candidates, refused_recently(session, bin.id, now_ms) | set(exclude)
+    )
+
+
+def pick_supplier(
+    candidates: list[str], refused: set[str] | frozenset[str]
+) -> tuple[str | None, str | None]:
+    """The first candidate that has not refused the bin, or (None, why not)."""
+    if not candidates:
         return None, "no supplier is set for the bin or its SKU"
-    refused = refused_recently(session, bin.id, now_ms) | set(exclude)
     for supplier in candidates:
         if supplier not in refused:
             return supplier, None
@@ -164,10 +176,22 @@ def order_quantity(
     return n * order_qty
 
 
-def _is_one_open_order_violation(exc: IntegrityError) -> bool:
+def is_one_open_order_violation(exc: IntegrityError) -> bool:
+    """The partial unique index refused a second open order for a bin."""
     text = str(exc.orig)
     # PostgreSQL names the index; SQLite names the column of a unique index.
     return ONE_OPEN_ORDER_INDEX in text or "orders.bin_id" in text
+
+
+def log_blocked(bin_id: str, why_not: str | None) -> None:
+    """Log (rate-limited per bin) that a bin at its reorder point cannot order."""
+    _blocked_log.log(
+        logging.INFO,
+        bin_id,
+        "bin %s at its reorder point but cannot order: %s",
+        bin_id,
+        why_not,
+    )
 
 
 def maybe_reorder(
@@ -195,13 +219,7 @@ def maybe_reorder(
     supplier_id, why_not = choose_supplier(session, bin, now_ms)
     if supplier_id is None:
         # The alert monitor's reorder_blocked rule says why (it re-checks the same condition).
-        _blocked_log.log(
-            logging.INFO,
-            bin.id,
-            "bin %s at its reorder point but cannot order: %s",
-            bin.id,
-            why_not,
-        )
+        log_blocked(bin.id, why_not)
         return None
     qty = order_quantity(position, bin.reorder_point, bin.order_qty, bin.capacity)
     fired = {
@@ -250,7 +268,7 @@ def maybe_reorder(
             )
             session.flush()
     except IntegrityError as exc:
-        if not _is_one_open_order_violation(exc):
+        if not is_one_open_order_violation(exc):
             raise
         log.info("bin %s: another transaction already has an open order", bin.id)
         return None

@@ -20,6 +20,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
@@ -93,6 +94,21 @@ class ProcessClient:
         timeout: float | httpx.Timeout | None = None,
     ) -> httpx.Response:
         """POST in the child; the response (status and headers) or the httpx exception."""
+        return self.begin_post(url, content=content, headers=headers, timeout=timeout)()
+
+    def begin_post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: dict[str, str],
+        timeout: float | httpx.Timeout | None = None,
+    ) -> Callable[[], httpx.Response]:
+        """Hand the request to the child now; the function returned waits for its answer
+        (the response, or the httpx exception raised again).
+
+        The dispatcher calls this on the thread that committed the order, so the request
+        leaves at once instead of after a sender thread's wait for the GIL."""
         t = timeout if timeout is not None else self.timeout
         seconds = (
             max(x for x in (t.connect, t.read, t.write, t.pool) if x is not None)
@@ -111,13 +127,19 @@ class ProcessClient:
                 raise httpx.TransportError(
                     f"webhook sender unreachable: {exc}"
                 ) from exc
-        try:
-            status, resp_headers = answer.result(timeout=4 * seconds + ANSWER_MARGIN_S)
-        except TimeoutError as exc:
-            with self._lock:
-                child.waiting.pop(rid, None)
-            raise httpx.TransportError("webhook sender did not answer") from exc
-        return httpx.Response(status, headers=resp_headers)
+
+        def wait() -> httpx.Response:
+            try:
+                status, resp_headers = answer.result(
+                    timeout=4 * seconds + ANSWER_MARGIN_S
+                )
+            except TimeoutError as exc:
+                with self._lock:
+                    child.waiting.pop(rid, None)
+                raise httpx.TransportError("webhook sender did not answer") from exc
+            return httpx.Response(status, headers=resp_headers)
+
+        return wait
 
     def _read(self, child: _Child) -> None:
         """Complete each request's future as its answer arrives."""

@@ -10,7 +10,7 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.orm import Session
 
-from jitstock.server import reorder
+from jitstock.server import reorder_batch
 from jitstock.server.db.models import Agent, AgentCursor, Bin, Sku
 from jitstock.server.db.session import SessionFactory, is_postgresql, transaction
 from jitstock.server.flush import Flush, StateWriter
@@ -214,25 +214,10 @@ class SqlState(StateWriter):
             conn.exec_driver_sql(sql.cursor, rows)
 
     def _decide(self, s: Session, flush: Flush, bin_ids: list[str]) -> list[str]:
-        created = []
-        query = (
-            select(Bin)
-            .where(Bin.id.in_(bin_ids))
-            .order_by(Bin.id)
-            .execution_options(populate_existing=True)
-        )
-        if is_postgresql(s):
-            query = query.with_for_update()  # serialise per bin across server processes
-        for row in s.scalars(query):
-            trigger = {
-                "reading_ts_ms": row.last_seen_ms,
-                "grams": row.last_grams,
-                "on_hand": row.on_hand,
-            }
-            order = reorder.maybe_reorder(s, row, flush.now_ms, trigger)
-            if order is not None:
-                created.append(order.id)
-        return created
+        """The reorder rule for every bin of the flush at once (a few statements for all;
+        PostgreSQL: the bins row-locked, serialising decisions across server processes)."""
+        made = reorder_batch.decide(s, bin_ids, flush.now_ms, lock=is_postgresql(s))
+        return [o.id for o in made]
 
     def _statuses(self, s: Session, flush: Flush) -> None:
         for _site, agent_id, status in flush.statuses:

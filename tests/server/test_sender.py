@@ -3,18 +3,31 @@ verdicts and signatures work through it exactly as through an httpx.Client."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from jitstock.clock import REAL_CLOCK
-from jitstock.server.dispatch import Dispatcher
+from jitstock.server import reorder_batch
+from jitstock.server.db.models import Bin
+from jitstock.server.db.session import transaction
+from jitstock.server.dispatch import Dispatcher, RetryPolicy
 from jitstock.server.sender import ProcessClient
 from tests.server.db_factories import seed
-from tests.server.test_dispatch import FAST, _attempts, _create_order, _wait_state
+from tests.server.test_dispatch import (
+    FAST,
+    _attempts,
+    _create_order,
+    _order,
+    _wait_state,
+)
 from tests.services import free_port
+from tests.waits import WAIT_S
 
 
 @pytest.fixture
@@ -64,3 +77,100 @@ def test_a_dead_child_is_started_again(receiver: Any, client: ProcessClient) -> 
     client._child.proc.join(10)
     r = client.post(receiver.url, content=b"{}", headers={})
     assert r.status_code in (200, 400, 401)
+
+
+class _Gate:
+    """A webhook endpoint that holds every request until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.ids: list[str] = []
+        self.cond = threading.Condition()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                with gate.cond:
+                    gate.ids.append(self.headers["webhook-id"])
+                    gate.cond.notify_all()
+                gate.open.wait(WAIT_S)
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, n: int) -> list[str]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.ids) >= n, WAIT_S), self.ids
+            return list(self.ids)
+
+    def close(self) -> None:
+        self.open.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _decide_and_claim(
+    factory: Any, dispatcher: Dispatcher, bins: list[str]
+) -> tuple[list[str], list[Any]]:
+    """What a flush does: the bins drop to 0, their orders are decided and claimed in one
+    transaction (invisible to the dispatcher's own claims until the commit)."""
+    with transaction(factory) as s:
+        s.execute(update(Bin).where(Bin.id.in_(bins)).values(on_hand=0))
+        made = reorder_batch.decide(s, bins, REAL_CLOCK.time_ms())
+        ids = [o.id for o in made]
+        return ids, dispatcher.claim_created(s, ids)
+
+
+def test_orders_a_flush_hands_over_leave_at_once_even_with_every_sender_busy(
+    db: Any, webhook_secret: str, client: ProcessClient
+) -> None:
+    """Orders claimed in a flush's transaction and submitted after its commit are on
+    the wire at once: their POSTs leave from the submitting thread, not after a free
+    sender thread (here the only one waits for an answer the supplier holds back)."""
+    gate = _Gate()
+    try:
+        bins = seed(
+            db.factory, bins=3, webhook_url=gate.url, webhook_secret=webhook_secret
+        )
+        # a request timeout far longer than the test's steps: a held request is answered,
+        # never timed out (a timeout would be a second attempt)
+        patient = RetryPolicy(timeout_s=20.0, claim_lease_s=120.0)
+        with Dispatcher(db.factory, client, retry=patient, workers=1) as dispatcher:
+            ids, jobs = _decide_and_claim(db.factory, dispatcher, bins)
+            assert sorted(j.order_id for j in jobs) == sorted(ids)
+            dispatcher.submit(jobs)
+            # all three reach the supplier while the one sender thread still waits
+            assert sorted(gate.wait_for(3)) == sorted(ids)
+            assert all(_order(db.factory, i).state == "created" for i in ids)
+            gate.open.set()
+            for i in ids:
+                _wait_state(db.factory, i, "sent")
+        assert [[a.n for a in _attempts(db.factory, i)] for i in ids] == [[1]] * 3
+    finally:
+        gate.close()
+
+
+def test_a_secret_that_cannot_sign_fails_the_order_through_the_process_client(
+    db: Any, receiver: Any, client: ProcessClient
+) -> None:
+    """An order whose POST cannot be started (its secret does not sign) is not lost in
+    the hand-over: the attempt says why, and the order fails with that reason."""
+    (bin_id,) = seed(
+        db.factory, webhook_url=receiver.url, webhook_secret="whsec_not base64!"
+    )
+    with Dispatcher(db.factory, client, retry=FAST) as dispatcher:
+        (order_id,), jobs = _decide_and_claim(db.factory, dispatcher, [bin_id])
+        assert [j.order_id for j in jobs] == [order_id]
+        dispatcher.submit(jobs)
+        failed = _wait_state(db.factory, order_id, "failed")
+    assert "invalid webhook_secret" in (failed.last_error or "")
+    assert receiver.received == []

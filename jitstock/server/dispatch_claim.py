@@ -1,0 +1,114 @@
+"""The first attempt of the orders one ingest flush created, claimed in that flush's
+transaction with a few statements for all of them.
+
+:meth:`jitstock.server.dispatch.Dispatcher.claim_created` calls :func:`claim_new`.
+The claim is the dispatcher's (see :mod:`jitstock.server.dispatch`, step 1): the
+order's ``attempts`` goes from n−1 to n only if it still is n−1 (compare-and-set),
+``next_attempt_ms`` moves out by the claim lease, attempt row n is inserted, and the
+job carries the signed body's input.  Here it is done set-wise: one select of the
+orders, one UPDATE per distinct previous attempt count (one, for new orders), one
+executemany of attempt rows, one select of their suppliers and the bodies'
+look-ups (:func:`jitstock.server.webhooks.new_order_bodies`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from jitstock.server.db.models import Order, OrderAttempt, Supplier
+from jitstock.server.db.session import is_postgresql
+from jitstock.server.order_attempt import Job
+from jitstock.server.supplier.email_channel import email_recipient
+from jitstock.server.webhooks import new_order_bodies, previous_secret
+
+_ORDER_COLUMNS = tuple(Order.__table__.c)
+_DUE = (
+    select(*_ORDER_COLUMNS)
+    .where(
+        Order.id.in_(bindparam("ids", expanding=True)),
+        Order.state == "created",
+        Order.next_attempt_ms <= bindparam("now"),
+    )
+    .order_by(Order.next_attempt_ms, Order.id)
+)
+# PostgreSQL: another process's claim of the same row is skipped, not waited for
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_CLAIM = (
+    update(Order)
+    .where(
+        Order.id.in_(bindparam("ids", expanding=True)),
+        Order.state == "created",
+        Order.attempts == bindparam("was"),
+    )
+    .values(attempts=bindparam("n"), next_attempt_ms=bindparam("due"))
+    .execution_options(synchronize_session=False)
+)
+_CLAIMED = select(Order.id).where(
+    Order.id.in_(bindparam("ids", expanding=True)),
+    Order.attempts == bindparam("n"),
+    Order.next_attempt_ms == bindparam("due"),
+)
+_ATTEMPT = insert(OrderAttempt.__table__)  # type: ignore[arg-type]
+
+
+def claim_new(
+    s: Session,
+    order_ids: list[str],
+    now_ms: int,
+    lease_ms: int,
+    mqtt_enabled: bool,
+) -> list[Job]:
+    """Claim the next attempt of these due orders in the caller's transaction; the jobs."""
+    if not order_ids:
+        return []
+    s.flush()
+    conn = s.connection()
+    stmt = _DUE_LOCKED if is_postgresql(s) else _DUE
+    rows = conn.execute(stmt, {"ids": sorted(set(order_ids)), "now": now_ms}).all()
+    if not rows:
+        return []
+    due = now_ms + lease_ms
+    by_attempts: dict[int, list[str]] = {}
+    for r in rows:
+        by_attempts.setdefault(r.attempts, []).append(r.id)
+    claimed: set[str] = set()
+    for was, ids in by_attempts.items():
+        params = {"ids": ids, "was": was, "n": was + 1, "due": due}
+        done = conn.execute(_CLAIM, params)
+        if done.rowcount == len(ids):
+            claimed.update(ids)
+        else:  # some moved meanwhile (cannot, under our locks): claimed only what we set
+            claimed.update(conn.scalars(_CLAIMED, params))
+    rows = [r for r in rows if r.id in claimed]
+    if not rows:
+        return []
+    conn.execute(
+        _ATTEMPT,
+        [{"order_id": r.id, "n": r.attempts + 1, "at_ms": now_ms} for r in rows],
+    )
+    supplier_ids = sorted({r.supplier_id for r in rows})
+    suppliers = {
+        x.id: x
+        for x in s.scalars(select(Supplier).where(Supplier.id.in_(supplier_ids)))
+    }
+    bodies = new_order_bodies(s, rows)
+    jobs = []
+    for r in rows:
+        supplier = suppliers.get(r.supplier_id)
+        jobs.append(
+            Job(
+                order_id=r.id,
+                n=r.attempts + 1,
+                site_id=r.site_id,
+                bin_id=r.bin_id,
+                supplier_id=r.supplier_id,
+                body=bodies[r.id],
+                webhook_url=supplier.webhook_url if supplier else None,
+                webhook_secret=supplier.webhook_secret if supplier else None,
+                previous_secret=previous_secret(supplier, now_ms),
+                email_to=email_recipient(supplier),
+                mqtt=bool(supplier and supplier.mqtt_orders and mqtt_enabled),
+            )
+        )
+    return jobs
