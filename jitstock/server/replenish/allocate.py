@@ -70,6 +70,8 @@ class Allocation:
     ]  # λ per class (NaN where the class fell back to uniform)
     planned_fill: dict[str, float]  # demand-weighted planned fill per class
     uniform: dict[str, bool]  # True where the class kept its uniform target
+    # the class target the plan aims at: the nominal one raised by its calibration factor
+    aimed: dict[str, float]
 
 
 def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
@@ -166,6 +168,7 @@ def allocate(
     lams: dict[str, float] = {}
     planned: dict[str, float] = {}
     uniform: dict[str, bool] = {}
+    aimed: dict[str, float] = {}
     for name in sorted(set(cls.tolist())):
         if name not in class_targets:
             continue
@@ -184,11 +187,12 @@ def allocate(
         targets[m] = chosen if keep else beta
         lams[name] = lam if keep else float("nan")
         uniform[name] = not keep
+        aimed[name] = round(beta, 6)
         w = sub.mu
         planned[name] = (
             round(float((w * targets[m]).sum() / w.sum()), 6) if w.sum() > 0 else 1.0
         )
-    return Allocation(targets, lams, planned, uniform)
+    return Allocation(targets, lams, planned, uniform, aimed)
 
 
 def _solve_class(
