@@ -19,7 +19,10 @@ from tests.server.replenish.conftest import ManualClock, add_deliveries, add_pic
 NOW = 1_800_000_000_000
 
 
-def _add_lumps(factory, bin_id: str, days: int, p: float, lot: float, seed: int):
+def add_lumps(
+    factory, bin_id: str, now: int, days: int, p: float, lot: float, seed: int
+) -> None:
+    """Consumption in lots of gamma size (mean ``lot``) on a share ``p`` of the days."""
     rng = np.random.default_rng(seed)
     rows = []
     for day in range(days):
@@ -28,7 +31,7 @@ def _add_lumps(factory, bin_id: str, days: int, p: float, lot: float, seed: int)
             rows.append(
                 BinEvent(
                     bin_id=bin_id,
-                    ts_ms=NOW - (days - day) * DAY_MS + 3_600_000,
+                    ts_ms=now - (days - day) * DAY_MS + 3_600_000,
                     kind="consumption",
                     delta=-units,
                     on_hand_after=1000,
@@ -48,7 +51,7 @@ def test_full_run_allocates_the_class_and_a_single_bin_keeps_its_share(db):
     for i, rate in enumerate((20.0, 4.0, 9.0)):
         add_picks(db.factory, ids[i], NOW - 90 * DAY_MS, 90, rate, seed=i)
     for i, (p, lot) in enumerate(((0.12, 120.0), (0.3, 20.0), (0.08, 60.0))):
-        _add_lumps(db.factory, ids[3 + i], 90, p, lot, seed=10 + i)
+        add_lumps(db.factory, ids[3 + i], NOW, 90, p, lot, seed=10 + i)
     add_deliveries(db.factory, ids[0], NOW - 80 * DAY_MS, 8, 5.0)
     clock = ManualClock(NOW)
     recalc = Recalculator(db.factory, clock=clock)
