@@ -36,6 +36,7 @@ from jitstock.server.db.models import Bin, BinEvent, Order, Sku
 from jitstock.server.db.replenish_models import BinPolicy
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.replenish import abc, allocate, calibrate, demand, leadtime
+from jitstock.server.replenish.allocate import FloatArray
 from jitstock.server.replenish.bin_policy import (
     ClassPlans,
     Computation,
@@ -380,7 +381,10 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
     classes = np.asarray([p.abc_class for p in same])
     cost = np.asarray([p.unit_cost for p in same], np.float64)
     qty = np.asarray([p.qty for p in same], np.float64)
-    factors: dict[str, float] = {}
+    # the back-test per history length (stacked rows must be as long), pooled per class
+    pl: list[FloatArray] = []
+    rl: list[FloatArray] = []
+    names: list[str] = []
     for (d, _t), group in by_len.items():
         hi = [
             p
@@ -401,10 +405,24 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
             np.asarray([p.qty for p in hi]),
             np.random.default_rng(len(hi)),
         )
-        for name, f in calibrate.class_factors(
-            planned, realized, [p.abc_class for p in hi], params.service_levels
-        ).items():
-            factors[name] = max(factors.get(name, 1.0), f)
+        pl.append(planned)
+        rl.append(realized)
+        names.extend(p.abc_class for p in hi)
+    factors = (
+        calibrate.class_factors(
+            np.concatenate(pl), np.concatenate(rl), names, params.service_levels
+        )
+        if names
+        else {}
+    )
+    # a bin without a price is valued at its class's median (as a single bin is later)
+    medians = {}
+    for name in set(classes.tolist()):
+        m = classes == name
+        good = cost[m][np.isfinite(cost[m]) & (cost[m] > 0)]
+        medians[name] = float(np.median(good)) if good.size else 1.0
+    missing = ~(np.isfinite(cost) & (cost > 0))
+    cost = np.where(missing, [medians[c] for c in classes.tolist()], cost)
     alloc = allocate.allocate(
         np.concatenate([p.lead for p in same]),
         np.concatenate([p.lead_next for p in same]),
@@ -416,14 +434,12 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
         factors,
     )
     for name, lam in alloc.multipliers.items():
-        m = classes == name
-        good = cost[m][np.isfinite(cost[m]) & (cost[m] > 0)]
         out[name] = {
             "multiplier": lam,
             "planned_fill": alloc.planned_fill[name],
             "target": alloc.aimed[name],
             "calibration": factors.get(name, 1.0),
-            "median_cost": float(np.median(good)) if good.size else 1.0,
+            "median_cost": medians[name],
         }
     return out
 
