@@ -41,6 +41,7 @@ from jitstock.bench.policy_sim import (
     summarise,
 )
 from jitstock.server.replenish import abc
+from jitstock.server.replenish.allocate import DEFAULT_FILL_FLOOR as FILL_FLOOR
 
 __all__ = [
     "CLASS_TARGETS",
@@ -82,7 +83,10 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
     plant = make_plant(n, seed)
     fc = precompute_forecasts(plant)
     targets = abc.service_levels(plant.abc_class, CLASS_TARGETS)
-    jit = simulate(plant, jitstock_rule(plant, fc, targets))
+    plans: list[dict[str, float]] = []
+    jit = simulate(
+        plant, jitstock_rule(plant, fc, targets, CLASS_TARGETS, FILL_FLOOR, plans)
+    )
     fills = {c: summarise(plant, jit, plant.abc_class == c)["fill_rate"] for c in "ABC"}
     k, informed = tune_per_class(
         lambda kk: simulate(plant, informed_rule(plant, fc, kk)), plant, 0.0, 6.0, fills
@@ -114,6 +118,14 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
             **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
         },
         "pattern_targets": pattern_targets(plant),
+        "fill_floor": FILL_FLOOR,
+        # per class, averaged over the weekly recalculations: the demand-weighted fill the
+        # allocated plan promised on its draws, and the calibration factor it was raised by
+        "jitstock_plan": {
+            key: round(float(np.mean([p[key] for p in plans])), 5) for key in plans[0]
+        }
+        if plans
+        else {},
         "tuned": {
             "textbook_k": k,
             "minmax_weekly_factor": fw,
@@ -173,6 +185,11 @@ def run_seeds(args: argparse.Namespace) -> dict[str, Any]:
                 "saving_vs_minmax_weekly": r["saving_vs_minmax_weekly"],
                 "saving_vs_minmax_static": r["saving_vs_minmax_static"],
                 "cheapest_total_cost": cheapest,
+                "jitstock_value_weighted_fill": r["policies"]["jitstock"]["overall"][
+                    "value_weighted_fill"
+                ],
+                "orders": {p: v["overall"]["orders"] for p, v in r["policies"].items()},
+                "total_cost": r["total_cost"],
             }
         )
     return {
@@ -202,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fc = precompute_forecasts(plant)
     targets = abc.service_levels(plant.abc_class, CLASS_TARGETS)
 
-    jit = simulate(plant, jitstock_rule(plant, fc, targets))
+    jit = simulate(plant, jitstock_rule(plant, fc, targets, CLASS_TARGETS, FILL_FLOOR))
     jit_fill = summarise(plant, jit)["fill_rate"]
     classic = simulate(plant, classic_rule(plant, fc, targets))
     factor, minmax = tune(

@@ -29,7 +29,7 @@ from jitstock.bench.policy_sim import (
     Rule,
     summarise,
 )
-from jitstock.server.replenish import leadtime, ltd, policy
+from jitstock.server.replenish import allocate, calibrate, leadtime, ltd, policy
 
 BISECT_STEPS = 10
 
@@ -40,8 +40,24 @@ def _week_q(rate: FloatArray, plant: Plant) -> FloatArray:
     )
 
 
-def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
-    """jitstock's policy: the server's replenish code on every part at once."""
+def jitstock_rule(
+    plant: Plant,
+    fc: Forecasts,
+    targets: FloatArray,
+    class_targets: dict[str, float] | None = None,
+    floor: float = allocate.DEFAULT_FILL_FLOOR,
+    plans: list[dict[str, float]] | None = None,
+    calibrated: bool = True,
+) -> Rule:
+    """jitstock's policy: the server's replenish code on every part at once.
+
+    With ``class_targets`` each class's target is allocated over its parts
+    (``allocate.allocate``, as the live full recalculation does); otherwise
+    every part is solved for its entry in ``targets``.  ``plans`` collects
+    the planned class fills of each recalculation.  ``calibrated``: each
+    class's plan is raised by its plan→achieved shortfall measured on the
+    parts' own windows (``calibrate``).
+    """
     nan = np.full(plant.demand.shape[0], np.nan)
 
     def rule(t: int, seen: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -52,13 +68,52 @@ def jitstock_rule(plant: Plant, fc: Forecasts, targets: FloatArray) -> Rule:
         lead_x, next_x, _ = ltd.draws(
             fc.window[i], samples, targets, np.random.default_rng([seed_of(plant), t])
         )
+        service = targets
+        if class_targets is not None:
+            q = policy.round_order_qty(
+                np.maximum(fc.rate[i], 0.0) * policy.DEFAULT_ORDER_CYCLE_DAYS,
+                plant.pack,
+                plant.moq,
+            )
+            factors = None
+            if calibrated:
+                # only the classes calibrate.MIN_TARGET calibrates need the back-test
+                m = targets >= calibrate.MIN_TARGET
+                planned, realized = calibrate.shortfall(
+                    fc.window[i][m],
+                    samples[m],
+                    targets[m],
+                    q[m],
+                    np.random.default_rng([seed_of(plant), t, 1]),
+                )
+                factors = calibrate.class_factors(
+                    planned, realized, plant.abc_class[m], class_targets
+                )
+            plan = allocate.allocate(
+                lead_x,
+                next_x,
+                q,
+                plant.unit_cost,
+                plant.abc_class,
+                class_targets,
+                floor,
+                factors,
+            )
+            service = np.where(np.isnan(plan.targets), targets, plan.targets)
+            if plans is not None:
+                plans.append(
+                    {
+                        **plan.planned_fill,
+                        **{f"factor_{c}": v for c, v in (factors or {}).items()},
+                    }
+                )
         p = policy.compute(
             policy.PolicyInputs(
                 demand=fc.rate[i],
                 sigma_d=fc.sigma[i],
                 lead=lt.mean,
                 sigma_l=lt.sigma,
-                service_level=targets,
+                service_level=service,
                 pack=plant.pack,
                 moq=plant.moq,
                 undershoot=fc.undershoot[i],

@@ -88,6 +88,8 @@ class ServerSettings(BaseSettings):
     service_level_a: float = Field(default=0.99, gt=0.5, lt=1)
     service_level_b: float = Field(default=0.97, gt=0.5, lt=1)
     service_level_c: float = Field(default=0.95, gt=0.5, lt=1)
+    # no part's fill target allocated within its class goes below this (replenish/allocate.py)
+    replenish_fill_floor: float = Field(default=0.90, gt=0.5, lt=1)
     default_lead_time_s: float = Field(default=3 * 86400.0, gt=0)
 
     # Supplier loop (jitstock.server.supplier): deadlines are minutes to hours, so the

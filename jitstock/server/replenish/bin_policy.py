@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Bin, BinEvent
 from jitstock.server.db.replenish_models import BinPolicy
-from jitstock.server.replenish import demand, forecast, leadtime, ltd, policy
+from jitstock.server.replenish import allocate, demand, forecast, leadtime, ltd, policy
 from jitstock.server.replenish.abc import DEFAULT_SERVICE_LEVELS
 from jitstock.server.replenish.terms import DEFAULT_LEAD_TIME_S, supplier_terms
 
@@ -43,6 +44,8 @@ class Params:
     )
     default_lead_time_s: float = DEFAULT_LEAD_TIME_S
     abc_window_days: int = 90
+    # no part's allocated fill target below this (or its class target, if lower)
+    fill_floor: float = allocate.DEFAULT_FILL_FLOOR
 
     @classmethod
     def from_settings(cls, settings: Any) -> Params:
@@ -56,7 +59,28 @@ class Params:
             },
             default_lead_time_s=settings.default_lead_time_s,
             abc_window_days=settings.abc_window_days,
+            fill_floor=getattr(
+                settings, "replenish_fill_floor", allocate.DEFAULT_FILL_FLOOR
+            ),
         )
+
+
+@dataclass(slots=True, frozen=True)
+class PartPlan:
+    """What the class allocation needs of a bin (not stored): its draws, order quantity and value."""
+
+    abc_class: str
+    lead: npt.NDArray[np.float64]  # (1, draws) demand over the lead time
+    lead_next: npt.NDArray[np.float64]  # (1, draws) ... and one day more
+    qty: float
+    unit_cost: float
+    history: npt.NDArray[np.float64]  # daily demand, oldest first
+    lead_days: npt.NDArray[np.float64]  # the lead times the draws used
+
+
+# Per ABC class what the last full run's allocation found (recalc.Recalculator.plan_classes):
+# "multiplier" λ (NaN: the class kept its uniform target), "planned_fill", "calibration".
+ClassPlans = dict[str, dict[str, float]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -67,6 +91,8 @@ class Computation:
     demand_class: str
     inputs: dict[str, Any]
     result: dict[str, Any]
+    # the allocation's view of the bin; None where its target is not the class's to allocate
+    plan: PartPlan | None = None
 
     @property
     def reorder_point(self) -> int:
@@ -125,8 +151,15 @@ def compute_bin(
     now_ms: int,
     params: Params,
     sku_rates: SkuRates | None = None,
+    class_plans: ClassPlans | None = None,
 ) -> Computation:
-    """Compute a bin's policy from its consumption events, its supplier's deliveries and its settings."""
+    """Compute a bin's policy from its consumption events, its supplier's deliveries and its settings.
+
+    A bin whose target comes from its ABC class gets its share of the class
+    target (``allocate``): the class multiplier from ``class_plans`` (the full
+    run's allocation), else the one stored with the bin's last computation,
+    else — before any full run — the class target itself.
+    """
     since = now_ms - params.history_days * demand.DAY_MS
     first = session.scalar(
         select(func.min(BinEvent.ts_ms)).where(
@@ -208,6 +241,53 @@ def compute_bin(
         )
         ltd_draws = (lead_x, next_x)
         ltd_method = ltd.METHODS[int(methods[0])]
+    class_target = service
+    plan: PartPlan | None = None
+    alloc: dict[str, Any] = {}
+    if (
+        ltd_draws is not None
+        and service_source == "abc"
+        and kind != "R,S"
+        and bin.manual_min is None
+        and bin.manual_max is None
+    ):
+        # the quantity policy.compute orders (a week of demand, packs, MOQ; no EOQ here)
+        order_q = float(
+            policy.round_order_qty(
+                max(float(np.asarray(rate).ravel()[0]), 0.0)
+                * policy.DEFAULT_ORDER_CYCLE_DAYS,
+                terms.pack_size,
+                terms.moq,
+            )
+        )
+        cost = float(price) if price is not None else float("nan")
+        plan = PartPlan(
+            str(abc_class), ltd_draws[0], ltd_draws[1], order_q, cost, series, leads
+        )
+        known = _class_plan(session, bin, str(abc_class), class_plans)
+        lam = float(known.get("multiplier", float("nan")))
+        floor = min(params.fill_floor, service)
+        alloc = {
+            "class_target": service,
+            "class_multiplier": None if math.isnan(lam) else lam,
+            "class_planned_fill": known.get("planned_fill"),
+            "class_calibration": known.get("calibration"),
+            "class_median_cost": known.get("median_cost"),
+            # the class target the plan aimed at (raised by the calibration factor)
+            "class_aimed_target": known.get("target"),
+            "fill_floor": floor,
+        }
+        if not math.isnan(lam):
+            curve = allocate.curves(ltd_draws[0], ltd_draws[1], np.asarray([order_q]))
+            # a bin without a price is valued at its class's median, as in the full run
+            value = cost if cost > 0 else float(known.get("median_cost", 1.0))
+            own = allocate.part_targets(curve, np.asarray([value]), lam, floor)
+            service = round(float(own[0]), 6)
+            service_source = allocate.SOURCE
+        elif known.get("target") is not None:
+            # the class kept one target for every part (the allocation would cost more)
+            service = round(max(float(known["target"]), service), 6)
+            service_source = allocate.SOURCE
     x = policy.PolicyInputs(
         demand=rate,
         sigma_d=sigma,
@@ -270,6 +350,9 @@ def compute_bin(
             "abc_class": abc_class or UNCLASSIFIED,
             "service_level": service,
             "service_level_source": service_source,
+            # the class target this bin's (allocated) target serves, and how it was allocated
+            "class_target": class_target,
+            **alloc,
             "policy": kind,
             "review_period_days": review,
             "manual_min": bin.manual_min,
@@ -291,4 +374,27 @@ def compute_bin(
         # True: too little data yet; the bin keeps its configured reorder point and quantity
         "learning": days < MIN_HISTORY_DAYS and prior is None,
     }
-    return Computation(bin.id, cls.label, inputs, result)
+    return Computation(bin.id, cls.label, inputs, result, plan)
+
+
+def _class_plan(
+    session: Session, bin: Bin, abc_class: str, class_plans: ClassPlans | None
+) -> dict[str, float]:
+    """The class's allocation: from this run's plans, else the bin's last computation of the same class."""
+    if class_plans is not None and abc_class in class_plans:
+        return class_plans[abc_class]
+    row = session.get(BinPolicy, bin.id)
+    tgt = (row.inputs or {}).get("target", {}) if row is not None else {}
+    if tgt.get("abc_class") != abc_class:
+        return {}
+    stored = {
+        "multiplier": "class_multiplier",
+        "planned_fill": "class_planned_fill",
+        "calibration": "class_calibration",
+        "median_cost": "class_median_cost",
+        "target": "class_aimed_target",
+    }
+    out = {k: float(tgt[v]) for k, v in stored.items() if tgt.get(v) is not None}
+    if "multiplier" not in out and "target" not in out:
+        return {}
+    return out

@@ -35,10 +35,13 @@ from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Bin, BinEvent, Order, Sku
 from jitstock.server.db.replenish_models import BinPolicy
 from jitstock.server.db.session import SessionFactory, transaction
-from jitstock.server.replenish import abc, demand, leadtime
+from jitstock.server.replenish import abc, allocate, calibrate, demand, leadtime
+from jitstock.server.replenish.allocate import FloatArray
 from jitstock.server.replenish.bin_policy import (
+    ClassPlans,
     Computation,
     Params,
+    PartPlan,
     SkuRates,
     compute_bin,
 )
@@ -101,6 +104,8 @@ class Recalculator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_check_ms: int | None = None
+        # the last full run's allocation per ABC class (bin_policy.ClassPlans)
+        self.class_plans: ClassPlans | None = None
 
     # --- public runs -------------------------------------------------------
 
@@ -112,7 +117,41 @@ class Recalculator:
         with transaction(self.session_factory) as s:
             self.update_abc(s, now)
             ids = list(s.scalars(select(Bin.id).order_by(Bin.id)))
+        self.class_plans = self.plan_classes(ids, background=background)
         return self.recalc_bins(ids, reason, background=background)
+
+    def plan_classes(
+        self, bin_ids: Sequence[str], *, background: bool = False
+    ) -> ClassPlans:
+        """Allocate each ABC class's fill target over its bins (allocate.allocate); λ per class.
+
+        Every bin's lead-time demand draws are computed (read-only), class A's
+        target is raised by its plan→achieved shortfall measured on the bins'
+        own windows (calibrate), and the class multipliers are returned for
+        the bins' computations to pick their own targets with.
+        """
+        plans: list[PartPlan] = []
+        now = self.clock.time_ms()
+        sku_rates: SkuRates = {}
+        for bin_id in bin_ids:
+            started = time.perf_counter()
+            try:
+                with transaction(self.session_factory, readonly=True) as s:
+                    b = s.get(Bin, bin_id)
+                    comp = (
+                        compute_bin(s, b, now, self.params, sku_rates, {})
+                        if b is not None
+                        else None
+                    )
+                if comp is not None and comp.plan is not None:
+                    plans.append(comp.plan)
+            except Exception:
+                log.exception("allocation input of bin %s failed", bin_id)
+            if background and self._stop.wait(
+                (time.perf_counter() - started) * (1 / BACKGROUND_DUTY - 1)
+            ):
+                break
+        return plan_from(plans, self.params)
 
     def recalc_bins(
         self, bin_ids: Sequence[str], reason: str, *, background: bool = False
@@ -262,7 +301,7 @@ class Recalculator:
             b = s.get(Bin, bin_id)
             if b is None:
                 return False, None
-            comp = compute_bin(s, b, now, self.params, sku_rates)
+            comp = compute_bin(s, b, now, self.params, sku_rates, self.class_plans)
         with transaction(self.session_factory) as s:
             b = reorder.lock_bin(s, bin_id)
             if b is None:
@@ -326,6 +365,83 @@ class Recalculator:
         row.changed_ms = changed_ms
         row.change_reason = why
         return moved
+
+
+def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
+    """Per class λ, planned fill, calibration factor and median unit value from the bins' plans."""
+    out: ClassPlans = {}
+    by_len: dict[tuple[int, int], list[PartPlan]] = {}
+    for p in plans:
+        by_len.setdefault((p.lead.shape[1], p.history.shape[0]), []).append(p)
+    # bins share one draw count; histories of different lengths are back-tested apart
+    draws = max(by_len, key=lambda k: len(by_len[k]))[0] if by_len else 0
+    same = [p for p in plans if p.lead.shape[1] == draws]
+    if not same:
+        return out
+    classes = np.asarray([p.abc_class for p in same])
+    cost = np.asarray([p.unit_cost for p in same], np.float64)
+    qty = np.asarray([p.qty for p in same], np.float64)
+    # the back-test per history length (stacked rows must be as long), pooled per class
+    pl: list[FloatArray] = []
+    rl: list[FloatArray] = []
+    names: list[str] = []
+    for (d, _t), group in by_len.items():
+        hi = [
+            p
+            for p in group
+            if d == draws
+            and params.service_levels.get(p.abc_class, 0) >= calibrate.MIN_TARGET
+        ]
+        if not hi or hi[0].history.shape[0] < 2:
+            continue
+        width = max(p.lead_days.shape[0] for p in hi)
+        leads = np.full((len(hi), width), np.nan)
+        for i, p in enumerate(hi):
+            leads[i, : p.lead_days.shape[0]] = p.lead_days
+        planned, realized = calibrate.shortfall(
+            np.stack([p.history for p in hi]),
+            leads,
+            np.asarray([params.service_levels[p.abc_class] for p in hi]),
+            np.asarray([p.qty for p in hi]),
+            np.random.default_rng(len(hi)),
+        )
+        pl.append(planned)
+        rl.append(realized)
+        names.extend(p.abc_class for p in hi)
+    factors = (
+        calibrate.class_factors(
+            np.concatenate(pl), np.concatenate(rl), names, params.service_levels
+        )
+        if names
+        else {}
+    )
+    # a bin without a price is valued at its class's median (as a single bin is later)
+    medians = {}
+    for name in set(classes.tolist()):
+        m = classes == name
+        good = cost[m][np.isfinite(cost[m]) & (cost[m] > 0)]
+        medians[name] = float(np.median(good)) if good.size else 1.0
+    missing = ~(np.isfinite(cost) & (cost > 0))
+    cost = np.where(missing, [medians[c] for c in classes.tolist()], cost)
+    alloc = allocate.allocate(
+        np.concatenate([p.lead for p in same]),
+        np.concatenate([p.lead_next for p in same]),
+        qty,
+        cost,
+        classes,
+        params.service_levels,
+        params.fill_floor,
+        factors,
+    )
+    for name, lam in alloc.multipliers.items():
+        out[name] = {
+            "multiplier": lam,
+            "planned_fill": alloc.planned_fill[name],
+            "target": alloc.aimed[name],
+            "calibration": factors.get(name, 1.0),
+            "median_cost": medians[name],
+        }
+    return out
 
 
 def _explain_change(

@@ -1,0 +1,219 @@
+"""Per-part fill targets optimised within an ABC class: the class target met at the least stock value.
+
+A class's fill target is a demand-weighted (unit) target over its parts:
+the class is short Σᵢ shortᵢ(sᵢ) units a day against Σᵢ μᵢ demanded, so it
+meets β_C when Σᵢ shortᵢ(sᵢ) ≤ (1 − β_C)·Σᵢ μᵢ.  Holding every part at β_C
+meets that, but not cheaply: a unit of reorder point buys a lot of fill on a
+cheap smooth part and little on a dear lumpy one.  The least stock value
+Σᵢ cᵢ·sᵢ meeting the class target is a Lagrangian problem: for a multiplier
+λ (value per unit short a day) each part picks the s minimising
+cᵢ·s + λ·shortᵢ(s) on its own lead-time demand draws (``ltd.daily_shortage``,
+evaluated on a grid of s), and λ is bisected until the class total just
+meets the target.  Marginal analysis in one line: every part ends where one
+more unit of value buys the same fill·demand.
+
+A part's allocated target is the fill its chosen s gives on its draws, never
+below ``floor`` (default 90 %, at most the class target): a line manager
+does not accept a part planned to run short most cycles, and the floor is
+what keeps dear lumpy parts from being given up.  The plan never costs more
+than holding every part at the class target: where the grid's plan would,
+the class falls back to the uniform target (``Allocation.uniform``).
+
+The multiplier of each class is what a single bin needs to recompute its
+own target between full runs (``part_targets``): the decomposition makes a
+part's choice depend on the class only through λ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from jitstock.server.replenish import ltd
+from jitstock.server.replenish.policy import SERVICE_LEVEL_RANGE
+
+FloatArray = npt.NDArray[np.float64]
+
+# No part is planned below this fill (or its class target, if lower).
+DEFAULT_FILL_FLOOR = 0.90
+# Grid of s per part: quantile levels of its draws over L + 1 days, dense near the top where
+# the A targets sit (a 0.01 % step in the tail), plus s = 0.
+GRID_LEVELS = np.concatenate(
+    [np.linspace(0.0, 0.9, 19), 1 - np.geomspace(0.1, 2e-4, 48)[1:], [1.0]]
+)
+# λ is bisected in log space over this range (value per unit short a day).
+LOG_LAMBDA_RANGE = (-8.0, 16.0)
+LAMBDA_STEPS = 60
+# Source label of a target allocated within its class (``service_level_source``).
+SOURCE = "abc-optimised"
+
+
+@dataclass(slots=True, frozen=True)
+class Curves:
+    """Per part: the grid of reorder points, the fill each gives on the draws, and the daily demand."""
+
+    s: FloatArray  # (n, G) ascending
+    fill: FloatArray  # (n, G) nondecreasing, capped at the top of SERVICE_LEVEL_RANGE
+    mu: FloatArray  # (n,) mean daily demand of the draws (the class weight)
+
+
+@dataclass(slots=True, frozen=True)
+class Allocation:
+    """The allocated plan: per part its target, per class its multiplier and planned fill."""
+
+    targets: FloatArray  # (n,) fill target per part
+    multipliers: dict[
+        str, float
+    ]  # λ per class (NaN where the class fell back to uniform)
+    planned_fill: dict[str, float]  # demand-weighted planned fill per class
+    uniform: dict[str, bool]  # True where the class kept its uniform target
+    # the class target the plan aims at: the nominal one raised by its calibration factor
+    aimed: dict[str, float]
+
+
+def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
+    """Each part's fill on its draws at every grid reorder point (shortage falls as s rises)."""
+    x0 = np.atleast_2d(np.asarray(lead, np.float64))
+    x1 = np.atleast_2d(np.asarray(lead_next, np.float64))
+    n = x0.shape[0]
+    q = np.broadcast_to(np.asarray(qty, np.float64), (n,))
+    if x1.shape[1] == 0:
+        z = np.zeros((n, 1))
+        return Curves(z, np.ones((n, 1)), np.zeros(n))
+    grid = np.quantile(x1, GRID_LEVELS, axis=1).T
+    grid = np.concatenate([np.zeros((n, 1)), np.maximum(grid, 0.0)], axis=1)
+    mu = np.maximum((x1 - x0).mean(axis=1), 0.0)
+    short = np.stack(
+        [ltd.daily_shortage(x0, x1, grid[:, g], q) for g in range(grid.shape[1])],
+        axis=1,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(mu[:, None] > 0, 1 - short / mu[:, None], 1.0)
+    # the solve clips targets to SERVICE_LEVEL_RANGE: a plan counts no part above its top
+    fill = np.minimum(np.maximum.accumulate(fill, axis=1), SERVICE_LEVEL_RANGE[1])
+    return Curves(np.asarray(grid, np.float64), np.asarray(fill, np.float64), mu)
+
+
+def _choose(
+    c: Curves, cost: FloatArray, lam: float, floor: FloatArray
+) -> npt.NDArray[np.int64]:
+    """Per part the grid index minimising cost·s + λ·short(s) among the points meeting the floor."""
+    short = (1 - c.fill) * c.mu[:, None]
+    obj = cost[:, None] * c.s + lam * short
+    ok = c.fill >= floor[:, None] - 1e-12
+    ok[:, -1] = True  # the top of the grid serves every draw
+    return np.asarray(np.argmin(np.where(ok, obj, np.inf), axis=1), np.int64)
+
+
+def _take(a: FloatArray, idx: npt.NDArray[np.int64]) -> FloatArray:
+    return np.asarray(
+        np.take_along_axis(a, np.asarray(idx, np.int64)[:, None], axis=1)[:, 0],
+        np.float64,
+    )
+
+
+def part_targets(
+    c: Curves, cost: FloatArray, lam: float | FloatArray, floor: float | FloatArray
+) -> FloatArray:
+    """Each part's target for a known class multiplier λ (a single bin between full runs)."""
+    n = c.mu.shape[0]
+    lams = np.broadcast_to(np.asarray(lam, np.float64), (n,))
+    fl = np.broadcast_to(np.asarray(floor, np.float64), (n,))
+    out = np.empty(n)
+    for value in np.unique(lams):
+        m = lams == value
+        sub = Curves(c.s[m], c.fill[m], c.mu[m])
+        idx = _choose(sub, _cost(cost)[m], float(value), fl[m])
+        out[m] = np.maximum(_take(sub.fill, idx), fl[m])
+    return out
+
+
+def _cost(cost: FloatArray | float) -> FloatArray:
+    """Unit values for the objective: a missing or non-positive one takes the median of the rest."""
+    c = np.atleast_1d(np.asarray(cost, np.float64)).copy()
+    good = np.isfinite(c) & (c > 0)
+    c[~good] = float(np.median(c[good])) if good.any() else 1.0
+    return c
+
+
+def allocate(
+    lead: FloatArray,
+    lead_next: FloatArray,
+    qty: FloatArray,
+    cost: FloatArray,
+    classes: Sequence[str] | npt.NDArray[np.str_],
+    class_targets: dict[str, float],
+    floor: float = DEFAULT_FILL_FLOOR,
+    calibration: dict[str, float] | None = None,
+) -> Allocation:
+    """Per-part fill targets meeting each class's demand-weighted target at the least stock value.
+
+    ``classes`` names each part's class; a class missing from
+    ``class_targets`` keeps no allocation (its parts get NaN, the caller's
+    own target then applies).  ``calibration`` divides a class's allowed
+    shortage by its measured plan→achieved factor (``calibrate``): the plan
+    then aims at 1 − (1 − β)/factor so that what is achieved lands on β.
+    """
+    x0 = np.atleast_2d(np.asarray(lead, np.float64))
+    x1 = np.atleast_2d(np.asarray(lead_next, np.float64))
+    n = x0.shape[0]
+    q = np.broadcast_to(np.asarray(qty, np.float64), (n,))
+    cls = np.asarray(classes).astype(str)
+    unit = _cost(np.broadcast_to(np.asarray(cost, np.float64), (n,)))
+    cv = curves(x0, x1, q)
+    targets = np.full(n, np.nan)
+    lams: dict[str, float] = {}
+    planned: dict[str, float] = {}
+    uniform: dict[str, bool] = {}
+    aimed: dict[str, float] = {}
+    for name in sorted(set(cls.tolist())):
+        if name not in class_targets:
+            continue
+        m = cls == name
+        factor = max(float((calibration or {}).get(name, 1.0)), 1.0)
+        nominal = float(np.clip(class_targets[name], *SERVICE_LEVEL_RANGE))
+        beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
+        fl = np.full(int(m.sum()), min(floor, nominal))
+        sub = Curves(cv.s[m], cv.fill[m], cv.mu[m])
+        lam, idx = _solve_class(sub, unit[m], beta, fl)
+        chosen = np.maximum(_take(sub.fill, idx), fl)
+        # the plan on exact reorder points, against every part at the class target
+        s_alloc = ltd.fill_rate_level(x0[m], x1[m], chosen, q[m])
+        s_flat = ltd.fill_rate_level(x0[m], x1[m], np.full(len(fl), beta), q[m])
+        keep = float((unit[m] * s_alloc).sum()) <= float((unit[m] * s_flat).sum())
+        targets[m] = chosen if keep else beta
+        lams[name] = lam if keep else float("nan")
+        uniform[name] = not keep
+        aimed[name] = round(beta, 6)
+        w = sub.mu
+        planned[name] = (
+            round(float((w * targets[m]).sum() / w.sum()), 6) if w.sum() > 0 else 1.0
+        )
+    return Allocation(targets, lams, planned, uniform, aimed)
+
+
+def _solve_class(
+    c: Curves, cost: FloatArray, beta: float, floor: FloatArray
+) -> tuple[float, npt.NDArray[np.int64]]:
+    """The smallest λ (log bisection) whose choices meet the class's demand-weighted target."""
+    allowed = (1 - beta) * float(c.mu.sum())
+
+    def short(idx: npt.NDArray[np.int64]) -> float:
+        return float(((1 - _take(c.fill, idx)) * c.mu).sum())
+
+    lo, hi = LOG_LAMBDA_RANGE
+    idx = _choose(c, cost, 10.0**lo, floor)
+    if short(idx) <= allowed:
+        return 10.0**lo, idx
+    best = _choose(c, cost, 10.0**hi, floor)
+    for _ in range(LAMBDA_STEPS):
+        mid = (lo + hi) / 2
+        cand = _choose(c, cost, 10.0**mid, floor)
+        if short(cand) <= allowed:
+            hi, best = mid, cand
+        else:
+            lo = mid
+    return 10.0**hi, best

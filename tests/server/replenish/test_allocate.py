@@ -1,0 +1,171 @@
+"""Per-part fill targets allocated within a class: a hand-computed case, the floor, and a property test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jitstock.server.replenish import allocate, calibrate, ltd
+
+# Eight equally likely lead-time demands; the next day always adds exactly one unit, and
+# with a tiny order multiple the daily shortage at an integer s is P(X_L ≥ s), so the fill
+# at s = 0, 1, 2, 3..6, 7 is 0, ½, ¾, ⅞, 1 — by hand.
+LEAD = np.asarray([[0, 0, 0, 0, 1, 1, 2, 6]], dtype=np.float64)
+TINY_Q = 1e-3
+
+
+def _two_parts() -> tuple[np.ndarray, np.ndarray]:
+    x0 = np.repeat(LEAD, 2, axis=0)
+    return x0, x0 + 1.0
+
+
+def _plan_fill(x0, x1, targets, q):
+    """Independent check: solve each part's s for its target, then its fill on the draws."""
+    s = ltd.fill_rate_level(x0, x1, targets, q)
+    mu = (x1 - x0).mean(axis=1)
+    fill = 1 - ltd.daily_shortage(x0, x1, s, q) / np.where(mu > 0, mu, 1.0)
+    fill = np.where(mu > 0, fill, 1.0)
+    return s, float((mu * fill).sum() / mu.sum()) if mu.sum() > 0 else 1.0
+
+
+def test_cheaper_part_gets_more_fill_hand_computed():
+    """Costs 1 and 4, class target 80 %, floor 50 %.
+
+    Fill per unit of value: the cheap part buys ½, ¼, ⅛ per unit of s up to
+    s = 3 (then ⅛ for four more units: 1/32), the dear one ¼·¼ = 1/16 between
+    s = 1 and 2.  So the cheap part goes to 3 (⅞) and the dear one takes the
+    rest: f₂ = 1.6 − ⅞ = 0.725 at s = 1.9 — value 3 + 4·1.9 = 10.6, against
+    12 with both parts at the class target (s = 2.4, value 2.4 + 4·2.4).  The
+    grid of s (quantile points of the draws) lands next to it: (2.95, 2),
+    fills (0.869, 0.75), value 10.95.
+    """
+    x0, x1 = _two_parts()
+    q = np.full(2, TINY_Q)
+    cost = np.asarray([1.0, 4.0])
+    a = allocate.allocate(x0, x1, q, cost, ["A", "A"], {"A": 0.8}, floor=0.5)
+    assert a.targets[0] > a.targets[1]
+    assert a.targets == pytest.approx([0.869, 0.75], abs=3e-3)
+    assert a.uniform == {"A": False}
+    assert a.planned_fill["A"] >= 0.8
+    s, fill = _plan_fill(x0, x1, a.targets, q)
+    assert fill >= 0.8 - 1e-6
+    assert s == pytest.approx([2.95, 2.0], abs=0.01)
+    flat = ltd.fill_rate_level(x0, x1, np.full(2, 0.8), q)
+    assert flat == pytest.approx([2.4, 2.4], abs=0.01)
+    assert 10.6 - 0.01 <= float(s @ cost) <= 11.0 < float(flat @ cost)
+
+
+def test_floor_keeps_a_dear_part_from_being_given_up():
+    x0, x1 = _two_parts()
+    q = np.full(2, TINY_Q)
+    cost = np.asarray([1.0, 100.0])
+    low = allocate.allocate(x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.5)
+    high = allocate.allocate(x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.75)
+    # the cheap part carries the class (to the top, 0.9999); the dear one takes what is
+    # left, 1.6 − 0.9999 ≈ 0.6, rounded up to the end of its linear stretch on the grid
+    # (s = 1.85, fill 0.7125) — under a floor of 0.75, which then holds
+    assert low.targets[0] > 0.99
+    assert 0.6 <= low.targets[1] == pytest.approx(0.7125, abs=2e-3)
+    assert high.targets[1] >= 0.75 - 1e-9
+    for a in (low, high):
+        assert _plan_fill(x0, x1, a.targets, q)[1] >= 0.8 - 1e-6
+    # a floor above the class target is lowered to the class target
+    capped = allocate.allocate(x0, x1, q, cost, ["C", "C"], {"C": 0.6}, floor=0.9)
+    assert min(capped.targets) >= 0.6 - 1e-9
+
+
+def test_calibration_raises_the_class_plan():
+    x0, x1 = _two_parts()
+    q = np.full(2, TINY_Q)
+    cost = np.asarray([1.0, 4.0])
+    base = allocate.allocate(x0, x1, q, cost, ["A", "A"], {"A": 0.8}, floor=0.5)
+    raised = allocate.allocate(
+        x0, x1, q, cost, ["A", "A"], {"A": 0.8}, floor=0.5, calibration={"A": 2.0}
+    )
+    # 1 − (1 − 0.8)/2 = 0.9 planned so that 0.8 is achieved
+    assert raised.aimed == {"A": pytest.approx(0.9)}
+    assert raised.planned_fill["A"] >= 0.9 - 1e-6 > base.planned_fill["A"]
+
+
+def test_unknown_class_and_hostile_values_are_left_alone():
+    x0, x1 = _two_parts()
+    a = allocate.allocate(
+        x0,
+        x1,
+        np.full(2, TINY_Q),
+        np.asarray([np.nan, -5.0]),  # no price: valued at the median of the rest (or 1)
+        ["X", "A"],
+        {"A": 0.8},
+        floor=0.5,
+    )
+    assert np.isnan(a.targets[0])  # a class without a target keeps the caller's
+    assert (
+        a.targets[1] >= 0.8 - 1e-9
+    )  # alone in its class it must meet the target itself
+    c = allocate.curves(np.zeros((1, 0)), np.zeros((1, 0)), np.ones(1))
+    assert c.fill.tolist() == [[1.0]]
+
+
+def test_class_factors_only_for_high_targets_and_clipped():
+    f = calibrate.class_factors(
+        np.asarray([0.01, 0.01, 0.02, 0.0]),
+        np.asarray([0.05, 0.03, 0.04, 0.0]),
+        ["A", "A", "B", "C"],
+        {"A": 0.99, "B": 0.97, "C": 0.95},
+    )
+    assert f == {"A": calibrate.MAX_FACTOR, "B": 1.0, "C": 1.0}
+    g = calibrate.class_factors(
+        np.asarray([0.02]), np.asarray([0.01]), ["A"], {"A": 0.99}
+    )
+    assert g == {"A": 1.0}  # never lowers a plan
+
+
+def test_shortfall_back_test_sees_a_part_that_outgrew_its_fit():
+    rng = np.random.default_rng(3)
+    steady = rng.poisson(10.0, (1, 120)).astype(np.float64)
+    grew = steady.copy()
+    grew[0, 80:] *= 3  # the held-out third triples
+    planned, realized = calibrate.shortfall(
+        np.concatenate([steady, grew]),
+        np.asarray([[5.0, 5.0], [5.0, 5.0]]),
+        0.99,
+        np.asarray([70.0, 70.0]),
+        np.random.default_rng(1),
+    )
+    assert realized[1] > 10 * max(planned[1], 1e-3)
+    assert realized[1] > realized[0]
+
+
+@st.composite
+def _parts(draw):
+    n = draw(st.integers(2, 6))
+    m = 40
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.05, 1.0, n)[:, None]
+    shape = rng.uniform(0.3, 3.0, n)[:, None]
+    lead = rng.integers(1, 15, n)[:, None]
+    # lead-time demand: a binomial number of gamma lots; the next day: one more day's lot
+    count = rng.binomial(lead, p, (n, m))
+    x0 = np.round(rng.gamma(count * shape + 1e-9, 5.0)) * (count > 0)
+    x1 = x0 + np.round(rng.gamma(shape, 5.0, (n, m))) * (rng.random((n, m)) < p)
+    cost = rng.choice([0.1, 1.0, 5.0, 40.0], n)
+    q = rng.choice([1.0, 5.0, 20.0], n)
+    target = draw(st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+    floor = draw(st.floats(0.5, target))
+    return x0, x1, q, cost, target, floor
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_parts())
+def test_allocation_meets_class_target_floor_and_costs_no_more(parts):
+    x0, x1, q, cost, target, floor = parts
+    n = x0.shape[0]
+    a = allocate.allocate(x0, x1, q, cost, ["A"] * n, {"A": target}, floor=floor)
+    assert np.all(a.targets >= min(floor, target) - 1e-9)
+    s, fill = _plan_fill(x0, x1, a.targets, q)
+    assert fill >= target - 1e-6
+    flat = ltd.fill_rate_level(x0, x1, np.full(n, target), q)
+    assert float(cost @ s) <= float(cost @ flat) * (1 + 1e-9) + 1e-9
