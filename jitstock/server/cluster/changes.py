@@ -67,13 +67,11 @@ class ChangeListener:
                     self.listening.set()
                     self._call(self._on_registry)  # what changed while we were away
                     while not self._stop.is_set():
-                        tables = {
-                            n.payload
-                            for n in conn.notifies(
-                                timeout=LISTEN_POLL_S, stop_after=1000
-                            )
-                        }
-                        self.received += len(tables)
+                        got = list(
+                            conn.notifies(timeout=LISTEN_POLL_S, stop_after=1000)
+                        )
+                        self.received += len(got)
+                        tables = {n.payload for n in got}
                         if tables & REGISTRY_TABLES:
                             self._call(self._on_registry)
                         if "orders" in tables:
