@@ -16,6 +16,7 @@ from typing import Any
 
 # bench name -> module with run(args) -> dict of numbers
 BENCHES: dict[str, str] = {
+    "cluster": "jitstock.bench.cluster",
     "edge": "jitstock.bench.edge",
     "ingest": "jitstock.bench.ingest",
     "policy": "jitstock.bench.policy",
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         "--scales",
         default=None,
         help="edge: comma-separated simulated scales per agent, e.g. 8,32 (default; quick 8)",
+    )
+    parser.add_argument(
+        "--nodes",
+        default=None,
+        help="cluster: comma-separated cluster sizes to measure after the single-node "
+        "baseline, e.g. 1,2 (default)",
     )
     parser.add_argument(
         "--rates",

@@ -133,9 +133,11 @@ class ServerSettings(BaseSettings):
     cluster: bool = False
     cluster_node: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
     cluster_group: str = Field(default="jitstock", pattern=r"^[A-Za-z0-9_-]{1,40}$")
-    # A missing seq is waited for this long before the leader counts it as a gap (a batch
-    # may sit on another node, or in a dead node's session, until then).
-    cluster_gap_wait_s: float = Field(default=60.0, gt=0, le=86400)
+    # A missing seq is waited for this long before the leader counts it as a gap and passes
+    # over it (a later arrival is then refused as a duplicate).  A batch may sit on another
+    # node, or in a dead node's broker session until that node is back (Mosquitto queues a
+    # shared subscription's share for an offline member): longer than any node outage.
+    cluster_gap_wait_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
 
     def check_production(self) -> None:
         """Refuse placeholder secrets, weak admin keys and open auth in production (SettingRefused)."""

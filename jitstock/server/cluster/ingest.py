@@ -51,8 +51,7 @@ class ClusterIngest(Ingest):
         except AlreadyApplied as exc:
             if len(self._applied) + len(exc.batches) > APPLIED_REMEMBERED:
                 self._applied = set()
-            self._applied |= exc.batches
-            self.metrics.duplicates.inc(len(exc.batches))
+            self._applied |= exc.batches  # counted by the redone flush's _advance
             try:
                 self.state.count_duplicates(exc.batches, self.clock.time_ms())
             except Exception:
