@@ -109,6 +109,8 @@ def test_a_bin_change_reaches_the_listener_and_ingest_writes_do_not(
         (0, [(5, -10_000), (6, 0)], (6, 0)),  # then starts there (no gap: the past)
         (7, [(8, 0), (9, 0), (12, -10_000), (13, 0)], (13, 2)),
         (7, [(9, 0)], (7, 0)),
+        # a broken counter (2**63 - 1 once) is never passed over
+        (7, [(8, 0), (2**63 - 1, -10_000)], (8, 0)),
     ],
 )
 def test_low_water_mark(

@@ -249,3 +249,47 @@ def test_cluster_dedup_and_newest_level(cluster_db: tuple[str, Path]) -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     run().runTest()
+
+
+HOSTILE = [
+    b'{"agent":"pi-1","seq":9223372036854775808,"sent_ms":1,"readings":[]}',
+    b'{"agent":"pi-1","seq":18446744073709551616,"sent_ms":1,"readings":[]}',
+    b'{"agent":"pi-1","seq":0,"sent_ms":1,"readings":[]}',
+    b'{"agent":"pi-1","seq":"7","sent_ms":1,"readings":[]}',
+    b'{"agent":"pi-1","seq":5e-324,"sent_ms":1,"readings":[]}',
+    b'{"agent":"pi-1","seq":NaN,"sent_ms":1,"readings":[]}',
+    b"",
+    b"[]",
+    b"{" * 100_000,
+]
+
+
+def test_hostile_batches_are_refused_and_good_ones_flow(
+    cluster_db: tuple[str, Path],
+) -> None:
+    url, tmp = cluster_db
+    machine = ClusterMachine()
+    ClusterMachine.db = (url, tmp)
+    machine.reset()
+    try:
+        node = machine.nodes[0]
+        topic = p.agent_topic("plant1", "pi-1", "readings")
+        node.apply([Incoming(topic, h, i, 1, 0, 0.0) for i, h in enumerate(HOSTILE)])
+        rejected = sum(
+            sample.value
+            for m in node.metrics.registry.collect()
+            for sample in m.samples
+            if sample.name == "jitstock_rejected_batches_total"
+        )
+        assert rejected == len(HOSTILE)
+        with machine.admin.begin() as conn:
+            assert (
+                conn.exec_driver_sql("SELECT count(*) FROM applied_batches").scalar()
+                == 0
+            )
+        node.apply([batch("pi-1", 1)])
+        machine._note_first_flush([("pi-1", 1)])
+        machine.level_is_the_newest_reading()
+        machine.exactly_once()
+    finally:
+        machine.teardown()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from jitstock.server.ingest import MAX_SEQ_JUMP
+
 # At most this many applied rows of one agent are looked at per pass.
 PRUNE_ROWS = 100_000
 
@@ -37,7 +39,9 @@ def next_mark(
 ) -> tuple[int, int]:
     """The new low-water mark and the gaps passed over, from the rows above ``mark``
     (seq, applied_ms) in seq order.  ``mark`` 0: the agent's first (or a new) sequence,
-    which starts at its lowest seq once that is 1 or has waited ``gap_wait_ms``."""
+    which starts at its lowest seq once that is 1 or has waited ``gap_wait_ms``.  A gap
+    wider than ``MAX_SEQ_JUMP`` is a broken counter, never passed over: the mark stays
+    below that batch (one row), and the agent's normal seqs go on being applied."""
     gaps = 0
     if not rows:
         return mark, 0
@@ -48,7 +52,7 @@ def next_mark(
     for seq, applied_ms in rows:
         if seq == mark + 1:
             mark = seq
-        elif now_ms - applied_ms >= gap_wait_ms:
+        elif now_ms - applied_ms >= gap_wait_ms and seq - mark - 1 <= MAX_SEQ_JUMP:
             gaps += seq - mark - 1
             mark = seq
         else:
