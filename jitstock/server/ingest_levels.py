@@ -74,7 +74,11 @@ class FlushLevels:
     bins' last reading time the state DB does not have yet."""
 
     def __init__(
-        self, registry: BinRegistry, later: Callable[..., None], *, cluster: bool = False
+        self,
+        registry: BinRegistry,
+        later: Callable[..., None],
+        *,
+        cluster: bool = False,
     ) -> None:
         """``later(fn, *args)`` runs fn once the flush is durable.
 
@@ -329,7 +333,9 @@ class FlushLevels:
         prev = np.empty(len(g), dtype=np.float64)
         prev[1:] = g[:-1]
         prev[first] = self._hist_grams[b[first]]
-        keep = (g != prev) | self.cluster  # NaN (nothing known) never equals
+        keep = g != prev  # NaN (nothing known) never equals
+        if self.cluster:
+            keep[:] = True
         keep[first] |= t[first] - self._hist_ms[b[first]] >= HISTORY_KEEPALIVE_S * 1000
         if late is not None:
             keep |= late[b]
