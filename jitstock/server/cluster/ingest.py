@@ -6,7 +6,10 @@ state writer (:class:`jitstock.server.cluster.state.ClusterState`) claims them i
 flush's transaction.  A batch applied before (by any node) makes the state writer
 refuse the whole flush with :class:`AlreadyApplied`; this node remembers those
 batches and redoes the flush without them (a redelivery is rare: a node died between
-its commit and its acknowledgement).
+its commit and its acknowledgement).  The memory serves that redo only: once a flush
+that dropped a remembered batch commits, the batch is forgotten, so the database
+decides about the next batch with that (agent, seq) — after a new outbox (seq 1 again,
+possibly taken by another node) it is a new batch.
 
 Gaps cannot be counted here (the batch "before" may be on another node): the leader
 counts them when it moves each agent's low-water mark (:mod:`jitstock.server.cluster.prune`).
@@ -40,12 +43,14 @@ class ClusterIngest(Ingest):
         self._levels = FlushLevels(self.registry, self._later, cluster=True)
         self._applied: set[tuple[str, int]] = set()
         self._in_flush: set[tuple[str, int]] = set()
+        self._dropped: set[tuple[str, int]] = set()
 
     def process(
         self, items: Sequence[Incoming], *, hold: bool = False
     ) -> tuple[Flush, list[str]]:
         """Make a group of messages durable (never held: the claims must commit)."""
         self._in_flush = set()
+        self._dropped = set()
         try:
             flush, orders = super().process(items, hold=False)
         except AlreadyApplied as exc:
@@ -57,7 +62,10 @@ class ClusterIngest(Ingest):
             except Exception:
                 log.exception("duplicate counters not written")
             raise
+        # the redo is done: what it dropped is the database's call from now on
+        self._applied -= self._dropped
         if flush.resets:
+            self._applied = {k for k in self._applied if k[0] not in flush.resets}
             self.metrics.seq_resets.inc(len(flush.resets))
         for agent, seq in flush.batches:
             if seq > self._cursors.get(agent, 0) or agent in flush.resets:
@@ -76,6 +84,8 @@ class ClusterIngest(Ingest):
         """Record the batch for the database's check; False only for one known applied."""
         key = (agent, seq)
         if key in self._applied or key in self._in_flush:
+            if key in self._applied:
+                self._dropped.add(key)
             self._later(self.metrics.duplicates.inc)
             return False
         # the newest seq this node knows of: a hint for the broken-counter checks only

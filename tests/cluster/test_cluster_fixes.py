@@ -1,0 +1,125 @@
+"""Defects an outside try of cluster mode found (issue 16), each on a real PostgreSQL.
+
+- a batch a node once refused as a duplicate is not refused again, unchecked, when the
+  agent starts a new outbox and the new stream reaches that seq (it is the database's
+  call, not the node's memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jitstock import protocol as p
+from jitstock.server.cluster.ingest import ClusterIngest
+from jitstock.server.cluster.state import ClusterState
+from jitstock.server.db.session import make_engine, make_session_factory
+from jitstock.server.flush import RetryFlush
+from jitstock.server.ingest_levels import MEASUREMENT
+from jitstock.server.metrics import Metrics
+from jitstock.server.mqtt import Incoming
+from jitstock.server.registry import BinRegistry
+from jitstock.server.tsdb import open_store
+from tests.factories import NOW_MS, Plant, grams_for
+from tests.server.conftest import _postgres_database
+
+AGENT = "pi-1"
+BINS = ("B1", "B2")
+
+
+def batch(seq: int, count: int, *, at: int, dup: bool = False) -> Incoming:
+    """A batch of ``AGENT`` showing ``count`` on both its bins, read at ``at`` ms."""
+    readings = tuple(
+        p.Reading(b, NOW_MS - 600_000 + at + k, grams_for(count), True)
+        for k, b in enumerate(BINS)
+    )
+    payload = p.encode_readings(
+        p.ReadingsBatch(AGENT, seq, NOW_MS - 600_000 + at + 9, readings)
+    )
+    return Incoming(
+        p.agent_topic("plant1", AGENT, "readings"), payload, seq, 1, 0, 0.0, dup=dup
+    )
+
+
+class Node:
+    """One cluster node's ingest (its own engine, registry, history store), no MQTT."""
+
+    def __init__(self, db_url: str, tmp: Path) -> None:
+        tmp.mkdir(exist_ok=True)
+        self.engine = make_engine(db_url)
+        self.registry = BinRegistry()
+        self.state = ClusterState(make_session_factory(self.engine), self.registry)
+        self.registry.set_loader(self.state.load_registry)
+        self.registry.reload()
+        self.metrics = Metrics()
+        self.tsdb = open_store(
+            influx_url=None, sqlite_path=tmp / "ts.db", spool_path=tmp / "spool.db"
+        )
+        self.ingest = ClusterIngest(self.tsdb, self.state, self.registry, self.metrics)
+
+    def apply(self, items: list[Incoming]) -> None:
+        # as the worker does: a flush refused for batches applied before is redone
+        for _ in range(3):
+            try:
+                self.ingest.process(items)
+                return
+            except RetryFlush:
+                continue
+        raise AssertionError("flush still refused after three tries")
+
+    def metric(self, name: str) -> float:
+        return self.metrics.registry.get_sample_value(name) or 0.0
+
+    def history(self, bin_id: str) -> list[float]:
+        rows = self.tsdb.query_raw(MEASUREMENT, {"bin": bin_id}, 0, 2**62)
+        return sorted(float(r["grams"]) for r in rows)
+
+    def close(self) -> None:
+        self.ingest.stop()
+        self.tsdb.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[tuple[list[Node], str]]:
+    gen = _postgres_database()
+    url = next(gen)
+    Plant(tmp_path, db_url=url).close()
+    made = [Node(url, tmp_path / f"n{i}") for i in range(3)]
+    try:
+        yield made, url
+    finally:
+        for n in made:
+            n.close()
+        gen.close()
+
+
+def _db(url: str, sql: str) -> list[tuple[object, ...]]:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
+def test_a_seq_refused_before_is_applied_from_a_new_outbox(
+    nodes: tuple[list[Node], str],
+) -> None:
+    ns, url = nodes
+    for seq in range(1, 6):  # the old outbox
+        ns[seq % 3].apply([batch(seq, 40, at=seq * 1000)])
+    for n in ns:  # a replay of seq 3 reaches every node: each refuses it
+        n.apply([batch(3, 40, at=3000, dup=True)])
+        assert n.metric("jitstock_duplicate_batches_total") == 1
+    # the agent lost its outbox: a new stream from 1, newer readings; seq 3 comes last
+    ns[0].apply([batch(1, 30, at=100_000)])
+    ns[1].apply([batch(2, 25, at=101_000)])
+    ns[2].apply([batch(3, 11, at=102_000)])
+    seqs = _db(url, f"SELECT seq FROM applied_batches WHERE agent_id = '{AGENT}'")
+    assert sorted(s for (s,) in seqs) == [1, 2, 3]
+    counts = _db(url, "SELECT id, on_hand FROM bins WHERE id IN ('B1', 'B2')")
+    assert dict(counts) == {"B1": 11, "B2": 11}  # the new seq 3 is the level
+    assert ns[2].metric("jitstock_duplicate_batches_total") == 1  # not counted again
