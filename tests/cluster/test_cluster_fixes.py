@@ -2,13 +2,15 @@
 
 - a batch a node once refused as a duplicate is not refused again, unchecked, when the
   agent starts a new outbox and the new stream reaches that seq (it is the database's
-  call, not the node's memory).
+  call, not the node's memory);
+- a refused duplicate's readings never reach the history store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -84,7 +86,7 @@ class Node:
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[list[Node], str]]:
-    gen = _postgres_database()
+    gen = cast(Generator[str, None, None], _postgres_database())
     url = next(gen)
     Plant(tmp_path, db_url=url).close()
     made = [Node(url, tmp_path / f"n{i}") for i in range(3)]
@@ -96,7 +98,7 @@ def nodes(tmp_path: Path) -> Iterator[tuple[list[Node], str]]:
         gen.close()
 
 
-def _db(url: str, sql: str) -> list[tuple[object, ...]]:
+def _db(url: str, sql: str) -> list[tuple[Any, ...]]:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -123,3 +125,25 @@ def test_a_seq_refused_before_is_applied_from_a_new_outbox(
     counts = _db(url, "SELECT id, on_hand FROM bins WHERE id IN ('B1', 'B2')")
     assert dict(counts) == {"B1": 11, "B2": 11}  # the new seq 3 is the level
     assert ns[2].metric("jitstock_duplicate_batches_total") == 1  # not counted again
+
+
+def test_a_refused_replay_with_new_content_stays_out_of_history(
+    nodes: tuple[list[Node], str],
+) -> None:
+    ns, url = nodes
+    ns[0].apply([batch(1, 40, at=1000)])
+    ns[0].apply([batch(2, 35, at=2000)])
+    before = ns[1].history("B1")
+    # the same seq again with other readings (a broken agent), on another node
+    ns[1].apply([batch(2, 5, at=50_000, dup=True)])
+    assert ns[1].metric("jitstock_duplicate_batches_total") == 1
+    assert ns[1].history("B1") == before == []
+    assert ns[0].history("B1") == sorted([grams_for(40), grams_for(35)])
+    # and on the node that applied it first
+    ns[0].apply([batch(2, 5, at=60_000)])
+    assert ns[0].history("B1") == sorted([grams_for(40), grams_for(35)])
+    counts = _db(url, "SELECT id, on_hand FROM bins WHERE id = 'B1'")
+    assert dict(counts) == {"B1": 35}
+    # good input keeps flowing
+    ns[1].apply([batch(3, 30, at=70_000)])
+    assert ns[1].history("B1") == [grams_for(30)]

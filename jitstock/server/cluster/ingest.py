@@ -37,6 +37,7 @@ class ClusterIngest(Ingest):
     """Ingest for one node of several: dedup and levels in the database."""
 
     state: ClusterState
+    history_after_state = True  # a refused (already applied) batch writes no history
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
