@@ -133,7 +133,15 @@ def test_cluster_settings_are_checked() -> None:
         )
     with pytest.raises(ValueError, match="pattern"):
         ServerSettings(cluster=True, db_url=pg, cluster_node="n 1/#")
-    s = ServerSettings(cluster=True, db_url=pg, cluster_node="n1", cluster_group="g")
+    with pytest.raises(SettingRefused, match="JITSTOCK_INFLUX_URL"):
+        check_settings(ServerSettings(cluster=True, db_url=pg, cluster_node="n1"))
+    s = ServerSettings(
+        cluster=True,
+        db_url=pg,
+        cluster_node="n1",
+        cluster_group="g",
+        influx_url="http://127.0.0.1:8086",
+    )
     check_settings(s)
     assert client_id(s) == "jitstock-server-n1"
     subs = subscriptions(s, SUBSCRIPTIONS)

@@ -56,6 +56,11 @@ def check_settings(settings: ServerSettings) -> None:
             "JITSTOCK_CLUSTER=true needs JITSTOCK_MQTT_PROTOCOL=5 (shared subscriptions "
             "with per-node sessions and Receive Maximum)"
         )
+    if not settings.influx_url:
+        raise SettingRefused(
+            "JITSTOCK_CLUSTER=true needs JITSTOCK_INFLUX_URL: the embedded history "
+            "store is one node's file, the nodes must share one InfluxDB"
+        )
 
 
 def client_id(settings: ServerSettings) -> str:
