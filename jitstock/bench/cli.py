@@ -45,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state-db",
         default=None,
-        help="ingest: PostgreSQL admin DSN; the server keeps its state in a fresh database there (default SQLite)",
+        help="ingest, cluster: PostgreSQL admin DSN; the servers keep their state in a "
+        "fresh database there (ingest: default SQLite; cluster: default the local "
+        "postgresql://postgres@127.0.0.1:5432/postgres, one database per setup, "
+        "dropped at its end)",
     )
     parser.add_argument(
         "--duration",

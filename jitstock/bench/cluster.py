@@ -27,7 +27,8 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,38 @@ def _setup(
     seq: dict[str, int],
 ) -> dict[str, Any]:
     """One setup: a fresh database, its nodes, the rates in turn."""
-    ctx = mp.get_context("spawn")
     admin = getattr(args, "state_db", None) or DEFAULT_STATE_DB
-    db_url = _fresh_postgres(admin)
+    with fresh_database(admin) as db_url:
+        return _run_setup(
+            db_url, name, nodes, cluster, workdir, influx, rates, phase_s, seq
+        )
+
+
+@contextmanager
+def fresh_database(admin_dsn: str) -> Iterator[str]:
+    """A new database on the PostgreSQL of admin_dsn (its URL), dropped at the end."""
+    db_url = _fresh_postgres(admin_dsn)
+    try:
+        yield db_url
+    finally:
+        name = db_url.rsplit("/", 1)[1]
+        with psycopg.connect(libpq_url(admin_dsn), autocommit=True) as conn:
+            # FORCE: a node killed mid-run may leave a backend behind
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _run_setup(
+    db_url: str,
+    name: str,
+    nodes: int,
+    cluster: bool,
+    workdir: Path,
+    influx: InfluxDB,
+    rates: tuple[int, ...],
+    phase_s: float,
+    seq: dict[str, int],
+) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
     _seed(db_url, "http://127.0.0.1:9/unused")
     influx_db = f"bench_{name}"
     phases: list[dict[str, Any]] = []
