@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from jitstock import protocol as p
 from jitstock.server.cluster.ingest import ClusterIngest
@@ -20,22 +23,26 @@ from jitstock.server.cluster.state import ClusterState
 from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.flush import RetryFlush
 from jitstock.server.ingest_levels import MEASUREMENT
+from jitstock.server.ingest_worker import short_error
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming
 from jitstock.server.registry import BinRegistry
 from jitstock.server.tsdb import open_store
 from tests.factories import NOW_MS, Plant, grams_for
 from tests.server.conftest import _postgres_database
+from tests.waits import wait_until
 
 AGENT = "pi-1"
 BINS = ("B1", "B2")
 
 
-def batch(seq: int, count: int, *, at: int, dup: bool = False) -> Incoming:
-    """A batch of ``AGENT`` showing ``count`` on both its bins, read at ``at`` ms."""
+def batch(
+    seq: int, count: int, *, at: int, dup: bool = False, bins: tuple[str, ...] = BINS
+) -> Incoming:
+    """A batch of ``AGENT`` showing ``count`` on its bins, read at ``at`` ms."""
     readings = tuple(
         p.Reading(b, NOW_MS - 600_000 + at + k, grams_for(count), True)
-        for k, b in enumerate(BINS)
+        for k, b in enumerate(bins)
     )
     payload = p.encode_readings(
         p.ReadingsBatch(AGENT, seq, NOW_MS - 600_000 + at + 9, readings)
@@ -147,3 +154,73 @@ def test_a_refused_replay_with_new_content_stays_out_of_history(
     # good input keeps flowing
     ns[1].apply([batch(3, 30, at=70_000)])
     assert ns[1].history("B1") == [grams_for(30)]
+
+
+def status(state: str = "online") -> Incoming:
+    payload = p.encode_status(
+        p.Status(state, "1.0", NOW_MS, (p.SensorStatus("B1", False, "overload"),))  # type: ignore[arg-type]
+    )
+    return Incoming(p.agent_topic("plant1", AGENT, "status"), payload, 0, 1, 0, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["readings", "status"])
+def test_a_flush_locks_the_bins_before_the_agent(
+    nodes: tuple[list[Node], str], kind: str
+) -> None:
+    """Readings and statuses take the bin rows first, then the agent's row: two nodes'
+    flushes never hold one each and wait for the other (a deadlock, then a retry)."""
+    ns, url = nodes
+    engine = make_engine(url)
+    holder = engine.connect()
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            ns[0].apply([batch(1, 40, at=1000)] if kind == "readings" else [status()])
+        except BaseException as exc:  # reported by the test thread
+            failed.append(exc)
+        finally:
+            done.set()
+
+    try:
+        tx = holder.begin()
+        # what another node's flush holds while it updates the agent's row
+        holder.exec_driver_sql(
+            f"SELECT 1 FROM agents WHERE id = '{AGENT}' FOR NO KEY UPDATE"
+        )
+        worker = threading.Thread(target=flush, daemon=True)
+        worker.start()
+        wait_until(
+            lambda: (
+                _db(
+                    url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'",
+                )[0][0]
+                >= 1
+            ),
+            60,
+            what="the flush waiting for the agent's row",
+        )
+        # while it waits for the agent, it already holds its bin
+        with pytest.raises(sa_exc.OperationalError, match="lock"):
+            _db(url, "SELECT 1 FROM bins WHERE id = 'B1' FOR UPDATE NOWAIT")
+        tx.rollback()
+        wait_until(done.is_set, 60, what="the flush")
+        assert not failed, failed
+    finally:
+        holder.close()
+        engine.dispose()
+
+
+def test_a_retried_flush_logs_the_database_error_not_the_autoflush_note() -> None:
+    err = sa_exc.OperationalError(
+        "UPDATE agents SET …", {}, psycopg.errors.DeadlockDetected("deadlock detected")
+    )
+    err.add_detail(
+        "raised as a result of Query-invoked autoflush; consider using a "
+        "session.no_autoflush block if this flush is occurring prematurely"
+    )
+    assert str(err).startswith("(raised as a result of Query-invoked autoflush")
+    assert short_error(err) == "deadlock detected"

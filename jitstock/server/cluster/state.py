@@ -83,6 +83,19 @@ RETURNING b.id, old.on_hand, old.last_seen_ms, v.cnt, v.ts, b.reorder_point
 """
 
 
+# One lock order for every flush, on every node: bins (by id), then agents (by id).
+# A status touches its agent and its agent's bins (sensor health), a reading its bin
+# and its agent (last seen): both take the bins first, so two flushes never wait on
+# each other in opposite orders.
+_LOCK_BINS = """
+SELECT id FROM bins WHERE id = ANY(%(ids)s) OR agent_id = ANY(%(agents)s)
+ORDER BY id FOR UPDATE
+"""
+_LOCK_AGENTS = (
+    "SELECT id FROM agents WHERE id = ANY(%(agents)s) ORDER BY id FOR NO KEY UPDATE"
+)
+
+
 class AlreadyApplied(RetryFlush):
     """Batches of the flush were applied before (by this node or another): nothing of
     the flush was committed; redo it without them."""
@@ -112,13 +125,20 @@ class ClusterState(SqlState):
                 flush.resets = _new_sequences(conn, flush, now)
             if flush.batches:
                 _claim(conn, flush.batches, now)
+            reporting = sorted({a for _, a, _ in flush.statuses})
+            if reporting:  # their bins with the flush's, in one order (above)
+                seen = sorted({b for b, _, _ in flush.seen})
+                conn.exec_driver_sql(_LOCK_BINS, {"ids": seen, "agents": reporting})
+            events, decide = self._bins(conn, flush)
+            if reporting or alive:
+                locked = sorted(set(reporting) | set(alive))
+                conn.exec_driver_sql(_LOCK_AGENTS, {"agents": locked})
             if alive:
                 conn.execute(
                     update(Agent)
                     .where(Agent.id.in_(alive))
                     .values(last_seen_ms=now, online=True)
                 )
-            events, decide = self._bins(conn, flush)
             flush.events = events
             moved: list[str] = []
             if events:
