@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from jitstock import protocol as p
+from jitstock.server.cluster import changes
 from jitstock.server.cluster.ingest import ClusterIngest
+from jitstock.server.cluster.leader import libpq_url
 from jitstock.server.cluster.state import ClusterState
 from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.flush import RetryFlush
@@ -224,3 +226,64 @@ def test_a_retried_flush_logs_the_database_error_not_the_autoflush_note() -> Non
     )
     assert str(err).startswith("(raised as a result of Query-invoked autoflush")
     assert short_error(err) == "deadlock detected"
+
+
+def _add_bin(url: str, bin_id: str) -> None:
+    """A bin added on another node (a copy of B1 on another channel of pi-1)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE nb AS SELECT * FROM bins WHERE id = 'B1';"
+                f"UPDATE nb SET id = '{bin_id}', channel = 9, on_hand = 0,"
+                " last_seen_ms = NULL; INSERT INTO bins SELECT * FROM nb"
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_reading_for_a_bin_another_node_just_added_is_applied(
+    nodes: tuple[list[Node], str],
+) -> None:
+    ns, url = nodes
+    ns[0].apply([batch(1, 40, at=1000)])
+    _add_bin(url, "B9")  # no change listener here: this node's snapshot lacks B9
+    ns[0].apply([batch(2, 12, at=2000, bins=("B1", "B9"))])
+    counts = dict(_db(url, "SELECT id, on_hand FROM bins WHERE id IN ('B1', 'B9')"))
+    assert counts == {"B1": 12, "B9": 12}
+    assert unknown_bins(ns[0]) == 0
+    # a bin that does not exist is still refused (one reload for it), good input flows
+    ns[0].apply([batch(3, 11, at=3000, bins=("B1", "NOPE"))])
+    ns[0].apply([batch(4, 10, at=4000, bins=("B1", "NOPE"))])
+    counts = dict(_db(url, "SELECT id, on_hand FROM bins WHERE id IN ('B1', 'B9')"))
+    assert counts == {"B1": 10, "B9": 12}
+    assert unknown_bins(ns[0]) == 2
+
+
+def unknown_bins(node: Node) -> float:
+    got = node.metrics.registry.get_sample_value(
+        "jitstock_rejected_items_total", {"reason": "unknown_bin"}
+    )
+    return got or 0.0
+
+
+def test_the_listener_reacts_to_the_first_notification_without_its_window(
+    nodes: tuple[list[Node], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change reaches the node when it is notified, not when the listener's read
+    window ends (here 10 minutes: the old listener reacted only then)."""
+    _, url = nodes
+    monkeypatch.setattr(changes, "LISTEN_POLL_S", 600.0)
+    reloads: list[int] = []
+    listener = changes.ChangeListener(url, lambda: reloads.append(1), lambda: None)
+    listener.start()
+    try:
+        wait_until(lambda: reloads, 60, what="the reload on connect")
+        _add_bin(url, "B8")
+        wait_until(lambda: len(reloads) >= 2, 60, what="the reload for the new bin")
+        assert listener.received == 1
+    finally:
+        listener._stop.set()
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute("NOTIFY jitstock_changes, 'stop'")  # wakes the listener
+        listener.stop()

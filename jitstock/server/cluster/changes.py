@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "jitstock_changes"
 REGISTRY_TABLES = frozenset({"bins", "skus", "agents"})
-# Notifications are read this often at least (a stop is noticed within it).
+# A stop is noticed within this long (a notification is acted on when it arrives).
 LISTEN_POLL_S = 0.5
 # After a lost connection, listen again after this long.
 RELISTEN_S = 2.0
@@ -67,9 +67,11 @@ class ChangeListener:
                     self.listening.set()
                     self._call(self._on_registry)  # what changed while we were away
                     while not self._stop.is_set():
-                        got = list(
-                            conn.notifies(timeout=LISTEN_POLL_S, stop_after=1000)
-                        )
+                        # react on the first notification, with those already
+                        # there (a burst of changes costs one reload, not one each)
+                        got = list(conn.notifies(timeout=LISTEN_POLL_S, stop_after=1))
+                        if got:
+                            got += conn.notifies(timeout=0, stop_after=1000)
                         self.received += len(got)
                         tables = {n.payload for n in got}
                         if tables & REGISTRY_TABLES:

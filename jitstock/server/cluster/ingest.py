@@ -18,15 +18,23 @@ counts them when it moves each agent's low-water mark (:mod:`jitstock.server.clu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from jitstock.server.cluster.state import AlreadyApplied, ClusterState
-from jitstock.server.flush import Flush
+from jitstock.server.flush import Flush, RetryFlush
 from jitstock.server.ingest import MAX_SEQ_JUMP, Ingest
 from jitstock.server.ingest_levels import FlushLevels
 from jitstock.server.mqtt import Incoming
 
 log = logging.getLogger(__name__)
+
+# A reading for a bin this node does not know may be for one another node just added
+# (its notification not here yet): the registry is reloaded and the flush decoded again
+# once per unknown bin per this long, and at most once per UNKNOWN_RELOAD_MIN_S.
+UNKNOWN_RELOAD_S = 30.0
+UNKNOWN_RELOAD_MIN_S = 1.0
+UNKNOWN_REMEMBERED = 10_000
 
 # Batches known applied (refused by the database) are remembered up to this many; past
 # it the memory starts again (a forgotten one is refused by the database once more).
@@ -45,6 +53,26 @@ class ClusterIngest(Ingest):
         self._applied: set[tuple[str, int]] = set()
         self._in_flush: set[tuple[str, int]] = set()
         self._dropped: set[tuple[str, int]] = set()
+        self._unknown: dict[str, float] = {}  # unknown bin's message -> reload time
+        self._unknown_reload = -UNKNOWN_RELOAD_MIN_S
+
+    def _reject_item(self, agent: str, reason: str, message: str) -> None:
+        if reason == "unknown_bin" and self._reload_for(message):
+            raise RetryFlush("a reading for an unknown bin: bin registry reloaded")
+        super()._reject_item(agent, reason, message)
+
+    def _reload_for(self, unknown: str) -> bool:
+        """Reload the registry for an unknown bin, unless done for it (or any) lately."""
+        now = time.monotonic()
+        if now - self._unknown.get(unknown, -UNKNOWN_RELOAD_S) < UNKNOWN_RELOAD_S:
+            return False
+        if now - self._unknown_reload < UNKNOWN_RELOAD_MIN_S:
+            return False
+        if len(self._unknown) >= UNKNOWN_REMEMBERED:
+            self._unknown = {}
+        self._unknown[unknown] = self._unknown_reload = now
+        self.registry.reload()
+        return True
 
     def process(
         self, items: Sequence[Incoming], *, hold: bool = False
