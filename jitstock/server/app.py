@@ -60,6 +60,10 @@ class ServerApp:
     def __init__(self, settings: ServerSettings, clock: Clock = REAL_CLOCK) -> None:
         settings.check_production()
         cluster.check_settings(settings)
+        # a second node with this JITSTOCK_CLUSTER_NODE is refused (held until exit)
+        self._node_name = (
+            cluster.claim_node_name(settings) if settings.cluster else None
+        )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.clock = clock
@@ -348,6 +352,8 @@ class ServerApp:
         self.live.stop()  # ends open event streams, or uvicorn would wait for them
         if self.cluster is not None:
             self.cluster.stop()
+        if self._node_name is not None:
+            self._node_name.close()  # the name is free for this node's restart
         self.alerts.stop()
         self.notifier.stop()
         self.replenish.stop()

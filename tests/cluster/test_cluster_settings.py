@@ -10,11 +10,15 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import cast
 
+import psycopg
 import pytest
 
 from jitstock.cli import main
+from jitstock.server.cluster.leader import libpq_url
+from jitstock.server.cluster.node import node_lock_key
 from tests.server.conftest import _postgres_database
-from tests.services import free_port
+from tests.services import Mosquitto, free_port
+from tests.waits import wait_until
 
 
 @pytest.fixture
@@ -110,3 +114,49 @@ def test_the_server_refuses_a_cluster_on_the_embedded_history_store(
     )
     assert done.returncode == 2, done.stderr
     assert "JITSTOCK_INFLUX_URL" in done.stderr
+
+
+def _name_taken(url: str, name: str) -> bool:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        key = node_lock_key(name)
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if row is not None and row[0]:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return False
+        return True
+
+
+def test_a_second_node_with_the_same_name_is_refused(
+    env: dict[str, str], pg_url: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    child = {**os.environ, "JITSTOCK_MQTT_URL": mosquitto.url}
+    child["JITSTOCK_CLUSTER_NODE"] = "n2"
+    child["JITSTOCK_HTTP_PORT"] = str(free_port())
+    first = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "server"],
+        env=child,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _name_taken(pg_url, "n2"), 60, what="the first n2 running")
+        child["JITSTOCK_HTTP_PORT"] = str(free_port())
+        child["JITSTOCK_DATA_DIR"] = str(tmp_path / "second")
+        done = subprocess.run(
+            [sys.executable, "-m", "jitstock.cli", "server"],
+            env=child,
+            capture_output=True,
+            text=True,
+            timeout=120,  # a second n2 that starts would run until killed here
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "JITSTOCK_CLUSTER_NODE=n2" in done.stderr
+        assert first.poll() is None  # the first one runs on
+        first.kill()  # a killed node's name is free for its restart
+        first.wait(timeout=60)
+        wait_until(lambda: not _name_taken(pg_url, "n2"), 60, what="n2 free again")
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=60)

@@ -11,15 +11,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+import psycopg
 from sqlalchemy import Engine
 
 from jitstock.clock import Clock
 from jitstock.server.cluster.changes import ChangeListener
-from jitstock.server.cluster.leader import Leadership
+from jitstock.server.cluster.leader import Leadership, connect
 from jitstock.server.cluster.prune import prune
 from jitstock.server.db.session import normalise_url
 from jitstock.server.settings import ServerSettings, SettingRefused
@@ -61,6 +63,32 @@ def check_settings(settings: ServerSettings) -> None:
             "JITSTOCK_CLUSTER=true needs JITSTOCK_INFLUX_URL: the embedded history "
             "store is one node's file, the nodes must share one InfluxDB"
         )
+
+
+def node_lock_key(name: str) -> int:
+    """The advisory lock key of a node name (64 bits of its hash, signed)."""
+    digest = hashlib.blake2b(f"jitstock-node:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def claim_node_name(settings: ServerSettings) -> psycopg.Connection[Any]:
+    """Hold this node's name (a session advisory lock on a dedicated connection) for the
+    process's life; SettingRefused when another running node holds it.
+
+    Two nodes with one name share one MQTT client id: the broker would disconnect each
+    when the other connects, every second, logging only "Unspecified error".
+    """
+    conn = connect(settings.db_url)
+    got = conn.execute(
+        "SELECT pg_try_advisory_lock(%s)", (node_lock_key(str(settings.cluster_node)),)
+    ).fetchone()
+    if got is None or not got[0]:
+        conn.close()
+        raise SettingRefused(
+            f"another node is running as JITSTOCK_CLUSTER_NODE={settings.cluster_node} "
+            "on this database: each node needs its own name (it names its MQTT session)"
+        )
+    return conn
 
 
 def client_id(settings: ServerSettings) -> str:
