@@ -4,6 +4,7 @@ server refuses a cluster on the embedded (one node's) history store."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Generator, Iterator
@@ -130,6 +131,11 @@ def test_a_second_node_with_the_same_name_is_refused(
     env: dict[str, str], pg_url: str, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     child = {**os.environ, "JITSTOCK_MQTT_URL": mosquitto.url}
+    # the broker is the session's: a group and client id of this test's own, or the
+    # killed node's session would stay a member of other tests' shared subscription
+    token = secrets.token_hex(4)
+    child["JITSTOCK_CLUSTER_GROUP"] = f"g{token}"
+    child["JITSTOCK_MQTT_CLIENT_ID"] = f"dup-{token}"
     child["JITSTOCK_CLUSTER_NODE"] = "n2"
     child["JITSTOCK_HTTP_PORT"] = str(free_port())
     first = subprocess.Popen(
