@@ -16,6 +16,7 @@ from typing import Any
 
 # bench name -> module with run(args) -> dict of numbers
 BENCHES: dict[str, str] = {
+    "cluster": "jitstock.bench.cluster",
     "edge": "jitstock.bench.edge",
     "ingest": "jitstock.bench.ingest",
     "policy": "jitstock.bench.policy",
@@ -44,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state-db",
         default=None,
-        help="ingest: PostgreSQL admin DSN; the server keeps its state in a fresh database there (default SQLite)",
+        help="ingest, cluster: PostgreSQL admin DSN; the servers keep their state in a "
+        "fresh database there (ingest: default SQLite; cluster: default the local "
+        "postgresql://postgres@127.0.0.1:5432/postgres, one database per setup, "
+        "dropped at its end)",
     )
     parser.add_argument(
         "--duration",
@@ -57,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "--scales",
         default=None,
         help="edge: comma-separated simulated scales per agent, e.g. 8,32 (default; quick 8)",
+    )
+    parser.add_argument(
+        "--nodes",
+        default=None,
+        help="cluster: comma-separated cluster sizes to measure after the single-node "
+        "baseline, e.g. 1,2 (default)",
     )
     parser.add_argument(
         "--rates",

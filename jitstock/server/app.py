@@ -19,6 +19,9 @@ from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.alert_rules import AlertSpec
 from jitstock.server.alerts import AlertMonitor
 from jitstock.server.api import create_api
+from jitstock.server.cluster import node as cluster
+from jitstock.server.cluster.ingest import ClusterIngest
+from jitstock.server.cluster.state import ClusterState
 from jitstock.server.db.migrate import upgrade
 from jitstock.server.db.session import make_engine, make_session_factory
 from jitstock.server.deadletters import DeadLetterInfo, DeadLetterStore
@@ -56,6 +59,11 @@ class ServerApp:
 
     def __init__(self, settings: ServerSettings, clock: Clock = REAL_CLOCK) -> None:
         settings.check_production()
+        cluster.check_settings(settings)
+        # a second node with this JITSTOCK_CLUSTER_NODE is refused (held until exit)
+        self._node_name = (
+            cluster.claim_node_name(settings) if settings.cluster else None
+        )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.clock = clock
@@ -73,13 +81,15 @@ class ServerApp:
             spool_path=settings.spool_file,
         )
         self.registry = BinRegistry()
-        self.state = SqlState(self.session_factory, self.registry)
+        self.state = (ClusterState if settings.cluster else SqlState)(
+            self.session_factory, self.registry
+        )
         self.registry.set_loader(self.state.load_registry)
         self.registry.reload()
         self.mqtt = MqttConnection(
             settings.mqtt_url,
-            settings.mqtt_client_id,
-            SUBSCRIPTIONS,
+            cluster.client_id(settings),
+            cluster.subscriptions(settings, SUBSCRIPTIONS),
             username=settings.mqtt_user,
             password=settings.mqtt_password,
             tls_ca=settings.mqtt_tls_ca,
@@ -138,7 +148,7 @@ class ServerApp:
         self.state.handoff = self.dispatcher
         self.order_listeners: list[Callable[[list[str]], None]] = []
         self.dead_letters = DeadLetterStore(self.session_factory, clock=clock)
-        self.ingest = Ingest(
+        self.ingest = (ClusterIngest if settings.cluster else Ingest)(
             self.tsdb,
             self.state,
             self.registry,
@@ -183,6 +193,25 @@ class ServerApp:
             interval_s=settings.escalation_interval_s,
             on_orders=self._escalated,
             alert=self.alerts.hook,
+        )
+        # cluster mode (issue 16, docs/cluster.md): these run on the leader node only
+        self._once_parts: list[cluster.Part] = [
+            self.replenish,
+            self.supplier_events,
+            self.escalator,
+            self.alerts,
+        ]
+        self.cluster = (
+            cluster.ClusterNode(
+                settings,
+                self.engine,
+                leader_parts=self._once_parts,
+                reload_registry=self.registry.reload,
+                wake_dispatcher=self.dispatcher.wake,
+                clock=clock,
+            )
+            if settings.cluster
+            else None
         )
         self.api = create_api(self)
         self._stop = threading.Event()
@@ -286,11 +315,12 @@ class ServerApp:
             self.webhook_client.start()
         self.dispatcher.start()
         self._refresher.start()
-        self.replenish.start()
-        self.supplier_events.start()
-        self.escalator.start()
+        if self.cluster is not None:
+            self.cluster.start()  # the leader starts the once-only parts
+        else:
+            for part in self._once_parts:
+                part.start()
         self.notifier.start()
-        self.alerts.start()
         self.live.start()
 
     def serve(self) -> None:
@@ -320,6 +350,10 @@ class ServerApp:
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         self.live.stop()  # ends open event streams, or uvicorn would wait for them
+        if self.cluster is not None:
+            self.cluster.stop()
+        if self._node_name is not None:
+            self._node_name.close()  # the name is free for this node's restart
         self.alerts.stop()
         self.notifier.stop()
         self.replenish.stop()

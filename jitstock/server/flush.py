@@ -60,6 +60,10 @@ class Flush:
     # it changed nothing but cursors, which wait (in memory, its messages unacknowledged)
     # for the next flush that commits
     held: bool = False
+    # cluster mode (jitstock.server.cluster): the (agent, seq) of every batch applied, and
+    # the agents that started a new sequence; the state writer claims them in the database
+    batches: list[tuple[str, int]] = field(default_factory=list)
+    resets: list[str] = field(default_factory=list)
 
     @property
     def changed_bins(self) -> list[str]:

@@ -60,6 +60,11 @@ SUBSCRIPTIONS = [
 class Ingest(IngestWorker):
     """Ingest: decode, validate, deduplicate, make durable (the worker acknowledges)."""
 
+    # True where the state writer may refuse a flush whose batches were applied before
+    # (cluster mode): then history is written only after the state committed, so a
+    # refused batch's points never reach it.
+    history_after_state = False
+
     def __init__(
         self,
         tsdb: TimeSeriesStore,
@@ -276,12 +281,13 @@ class Ingest(IngestWorker):
             ]
             # History and state are written at the same time (InfluxDB answers over HTTP
             # while the state transaction commits); the flush is durable when both are.
+            writes = frame is not None or bool(scan_points)
             history = (
                 self._history.submit(self._write_history, frame, scan_points)
-                if frame is not None or scan_points
+                if writes and not self.history_after_state
                 else None
             )
-            flush.held = hold and history is None and _only_cursors(flush)
+            flush.held = hold and not writes and _only_cursors(flush)
             if flush.held:
                 self._held_cursors = merge_cursors(self._held_cursors, flush.cursors)
                 orders = []
@@ -294,6 +300,10 @@ class Ingest(IngestWorker):
                         history.result()  # never leave a write running behind a retried flush
                     raise
                 self._held_cursors = {}
+                if writes and self.history_after_state:
+                    history = self._history.submit(
+                        self._write_history, frame, scan_points
+                    )
                 if history is not None:
                     self._await_history(history, frame, scan_points)
             self._levels.durable(computed)

@@ -73,9 +73,21 @@ class FlushLevels:
     registry reload (each is decided once more per reload, see :meth:`compute`) and which
     bins' last reading time the state DB does not have yet."""
 
-    def __init__(self, registry: BinRegistry, later: Callable[..., None]) -> None:
-        """``later(fn, *args)`` runs fn once the flush is durable."""
+    def __init__(
+        self,
+        registry: BinRegistry,
+        later: Callable[..., None],
+        *,
+        cluster: bool = False,
+    ) -> None:
+        """``later(fn, *args)`` runs fn once the flush is durable.
+
+        ``cluster``: other nodes write the same bins, so what this node wrote last says
+        nothing: every bin seen gets its row, every stable reading its history point
+        (idempotent: the same series and time overwrite), see docs/cluster.md.
+        """
         self.registry = registry
+        self.cluster = cluster
         self._later = later
         # low bins decided since the last registry reload (by snapshot position)
         self._recheck_snap: Snapshot | None = None
@@ -188,6 +200,8 @@ class FlushLevels:
         # a bin row is written when its grams changed (NaN, unknown, never equals)
         write = np.zeros(len(cals), dtype=np.bool_)
         write[seen_idx[seen_grams != self._grams[seen_idx]]] = True
+        if self.cluster:
+            write[seen_idx] = True
 
         s_pos = order[counted[order]]  # stable readings (not late), by (bin, time)
         count_idx, count_values = _EMPTY, _EMPTY
@@ -320,6 +334,8 @@ class FlushLevels:
         prev[1:] = g[:-1]
         prev[first] = self._hist_grams[b[first]]
         keep = g != prev  # NaN (nothing known) never equals
+        if self.cluster:
+            keep[:] = True
         keep[first] |= t[first] - self._hist_ms[b[first]] >= HISTORY_KEEPALIVE_S * 1000
         if late is not None:
             keep |= late[b]

@@ -311,6 +311,11 @@ class IngestWorker:
 
 
 def short_error(exc: BaseException) -> str:
-    """First line of an exception, bounded (SQL errors carry their statement and parameters)."""
+    """First line of an exception, bounded (SQL errors carry their statement and parameters).
+
+    A SQLAlchemy error's own first line may be a note ("raised as a result of
+    Query-invoked autoflush…"): the driver's error (``orig``) names the cause.
+    """
+    exc = getattr(exc, "orig", None) or exc
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]

@@ -130,6 +130,17 @@ class ServerSettings(BaseSettings):
     # losing messages is not flooded with commands.
     sparkplug_rebirth_interval_s: float = Field(default=10.0, gt=0, le=3600)
 
+    # Cluster (issue 16, docs/cluster.md): several nodes on one PostgreSQL and one MQTT 5
+    # broker.  Each node needs its own id (its MQTT client id and session).
+    cluster: bool = False
+    cluster_node: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    cluster_group: str = Field(default="jitstock", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    # A missing seq is waited for this long before the leader counts it as a gap and passes
+    # over it (a later arrival is then refused as a duplicate).  A batch may sit on another
+    # node, or in a dead node's broker session until that node is back (Mosquitto queues a
+    # shared subscription's share for an offline member): longer than any node outage.
+    cluster_gap_wait_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
+
     def check_production(self) -> None:
         """Refuse placeholder secrets, weak admin keys and open auth in production (SettingRefused)."""
         if self.environment != "production":

@@ -62,6 +62,8 @@ def run_checks(settings: ServerSettings, clock: Clock) -> list[CheckLine]:
         check_history,
         check_provisioning,
     ]
+    if settings.cluster:
+        checks.insert(0, check_cluster)
     out = []
     for check in checks:
         try:
@@ -71,6 +73,23 @@ def run_checks(settings: ServerSettings, clock: Clock) -> list[CheckLine]:
                 CheckLine(check.__name__.removeprefix("check_"), False, repr(exc))
             )
     return out
+
+
+def check_cluster(settings: ServerSettings, _clock: Clock) -> CheckLine:
+    """JITSTOCK_CLUSTER=true: the settings `jitstock server` needs for a node."""
+    from jitstock.server.cluster.node import check_settings
+    from jitstock.server.settings import SettingRefused
+
+    try:
+        check_settings(settings)
+    except SettingRefused as exc:
+        return CheckLine("cluster", False, str(exc))
+    return CheckLine(
+        "cluster",
+        True,
+        f"node {settings.cluster_node} of group {settings.cluster_group} "
+        "(MQTT 5, PostgreSQL, InfluxDB)",
+    )
 
 
 def _writable_dir(path: os.PathLike[str] | str) -> str | None:

@@ -384,6 +384,7 @@ class AuditLog(Base):
 
 # Issue 5's tables (supplier loop) live in their own module on the same Base.
 from jitstock.server.db import alert_models as alert_models  # noqa: E402
+from jitstock.server.db import cluster_models as cluster_models  # noqa: E402
 from jitstock.server.db import deadletter_models as deadletter_models  # noqa: E402
 from jitstock.server.db import replenish_models as replenish_models  # noqa: E402
 from jitstock.server.db import sparkplug_models as sparkplug_models  # noqa: E402

@@ -1,0 +1,1 @@
+"""Several `jitstock server` nodes on one PostgreSQL (issue 16, docs/cluster.md)."""
