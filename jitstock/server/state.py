@@ -4,7 +4,7 @@ reorder decisions, all in one transaction (so a decision and its order commit to
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, select, update
@@ -120,13 +120,7 @@ class SqlState(StateWriter):
         # traffic is a sign of life: online even without a status (a PLC), or after an
         # offline one (statuses of this flush are applied below, and win ties); written
         # at most every AGENT_SEEN_WRITE_MS per agent, and at once after a status
-        alive = [
-            a
-            for a in flush.cursors
-            if now - self._agent_seen.get(a, -AGENT_SEEN_WRITE_MS)
-            >= AGENT_SEEN_WRITE_MS
-            or now < self._agent_seen.get(a, now)
-        ]
+        alive = self._alive(flush.cursors, now)
         if not (flush.events or flush.scans or flush.decide or flush.statuses):
             # the common flush (re-sent readings, counts that moved above their reorder
             # point): rows only, no ORM session
@@ -135,35 +129,62 @@ class SqlState(StateWriter):
             self._seen_agents(flush, alive)
             return created
         with transaction(self.session_factory) as s:
-            conn = s.connection()
-            sql = self._rows(conn, flush, alive)
-            # bins whose position moved without their count crossing the reorder point
-            # (a receipt settled short, a put-away confirmed) are decided too
-            moved: list[str] = []
-            if flush.events:
-                conn.exec_driver_sql(sql.event, flush.events)
-                refilled: dict[str, int] = {}
-                for b, _t, kind, delta, _after in flush.events:
-                    if kind == "refill":
-                        refilled[b] = refilled.get(b, 0) + delta
-                if refilled:
-                    moved += putaway.confirm_refills(s, refilled, now)
-            if flush.scans:
-                moved += receiving.apply_scans(s, flush.scans, now)
-            decide = sorted(set(flush.decide) | set(moved))
-            if decide:
-                created = self._decide(s, flush, decide)
-                if created and self.handoff is not None:
-                    flush.claimed = list(self.handoff.claim_created(s, created))
-            if flush.statuses:
-                self._statuses(s, flush)
-        self._seen_agents(flush, alive)
-        if flush.claimed and self.handoff is not None:
-            # committed: the orders go out now, while ingest still waits for its history write
-            self.handoff.submit(flush.claimed)
+            self._rows(s.connection(), flush, alive)
+            created = self._events_and_decisions(s, flush, set())
+        self._committed(flush, alive)
         return created
 
-    def _rows(self, conn: Connection, flush: Flush, alive: list[str]) -> _Sql:
+    def _alive(self, agents: Iterable[str], now: int) -> list[str]:
+        """Of the agents with traffic in a flush, those whose last_seen_ms is due a write."""
+        return [
+            a
+            for a in agents
+            if now - self._agent_seen.get(a, -AGENT_SEEN_WRITE_MS)
+            >= AGENT_SEEN_WRITE_MS
+            or now < self._agent_seen.get(a, now)
+        ]
+
+    def _events_and_decisions(
+        self, s: Session, flush: Flush, low: set[str]
+    ) -> list[str]:
+        """After the flush's rows, in its transaction: its events, the put-aways and receipts
+        they settle, the reorder rule for the flush's bins (and ``low``), the claim of the
+        orders it creates, and agent statuses.  Returns the ids of the orders created."""
+        now = flush.now_ms
+        conn = s.connection()
+        # bins whose position moved without their count crossing the reorder point
+        # (a receipt settled short, a put-away confirmed) are decided too
+        moved: list[str] = []
+        if flush.events:
+            conn.exec_driver_sql(
+                _Sql.for_dialect(conn.dialect.paramstyle).event, flush.events
+            )
+            refilled: dict[str, int] = {}
+            for b, _t, kind, delta, _after in flush.events:
+                if kind == "refill":
+                    refilled[b] = refilled.get(b, 0) + delta
+            if refilled:
+                moved += putaway.confirm_refills(s, refilled, now)
+        if flush.scans:
+            moved += receiving.apply_scans(s, flush.scans, now)
+        created: list[str] = []
+        decide = sorted(set(flush.decide) | low | set(moved))
+        if decide:
+            created = self._decide(s, flush, decide)
+            if created and self.handoff is not None:
+                flush.claimed = list(self.handoff.claim_created(s, created))
+        if flush.statuses:
+            self._statuses(s, flush)
+        return created
+
+    def _committed(self, flush: Flush, alive: list[str]) -> None:
+        """The flush's transaction committed: note the agents' traffic written, and hand
+        the claimed orders to the sender now, while ingest still waits for its history write."""
+        self._seen_agents(flush, alive)
+        if flush.claimed and self.handoff is not None:
+            self.handoff.submit(flush.claimed)
+
+    def _rows(self, conn: Connection, flush: Flush, alive: list[str]) -> None:
         """Cursors, agents' last traffic and bin rows (executemany, no ORM)."""
         sql = _Sql.for_dialect(conn.dialect.paramstyle)
         if flush.cursors:
@@ -185,7 +206,6 @@ class SqlState(StateWriter):
             conn.exec_driver_sql(sql.seen, seen_only)
         if with_count:
             conn.exec_driver_sql(sql.seen_count, with_count)
-        return sql
 
     def _seen_agents(self, flush: Flush, alive: list[str]) -> None:
         """The flush committed: when each agent's traffic was written (a status: at once next time)."""

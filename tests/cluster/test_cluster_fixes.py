@@ -19,17 +19,11 @@ from sqlalchemy import exc as sa_exc
 
 from jitstock import protocol as p
 from jitstock.server.cluster import changes
-from jitstock.server.cluster.ingest import ClusterIngest
 from jitstock.server.cluster.leader import libpq_url
-from jitstock.server.cluster.state import ClusterState
-from jitstock.server.db.session import make_engine, make_session_factory
-from jitstock.server.flush import RetryFlush
-from jitstock.server.ingest_levels import MEASUREMENT
+from jitstock.server.db.session import make_engine
 from jitstock.server.ingest_worker import short_error
-from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming
-from jitstock.server.registry import BinRegistry
-from jitstock.server.tsdb import open_store
+from tests.cluster.nodes import Node
 from tests.factories import NOW_MS, Plant, grams_for
 from tests.server.conftest import _postgres_database
 from tests.waits import wait_until
@@ -52,45 +46,6 @@ def batch(
     return Incoming(
         p.agent_topic("plant1", AGENT, "readings"), payload, seq, 1, 0, 0.0, dup=dup
     )
-
-
-class Node:
-    """One cluster node's ingest (its own engine, registry, history store), no MQTT."""
-
-    def __init__(self, db_url: str, tmp: Path) -> None:
-        tmp.mkdir(exist_ok=True)
-        self.engine = make_engine(db_url)
-        self.registry = BinRegistry()
-        self.state = ClusterState(make_session_factory(self.engine), self.registry)
-        self.registry.set_loader(self.state.load_registry)
-        self.registry.reload()
-        self.metrics = Metrics()
-        self.tsdb = open_store(
-            influx_url=None, sqlite_path=tmp / "ts.db", spool_path=tmp / "spool.db"
-        )
-        self.ingest = ClusterIngest(self.tsdb, self.state, self.registry, self.metrics)
-
-    def apply(self, items: list[Incoming]) -> None:
-        # as the worker does: a flush refused for batches applied before is redone
-        for _ in range(3):
-            try:
-                self.ingest.process(items)
-                return
-            except RetryFlush:
-                continue
-        raise AssertionError("flush still refused after three tries")
-
-    def metric(self, name: str) -> float:
-        return self.metrics.registry.get_sample_value(name) or 0.0
-
-    def history(self, bin_id: str) -> list[float]:
-        rows = self.tsdb.query_raw(MEASUREMENT, {"bin": bin_id}, 0, 2**62)
-        return sorted(float(r["grams"]) for r in rows)
-
-    def close(self) -> None:
-        self.ingest.stop()
-        self.tsdb.close()
-        self.engine.dispose()
 
 
 @pytest.fixture

@@ -35,15 +35,10 @@ from hypothesis.stateful import (
 )
 
 from jitstock import protocol as p
-from jitstock.server.cluster.ingest import ClusterIngest
 from jitstock.server.cluster.prune import prune
-from jitstock.server.cluster.state import ClusterState
-from jitstock.server.db.session import make_engine, make_session_factory
-from jitstock.server.flush import RetryFlush
-from jitstock.server.metrics import Metrics
+from jitstock.server.db.session import make_engine
 from jitstock.server.mqtt import Incoming
-from jitstock.server.registry import BinRegistry
-from jitstock.server.tsdb import open_store
+from tests.cluster.nodes import Node
 from tests.factories import NOW_MS, Plant, grams_for
 from tests.server.conftest import _postgres_database
 
@@ -72,39 +67,6 @@ def batch(agent: str, seq: int, *, dup: bool = False) -> Incoming:
     return Incoming(
         p.agent_topic("plant1", agent, "readings"), payload, seq, 1, 0, 0.0, dup=dup
     )
-
-
-class Node:
-    def __init__(self, db_url: str, tmp: Path) -> None:
-        self.engine = make_engine(db_url)
-        factory = make_session_factory(self.engine)
-        self.registry = BinRegistry()
-        self.state = ClusterState(factory, self.registry)
-        self.registry.set_loader(self.state.load_registry)
-        self.registry.reload()
-        self.metrics = Metrics()
-        self.tsdb = open_store(
-            influx_url=None, sqlite_path=tmp / "ts.db", spool_path=tmp / "spool.db"
-        )
-        self.ingest = ClusterIngest(self.tsdb, self.state, self.registry, self.metrics)
-
-    def apply(self, items: list[Incoming]) -> None:
-        # as the worker does: a flush refused for batches applied before is redone
-        for _ in range(3):
-            try:
-                self.ingest.process(items)
-                return
-            except RetryFlush:
-                continue
-        raise AssertionError("flush still refused after three tries")
-
-    def readings(self) -> float:
-        return self.metrics.registry.get_sample_value("jitstock_readings_total") or 0.0
-
-    def close(self) -> None:
-        self.ingest.stop()
-        self.tsdb.close()
-        self.engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,9 @@ from jitstock.server.db.models import Agent
 from jitstock.server.db.session import transaction
 from jitstock.server.flush import Flush, RetryFlush
 from jitstock.server.ingest import MAX_SEQ_JUMP
-from jitstock.server.state import SqlState, _Sql
-from jitstock.server.supplier import putaway, receiving
+from jitstock.server.state import _MAX_COUNTER, SqlState
 
 log = logging.getLogger(__name__)
-
-_MAX_COUNTER = 2**63 - 1
 
 # Claim the flush's batches; sorted, so two nodes inserting the same keys wait on one
 # another in one order (no deadlock).
@@ -110,15 +107,9 @@ class ClusterState(SqlState):
 
     def apply(self, flush: Flush) -> list[str]:
         """Apply a flush in one transaction; return ids of orders it created."""
-        created: list[str] = []
         now = flush.now_ms
         agents = sorted({a for a, _ in flush.batches})
-        alive = [
-            a
-            for a in agents
-            if now - self._agent_seen.get(a, -1000) >= 1000
-            or now < self._agent_seen.get(a, now)
-        ]
+        alive = self._alive(agents, now)
         with transaction(self.session_factory) as s:
             conn = s.connection()
             if flush.resets:
@@ -140,27 +131,8 @@ class ClusterState(SqlState):
                     .values(last_seen_ms=now, online=True)
                 )
             flush.events = events
-            moved: list[str] = []
-            if events:
-                conn.exec_driver_sql(_Sql.for_dialect("format").event, events)
-                refilled: dict[str, int] = {}
-                for b, _t, kind, delta, _after in events:
-                    if kind == "refill":
-                        refilled[b] = refilled.get(b, 0) + delta
-                if refilled:
-                    moved += putaway.confirm_refills(s, refilled, now)
-            if flush.scans:
-                moved += receiving.apply_scans(s, flush.scans, now)
-            todo = sorted(set(flush.decide) | decide | set(moved))
-            if todo:
-                created = self._decide(s, flush, todo)
-                if created and self.handoff is not None:
-                    flush.claimed = list(self.handoff.claim_created(s, created))
-            if flush.statuses:
-                self._statuses(s, flush)
-        self._seen_agents(flush, alive)
-        if flush.claimed and self.handoff is not None:
-            self.handoff.submit(flush.claimed)
+            created = self._events_and_decisions(s, flush, decide)
+        self._committed(flush, alive)
         return created
 
     def count_duplicates(self, batches: set[tuple[str, int]], now_ms: int) -> None:
