@@ -13,9 +13,12 @@ meets the target.  Marginal analysis in one line: every part ends where one
 more unit of value buys the same fill·demand.
 
 A part's allocated target is the fill its chosen s gives on its draws, never
-below ``floor`` (default 90 %, at most the class target): a line manager
-does not accept a part planned to run short most cycles, and the floor is
-what keeps dear lumpy parts from being given up.  The plan never costs more
+below ``floor`` (default 90 %, at most the class target) read as fill or as
+cycle service, whichever the part meets at the lower s (``part_floors``):
+a line manager does not accept a part planned to run short most cycles, and
+the floor is what keeps dear lumpy parts from being given up — but 90 % of
+the units of a part whose demand comes in rare huge lots costs many times
+what 90 % of its cycles does, and the cycles are what the floor is for.  The plan never costs more
 than holding every part at the class target: where the grid's plan would,
 the class falls back to the uniform target (``Allocation.uniform``).
 
@@ -58,6 +61,8 @@ class Curves:
     s: FloatArray  # (n, G) ascending
     fill: FloatArray  # (n, G) nondecreasing, capped at the top of SERVICE_LEVEL_RANGE
     mu: FloatArray  # (n,) mean daily demand of the draws (the class weight)
+    # (n, G) nondecreasing: the share of order cycles without a stockout (``cycle_service``)
+    cycle: FloatArray
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,7 +87,7 @@ def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
     q = np.broadcast_to(np.asarray(qty, np.float64), (n,))
     if x1.shape[1] == 0:
         z = np.zeros((n, 1))
-        return Curves(z, np.ones((n, 1)), np.zeros(n))
+        return Curves(z, np.ones((n, 1)), np.zeros(n), np.ones((n, 1)))
     grid = np.quantile(x1, GRID_LEVELS, axis=1).T
     grid = np.concatenate([np.zeros((n, 1)), np.maximum(grid, 0.0)], axis=1)
     mu = np.maximum((x1 - x0).mean(axis=1), 0.0)
@@ -94,7 +99,48 @@ def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
         fill = np.where(mu[:, None] > 0, 1 - short / mu[:, None], 1.0)
     # the solve clips targets to SERVICE_LEVEL_RANGE: a plan counts no part above its top
     fill = np.minimum(np.maximum.accumulate(fill, axis=1), SERVICE_LEVEL_RANGE[1])
-    return Curves(np.asarray(grid, np.float64), np.asarray(fill, np.float64), mu)
+    cycle = np.stack(
+        [cycle_service(x0, grid[:, g], q) for g in range(grid.shape[1])], axis=1
+    )
+    return Curves(
+        np.asarray(grid, np.float64),
+        np.asarray(fill, np.float64),
+        mu,
+        np.asarray(np.maximum.accumulate(cycle, axis=1), np.float64),
+    )
+
+
+def cycle_service(lead: FloatArray, s: FloatArray, qty: FloatArray) -> FloatArray:
+    """Per row the share of order cycles without a stockout at reorder point s, order multiple Q.
+
+    The position after an order is uniform on (s, s + Q] (see
+    ``ltd.daily_shortage``) and the order arrives after the lead time's
+    demand X_L, so a cycle runs short when X_L exceeds it:
+    P(X_L < Y) = E[clip((s + Q − X_L) / Q, 0, 1)].
+    """
+    x = np.atleast_2d(np.asarray(lead, np.float64))
+    s2 = np.asarray(s, np.float64).reshape(-1, 1)
+    q2 = np.maximum(np.asarray(qty, np.float64).reshape(-1, 1), 1e-9)
+    return np.asarray(np.clip((s2 + q2 - x) / q2, 0.0, 1.0).mean(axis=1), np.float64)
+
+
+def part_floors(c: Curves, floor: float | FloatArray) -> FloatArray:
+    """Each part's least planned fill: ``floor`` as fill or as cycle service, whichever is cheaper.
+
+    The floor is there so that no part is planned to run short most cycles.
+    On a smooth part the fill floor is the cheaper reading (90 % fill needs
+    far less than 90 % of cycles without a stockout); on a part whose demand
+    comes in lots as large as a lead time's demand it is the other way round
+    — 90 % of its units means covering the rare huge lots, 90 % of its
+    cycles does not — so the part's floor is the fill at the lowest reorder
+    point meeting either, and the allocation decides the rest.
+    """
+    n = c.mu.shape[0]
+    fl = np.broadcast_to(np.asarray(floor, np.float64), (n,))
+    meets = (c.fill >= fl[:, None] - 1e-12) | (c.cycle >= fl[:, None] - 1e-12)
+    meets[:, -1] = True
+    first = np.argmax(meets, axis=1)
+    return np.asarray(np.minimum(fl, _take(c.fill, first)), np.float64)
 
 
 def _choose(
@@ -125,9 +171,10 @@ def part_targets(
     out = np.empty(n)
     for value in np.unique(lams):
         m = lams == value
-        sub = Curves(c.s[m], c.fill[m], c.mu[m])
-        idx = _choose(sub, _cost(cost)[m], float(value), fl[m])
-        out[m] = np.maximum(_take(sub.fill, idx), fl[m])
+        sub = Curves(c.s[m], c.fill[m], c.mu[m], c.cycle[m])
+        low = part_floors(sub, fl[m])
+        idx = _choose(sub, _cost(cost)[m], float(value), low)
+        out[m] = np.maximum(_take(sub.fill, idx), low)
     return out
 
 
@@ -176,8 +223,8 @@ def allocate(
         factor = max(float((calibration or {}).get(name, 1.0)), 1.0)
         nominal = float(np.clip(class_targets[name], *SERVICE_LEVEL_RANGE))
         beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
-        fl = np.full(int(m.sum()), min(floor, nominal))
-        sub = Curves(cv.s[m], cv.fill[m], cv.mu[m])
+        sub = Curves(cv.s[m], cv.fill[m], cv.mu[m], cv.cycle[m])
+        fl = part_floors(sub, np.full(int(m.sum()), min(floor, nominal)))
         lam, idx = _solve_class(sub, unit[m], beta, fl)
         chosen = np.maximum(_take(sub.fill, idx), fl)
         # the plan on exact reorder points, against every part at the class target

@@ -282,6 +282,8 @@ def compute_bin(
             # a bin without a price is valued at its class's median, as in the full run
             value = cost if cost > 0 else float(known.get("median_cost", 1.0))
             own = allocate.part_targets(curve, np.asarray([value]), lam, floor)
+            # the floor as this part's fill: lower where cycle service is the cheaper reading
+            alloc["part_floor"] = round(float(allocate.part_floors(curve, floor)[0]), 6)
             service = round(float(own[0]), 6)
             service_source = allocate.SOURCE
         elif known.get("target") is not None:

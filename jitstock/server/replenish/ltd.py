@@ -9,8 +9,8 @@ The normal curve under-covers: on lumpy parts (LTD − d·L)/(√L·σ₁) sprea
   lead-time spread enters through the drawn lengths), each draw scaled by a
   draw of the window's level (the level is an estimate too);
 - ``compound``: a fitted model — each day has a lot with probability p, lots
-  are gamma — with p and the mean lot drawn from their sampling
-  distributions, so lots larger than any the window saw are reached.
+  are gamma — with p drawn from its sampling distribution, so lots larger
+  than any the window saw are reached.
 
 Per bin the method with the lower out-of-sample loss wins (fitted on the
 window's first two thirds, scored on the rest); a history with fewer than
@@ -115,11 +115,15 @@ def compound_draws(
     Each day of a drawn observed lead time L has a lot with probability p, and
     a lot is gamma with the lot sizes' mean and shape; the sum of N lots is
     Gamma(N·k).  Unlike the block bootstrap this reaches lots larger than any
-    the window saw.  Both p and the mean lot are only estimated (a part used
-    on 5 % of 120 days has shown six lots), so each draw takes them from
-    their sampling distributions — p from Beta(lots + ½, idle days + ½), the
-    mean lot × Gamma(lots·k)/(lots·k) — which widens the tail by exactly the
-    estimation uncertainty (a predictive, not a plug-in, distribution).
+    the window saw.  The lot frequency p is only estimated (a part used on
+    5 % of 120 days has shown six lots), so each draw takes it from its
+    sampling distribution, Beta(lots + ½, idle days + ½).  The mean lot is
+    the window's own: drawing it too (× Gamma(lots·k)/(lots·k)) made the
+    tail so heavy that 400 draws could not pin the fill-rate level — on a
+    part with six lots in its window, s for 90 % fill had a standard
+    deviation of 42 % of its mean over sets of 400 draws (27 % without the
+    mean-lot draw), and every upward swing was ordered and then held for
+    months (benchmark seed 9, docs/replenishment-benchmark.md).
     Returns the draws over L days and over the same L days and one more.
     """
     y = np.atleast_2d(np.asarray(history, dtype=np.float64))
@@ -129,9 +133,7 @@ def compound_draws(
     p = rng.beta(
         n[:, None] + 0.5, np.maximum(t_len - n, 0)[:, None] + 0.5, (rows, draws)
     )
-    shape_m = np.maximum(n * k, 1e-9)[:, None]
-    mean_lot = m[:, None] * rng.gamma(shape_m, 1.0, (rows, draws)) / shape_m
-    scale = mean_lot / k[:, None]
+    scale = (m / k)[:, None]
 
     def lots_over(days: npt.NDArray[np.int64]) -> FloatArray:
         count = rng.binomial(days, p)

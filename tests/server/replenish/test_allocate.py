@@ -68,12 +68,55 @@ def test_floor_keeps_a_dear_part_from_being_given_up():
     # (s = 1.85, fill 0.7125) — under a floor of 0.75, which then holds
     assert low.targets[0] > 0.99
     assert 0.6 <= low.targets[1] == pytest.approx(0.7125, abs=2e-3)
-    assert high.targets[1] >= 0.75 - 1e-9
+    # the floor of 0.75 holds as fill or as cycle service, whichever is cheaper: 3/4 of
+    # these draws are at most 1, so s = 1 (fill ½, on the grid 0.500125) already meets it
+    # as cycle service, and the allocation's own choice (0.7125) stands
+    floors = allocate.part_floors(allocate.curves(x0, x1, q), 0.75)
+    assert floors == pytest.approx([0.5, 0.5], abs=2e-4)
+    assert high.targets[1] >= floors[1] - 1e-9
+    assert high.targets[1] == pytest.approx(0.7125, abs=2e-3)
     for a in (low, high):
         assert _plan_fill(x0, x1, a.targets, q)[1] >= 0.8 - 1e-6
-    # a floor above the class target is lowered to the class target
+    # a floor above the class target is lowered to the class target (0.6, met as cycle
+    # service at s = 1, fill ½, by the dear part), and the class still meets its target
     capped = allocate.allocate(x0, x1, q, cost, ["C", "C"], {"C": 0.6}, floor=0.9)
-    assert min(capped.targets) >= 0.6 - 1e-9
+    assert min(capped.targets) >= 0.5
+    assert _plan_fill(x0, x1, capped.targets, q)[1] >= 0.6 - 1e-6
+
+
+def test_cycle_service_hand_computed():
+    """Draws of X_L 0, 10, 20, 30 and Q = 10: the position after an order is uniform on (s, s + 10].
+
+    At s = 10 a cycle is safe when X_L < Y: surely for 0 and 10 (Y > 10),
+    never for 20 and 30 (Y ≤ 20) — ½.  At s = 15: 0 and 10 surely, 20 with
+    probability ½ (Y uniform on (15, 25]), 30 never — (1 + 1 + ½)/4 = 0.625.
+    """
+    x = np.asarray([[0.0, 10.0, 20.0, 30.0]] * 2)
+    got = allocate.cycle_service(x, np.asarray([10.0, 15.0]), np.asarray([10.0, 10.0]))
+    assert got == pytest.approx([0.5, 0.625])
+
+
+def test_floor_is_fill_or_cycle_service_whichever_is_cheaper():
+    """Hand-made curves on a grid of s = 0, 10, 20, 30 and a floor of 90 %.
+
+    A lumpy part (fill 0.5, 0.7, 0.85, 0.95; cycles 0.3, 0.92, 0.97, 1)
+    meets 90 % of cycles at s = 10, where its fill is 0.7: its floor is 0.7.
+    A smooth part (fill 0.6, 0.93, 0.99, 1; cycles 0.2, 0.5, 0.9, 1) meets
+    90 % fill first, at s = 10: its floor stays 0.9.  A part meeting neither
+    before the top of its grid takes the top's fill, if lower than the floor.
+    """
+    s = np.tile([0.0, 10.0, 20.0, 30.0], (3, 1))
+    fill = np.asarray(
+        [[0.5, 0.7, 0.85, 0.95], [0.6, 0.93, 0.99, 1.0], [0.1, 0.2, 0.3, 0.4]]
+    )
+    cycle = np.asarray(
+        [[0.3, 0.92, 0.97, 1.0], [0.2, 0.5, 0.9, 1.0], [0.1, 0.2, 0.3, 0.5]]
+    )
+    c = allocate.Curves(s, fill, np.ones(3), cycle)
+    assert allocate.part_floors(c, 0.9) == pytest.approx([0.7, 0.9, 0.4])
+    # with a cost that makes s = 0 the free choice, the floors still bind
+    t = allocate.part_targets(c, np.ones(3), 1e-9, 0.9)
+    assert t == pytest.approx([0.7, 0.93, 0.4])
 
 
 def test_calibration_raises_the_class_plan():
@@ -164,7 +207,10 @@ def test_allocation_meets_class_target_floor_and_costs_no_more(parts):
     x0, x1, q, cost, target, floor = parts
     n = x0.shape[0]
     a = allocate.allocate(x0, x1, q, cost, ["A"] * n, {"A": target}, floor=floor)
-    assert np.all(a.targets >= min(floor, target) - 1e-9)
+    c = allocate.curves(x0, x1, q)
+    low = allocate.part_floors(c, min(floor, target))
+    assert np.all(low <= min(floor, target) + 1e-12)
+    assert np.all(a.targets >= low - 1e-9)
     s, fill = _plan_fill(x0, x1, a.targets, q)
     assert fill >= target - 1e-6
     flat = ltd.fill_rate_level(x0, x1, np.full(n, target), q)

@@ -129,7 +129,8 @@ class AllocationMachine(RuleBasedStateMachine):
             # the bin's share from the multiplier it stored with its last computation
             assert t["class_multiplier"] == self.stored[bin_id]
             assert t["service_level_source"] == allocate.SOURCE
-            assert t["service_level"] >= t["fill_floor"]
+            assert t["part_floor"] <= t["fill_floor"]
+            assert t["service_level"] >= t["part_floor"] - 1e-9
         elif t["service_level_source"] == "abc":
             # never allocated (or last computed with a target of its own): the class target
             assert t["service_level"] == 0.99
