@@ -466,6 +466,7 @@ def run(
     workdir: Path,
     *,
     baseline_tree: Path | None,
+    more_trees: list[Path] | None = None,
     rate: int = TRIGGER_RATE,
     run_s: float = RUN_S,
     sweep: list[int] | None = None,
@@ -506,6 +507,9 @@ def run(
             variants.append(("thread", None, {"JITSTOCK_WEBHOOK_SENDER": "thread"}))
         if baseline_tree is not None:
             variants.append(("base", baseline_tree, {}))
+        # further checkouts (--baseline-tree A,B,...): base2, base3, ...
+        for i, other in enumerate(more_trees or [], start=2):
+            variants.append((f"base{i}", other, {}))
         for label, tree, extra_env in variants:
             servers.append(
                 run_server(
@@ -546,7 +550,12 @@ def run_args(args: Any) -> dict[str, Any]:
     quick = bool(getattr(args, "quick", False))
     rates = getattr(args, "rates", None)
     sweep = [int(r) for r in str(rates).split(",")] if rates else []
-    tree = getattr(args, "baseline_tree", None)
+    trees = [
+        Path(t).resolve()
+        for t in str(getattr(args, "baseline_tree", None) or "").split(",")
+        if t
+    ]
+    tree = trees[0] if trees else None
     if getattr(args, "shape", None) == "steady":
         duration = getattr(args, "duration", None)
         steady = (
@@ -556,7 +565,8 @@ def run_args(args: Any) -> dict[str, Any]:
         try:
             return run(
                 workdir,
-                baseline_tree=Path(tree).resolve() if tree else None,
+                baseline_tree=tree,
+                more_trees=trees[1:],
                 idle=False,
                 steady=steady,
             )
@@ -565,7 +575,8 @@ def run_args(args: Any) -> dict[str, Any]:
     try:
         return run(
             workdir,
-            baseline_tree=Path(tree).resolve() if tree else None,
+            baseline_tree=tree,
+            more_trees=trees[1:],
             rate=2_000 if quick else TRIGGER_RATE,
             run_s=6.0 if quick else RUN_S,
             sweep=sweep,
