@@ -19,13 +19,14 @@ A generation ends (everything here is forgotten) when:
 
 A fact read while a generation ended is not kept: it is stored with the generation
 current *before* it was read, and a newer generation makes it invalid.  The
-facts are keyed per database (the engine's URL), so tests running several servers
-in one process do not share them.
+facts are kept per engine, so tests running several servers in one process do not
+share them.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -85,8 +86,10 @@ class ItemFacts:
 
 _lock = threading.Lock()
 _generation = 0
-# (database URL, kind) -> key -> (generation read at, value)
-_facts: dict[tuple[str, str], dict[Any, Any]] = {}
+# engine -> kind -> key -> (generation read at, value)
+_facts: weakref.WeakKeyDictionary[Engine, dict[str, dict[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def generation() -> int:
@@ -112,7 +115,8 @@ def _cached(
     """Values of these keys: from this generation's facts, the others loaded (a key the
     loader does not return gets ``missing``, remembered as well)."""
     gen = _generation
-    store = _facts.setdefault((str(conn.engine.url), kind), {})
+    with _lock:
+        store = _facts.setdefault(conn.engine, {}).setdefault(kind, {})
     out: dict[K, V] = {}
     todo: list[K] = []
     for k in keys:

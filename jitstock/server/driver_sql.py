@@ -24,6 +24,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.sql.expression import Executable
 
+# Forms kept per statement: one per IN-list length seen, and a flush of thousands of
+# bins would otherwise keep thousands of ever longer texts (the driver keeps 128).
+MAX_FORMS = 128
 # (dialect name, paramstyle, lengths of the IN lists, parameter names) -> its form
 _Key = tuple[str, str, tuple[int, ...], tuple[str, ...]]
 # how each positional parameter is found: ("p", name) a parameter, ("x", name, i)
@@ -54,9 +57,8 @@ class Prepared:
             name: [f"\0{name}\0{i}" for i in range(n)]
             for name, n in zip(self.expanding, lengths, strict=True)
         }
-        for (
-            name
-        ) in names:  # the caller's; the statement's own constants keep their values
+        # the caller's parameters; the statement's own constants keep their values
+        for name in names:
             if name not in sample:
                 sample[name] = f"\0{name}"
         state = compiled.construct_expanded_state(sample)
@@ -70,6 +72,8 @@ class Prepared:
             recipe = tuple(_step(state.parameters[name]) for name in state.positiontup)
         form = (state.statement, recipe, constants)
         with self._lock:
+            if len(self._forms) >= MAX_FORMS:
+                self._forms.clear()
             self._forms[key] = form
         return form
 
