@@ -89,7 +89,8 @@ def claim_new(
         if done.rowcount == len(ids):
             claimed.update(ids)
         else:  # some moved meanwhile (cannot, under our locks): claimed only what we set
-            claimed.update(_CLAIMED.execute(conn, params).scalars())
+            check = {"ids": ids, "n": was + 1, "due": due}
+            claimed.update(_CLAIMED.execute(conn, check).scalars())
     rows = [r for r in rows if r.id in claimed]
     if not rows:
         return []

@@ -6,8 +6,11 @@ flush's transaction that holds SQLite's write lock).  A flush decides with
 :func:`decide`: the same rule, the same answers, but one statement per *kind* of
 fact for all its bins together (bins, open orders, pending put-away, supplier items,
 recent refusals) and one executemany per kind of row written (orders, audit rows,
-transitions).  Nothing is cached across flushes: every fact is read inside the
-flush's own transaction, so it is as fresh as the per-bin path's.
+transitions).  The facts about bins and orders are read inside the flush's own
+transaction, as fresh as the per-bin path's, by statements run as driver SQL
+(:mod:`jitstock.server.driver_sql`); who may supply each SKU comes from the
+catalogue generation's cache (:mod:`jitstock.server.catalog_cache`: ended by every
+registry reload and every write of supplier items in this process).
 
 "One trigger, one order" holds as in :mod:`jitstock.server.reorder`: the position
 counts open orders; the bins are row-locked on PostgreSQL (``FOR UPDATE`` by the
