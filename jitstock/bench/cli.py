@@ -86,7 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         "--baseline-tree",
         default=None,
         help="ingest --shape resend: a checkout of another jitstock version, measured "
-        "in the same run as a baseline (its own server process, PYTHONPATH=<tree>)",
+        "in the same run as a baseline (its own server process, PYTHONPATH=<tree>); "
+        "several, comma-separated, are measured one after the other (base, base2, ...)",
+    )
+    parser.add_argument(
+        "--no-thread-variant",
+        action="store_true",
+        help="ingest --shape resend: skip the server with in-process sender threads "
+        "(JITSTOCK_WEBHOOK_SENDER=thread), measured beside the default otherwise",
     )
     return parser
 

@@ -436,9 +436,9 @@ def _trigger_latency(
 def print_result(result: dict[str, Any]) -> None:
     """The tables of a run."""
     if "servers" in result:
-        from jitstock.bench import resend
+        from jitstock.bench import resend_report
 
-        resend.print_result(result)
+        resend_report.print_result(result)
         return
     print("baseline: do-nothing paho subscriber (QoS 1, parses JSON)")
     print(

@@ -49,6 +49,8 @@ SWEEP_S = 10.0
 SUSTAINED_LAG_P99_S = 1.0
 # Bins crossing their reorder point in each sweep phase (trigger latency at each rate).
 SWEEP_CROSSINGS = 60
+# The sweep (rates tried from the lowest up) stops after this many failed phases in a row.
+SWEEP_STOP_FAILURES = 2
 # Idle CPU is measured over this long, once start-up work is over (a IDLE_WINDOW_S window
 # below IDLE_QUIET of a core, waiting at most IDLE_SETTLE_MAX_S).
 IDLE_S = 30.0
@@ -383,18 +385,47 @@ def _measure(
             trig = phase(rate, run_s, CROSSINGS)
             trig["trigger"] = triggers(trig.pop("_published"))
             out["trigger_run"] = trig
-            sw = []
-            for r in sweep:
+            sw: list[dict[str, Any]] = []
+            for r in sorted(set(sweep)):
                 res = phase(r, SWEEP_S, SWEEP_CROSSINGS)
                 res["trigger"] = triggers(res.pop("_published"))
                 sw.append(res)
-                if not res["sustained"]:
+                if not keep_sweeping(sw):
                     break
             out["sweep"] = sw
-            ok = [p["published_readings_s"] for p in sw if p["sustained"]]
-            out["max_sustained_readings_s"] = max(ok) if ok else 0
+            out.update(sustained_summary(sw))
     out["sigterm_exit_s"] = measure.STOP_S[-1] if measure.STOP_S else None
     return out
+
+
+def keep_sweeping(phases: list[dict[str, Any]]) -> bool:
+    """Whether to try the next (higher) rate: not after SWEEP_STOP_FAILURES failed
+    phases in a row (one failure can be a busy moment of the machine; higher rates
+    only take longer to fail)."""
+    tail = phases[-SWEEP_STOP_FAILURES:]
+    return len(tail) < SWEEP_STOP_FAILURES or any(p["sustained"] for p in tail)
+
+
+def sustained_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest rate sustained (zero loss, lag p99 <= 1 s): the highest target rate
+    of any sustained phase, and the highest below the first failure (the strict one)."""
+    ok = [p for p in phases if p["sustained"]]
+    strict = 0
+    for p in phases:
+        if not p["sustained"]:
+            break
+        strict = p["target_readings_s"]
+    failed = [p["target_readings_s"] for p in phases if not p["sustained"]]
+    return {
+        "max_sustained_readings_s": max(
+            (p["published_readings_s"] for p in ok), default=0
+        ),
+        "max_sustained_target_readings_s": max(
+            (p["target_readings_s"] for p in ok), default=0
+        ),
+        "sustained_below_first_failure_readings_s": strict,
+        "lowest_failed_target_readings_s": min(failed, default=None),
+    }
 
 
 def baseline(broker: Mosquitto, ctx: Any, rate: int, seconds: float) -> dict[str, Any]:
@@ -431,61 +462,11 @@ def baseline(broker: Mosquitto, ctx: Any, rate: int, seconds: float) -> dict[str
     }
 
 
-def print_result(result: dict[str, Any]) -> None:
-    """The tables of a run."""
-    b = result.get("baseline_do_nothing_subscriber")
-    if b:
-        print(
-            f"do-nothing subscriber at {b['target_readings_s']:,}/s: received {b['received']:,}, "
-            f"lost {b['lost']}, {b['subscriber_cpu_us_per_reading']} us/reading"
-        )
-    for s in result.get("servers", []):
-        print(f"[{s['server']}] {s['tree']} {s.get('env') or ''}")
-        st = s.get("steady")
-        if st is not None:
-            print(
-                f"  steady {st['target_readings_s']:,}/s re-send load: "
-                f"{st['cpu_pct_of_core']} % of a core over the {st['window_s']:.0f} s "
-                f"after {st['after_s']:.0f} s; SIGTERM exit {s.get('sigterm_exit_s')} s"
-            )
-            continue
-        t = s["trigger_run"]
-        tr = t["trigger"]
-        print(
-            f"  idle CPU: {s.get('idle_cpu_pct_of_core')} % of a core "
-            f"(after {s.get('startup_busy_s')} s of start-up work)"
-        )
-        print(
-            f"  {t['target_readings_s']:,}/s resend load: applied {t['applied']:,}/{t['sent']:,} (history points {t.get('history_points', 0):,}), "
-            f"lag p50/p99 {t['lag_p50_s']}/{t['lag_p99_s']} s, server {t['server_cpu_us_per_reading']} us/reading "
-            f"({t['server_cores']} cores), influxd {t['influxd_cpu_us_per_reading']}, "
-            f"mosquitto {t['mosquitto_cpu_us_per_reading']}"
-        )
-        print(
-            f"  trigger ({tr['received']}/{tr['crossings']} received, {tr['orders']} orders): "
-            f"p50 {tr['p50_ms']} ms p99 {tr['p99_ms']} ms max {tr['max_ms']} ms; "
-            f"decide p50/p99 {tr['decide_p50_ms']}/{tr['decide_p99_ms']} ms, "
-            f"send p50/p99 {tr['send_p50_ms']}/{tr['send_p99_ms']} ms "
-            f"(flush start -> claimed {tr.get('claim_p50_ms')}/{tr.get('claim_p99_ms')} ms, "
-            f"claimed -> received {tr.get('out_p50_ms')}/{tr.get('out_p99_ms')} ms)"
-        )
-        for p in s.get("sweep", []):
-            print(
-                f"  sweep {p['target_readings_s']:>7,}/s: {'ok ' if p['sustained'] else 'NO '} "
-                f"lag p99 {p['lag_p99_s']} s, {p['server_cpu_us_per_reading']} us/reading, "
-                f"{p['server_cores']} cores, trigger p50/p99 {p['trigger']['p50_ms']}/"
-                f"{p['trigger']['p99_ms']} ms ({p['trigger']['received']}/{p['trigger']['crossings']})"
-            )
-        print(
-            f"  max sustained: {s.get('max_sustained_readings_s', 0):,}/s; "
-            f"SIGTERM exit {s.get('sigterm_exit_s')} s"
-        )
-
-
 def run(
     workdir: Path,
     *,
     baseline_tree: Path | None,
+    more_trees: list[Path] | None = None,
     rate: int = TRIGGER_RATE,
     run_s: float = RUN_S,
     sweep: list[int] | None = None,
@@ -526,6 +507,9 @@ def run(
             variants.append(("thread", None, {"JITSTOCK_WEBHOOK_SENDER": "thread"}))
         if baseline_tree is not None:
             variants.append(("base", baseline_tree, {}))
+        # further checkouts (--baseline-tree A,B,...): base2, base3, ...
+        for i, other in enumerate(more_trees or [], start=2):
+            variants.append((f"base{i}", other, {}))
         for label, tree, extra_env in variants:
             servers.append(
                 run_server(
@@ -566,7 +550,12 @@ def run_args(args: Any) -> dict[str, Any]:
     quick = bool(getattr(args, "quick", False))
     rates = getattr(args, "rates", None)
     sweep = [int(r) for r in str(rates).split(",")] if rates else []
-    tree = getattr(args, "baseline_tree", None)
+    trees = [
+        Path(t).resolve()
+        for t in str(getattr(args, "baseline_tree", None) or "").split(",")
+        if t
+    ]
+    tree = trees[0] if trees else None
     if getattr(args, "shape", None) == "steady":
         duration = getattr(args, "duration", None)
         steady = (
@@ -576,7 +565,8 @@ def run_args(args: Any) -> dict[str, Any]:
         try:
             return run(
                 workdir,
-                baseline_tree=Path(tree).resolve() if tree else None,
+                baseline_tree=tree,
+                more_trees=trees[1:],
                 idle=False,
                 steady=steady,
             )
@@ -585,12 +575,13 @@ def run_args(args: Any) -> dict[str, Any]:
     try:
         return run(
             workdir,
-            baseline_tree=Path(tree).resolve() if tree else None,
+            baseline_tree=tree,
+            more_trees=trees[1:],
             rate=2_000 if quick else TRIGGER_RATE,
             run_s=6.0 if quick else RUN_S,
             sweep=sweep,
             idle=not quick,
-            compare_sender=not quick,
+            compare_sender=not quick and not getattr(args, "no_thread_variant", False),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

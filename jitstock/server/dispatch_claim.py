@@ -7,8 +7,9 @@ order's ``attempts`` goes from n−1 to n only if it still is n−1 (compare-and
 ``next_attempt_ms`` moves out by the claim lease, attempt row n is inserted, and the
 job carries the signed body's input.  Here it is done set-wise: one select of the
 orders, one UPDATE per distinct previous attempt count (one, for new orders), one
-executemany of attempt rows, one select of their suppliers and the bodies'
-look-ups (:func:`jitstock.server.webhooks.new_order_bodies`).
+executemany of attempt rows; the suppliers and the bodies' look-ups
+(:func:`jitstock.server.webhooks.new_order_bodies`) come from the catalogue
+generation's cache (:mod:`jitstock.server.catalog_cache`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from __future__ import annotations
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from jitstock.server.db.models import Order, OrderAttempt, Supplier
+from jitstock.server import catalog_cache
+from jitstock.server.db.models import Order, OrderAttempt
 from jitstock.server.db.session import is_postgresql
+from jitstock.server.driver_sql import Prepared
 from jitstock.server.order_attempt import Job
 from jitstock.server.supplier.email_channel import email_recipient
 from jitstock.server.webhooks import new_order_bodies, previous_secret
@@ -34,7 +37,7 @@ _DUE = (
 )
 # PostgreSQL: another process's claim of the same row is skipped, not waited for
 _DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
-_CLAIM = (
+_CLAIM_STMT = (
     update(Order)
     .where(
         Order.id.in_(bindparam("ids", expanding=True)),
@@ -44,12 +47,19 @@ _CLAIM = (
     .values(attempts=bindparam("n"), next_attempt_ms=bindparam("due"))
     .execution_options(synchronize_session=False)
 )
-_CLAIMED = select(Order.id).where(
+_CLAIMED_STMT = select(Order.id).where(
     Order.id.in_(bindparam("ids", expanding=True)),
     Order.attempts == bindparam("n"),
     Order.next_attempt_ms == bindparam("due"),
 )
-_ATTEMPT = insert(OrderAttempt.__table__)  # type: ignore[arg-type]
+# the claim's writes run as driver SQL (no JSON; see driver_sql)
+_CLAIM = Prepared(_CLAIM_STMT, ["ids"])
+_CLAIMED = Prepared(_CLAIMED_STMT, ["ids"])
+_ATTEMPT = Prepared(
+    insert(OrderAttempt.__table__).values(  # type: ignore[arg-type]
+        order_id=bindparam("order_id"), n=bindparam("n"), at_ms=bindparam("at_ms")
+    )
+)
 
 
 def claim_new(
@@ -75,23 +85,20 @@ def claim_new(
     claimed: set[str] = set()
     for was, ids in by_attempts.items():
         params = {"ids": ids, "was": was, "n": was + 1, "due": due}
-        done = conn.execute(_CLAIM, params)
+        done = _CLAIM.execute(conn, params)
         if done.rowcount == len(ids):
             claimed.update(ids)
         else:  # some moved meanwhile (cannot, under our locks): claimed only what we set
-            claimed.update(conn.scalars(_CLAIMED, params))
+            check = {"ids": ids, "n": was + 1, "due": due}
+            claimed.update(_CLAIMED.execute(conn, check).scalars())
     rows = [r for r in rows if r.id in claimed]
     if not rows:
         return []
-    conn.execute(
-        _ATTEMPT,
-        [{"order_id": r.id, "n": r.attempts + 1, "at_ms": now_ms} for r in rows],
+    _ATTEMPT.executemany(
+        conn, [{"order_id": r.id, "n": r.attempts + 1, "at_ms": now_ms} for r in rows]
     )
-    supplier_ids = sorted({r.supplier_id for r in rows})
-    suppliers = {
-        x.id: x
-        for x in s.scalars(select(Supplier).where(Supplier.id.in_(supplier_ids)))
-    }
+    # this catalogue generation's supplier rows (see catalog_cache)
+    suppliers = catalog_cache.suppliers(conn, (r.supplier_id for r in rows))
     bodies = new_order_bodies(s, rows)
     jobs = []
     for r in rows:

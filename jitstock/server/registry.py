@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jitstock.ratelog import RateLimitedLog
+from jitstock.server import catalog_cache
 from jitstock.server.levels import BinCalibration, calibration_problem
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ class BinRegistry:
         """Re-read bins and agents from the state DB."""
         if self._loader is None:
             return
+        # the catalogue facts the hot path keeps (suppliers, SKUs, sites) go with it:
+        # a change made by another process is seen at the next reload at the latest
+        catalog_cache.invalidate()
         with self.lock:
             cals, on_hand, agents, seen_ms = self._loader()
             self.replace(cals, on_hand, agents, seen_ms)

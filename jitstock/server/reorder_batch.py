@@ -6,8 +6,11 @@ flush's transaction that holds SQLite's write lock).  A flush decides with
 :func:`decide`: the same rule, the same answers, but one statement per *kind* of
 fact for all its bins together (bins, open orders, pending put-away, supplier items,
 recent refusals) and one executemany per kind of row written (orders, audit rows,
-transitions).  Nothing is cached across flushes: every fact is read inside the
-flush's own transaction, so it is as fresh as the per-bin path's.
+transitions).  The facts about bins and orders are read inside the flush's own
+transaction, as fresh as the per-bin path's, by statements run as driver SQL
+(:mod:`jitstock.server.driver_sql`); who may supply each SKU comes from the
+catalogue generation's cache (:mod:`jitstock.server.catalog_cache`: ended by every
+registry reload and every write of supplier items in this process).
 
 "One trigger, one order" holds as in :mod:`jitstock.server.reorder`: the position
 counts open orders; the bins are row-locked on PostgreSQL (``FOR UPDATE`` by the
@@ -28,7 +31,7 @@ from sqlalchemy import BindParameter, bindparam, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jitstock.server import reorder
+from jitstock.server import catalog_cache, reorder
 from jitstock.server.db.models import (
     OPEN_ORDER_STATES,
     AuditLog,
@@ -36,7 +39,8 @@ from jitstock.server.db.models import (
     Order,
     new_order_id,
 )
-from jitstock.server.db.supplier_models import OrderTransition, Receipt, SupplierItem
+from jitstock.server.db.supplier_models import OrderTransition, Receipt
+from jitstock.server.driver_sql import Prepared
 from jitstock.server.position import (
     PENDING_RECEIPT_STATUSES,
     _pending_expr,  # the position's one definition of "pending put-away"
@@ -61,11 +65,13 @@ _BIN_COLUMNS = (
 )
 # Built once: a statement object per call costs more Python than the query itself.
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-_BINS = select(*_BIN_COLUMNS).where(Bin.id.in_(_IDS)).order_by(Bin.id)
-_BINS_LOCKED = _BINS.with_for_update()
+_BINS_STMT = select(*_BIN_COLUMNS).where(Bin.id.in_(_IDS)).order_by(Bin.id)
+# the facts' statements run as driver SQL (no JSON in or out; see driver_sql)
+_BINS = Prepared(_BINS_STMT, ["ids"])
+_BINS_LOCKED = Prepared(_BINS_STMT.with_for_update(), ["ids"])
 # per bin: units still to come on open orders, and how many open orders the unique
 # index counts (a bridging order is the sanctioned second one)
-_ON_ORDER = (
+_ON_ORDER_STMT = (
     select(
         Order.bin_id,
         func.sum(outstanding_expr()),
@@ -74,27 +80,21 @@ _ON_ORDER = (
     .where(Order.state.in_(OPEN_ORDER_STATES), Order.bin_id.in_(_IDS))
     .group_by(Order.bin_id)
 )
-_PENDING = (
+_ON_ORDER = Prepared(_ON_ORDER_STMT, ["ids"])
+_PENDING_STMT = (
     select(Receipt.bin_id, func.sum(_pending_expr()))
     .where(Receipt.status.in_(PENDING_RECEIPT_STATUSES), Receipt.bin_id.in_(_IDS))
     .group_by(Receipt.bin_id)
 )
-# the same order as jitstock.server.db.supplier_models.supplier_items_for
-_ITEMS = (
-    select(SupplierItem.sku_id, SupplierItem.supplier_id)
-    .where(
-        SupplierItem.sku_id.in_(bindparam("skus", expanding=True)),
-        SupplierItem.active.is_(True),
-    )
-    .order_by(SupplierItem.sku_id, SupplierItem.priority, SupplierItem.supplier_id)
-)
-_REFUSALS = select(
+_PENDING = Prepared(_PENDING_STMT, ["ids"])
+_REFUSALS_STMT = select(
     Order.bin_id, Order.supplier_id, Order.state, Order.last_error
 ).where(
     Order.bin_id.in_(_IDS),
     Order.state.in_(("failed", "cancelled")),
     func.coalesce(Order.closed_ms, Order.created_ms) >= bindparam("since"),
 )
+_REFUSALS = Prepared(_REFUSALS_STMT, ["ids"])
 _INSERT_ORDER = insert(Order.__table__)  # type: ignore[arg-type]
 _INSERT_AUDIT = insert(AuditLog.__table__)  # type: ignore[arg-type]
 _INSERT_TRANSITION = insert(OrderTransition.__table__)  # type: ignore[arg-type]
@@ -128,7 +128,7 @@ def decide(
     session.flush()  # the caller's ORM changes (put-aways, receipts) count
     conn = session.connection()
     ids = sorted(set(bin_ids))
-    bins = conn.execute(_BINS_LOCKED if lock else _BINS, {"ids": ids}).all()
+    bins = (_BINS_LOCKED if lock else _BINS).execute(conn, {"ids": ids}).all()
     # as maybe_reorder: paused, nothing to order, or a scale that never reported
     # (a level of 0 is "unknown", not "empty")
     live = [
@@ -143,10 +143,10 @@ def decide(
     live_ids = [b.id for b in live]
     on_order: dict[str, tuple[int, int]] = {
         b: (int(q or 0), int(n or 0))
-        for b, q, n in conn.execute(_ON_ORDER, {"ids": live_ids})
+        for b, q, n in _ON_ORDER.execute(conn, {"ids": live_ids})
     }
     pending: dict[str, int] = {
-        b: int(q or 0) for b, q in conn.execute(_PENDING, {"ids": live_ids})
+        b: int(q or 0) for b, q in _PENDING.execute(conn, {"ids": live_ids})
     }
     low = []
     for b in live:
@@ -203,10 +203,8 @@ def decide(
 
 def _candidates(conn: Any, low: list[Any]) -> dict[str, list[str]]:
     """Who may supply each bin, in order (reorder.supplier_candidates for many bins)."""
-    by_sku: dict[str, list[str]] = {}
-    skus = sorted({b.sku_id for b in low})
-    for sku, supplier in conn.execute(_ITEMS, {"skus": skus}):
-        by_sku.setdefault(sku, []).append(supplier)
+    # this catalogue generation's active supplier items (see catalog_cache)
+    by_sku = catalog_cache.active_suppliers(conn, (b.sku_id for b in low))
     out: dict[str, list[str]] = {}
     for b in low:
         mine: list[str] = [] if b.supplier_id is None else [b.supplier_id]
@@ -219,8 +217,8 @@ def _refused(conn: Any, bin_ids: list[str], now_ms: int) -> dict[str, set[str]]:
     """reorder.refused_recently for many bins."""
     out: dict[str, set[str]] = {}
     since = now_ms - reorder.REFUSAL_WINDOW_MS
-    for b, supplier, state, error in conn.execute(
-        _REFUSALS, {"ids": bin_ids, "since": since}
+    for b, supplier, state, error in _REFUSALS.execute(
+        conn, {"ids": bin_ids, "since": since}
     ):
         if reorder.is_refusal(state, error):
             out.setdefault(b, set()).add(supplier)
@@ -276,8 +274,11 @@ def _insert(
     """Insert the orders and their audit rows; one by one if the batch is refused."""
     if not rows:
         return []
+    # a Core savepoint on the session's connection: only Core rows are written in it
+    # (the ORM's begin_nested would flush and track the session for nothing)
+    conn = session.connection()
     try:
-        with session.begin_nested():
+        with conn.begin_nested():
             _write(session, rows, now_ms)
         done = rows
     except IntegrityError as exc:
@@ -286,7 +287,7 @@ def _insert(
         done = []
         for row in rows:
             try:
-                with session.begin_nested():
+                with conn.begin_nested():
                     _write(session, [row], now_ms)
             except IntegrityError as one:
                 if not reorder.is_one_open_order_violation(one):

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
+from jitstock.server import catalog_cache
 from jitstock.server.db.models import Bin, Order, Site, Sku, Supplier
 from jitstock.server.db.replenish_models import BinPolicy
 from jitstock.server.db.supplier_models import SupplierItem
@@ -218,21 +219,6 @@ def order_created_body(session: Session, order: Order) -> bytes:
 
 # new_order_bodies' look-ups, built once (a statement per call costs more Python than
 # the query)
-_SKU_NAMES = select(Sku.id, Sku.name).where(
-    Sku.id.in_(bindparam("skus", expanding=True))
-)
-_SITES = select(Site.id, Site.name, Site.address, Site.dock).where(
-    Site.id.in_(bindparam("sites", expanding=True))
-)
-_ITEMS = select(
-    SupplierItem.supplier_id,
-    SupplierItem.sku_id,
-    SupplierItem.supplier_sku,
-    SupplierItem.quoted_lead_time_s,
-).where(
-    SupplierItem.supplier_id.in_(bindparam("suppliers", expanding=True)),
-    SupplierItem.sku_id.in_(bindparam("skus", expanding=True)),
-)
 _POLICY_INPUTS = select(BinPolicy.bin_id, BinPolicy.inputs).where(
     BinPolicy.bin_id.in_(bindparam("bins", expanding=True))
 )
@@ -266,15 +252,10 @@ def new_order_bodies(session: Session, orders: Sequence[Any]) -> dict[str, bytes
     if not plain:
         return out
     conn = session.connection()
-    skus = sorted({o.sku_id for o in plain})
-    names: dict[str, str] = dict(conn.execute(_SKU_NAMES, {"skus": skus}).all())
-    sites = sorted({o.site_id for o in plain})
-    site_rows = {r.id: r for r in conn.execute(_SITES, {"sites": sites})}
-    suppliers = sorted({o.supplier_id for o in plain})
-    items = {
-        (r.supplier_id, r.sku_id): r
-        for r in conn.execute(_ITEMS, {"suppliers": suppliers, "skus": skus})
-    }
+    # SKU names, sites and supplier items: this catalogue generation's (see catalog_cache)
+    names = catalog_cache.sku_names(conn, (o.sku_id for o in plain))
+    site_rows = catalog_cache.sites(conn, (o.site_id for o in plain))
+    items = catalog_cache.items(conn, ((o.supplier_id, o.sku_id) for o in plain))
     bins = sorted({o.bin_id for o in plain})
     inputs: dict[str, Any] = dict(conn.execute(_POLICY_INPUTS, {"bins": bins}).all())
     for o in plain:
@@ -282,7 +263,7 @@ def new_order_bodies(session: Session, orders: Sequence[Any]) -> dict[str, bytes
         need_ms, basis = _needed_by_new(o, inputs.get(o.bin_id), item)
         data = _public_order(
             o,
-            names.get(o.sku_id, o.sku_id),
+            _or(names.get(o.sku_id), o.sku_id),
             site_rows.get(o.site_id),
             item.supplier_sku if item is not None else None,
             "reorder_point",
@@ -294,6 +275,10 @@ def new_order_bodies(session: Session, orders: Sequence[Any]) -> dict[str, bytes
             envelope(ORDER_CREATED, o.id, o.created_ms, {"order": data})
         )
     return out
+
+
+def _or(value: str | None, default: str) -> str:
+    return default if value is None else value
 
 
 def _needed_by_new(
@@ -343,7 +328,9 @@ def sign_headers(
     }
 
 
-def previous_secret(supplier: Supplier | None, now_ms: int) -> str | None:
+def previous_secret(
+    supplier: Supplier | catalog_cache.SupplierFacts | None, now_ms: int
+) -> str | None:
     """The supplier's previous webhook secret while its rotation grace period lasts."""
     if supplier is None or not supplier.webhook_secret_previous:
         return None

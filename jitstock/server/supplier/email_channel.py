@@ -30,6 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from jitstock.clock import REAL_CLOCK, Clock
+from jitstock.server.catalog_cache import SupplierFacts
 from jitstock.server.db.models import Supplier
 from jitstock.server.redact import safe_text
 from jitstock.server.settings import ServerSettings
@@ -74,7 +75,7 @@ class SmtpConfig:
         )
 
 
-def email_recipient(supplier: Supplier | None) -> str | None:
+def email_recipient(supplier: Supplier | SupplierFacts | None) -> str | None:
     """Where the supplier's orders are mailed: None unless its channel is 'email'
     ('' when it is but no address is set, which the send reports)."""
     if supplier is None or supplier.order_channel != EMAIL_CHANNEL:
