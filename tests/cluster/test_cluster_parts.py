@@ -13,8 +13,9 @@ from jitstock.server.cluster.changes import ChangeListener
 from jitstock.server.cluster.leader import Leadership
 from jitstock.server.cluster.node import check_settings, client_id, subscriptions
 from jitstock.server.cluster.prune import next_mark
-from jitstock.server.db.models import Bin
+from jitstock.server.db.models import Bin, Supplier
 from jitstock.server.db.session import transaction
+from jitstock.server.db.supplier_models import SupplierItem
 from jitstock.server.ingest import SUBSCRIPTIONS
 from jitstock.server.settings import ServerSettings, SettingRefused
 from tests.factories import Plant
@@ -153,3 +154,36 @@ def test_cluster_settings_are_checked() -> None:
     check_settings(single)
     assert client_id(single) == "jitstock-server"
     assert subscriptions(single, SUBSCRIPTIONS) == SUBSCRIPTIONS
+
+
+def test_a_supplier_change_reaches_the_listener_and_other_columns_do_not(
+    tmp_path, pg_url: str
+) -> None:
+    """What an order's claim reads about suppliers (cached between flushes) notifies every
+    node, so another node's next order uses the new webhook; other columns do not."""
+    plant = Plant(tmp_path, db_url=pg_url)
+    registry_calls: list[int] = []
+    listener = ChangeListener(pg_url, lambda: registry_calls.append(1), lambda: None)
+    listener.start()
+    try:
+        wait_until(listener.listening.is_set, DEADLINE_S, what="LISTEN")
+        wait_until(lambda: registry_calls, DEADLINE_S, what="the reload on connect")
+        before = len(registry_calls)
+        with transaction(plant.session_factory) as s:
+            s.execute(update(Supplier).values(contact="someone else"))
+        with transaction(plant.session_factory) as s:
+            s.execute(update(Supplier).values(webhook_url="http://127.0.0.1:9/new"))
+        wait_until(
+            lambda: len(registry_calls) > before, DEADLINE_S, what="a registry reload"
+        )
+        assert listener.received == 1  # the contact change notified nobody
+        with transaction(plant.session_factory) as s:
+            s.execute(update(SupplierItem).values(quoted_lead_time_s=7200))
+        wait_until(
+            lambda: len(registry_calls) > before + 1,
+            DEADLINE_S,
+            what="a reload for a supplier item",
+        )
+    finally:
+        listener.stop()
+        plant.close()

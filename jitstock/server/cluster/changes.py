@@ -1,8 +1,9 @@
 """Changes reach every node at once: PostgreSQL LISTEN/NOTIFY.
 
-Triggers (migration 0014) notify ``jitstock_changes`` with the table's name when bins,
-SKUs or agents change what the bin registry holds, and when an order is created or
-changes state.  Each node listens on a dedicated connection: a registry change reloads
+Triggers (migrations 0014 and 0015) notify ``jitstock_changes`` with the table's name
+when bins, SKUs or agents change what the bin registry holds, when suppliers, supplier
+items, sites or SKU names change what an order's claim reads (the catalogue cache), and
+when an order is created or changes state.  Each node listens on a dedicated connection: a registry change reloads
 the registry, an order change wakes the dispatcher.  The periodic reload stays as the
 safety net for notifications missed while this connection was down (it reloads once
 more on every reconnect for the same reason).
@@ -21,7 +22,11 @@ from jitstock.server.cluster.leader import connect
 log = logging.getLogger(__name__)
 
 CHANNEL = "jitstock_changes"
-REGISTRY_TABLES = frozenset({"bins", "skus", "agents"})
+# a registry reload also ends the catalogue cache's generation (migration 0015's
+# suppliers, supplier items and sites: what an order's claim and body read)
+REGISTRY_TABLES = frozenset(
+    {"bins", "skus", "agents", "suppliers", "supplier_items", "sites"}
+)
 # A stop is noticed within this long (a notification is acted on when it arrives).
 LISTEN_POLL_S = 0.5
 # After a lost connection, listen again after this long.
