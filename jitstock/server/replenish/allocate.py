@@ -1,32 +1,25 @@
-"""Per-part fill targets within an ABC class: least total cost, the class fill held in a band.
+"""Per-part fill targets optimised within an ABC class: the class target met at the least stock value.
 
 A class's fill target is a demand-weighted (unit) target over its parts:
 the class is short Σᵢ shortᵢ(sᵢ) units a day against Σᵢ μᵢ demanded, so it
-meets β_C when Σᵢ shortᵢ(sᵢ) ≤ (1 − β_C)·Σᵢ μᵢ.  Each part's cost a day at
-reorder point s is its holding plus its backorders, cᵢ·(h·s + b·w·shortᵢ(s))
-(h = 25 % of the value a year, b = 10 % of it per unit and day short, a
-short unit waiting w = 1 day: the benchmark's rates).  Minimised part by
-part that alone holds most parts near the top — a unit short a day costs
-as much as 146 held — and can pass a class's target by a point or more;
-a class target is a target, so the class's planned fill is held in the
-band [β_C, β_C + ``FILL_BAND``]: for a multiplier λ (value per unit short a
-day, of either sign) each part picks the s minimising
-cᵢ·(h·s + b·w·shortᵢ(s)) + λ·shortᵢ(s) on its own lead-time demand draws
-(``ltd.daily_shortage``, evaluated on a grid of s), and λ is bisected to
-the value nearest 0 putting the class in its band — positive where the
-free choice falls short of β_C, negative where it passes the band (the
-cheap parts are then shed first: a unit short of them costs least).  Where
-a step of λ sheds past β_C (parts jumping together), the parts that shed
-least are taken one by one while the class still meets β_C.
+meets β_C when Σᵢ shortᵢ(sᵢ) ≤ (1 − β_C)·Σᵢ μᵢ.  Holding every part at β_C
+meets that, but not cheaply: a unit of reorder point buys a lot of fill on a
+cheap smooth part and little on a dear lumpy one.  The least stock value
+Σᵢ cᵢ·sᵢ meeting the class target is a Lagrangian problem: for a multiplier
+λ (value per unit short a day) each part picks the s minimising
+cᵢ·s + λ·shortᵢ(s) on its own lead-time demand draws (``ltd.daily_shortage``,
+evaluated on a grid of s), and λ is bisected until the class total just
+meets the target.  Marginal analysis in one line: every part ends where one
+more unit of value buys the same fill·demand.
 
 A part's allocated target is the fill its chosen s gives on its draws, never
 below ``floor`` (default 90 %, at most the class target) read as fill or as
 cycle service, whichever the part meets at the lower s (``part_floors``):
 a line manager does not accept a part planned to run short most cycles, and
-the floor is what keeps parts from being given up — but 90 % of
+the floor is what keeps dear lumpy parts from being given up — but 90 % of
 the units of a part whose demand comes in rare huge lots costs many times
 what 90 % of its cycles does, and the cycles are what the floor is for.  The plan never costs more
-(in total cost) than holding every part at the class target: where the grid's plan would,
+than holding every part at the class target: where the grid's plan would,
 the class falls back to the uniform target (``Allocation.uniform``).
 
 The multiplier of each class is what a single bin needs to recompute its
