@@ -52,13 +52,6 @@ LOG_LAMBDA_RANGE = (-8.0, 16.0)
 LAMBDA_STEPS = 60
 # Source label of a target allocated within its class (``service_level_source``).
 SOURCE = "abc-optimised"
-# Total-cost objective: holding 25 % of the unit value a year, a backorder 10 % of it per unit
-# and day short, a short unit assumed to wait this many days (the benchmark's cost rates).
-HOLDING_RATE_PER_DAY = 0.25 / 365
-BACKORDER_RATE_PER_DAY = 0.10
-SHORT_WAIT_DAYS = 1.0
-# A class's planned fill stays within [target, target + FILL_BAND] (on its aimed target's scale).
-FILL_BAND = 0.003
 
 
 @dataclass(slots=True, frozen=True)
@@ -153,22 +146,12 @@ def part_floors(c: Curves, floor: float | FloatArray) -> FloatArray:
 def _choose(
     c: Curves, cost: FloatArray, lam: float, floor: FloatArray
 ) -> npt.NDArray[np.int64]:
-    """Per part the grid index minimising its total cost plus λ·short(s), among points meeting the floor.
-
-    Total cost a day: c·(h·s + b·w·short(s)); λ (value per unit short a
-    day, of either sign) moves the class's fill into its band.
-    """
+    """Per part the grid index minimising cost·s + λ·short(s) among the points meeting the floor."""
     short = (1 - c.fill) * c.mu[:, None]
-    obj = cost[:, None] * (HOLDING_RATE_PER_DAY * c.s + _per_short() * short)
-    obj = obj + lam * short
+    obj = cost[:, None] * c.s + lam * short
     ok = c.fill >= floor[:, None] - 1e-12
     ok[:, -1] = True  # the top of the grid serves every draw
     return np.asarray(np.argmin(np.where(ok, obj, np.inf), axis=1), np.int64)
-
-
-def _per_short() -> float:
-    """Backorder cost per unit short a day, as a share of the unit value."""
-    return BACKORDER_RATE_PER_DAY * SHORT_WAIT_DAYS
 
 
 def _take(a: FloatArray, idx: npt.NDArray[np.int64]) -> FloatArray:
@@ -240,22 +223,14 @@ def allocate(
         factor = max(float((calibration or {}).get(name, 1.0)), 1.0)
         nominal = float(np.clip(class_targets[name], *SERVICE_LEVEL_RANGE))
         beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
-        # the band's top on the same scale: achieved at most nominal + FILL_BAND
-        top = float(
-            np.clip(
-                1 - (1 - nominal - FILL_BAND) / factor, beta, SERVICE_LEVEL_RANGE[1]
-            )
-        )
         sub = Curves(cv.s[m], cv.fill[m], cv.mu[m], cv.cycle[m])
         fl = part_floors(sub, np.full(int(m.sum()), min(floor, nominal)))
-        lam, idx = _solve_class(sub, unit[m], beta, fl, top)
+        lam, idx = _solve_class(sub, unit[m], beta, fl)
         chosen = np.maximum(_take(sub.fill, idx), fl)
-        # the plan's total cost on exact reorder points, against every part at the class target
+        # the plan on exact reorder points, against every part at the class target
         s_alloc = ltd.fill_rate_level(x0[m], x1[m], chosen, q[m])
         s_flat = ltd.fill_rate_level(x0[m], x1[m], np.full(len(fl), beta), q[m])
-        keep = _total(x0[m], x1[m], s_alloc, q[m], unit[m]) <= _total(
-            x0[m], x1[m], s_flat, q[m], unit[m]
-        )
+        keep = float((unit[m] * s_alloc).sum()) <= float((unit[m] * s_flat).sum())
         targets[m] = chosen if keep else beta
         lams[name] = lam if keep else float("nan")
         uniform[name] = not keep
@@ -267,72 +242,25 @@ def allocate(
     return Allocation(targets, lams, planned, uniform, aimed)
 
 
-def _total(
-    x0: FloatArray, x1: FloatArray, s: FloatArray, q: FloatArray, cost: FloatArray
-) -> float:
-    """Holding plus backorder cost a day of reorder points s (the objective of ``_choose``)."""
-    short = ltd.daily_shortage(x0, x1, s, q)
-    return float((cost * (HOLDING_RATE_PER_DAY * s + _per_short() * short)).sum())
-
-
 def _solve_class(
-    c: Curves, cost: FloatArray, beta: float, floor: FloatArray, top: float = 1.0
+    c: Curves, cost: FloatArray, beta: float, floor: FloatArray
 ) -> tuple[float, npt.NDArray[np.int64]]:
-    """The λ nearest 0 whose choices put the class's demand-weighted fill in [β, top].
-
-    At λ = 0 every part minimises its own total cost.  A class that falls
-    short of β gets the smallest λ > 0 meeting it (log bisection); one that
-    passes ``top`` the negative λ nearest 0 bringing it down to ``top`` —
-    a class target is a target, not a minimum to be overshot by a point.
-    """
-    mu = float(c.mu.sum())
-    allowed = (1 - beta) * mu
-    least = (1 - top) * mu
+    """The smallest λ (log bisection) whose choices meet the class's demand-weighted target."""
+    allowed = (1 - beta) * float(c.mu.sum())
 
     def short(idx: npt.NDArray[np.int64]) -> float:
         return float(((1 - _take(c.fill, idx)) * c.mu).sum())
 
     lo, hi = LOG_LAMBDA_RANGE
-    free = _choose(c, cost, 0.0, floor)
-    if short(free) > allowed:
-        idx = _choose(c, cost, 10.0**lo, floor)
-        if short(idx) <= allowed:
-            return 10.0**lo, idx
-        best = _choose(c, cost, 10.0**hi, floor)
-        for _ in range(LAMBDA_STEPS):
-            mid = (lo + hi) / 2
-            cand = _choose(c, cost, 10.0**mid, floor)
-            if short(cand) <= allowed:
-                hi, best = mid, cand
-            else:
-                lo = mid
-        return 10.0**hi, best
-    if short(free) >= least - 1e-12 * mu:
-        return 0.0, free
-    # too much fill: λ = −10**x, x rising until the class sheds down to its band's top
-    top_x = float(np.log10(max(float(cost.max()) * _per_short(), 1e-300))) + 1.0
-    lo = min(lo, top_x - 1.0)
-    idx = _choose(c, cost, -(10.0**lo), floor)
-    if short(idx) >= least:
-        return -(10.0**lo), idx
-    best = _choose(c, cost, -(10.0**top_x), floor)
-    above = idx
-    hi = top_x
+    idx = _choose(c, cost, 10.0**lo, floor)
+    if short(idx) <= allowed:
+        return 10.0**lo, idx
+    best = _choose(c, cost, 10.0**hi, floor)
     for _ in range(LAMBDA_STEPS):
         mid = (lo + hi) / 2
-        cand = _choose(c, cost, -(10.0**mid), floor)
-        if short(cand) >= least:
+        cand = _choose(c, cost, 10.0**mid, floor)
+        if short(cand) <= allowed:
             hi, best = mid, cand
         else:
-            lo, above = mid, cand
-    if short(best) <= allowed:
-        return -(10.0**hi), best
-    # a step that sheds past the target (parts jumping at once): from the choices above the
-    # band, take the shedding parts' lower choices one by one while the class meets β
-    out = above.copy()
-    gap = (1 - _take(c.fill, best)) * c.mu - (1 - _take(c.fill, above)) * c.mu
-    room = allowed - short(above)
-    for j in np.argsort(gap, kind="stable"):
-        if best[j] != above[j] and gap[j] <= room:
-            out[j], room = best[j], room - gap[j]
-    return -(10.0**lo), out
+            lo = mid
+    return 10.0**hi, best

@@ -30,104 +30,57 @@ def _plan_fill(x0, x1, targets, q):
     return s, float((mu * fill).sum() / mu.sum()) if mu.sum() > 0 else 1.0
 
 
-def _total(x0, x1, s, q, cost):
-    """Independent check: holding 25 %/year plus backorders 10 %/day of value, a day's waiting."""
-    short = ltd.daily_shortage(x0, x1, s, q)
-    return float((cost * (0.25 / 365 * s + 0.10 * short)).sum())
+def test_cheaper_part_gets_more_fill_hand_computed():
+    """Costs 1 and 4, class target 80 %, floor 50 %.
 
-
-def _steps() -> allocate.Curves:
-    """Two parts on s = 0, 10, 20, one unit a day each, values 1 and 10.
-
-    Part 1 fills 0.5, 0.8, 1.0; part 2 0.5, 0.9, 1.0.  A step of Δs = 10
-    cutting the shortage by d is worth keeping while (0.1·c + λ)·d exceeds
-    its holding c·(0.25/365)·10, i.e. while λ > c·(0.25/36.5/d − 0.1).
-    """
-    s = np.tile([0.0, 10.0, 20.0], (2, 1))
-    fill = np.asarray([[0.5, 0.8, 1.0], [0.5, 0.9, 1.0]])
-    return allocate.Curves(s, fill, np.ones(2), fill.copy())
-
-
-def test_total_cost_choice_and_the_band_hand_computed():
-    """Thresholds of λ (_steps): part 1's top step (d = 0.2) goes at
-    0.25/36.5/0.2 − 0.1 = −0.065753, its first (d = 0.3) at −0.077169;
-    part 2's (value 10) at 10·(0.25/36.5/0.1 − 0.1) = −0.315068 and
-    −0.828767.  At λ = 0 both parts keep every step (fill 1.0 each).  A
-    class target of 0.9 with a band of 0.3 pt ([0.9, 0.903]) is passed at
-    λ = 0, so λ goes negative to the value nearest 0 that sheds down to
-    the band: just below −0.065753, part 1 at 0.8 and part 2 at 1.0 — the
-    dear part keeps its fill (a unit short of it costs ten times as much).
-    """
-    c = _steps()
-    cost = np.asarray([1.0, 10.0])
-    fl = np.full(2, 0.5)
-    assert allocate.part_targets(c, cost, 0.0, 0.5) == pytest.approx([1.0, 1.0])
-    assert allocate.part_targets(c, cost, -0.07, 0.5) == pytest.approx([0.8, 1.0])
-    assert allocate.part_targets(c, cost, -0.08, 0.5) == pytest.approx([0.5, 1.0])
-    assert allocate.part_targets(c, cost, -0.5, 0.5) == pytest.approx([0.5, 0.9])
-    lam, idx = allocate._solve_class(c, cost, 0.9, fl, 0.903)
-    assert lam == pytest.approx(0.25 / 36.5 / 0.2 - 0.1, rel=1e-6)
-    assert lam < 0.25 / 36.5 / 0.2 - 0.1
-    assert c.fill[[0, 1], idx].tolist() == [0.8, 1.0]
-    # a class target of 0.97: λ = 0 leaves it at 1.0 (above 0.973); shedding part 1's top
-    # step gives 0.9 < 0.97, so the plan keeps the choice above the band (meets β first)
-    lam, idx = allocate._solve_class(c, cost, 0.97, fl, 0.973)
-    assert c.fill[[0, 1], idx].tolist() == [1.0, 1.0]
-    # a target the free choice falls short of: top steps of d = 0.05 are dearer than their
-    # backorders at λ = 0 (0.25/36.5/0.05 − 0.1 = 0.036986 > 0), fills 0.8 and 0.75; the
-    # class target 0.79 needs part 1's (value 1) top step, bought once λ > 0.036986 — part
-    # 2's (value 10) would need λ > 0.36986
-    c2 = allocate.Curves(
-        c.s, np.asarray([[0.5, 0.8, 0.85], [0.5, 0.75, 0.8]]), np.ones(2), c.fill
-    )
-    lam, idx = allocate._solve_class(c2, cost, 0.79, fl, 0.793)
-    assert lam == pytest.approx(0.25 / 36.5 / 0.05 - 0.1, rel=1e-6)
-    assert c2.fill[[0, 1], idx].tolist() == [0.85, 0.75]
-
-
-def test_total_cost_allocation_on_draws_meets_target_within_band():
-    """Costs 1 and 4, class target 80 %, floor 50 % (LEAD draws, hand fills above).
-
-    At λ = 0 a unit short costs 0.1/(0.25/365) = 146 units held a day, so both
-    parts would go to the top (0.9999); the band sheds the cheap part first.
-    The draws' grid of s gives part 1 fills 0.5001, 0.5376, 0.6251, 0.7126,
-    0.7501, ... — 0.7126 with the dear part at 0.9999 is 0.856; the next step
-    down (0.6251 → 0.8125) already passes under 0.8, so the plan stays at
-    0.856 and the dear part keeps its fill.
+    Fill per unit of value: the cheap part buys ½, ¼, ⅛ per unit of s up to
+    s = 3 (then ⅛ for four more units: 1/32), the dear one ¼·¼ = 1/16 between
+    s = 1 and 2.  So the cheap part goes to 3 (⅞) and the dear one takes the
+    rest: f₂ = 1.6 − ⅞ = 0.725 at s = 1.9 — value 3 + 4·1.9 = 10.6, against
+    12 with both parts at the class target (s = 2.4, value 2.4 + 4·2.4).  The
+    grid of s (quantile points of the draws) lands next to it: (2.95, 2),
+    fills (0.869, 0.75), value 10.95.
     """
     x0, x1 = _two_parts()
     q = np.full(2, TINY_Q)
     cost = np.asarray([1.0, 4.0])
     a = allocate.allocate(x0, x1, q, cost, ["A", "A"], {"A": 0.8}, floor=0.5)
-    assert a.targets == pytest.approx([0.7126, 0.9999], abs=2e-4)
-    assert a.multipliers["A"] < 0
+    assert a.targets[0] > a.targets[1]
+    assert a.targets == pytest.approx([0.869, 0.75], abs=3e-3)
+    assert a.uniform == {"A": False}
     assert a.planned_fill["A"] >= 0.8
     s, fill = _plan_fill(x0, x1, a.targets, q)
     assert fill >= 0.8 - 1e-6
+    assert s == pytest.approx([2.95, 2.0], abs=0.01)
     flat = ltd.fill_rate_level(x0, x1, np.full(2, 0.8), q)
-    assert _total(x0, x1, s, q, cost) <= _total(x0, x1, flat, q, cost)
+    assert flat == pytest.approx([2.4, 2.4], abs=0.01)
+    assert 10.6 - 0.01 <= float(s @ cost) <= 11.0 < float(flat @ cost)
 
 
-def test_floor_keeps_a_cheap_part_from_being_given_up():
-    # on _steps' curves (cycle service = fill, so the fill floor binds) λ = −0.08 sheds
-    # part 1 to 0.5; a floor of 0.8 holds it at 0.8, one of 0.85 lifts it to the next point
-    c = _steps()
-    cost = np.asarray([1.0, 10.0])
-    assert allocate.part_targets(c, cost, -0.08, 0.5) == pytest.approx([0.5, 1.0])
-    assert allocate.part_targets(c, cost, -0.08, 0.8) == pytest.approx([0.8, 1.0])
-    assert allocate.part_targets(c, cost, -0.08, 0.85) == pytest.approx([1.0, 1.0])
-    # on the draws: a floor above the class target is lowered to the class target (0.6,
-    # met as cycle service at s = 1, fill ½, on the grid 0.500125), which the cheap part
-    # then sits at while the dear one carries the class
+def test_floor_keeps_a_dear_part_from_being_given_up():
     x0, x1 = _two_parts()
     q = np.full(2, TINY_Q)
-    capped = allocate.allocate(
-        x0, x1, q, np.asarray([1.0, 100.0]), ["C", "C"], {"C": 0.6}, floor=0.9
-    )
-    floors = allocate.part_floors(allocate.curves(x0, x1, q), 0.6)
+    cost = np.asarray([1.0, 100.0])
+    low = allocate.allocate(x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.5)
+    high = allocate.allocate(x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.75)
+    # the cheap part carries the class (to the top, 0.9999); the dear one takes what is
+    # left, 1.6 − 0.9999 ≈ 0.6, rounded up to the end of its linear stretch on the grid
+    # (s = 1.85, fill 0.7125) — under a floor of 0.75, which then holds
+    assert low.targets[0] > 0.99
+    assert 0.6 <= low.targets[1] == pytest.approx(0.7125, abs=2e-3)
+    # the floor of 0.75 holds as fill or as cycle service, whichever is cheaper: 3/4 of
+    # these draws are at most 1, so s = 1 (fill ½, on the grid 0.500125) already meets it
+    # as cycle service, and the allocation's own choice (0.7125) stands
+    floors = allocate.part_floors(allocate.curves(x0, x1, q), 0.75)
     assert floors == pytest.approx([0.5, 0.5], abs=2e-4)
-    assert capped.targets[0] == pytest.approx(0.500125, abs=1e-6)
-    assert capped.targets[1] > capped.targets[0]
+    assert high.targets[1] >= floors[1] - 1e-9
+    assert high.targets[1] == pytest.approx(0.7125, abs=2e-3)
+    for a in (low, high):
+        assert _plan_fill(x0, x1, a.targets, q)[1] >= 0.8 - 1e-6
+    # a floor above the class target is lowered to the class target (0.6, met as cycle
+    # service at s = 1, fill ½, by the dear part), and the class still meets its target
+    capped = allocate.allocate(x0, x1, q, cost, ["C", "C"], {"C": 0.6}, floor=0.9)
+    assert min(capped.targets) >= 0.5
     assert _plan_fill(x0, x1, capped.targets, q)[1] >= 0.6 - 1e-6
 
 
@@ -161,8 +114,8 @@ def test_floor_is_fill_or_cycle_service_whichever_is_cheaper():
     )
     c = allocate.Curves(s, fill, np.ones(3), cycle)
     assert allocate.part_floors(c, 0.9) == pytest.approx([0.7, 0.9, 0.4])
-    # with a λ that makes s = 0 the free choice (shortage paid for), the floors still bind
-    t = allocate.part_targets(c, np.ones(3), -1e3, 0.9)
+    # with a cost that makes s = 0 the free choice, the floors still bind
+    t = allocate.part_targets(c, np.ones(3), 1e-9, 0.9)
     assert t == pytest.approx([0.7, 0.93, 0.4])
 
 
@@ -261,6 +214,4 @@ def test_allocation_meets_class_target_floor_and_costs_no_more(parts):
     s, fill = _plan_fill(x0, x1, a.targets, q)
     assert fill >= target - 1e-6
     flat = ltd.fill_rate_level(x0, x1, np.full(n, target), q)
-    assert (
-        _total(x0, x1, s, q, cost) <= _total(x0, x1, flat, q, cost) * (1 + 1e-6) + 1e-9
-    )
+    assert float(cost @ s) <= float(cost @ flat) * (1 + 1e-9) + 1e-9
