@@ -82,9 +82,10 @@ def test_full_run_allocates_the_class_and_a_single_bin_keeps_its_share(db):
     assert fresh.class_plans is None
     fresh.recalc_bins([ids[3]], "manual")
     again = _targets(db.factory, [ids[3]])[ids[3]]
-    assert again["service_level"] == pytest.approx(
-        t[ids[3]]["service_level"], abs=0.002
-    )
+    share = t[ids[3]]["service_level"]
+    assert again["service_level"] == pytest.approx(share, abs=0.003)
+    # its share, not the class's target
+    assert abs(again["service_level"] - share) < abs(again["service_level"] - 0.99)
     assert again["class_multiplier"] == pytest.approx(plan["multiplier"])
     assert again["service_level_source"] == allocate.SOURCE
 
