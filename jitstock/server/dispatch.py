@@ -385,13 +385,17 @@ class Dispatcher:
                 return None
             s.add(OrderAttempt(order_id=order.id, n=n, at_ms=now))
             supplier = s.get(Supplier, order.supplier_id)
+            # a retry sends the bytes the first attempt sent (same webhook-id, same body)
+            if order.created_body is None:
+                order.created_body = order_created_body(s, order)
+            body = bytes(order.created_body)
             return Job(
                 order_id=order.id,
                 n=n,
                 site_id=order.site_id,
                 bin_id=order.bin_id,
                 supplier_id=order.supplier_id,
-                body=order_created_body(s, order),
+                body=body,
                 webhook_url=supplier.webhook_url if supplier else None,
                 webhook_secret=supplier.webhook_secret if supplier else None,
                 previous_secret=previous_secret(supplier, now),

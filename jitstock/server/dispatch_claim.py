@@ -55,6 +55,13 @@ _CLAIMED_STMT = select(Order.id).where(
 # the claim's writes run as driver SQL (no JSON; see driver_sql)
 _CLAIM = Prepared(_CLAIM_STMT, ["ids"])
 _CLAIMED = Prepared(_CLAIMED_STMT, ["ids"])
+# the first attempt's body, kept for every retry (same webhook-id, same bytes)
+_KEEP_BODY = Prepared(
+    update(Order)
+    .where(Order.id == bindparam("oid"), Order.created_body.is_(None))
+    .values(created_body=bindparam("body"))
+    .execution_options(synchronize_session=False)
+)
 _ATTEMPT = Prepared(
     insert(OrderAttempt.__table__).values(  # type: ignore[arg-type]
         order_id=bindparam("order_id"), n=bindparam("n"), at_ms=bindparam("at_ms")
@@ -99,7 +106,15 @@ def claim_new(
     )
     # this catalogue generation's supplier rows (see catalog_cache)
     suppliers = catalog_cache.suppliers(conn, (r.supplier_id for r in rows))
-    bodies = new_order_bodies(s, rows)
+    fresh = [r for r in rows if r.created_body is None]
+    bodies = new_order_bodies(s, fresh) if fresh else {}
+    if fresh:
+        _KEEP_BODY.executemany(
+            conn, [{"oid": r.id, "body": bodies[r.id]} for r in fresh]
+        )
+    for r in rows:
+        if r.created_body is not None:
+            bodies[r.id] = bytes(r.created_body)
     jobs = []
     for r in rows:
         supplier = suppliers.get(r.supplier_id)

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from jitstock.clock import REAL_CLOCK
-from jitstock.server.db.models import AuditLog, Bin, Order, OrderAttempt
+from jitstock.server.db.models import AuditLog, Bin, Order, OrderAttempt, Site, Sku
 from jitstock.server.db.session import transaction
 from jitstock.server.dispatch import Dispatcher, RetryPolicy
+from jitstock.server.dispatch_claim import claim_new
 from jitstock.server.reorder import maybe_reorder
 from jitstock.server.webhooks import parse_retry_after
 from tests.server.db_factories import SITE, SKU, SUPPLIER, seed
@@ -162,6 +163,50 @@ def test_503_three_times_then_200_is_one_order_four_attempts_delivered_once(
     assert (public["description"], public["reason"]) == ("M6 bolt", "reorder_point")
     assert public["ship_to"]["name"] == "Plant 1"
     assert "trigger" not in public
+
+
+@pytest.mark.parametrize("first", ["dispatcher", "flush"])
+def test_a_retry_sends_the_bytes_of_the_first_attempt_whatever_changed_since(
+    db, receiver, webhook_secret, http, first
+):
+    """Retries carry the same webhook-id, so the same body: a supplier that acted on an
+    attempt whose answer was lost drops the retry as a duplicate.  A SKU renamed or a
+    site's dock moved between attempts changes the next order's body, not this one's."""
+    bins = seed(
+        db.factory, bins=2, webhook_url=receiver.url, webhook_secret=webhook_secret
+    )
+    clock = ManualClock(1_700_000_000_000)
+    order_id = _create_order(db.factory, bins[0], clock.now)
+    policy = RetryPolicy(
+        timeout_s=2.0, backoff_base_s=1.0, backoff_cap_s=10.0, claim_lease_s=10.0
+    )
+    dispatcher = Dispatcher(
+        db.factory, http, clock=clock, retry=policy, rng=random.Random(1)
+    )
+    if first == "dispatcher":  # the dispatcher's own claim; the supplier answers 503
+        receiver.script(503)
+        assert dispatcher.run_once() == 1
+        first_body = receiver.wait_for(1)[0].body
+    else:  # claimed in the deciding flush; the process died before the POST
+        with transaction(db.factory) as s:
+            (job,) = claim_new(s, [order_id], clock.now, 10_000, False)
+        first_body = job.body
+    with transaction(db.factory) as s:
+        s.get(Sku, SKU).name = "M6 bolt, zinc"
+        s.get(Site, SITE).dock = "Dock 9"
+    clock.now += 60_000  # past any backoff and the claim lease
+    assert dispatcher.run_once() == 1
+    assert _order(db.factory, order_id).state == "sent"
+    last = receiver.accepted()[-1]
+    assert last.verified
+    assert last.body == first_body
+    assert last.payload["data"]["order"]["description"] == "M6 bolt"
+    # the next order shows the change
+    second = _create_order(db.factory, bins[1], clock.now)
+    assert dispatcher.run_once() == 1
+    (new,) = [r for r in receiver.accepted() if r.headers["webhook-id"] == second]
+    assert new.payload["data"]["order"]["description"] == "M6 bolt, zinc"
+    assert new.payload["data"]["order"]["ship_to"]["dock"] == "Dock 9"
 
 
 def _published_openapi() -> dict:

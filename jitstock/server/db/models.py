@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -318,6 +319,9 @@ class Order(Base):
     closed_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     bridge_for: Mapped[str | None] = mapped_column(String(36), nullable=True)
     escalated_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # the order.created body as its first attempt sent it: every retry sends these bytes
+    # (same webhook-id, same body), whatever changed in the SKU, site or supplier item since
+    created_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     attempt_log: Mapped[list[OrderAttempt]] = relationship(
         order_by="OrderAttempt.n", back_populates="order", passive_deletes=True
