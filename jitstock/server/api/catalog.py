@@ -251,6 +251,11 @@ def update_supplier(
     diff = _diff(row, changes)
     if diff:
         _apply(session, row, "supplier", supplier_id, diff, actor, now_ms)
+        if "webhook_secret" in diff:
+            # a secret set outright replaces the current one at once: a secret left from
+            # an earlier rotation (older than the one replaced) must not go on signing
+            row.webhook_secret_previous = None
+            row.webhook_secret_previous_until_ms = None
     return row, bool(diff)
 
 

@@ -20,10 +20,13 @@ from pydantic import (
     ConfigDict,
     Field,
     FiniteFloat,
+    GetJsonSchemaHandler,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from jitstock import protocol
 from jitstock.server.api.nul_guard import refuse_nul
@@ -162,6 +165,28 @@ class Patch(Input):
     def changes(self) -> dict[str, Any]:
         """Only the fields the client sent."""
         return self.model_dump(exclude_unset=True)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The published schema says what the server takes: a field in REQUIRED may be
+        left out, not sent as null (its ``anyOf`` loses the null branch)."""
+        schema = handler(core_schema)
+        props = handler.resolve_ref_schema(schema).get("properties", {})
+        for name in cls.REQUIRED:
+            prop = props.get(name)
+            if not prop or "anyOf" not in prop:
+                continue
+            kept = [s for s in prop["anyOf"] if s.get("type") != "null"]
+            del prop["anyOf"]
+            if len(kept) == 1:
+                prop.update(kept[0])
+            else:
+                prop["anyOf"] = kept
+            if prop.get("default", 0) is None:
+                del prop["default"]
+        return schema
 
 
 class Output(BaseModel):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
 
+from jitstock.server.db.models import Supplier
+from jitstock.server.db.session import transaction
+from jitstock.server.webhooks import previous_secret
 from tests.server.api.conftest import (
     SITE,
     SKU,
@@ -133,6 +137,42 @@ def test_supplier_secret_shown_once_and_never_again(
     audit = manager.get("/api/v1/audit", params={"entity": "supplier"}).text
     assert secret not in audit
     assert rotated not in audit
+
+
+def test_a_secret_set_by_patch_is_a_cut_over_after_rotations(
+    api: Api, manager: httpx.Client
+) -> None:
+    """Rotations keep the previous secret signing for a while; a secret PATCHed in
+    replaces the current one at once, and no earlier secret goes on signing."""
+    manager.post("/api/v1/suppliers", json=SUPPLIER)
+    first = manager.post("/api/v1/suppliers/acme/rotate-secret").json()
+    second = manager.post("/api/v1/suppliers/acme/rotate-secret").json()
+    assert first["webhook_secret"] != second["webhook_secret"]
+    with transaction(api.ctx.session_factory, readonly=True) as s:
+        row = s.get(Supplier, "acme")
+        assert row.webhook_secret_previous == first["webhook_secret"]
+    mine = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    r = manager.patch("/api/v1/suppliers/acme", json={"webhook_secret": mine})
+    assert r.status_code == 200, r.text
+    with transaction(api.ctx.session_factory, readonly=True) as s:
+        row = s.get(Supplier, "acme")
+        assert row.webhook_secret == mine
+        assert row.webhook_secret_previous is None
+        assert row.webhook_secret_previous_until_ms is None
+        assert previous_secret(row, api.ctx.clock.time_ms()) is None
+
+
+def test_the_published_schema_does_not_offer_null_where_it_is_refused(
+    api: Api, manager: httpx.Client
+) -> None:
+    schema = manager.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["SupplierUpdate"]["properties"]["name"]["type"] == "string"
+    assert "anyOf" not in schema["SkuUpdate"]["properties"]["unit_weight_g"]
+    r = manager.patch("/api/v1/sites/nowhere", json={"name": None})
+    assert r.status_code == 422
+    # a field that may be cleared still offers null
+    dock = schema["SiteUpdate"]["properties"]["dock"]["anyOf"]
+    assert {"type": "null"} in dock
 
 
 def test_bin_references_are_checked_naming_the_field(
