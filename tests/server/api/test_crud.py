@@ -110,6 +110,32 @@ def test_raising_the_reorder_point_above_the_level_orders_at_once(
     assert len(manager.get("/api/v1/orders").json()) == 1
 
 
+def test_switching_a_supplier_item_on_orders_for_bins_already_waiting(
+    api: Api, manager: httpx.Client
+) -> None:
+    """A bin at or below its reorder point whose SKU had no active supplier is ordered
+    for when an item is switched on, not at its scale's next reading."""
+    seed_master(manager)
+    r = manager.patch("/api/v1/bins/A-01", json={"supplier_id": None})
+    assert r.status_code == 200, r.text
+    items = f"/api/v1/suppliers/{SUPPLIER['id']}/items"
+    r = manager.put(items, json={"sku_id": SKU["id"], "active": False})
+    assert r.status_code == 200, r.text
+    measure(api.ctx, "A-01", 10)  # below the reorder point (50), nobody to order from
+    assert manager.get("/api/v1/orders").json() == []
+    wakes = api.ctx.dispatcher.wakes
+    r = manager.put(items, json={"sku_id": SKU["id"], "active": True})
+    assert r.status_code == 200, r.text
+    orders = manager.get("/api/v1/orders").json()
+    assert [(o["bin_id"], o["supplier_id"], o["state"]) for o in orders] == [
+        ("A-01", SUPPLIER["id"], "created")
+    ]
+    assert api.ctx.dispatcher.wakes == wakes + 1
+    # switching it on again orders nothing more: the open order counts
+    manager.put(items, json={"sku_id": SKU["id"], "active": True})
+    assert len(manager.get("/api/v1/orders").json()) == 1
+
+
 def test_a_new_bin_without_readings_does_not_order(
     api: Api, manager: httpx.Client
 ) -> None:

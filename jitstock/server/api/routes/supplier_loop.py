@@ -16,7 +16,8 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jitstock.server.api import catalog
+from jitstock.server import reorder_batch
+from jitstock.server.api import catalog, effects
 from jitstock.server.api.deps import (
     Admin,
     CtxDep,
@@ -54,7 +55,8 @@ from jitstock.server.api.supplier_scope import (
 )
 from jitstock.server.api.users import issue_api_key
 from jitstock.server.db.audit import record_audit
-from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku, Supplier
+from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, Order, Sku, Supplier
+from jitstock.server.db.session import is_postgresql
 from jitstock.server.db.supplier_models import (
     Escalation,
     OrderTransition,
@@ -362,7 +364,29 @@ def put_item(
         entity_id=supplier_id,
         detail=body.model_dump(),
     )
+    created: list[str] = []
+    if row.active:
+        # a SKU that had no active supplier may have bins waiting at or below their
+        # reorder point: they are decided now, not at their next reading
+        session.flush()
+        now = ctx.clock.time_ms()
+        waiting = list(
+            session.scalars(
+                select(Bin.id).where(
+                    Bin.sku_id == body.sku_id,
+                    Bin.last_seen_ms.is_not(None),
+                    Bin.on_hand <= Bin.reorder_point,
+                )
+            )
+        )
+        if waiting:
+            made = reorder_batch.decide(
+                session, waiting, now, lock=is_postgresql(session)
+            )
+            created = [o.id for o in made]
     session.commit()
+    if created:
+        effects.bins_changed(ctx, created)
     return _item_out(row)
 
 
