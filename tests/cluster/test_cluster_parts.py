@@ -4,7 +4,8 @@ takeover when the leader goes, change notifications, the low-water mark, the set
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import update
@@ -69,34 +70,49 @@ def test_one_leader_at_a_time_and_another_takes_over(pg_url: str) -> None:
             n.leadership.stop()
 
 
-def test_a_bin_change_reaches_the_listener_and_ingest_writes_do_not(
-    tmp_path, pg_url: str
-) -> None:
-    plant = Plant(tmp_path, db_url=pg_url)
+@contextmanager
+def _listening(
+    pg_url: str, on_orders: Callable[[], None] = lambda: None
+) -> Iterator[tuple[ChangeListener, list[int]]]:
+    """A started ChangeListener that has LISTENed and made its reload on connect; the
+    list gets one entry per registry reload."""
     registry_calls: list[int] = []
-    order_calls: list[int] = []
-    listener = ChangeListener(
-        pg_url, lambda: registry_calls.append(1), lambda: order_calls.append(1)
-    )
+    listener = ChangeListener(pg_url, lambda: registry_calls.append(1), on_orders)
     listener.start()
     try:
         wait_until(listener.listening.is_set, DEADLINE_S, what="LISTEN")
         wait_until(lambda: registry_calls, DEADLINE_S, what="the reload on connect")
-        before = len(registry_calls)
-        # what ingest writes (counts, reading times) notifies nobody
-        with transaction(plant.session_factory) as s:
-            s.execute(
-                update(Bin).where(Bin.id == "B1").values(on_hand=7, last_seen_ms=1)
-            )
-        with transaction(plant.session_factory) as s:
-            s.execute(update(Bin).where(Bin.id == "B1").values(reorder_point=33))
-        wait_until(
-            lambda: len(registry_calls) > before, DEADLINE_S, what="a registry reload"
-        )
-        assert listener.received == 1
-        assert not order_calls
+        yield listener, registry_calls
     finally:
         listener.stop()
+
+
+def test_a_bin_change_reaches_the_listener_and_ingest_writes_do_not(
+    tmp_path, pg_url: str
+) -> None:
+    plant = Plant(tmp_path, db_url=pg_url)
+    order_calls: list[int] = []
+    try:
+        with _listening(pg_url, lambda: order_calls.append(1)) as (
+            listener,
+            registry_calls,
+        ):
+            before = len(registry_calls)
+            # what ingest writes (counts, reading times) notifies nobody
+            with transaction(plant.session_factory) as s:
+                s.execute(
+                    update(Bin).where(Bin.id == "B1").values(on_hand=7, last_seen_ms=1)
+                )
+            with transaction(plant.session_factory) as s:
+                s.execute(update(Bin).where(Bin.id == "B1").values(reorder_point=33))
+            wait_until(
+                lambda: len(registry_calls) > before,
+                DEADLINE_S,
+                what="a registry reload",
+            )
+            assert listener.received == 1
+            assert not order_calls
+    finally:
         plant.close()
 
 
@@ -162,28 +178,25 @@ def test_a_supplier_change_reaches_the_listener_and_other_columns_do_not(
     """What an order's claim reads about suppliers (cached between flushes) notifies every
     node, so another node's next order uses the new webhook; other columns do not."""
     plant = Plant(tmp_path, db_url=pg_url)
-    registry_calls: list[int] = []
-    listener = ChangeListener(pg_url, lambda: registry_calls.append(1), lambda: None)
-    listener.start()
     try:
-        wait_until(listener.listening.is_set, DEADLINE_S, what="LISTEN")
-        wait_until(lambda: registry_calls, DEADLINE_S, what="the reload on connect")
-        before = len(registry_calls)
-        with transaction(plant.session_factory) as s:
-            s.execute(update(Supplier).values(contact="someone else"))
-        with transaction(plant.session_factory) as s:
-            s.execute(update(Supplier).values(webhook_url="http://127.0.0.1:9/new"))
-        wait_until(
-            lambda: len(registry_calls) > before, DEADLINE_S, what="a registry reload"
-        )
-        assert listener.received == 1  # the contact change notified nobody
-        with transaction(plant.session_factory) as s:
-            s.execute(update(SupplierItem).values(quoted_lead_time_s=7200))
-        wait_until(
-            lambda: len(registry_calls) > before + 1,
-            DEADLINE_S,
-            what="a reload for a supplier item",
-        )
+        with _listening(pg_url) as (listener, registry_calls):
+            before = len(registry_calls)
+            with transaction(plant.session_factory) as s:
+                s.execute(update(Supplier).values(contact="someone else"))
+            with transaction(plant.session_factory) as s:
+                s.execute(update(Supplier).values(webhook_url="http://127.0.0.1:9/new"))
+            wait_until(
+                lambda: len(registry_calls) > before,
+                DEADLINE_S,
+                what="a registry reload",
+            )
+            assert listener.received == 1  # the contact change notified nobody
+            with transaction(plant.session_factory) as s:
+                s.execute(update(SupplierItem).values(quoted_lead_time_s=7200))
+            wait_until(
+                lambda: len(registry_calls) > before + 1,
+                DEADLINE_S,
+                what="a reload for a supplier item",
+            )
     finally:
-        listener.stop()
         plant.close()

@@ -384,13 +384,33 @@ def recount(session: Session, row: Bin, now_ms: int) -> bool:
     return True
 
 
-def _reconsider(session: Session, row: Bin, actor: str, now_ms: int) -> Order | None:
+def _reconsider(
+    session: Session,
+    row: Bin,
+    actor: str,
+    now_ms: int,
+    reason: str = "bin configuration changed",
+) -> Order | None:
     # Only a bin with a measured level can be judged: a new bin reads 0 before its scale reports.
     if row.last_seen_ms is None:
         return None
-    return reorder.maybe_reorder(
-        session, row, now_ms, {"reason": "bin configuration changed", "by": actor}
-    )
+    return reorder.maybe_reorder(session, row, now_ms, {"reason": reason, "by": actor})
+
+
+def reconsider_sku_bins(
+    session: Session, sku_id: str, reason: str, actor: str, now_ms: int
+) -> list[Order]:
+    """The reorder rule for every bin of a SKU after a change of who may supply it (a
+    bin already at or below its reorder point orders now, not at its next reading)."""
+    session.flush()
+    made = []
+    for row in session.scalars(
+        select(Bin).where(Bin.sku_id == sku_id).order_by(Bin.id)
+    ):
+        order = _reconsider(session, row, actor, now_ms, reason)
+        if order is not None:
+            made.append(order)
+    return made
 
 
 def create_bin(session: Session, data: BinCreate, actor: str, now_ms: int) -> Bin:

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jitstock.server import reorder_batch
 from jitstock.server.api import catalog, effects
 from jitstock.server.api.deps import (
     Admin,
@@ -55,8 +54,7 @@ from jitstock.server.api.supplier_scope import (
 )
 from jitstock.server.api.users import issue_api_key
 from jitstock.server.db.audit import record_audit
-from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, Order, Sku, Supplier
-from jitstock.server.db.session import is_postgresql
+from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku, Supplier
 from jitstock.server.db.supplier_models import (
     Escalation,
     OrderTransition,
@@ -365,25 +363,15 @@ def put_item(
         detail=body.model_dump(),
     )
     created: list[str] = []
-    if row.active:
-        # a SKU that had no active supplier may have bins waiting at or below their
-        # reorder point: they are decided now, not at their next reading
-        session.flush()
-        now = ctx.clock.time_ms()
-        waiting = list(
-            session.scalars(
-                select(Bin.id).where(
-                    Bin.sku_id == body.sku_id,
-                    Bin.last_seen_ms.is_not(None),
-                    Bin.on_hand <= Bin.reorder_point,
-                )
-            )
+    if row.active:  # a SKU that had no active supplier may have bins waiting
+        made = catalog.reconsider_sku_bins(
+            session,
+            body.sku_id,
+            "supplier item switched on",
+            key.name,
+            ctx.clock.time_ms(),
         )
-        if waiting:
-            made = reorder_batch.decide(
-                session, waiting, now, lock=is_postgresql(session)
-            )
-            created = [o.id for o in made]
+        created = [o.id for o in made]
     session.commit()
     if created:
         effects.bins_changed(ctx, created)
