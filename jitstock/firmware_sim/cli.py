@@ -196,23 +196,38 @@ def setup_row(spec: BinSpec, port: str, protocol: str) -> str:
     )
 
 
-def _until_signalled() -> None:
-    """Block until SIGINT or SIGTERM."""
-    done = threading.Event()
+class _StopSignals:
+    """SIGINT and SIGTERM set an event, from before a command prints its ports until it ends.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        done.set()
+    Installed first: a caller that reads the port line and at once sends SIGINT must stop the
+    sim, also when SIGINT arrives ignored (a service, a `&` job of a non-interactive shell, CI),
+    where Python leaves it ignored and a later handler came too late — the sim ran on for ever.
+    """
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not done.wait(0.2):
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _StopSignals:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stopped.set()
+
+        self._old = {
+            s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, h in self._old.items():
+            signal.signal(sig, h)  # type: ignore[arg-type]
+
+    def wait(self) -> None:
+        """Block until a stop signal (woken every 0.2 s so the handler runs promptly)."""
+        while not self.stopped.wait(0.2):
             pass
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
 
 
-def _scales(args: argparse.Namespace) -> int:
+def _scales(args: argparse.Namespace, stop: _StopSignals) -> int:
     clock: Clock = REAL_CLOCK if args.speed == 1 else ScaledClock(args.speed)
     specs = fleet_specs(
         args.bins, args.protocol, args.parts_per_hour, args.seed, args.stream_format
@@ -230,13 +245,13 @@ def _scales(args: argparse.Namespace) -> int:
         )
         sys.stdout.flush()
         fleet.run_demand(auto_refill=not args.no_refill)
-        _until_signalled()
+        stop.wait()
     finally:
         fleet.stop()
     return 0
 
 
-def _scanner(args: argparse.Namespace) -> int:
+def _scanner(args: argparse.Namespace, stop: _StopSignals) -> int:
     scanner = SimulatedScanner(args.workdir)
     scanner.start()
     rng = random.Random(args.seed)
@@ -246,8 +261,7 @@ def _scanner(args: argparse.Namespace) -> int:
             "# type codes (one per line) to scan them; Ctrl-C to stop", file=sys.stderr
         )
         sys.stdout.flush()
-        # set at Ctrl-C only: stdin at its end (a service, `&`, </dev/null) must not stop --every
-        done = threading.Event()
+        # stopped at Ctrl-C only: stdin at its end (a service, `&`, </dev/null) must not stop --every
 
         def feed_stdin() -> None:
             for line in sys.stdin:
@@ -255,7 +269,7 @@ def _scanner(args: argparse.Namespace) -> int:
                     scanner.scan(line.strip())
 
         def feed_random() -> None:
-            while not done.wait(args.every):
+            while not stop.stopped.wait(args.every):
                 scanner.scan(
                     f"KANBAN-{rng.randrange(1, 13):02d}-{rng.randrange(10**6):06d}"
                 )
@@ -263,14 +277,13 @@ def _scanner(args: argparse.Namespace) -> int:
         threading.Thread(target=feed_stdin, daemon=True).start()
         if args.every > 0:
             threading.Thread(target=feed_random, daemon=True).start()
-        _until_signalled()
-        done.set()
+        stop.wait()
     finally:
         scanner.stop()
     return 0
 
 
-def _modbus(args: argparse.Namespace) -> int:
+def _modbus(args: argparse.Namespace, stop: _StopSignals) -> int:
     if not 1 <= args.units <= 247:
         print("jitstock sim modbus: --units must be 1..247", file=sys.stderr)
         return 2
@@ -311,17 +324,15 @@ def _modbus(args: argparse.Namespace) -> int:
             )
         print("# Ctrl-C to stop", file=sys.stderr)
         sys.stdout.flush()
-        done = threading.Event()
 
         def picks() -> None:
             units = list(bus.units.values())
-            while not done.wait(args.pick_every):
+            while not stop.stopped.wait(args.pick_every):
                 rng.choice(units).pick(1)
 
         if args.pick_every > 0:
             threading.Thread(target=picks, daemon=True).start()
-        _until_signalled()
-        done.set()
+        stop.wait()
     finally:
         bus.stop()
     return 0
@@ -330,8 +341,9 @@ def _modbus(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     """Entry point of `jitstock sim`."""
     args = _parser().parse_args(argv)
-    if args.what == "scales":
-        return _scales(args)
-    if args.what == "modbus":
-        return _modbus(args)
-    return _scanner(args)
+    with _StopSignals() as stop:
+        if args.what == "scales":
+            return _scales(args, stop)
+        if args.what == "modbus":
+            return _modbus(args, stop)
+        return _scanner(args, stop)

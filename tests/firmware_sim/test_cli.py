@@ -170,3 +170,45 @@ def test_sim_values_that_cannot_run_are_refused(args: list[str]) -> None:
     assert found.returncode == 2, found.stderr
     assert "Traceback" not in found.stderr
     assert f"argument {args[1]}: must be " in found.stderr
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scanner", "--every", "0.2"],
+        ["scales", "--bins", "1"],
+        ["modbus", "--units", "1", "--pick-every", "0.2"],
+    ],
+)
+def test_sim_stops_on_sigint_sent_as_soon_as_its_port_is_printed(
+    args: list[str],
+) -> None:
+    """A caller may signal the moment it has the port, also where SIGINT starts ignored.
+
+    A non-interactive shell's `&` job and CI runners start children with SIGINT ignored, and
+    Python then leaves it ignored until a handler is set: the sims set theirs only after
+    printing the ports, so a Ctrl-C sent at once was lost and the sim ran on for ever (CI saw
+    `sim scanner --every 0.2` outlive a 60 s wait).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitstock.cli", "sim", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip(), "no port line"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
