@@ -26,8 +26,11 @@ services:
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/jitstock demo
 
+# Workers: most tests wait on subprocesses and sockets, so more workers than cores pay off.
+TEST_WORKERS ?= 3
+
 test: $(VENV)/.dev-installed services
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 # The position state machine (issue 9) with thousands of examples per backend.
 soak: $(VENV)/.dev-installed services
