@@ -73,7 +73,7 @@ SPECS: dict[str, CsvSpec] = {
         CsvSpec(
             "sites",
             Site,
-            ("id", "name"),
+            tuple(SiteCreate.model_fields),
             SiteCreate,
             SiteUpdate,
             catalog.create_site,
@@ -82,7 +82,7 @@ SPECS: dict[str, CsvSpec] = {
         CsvSpec(
             "skus",
             Sku,
-            ("id", "name", "unit_weight_g", "unit_cost", "barcode"),
+            tuple(SkuCreate.model_fields),
             SkuCreate,
             SkuUpdate,
             catalog.create_sku,
@@ -91,7 +91,9 @@ SPECS: dict[str, CsvSpec] = {
         CsvSpec(
             "suppliers",
             Supplier,
-            ("id", "name", "webhook_url", "mqtt_orders", "ack_deadline_s", "contact"),
+            # every field a supplier is created with (address book, e-mail channel), but the
+            # secret: a sheet is mailed around, the secret is shown once and rotated by PATCH
+            tuple(f for f in SupplierCreate.model_fields if f != "webhook_secret"),
             SupplierCreate,
             SupplierUpdate,
             _create_supplier,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import httpx
 
@@ -58,6 +59,57 @@ def test_export_import_round_trip(api: Api, manager: httpx.Client) -> None:
     assert manager.get("/api/v1/bins/A-04").json()["channel"] == "ch-A-04"
     assert api.ctx.registry.calibration("A-04") is not None
     assert _rows(manager.get("/api/v1/bins.csv").text)[3]["id"] == "A-04"
+
+
+def test_sites_and_suppliers_carry_every_field_into_a_fresh_plant(
+    make_api: Any,
+) -> None:
+    """A plant's address book moves by CSV: dock, address, e-mail and order channel too.
+
+    The sheets had only id and name (sites) and no e-mail or channel (suppliers): an
+    e-mail supplier moved by CSV came across as a webhook supplier with no address, and
+    its orders had nowhere to go.
+    """
+    old_api = make_api()
+    old = old_api.client(old_api.admin_key)
+    site = {
+        "id": "plant1",
+        "name": "Plant 1",
+        "address": "Hafenstr. 1, Kiel",
+        "dock": "Gate 4",
+    }
+    assert old.post("/api/v1/sites", json=site).status_code == 201
+    supplier = {
+        "id": "mail-co",
+        "name": "Mail Co",
+        "email": "orders@mail.example",
+        "order_channel": "email",
+        "contact": "Ann, +49 431 0",
+        "ack_deadline_s": 3600,
+    }
+    assert old.post("/api/v1/suppliers", json=supplier).status_code == 201
+    sheets = {e: old.get(f"/api/v1/{e}.csv").text for e in ("sites", "suppliers")}
+    assert _rows(sheets["sites"])[0]["dock"] == "Gate 4"
+    assert "webhook_secret" not in sheets["suppliers"]
+
+    new_api = make_api()
+    new = new_api.client(new_api.admin_key)
+    for entity, text in sheets.items():
+        r = new.post(f"/api/v1/{entity}/import", content=text, headers=CSV)
+        assert r.status_code == 200, r.text
+        assert r.json()["created"] == 1
+    got_site = new.get("/api/v1/sites/plant1").json()
+    assert {k: got_site[k] for k in site} == site
+    got = new.get("/api/v1/suppliers/mail-co").json()
+    assert {k: got[k] for k in supplier} == supplier
+    # and back again: the same sheet into the same plant changes nothing
+    for entity, text in sheets.items():
+        r = new.post(f"/api/v1/{entity}/import", content=text, headers=CSV)
+        assert (r.json()["created"], r.json()["updated"], r.json()["unchanged"]) == (
+            0,
+            0,
+            1,
+        )
 
 
 def test_supplier_csv_never_carries_secrets(api: Api, manager: httpx.Client) -> None:
