@@ -275,15 +275,24 @@ def _receive_handfuls(
 ) -> int:
     """A refill that matched nothing on its own, with the bin's unexplained increases
     of the last ``HANDFULS_WINDOW_MS``: together they may be a delivery put away in
-    handfuls (each under a quarter of it).  What they match is received by weight and
-    those increases are resolved; returns what is left of this refill."""
+    handfuls (each under a quarter of it).  Only increases since the bin's oldest open
+    order was placed count (what came before cannot be its goods).  What they match is
+    received by weight and those increases are resolved; returns what is left of this
+    refill."""
+    placed = session.scalar(
+        select(func.min(Order.created_ms)).where(
+            Order.bin_id == bin_id, Order.state.in_(OPEN_ORDER_STATES)
+        )
+    )
+    if placed is None:
+        return left
     earlier = session.scalars(
         select(ReceivingDiscrepancy)
         .where(
             ReceivingDiscrepancy.bin_id == bin_id,
             ReceivingDiscrepancy.kind == "unexplained_increase",
             ReceivingDiscrepancy.resolved_ms.is_(None),
-            ReceivingDiscrepancy.at_ms >= now_ms - HANDFULS_WINDOW_MS,
+            ReceivingDiscrepancy.at_ms >= max(now_ms - HANDFULS_WINDOW_MS, placed),
         )
         .order_by(ReceivingDiscrepancy.id)
     ).all()
