@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from jitstock.server.agents import Liveness
 from jitstock.server.db.models import (
+    AWAITING_DELIVERY_STATES,
     OPEN_ORDER_STATES,
     Agent,
     Bin,
@@ -313,7 +314,11 @@ def reorder_rules(session: Session, now_ms: int) -> Verdict:
     the alert says why the rule could not order (the invariant "an open order or an
     alert that says why not")."""
     from jitstock.server.position import positions
-    from jitstock.server.reorder import blocked_reason, supplier_candidates
+    from jitstock.server.reorder import (
+        blocked_reason,
+        supplier_candidates,
+        switched_off_only,
+    )
 
     verdict = Verdict(REORDER_KINDS, None)
     bins = {
@@ -324,16 +329,20 @@ def reorder_rules(session: Session, now_ms: int) -> Verdict:
     }
     if not bins:
         return verdict
+    # an order still waiting for its first delivery is the bin's order; a part-received
+    # one is not enough when what is still to come leaves the position this low
     with_order = set(
         session.scalars(
-            select(Order.bin_id).where(Order.state.in_(OPEN_ORDER_STATES)).distinct()
+            select(Order.bin_id)
+            .where(Order.state.in_(AWAITING_DELIVERY_STATES))
+            .distinct()
         )
     )
     for bin_id, pos in positions(session, list(bins)).items():
         b = bins[bin_id]
         if pos.total > b.reorder_point or bin_id in with_order:
             continue
-        if not supplier_candidates(session, b):
+        if not supplier_candidates(session, b) and not switched_off_only(session, b):
             continue  # no supplier anywhere: a bin jitstock monitors but does not replenish
         why = blocked_reason(session, b, now_ms) or "the reorder rule has not run yet"
         verdict.holding.append(
@@ -384,7 +393,22 @@ def order_incident_over(
             other = session.get(Order, str(linked))
             if other is not None and other.state in OPEN_ORDER_STATES:
                 return False
-    return kind not in ("unexplained_stock_increase", "receiving_weigh_in_short")
+    return kind not in RECEIVING_INCIDENT_KINDS
+
+
+# Supply alerts about goods at receiving, not about an order still to come: the order
+# being over (it usually is: closed, cancelled, expired) does not resolve them —
+# acknowledging does.  (Goods scanned for a cancelled order were resolved the moment
+# they were raised, so nobody saw them.)
+RECEIVING_INCIDENT_KINDS = frozenset(
+    {
+        "unexplained_stock_increase",
+        "receiving_weigh_in_short",
+        "receiving_putaway_not_seen",
+        "receiving_closed_order_receipt",
+        "replacement_not_placed",
+    }
+)
 
 
 SUPPLY_MESSAGES = {

@@ -10,7 +10,9 @@ three levels:
 2. decisions for one bin are serialised: ``SELECT … FOR UPDATE`` of the bin row
    on PostgreSQL, the database-wide write lock on SQLite (``BEGIN IMMEDIATE``);
 3. the partial unique index ``uq_orders_one_open_per_bin`` refuses a second open
-   order whatever happens above (e.g. a caller at REPEATABLE READ with a stale
+   order waiting for its first delivery (a part-received order whose remainder
+   leaves the position at the reorder point gets a new order beside it) whatever
+   happens above (e.g. a caller at REPEATABLE READ with a stale
    snapshot); the losing insert is rolled back to a savepoint and reported as
    "no order", leaving the caller's transaction intact.
 
@@ -39,7 +41,7 @@ from jitstock.server.db.models import (
     Order,
     new_order_id,
 )
-from jitstock.server.db.supplier_models import supplier_items_for
+from jitstock.server.db.supplier_models import SupplierItem, supplier_items_for
 from jitstock.server.position import position_of
 from jitstock.server.supplier.lifecycle import record_transition
 
@@ -136,10 +138,24 @@ def pick_supplier(
     )
 
 
+def switched_off_only(session: Session, bin: Bin) -> bool:
+    """The bin has no supplier only because every supplier item of its SKU is
+    switched off (``active: false``): a supplier it had, not a bin never replenished."""
+    if bin.supplier_id is not None:
+        return False
+    return session.scalar(
+        select(SupplierItem.supplier_id)
+        .where(SupplierItem.sku_id == bin.sku_id)
+        .limit(1)
+    ) is not None and not supplier_items_for(session, bin.sku_id)
+
+
 def blocked_reason(session: Session, bin: Bin, now_ms: int) -> str | None:
     """Why the reorder rule cannot order for this bin (None: it can)."""
     if bin.order_qty <= 0:
         return "order quantity is 0"
+    if switched_off_only(session, bin):
+        return f"every supplier item of SKU {bin.sku_id} is switched off"
     return choose_supplier(session, bin, now_ms)[1]
 
 

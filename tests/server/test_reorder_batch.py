@@ -9,7 +9,8 @@ test's own model of the rule: position = on hand + Σ open orders' outstanding; 
 below the reorder point → one order, to the bin's own supplier else the SKU's active
 items by priority, skipping suppliers that refused the bin within the hour; quantity
 the smallest multiple of the order quantity that lifts the position above the point,
-capped by capacity; never a second open order.
+capped by capacity; never a second open order waiting for its first delivery (a
+part-received order does not stop the bin ordering beside it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ ITEMS = (("S1", 1), ("S2", 2))  # (supplier, priority) of the SKU
 # counts around the reorder point, and far from it
 COUNTS = st.one_of(st.sampled_from([0, 5, 19, 20, 21, 35, 100]), st.integers(0, 120))
 OPEN = ("created", "sent", "acknowledged", "shipped", "part_received")
+AWAITING = ("created", "sent", "acknowledged", "shipped")  # not yet delivered at all
 
 
 class Model:
@@ -91,7 +93,7 @@ class Model:
             and o[5] >= now - REFUSAL_WINDOW_MS
         }
         choice = next((s for s in candidates if s not in refused), None)
-        if choice is None or any(o[4] in OPEN for o in mine):
+        if choice is None or any(o[4] in AWAITING for o in mine):
             return None
         n = 1
         while position + n * ORDER_QTY <= ROP:
@@ -253,7 +255,7 @@ class DecideMachine(RuleBasedStateMachine):
         with transaction(self.factory, readonly=True) as s:
             per_bin = s.execute(
                 select(Order.bin_id, func.count())
-                .where(Order.state.in_(OPEN), Order.bridge_for.is_(None))
+                .where(Order.state.in_(AWAITING), Order.bridge_for.is_(None))
                 .group_by(Order.bin_id)
             ).all()
         assert all(n == 1 for _b, n in per_bin), per_bin

@@ -188,9 +188,16 @@ def create_sku(session: Session, data: SkuCreate, actor: str, now_ms: int) -> Sk
 
 
 def update_sku(
-    session: Session, sku_id: str, changes: dict[str, Any], actor: str, now_ms: int
+    session: Session,
+    sku_id: str,
+    changes: dict[str, Any],
+    actor: str,
+    now_ms: int,
+    made: list[str] | None = None,
 ) -> tuple[Sku, bool]:
-    """Change a SKU; a new unit weight recounts the bins that use it."""
+    """Change a SKU; a new unit weight recounts the bins that use it, and a bin the
+    recount puts at or below its reorder point orders now (ids appended to ``made``),
+    as a bin's own unit weight change does — not at its next reading."""
     row = get_or_404(session, Sku, "SKU", sku_id)
     diff = _diff(row, changes)
     if "barcode" in diff:
@@ -200,9 +207,16 @@ def update_sku(
     if "unit_weight_g" in diff:
         session.flush()
         for b in session.scalars(
-            select(Bin).where(Bin.sku_id == sku_id, Bin.unit_weight_g.is_(None))
+            select(Bin)
+            .where(Bin.sku_id == sku_id, Bin.unit_weight_g.is_(None))
+            .order_by(Bin.id)
         ):
-            recount(session, b, now_ms)
+            if recount(session, b, now_ms):
+                order = _reconsider(
+                    session, b, actor, now_ms, "SKU unit weight changed"
+                )
+                if order is not None and made is not None:
+                    made.append(order.id)
     return row, bool(diff)
 
 

@@ -31,7 +31,9 @@ from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
 from jitstock.server.db.supplier_models import Receipt
 from jitstock.server.position import refresh_pending
+from jitstock.server.supplier import InvalidRequest
 from jitstock.server.supplier.lifecycle import enqueue_event, record_transition
+from jitstock.server.supplier.receiving import check_received_qty
 
 ACKABLE_STATES = ("created", "sent")
 # Acknowledged already, not shipped: a new promise here is a promise change.
@@ -170,6 +172,10 @@ def deliver_order(
         raise Conflict(
             f"order {order_id} is {order.state}; only an open order ({', '.join(DELIVERABLE_STATES)}) can be delivered"
         )
+    try:
+        check_received_qty(order, qty)
+    except InvalidRequest as exc:
+        raise FieldInvalid("qty", exc.message) from exc
     moved = session.execute(
         update(Order)
         .where(Order.id == order_id, Order.state.in_(DELIVERABLE_STATES))

@@ -69,12 +69,16 @@ OPEN_ORDER_STATES = (
 )
 EVENT_KINDS = ("consumption", "refill", "recount", "delivery")
 API_ROLES = ("viewer", "manager", "admin")
+# Open orders still waiting for their first delivery: a bin has at most one (besides
+# bridges).  A part-received order is not one of them: when what is still to come on
+# it leaves the position at or below the reorder point, the bin orders again beside it
+# (else the bin runs empty waiting for a remainder that cannot lift it).
+AWAITING_DELIVERY_STATES = ("created", "sent", "acknowledged", "shipped")
 # Name of the partial unique index behind "one trigger, one order".
 ONE_OPEN_ORDER_INDEX = "uq_orders_one_open_per_bin"
-# Bridging orders (escalation beside a reduced order) are the one sanctioned second open order.
+# Bridging orders (escalation beside a reduced order) are the sanctioned second open order.
 _OPEN_STATES_SQL = (
-    "state IN ('created', 'sent', 'acknowledged', 'shipped', 'part_received') "
-    "AND bridge_for IS NULL"
+    "state IN ('created', 'sent', 'acknowledged', 'shipped') AND bridge_for IS NULL"
 )
 
 # Auto-increment ids: BIGINT on PostgreSQL, but SQLite only auto-increments a

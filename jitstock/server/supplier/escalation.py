@@ -38,7 +38,14 @@ from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.db.audit import record_audit
-from jitstock.server.db.models import Bin, BinEvent, Order, Supplier, new_order_id
+from jitstock.server.db.models import (
+    AWAITING_DELIVERY_STATES,
+    Bin,
+    BinEvent,
+    Order,
+    Supplier,
+    new_order_id,
+)
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.db.supplier_models import (
     Escalation,
@@ -233,10 +240,13 @@ def escalate(
         bridge = min(remaining, verdict.bridge_hint)
     bridge = round_to_item(bridge, fallback)
     shipped = order.state == "shipped"
+    bridge_for: str | None
     if shipped:
         action, bridge_for = "bridged", order.id
     elif verdict.reason == "ack_deadline" or bridge >= remaining:
-        action, bridge_for = "cancelled", None
+        # the fallback replaces the order; beside another order still waiting for its
+        # first delivery (ordered while this one was part-received) it is a bridge
+        action, bridge_for = "cancelled", _bridge_if_beside(session, order)
         bridge = max(bridge, remaining)
         transition(
             session,
@@ -314,6 +324,20 @@ def escalate(
     session.add(row)
     _audit(session, order, row, now_ms)
     return row, new
+
+
+def _bridge_if_beside(session: Session, order: Order) -> str | None:
+    """``order.id`` when the bin has another open non-bridge order waiting for its first
+    delivery (the unique index allows one), else None."""
+    other = session.scalar(
+        select(Order.id).where(
+            Order.bin_id == order.bin_id,
+            Order.id != order.id,
+            Order.state.in_(AWAITING_DELIVERY_STATES),
+            Order.bridge_for.is_(None),
+        )
+    )
+    return order.id if other is not None else None
 
 
 def _audit(session: Session, order: Order, row: Escalation, now_ms: int) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
-from jitstock.server.db.supplier_models import Receipt
+from jitstock.server.db.supplier_models import Receipt, ReceivingDiscrepancy
 from jitstock.server.position import receipt_pending, refresh_pending
 from jitstock.server.supplier import SupplyError
 from jitstock.server.supplier.discrepancies import record_discrepancy
@@ -47,6 +47,9 @@ MIN_PARTIAL_FRACTION = 0.25
 # Picks during a put-away are never taken to be more than this fraction of the delivery
 # (one big pick just before is no pick rate).
 MAX_PICKS_FRACTION = 0.25
+# A delivery put away in handfuls: refills too small to match an order on their own
+# are matched together with the bin's unexplained increases of this long before.
+HANDFULS_WINDOW_MS = PUTAWAY_PICKS_MS
 
 
 def confirm_refills(
@@ -69,6 +72,8 @@ def confirm_refills(
         left = _confirm_putaway(session, bin_id, delta, allowance, now_ms)
         if left > 0:
             left = _receive_by_weight(session, bin_id, left, allowance, now_ms)
+        if left > 0:
+            left = _receive_handfuls(session, bin_id, left, allowance, now_ms)
         if left > 0:
             record_discrepancy(
                 session,
@@ -262,6 +267,53 @@ def _receive_by_weight(
         if picked:
             _book_putaway_picks(session, bin_id, picked, now_ms, order.id)
         left -= received - picked
+    return left
+
+
+def _receive_handfuls(
+    session: Session, bin_id: str, left: int, allowance: int, now_ms: int
+) -> int:
+    """A refill that matched nothing on its own, with the bin's unexplained increases
+    of the last ``HANDFULS_WINDOW_MS``: together they may be a delivery put away in
+    handfuls (each under a quarter of it).  Only increases since the bin's oldest open
+    order was placed count (what came before cannot be its goods).  What they match is
+    received by weight and those increases are resolved; returns what is left of this
+    refill."""
+    placed = session.scalar(
+        select(func.min(Order.created_ms)).where(
+            Order.bin_id == bin_id, Order.state.in_(OPEN_ORDER_STATES)
+        )
+    )
+    if placed is None:
+        return left
+    earlier = session.scalars(
+        select(ReceivingDiscrepancy)
+        .where(
+            ReceivingDiscrepancy.bin_id == bin_id,
+            ReceivingDiscrepancy.kind == "unexplained_increase",
+            ReceivingDiscrepancy.resolved_ms.is_(None),
+            ReceivingDiscrepancy.at_ms >= max(now_ms - HANDFULS_WINDOW_MS, placed),
+        )
+        .order_by(ReceivingDiscrepancy.id)
+    ).all()
+    if not earlier:
+        return left
+    together = left + sum(d.qty for d in earlier)
+    matched = together - _receive_by_weight(
+        session, bin_id, together, allowance, now_ms
+    )
+    used = min(left, matched)
+    left, matched = left - used, matched - used
+    for d in earlier:
+        if matched <= 0:
+            break
+        got = min(matched, d.qty)
+        matched -= got
+        if got < d.qty:
+            d.qty -= got  # the rest of that increase stays unexplained
+            continue
+        d.resolved_ms = now_ms
+        d.resolved_by = "scale:handfuls"
     return left
 
 

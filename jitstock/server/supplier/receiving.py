@@ -38,7 +38,12 @@ from jitstock.server.db.supplier_models import (
     ReceivingDiscrepancy,
     SupplierItem,
 )
-from jitstock.server.position import pending_by_bin, receipt_pending, refresh_pending
+from jitstock.server.position import (
+    outstanding,
+    pending_by_bin,
+    receipt_pending,
+    refresh_pending,
+)
 from jitstock.server.supplier import IllegalTransition, InvalidRequest, SupplyError
 from jitstock.server.supplier.discrepancies import raise_alert, record_discrepancy
 from jitstock.server.supplier.lifecycle import (
@@ -118,13 +123,21 @@ def receive(
         raise InvalidRequest("qty", f"must be positive, got {qty}")
     order = load_order(session, order_id)
     if order.state not in OPEN_ORDER_STATES:
+        if received_by_scale(session, order, now_ms):
+            raise IllegalTransition(
+                f"order {order_id} is {order.state}: the bin's scale received it by "
+                "weight (the goods went into the bin before the dock receipt); "
+                "nothing is left to receive"
+            )
         raise IllegalTransition(
             f"order {order_id} is {order.state}; only an open order can be received"
         )
+    at_dock = method != "scale"
+    if at_dock:
+        check_received_qty(order, qty)
     bin_row = session.get(Bin, order.bin_id, populate_existing=True)
     assert bin_row is not None  # orders.bin_id is a foreign key
     inspect = _inspection_required(session, order)
-    at_dock = method != "scale"
     if inspect:
         status = "awaiting_inspection"
     elif at_dock and bin_row.agent_id is not None:
@@ -183,6 +196,39 @@ def receive(
         _settle(session, order, now_ms, actor)
     refresh_pending(session, [order.bin_id])
     return receipt
+
+
+def received_by_scale(session: Session, order: Order, now_ms: int) -> bool:
+    """The order was received by weight alone within ``LATE_RECEIPT_MATCH_MS``: the
+    goods went into the bin before the dock saw them, so a dock receipt (label scan or
+    API) of it now is its paperwork, not goods delivered twice."""
+    if order.state not in ("received", "closed"):
+        return False
+    methods = session.execute(
+        select(
+            func.min(Receipt.method), func.max(Receipt.method), func.max(Receipt.at_ms)
+        ).where(Receipt.order_id == order.id)
+    ).one()
+    low, high, last = methods
+    return (
+        low == high == "scale"
+        and last is not None
+        and int(last) >= now_ms - LATE_RECEIPT_MATCH_MS
+    )
+
+
+def check_received_qty(order: Order, qty: int) -> None:
+    """A dock receipt may bring what is still outstanding on the order plus the
+    tolerance (as a ship notice may), no more: a mistyped quantity would sit in the
+    position as pending put-away for the whole put-away window, and the bin would not
+    reorder meanwhile.  Goods beyond it that reach the bin are an unexplained increase."""
+    left = outstanding(order)
+    if qty > left + tolerance(left):
+        raise InvalidRequest(
+            "qty",
+            f"{qty} received is more than the {left} still outstanding on order "
+            f"{order.id} (+{tolerance(left)} tolerance)",
+        )
 
 
 def _match_earlier_refills(session: Session, receipt: Receipt, now_ms: int) -> None:
@@ -463,6 +509,13 @@ def apply_scans(
                     )
                     continue
                 if order.state not in OPEN_ORDER_STATES:
+                    if received_by_scale(session, order, now_ms):
+                        log.info(
+                            "scan of order %s at %s: already received by the scale",
+                            order.id,
+                            where,
+                        )
+                        continue
                     record_discrepancy(
                         session,
                         "closed_order_receipt",

@@ -21,6 +21,18 @@ def outstanding(order: Order) -> int:
     return max(0, order.qty - (order.delivered_qty or 0))
 
 
+def _repeated(
+    order: Order, qty: int | None, expected_ms: int | None, carrier_ref: str | None
+) -> bool:
+    """The order is shipped with exactly this notice already."""
+    return (
+        order.state == "shipped"
+        and (qty if qty is not None else outstanding(order)) == order.asn_qty
+        and carrier_ref == order.carrier_ref
+        and (expected_ms is None or expected_ms == order.promised_ms)
+    )
+
+
 def ship_order(
     session: Session,
     order_id: str,
@@ -39,6 +51,8 @@ def ship_order(
     Raises OrderNotFound, IllegalTransition or InvalidRequest.
     """
     order = load_order(session, order_id, supplier_id)
+    if _repeated(order, qty, expected_ms, carrier_ref):
+        return order  # a retry of the notice on record (its answer was lost)
     left = outstanding(order)
     shipped = qty if qty is not None else left
     # validated like an acknowledgement: a ship notice moves what the position counts

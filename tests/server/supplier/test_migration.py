@@ -1,5 +1,6 @@
 """0002_supplier_loop builds what the models say, and "one open order per bin" covers the
-new open states (shipped, part_received) but not a bridging order."""
+new open states up to shipped but not a bridging order; since 0017_part_received not a
+part-received order either (the bin may order again beside it), but then one more only."""
 
 from __future__ import annotations
 
@@ -34,13 +35,22 @@ def test_schema_matches_the_models(db):
         assert compare_metadata(ctx, Base.metadata) == []
 
 
-@pytest.mark.parametrize("open_state", ["shipped", "part_received"])
+@pytest.mark.parametrize("open_state", ["created", "sent", "acknowledged", "shipped"])
 def test_new_open_states_block_a_second_order(db, open_state):
     (bin_id,) = seed(db.factory)
     with transaction(db.factory) as s:
         s.add(_order(bin_id, open_state, "o1"))
     with pytest.raises(IntegrityError), transaction(db.factory) as s:
         s.add(_order(bin_id, "created", "o2"))
+
+
+def test_a_part_received_order_allows_one_new_order_beside_it(db):
+    (bin_id,) = seed(db.factory)
+    with transaction(db.factory) as s:
+        s.add(_order(bin_id, "part_received", "p"))
+        s.add(_order(bin_id, "created", "o1"))
+    with pytest.raises(IntegrityError), transaction(db.factory) as s:
+        s.add(_order(bin_id, "sent", "o2"))
 
 
 def test_received_closed_and_bridges_do_not_block(db):

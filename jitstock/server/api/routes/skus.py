@@ -45,12 +45,13 @@ def update_sku(
 ) -> SkuPublic:
     """Change a SKU."""
     changes = body.changes()
+    made: list[str] = []
     row, changed = catalog.update_sku(
-        session, sku_id, changes, key.name, ctx.clock.time_ms()
+        session, sku_id, changes, key.name, ctx.clock.time_ms(), made
     )
     session.commit()
     if changed and "unit_weight_g" in changes:
-        bins_changed(ctx, [])  # bins without their own unit weight use the SKU's
+        bins_changed(ctx, made)  # bins without their own unit weight use the SKU's
     return SkuPublic.model_validate(row)
 
 

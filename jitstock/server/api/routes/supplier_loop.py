@@ -122,6 +122,9 @@ def ship(
 
     Allowed from created, sent or acknowledged: acknowledging first is optional, a
     ship notice without one stands for it (the order's ``acked_ms`` stays empty).
+    The same notice again (same quantity, carrier reference and expected time — a
+    retry whose answer was lost) changes nothing (200); a different one once shipped
+    is 409.
     """
     with _translated():
         ship_order(
