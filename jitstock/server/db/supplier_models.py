@@ -91,7 +91,11 @@ class Receipt(Base):
     """Goods received for an order at the dock (scan, API) or at the bin (scale)."""
 
     __tablename__ = "receipts"
-    __table_args__ = (Index("ix_receipts_bin_id_status", "bin_id", "status"),)
+    __table_args__ = (
+        Index("ix_receipts_bin_id_status", "bin_id", "status"),
+        # a retried dock receipt (same Idempotency-Key) finds the first one (0018)
+        Index("uq_receipts_order_request_key", "order_id", "request_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
@@ -109,6 +113,7 @@ class Receipt(Base):
     status: Mapped[str] = mapped_column(String(32))  # one of RECEIPT_STATUSES
     actor: Mapped[str] = mapped_column(String(100))
     scanner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Inspection(Base):

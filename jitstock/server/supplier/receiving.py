@@ -117,8 +117,12 @@ def receive(
     now_ms: int,
     complete: bool = True,
     scanner: str | None = None,
+    request_key: str | None = None,
 ) -> Receipt:
-    """Record goods received for an open order; the order becomes (partially_)received."""
+    """Record goods received for an open order; the order becomes (partially_)received.
+
+    ``request_key`` is the client's Idempotency-Key, kept on the receipt (unique per
+    order: see :func:`replayed_receipt`)."""
     if qty <= 0:
         raise InvalidRequest("qty", f"must be positive, got {qty}")
     order = load_order(session, order_id)
@@ -157,6 +161,7 @@ def receive(
         status=status,
         actor=actor,
         scanner=scanner,
+        request_key=request_key,
     )
     session.add(receipt)
     session.flush()
@@ -196,6 +201,30 @@ def receive(
         _settle(session, order, now_ms, actor)
     refresh_pending(session, [order.bin_id])
     return receipt
+
+
+def replayed_receipt(
+    session: Session, order_id: str, request_key: str | None, qty: int
+) -> Receipt | None:
+    """The receipt a request with this Idempotency-Key already recorded for the order.
+
+    A dock terminal that lost the answer sends the same request again: it gets the first
+    receipt back, and nothing is recorded twice.  The key names one request, so the same
+    key with another quantity is refused rather than guessed at."""
+    if request_key is None:
+        return None
+    found = session.scalar(
+        select(Receipt).where(
+            Receipt.order_id == order_id, Receipt.request_key == request_key
+        )
+    )
+    if found is not None and found.qty != qty:
+        raise InvalidRequest(
+            "Idempotency-Key",
+            f"already used for receipt {found.id} of {found.qty} on order {order_id}; "
+            "a different receipt needs a new key",
+        )
+    return found
 
 
 def received_by_scale(session: Session, order: Order, now_ms: int) -> bool:

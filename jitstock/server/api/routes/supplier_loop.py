@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jitstock.server.api import catalog, effects
@@ -72,7 +73,11 @@ from jitstock.server.supplier import (
 from jitstock.server.supplier.discrepancies import raise_alert
 from jitstock.server.supplier.labels import label_png, label_svg
 from jitstock.server.supplier.lifecycle import load_order, transition
-from jitstock.server.supplier.receiving import inspect_receipt, receive
+from jitstock.server.supplier.receiving import (
+    inspect_receipt,
+    receive,
+    replayed_receipt,
+)
 from jitstock.server.supplier.scorecard import (
     DEFAULT_PERIOD,
     period_ms,
@@ -192,29 +197,69 @@ def cancel_request(
     return _order_out(session, order_id, key)
 
 
-@router.post("/api/v1/orders/{order_id}/receive", status_code=201)
+# what a client may send as Idempotency-Key: visible ASCII (a UUID, a delivery-note number)
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]+$"
+
+
+@router.post(
+    "/api/v1/orders/{order_id}/receive",
+    status_code=201,
+    responses={
+        200: {
+            "model": ReceiptPublic,
+            "description": "A retry: a receipt with this Idempotency-Key was already "
+            "recorded for the order; it is returned and nothing is recorded again.",
+        }
+    },
+)
 def receive_at_dock(
     order_id: str,
     body: ReceiveRequest,
     session: SessionDep,
     key: Manager,
     ctx: CtxDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            pattern=IDEMPOTENCY_KEY,
+            description="Makes a retry safe: the same key on the same order records "
+            "the receipt once (200 with the first receipt); the same key with "
+            "another qty is 422. Without it, every request is a new receipt.",
+        ),
+    ] = None,
 ) -> ReceiptPublic:
     """Goods received at the dock (the label scan does the same): pending until the bin's scale confirms."""
     with _translated():
-        receipt = receive(
-            session,
-            order_id,
-            body.qty,
-            method="api",
-            actor=key.name,
-            now_ms=ctx.clock.time_ms(),
-            complete=body.complete,
-        )
-    recheck(session, [receipt.bin_id], ctx.clock.time_ms(), "dock receipt")
-    session.commit()
-    _after_commit(ctx, new_orders=True)
-    return ReceiptPublic.model_validate(receipt)
+        earlier = replayed_receipt(session, order_id, idempotency_key, body.qty)
+        if earlier is None:
+            try:
+                receipt = receive(
+                    session,
+                    order_id,
+                    body.qty,
+                    method="api",
+                    actor=key.name,
+                    now_ms=ctx.clock.time_ms(),
+                    complete=body.complete,
+                    request_key=idempotency_key,
+                )
+                recheck(session, [receipt.bin_id], ctx.clock.time_ms(), "dock receipt")
+                session.commit()
+            except IntegrityError:
+                # the same key in a request running beside this one won the insert
+                session.rollback()
+                earlier = replayed_receipt(session, order_id, idempotency_key, body.qty)
+                if earlier is None:
+                    raise
+            else:
+                _after_commit(ctx, new_orders=True)
+                return ReceiptPublic.model_validate(receipt)
+    response.status_code = 200
+    return ReceiptPublic.model_validate(earlier)
 
 
 @router.post("/api/v1/receipts/{receipt_id}/inspection", status_code=201)

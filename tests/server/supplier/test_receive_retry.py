@@ -1,0 +1,116 @@
+"""A dock terminal's retried receipt (the same Idempotency-Key) is recorded once.
+
+Found by the dock-life try: the same partial ``POST /orders/{id}/receive`` sent twice
+recorded two receipts, and the phantom second sat in the bin's position as goods
+waiting for put-away for the whole put-away window (the bin could not reorder).
+Driven through the REST API and a hand-written MQTT device, on a real server.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.server.supplier.test_dock_life import plant, show
+
+
+def _receive(
+    client: httpx.Client, order_id: str, qty: int, key: str | bytes | None
+) -> httpx.Response:
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return client.post(
+        f"/api/v1/orders/{order_id}/receive",
+        json={"qty": qty, "complete": False},
+        headers=headers,
+    )
+
+
+def test_a_retried_receipt_is_recorded_once(tmp_path: Path, mosquitto: Any) -> None:
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        show(loop, dev, 45)
+        order = loop.wait_order()[0]
+        key = str(uuid.uuid4())
+        first = _receive(loop.admin, order.id, 30, key)
+        assert first.status_code == 201, first.text
+        again = _receive(loop.admin, order.id, 30, key)
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()  # the first receipt, not a new one
+        assert loop.level()["pending_delivery_qty"] == 30
+        assert loop.order(order.id)["state"] == "part_received"
+
+        # the same key for another quantity names another request: refused, nothing kept
+        other = _receive(loop.admin, order.id, 20, key)
+        assert other.status_code == 422, other.text
+        assert "Idempotency-Key" in other.text
+        # a new key is a new receipt (a second pallet of the same order)
+        second = _receive(loop.admin, order.id, 20, str(uuid.uuid4()))
+        assert second.status_code == 201, second.text
+        assert second.json()["id"] != first.json()["id"]
+        assert loop.level()["pending_delivery_qty"] == 50
+        # without a key every request is a receipt, as documented
+        assert _receive(loop.admin, order.id, 10, None).status_code == 201
+        assert loop.level()["pending_delivery_qty"] == 60
+
+
+def test_the_same_key_sent_at_once_from_two_terminals_records_one_receipt(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        show(loop, dev, 45)
+        order = loop.wait_order()[0]
+        key = f"DN-{uuid.uuid4().hex[:8]}"
+        answers: list[httpx.Response] = []
+        go = threading.Barrier(4)
+
+        def send() -> None:
+            with httpx.Client(
+                base_url=str(loop.admin.base_url),
+                headers=loop.admin.headers,
+                timeout=30,
+            ) as c:
+                go.wait()
+                answers.append(_receive(c, order.id, 25, key))
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(a.status_code for a in answers) == [200, 200, 200, 201], [
+            a.text for a in answers
+        ]
+        assert len({a.json()["id"] for a in answers}) == 1
+        assert loop.level()["pending_delivery_qty"] == 25
+
+
+def test_hostile_idempotency_keys_are_refused_and_change_nothing(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        show(loop, dev, 45)
+        order = loop.wait_order()[0]
+        # (what HTTP itself cannot carry, a leading space or a tab, never reaches us)
+        bad_keys: list[str | bytes] = ["", "a b", "x" * 201, b"\xe9t\xe9"]
+        for bad in bad_keys:
+            r = _receive(loop.admin, order.id, 30, bad)
+            assert r.status_code == 422, (bad, r.text)
+        assert loop.level()["pending_delivery_qty"] == 0
+        assert loop.order(order.id)["state"] != "part_received"
+        # the longest key allowed works, and its retry is a retry
+        longest = "K" * 200
+        assert _receive(loop.admin, order.id, 30, longest).status_code == 201
+        assert _receive(loop.admin, order.id, 30, longest).status_code == 200
+        assert loop.level()["pending_delivery_qty"] == 30
