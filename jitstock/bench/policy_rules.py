@@ -77,8 +77,8 @@ def jitstock_rule(
             )
             factors = None
             if calibrated:
-                # only the classes calibrate.MIN_TARGET calibrates need the back-test
-                m = targets >= calibrate.MIN_TARGET
+                # only the classes calibrated, and their reference, need the back-test
+                m = np.asarray([calibrate.needs_backtest(float(v)) for v in targets])
                 planned, realized = calibrate.shortfall(
                     fc.window[i][m],
                     samples[m],

@@ -390,7 +390,7 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
             p
             for p in group
             if d == draws
-            and params.service_levels.get(p.abc_class, 0) >= calibrate.MIN_TARGET
+            and calibrate.needs_backtest(params.service_levels.get(p.abc_class, 0))
         ]
         if not hi or hi[0].history.shape[0] < 2:
             continue

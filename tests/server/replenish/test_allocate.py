@@ -165,6 +165,52 @@ def test_class_factors_only_for_high_targets_and_clipped():
     assert g == {"A": 1.0}  # never lowers a plan
 
 
+def test_middle_class_calibrated_relative_to_the_lowest_hand_computed():
+    # realized/planned per class: A 0.02/0.01 = 2, B 0.06/0.02 = 3, C 0.06/0.04 = 1.5
+    planned = np.asarray([0.01, 0.02, 0.04])
+    realized = np.asarray([0.02, 0.06, 0.06])
+    targets = {"A": 0.99, "B": 0.97, "C": 0.95}
+    f = calibrate.class_factors(planned, realized, ["A", "B", "C"], targets)
+    assert f == {"A": 2.0, "B": 2.0, "C": 1.0}  # B: 3 / 1.5; C is the reference
+    off = calibrate.class_factors(
+        planned, realized, ["A", "B", "C"], targets, relative=False
+    )
+    assert off == {"A": 2.0, "B": 1.0, "C": 1.0}
+    # B no worse than the reference: never lowered below 1
+    g = calibrate.class_factors(
+        np.asarray([0.02, 0.04]), np.asarray([0.02, 0.08]), ["B", "C"], targets
+    )
+    assert g == {"B": 1.0, "C": 1.0}
+    # the lowest class present is the reference, whatever its name; alone it is not calibrated
+    assert calibrate.class_factors(planned[1:2], realized[1:2], ["B"], targets) == {
+        "B": 1.0
+    }
+    h = calibrate.class_factors(
+        np.asarray([0.01, 0.02]), np.asarray([0.03, 0.02]), ["A", "B"], targets
+    )
+    assert h == {"A": 3.0, "B": 1.0}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 2.0**64, 5e-324, 0.0])
+def test_middle_class_factor_with_hostile_reference(bad):
+    targets = {"A": 0.99, "B": 0.97, "C": 0.95}
+    f = calibrate.class_factors(
+        np.asarray([0.02, 0.04]), np.asarray([0.06, bad]), ["B", "C"], targets
+    )
+    # B's own ratio is 3; a reference that is no ratio (not finite) leaves B alone, one below
+    # 1 counts as 1 (B keeps its own ratio), a huge one takes B's correction away
+    assert f["C"] == 1.0
+    expected = {2.0**64: 1.0, 5e-324: 3.0, 0.0: 3.0}.get(bad, 1.0)
+    assert f["B"] == expected
+
+
+def test_needs_backtest_every_class_when_relative():
+    assert calibrate.needs_backtest(0.5)
+    assert calibrate.needs_backtest(0.99)
+    assert not calibrate.needs_backtest(0.97, relative=False)
+    assert calibrate.needs_backtest(calibrate.MIN_TARGET, relative=False)
+
+
 def test_shortfall_back_test_sees_a_part_that_outgrew_its_fit():
     rng = np.random.default_rng(3)
     steady = rng.poisson(10.0, (1, 120)).astype(np.float64)
