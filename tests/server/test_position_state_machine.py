@@ -61,6 +61,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Response
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -70,8 +71,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from sqlalchemy import func, select, text
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, text
 
 from jitstock import protocol as p
 from jitstock.server.alert_rules import reorder_rules
@@ -232,6 +233,8 @@ class PositionMachine(RuleBasedStateMachine):
         self.refills: dict[str, int] = dict.fromkeys(BINS, 0)
         self.seq = 0
         self.sent: list[Incoming] = []
+        # dock receipts sent with an Idempotency-Key: (order, qty, complete, key, receipt id)
+        self.keyed: list[tuple[str, int, bool, str, int]] = []
         self.engine = None
         self.ingest: Ingest | None = None
         self._seed()
@@ -498,8 +501,9 @@ class PositionMachine(RuleBasedStateMachine):
         i=st.integers(0, 9),
         how=st.sampled_from(["exact", "partial", "short", "over"]),
         complete=st.booleans(),
+        keyed=st.booleans(),
     )
-    def receive_api(self, i: int, how: str, complete: bool) -> None:
+    def receive_api(self, i: int, how: str, complete: bool, keyed: bool) -> None:
         """``POST /orders/{id}/receive``."""
         order = self._pick_order(i, *OPEN_ORDER_STATES)
         if order is None:
@@ -511,13 +515,42 @@ class PositionMachine(RuleBasedStateMachine):
             "short": max(1, left - 3),
             "over": left + 2,
         }[how]
-        self._route(
-            receive_at_dock,
-            order.id,
-            ReceiveRequest(qty=qty, complete=complete),
-            _principal(None),
-            self.ctx,
-        )
+        key = f"dn-{len(self.keyed)}" if keyed else None
+        out = self._receive(order.id, qty, complete, key)
+        if out is not None and key is not None:
+            self.keyed.append((order.id, qty, complete, key, out.id))
+
+    def _receive(self, order_id: str, qty: int, complete: bool, key: str | None) -> Any:
+        """``POST /orders/{id}/receive`` as FastAPI would call it; None when refused."""
+        with self.factory() as session:
+            try:
+                return receive_at_dock(
+                    order_id,
+                    ReceiveRequest(qty=qty, complete=complete),
+                    session,
+                    _principal(None),
+                    self.ctx,
+                    Response(),
+                    key,
+                )
+            except (Conflict, FieldInvalid, NotFound):
+                session.rollback()
+                return None
+
+    @rule(i=st.integers(0, 50))
+    def receive_retried(self, i: int) -> None:
+        """The dock terminal lost an answer and sends the same keyed receipt again: it
+        gets the first receipt back, whatever happened since, and nothing is recorded."""
+        if not self.keyed:
+            return
+        order_id, qty, complete, key, receipt_id = self.keyed[i % len(self.keyed)]
+        with transaction(self.factory, readonly=True) as s:
+            before = s.scalar(select(func.count()).select_from(Receipt))
+        again = self._receive(order_id, qty, complete, key)
+        assert again is not None, key
+        assert again.id == receipt_id, (key, again)
+        with transaction(self.factory, readonly=True) as s:
+            assert s.scalar(select(func.count()).select_from(Receipt)) == before
 
     @rule(i=st.integers(0, 9), rejected=st.integers(0, 40))
     def inspection(self, i: int, rejected: int) -> None:
