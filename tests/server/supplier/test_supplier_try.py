@@ -49,3 +49,39 @@ def test_a_supplier_reads_its_escalated_orders_history_without_the_fallback(
         (esc,) = [t for t in full if t["actor"] == "escalation"]
         assert esc["reason"] == "escalated (ack_deadline) to B"
         assert esc["detail"]["remaining"] == 40
+
+
+BAD_URLS = [
+    "http://127.0.0.1:1/orders\r\nX-Injected: 1",  # CR/LF: httpx refuses it at send
+    "http://127.0.0.1:1/or\tders",
+    "http://127.0.0.1:1/\x7f",
+    "http://exa mple.com/",
+    "http://example.com:99999/",
+    "http://:80/",
+]
+
+
+def test_a_webhook_url_the_sender_cannot_use_is_refused(
+    tmp_path: Path, mosquitto
+) -> None:
+    """PATCH and POST /suppliers took "http://host/x\\r\\nX: y" (200), and then every
+    order to that supplier failed at dispatch ("bad webhook_url ... non-printable")
+    and went elsewhere. Now each is a 422 naming the field, and nothing changes."""
+    with supplier_loop(tmp_path, mosquitto.url) as loop:
+        before = loop.admin.get("/api/v1/suppliers/A").json()
+        for i, url in enumerate(BAD_URLS):
+            r = loop.admin.patch("/api/v1/suppliers/A", json={"webhook_url": url})
+            assert r.status_code == 422, (url, r.text)
+            assert r.json()["detail"][0]["loc"] == ["body", "webhook_url"]
+            r = loop.admin.post(
+                "/api/v1/suppliers",
+                json={"id": f"new{i}", "name": "N", "webhook_url": url},
+            )
+            assert r.status_code == 422, (url, r.text)
+            assert loop.admin.get(f"/api/v1/suppliers/new{i}").status_code == 404
+        assert loop.admin.get("/api/v1/suppliers/A").json() == before
+        # a good URL with an IPv6 host and a non-ASCII path is still taken
+        good = "http://[::1]:8080/hooks/bestellung-ä"
+        r = loop.admin.patch("/api/v1/suppliers/B", json={"webhook_url": good})
+        assert r.status_code == 200, r.text
+        assert r.json()["webhook_url"] == good
