@@ -85,3 +85,39 @@ def test_a_webhook_url_the_sender_cannot_use_is_refused(
         r = loop.admin.patch("/api/v1/suppliers/B", json={"webhook_url": good})
         assert r.status_code == 200, r.text
         assert r.json()["webhook_url"] == good
+
+
+def test_a_lifecycle_event_waits_as_long_as_the_suppliers_retry_after(
+    tmp_path: Path, mosquitto
+) -> None:
+    """The webhook docs: "408, 429 (`Retry-After` honoured) and 5xx are retried".
+    order.created did; a lifecycle event came back after the plain backoff (about a
+    second with the defaults, half a second here) whatever Retry-After said."""
+    with (
+        supplier_loop(tmp_path, mosquitto.url) as loop,
+        shop_floor(tmp_path, mosquitto.url, 30) as floor,
+    ):
+        a_key = loop.supplier_key("A")
+        wait_until(lambda: loop.level().get("on_hand") == 30, what="first level")
+        floor.scale.pick(12)
+        (order,) = loop.wait_order()
+        wait_until(lambda: order_webhooks(loop.a), what="A to get the order")
+        loop.a.script(429, headers={"Retry-After": "4"})
+        r = a_key.post(f"/api/v1/orders/{order.id}/ack", json={})
+        assert r.status_code == 200, r.text
+        acks = wait_until(
+            lambda: (
+                [
+                    x
+                    for x in list(loop.a.received)
+                    if x.verified and x.payload["type"] == "order.acknowledged"
+                ][:2]
+                if len(events_of(loop.a, "order.acknowledged")) >= 2
+                else None
+            ),
+            what="the acknowledgement, refused once and then delivered",
+        )
+        (first, second) = acks
+        assert (first.status, second.status) == (429, 200)
+        assert first.payload == second.payload  # the same event, the same id
+        assert second.at - first.at >= 4.0
