@@ -465,7 +465,7 @@ class OrderPublic(Output):
     supplier_id: str
     site_id: str
     qty: int
-    state: str
+    state: OrderState
     created_ms: int
     sent_ms: int | None
     acked_ms: int | None

@@ -121,3 +121,28 @@ def test_a_lifecycle_event_waits_as_long_as_the_suppliers_retry_after(
         assert (first.status, second.status) == (429, 200)
         assert first.payload == second.payload  # the same event, the same id
         assert second.at - first.at >= 4.0
+
+
+def test_the_order_state_a_supplier_reads_is_a_published_enum(
+    tmp_path: Path, mosquitto
+) -> None:
+    """GET /orders?state= takes ten states and the webhooks' order.state is an enum of
+    them, but the REST order (OrderPublic, OrderDetail) and its transitions said only
+    "string": a supplier generating its client from /openapi.json got no enum."""
+    with supplier_loop(tmp_path, mosquitto.url) as loop:
+        api = loop.admin.get("/openapi.json").json()
+        (param,) = [
+            p
+            for p in api["paths"]["/api/v1/orders"]["get"]["parameters"]
+            if p["name"] == "state"
+        ]
+        states = next(s["enum"] for s in param["schema"]["anyOf"] if "enum" in s)
+        assert len(states) == 10
+        schemas = api["components"]["schemas"]
+        webhook = schemas["WebhookOrder"]["properties"]["state"]["enum"]
+        assert sorted(webhook) == sorted(states)
+        for name in ("OrderPublic", "OrderDetail"):
+            assert schemas[name]["properties"]["state"].get("enum") == states, name
+        transition = schemas["TransitionPublic"]["properties"]
+        assert transition["to_state"].get("enum") == states
+        assert {"enum": states, "type": "string"} in transition["from_state"]["anyOf"]
