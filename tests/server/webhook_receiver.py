@@ -5,8 +5,9 @@ OpenAPI ``webhooks`` of the server that sent it) once it is given one."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -63,6 +64,8 @@ class Received:
     verified: bool
     payload: Any
     status: int
+    # when it arrived (time.monotonic())
+    at: float = field(default_factory=time.monotonic)
 
 
 class WebhookReceiver:

@@ -13,6 +13,7 @@ import binascii
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
+import httpx
 from fastapi import Path
 from pydantic import (
     AfterValidator,
@@ -96,6 +97,16 @@ def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL")
+    # A URL the sender cannot use would fail every order at dispatch: refuse it here.
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("may not contain spaces or control characters")
+    try:
+        parts.port  # noqa: B018 - parses the port: out of range raises
+        host = httpx.URL(value).host
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"not a usable URL: {exc}") from None
+    if not host:
+        raise ValueError("must name a host")
     return value
 
 
@@ -454,7 +465,7 @@ class OrderPublic(Output):
     supplier_id: str
     site_id: str
     qty: int
-    state: str
+    state: OrderState
     created_ms: int
     sent_ms: int | None
     acked_ms: int | None

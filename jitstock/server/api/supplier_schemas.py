@@ -13,6 +13,7 @@ from jitstock.server.api.schemas import (
     DeadlineS,
     EpochMs,
     Input,
+    OrderState,
     Output,
     SkuId,
     UnitCost,
@@ -62,8 +63,8 @@ class TransitionPublic(Output):
     """One state change of an order."""
 
     at_ms: int
-    from_state: str | None
-    to_state: str
+    from_state: OrderState | None
+    to_state: OrderState
     actor: str
     reason: str | None
     detail: dict[str, Any] | None

@@ -27,7 +27,12 @@ from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.db.supplier_models import SupplierEvent
 from jitstock.server.redact import http_status_text, redact_url, safe_text
-from jitstock.server.webhooks import USER_AGENT, previous_secret, sign_headers
+from jitstock.server.webhooks import (
+    USER_AGENT,
+    parse_retry_after,
+    previous_secret,
+    sign_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
 # About a day of retrying at the cap before giving up (and logging) on one event.
 MAX_ATTEMPTS = 300
+# A supplier's Retry-After is honoured up to this long (as the order dispatcher's).
+RETRY_AFTER_CAP_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,21 +172,22 @@ class EventSender:
                 previous_secret(supplier, now),
             )
 
-    def _send(self, job: _Job) -> tuple[str, str | None]:
+    def _send(self, job: _Job) -> tuple[str, str | None, float | None]:
+        """(verdict, error, the seconds the supplier's Retry-After asks for)."""
         if job is _SKIPPED:
-            return "skipped", None
+            return "skipped", None, None
         try:
             headers = sign_headers(
                 job.secret, job.msg_id, job.body, int(time.time()), job.previous
             )
         except Exception as exc:
-            return "failed", f"invalid webhook secret: {exc!r}"
+            return "failed", f"invalid webhook secret: {exc!r}", None
         headers["content-type"] = "application/json"
         headers["user-agent"] = USER_AGENT
         try:
             resp = self._http.post(job.url, content=job.body, headers=headers)
         except httpx.HTTPError as exc:
-            return "retry", safe_text(f"{type(exc).__name__}: {exc}")
+            return "retry", safe_text(f"{type(exc).__name__}: {exc}"), None
         log.info(
             "supplier event %d: POST %s -> %d",
             job.event_id,
@@ -187,23 +195,27 @@ class EventSender:
             resp.status_code,
         )
         if 200 <= resp.status_code < 300:
-            return "sent", None
+            return "sent", None, None
         detail = http_status_text(resp.status_code)  # never the remote body
         if resp.status_code >= 500 or resp.status_code in (408, 429):
-            return "retry", detail
-        return "failed", detail
+            wait = parse_retry_after(resp.headers.get("retry-after"), time.time())
+            return "retry", detail, wait
+        return "failed", detail, None
 
-    def _record(self, job: _Job, outcome: tuple[str, str | None]) -> None:
-        verdict, error = outcome
+    def _record(self, job: _Job, outcome: tuple[str, str | None, float | None]) -> None:
+        verdict, error, retry_after = outcome
         if job is _SKIPPED:
             return
         with transaction(self._factory) as s:
             now = self._clock.time_ms()
             values: dict[str, Any] = {"last_error": error}
             if verdict == "retry" and job.n < self._max:
-                delay = self._rng.uniform(
-                    0, min(self._cap, self._base * 2.0 ** min(job.n - 1, 30))
-                )
+                if retry_after is not None:
+                    delay = min(retry_after, RETRY_AFTER_CAP_S)
+                else:
+                    delay = self._rng.uniform(
+                        0, min(self._cap, self._base * 2.0 ** min(job.n - 1, 30))
+                    )
                 values["next_attempt_ms"] = now + int(delay * 1000)
             else:
                 values["state"] = "sent" if verdict == "sent" else "failed"

@@ -119,9 +119,22 @@ def public_note(actor: str, reason: str | None) -> str | None:
     other supplier (the internal reason does, for the audit trail)."""
     if reason is None or actor != _ESCALATION_ACTOR:
         return reason
-    found = _ESCALATED.match(reason)
+    found = _ESCALATED.search(reason)
     why = found.group(1) if found else "escalation"
-    return f"escalated ({why}): another supplier covers the demand"
+    # "reduced by 12: escalated (late) to B" keeps its "reduced by 12: "
+    before = reason[: found.start()] if found else ""
+    return f"{before}escalated ({why}): another supplier covers the demand"
+
+
+def public_transition(
+    actor: str, reason: str | None, detail: dict[str, Any] | None
+) -> tuple[str | None, dict[str, Any] | None]:
+    """A transition's reason and detail as its supplier may read them: an escalation's
+    names no other supplier and carries none of the plant's figures (stock-out
+    projection, demand rate) in its detail."""
+    if actor != _ESCALATION_ACTOR:
+        return reason, detail
+    return public_note(actor, reason), None
 
 
 def enqueue_event(

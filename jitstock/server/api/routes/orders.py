@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep
-from jitstock.server.api.errors import NotFound
+from jitstock.server.api.errors import FieldInvalid, NotFound
 from jitstock.server.api.order_actions import ack_order, deliver_order
 from jitstock.server.api.schemas import (
     AckRequest,
@@ -66,11 +66,35 @@ def list_orders(
     ] = None,
     bin: Annotated[str | None, Query(description="only orders for this bin")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="the id of the last order of the previous page: the next "
+            "page starts after it (an order this key cannot see is 422)",
+        ),
+    ] = None,
 ) -> list[OrderPublic]:
-    """Orders, newest first (a supplier key sees only its own supplier's)."""
+    """Orders, newest first (a supplier key sees only its own supplier's).
+
+    Page with `limit` and `before`: pass the last id of a page as `before` to get
+    the next one, until a page is shorter than `limit`. Orders are ordered by
+    creation time, newest first, then by id; the filters apply to every page."""
     stmt = select(Order).order_by(Order.created_ms.desc(), Order.id).limit(limit)
     if key.role == SUPPLIER_ROLE:
         stmt = stmt.where(Order.supplier_id == key.supplier_id)
+    if before is not None:
+        cursor = session.get(Order, before)
+        if cursor is None or (
+            key.role == SUPPLIER_ROLE and cursor.supplier_id != key.supplier_id
+        ):
+            raise FieldInvalid("before", f"no order {before!r}", where="query")
+        stmt = stmt.where(
+            or_(
+                Order.created_ms < cursor.created_ms,
+                and_(Order.created_ms == cursor.created_ms, Order.id > cursor.id),
+            )
+        )
     if state is not None:
         stmt = stmt.where(Order.state == state)
     if supplier is not None:

@@ -72,7 +72,11 @@ from jitstock.server.supplier import (
 )
 from jitstock.server.supplier.discrepancies import raise_alert
 from jitstock.server.supplier.labels import label_png, label_svg
-from jitstock.server.supplier.lifecycle import load_order, transition
+from jitstock.server.supplier.lifecycle import (
+    load_order,
+    public_transition,
+    transition,
+)
 from jitstock.server.supplier.receiving import (
     inspect_receipt,
     receive,
@@ -295,14 +299,21 @@ def transitions(
     order_id: str, session: ReadSessionDep, key: OrderReader
 ) -> list[TransitionPublic]:
     """Every state change of an order: who, when, why."""
+    scope = scope_of(key)
     with _translated():
-        load_order(session, order_id, scope_of(key))
+        load_order(session, order_id, scope)
     rows = session.scalars(
         select(OrderTransition)
         .where(OrderTransition.order_id == order_id)
         .order_by(OrderTransition.id)
     )
-    return [TransitionPublic.model_validate(r) for r in rows]
+    out = [TransitionPublic.model_validate(r) for r in rows]
+    if scope is None:
+        return out
+    # a supplier key: an escalation names no other supplier, shows no plant figures
+    for t in out:
+        t.reason, t.detail = public_transition(t.actor, t.reason, t.detail)
+    return out
 
 
 @router.get("/api/v1/orders/{order_id}/receipts")
