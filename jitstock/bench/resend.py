@@ -97,6 +97,18 @@ def _claims(db_path: Path) -> dict[str, int]:
         )
 
 
+def _policies(db_path: Path) -> int:
+    """Bins whose replenishment policy the server has computed (its start-up pass stores
+    one row per bin); 0 where the table is not there."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM bin_policies").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def run_server(
     label: str,
     tree: Path | None,
@@ -313,8 +325,16 @@ def _measure(
         server = proc.pid
         if idle:
             # start-up work (the policy recalculation of every bin) is not idle load:
-            # wait until a window is quiet, then measure
+            # wait until every bin has its policy and a window is quiet, then measure.
+            # (The pass runs at a fifth of a core with pauses: quiet windows alone were
+            # seen to end the wait before it was over, and the trigger run then paid
+            # for 2 s of it, 3 µs per reading.)
             started = time.monotonic()
+            while (
+                time.monotonic() - started < IDLE_SETTLE_MAX_S
+                and _policies(db_path) < AGENTS * BINS_PER_AGENT
+            ):
+                time.sleep(1.0)
             quiet = 0
             while time.monotonic() - started < IDLE_SETTLE_MAX_S:
                 w0 = measure.cpu_tree_s(server)

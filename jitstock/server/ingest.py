@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import orjson
+
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.ratelog import RateLimitedLog, message_kind
@@ -105,10 +107,54 @@ class Ingest(IngestWorker):
         # snapshot positions of batches' bin lists that were all this agent's usable bins
         self._pos_snap: Snapshot | None = None
         self._pos_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        # _urgent: per usable bin, the grams at or below which its count is at its reorder
+        # point (for the registry snapshot _low_snap), and the bins last seen there
+        self._low_snap: Snapshot | None = None
+        self._low_g: dict[str, float] = {}
+        self._below: set[str] = set()
         # one writer thread: history writes stay in flush order
         self._history = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jitstock-history"
         )
+
+    def _urgent(self, item: Incoming) -> bool:
+        """Whether a message may fire a reorder, so its flush should not wait out the
+        window: a reading that takes a bin's count to or below its reorder point when the
+        bin was above it (as far as this thread last saw), anything but a readings batch,
+        an admin's replay, and a payload that does not parse (decoding is left to the
+        flush).  Other readings — re-sends, picks above the reorder point, bins sitting
+        below it with their order on the way — share flushes up to the window.  Only a
+        guess to end the window early: the flush decides what changed and what to order.
+        Costs a JSON parse and a dict look-up per reading (about 15 µs for 50)."""
+        if item.replay or not item.topic.endswith("/readings"):
+            return True
+        snap = self.registry.snapshot
+        if self._low_snap is not snap:
+            # the grams at which each usable bin's count rounds to its reorder point
+            self._low_g = {
+                c.bin_id: c.tare_g + (float(c.reorder_point) + 0.5) * c.unit_weight_g
+                for c in snap.cals
+                if c.bin_id not in snap.unusable
+            }
+            self._low_snap = snap
+            self._below &= self._low_g.keys()
+        low_g, below = self._low_g, self._below
+        urgent = False
+        try:
+            for r in orjson.loads(item.payload)["readings"]:
+                bin_id = r["bin"]
+                at = low_g.get(bin_id)
+                if at is None:
+                    continue  # unknown or unusable: the flush rejects it
+                if r["grams"] < at:
+                    if bin_id not in below:
+                        below.add(bin_id)
+                        urgent = True
+                elif bin_id in below:
+                    below.discard(bin_id)
+        except Exception:
+            return True
+        return urgent
 
     def _waiting(self, *, due_only: bool) -> bool:
         return self._levels.seen_pending(due_only=due_only)

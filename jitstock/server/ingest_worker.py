@@ -287,26 +287,38 @@ class IngestWorker:
             return "ingest worker is not running while messages wait"
         return None
 
+    def _urgent(self, item: Incoming) -> bool:
+        """Whether a message may change more than cursors, so that its flush commits
+        anyway: the flush window stops waiting for more (see :meth:`_drain`)."""
+        return True
+
     def _drain(self, inbox: queue.Queue[Incoming]) -> list[Incoming]:
+        """The next flush's messages: what is queued, and what arrives within the flush
+        window, up to ``flush_max_msgs``.  The window waits only while every message so
+        far would change nothing but cursors (agents re-sending unchanged readings, whose
+        flush is held anyway): a message that changes something (a count that crossed
+        its reorder point, say) is applied without waiting for the window to close."""
         try:
             first = inbox.get(timeout=0.2)
         except queue.Empty:
             return []
         items = [first]
         deadline = time.monotonic() + self.flush_max_s
+        waiting = not self._urgent(first)
         while len(items) < self.flush_max_msgs:
             try:
-                items.append(inbox.get_nowait())
-                continue
+                item = inbox.get_nowait()
             except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                items.append(inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if not waiting or remaining <= 0:
+                    break
+                try:
+                    item = inbox.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            items.append(item)
+            if self._urgent(item):
+                waiting = False
         return items
 
 

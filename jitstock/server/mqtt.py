@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import ssl
 import sys
 import threading
@@ -34,6 +35,15 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 KEEPALIVE_S = 30
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 10
+# Linux acknowledges received TCP data up to 40 ms late (delayed ACK) while this side sends
+# nothing back (ingest acknowledges a message only once it is durable, and holds the
+# acknowledgements of re-sent unchanged readings for up to a second).  A broker that holds
+# small writes until the last one is acknowledged (Nagle's algorithm: mosquitto without
+# set_tcp_nodelay) then sends its messages to us in bursts every 40 ms: measured, 17 ms
+# p50 from publish to our network thread, against 1 ms for a subscriber that acknowledges
+# at once.  So every delivered message is acknowledged at the TCP level at once
+# (TCP_QUICKACK, Linux only, one system call; it has to be set again after each read).
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 @dataclass(slots=True, frozen=True)
@@ -212,6 +222,7 @@ class MqttConnection:
             self.problem = None
         with self._epoch_lock:
             self._epoch += 1
+        _tcp_option(client, socket.TCP_NODELAY)  # our PUBACKs and orders go out at once
         # always (re)subscribe: idempotent on the broker, and a lost session would otherwise stay deaf
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
@@ -278,6 +289,21 @@ class MqttConnection:
                 dup=bool(msg.dup),
             )
         )
+        if _TCP_QUICKACK is not None:
+            _tcp_option(client, _TCP_QUICKACK)
+
+
+def _tcp_option(client: mqtt.Client, option: int) -> None:
+    """Switch a TCP option on for the client's socket (best effort: a socket that is
+    gone, or not TCP, keeps its defaults)."""
+    sock = client.socket()
+    setsockopt = getattr(sock, "setsockopt", None)  # paho types it as a bare SocketLike
+    if setsockopt is None:
+        return
+    try:
+        setsockopt(socket.IPPROTO_TCP, option, 1)
+    except OSError:
+        pass
 
 
 def _ca_file_problem(path: Path | None, exc: OSError) -> str:

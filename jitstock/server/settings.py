@@ -66,8 +66,11 @@ class ServerSettings(BaseSettings):
     session_ttl_s: float = Field(default=12 * 3600.0, gt=0, le=30 * 86400.0)
 
     # Ingest flush: at most this many messages or this much waiting per durable commit.
+    # The wait ends as soon as a message changes something (ingest_worker._drain): only
+    # agents re-sending unchanged readings wait it out, so it buys CPU (fewer flushes:
+    # 20 ms against 5 ms, 12.9 against 17.8 µs per reading on issue 12's load), not latency.
     ingest_flush_max_msgs: int = Field(default=500, ge=1)
-    ingest_flush_max_ms: float = Field(default=5.0, gt=0)
+    ingest_flush_max_ms: float = Field(default=20.0, gt=0)
 
     # Webhook dispatch
     webhook_timeout_s: float = 5.0

@@ -4,6 +4,7 @@ order topics, and a server the broker refuses says why once (real Mosquitto with
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from jitstock.server import mqtt as mqtt_mod
 from jitstock.server.mqtt import MqttConnection
 from tests.edge.mqtt_support import Collector
 from tests.server.server_support import wait_until
@@ -109,3 +111,47 @@ def test_an_unreachable_broker_is_logged_once_with_the_reason(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
     assert "connection refused" in errors[0]
+
+
+def test_the_server_socket_neither_delays_nor_waits_to_acknowledge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: TCP_NODELAY on the server's socket once connected, and TCP_QUICKACK
+    set again after every delivered message (a broker with Nagle's algorithm would
+    otherwise hold our messages up to the 40 ms of Linux's delayed ACK)."""
+    if not hasattr(socket, "TCP_QUICKACK"):
+        pytest.skip("TCP_QUICKACK is Linux's")
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    conn = MqttConnection(broker.url, "jitstock-server-test", ["jit/v1/#"])
+    quick: list[int] = []
+    real = mqtt_mod._tcp_option
+
+    def spy(client: mqtt.Client, option: int) -> None:
+        if option == socket.TCP_QUICKACK:
+            quick.append(option)
+        real(client, option)
+
+    monkeypatch.setattr(mqtt_mod, "_tcp_option", spy)
+    conn.start()
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    try:
+        assert conn.wait_connected(60)
+        sock = conn.client.socket()
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        sender.connect("127.0.0.1", broker.port)
+        sender.loop_start()
+
+        def delivered() -> bool:
+            # publish until three arrived (the subscription may still be on its way)
+            sender.publish("jit/v1/p/a/readings", b"{}", qos=1)
+            return len(quick) >= 3
+
+        wait_until(delivered, 60, interval=0.05, what="three messages delivered")
+        assert conn.inbox.qsize() >= len(quick)  # one per message
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        conn.stop()
+        broker.stop()
