@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Order
-from jitstock.server.supplier import InvalidRequest
+from jitstock.server.supplier import IllegalTransition, InvalidRequest
 from jitstock.server.supplier.lifecycle import load_order, transition
 from jitstock.server.supplier.receiving import tolerance
 
@@ -53,6 +53,16 @@ def ship_order(
     order = load_order(session, order_id, supplier_id)
     if _repeated(order, qty, expected_ms, carrier_ref):
         return order  # a retry of the notice on record (its answer was lost)
+    if order.state == "shipped":
+        # not a retry: say what differs, not only that shipped cannot become shipped
+        on_record = (
+            f"qty {order.asn_qty}, carrier_ref {order.carrier_ref!r}, "
+            f"expected_ms {order.promised_ms}"
+        )
+        raise IllegalTransition(
+            f"order {order_id} is already shipped with another notice ({on_record}); "
+            "an order is shipped once: only the same notice again is accepted (a retry)"
+        )
     left = outstanding(order)
     shipped = qty if qty is not None else left
     # validated like an acknowledgement: a ship notice moves what the position counts

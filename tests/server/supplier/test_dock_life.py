@@ -311,5 +311,8 @@ def test_a_repeated_ship_notice_changes_nothing(tmp_path: Path, mosquitto) -> No
         for other in ({"qty": 90, "carrier_ref": "DHL-1"}, {"qty": 100}):
             r = a.post(f"/api/v1/orders/{order.id}/ship", json=other)
             assert r.status_code == 409, (other, r.text)
+            # says what differs from the notice on record, not "shipped cannot become shipped"
+            assert "already shipped with another notice" in r.text, r.text
+            assert "qty 100, carrier_ref 'DHL-1'" in r.text, r.text
         r = loop.admin.get(f"/api/v1/orders/{order.id}/transitions")
         assert [t["to_state"] for t in r.json()].count("shipped") == 1
