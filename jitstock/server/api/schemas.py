@@ -476,11 +476,12 @@ class OrderPublic(Output):
     next_attempt_ms: int | None
     last_error: str | None
     trigger: dict[str, Any] | None
-    shipped_ms: int | None = None
-    asn_qty: int | None = None
-    carrier_ref: str | None = None
-    closed_ms: int | None = None
-    bridge_for: str | None = None
+    # always sent (null until set): required in the published schema, as a client sees them
+    shipped_ms: int | None
+    asn_qty: int | None
+    carrier_ref: str | None
+    closed_ms: int | None
+    bridge_for: str | None
 
 
 class AttemptPublic(Output):

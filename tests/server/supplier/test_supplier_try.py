@@ -146,3 +146,26 @@ def test_the_order_state_a_supplier_reads_is_a_published_enum(
         transition = schemas["TransitionPublic"]["properties"]
         assert transition["to_state"].get("enum") == states
         assert {"enum": states, "type": "string"} in transition["from_state"]["anyOf"]
+
+
+def test_every_field_an_order_always_carries_is_required_in_its_schema(
+    tmp_path: Path, mosquitto
+) -> None:
+    """shipped_ms, asn_qty, carrier_ref, closed_ms and bridge_for are in every order the
+    API returns (null until set) but were optional in /openapi.json: a generated client
+    made them absent-or-null.  Every property of an order is now required, and every
+    order returned has exactly those properties."""
+    from tests.server.supplier.test_dock_life import plant, show
+
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        schemas = loop.admin.get("/openapi.json").json()["components"]["schemas"]
+        for name in ("OrderPublic", "OrderDetail"):
+            props, required = schemas[name]["properties"], schemas[name]["required"]
+            assert sorted(required) == sorted(props), name
+        show(loop, dev, 45)
+        loop.wait_order()
+        (order,) = loop.admin.get("/api/v1/orders").json()
+        assert sorted(order) == sorted(schemas["OrderPublic"]["properties"])
