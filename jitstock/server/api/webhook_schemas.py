@@ -39,6 +39,12 @@ holds two signatures separated by a space (new and previous secret) for
 `order.created` (sent once per order, retried with the same id and the same body),
 an **`evt_…` id** for every other event. Deduplicate on it.
 
+**Order of arrival is not guaranteed**: new orders and lifecycle events leave on
+separate queues and retries, so a new order for a bin may arrive before the
+cancellation of the bin's previous one, and a retried event after a later one. Order
+the deliveries of one order by `timestamp_ms` (when the event happened), and act on an
+order's state as `data.order` carries it.
+
 **Answer** 2xx within the plant's timeout (`JITSTOCK_WEBHOOK_TIMEOUT_S`, default
 5 s). 408, 429 (`Retry-After` honoured) and 5xx are
 retried with exponential backoff; for `order.created` any other answer fails
