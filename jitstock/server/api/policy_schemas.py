@@ -65,6 +65,15 @@ class PolicyExplain(BaseModel):
     manual_override: bool
     applied_reorder_point: int = Field(description="what the reorder rule uses now")
     applied_order_qty: int
+    capacity: int | None = Field(
+        description="the bin's capacity in pieces (null: not set)"
+    )
+    fits_capacity: bool = Field(
+        description="false: the applied reorder point plus one order quantity is more "
+        "than the bin holds: the service target asks for more stock than fits, and the "
+        "reorder rule orders no more order quantities at once than fit (resize the "
+        "bin, or set a manual min/max)"
+    )
     on_hand: int
     days_of_supply: float | None
     changed_ms: int | None

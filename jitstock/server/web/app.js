@@ -418,7 +418,9 @@ async function loadPolicy() {
       (${esc(p.lead_time_source)}, ${p.deliveries} deliveries). Class ${esc(p.abc_class || "—")} → service level ${f(p.service_level)}, z ${f(p.z)}.</p>
       <p>Safety stock <b>${f(p.safety_stock)}</b>, reorder point <b>${f(p.reorder_point)}</b> (applied ${p.applied_reorder_point}),
       order quantity <b>${f(p.order_qty)}</b>${p.kanban_cards ? `, ${p.kanban_cards} kanban cards` : ""}.
-      ${p.manual_override ? "Manual override in force." : ""} ${p.why_changed ? "Last change: " + esc(p.why_changed) : ""}</p>`;
+      ${p.manual_override ? "Manual override in force." : ""} ${p.why_changed ? "Last change: " + esc(p.why_changed) : ""}</p>` +
+      (p.fits_capacity === false ? `<p class="error">Reorder point ${p.applied_reorder_point} plus one order of ${p.applied_order_qty}
+      is more than the bin holds (${p.capacity}): the service target asks for more stock than fits. Resize the bin or set a manual min/max.</p>` : "");
   } catch (e) {
     $("bin-policy").textContent = e.status === 404 ? "No replenishment policy computed for this bin yet." : "Policy unavailable: " + e.message;
   }

@@ -108,3 +108,19 @@ def test_bad_requests(api: Api, manager: httpx.Client):
     assert "manual_max" in r.text
     assert manager.patch(URL, json={"policy": "weekly"}).status_code == 422
     assert manager.patch(URL, json={"service_level": 1.5}).status_code == 422
+
+
+def test_policy_says_when_the_target_asks_for_more_than_the_bin_holds(
+    api: Api, manager: httpx.Client, viewer: httpx.Client
+):
+    """The demo showed a bin whose learnt reorder point (742) was above its capacity
+    (640): it reordered seconds after every delivery and /policy did not say why."""
+    seed_master(manager)
+    p = viewer.get(URL).json()
+    assert (p["capacity"], p["fits_capacity"]) == (400, True)  # 50 + 200 fit in 400
+    room = p["applied_reorder_point"] + p["applied_order_qty"]
+    for capacity, fits in ((room, True), (room - 1, False), (None, True)):
+        r = manager.patch("/api/v1/bins/A-01", json={"capacity": capacity})
+        assert r.status_code == 200, r.text
+        p = viewer.get(URL).json()
+        assert (p["capacity"], p["fits_capacity"]) == (capacity, fits)

@@ -153,6 +153,27 @@ def test_bin_page_chart_has_reorder_line_and_order_marker(
         page.context.close()
 
 
+def test_bin_page_says_when_the_target_does_not_fit_the_bin(
+    plant: Plant, browser
+) -> None:
+    """A reorder point plus one order above the bin's capacity is said on the bin page
+    (the demo's bin that reordered seconds after every delivery, with no word why)."""
+    b2 = plant.api("GET", "/api/v1/bins/B2").json()
+    before, rop = b2["capacity"], b2["reorder_point"]
+    # the API takes a capacity down to the reorder point; one order more no longer fits
+    r = plant.api("PATCH", "/api/v1/bins/B2", json={"capacity": rop})
+    assert r.status_code == 200, r.text
+    page = open_page(browser, plant, path="/#/bin/B2")
+    try:
+        warning = page.locator("#bin-policy p.error")
+        warning.wait_for(timeout=BROWSER_WAIT_MS)
+        assert f"is more than the bin holds ({rop})" in warning.inner_text()
+    finally:
+        page.context.close()
+        r = plant.api("PATCH", "/api/v1/bins/B2", json={"capacity": before})
+        assert r.status_code == 200, r.text
+
+
 def test_viewer_key_sees_no_manager_actions_and_the_api_refuses_them(
     plant: Plant, browser
 ) -> None:

@@ -88,6 +88,8 @@ def _explain(session: Any, b: Bin, ctx: Any) -> PolicyExplain:
         manual_override=result["manual_override"],
         applied_reorder_point=b.reorder_point,
         applied_order_qty=b.order_qty,
+        capacity=b.capacity,
+        fits_capacity=b.capacity is None or b.reorder_point + b.order_qty <= b.capacity,
         on_hand=b.on_hand,
         days_of_supply=round(b.on_hand / rate, 2) if rate else None,
         changed_ms=row.changed_ms if row else None,
