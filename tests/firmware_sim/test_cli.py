@@ -5,6 +5,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import serial
@@ -16,15 +19,36 @@ from tests.waits import WAIT_S, wait_until
 PROBE_S = 5.0
 
 
-def test_sim_scales_prints_ports_that_speak_and_stops_on_sigint() -> None:
+@contextmanager
+def sim(*args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """`jitstock sim ARGS` running, its output piped; killed if still alive at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jitstock.cli", "sim", "scales", "--bins", "3"]
-        + ["--protocol", "mixed", "--speed", "10", "--seed", "1"],
+        [sys.executable, "-m", "jitstock.cli", "sim", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen,
     )
     try:
+        assert proc.stdout is not None
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C the sim; it must exit cleanly within the wait. Returns its stderr."""
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_sim_scales_prints_ports_that_speak_and_stops_on_sigint() -> None:
+    scales = ("scales", "--bins", "3", "--protocol", "mixed", "--speed", "10")
+    with sim(*scales, "--seed", "1") as proc:
         assert proc.stdout is not None
         rows = [proc.stdout.readline().split("\t") for _ in range(3)]
         assert [r[0] for r in rows] == ["B01", "B02", "B03"]
@@ -39,47 +63,20 @@ def test_sim_scales_prints_ports_that_speak_and_stops_on_sigint() -> None:
         )
         assert "protocol=stream" in probe_port(rows[0][1], timeout_s=PROBE_S)
         assert "protocol=sics" in probe_port(rows[1][1], timeout_s=PROBE_S)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+        assert "Traceback" not in stop(proc)
 
 
 def test_sim_scales_speaks_the_chosen_stream_format() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jitstock.cli", "sim", "scales", "--bins", "1"]
-        + ["--stream-format", "ad"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with sim("scales", "--bins", "1", "--stream-format", "ad") as proc:
         assert proc.stdout is not None
         port = proc.stdout.readline().split("\t")[1]
         assert "A&D standard format" in probe_port(port, timeout_s=PROBE_S)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        stop(proc)
 
 
 @pytest.mark.parametrize("transport", ["rtu", "tcp"])
 def test_sim_modbus_prints_units_that_check_port_recognises(transport: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jitstock.cli", "sim", "modbus", "--units", "3"]
-        + ["--transport", transport],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with sim("modbus", "--units", "3", "--transport", transport) as proc:
         assert proc.stdout is not None
         rows = [proc.stdout.readline().rstrip("\n").split("\t") for _ in range(3)]
         assert [r[0] for r in rows] == ["M01", "M02", "M03"]
@@ -94,14 +91,7 @@ def test_sim_modbus_prints_units_that_check_port_recognises(transport: str) -> N
         )
         assert found.returncode == 0, found.stdout
         assert "unit 3" in found.stdout
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+        assert "Traceback" not in stop(proc)
 
 
 def test_sim_scanner_scans_every_n_seconds_without_a_terminal() -> None:
@@ -109,14 +99,7 @@ def test_sim_scanner_scans_every_n_seconds_without_a_terminal() -> None:
 
     Stdin's end used to stop the random scans too: in the background the sim never scanned.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jitstock.cli", "sim", "scanner", "--every", "0.2"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with sim("scanner", "--every", "0.2", stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
         port = proc.stdout.readline().rstrip("\n").split("\t")[1]
         codes: list[str] = []
@@ -130,13 +113,7 @@ def test_sim_scanner_scans_every_n_seconds_without_a_terminal() -> None:
 
             wait_until(read_codes, what="three random scans")
         assert all(c.startswith("KANBAN-") for c in codes), codes
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        stop(proc)
 
 
 @pytest.mark.parametrize(
@@ -194,21 +171,7 @@ def test_sim_stops_on_sigint_sent_as_soon_as_its_port_is_printed(
     printing the ports, so a Ctrl-C sent at once was lost and the sim ran on for ever (CI saw
     `sim scanner --every 0.2` outlive a 60 s wait).
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jitstock.cli", "sim", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_ignore_sigint,
-    )
-    try:
+    with sim(*args, stdin=subprocess.DEVNULL, preexec_fn=_ignore_sigint) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip(), "no port line"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        stop(proc)

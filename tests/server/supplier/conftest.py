@@ -30,6 +30,7 @@ from jitstock.server.db.secrets import new_webhook_secret
 from jitstock.server.db.session import transaction
 from jitstock.server.seed import BinSeed, SupplierSeed
 from jitstock.server.settings import ServerSettings
+from tests.server.mqtt_device import HandDevice
 from tests.server.server_support import seed, wait_until
 from tests.server.webhook_receiver import WebhookContract, WebhookReceiver
 from tests.services import free_port, wait_port
@@ -245,3 +246,26 @@ def shop_floor(tmp: Path, mqtt_url: str, count: int) -> Iterator[Floor]:
 def token() -> str:
     """A random suffix for names."""
     return secrets.token_hex(3)
+
+
+@contextmanager
+def plant(
+    tmp: Path, mqtt_url: str, *, start: int, **kw: Any
+) -> Iterator[tuple[Loop, HandDevice]]:
+    """The seeded server and its bin's hand-written MQTT device, showing ``start`` units."""
+    with supplier_loop(tmp, mqtt_url, **kw) as loop:
+        dev = HandDevice(mqtt_url, SITE, "pi-1", unit_g=UNIT_G, tare_g=TARE_G)
+        try:
+            dev.count(BIN, start)
+            wait_until(lambda: loop.level()["on_hand"] == start, what="level")
+            yield loop, dev
+        finally:
+            dev.close()
+
+
+def show(loop: Loop, dev: HandDevice, n: int) -> dict[str, Any]:
+    """The bin's scale shows ``n`` units; returns the level once the server has it."""
+    dev.count(BIN, n)
+    return wait_until(
+        lambda: (lvl := loop.level())["on_hand"] == n and lvl, what=f"level {n}"
+    )

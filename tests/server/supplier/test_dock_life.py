@@ -4,44 +4,16 @@ endpoints.  Each test is one defect the try saw, and fails without its fix."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.server.mqtt_device import HandDevice
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (
     BIN,
-    SITE,
-    TARE_G,
-    UNIT_G,
     Loop,
-    supplier_loop,
+    plant,
+    show,
 )
-
-
-@contextmanager
-def plant(
-    tmp: Path, mqtt_url: str, *, start: int, **kw: Any
-) -> Iterator[tuple[Loop, HandDevice]]:
-    """The seeded server and the bin's device, showing ``start`` units."""
-    with supplier_loop(tmp, mqtt_url, **kw) as loop:
-        dev = HandDevice(mqtt_url, SITE, "pi-1", unit_g=UNIT_G, tare_g=TARE_G)
-        try:
-            dev.count(BIN, start)
-            wait_until(lambda: loop.level()["on_hand"] == start, what="level")
-            yield loop, dev
-        finally:
-            dev.close()
-
-
-def show(loop: Loop, dev: HandDevice, n: int) -> dict[str, Any]:
-    """The bin's scale shows ``n`` units; returns the level once the server has it."""
-    dev.count(BIN, n)
-    return wait_until(
-        lambda: (lvl := loop.level())["on_hand"] == n and lvl, what=f"level {n}"
-    )
 
 
 def orders(loop: Loop) -> list[dict[str, Any]]:

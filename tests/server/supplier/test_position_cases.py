@@ -4,8 +4,6 @@ device (docs/protocol.md), the REST API, and two real supplier webhook endpoints
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +17,9 @@ from tests.server.supplier.conftest import (
     UNIT_G,
     Loop,
     order_webhooks,
-    supplier_loop,
+    plant,
+    show,
 )
-
-
-@contextmanager
-def plant(
-    tmp: Path, mqtt_url: str, *, start: int, **kw: Any
-) -> Iterator[tuple[Loop, HandDevice]]:
-    """The seeded server and the bin's device, showing ``start`` units."""
-    with supplier_loop(tmp, mqtt_url, **kw) as loop:
-        dev = HandDevice(mqtt_url, SITE, "pi-1", unit_g=UNIT_G, tare_g=TARE_G)
-        try:
-            dev.count(BIN, start)
-            wait_until(lambda: loop.level()["on_hand"] == start, what="level")
-            yield loop, dev
-        finally:
-            dev.close()
-
-
-def _show(loop: Loop, dev: HandDevice, n: int) -> dict[str, Any]:
-    dev.count(BIN, n)
-    return wait_until(
-        lambda: (lvl := loop.level())["on_hand"] == n and lvl, what=f"level {n}"
-    )
 
 
 def _order(loop: Loop, n: int = 1) -> dict[str, Any]:
@@ -78,7 +55,7 @@ def test_case1_refill_while_picking_receives_the_order(
     """40 delivered, the scale sees +35 (5 picked during put-away): the order closes,
     nothing stays on order, the picks are consumption, no unexplained alert."""
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         order = _order(loop)
         a = loop.supplier_key("A")
         r = a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 40})
@@ -87,7 +64,7 @@ def test_case1_refill_while_picking_receives_the_order(
         assert (r.json()["trigger"], r.json()["bridge_for"]) == (None, None)
         mine = a.get("/api/v1/supplier/orders").json()
         assert [(o["id"], o["trigger"]) for o in mine] == [(order["id"], None)]
-        _show(loop, dev, 18 + 35)
+        show(loop, dev, 18 + 35)
         wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
         lvl = loop.level()
         assert (lvl["on_order_qty"], lvl["pending_delivery_qty"], lvl["position"]) == (
@@ -112,18 +89,18 @@ def test_case2_short_weigh_in_leaves_no_phantom_pending(
         loop,
         dev,
     ):
-        _show(loop, dev, 48)
+        show(loop, dev, 48)
         order = _order(loop)
         r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 100})
         assert r.status_code == 201, r.text
         assert loop.level()["pending_delivery_qty"] == 100
-        _show(loop, dev, 48 + 97)
+        show(loop, dev, 48 + 97)
         wait_until(lambda: loop.level()["pending_delivery_qty"] == 0, what="pending 0")
         assert loop.order(order["id"])["state"] == "closed"
         assert loop.level()["position"] == 145
         r = loop.admin.get("/api/v1/receiving-discrepancies", params={"bin": BIN})
         assert [(d["kind"], d["qty"]) for d in r.json()] == [("putaway_picks", 3)]
-        _show(loop, dev, 49)
+        show(loop, dev, 49)
         second = _order(loop, 2)
         assert second["state"] in ("created", "sent")
 
@@ -135,14 +112,14 @@ def test_case3_4_balance_of_a_partial_delivery(tmp_path: Path, mosquitto) -> Non
         loop,
         dev,
     ):
-        _show(loop, dev, 48)
+        show(loop, dev, 48)
         order = _order(loop)
         a = loop.supplier_key("A")
         assert (
             a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 100}).status_code
             == 200
         )
-        _show(loop, dev, 108)
+        show(loop, dev, 108)
         wait_until(
             lambda: loop.order(order["id"])["state"] == "part_received", what="part"
         )
@@ -150,7 +127,7 @@ def test_case3_4_balance_of_a_partial_delivery(tmp_path: Path, mosquitto) -> Non
         assert (lvl["on_order_qty"], lvl["position"]) == (40, 148)
         trigger = loop.order(order["id"])["trigger"]["position"]
         assert trigger["on_order"] == 0  # the rule's view when it fired
-        _show(loop, dev, 148)
+        show(loop, dev, 148)
         wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
         assert loop.order(order["id"])["delivered_qty"] == 100
         assert loop.level()["on_order_qty"] == 0
@@ -162,7 +139,7 @@ def test_case5_one_pick_never_escalates(tmp_path: Path, mosquitto) -> None:
     with plant(tmp_path, mosquitto.url, start=150, reorder_point=50) as (loop, dev):
         # the 150 was measured two hours ago (an outbox replay after an outage)
         dev.count(BIN, 150, ts_ms=int(time.time() * 1000) - 2 * 3_600_000)
-        _show(loop, dev, 40)
+        show(loop, dev, 40)
         order = _order(loop)
         wait_until(lambda: order_webhooks(loop.a), what="A has the order")
         for _ in range(3):
@@ -178,7 +155,7 @@ def test_case6_supplier_cancel_moves_demand_to_fallback(
     """A cancels: B gets an order at once, one alert, and the next reading does not
     re-order from A."""
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         order = _order(loop)
         a = loop.supplier_key("A")
         r = a.post(
@@ -189,7 +166,7 @@ def test_case6_supplier_cancel_moves_demand_to_fallback(
         assert [o.qty for o in fallback] == [40]
         wait_until(lambda: order_webhooks(loop.b), what="B receives the order")
         assert len(_alerts(loop, "order_cancelled_by_supplier")) == 1
-        _show(loop, dev, 17)
+        show(loop, dev, 17)
         assert [o.supplier_id for o in loop.orders()] == ["A", "B"]
 
 
@@ -197,7 +174,7 @@ def test_case6_webhook_4xx_moves_demand_to_fallback(tmp_path: Path, mosquitto) -
     """A answers 400: its order fails and B gets the order at once."""
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
         loop.a.script(400)
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         wait_until(lambda: loop.orders(state="failed"), what="A's order failed")
         wait_until(
             lambda: (
@@ -215,7 +192,7 @@ def test_case6_webhook_4xx_moves_demand_to_fallback(tmp_path: Path, mosquitto) -
 
 def test_case7_scan_of_a_cancelled_order_is_alerted(tmp_path: Path, mosquitto) -> None:
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         order = _order(loop)
         r = loop.admin.post(
             f"/api/v1/orders/{order['id']}/cancel-request",
@@ -241,7 +218,7 @@ def test_case8_bin_supplier_wins_and_replacement_in_packs(
             json={"sku_id": "SKU-1", "priority": 2, "pack_size": 12, "moq": 24},
         )
         assert r.status_code == 200, r.text
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         order = _order(loop)
         assert (
             order["supplier_id"] == "B"
@@ -272,7 +249,7 @@ def test_case11_one_alert_per_escalation_resolved_when_closed(
             "/api/v1/suppliers/A/loop-settings", json={"ack_deadline_s": 1}
         )
         assert r.status_code == 200, r.text
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         first = _order(loop)
         # the deadline runs from when A was sent the order (later on a busy machine)
         done = wait_until(
@@ -285,7 +262,7 @@ def test_case11_one_alert_per_escalation_resolved_when_closed(
         assert [a["kind"] for a in about_first] == ["order_escalated"]
         # B delivers: its order closes, the escalation incident resolves by itself
         bridge = loop.orders(supplier_id="B")[0]
-        _show(loop, dev, 18 + 40)
+        show(loop, dev, 18 + 40)
         wait_until(lambda: loop.order(bridge.id)["state"] == "closed", what="closed")
         loop.app.alerts.run_full()
         assert [a for a in _open_alerts(loop) if a["order_id"] == first["id"]] == []
@@ -296,7 +273,7 @@ def test_case11_viewer_cannot_resolve_a_critical_alert(
 ) -> None:
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
         loop.a.script(400)
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         (alert,) = wait_until(
             lambda: _open_alerts(loop, "order_failed"), what="order_failed alert"
         )
@@ -310,7 +287,7 @@ def test_case11_viewer_cannot_resolve_a_critical_alert(
 
 def test_case12_ship_notice_is_validated(tmp_path: Path, mosquitto) -> None:
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         order = _order(loop)
         a = loop.supplier_key("A")
         r = a.post(f"/api/v1/orders/{order['id']}/ship", json={"expected_ms": 5})
@@ -346,7 +323,7 @@ def test_case9_scan_only_into_bins_the_station_may_receive_into(
 ) -> None:
     """A dock station without bins is accepted; it receives only where it may."""
     with plant(tmp_path, mosquitto.url, start=30) as (loop, dev):
-        _show(loop, dev, 18)
+        show(loop, dev, 18)
         order = _order(loop)
         r = loop.admin.post(
             "/api/v1/agents", json={"id": "dock-2", "site_id": SITE, "receive_bins": []}

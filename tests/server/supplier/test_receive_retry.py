@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.server.supplier.test_dock_life import plant, show
+from jitstock.server.db.models import Order
+from tests.server.supplier.conftest import Loop, plant, show
+
+
+@contextmanager
+def ordered(tmp: Path, mqtt_url: str) -> Iterator[tuple[Loop, Order]]:
+    """A bin drained below its reorder point (50) and its order of 100, not yet received."""
+    with plant(tmp, mqtt_url, start=60, order_qty=100, reorder_point=50) as (loop, dev):
+        show(loop, dev, 45)
+        yield loop, loop.wait_order()[0]
 
 
 def _receive(
@@ -30,12 +41,7 @@ def _receive(
 
 
 def test_a_retried_receipt_is_recorded_once(tmp_path: Path, mosquitto: Any) -> None:
-    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
-        loop,
-        dev,
-    ):
-        show(loop, dev, 45)
-        order = loop.wait_order()[0]
+    with ordered(tmp_path, mosquitto.url) as (loop, order):
         key = str(uuid.uuid4())
         first = _receive(loop.admin, order.id, 30, key)
         assert first.status_code == 201, first.text
@@ -62,12 +68,7 @@ def test_a_retried_receipt_is_recorded_once(tmp_path: Path, mosquitto: Any) -> N
 def test_the_same_key_sent_at_once_from_two_terminals_records_one_receipt(
     tmp_path: Path, mosquitto: Any
 ) -> None:
-    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
-        loop,
-        dev,
-    ):
-        show(loop, dev, 45)
-        order = loop.wait_order()[0]
+    with ordered(tmp_path, mosquitto.url) as (loop, order):
         key = f"DN-{uuid.uuid4().hex[:8]}"
         answers: list[httpx.Response] = []
         go = threading.Barrier(4)
@@ -96,12 +97,7 @@ def test_the_same_key_sent_at_once_from_two_terminals_records_one_receipt(
 def test_hostile_idempotency_keys_are_refused_and_change_nothing(
     tmp_path: Path, mosquitto: Any
 ) -> None:
-    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
-        loop,
-        dev,
-    ):
-        show(loop, dev, 45)
-        order = loop.wait_order()[0]
+    with ordered(tmp_path, mosquitto.url) as (loop, order):
         # (what HTTP itself cannot carry, a leading space or a tab, never reaches us)
         bad_keys: list[str | bytes] = ["", "a b", "x" * 201, b"\xe9t\xe9"]
         for bad in bad_keys:

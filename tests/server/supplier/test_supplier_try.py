@@ -10,7 +10,9 @@ from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (
     events_of,
     order_webhooks,
+    plant,
     shop_floor,
+    show,
     supplier_loop,
 )
 
@@ -155,8 +157,6 @@ def test_every_field_an_order_always_carries_is_required_in_its_schema(
     API returns (null until set) but were optional in /openapi.json: a generated client
     made them absent-or-null.  Every property of an order is now required, and every
     order returned has exactly those properties."""
-    from tests.server.supplier.test_dock_life import plant, show
-
     with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
         loop,
         dev,
