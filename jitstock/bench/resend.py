@@ -408,36 +408,21 @@ def _measure(
 
 def baseline(broker: Mosquitto, ctx: Any, rate: int, seconds: float) -> dict[str, Any]:
     """The do-nothing subscriber at the trigger run's rate and shape."""
-    ready, stop = ctx.Event(), ctx.Event()
-    q: mp.Queue[Any] = ctx.Queue()
-    c = ctx.Process(
-        target=measure.counter,
-        args=(broker.url, "jit/v1/bench/+/readings", ready, stop, q),
+
+    def load() -> dict[str, Any]:
+        rq: mp.Queue[Any] = ctx.Queue()
+        g = ctx.Process(
+            target=generator,
+            args=(broker.url, "nothing", rate, seconds, 0, 0, [0] * AGENTS, rq),
+        )
+        g.start()
+        sent: dict[str, Any] = rq.get(timeout=seconds + 180)
+        g.join()
+        return sent
+
+    return measure.beside_counter(
+        ctx, broker.url, "jit/v1/bench/+/readings", rate, load
     )
-    c.start()
-    ready.wait(30)
-    time.sleep(0.3)
-    rq: mp.Queue[Any] = ctx.Queue()
-    g = ctx.Process(
-        target=generator,
-        args=(broker.url, "nothing", rate, seconds, 0, 0, [0] * AGENTS, rq),
-    )
-    g.start()
-    sent = rq.get(timeout=seconds + 180)
-    g.join()
-    time.sleep(1.0)
-    stop.set()
-    got = q.get(timeout=30)
-    c.join()
-    return {
-        "target_readings_s": rate,
-        "published_readings_s": round(sent["sent"] / sent["seconds"]),
-        "received": got["count"],
-        "lost": sent["sent"] - got["count"],
-        "subscriber_cpu_us_per_reading": round(
-            got["cpu_s"] / max(1, got["count"]) * 1e6, 2
-        ),
-    }
 
 
 def run(
