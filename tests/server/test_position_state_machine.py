@@ -25,7 +25,9 @@ Invariants after every step:
 2. no order has delivered_qty < 0 or qty ≤ 0, no receipt scale_qty < 0;
 3. at most one open non-bridge order per bin waiting for its first delivery
    (created, sent, acknowledged, shipped), never two such orders to one supplier
-   for one bin (a part-received order may have a new order beside it);
+   for one bin (a part-received order may have a new order beside it, and so may a
+   bridge order whose late order its supplier then cancelled: the replacement goes
+   to whoever the rule picks, the bridge's supplier included);
 4. a bin whose position ≤ its reorder point (not paused) has an open order waiting
    for its first delivery (a part-received one whose remainder leaves the position
    that low is not enough), or
@@ -720,7 +722,14 @@ class PositionMachine(RuleBasedStateMachine):
             assert len([o for o in awaiting if o.bridge_for is None]) <= 1, [
                 (o.id, o.state, o.supplier_id) for o in mine
             ]
-            suppliers = [o.supplier_id for o in awaiting]
+            # a bridge whose late order is gone (its supplier cancelled it) is an order
+            # in its own right: the replacement may go to the same supplier beside it
+            open_ids = {o.id for o in open_orders}
+            suppliers = [
+                o.supplier_id
+                for o in awaiting
+                if o.bridge_for is None or o.bridge_for in open_ids
+            ]
             assert len(suppliers) == len(set(suppliers)), suppliers
             # 4. low and not paused: an order still to come, or an alert that says why not
             if want <= b.reorder_point and not b.paused and not awaiting:
