@@ -65,7 +65,11 @@ class TransitionPublic(Output):
     at_ms: int
     from_state: OrderState | None
     to_state: OrderState
-    actor: str
+    actor: str = Field(
+        description="who made the change: to a supplier key, its own key name, its "
+        "e-mail link (`email-link:<supplier>`) or the plant's software (`dispatcher`, "
+        "`reorder`, `escalation`, `scale`) as they are, and any plant person as `plant`"
+    )
     reason: str | None
     detail: dict[str, Any] | None
 
@@ -84,7 +88,10 @@ class ReceiptPublic(Output):
     scale_qty: int | None
     inspection_required: bool
     status: str
-    actor: str
+    actor: str = Field(
+        description="who recorded it: to a supplier key `scale` or `plant` (the plant's "
+        "people and dock stations are not named)"
+    )
 
 
 class InspectionPublic(Output):

@@ -51,6 +51,8 @@ from jitstock.server.api.supplier_scope import (
     OrderReader,
     SupplierKey,
     for_key,
+    own_actors,
+    public_actor,
     scope_of,
 )
 from jitstock.server.api.users import issue_api_key
@@ -310,9 +312,12 @@ def transitions(
     out = [TransitionPublic.model_validate(r) for r in rows]
     if scope is None:
         return out
-    # a supplier key: an escalation names no other supplier, shows no plant figures
+    # a supplier key: an escalation names no other supplier, shows no plant figures,
+    # and a plant person is "plant"
+    own = own_actors(session, scope)
     for t in out:
         t.reason, t.detail = public_transition(t.actor, t.reason, t.detail)
+        t.actor = public_actor(t.actor, own)
     return out
 
 
@@ -320,13 +325,19 @@ def transitions(
 def receipts(
     order_id: str, session: ReadSessionDep, key: OrderReader
 ) -> list[ReceiptPublic]:
-    """Receipts of an order."""
+    """Receipts of an order (to a supplier key, who received them is ``plant``)."""
+    scope = scope_of(key)
     with _translated():
-        load_order(session, order_id, scope_of(key))
+        load_order(session, order_id, scope)
     rows = session.scalars(
         select(Receipt).where(Receipt.order_id == order_id).order_by(Receipt.id)
     )
-    return [ReceiptPublic.model_validate(r) for r in rows]
+    out = [ReceiptPublic.model_validate(r) for r in rows]
+    if scope is not None:
+        own = own_actors(session, scope)
+        for r in out:
+            r.actor = public_actor(r.actor, own)
+    return out
 
 
 @router.get("/api/v1/orders/{order_id}/label.svg", response_class=Response)
