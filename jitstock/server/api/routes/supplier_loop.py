@@ -49,7 +49,6 @@ from jitstock.server.api.supplier_scope import (
     SUPPLIER_ROLE,
     OrderActor,
     OrderReader,
-    SupplierKey,
     for_key,
     own_actors,
     public_actor,
@@ -57,7 +56,7 @@ from jitstock.server.api.supplier_scope import (
 )
 from jitstock.server.api.users import issue_api_key
 from jitstock.server.db.audit import record_audit
-from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku, Supplier
+from jitstock.server.db.models import OPEN_ORDER_STATES, Sku, Supplier
 from jitstock.server.db.supplier_models import (
     Escalation,
     OrderTransition,
@@ -363,20 +362,6 @@ def label_as_png(order_id: str, session: ReadSessionDep, key: OrderReader) -> Re
     with _translated():
         load_order(session, order_id, scope_of(key))
     return Response(label_png(order_id), media_type="image/png")
-
-
-@router.get("/api/v1/supplier/orders")
-def my_open_orders(session: ReadSessionDep, key: SupplierKey) -> list[OrderPublic]:
-    """A supplier key's open orders, oldest first."""
-    rows = session.scalars(
-        select(Order)
-        .where(
-            Order.supplier_id == key.supplier_id,
-            Order.state.in_(OPEN_ORDER_STATES),
-        )
-        .order_by(Order.created_ms, Order.id)
-    )
-    return [for_key(OrderPublic.model_validate(o), key) for o in rows]
 
 
 # ---------------------------------------------------------------- supplier master data
