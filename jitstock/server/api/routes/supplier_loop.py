@@ -36,6 +36,7 @@ from jitstock.server.api.supplier_schemas import (
     InspectionRequest,
     ReceiptPublic,
     ReceiveRequest,
+    ScorecardPublic,
     ShipRequest,
     SupplierItemIn,
     SupplierItemPublic,
@@ -545,11 +546,11 @@ def get_scorecard(
     key: OrderReader,
     ctx: CtxDep,
     period: Period = DEFAULT_PERIOD,
-) -> dict[str, Any]:
+) -> ScorecardPublic:
     """On-time rate, lead time vs quoted, ack time, fill accuracy, quality, escalations."""
     start, end = _card_window(session, supplier_id, key, period, ctx.clock.time_ms())
     card = scorecard(session, supplier_id, start, end)
-    return {"period": period, **asdict(card)}
+    return ScorecardPublic(period=period, **asdict(card))
 
 
 @router.get("/api/v1/suppliers/{supplier_id}/scorecard.csv", response_class=Response)
