@@ -133,9 +133,14 @@ def ship(
 
     Allowed from created, sent or acknowledged: acknowledging first is optional, a
     ship notice without one stands for it (the order's ``acked_ms`` stays empty).
-    The same notice again (same quantity, carrier reference and expected time — a
-    retry whose answer was lost) changes nothing (200); a different one once shipped
-    is 409.
+    The same notice again while the order is shipped (a retry whose answer was
+    lost: the same quantity — an omitted `qty` means what is outstanding — the same
+    `carrier_ref`, and the same or no `expected_ms`) changes nothing (200). A
+    different one once shipped is 409, its `detail` naming the notice on record
+    ("already shipped with another notice (qty …, carrier_ref …, expected_ms …)");
+    once goods are received (in part or in full) or the order is over, any notice is
+    409. `qty` beyond what
+    is outstanding plus the tolerance (max(2, 10 %)) is 422.
     """
     with _translated():
         ship_order(
