@@ -20,6 +20,7 @@ webhook received by a supplier endpoint, p50/p99.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import os
 import shutil
@@ -212,34 +213,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return report
 
         # 1. the machine's limit: a do-nothing subscriber, no server running
-        baseline = []
-        for rate in rates:
-            ready, stop = ctx.Event(), ctx.Event()
-            q: mp.Queue[Any] = ctx.Queue()
-            c = ctx.Process(
-                target=measure.counter,
-                args=(broker.url, protocol.subscription("readings"), ready, stop, q),
+        topic = protocol.subscription("readings")
+        result["baseline_do_nothing_subscriber"] = [
+            measure.beside_counter(
+                ctx, broker.url, topic, rate, functools.partial(load, rate, phase_s)
             )
-            c.start()
-            ready.wait(10)
-            time.sleep(0.3)
-            sent = load(rate, phase_s)
-            time.sleep(1.0)
-            stop.set()
-            got = q.get(timeout=30)
-            c.join()
-            baseline.append(
-                {
-                    "target_readings_s": rate,
-                    "published_readings_s": round(sent["sent"] / sent["seconds"]),
-                    "received": got["count"],
-                    "lost": sent["sent"] - got["count"],
-                    "subscriber_cpu_us_per_reading": round(
-                        got["cpu_s"] / max(1, got["count"]) * 1e6, 2
-                    ),
-                }
-            )
-        result["baseline_do_nothing_subscriber"] = baseline
+            for rate in rates
+        ]
 
         # 2. the server at the same rates
         state_db = getattr(args, "state_db", None)

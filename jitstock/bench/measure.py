@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,6 +58,33 @@ def counter(url: str, topic: str, ready: Any, stop: Any, out: mp.Queue[Any]) -> 
     client.loop_stop()
     client.disconnect()
     out.put({"count": count, "cpu_s": time.process_time()})
+
+
+def beside_counter(
+    ctx: Any, url: str, topic: str, rate: int, load: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The do-nothing subscriber's figures for one load at `rate` (`load` publishes and
+    returns its generator's report, with "sent" and "seconds")."""
+    ready, stop = ctx.Event(), ctx.Event()
+    q: mp.Queue[Any] = ctx.Queue()
+    c = ctx.Process(target=counter, args=(url, topic, ready, stop, q))
+    c.start()
+    ready.wait(30)
+    time.sleep(0.3)
+    sent = load()
+    time.sleep(1.0)  # the last messages reach the subscriber
+    stop.set()
+    got = q.get(timeout=30)
+    c.join()
+    return {
+        "target_readings_s": rate,
+        "published_readings_s": round(sent["sent"] / sent["seconds"]),
+        "received": got["count"],
+        "lost": sent["sent"] - got["count"],
+        "subscriber_cpu_us_per_reading": round(
+            got["cpu_s"] / max(1, got["count"]) * 1e6, 2
+        ),
+    }
 
 
 class Receiver:

@@ -11,7 +11,8 @@ own state DB, one after the other on the same broker and InfluxDB) it reports:
 - CPU microseconds per reading of all server processes added up (the server and any
   child processes it runs), and of influxd and mosquitto;
 - idle CPU: % of one core the server uses with no traffic, after start-up;
-- the highest rate it sustains (every reading applied, ingest lag p99 <= 1 s).
+- the highest rate it sustains (every reading applied, ingest lag p99 <= 1 s; the
+  sweep is :mod:`jitstock.bench.resend_sweep`).
 
 A do-nothing paho subscriber (parses each message, stores nothing) at the same rate is
 the machine's baseline in the same run.
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jitstock.bench import measure
+from jitstock.bench import measure, resend_sweep
 from jitstock.bench.resend_load import (
     AGENTS,
     BINS_PER_AGENT,
@@ -44,13 +45,6 @@ from jitstock.bench.services import InfluxDB, Mosquitto, free_port
 
 RUN_S = 30.0
 TRIGGER_RATE = 20_000
-# Each sweep phase of the sustained-rate search runs this long.
-SWEEP_S = 10.0
-SUSTAINED_LAG_P99_S = 1.0
-# Bins crossing their reorder point in each sweep phase (trigger latency at each rate).
-SWEEP_CROSSINGS = 60
-# The sweep (rates tried from the lowest up) stops after this many failed phases in a row.
-SWEEP_STOP_FAILURES = 2
 # Idle CPU is measured over this long, once start-up work is over (a IDLE_WINDOW_S window
 # below IDLE_QUIET of a core, waiting at most IDLE_SETTLE_MAX_S).
 IDLE_S = 30.0
@@ -282,10 +276,8 @@ def _measure(
                 for k, v in oth.items()
             },
         }
-        res["sustained"] = (
-            stored == sent["sent"]
-            and caught is not None
-            and (res["lag_p99_s"] or 99) <= SUSTAINED_LAG_P99_S
+        res["sustained"] = resend_sweep.sustained(
+            stored, sent["sent"], caught is not None, res["lag_p99_s"]
         )
         res["_published"] = sent["published"]
         return res
@@ -398,88 +390,39 @@ def _measure(
                 "max_ms": _quantile(total, 1.0),
             }
 
+        def with_triggers(r: int, seconds: float, crossings: int) -> dict[str, Any]:
+            """One phase and the trigger latency of its crossings."""
+            res = phase(r, seconds, crossings)
+            res["trigger"] = triggers(res.pop("_published"))
+            return res
+
         if steady is not None:
             out["steady"] = steady_load(*steady)
         else:
             # the trigger run: the issue's load shape
-            trig = phase(rate, run_s, CROSSINGS)
-            trig["trigger"] = triggers(trig.pop("_published"))
-            out["trigger_run"] = trig
-            sw: list[dict[str, Any]] = []
-            for r in sorted(set(sweep)):
-                res = phase(r, SWEEP_S, SWEEP_CROSSINGS)
-                res["trigger"] = triggers(res.pop("_published"))
-                sw.append(res)
-                if not keep_sweeping(sw):
-                    break
-            out["sweep"] = sw
-            out.update(sustained_summary(sw))
+            out["trigger_run"] = with_triggers(rate, run_s, CROSSINGS)
+            out.update(resend_sweep.sweep(sweep, with_triggers))
     out["sigterm_exit_s"] = measure.STOP_S[-1] if measure.STOP_S else None
     return out
 
 
-def keep_sweeping(phases: list[dict[str, Any]]) -> bool:
-    """Whether to try the next (higher) rate: not after SWEEP_STOP_FAILURES failed
-    phases in a row (one failure can be a busy moment of the machine; higher rates
-    only take longer to fail)."""
-    tail = phases[-SWEEP_STOP_FAILURES:]
-    return len(tail) < SWEEP_STOP_FAILURES or any(p["sustained"] for p in tail)
-
-
-def sustained_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
-    """The highest rate sustained (zero loss, lag p99 <= 1 s): the highest target rate
-    of any sustained phase, and the highest below the first failure (the strict one)."""
-    ok = [p for p in phases if p["sustained"]]
-    strict = 0
-    for p in phases:
-        if not p["sustained"]:
-            break
-        strict = p["target_readings_s"]
-    failed = [p["target_readings_s"] for p in phases if not p["sustained"]]
-    return {
-        "max_sustained_readings_s": max(
-            (p["published_readings_s"] for p in ok), default=0
-        ),
-        "max_sustained_target_readings_s": max(
-            (p["target_readings_s"] for p in ok), default=0
-        ),
-        "sustained_below_first_failure_readings_s": strict,
-        "lowest_failed_target_readings_s": min(failed, default=None),
-    }
-
-
 def baseline(broker: Mosquitto, ctx: Any, rate: int, seconds: float) -> dict[str, Any]:
     """The do-nothing subscriber at the trigger run's rate and shape."""
-    ready, stop = ctx.Event(), ctx.Event()
-    q: mp.Queue[Any] = ctx.Queue()
-    c = ctx.Process(
-        target=measure.counter,
-        args=(broker.url, "jit/v1/bench/+/readings", ready, stop, q),
+
+    def load() -> dict[str, Any]:
+        rq: mp.Queue[Any] = ctx.Queue()
+        g = ctx.Process(
+            target=generator,
+            args=(broker.url, "nothing", rate, seconds, 0, 0, [0] * AGENTS, rq),
+        )
+        g.start()
+        sent: dict[str, Any] = rq.get(timeout=seconds + 180)
+        g.join()
+        return sent
+
+    return measure.beside_counter(
+        ctx, broker.url, "jit/v1/bench/+/readings", rate, load
     )
-    c.start()
-    ready.wait(30)
-    time.sleep(0.3)
-    rq: mp.Queue[Any] = ctx.Queue()
-    g = ctx.Process(
-        target=generator,
-        args=(broker.url, "nothing", rate, seconds, 0, 0, [0] * AGENTS, rq),
-    )
-    g.start()
-    sent = rq.get(timeout=seconds + 180)
-    g.join()
-    time.sleep(1.0)
-    stop.set()
-    got = q.get(timeout=30)
-    c.join()
-    return {
-        "target_readings_s": rate,
-        "published_readings_s": round(sent["sent"] / sent["seconds"]),
-        "received": got["count"],
-        "lost": sent["sent"] - got["count"],
-        "subscriber_cpu_us_per_reading": round(
-            got["cpu_s"] / max(1, got["count"]) * 1e6, 2
-        ),
-    }
 
 
 def run(

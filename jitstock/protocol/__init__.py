@@ -77,6 +77,7 @@ from jitstock.protocol.decode import (
     decode_readings_columns,
     decode_scans,
     decode_status,
+    load_payload,
 )
 
 __all__ = [
@@ -118,6 +119,7 @@ __all__ = [
     "decode_readings_columns",
     "decode_scans",
     "decode_status",
+    "load_payload",
     "encode_config",
     "encode_readings",
     "encode_scans",

@@ -37,7 +37,8 @@ from jitstock.protocol.contract import (
 )
 
 
-def _load(payload: bytes) -> dict[str, Any]:
+def load_payload(payload: bytes) -> dict[str, Any]:
+    """The payload's JSON object, size-checked; ``ProtocolError`` otherwise."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(
             "oversized", f"payload is {len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}"
@@ -144,7 +145,7 @@ def decode_readings(
     payload: bytes, *, expected_agent: str | None = None, now_ms: int | None = None
 ) -> tuple[ReadingsBatch, list[Reject]]:
     """Decode and validate a readings batch; bad readings come back as rejects."""
-    doc = _load(payload)
+    doc = load_payload(payload)
     agent, seq, sent_ms, items = _envelope(doc, "readings", expected_agent)
     good, rejects = _readings(items, now_ms)
     return ReadingsBatch(agent, seq, sent_ms, tuple(good)), rejects
@@ -222,6 +223,7 @@ def decode_readings_columns(
     expected_agent: str | None = None,
     now_ms: int | None = None,
     known_bins: Container[str] | None = None,
+    doc: dict[str, Any] | None = None,
 ) -> tuple[ReadingColumns, list[Reject]]:
     """Decode a readings batch into columns, validating whole columns at once.
 
@@ -229,9 +231,12 @@ def decode_readings_columns(
     with a few C-level passes (types by ``set(map(type, ...))``, ranges by
     min/max); anything unusual falls back to the per-reading path, so a bad
     reading is still named and the good ones kept.  ``known_bins`` lets the
-    caller replace the per-reading bin-name regex by a set lookup.
+    caller replace the per-reading bin-name regex by a set lookup.  ``doc``: the
+    payload already parsed by :func:`load_payload` (not modified here), to spare a
+    second parse.
     """
-    doc = _load(payload)
+    if doc is None:
+        doc = load_payload(payload)
     agent, seq, sent_ms, items = _envelope(doc, "readings", expected_agent)
     fast = _columns(items, now_ms, known_bins)
     if fast is not None:
@@ -292,7 +297,7 @@ def decode_scans(
     payload: bytes, *, expected_agent: str | None = None, now_ms: int | None = None
 ) -> tuple[ScansBatch, list[Reject]]:
     """Decode and validate a scans batch; bad scans come back as rejects."""
-    doc = _load(payload)
+    doc = load_payload(payload)
     agent, seq, sent_ms, items = _envelope(doc, "scans", expected_agent)
     good: list[Scan] = []
     rejects: list[Reject] = []
@@ -334,7 +339,7 @@ def decode_scans(
 
 def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
     """Decode an agent status message (``now_ms`` bounds ``ts_ms`` to the clock-skew window)."""
-    doc = _load(payload)
+    doc = load_payload(payload)
     state = doc.get("state")
     if state not in ("online", "offline"):
         raise ProtocolError("wrong_type", "field 'state' must be 'online' or 'offline'")
@@ -388,7 +393,7 @@ def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
 
 def decode_config(payload: bytes) -> AgentConfig:
     """Decode a retained agent configuration."""
-    doc = _load(payload)
+    doc = load_payload(payload)
     raw = doc.pop("bins", [])
     if not isinstance(raw, list):
         raise ProtocolError("wrong_type", "field 'bins' must be a list")

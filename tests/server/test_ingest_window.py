@@ -26,7 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from jitstock import protocol as p
 from jitstock.server import ingest as ingest_mod
 from jitstock.server.mqtt import Incoming
-from tests.factories import TARE_G, UNIT_G, Plant
+from tests.factories import NOW_MS, TARE_G, UNIT_G, Plant
 from tests.waits import WAIT_S
 
 ROP = 20  # tests.factories.plant_bins' reorder point
@@ -253,3 +253,57 @@ def test_readings_that_cannot_fire_share_a_flush_up_to_the_window(plant: Plant) 
     for m in msgs:
         inbox.put(m)
     assert plant.ingest._drain(inbox) == msgs[:2]  # the size bound still holds
+
+
+def test_the_window_parses_a_payload_once_and_only_for_its_own_message(
+    plant: Plant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The document ``_urgent`` parsed is the one the flush decodes (no second parse),
+    and it is never applied to another message: a flush of messages the window did not
+    see, or of a different message, decodes their own payloads."""
+    from jitstock.protocol import decode
+
+    parses: list[bytes] = []
+    real = decode.load_payload
+
+    def counting(payload: bytes) -> dict[str, object]:
+        parses.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(decode, "load_payload", counting)
+    monkeypatch.setattr(p, "load_payload", counting)
+
+    def body(seq: int, count: int) -> bytes:
+        doc = {
+            "agent": "pi-1",
+            "seq": seq,
+            "readings": [
+                {"bin": "B1", "ts_ms": NOW_MS + seq, "grams": grams_of(count)}
+            ],
+        }
+        return json.dumps(doc).encode()
+
+    seen = incoming(TOPICS[0], body(1, 80))
+    assert plant.ingest._urgent(seen) is False
+    plant.ingest.process([seen])
+    assert parses == [seen.payload]  # parsed once, by the window
+    assert on_hand(plant, "B1") == 80
+
+    # the window saw one message, the flush gets another: it decodes its own payload
+    glimpsed = incoming(TOPICS[0], body(2, 70))
+    plant.ingest._urgent(glimpsed)
+    other = incoming(TOPICS[0], body(2, 60))
+    plant.ingest.process([other])
+    assert on_hand(plant, "B1") == 60
+    # and the glimpsed document does not linger for a later flush
+    assert plant.ingest._docs == {}
+
+
+def on_hand(plant: Plant, bin_id: str) -> int:
+    from jitstock.server.db.models import Bin
+    from jitstock.server.db.session import transaction
+
+    with transaction(plant.session_factory) as s:
+        row = s.get(Bin, bin_id)
+        assert row is not None
+        return int(row.on_hand)

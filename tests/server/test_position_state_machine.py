@@ -84,12 +84,9 @@ from jitstock.server.api.auth import Principal
 from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
 from jitstock.server.api.order_actions import ack_order
 from jitstock.server.api.routes import levels as levels_route
-from jitstock.server.api.routes.supplier_loop import (
-    cancel_request,
-    receive_at_dock,
-    ship,
-)
-from jitstock.server.api.routes.supplier_loop import inspect as inspect_route
+from jitstock.server.api.routes.receiving import inspect as inspect_route
+from jitstock.server.api.routes.receiving import receive_at_dock
+from jitstock.server.api.routes.supplier_loop import cancel_request, ship
 from jitstock.server.api.supplier_schemas import (
     CancelRequest,
     InspectionRequest,

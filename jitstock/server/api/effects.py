@@ -1,4 +1,5 @@
-"""What must happen after a commit that changed bins or agents: the in-memory views catch up."""
+"""What must happen after a commit that changed bins, agents or orders: the in-memory views
+catch up, the senders wake."""
 
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ def agents_changed(ctx: ApiContext) -> None:
         ctx.registry.reload()
     except Exception:
         log.exception("registry reload after an agent change failed")
+
+
+def supply_changed(ctx: ApiContext, new_orders: bool = False) -> None:
+    """Wake the supplier-event relay (its events go out now, not at its next poll) and, when
+    the change made orders, the dispatcher."""
+    events = getattr(ctx, "supplier_events", None)
+    if events is not None:
+        events.wake()
+    if new_orders:
+        ctx.dispatcher.wake()

@@ -12,6 +12,9 @@
     └── FieldInvalid    422    a field's value is wrong; names the field
         └── CsvInvalid  422    an import rejected whole; names every bad row and column
 
+The supplier loop's own refusals (:mod:`jitstock.server.supplier`) become these in
+``supply_errors()``.
+
 Every body has FastAPI's shape, ``{"detail": ...}``: a string for 404/409 and a
 list of ``{"loc", "msg", "type"}`` for 422, where ``msg`` starts with the field
 name so a human reading only the messages knows what to fix.  Request values are
@@ -21,7 +24,8 @@ never echoed back (a rejected webhook secret must not land in a proxy log).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
+from jitstock.server.supplier import IllegalTransition, InvalidRequest, OrderNotFound
 from jitstock.server.tsdb.errors import TsdbError
 
 log = logging.getLogger(__name__)
@@ -166,6 +171,19 @@ class CsvInvalid(FieldInvalid):
             ],
             "message": "nothing was imported: " + self.message,
         }
+
+
+@contextmanager
+def supply_errors() -> Iterator[None]:
+    """Supply errors to HTTP errors: no such order 404, a forbidden transition 409, a bad value 422."""
+    try:
+        yield
+    except OrderNotFound as exc:
+        raise NotFound("order", exc.order_id) from exc
+    except IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
+    except InvalidRequest as exc:
+        raise FieldInvalid(exc.field, exc.message) from exc
 
 
 def clean_message(msg: str) -> str:

@@ -1,5 +1,6 @@
-"""Supplier loop API: ship notices, cancel requests, dock receipts, inspections, order
-history and labels; supplier items, settings and keys; scorecards, alerts, escalations.
+"""Supplier loop API: ship notices, cancel requests, order history and labels; supplier
+items, settings and keys; scorecards, alerts, escalations.  Dock receipts and
+inspections are in :mod:`~jitstock.server.api.routes.receiving`, included here.
 
 Supplier keys reach the order routes for their own supplier's orders only
 (another supplier's order is 404); everything else needs a plant role.
@@ -7,14 +8,11 @@ Supplier keys reach the order routes for their own supplier's orders only
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jitstock.server.api import catalog, effects
@@ -26,16 +24,14 @@ from jitstock.server.api.deps import (
     SessionDep,
     Viewer,
 )
-from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
+from jitstock.server.api.errors import FieldInvalid, NotFound, supply_errors
+from jitstock.server.api.routes import receiving
 from jitstock.server.api.schemas import OrderPublic
 from jitstock.server.api.supplier_schemas import (
     CancelRequest,
     DiscrepancyPublic,
     EscalationPublic,
-    InspectionPublic,
-    InspectionRequest,
     ReceiptPublic,
-    ReceiveRequest,
     ScorecardPublic,
     ShipRequest,
     SupplierItemIn,
@@ -67,22 +63,12 @@ from jitstock.server.db.supplier_models import (
     SupplyAlert,
 )
 from jitstock.server.reorder import SUPPLIER_CANCEL_PREFIX, recheck
-from jitstock.server.supplier import (
-    IllegalTransition,
-    InvalidRequest,
-    OrderNotFound,
-)
 from jitstock.server.supplier.discrepancies import raise_alert
 from jitstock.server.supplier.labels import label_png, label_svg
 from jitstock.server.supplier.lifecycle import (
     load_order,
     public_transition,
     transition,
-)
-from jitstock.server.supplier.receiving import (
-    inspect_receipt,
-    receive,
-    replayed_receipt,
 )
 from jitstock.server.supplier.scorecard import (
     DEFAULT_PERIOD,
@@ -95,27 +81,6 @@ from jitstock.server.supplier.shipping import ship_order
 router = APIRouter(tags=["supplier loop"])
 # A supplier may withdraw an order only before it ships; the plant may cancel any open order.
 SUPPLIER_CANCELLABLE = frozenset({"created", "sent", "acknowledged"})
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Supply errors to HTTP errors (the only place that knows status codes)."""
-    try:
-        yield
-    except OrderNotFound as exc:
-        raise NotFound("order", exc.order_id) from exc
-    except IllegalTransition as exc:
-        raise Conflict(str(exc)) from exc
-    except InvalidRequest as exc:
-        raise FieldInvalid(exc.field, exc.message) from exc
-
-
-def _after_commit(ctx: Any, new_orders: bool = False) -> None:
-    events = getattr(ctx, "supplier_events", None)
-    if events is not None:
-        events.wake()
-    if new_orders:
-        ctx.dispatcher.wake()
 
 
 def _order_out(session: Session, order_id: str, key: object) -> OrderPublic:
@@ -142,7 +107,7 @@ def ship(
     409. `qty` beyond what
     is outstanding plus the tolerance (max(2, 10 %)) is 422.
     """
-    with _translated():
+    with supply_errors():
         ship_order(
             session,
             order_id,
@@ -154,7 +119,7 @@ def ship(
             supplier_id=scope_of(key),
         )
     session.commit()
-    _after_commit(ctx)
+    effects.supply_changed(ctx)
     return _order_out(session, order_id, key)
 
 
@@ -173,7 +138,7 @@ def cancel_request(
     if scope is not None:
         # a supplier's refusal: the reorder rule skips this supplier for the bin a while
         values["last_error"] = f"{SUPPLIER_CANCEL_PREFIX}: {body.reason}"
-    with _translated():
+    with supply_errors():
         order = transition(
             session,
             order_id,
@@ -204,101 +169,13 @@ def cancel_request(
             },
         )
     session.commit()
-    _after_commit(ctx, new_orders=bool(created))
+    effects.supply_changed(ctx, new_orders=bool(created))
     return _order_out(session, order_id, key)
 
 
-# what a client may send as Idempotency-Key: visible ASCII (a UUID, a delivery-note number)
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]+$"
-
-
-@router.post(
-    "/api/v1/orders/{order_id}/receive",
-    status_code=201,
-    responses={
-        200: {
-            "model": ReceiptPublic,
-            "description": "A retry: a receipt with this Idempotency-Key was already "
-            "recorded for the order; it is returned and nothing is recorded again.",
-        }
-    },
-)
-def receive_at_dock(
-    order_id: str,
-    body: ReceiveRequest,
-    session: SessionDep,
-    key: Manager,
-    ctx: CtxDep,
-    response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            pattern=IDEMPOTENCY_KEY,
-            description="Makes a retry safe: the same key on the same order records "
-            "the receipt once (200 with the first receipt); the same key with "
-            "another qty is 422. Without it, every request is a new receipt.",
-        ),
-    ] = None,
-) -> ReceiptPublic:
-    """Goods received at the dock (the label scan does the same): pending until the bin's scale confirms."""
-    with _translated():
-        earlier = replayed_receipt(session, order_id, idempotency_key, body.qty)
-        if earlier is None:
-            try:
-                receipt = receive(
-                    session,
-                    order_id,
-                    body.qty,
-                    method="api",
-                    actor=key.name,
-                    now_ms=ctx.clock.time_ms(),
-                    complete=body.complete,
-                    request_key=idempotency_key,
-                )
-                recheck(session, [receipt.bin_id], ctx.clock.time_ms(), "dock receipt")
-                session.commit()
-            except IntegrityError:
-                # the same key in a request running beside this one won the insert
-                session.rollback()
-                earlier = replayed_receipt(session, order_id, idempotency_key, body.qty)
-                if earlier is None:
-                    raise
-            else:
-                _after_commit(ctx, new_orders=True)
-                return ReceiptPublic.model_validate(receipt)
-    response.status_code = 200
-    return ReceiptPublic.model_validate(earlier)
-
-
-@router.post("/api/v1/receipts/{receipt_id}/inspection", status_code=201)
-def inspect(
-    receipt_id: int,
-    body: InspectionRequest,
-    session: SessionDep,
-    key: Manager,
-    ctx: CtxDep,
-) -> InspectionPublic:
-    """Record a quality inspection; rejected units never count as on hand and are re-ordered."""
-    if session.get(Receipt, receipt_id) is None:
-        raise NotFound("receipt", str(receipt_id))
-    with _translated():
-        row = inspect_receipt(
-            session,
-            receipt_id,
-            body.accepted_qty,
-            body.rejected_qty,
-            body.reason,
-            key.name,
-            ctx.clock.time_ms(),
-        )
-    bin_id = session.get(Receipt, receipt_id).bin_id  # type: ignore[union-attr]
-    recheck(session, [bin_id], ctx.clock.time_ms(), "inspection")
-    session.commit()
-    _after_commit(ctx, new_orders=True)
-    return InspectionPublic.model_validate(row)
+# the dock's routes (receiving.py) stand here, after the cancel request, as they did before
+# they moved: /openapi.json keeps its order of paths
+router.include_router(receiving.router)
 
 
 @router.get("/api/v1/orders/{order_id}/transitions")
@@ -307,7 +184,7 @@ def transitions(
 ) -> list[TransitionPublic]:
     """Every state change of an order: who, when, why."""
     scope = scope_of(key)
-    with _translated():
+    with supply_errors():
         load_order(session, order_id, scope)
     rows = session.scalars(
         select(OrderTransition)
@@ -332,7 +209,7 @@ def receipts(
 ) -> list[ReceiptPublic]:
     """Receipts of an order (to a supplier key, who received them is ``plant``)."""
     scope = scope_of(key)
-    with _translated():
+    with supply_errors():
         load_order(session, order_id, scope)
     rows = session.scalars(
         select(Receipt).where(Receipt.order_id == order_id).order_by(Receipt.id)
@@ -352,7 +229,7 @@ def label(order_id: str, session: ReadSessionDep, key: OrderReader) -> Response:
 
     Suppliers printing their own labels encode the same text in any barcode the dock
     scanner reads (e.g. Code 128)."""
-    with _translated():
+    with supply_errors():
         order = load_order(session, order_id, scope_of(key))
     caption = [
         f"SKU {order.sku_id}",
@@ -365,7 +242,7 @@ def label(order_id: str, session: ReadSessionDep, key: OrderReader) -> Response:
 @router.get("/api/v1/orders/{order_id}/label.png", response_class=Response)
 def label_as_png(order_id: str, session: ReadSessionDep, key: OrderReader) -> Response:
     """The order's QR label as PNG."""
-    with _translated():
+    with supply_errors():
         load_order(session, order_id, scope_of(key))
     return Response(label_png(order_id), media_type="image/png")
 
