@@ -46,7 +46,7 @@ Invariants after every step:
       + the open (unresolved) ``unexplained_increase`` discrepancies;
 6. no escalation with reason 'late' or 'overdue' unless its recorded projected
    stockout comes before the assumed arrival (``stockout_ms < arrival_ms``);
-7. within a day after an order of the bin was cancelled once its supplier had it
+7. within a day after an order of the bin was cancelled
    (and before all of it was received), a receipt by weight (the scale's, no dock
    receipt) is only of an order with a ship notice: the refill may be the cancelled
    order's goods.
@@ -803,7 +803,6 @@ class PositionMachine(RuleBasedStateMachine):
                 for c in orders
                 if c.bin_id == o.bin_id
                 and c.state == "cancelled"
-                and c.sent_ms is not None
                 and c.closed_ms is not None
                 and (c.delivered_qty or 0) < c.qty
                 and r.at_ms - DAY_MS <= c.closed_ms <= r.at_ms

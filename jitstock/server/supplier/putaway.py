@@ -104,15 +104,15 @@ def confirm_refills(
 
 
 def cancelled_goods_due(session: Session, bin_id: str, now_ms: int) -> list[Order]:
-    """The bin's orders cancelled in the last ``CANCELLED_GOODS_WINDOW_MS`` after their
-    supplier had them, not received in full: their goods may still turn up (newest first)."""
+    """The bin's orders cancelled in the last ``CANCELLED_GOODS_WINDOW_MS``, not received
+    in full: their goods may still turn up (newest first).  Also those never recorded as
+    sent: a cancel can race the first delivery, which the supplier may have processed."""
     return list(
         session.scalars(
             select(Order)
             .where(
                 Order.bin_id == bin_id,
                 Order.state == "cancelled",
-                Order.sent_ms.is_not(None),
                 Order.closed_ms >= now_ms - CANCELLED_GOODS_WINDOW_MS,
                 func.coalesce(Order.delivered_qty, 0) < Order.qty,
             )
