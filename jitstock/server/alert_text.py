@@ -40,6 +40,8 @@ WHAT_TO_DO = {
 }
 # An escalation that found no other supplier: nobody else is on it.
 NO_FALLBACK_TO_DO = "No other supplier could take order {order}: call {supplier} for a date, or order elsewhere by hand."
+# An increase while a cancelled order's goods may still turn up: no open order took it.
+CANCELLED_GOODS_TO_DO = "The goods put into bin {bin} may be those of cancelled order {order}: check the delivery note. If they are the open order's, receive it at the dock (scan its label) within 2 hours; the open order stays on order until then."
 DEFAULT_WHAT_TO_DO = (
     "Open the linked bin or order and decide; acknowledge when someone is on it."
 )
@@ -122,6 +124,9 @@ def describe(
         todo = WHAT_TO_DO.get(a["kind"], DEFAULT_WHAT_TO_DO)
         if (a.get("detail") or {}).get("action") == "no_fallback":
             todo = NO_FALLBACK_TO_DO
+        elif cancelled := (a.get("detail") or {}).get("cancelled_orders"):
+            todo = CANCELLED_GOODS_TO_DO
+            names["order"] = str(cancelled[0])[:8]
         out.append(
             {
                 **a,

@@ -47,7 +47,11 @@ Invariants after every step:
    c. every refill unit is somewhere: the refills the scale showed ≤ Σ scale_qty
       + the open (unresolved) ``unexplained_increase`` discrepancies;
 6. no escalation with reason 'late' or 'overdue' unless its recorded projected
-   stockout comes before the assumed arrival (``stockout_ms < arrival_ms``).
+   stockout comes before the assumed arrival (``stockout_ms < arrival_ms``);
+7. within a day after an order of the bin was cancelled
+   (and before all of it was received), a receipt by weight (the scale's, no dock
+   receipt) is only of an order with a ship notice: the refill may be the cancelled
+   order's goods.
 
 Profiles: ``HYPOTHESIS_PROFILE=soak`` (``make soak``) runs thousands of examples.
 """
@@ -155,6 +159,7 @@ PENDING = ("awaiting_inspection", "awaiting_putaway")
 AWAITING = ("created", "sent", "acknowledged", "shipped")
 SHORTFALL_KINDS = ("weigh_in_short", "putaway_not_seen", "putaway_picks")
 # Time steps the machine takes: a pick's worth, minutes, the ack deadline, the put-away window.
+DAY_MS = 24 * 3_600_000
 STEPS_MS = [1_000, 60_000, 5 * 60_000, 20 * 60_000, 40 * 60_000, 2 * 3_600_000 + 1]
 
 
@@ -596,6 +601,15 @@ class PositionMachine(RuleBasedStateMachine):
             ENV.a.clear_script()
             ENV.b.clear_script()
 
+    @rule(i=st.integers(0, 9))
+    def cancelled_goods_arrive(self, i: int) -> None:
+        """A cancelled order's goods arrive anyway and are put into the bin by hand."""
+        order = self._pick_order(i, "cancelled")
+        if order is None:
+            return
+        self.clock.ms += 1_000
+        self._show(order.bin_id, self.count[order.bin_id] + order.qty)
+
     @rule()
     def escalation_pass(self) -> None:
         self.escalator.run_once()
@@ -787,6 +801,26 @@ class PositionMachine(RuleBasedStateMachine):
             if e.reason in ("late", "overdue"):
                 d = e.detail or {}
                 assert d["stockout_ms"] < d["arrival_ms"], d
+        # 7. the scale receives only what a supplier may have sent
+        by_id = {o.id: o for o in orders}
+        for r in receipts:
+            if r.method != "scale":
+                continue
+            o = by_id[r.order_id]
+            recent_cancel = [
+                c
+                for c in orders
+                if c.bin_id == o.bin_id
+                and c.state == "cancelled"
+                and c.closed_ms is not None
+                and (c.delivered_qty or 0) < c.qty
+                and r.at_ms - DAY_MS <= c.closed_ms <= r.at_ms
+            ]
+            if recent_cancel:
+                assert (o.shipped_ms or r.at_ms + 1) <= r.at_ms, (
+                    o.id,
+                    [c.id for c in recent_cancel],
+                )
 
 
 def _expected(r: Receipt) -> int:

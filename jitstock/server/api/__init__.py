@@ -34,6 +34,7 @@ from jitstock.server.api.routes import (  # issue 6
     sparkplug,  # issue 17: Sparkplug B metric mappings
     supplier_links,  # issue 13: pages behind e-mailed purchase orders' links
     supplier_loop,  # issue 5
+    supplier_orders,
     suppliers,
 )
 from jitstock.server.api.routes import policy as policy_routes  # issue 4
@@ -84,6 +85,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
         app.include_router(module.router)
     app.include_router(policy_routes.router)  # /bins/{id}/policy
     app.include_router(supplier_loop.router)  # ship, receive, inspect, scorecards
+    app.include_router(supplier_orders.router)  # a supplier's own orders
     app.include_router(supplier_links.router)  # issue 13: e-mail suppliers' links
     app.include_router(bin_actions.router)  # issue 6: bin page actions
     app.include_router(dashboard.router)  # issue 6: page, floor, stream, alerts, KPIs

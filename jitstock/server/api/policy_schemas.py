@@ -71,8 +71,9 @@ class PolicyExplain(BaseModel):
     fits_capacity: bool = Field(
         description="false: the applied reorder point plus one order quantity is more "
         "than the bin holds: the service target asks for more stock than fits, and the "
-        "reorder rule orders no more order quantities at once than fit (resize the "
-        "bin, or set a manual min/max)"
+        "reorder rule orders no more order quantities at once than fit, but always at "
+        "least one (resize the bin, or set a manual min/max); true when no capacity "
+        "is set"
     )
     on_hand: int
     days_of_supply: float | None

@@ -65,7 +65,11 @@ class TransitionPublic(Output):
     at_ms: int
     from_state: OrderState | None
     to_state: OrderState
-    actor: str
+    actor: str = Field(
+        description="who made the change: to a supplier key, its own key name, its "
+        "e-mail link (`email-link:<supplier>`) or the plant's software (`dispatcher`, "
+        "`reorder`, `escalation`, `scale`) as they are, and any plant person as `plant`"
+    )
     reason: str | None
     detail: dict[str, Any] | None
 
@@ -84,7 +88,10 @@ class ReceiptPublic(Output):
     scale_qty: int | None
     inspection_required: bool
     status: str
-    actor: str
+    actor: str = Field(
+        description="who recorded it: to a supplier key `scale` or `plant` (the plant's "
+        "people and dock stations are not named)"
+    )
 
 
 class InspectionPublic(Output):
@@ -207,3 +214,62 @@ class EscalationPublic(Output):
     action: str
     qty: int
     detail: dict[str, Any] | None
+
+
+class ScorecardPublic(Output):
+    """A supplier's numbers over a period, counted over the orders created in it.
+
+    Rates are fractions 0..1; a figure without data (no order received, none
+    inspected, ...) is null, not 0."""
+
+    period: str = Field(description="the period asked for, e.g. `30d`")
+    supplier_id: str = Field(description="the supplier the card is about")
+    start_ms: int = Field(description="start of the period (epoch ms, inclusive)")
+    end_ms: int = Field(description="end of the period (epoch ms, exclusive)")
+    orders: int = Field(description="orders created in the period")
+    orders_received: int = Field(
+        description="of those, orders with goods recorded (part received, received, "
+        "closed or delivered)"
+    )
+    orders_cancelled: int = Field(description="of those, orders now cancelled")
+    on_time_rate: float | None = Field(
+        description="share of received orders recorded by the promise (else the quoted "
+        "lead time) plus the tolerance (README: on time); null without one"
+    )
+    lead_time_mean_s: float | None = Field(
+        description="mean seconds from sent (else created) to goods recorded"
+    )
+    lead_time_std_s: float | None = Field(
+        description="population standard deviation of those lead times (s)"
+    )
+    quoted_lead_time_mean_s: float | None = Field(
+        description="mean quoted lead time (s) of the received orders' supplier items"
+    )
+    lead_time_vs_quoted_mean_s: float | None = Field(
+        description="mean of (lead time − quoted lead time) in seconds; positive is late"
+    )
+    ack_time_mean_s: float | None = Field(
+        description="mean seconds from sent (else created) to acknowledged"
+    )
+    units_ordered: int = Field(description="units ordered on the received orders")
+    units_received: int = Field(description="units recorded on the received orders")
+    units_over: int = Field(description="units received beyond the order quantity")
+    units_short: int = Field(description="units short of the order quantity")
+    fill_accuracy: float | None = Field(
+        description="1 − (units over + units short) ÷ units ordered; null when nothing "
+        "was received"
+    )
+    weigh_in_over: int = Field(
+        description="units the bin's scale saw beyond dock receipts (dock under-counted)"
+    )
+    weigh_in_short: int = Field(
+        description="units the bin's scale saw fewer than the dock receipts said"
+    )
+    units_inspected: int = Field(description="units inspected (accepted + rejected)")
+    units_rejected: int = Field(description="units rejected at inspection")
+    quality_rate: float | None = Field(
+        description="1 − units rejected ÷ units inspected; null when none was inspected"
+    )
+    escalations: int = Field(
+        description="escalations of this supplier's orders to another in the period"
+    )

@@ -12,12 +12,25 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from jitstock.server.api.auth import Principal
 from jitstock.server.api.deps import CurrentKey
 from jitstock.server.api.errors import Forbidden
+from jitstock.server.db.models import ApiKey
+from jitstock.server.dispatch import ACTOR as DISPATCHER
+from jitstock.server.reorder import ACTOR as REORDER
+from jitstock.server.supplier.escalation import ACTOR as ESCALATION
+from jitstock.server.supplier.links import ACTOR_PREFIX as EMAIL_LINK
+from jitstock.server.supplier.receiving import ACTOR_SCALE
 
 SUPPLIER_ROLE = "supplier"
+# What a supplier key reads as the actor of a plant person's action: people's names are
+# the plant's personal data, not the supplier's business.
+PLANT_ACTOR = "plant"
+# The plant's software acts under these names; they name no person and say why.
+SYSTEM_ACTORS = frozenset({DISPATCHER, REORDER, ESCALATION, ACTOR_SCALE})
 
 
 def scope_of(key: Principal) -> str | None:
@@ -62,3 +75,18 @@ def for_key(out: _OutT, key: object) -> _OutT:
     if getattr(key, "role", None) != SUPPLIER_ROLE:
         return out
     return out.model_copy(update={"trigger": None, "bridge_for": None})
+
+
+def own_actors(session: Session, supplier_id: str) -> frozenset[str]:
+    """The names a supplier's own actions are recorded under: its API keys (revoked
+    ones too: the history outlives them) and its e-mail links."""
+    names = session.scalars(
+        select(ApiKey.name).where(ApiKey.supplier_id == supplier_id)
+    )
+    return frozenset([*names, EMAIL_LINK + supplier_id])
+
+
+def public_actor(actor: str, own: frozenset[str]) -> str:
+    """An actor as a supplier key reads it: its own and the plant's software by name,
+    any plant person (a user, a dock station) as ``plant``."""
+    return actor if actor in own or actor in SYSTEM_ACTORS else PLANT_ACTOR

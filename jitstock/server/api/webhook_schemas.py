@@ -66,8 +66,9 @@ EVENT_DESCRIPTIONS: dict[str, str] = {
     "order.cancelled": "The order was cancelled: by this supplier, by the plant, "
     "or by escalation (it could not arrive in time); `note` says why. Do not ship it.",
     "order.delivered": "The plant recorded the delivery in one step (manager shortcut).",
-    "order.reduced": "The order's quantity was reduced by `reduced_by` (the gap is "
-    "covered elsewhere); `order.qty` is the new quantity.",
+    "order.reduced": "The order's quantity was reduced by `reduced_by`: escalation "
+    "found the rest could not arrive in time and another supplier covers it; "
+    "`order.qty` is the new quantity, `note` says why. Ship only the new quantity.",
     "receipt.inspected": "A quality inspection of goods received on the order: "
     "`accepted_qty`, `rejected_qty`; rejected units are re-ordered.",
 }

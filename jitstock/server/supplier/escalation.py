@@ -56,6 +56,7 @@ from jitstock.server.on_time import tolerance_ms
 from jitstock.server.supplier.discrepancies import raise_alert
 from jitstock.server.supplier.lifecycle import (
     enqueue_event,
+    public_note,
     record_transition,
     transition,
 )
@@ -268,6 +269,7 @@ def escalate(
         )
         reduced = session.get(Order, order.id, populate_existing=True)
         assert reduced is not None
+        why = f"reduced by {bridge}: escalated ({verdict.reason}) to {fallback.supplier_id}"
         record_transition(
             session,
             order.id,
@@ -275,10 +277,17 @@ def escalate(
             reduced.state,
             actor=ACTOR,
             at_ms=now_ms,
-            reason=f"reduced by {bridge}: escalated ({verdict.reason}) to {fallback.supplier_id}",
+            reason=why,
             detail={**detail, "reduced_by": bridge},
         )
-        enqueue_event(session, reduced, "order.reduced", now_ms, {"reduced_by": bridge})
+        # the supplier hears why, as a cancel's note says it: naming no other supplier
+        enqueue_event(
+            session,
+            reduced,
+            "order.reduced",
+            now_ms,
+            {"reduced_by": bridge, "reason": public_note(ACTOR, why)},
+        )
     new = Order(
         id=new_order_id(),
         bin_id=order.bin_id,

@@ -41,6 +41,9 @@ from jitstock.server.settings import SettingRefused
 
 log = logging.getLogger(__name__)
 
+# The audit and transition rows name who acted: the supplier, through its e-mail link.
+ACTOR_PREFIX = "email-link:"
+
 Action = Literal["ack", "ship"]
 ACTIONS: tuple[Action, ...] = ("ack", "ship")
 # Domain separation: a signature made for anything else with this key never verifies here.

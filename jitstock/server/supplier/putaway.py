@@ -4,7 +4,9 @@ Runs inside ingest's transaction, once per flush that saw refills, with a fixed
 number of set-based queries (not per reading).  Each refill is spent on the bin's
 dock receipts awaiting put-away (the weigh-in check), then matched against its
 open orders (a receipt by weight, or a partial delivery), and what matches
-nothing is an ``unexplained_increase`` discrepancy.  Picks while the goods were
+nothing is an ``unexplained_increase`` discrepancy.  For a day after an order of the
+bin was cancelled, only an order with a ship notice matches (the refill may be the
+cancelled order's goods); a dock receipt later assigns such an increase.  Picks while the goods were
 put away are booked as consumption within an allowance from the recent pick rate.
 A receipt the scale never confirms leaves the position after ``PUTAWAY_WINDOW_MS``.
 """
@@ -50,6 +52,10 @@ MAX_PICKS_FRACTION = 0.25
 # A delivery put away in handfuls: refills too small to match an order on their own
 # are matched together with the bin's unexplained increases of this long before.
 HANDFULS_WINDOW_MS = PUTAWAY_PICKS_MS
+# Goods shipped before their order was cancelled (or shipped anyway) can reach the bin
+# this long after the cancellation: until then a refill that no ship notice explains may
+# be theirs, and is left for a person instead of closing another open order.
+CANCELLED_GOODS_WINDOW_MS = 24 * 3_600_000
 
 
 def confirm_refills(
@@ -69,24 +75,50 @@ def confirm_refills(
         if delta <= 0 or session.get(Bin, bin_id) is None:
             continue
         allowance = picks_allowance(session, bin_id, now_ms)
+        cancelled = cancelled_goods_due(session, bin_id, now_ms)
         left = _confirm_putaway(session, bin_id, delta, allowance, now_ms)
         if left > 0:
-            left = _receive_by_weight(session, bin_id, left, allowance, now_ms)
+            left = _receive_by_weight(
+                session, bin_id, left, allowance, now_ms, bool(cancelled)
+            )
         if left > 0:
-            left = _receive_handfuls(session, bin_id, left, allowance, now_ms)
+            left = _receive_handfuls(
+                session, bin_id, left, allowance, now_ms, bool(cancelled)
+            )
         if left > 0:
+            detail: dict[str, object] = {"delta": delta, "unmatched": left}
+            if cancelled:
+                detail["cancelled_orders"] = [o.id for o in cancelled]
             record_discrepancy(
                 session,
                 "unexplained_increase",
                 bin_id,
                 left,
                 now_ms,
-                detail={"delta": delta, "unmatched": left},
+                detail=detail,
                 alert=left > MATCH_TOLERANCE_UNITS,
             )
         touched.append(bin_id)
     refresh_pending(session, touched)
     return touched
+
+
+def cancelled_goods_due(session: Session, bin_id: str, now_ms: int) -> list[Order]:
+    """The bin's orders cancelled in the last ``CANCELLED_GOODS_WINDOW_MS``, not received
+    in full: their goods may still turn up (newest first).  Also those never recorded as
+    sent: a cancel can race the first delivery, which the supplier may have processed."""
+    return list(
+        session.scalars(
+            select(Order)
+            .where(
+                Order.bin_id == bin_id,
+                Order.state == "cancelled",
+                Order.closed_ms >= now_ms - CANCELLED_GOODS_WINDOW_MS,
+                func.coalesce(Order.delivered_qty, 0) < Order.qty,
+            )
+            .order_by(Order.closed_ms.desc(), Order.id)
+        )
+    )
 
 
 def allowance_for(expected: int, picks: int) -> int:
@@ -220,17 +252,22 @@ def _confirm_putaway(
 
 
 def _receive_by_weight(
-    session: Session, bin_id: str, delta: int, allowance: int, now_ms: int
+    session: Session,
+    bin_id: str,
+    delta: int,
+    allowance: int,
+    now_ms: int,
+    announced_only: bool,
 ) -> int:
-    """Match a refill with no dock receipt to the bin's open orders; returns what is left."""
+    """Match a refill with no dock receipt to the bin's open orders (with
+    ``announced_only``, only those with a ship notice); returns what is left."""
     left = delta
-    open_orders = list(
-        session.scalars(
-            select(Order)
-            .where(Order.bin_id == bin_id, Order.state.in_(OPEN_ORDER_STATES))
-            .order_by(Order.created_ms, Order.id)
-        )
+    stmt = select(Order).where(
+        Order.bin_id == bin_id, Order.state.in_(OPEN_ORDER_STATES)
     )
+    if announced_only:
+        stmt = stmt.where(Order.shipped_ms.is_not(None))
+    open_orders = list(session.scalars(stmt.order_by(Order.created_ms, Order.id)))
     while left > 0 and open_orders:
         # the order whose expected delivery fits the refill best (a bridge and its
         # reduced original may both be open); ties go to the oldest
@@ -271,7 +308,12 @@ def _receive_by_weight(
 
 
 def _receive_handfuls(
-    session: Session, bin_id: str, left: int, allowance: int, now_ms: int
+    session: Session,
+    bin_id: str,
+    left: int,
+    allowance: int,
+    now_ms: int,
+    announced_only: bool,
 ) -> int:
     """A refill that matched nothing on its own, with the bin's unexplained increases
     of the last ``HANDFULS_WINDOW_MS``: together they may be a delivery put away in
@@ -300,7 +342,7 @@ def _receive_handfuls(
         return left
     together = left + sum(d.qty for d in earlier)
     matched = together - _receive_by_weight(
-        session, bin_id, together, allowance, now_ms
+        session, bin_id, together, allowance, now_ms, announced_only
     )
     used = min(left, matched)
     left, matched = left - used, matched - used

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Order
 from jitstock.server.supplier import IllegalTransition, InvalidRequest
-from jitstock.server.supplier.lifecycle import load_order, transition
+from jitstock.server.supplier.lifecycle import TRANSITIONS, load_order, transition
 from jitstock.server.supplier.receiving import tolerance
 
 
@@ -62,6 +62,12 @@ def ship_order(
         raise IllegalTransition(
             f"order {order_id} is already shipped with another notice ({on_record}); "
             "an order is shipped once: only the same notice again is accepted (a retry)"
+        )
+    if "shipped" not in TRANSITIONS[order.state]:
+        # the state, not the quantity, is why: goods received leave nothing outstanding
+        raise IllegalTransition(
+            f"order {order_id} is {order.state}; a ship notice is accepted only while "
+            "it is created, sent or acknowledged (or the same notice again while shipped)"
         )
     left = outstanding(order)
     shipped = qty if qty is not None else left

@@ -214,3 +214,54 @@ def test_mqtt_client_id_is_in_the_configuration_table() -> None:
     ]
     assert "`jitstock-server`" in row
     assert "must not share" in row
+
+
+def test_a_repeated_ship_notice_and_its_409_are_as_documented(
+    tmp_path: Path, mosquitto
+) -> None:
+    """What /openapi.json says of a second ship notice is what the server does: a retry
+    (omitted qty = outstanding, omitted expected time) is 200, another notice is 409
+    naming the one on record, any notice once received is 409, too many units 422."""
+    with supplier_loop(tmp_path, mosquitto.url) as loop:
+        doc = _openapi(loop)
+        ship = doc["paths"]["/api/v1/orders/{order_id}/ship"]["post"]["description"]
+        assert "already shipped with another notice" in ship
+        assert "an omitted `qty` means what is outstanding" in ship
+        oid = _order(loop)
+        a = loop.supplier_key("A")
+        qty = loop.order(oid)["qty"]
+        url = f"/api/v1/orders/{oid}/ship"
+        r = a.post(url, json={"qty": qty + 1000})
+        assert r.status_code == 422, r.text
+        at = loop.order(oid)["created_ms"] + 3_600_000
+        notice = {"qty": qty, "carrier_ref": "DHL-7", "expected_ms": at}
+        assert a.post(url, json=notice).status_code == 200
+        for retry in ({"carrier_ref": "DHL-7"}, {"qty": qty, "carrier_ref": "DHL-7"}):
+            r = a.post(url, json=retry)
+            assert (r.status_code, r.json()["promised_ms"]) == (200, at), r.text
+        r = a.post(url, json={**notice, "expected_ms": at + 1})
+        assert r.status_code == 409, r.text
+        on_record = f"qty {qty}, carrier_ref 'DHL-7', expected_ms {at}"
+        assert f"already shipped with another notice ({on_record})" in r.text
+        r = loop.admin.post(f"/api/v1/orders/{oid}/receive", json={"qty": qty})
+        assert r.status_code == 201, r.text
+        r = a.post(url, json=notice)
+        # the order's state is why (it said: qty more than the 0 outstanding, 422)
+        assert r.status_code == 409, r.text
+        assert "a ship notice is accepted only while" in r.text
+
+
+def test_fits_capacity_is_documented_for_a_bin_without_capacity(
+    tmp_path: Path, mosquitto
+) -> None:
+    """/policy's fits_capacity description covers the null capacity the server reads
+    as fitting, and says one order quantity is always ordered."""
+    with supplier_loop(tmp_path, mosquitto.url) as loop:
+        schema = _openapi(loop)["components"]["schemas"]["PolicyExplain"]
+        fits = schema["properties"]["fits_capacity"]["description"]
+        assert "true when no capacity is set" in fits
+        assert "at least one" in fits
+        r = loop.admin.patch("/api/v1/bins/B1", json={"capacity": None})
+        assert r.status_code == 200, r.text
+        p = loop.admin.get("/api/v1/bins/B1/policy").json()
+        assert (p["capacity"], p["fits_capacity"]) == (None, True)

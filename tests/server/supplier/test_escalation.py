@@ -85,9 +85,14 @@ def test_unacknowledged_order_escalates_to_the_fallback(
         if audit.status_code == 200:
             assert "order.escalated" in [x["action"] for x in audit.json()]
 
-        # B delivers: the refill receives B's order by weight; A's stays cancelled
-        floor.scale.refill(40)
+        # B ships and delivers: the refill receives B's order by weight (its ship notice
+        # tells it from A's goods, which may still come); A's stays cancelled
         bridge_id = bridge["id"]
+        r = loop.supplier_key("B").post(
+            f"/api/v1/orders/{bridge_id}/ship", json={"qty": 40}
+        )
+        assert r.status_code == 200, r.text
+        floor.scale.refill(40)
         wait_until(lambda: loop.order(bridge_id)["state"] == "closed", what="B closed")
         assert loop.order(first.id)["state"] == "cancelled"
         assert loop.level()["on_hand"] == 58

@@ -260,8 +260,13 @@ def test_case11_one_alert_per_escalation_resolved_when_closed(
         wait_until(lambda: _open_alerts(loop, "order_escalated"), what="alert")
         about_first = [a for a in _open_alerts(loop) if a["order_id"] == first["id"]]
         assert [a["kind"] for a in about_first] == ["order_escalated"]
-        # B delivers: its order closes, the escalation incident resolves by itself
+        # B ships and delivers: its order closes, the escalation incident resolves by
+        # itself (without B's ship notice the refill could be A's goods: alerted)
         bridge = loop.orders(supplier_id="B")[0]
+        r = loop.supplier_key("B").post(
+            f"/api/v1/orders/{bridge.id}/ship", json={"qty": 40}
+        )
+        assert r.status_code == 200, r.text
         show(loop, dev, 18 + 40)
         wait_until(lambda: loop.order(bridge.id)["state"] == "closed", what="closed")
         loop.app.alerts.run_full()

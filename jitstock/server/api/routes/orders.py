@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep
@@ -24,7 +24,6 @@ from jitstock.server.api.schemas import (
     OrderState,
 )
 from jitstock.server.api.supplier_scope import (
-    SUPPLIER_ROLE,
     OrderActor,
     OrderReader,
     for_key,
@@ -80,21 +79,7 @@ def list_orders(
     Page with `limit` and `before`: pass the last id of a page as `before` to get
     the next one, until a page is shorter than `limit`. Orders are ordered by
     creation time, newest first, then by id; the filters apply to every page."""
-    stmt = select(Order).order_by(Order.created_ms.desc(), Order.id).limit(limit)
-    if key.role == SUPPLIER_ROLE:
-        stmt = stmt.where(Order.supplier_id == key.supplier_id)
-    if before is not None:
-        cursor = session.get(Order, before)
-        if cursor is None or (
-            key.role == SUPPLIER_ROLE and cursor.supplier_id != key.supplier_id
-        ):
-            raise FieldInvalid("before", f"no order {before!r}", where="query")
-        stmt = stmt.where(
-            or_(
-                Order.created_ms < cursor.created_ms,
-                and_(Order.created_ms == cursor.created_ms, Order.id > cursor.id),
-            )
-        )
+    stmt = newest_first(session, limit, before, scope_of(key))
     if state is not None:
         stmt = stmt.where(Order.state == state)
     if supplier is not None:
@@ -102,6 +87,27 @@ def list_orders(
     if bin is not None:
         stmt = stmt.where(Order.bin_id == bin)
     return [_for_key(OrderPublic.model_validate(o), key) for o in session.scalars(stmt)]
+
+
+def newest_first(
+    session: Session, limit: int, before: str | None, scope: str | None
+) -> Select[Order]:
+    """One page of orders, newest first, after the order ``before`` (422 when that is no
+    order this scope sees); ``scope`` confines it to one supplier's orders."""
+    stmt = select(Order).order_by(Order.created_ms.desc(), Order.id).limit(limit)
+    if scope is not None:
+        stmt = stmt.where(Order.supplier_id == scope)
+    if before is None:
+        return stmt
+    cursor = session.get(Order, before)
+    if cursor is None or (scope is not None and cursor.supplier_id != scope):
+        raise FieldInvalid("before", f"no order {before!r}", where="query")
+    return stmt.where(
+        or_(
+            Order.created_ms < cursor.created_ms,
+            and_(Order.created_ms == cursor.created_ms, Order.id > cursor.id),
+        )
+    )
 
 
 def _for_key(out: _Out, key: object) -> _Out:

@@ -33,15 +33,18 @@ from jitstock.server.db.models import Order
 from jitstock.server.db.session import transaction
 from jitstock.server.supplier import IllegalTransition, InvalidRequest, OrderNotFound
 from jitstock.server.supplier.lifecycle import TRANSITIONS
-from jitstock.server.supplier.links import LinkClaim, LinkRefused, LinkSigner
+from jitstock.server.supplier.links import (
+    ACTOR_PREFIX,
+    LinkClaim,
+    LinkRefused,
+    LinkSigner,
+)
 from jitstock.server.supplier.po_pdf import utc_text
 from jitstock.server.supplier.shipping import outstanding, ship_order
 from jitstock.server.webhooks import order_data
 
 router = APIRouter(include_in_schema=False)
 
-# The audit and transition rows name who acted: the supplier, through its e-mail link.
-ACTOR_PREFIX = "email-link:"
 # A promise date without a time means midday (UTC): neither end of the day by accident.
 DEFAULT_TIME = "12:00"
 _NO_STORE = {"cache-control": "no-store"}

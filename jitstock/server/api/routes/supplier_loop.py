@@ -32,6 +32,7 @@ from jitstock.server.api.supplier_schemas import (
     DiscrepancyPublic,
     EscalationPublic,
     ReceiptPublic,
+    ScorecardPublic,
     ShipRequest,
     SupplierItemIn,
     SupplierItemPublic,
@@ -45,13 +46,14 @@ from jitstock.server.api.supplier_scope import (
     SUPPLIER_ROLE,
     OrderActor,
     OrderReader,
-    SupplierKey,
     for_key,
+    own_actors,
+    public_actor,
     scope_of,
 )
 from jitstock.server.api.users import issue_api_key
 from jitstock.server.db.audit import record_audit
-from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku, Supplier
+from jitstock.server.db.models import OPEN_ORDER_STATES, Sku, Supplier
 from jitstock.server.db.supplier_models import (
     Escalation,
     OrderTransition,
@@ -96,9 +98,14 @@ def ship(
 
     Allowed from created, sent or acknowledged: acknowledging first is optional, a
     ship notice without one stands for it (the order's ``acked_ms`` stays empty).
-    The same notice again (same quantity, carrier reference and expected time — a
-    retry whose answer was lost) changes nothing (200); a different one once shipped
-    is 409.
+    The same notice again while the order is shipped (a retry whose answer was
+    lost: the same quantity — an omitted `qty` means what is outstanding — the same
+    `carrier_ref`, and the same or no `expected_ms`) changes nothing (200). A
+    different one once shipped is 409, its `detail` naming the notice on record
+    ("already shipped with another notice (qty …, carrier_ref …, expected_ms …)");
+    once goods are received (in part or in full) or the order is over, any notice is
+    409. `qty` beyond what
+    is outstanding plus the tolerance (max(2, 10 %)) is 422.
     """
     with supply_errors():
         ship_order(
@@ -187,9 +194,12 @@ def transitions(
     out = [TransitionPublic.model_validate(r) for r in rows]
     if scope is None:
         return out
-    # a supplier key: an escalation names no other supplier, shows no plant figures
+    # a supplier key: an escalation names no other supplier, shows no plant figures,
+    # and a plant person is "plant"
+    own = own_actors(session, scope)
     for t in out:
         t.reason, t.detail = public_transition(t.actor, t.reason, t.detail)
+        t.actor = public_actor(t.actor, own)
     return out
 
 
@@ -197,13 +207,19 @@ def transitions(
 def receipts(
     order_id: str, session: ReadSessionDep, key: OrderReader
 ) -> list[ReceiptPublic]:
-    """Receipts of an order."""
+    """Receipts of an order (to a supplier key, who received them is ``plant``)."""
+    scope = scope_of(key)
     with supply_errors():
-        load_order(session, order_id, scope_of(key))
+        load_order(session, order_id, scope)
     rows = session.scalars(
         select(Receipt).where(Receipt.order_id == order_id).order_by(Receipt.id)
     )
-    return [ReceiptPublic.model_validate(r) for r in rows]
+    out = [ReceiptPublic.model_validate(r) for r in rows]
+    if scope is not None:
+        own = own_actors(session, scope)
+        for r in out:
+            r.actor = public_actor(r.actor, own)
+    return out
 
 
 @router.get("/api/v1/orders/{order_id}/label.svg", response_class=Response)
@@ -229,20 +245,6 @@ def label_as_png(order_id: str, session: ReadSessionDep, key: OrderReader) -> Re
     with supply_errors():
         load_order(session, order_id, scope_of(key))
     return Response(label_png(order_id), media_type="image/png")
-
-
-@router.get("/api/v1/supplier/orders")
-def my_open_orders(session: ReadSessionDep, key: SupplierKey) -> list[OrderPublic]:
-    """A supplier key's open orders, oldest first."""
-    rows = session.scalars(
-        select(Order)
-        .where(
-            Order.supplier_id == key.supplier_id,
-            Order.state.in_(OPEN_ORDER_STATES),
-        )
-        .order_by(Order.created_ms, Order.id)
-    )
-    return [for_key(OrderPublic.model_validate(o), key) for o in rows]
 
 
 # ---------------------------------------------------------------- supplier master data
@@ -426,11 +428,11 @@ def get_scorecard(
     key: OrderReader,
     ctx: CtxDep,
     period: Period = DEFAULT_PERIOD,
-) -> dict[str, Any]:
+) -> ScorecardPublic:
     """On-time rate, lead time vs quoted, ack time, fill accuracy, quality, escalations."""
     start, end = _card_window(session, supplier_id, key, period, ctx.clock.time_ms())
     card = scorecard(session, supplier_id, start, end)
-    return {"period": period, **asdict(card)}
+    return ScorecardPublic(period=period, **asdict(card))
 
 
 @router.get("/api/v1/suppliers/{supplier_id}/scorecard.csv", response_class=Response)

@@ -1,0 +1,78 @@
+"""``GET /api/v1/supplier/orders``: a supplier key's orders, with the filters and paging of
+``GET /api/v1/orders`` where they make sense to a supplier (its open orders by default,
+newest first; by state, by SKU, changed since a time; ``limit`` and ``before``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from jitstock.server.api.deps import ReadSessionDep
+from jitstock.server.api.routes.orders import newest_first
+from jitstock.server.api.schemas import MAX_EPOCH_MS, OrderPublic, OrderState
+from jitstock.server.api.supplier_scope import SupplierKey, for_key
+from jitstock.server.db.models import OPEN_ORDER_STATES, Order
+from jitstock.server.db.supplier_models import OrderTransition
+
+router = APIRouter(tags=["supplier loop"])
+
+
+@router.get("/api/v1/supplier/orders")
+def my_orders(
+    session: ReadSessionDep,
+    key: SupplierKey,
+    state: Annotated[
+        OrderState | None,
+        Query(description="only orders in this state (default: every open state)"),
+    ] = None,
+    sku: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="only orders of this part (the plant's SKU, the order's `sku`)",
+        ),
+    ] = None,
+    updated_after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_EPOCH_MS,
+            description="only orders with a change after this time (epoch ms): "
+            "created, acknowledged, promise changed, shipped, received, reduced, "
+            "cancelled, closed — each change is a row of `/orders/{id}/transitions`",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="the id of the last order of the previous page: the next "
+            "page starts after it (another supplier's order is 422)",
+        ),
+    ] = None,
+) -> list[OrderPublic]:
+    """A supplier key's orders, newest first: its open orders unless `state` says
+    otherwise.
+
+    Page as `GET /orders` does: pass the last id of a page as `before` for the next
+    one, until a page is shorter than `limit`; the filters apply to every page. Poll
+    for news with `updated_after` set to the time of the previous poll."""
+    stmt = newest_first(session, limit, before, key.supplier_id)
+    if state is None:
+        stmt = stmt.where(Order.state.in_(OPEN_ORDER_STATES))
+    else:
+        stmt = stmt.where(Order.state == state)
+    if sku is not None:
+        stmt = stmt.where(Order.sku_id == sku)
+    if updated_after is not None:
+        changed = select(OrderTransition.order_id).where(
+            OrderTransition.order_id == Order.id,
+            OrderTransition.at_ms > updated_after,
+        )
+        stmt = stmt.where(changed.exists())
+    return [for_key(OrderPublic.model_validate(o), key) for o in session.scalars(stmt)]
