@@ -48,7 +48,8 @@ Invariants after every step:
       + the open (unresolved) ``unexplained_increase`` discrepancies;
 6. no escalation with reason 'late' or 'overdue' unless its recorded projected
    stockout comes before the assumed arrival (``stockout_ms < arrival_ms``);
-7. within a day after an order of the bin was cancelled
+7. within a day after an order of the bin that its supplier saw (sent, or cancelled
+   by the supplier) was cancelled
    (and before all of it was received), a receipt by weight (the scale's, no dock
    receipt) is only of an order with a ship notice: the refill may be the cancelled
    order's goods.
@@ -815,6 +816,11 @@ class PositionMachine(RuleBasedStateMachine):
                 and c.closed_ms is not None
                 and (c.delivered_qty or 0) < c.qty
                 and r.at_ms - DAY_MS <= c.closed_ms <= r.at_ms
+                # its supplier saw it: sent, or cancelled by the supplier itself
+                and (
+                    c.sent_ms is not None
+                    or (c.last_error or "").startswith("cancelled by supplier")
+                )
             ]
             if recent_cancel:
                 assert (o.shipped_ms or r.at_ms + 1) <= r.at_ms, (

@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import math
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
 from jitstock.server.db.supplier_models import Receipt, ReceivingDiscrepancy
 from jitstock.server.position import receipt_pending, refresh_pending
+from jitstock.server.reorder import SUPPLIER_CANCEL_PREFIX
 from jitstock.server.supplier import SupplyError
 from jitstock.server.supplier.discrepancies import record_discrepancy
 from jitstock.server.supplier.receiving import (
@@ -105,8 +106,11 @@ def confirm_refills(
 
 def cancelled_goods_due(session: Session, bin_id: str, now_ms: int) -> list[Order]:
     """The bin's orders cancelled in the last ``CANCELLED_GOODS_WINDOW_MS``, not received
-    in full: their goods may still turn up (newest first).  Also those never recorded as
-    sent: a cancel can race the first delivery, which the supplier may have processed."""
+    in full, that their supplier saw: their goods may still turn up (newest first).  Saw:
+    the order was sent, or its supplier cancelled it (a cancel can race the record of
+    the first delivery).  An order the plant cancelled before it ever reached the
+    supplier has no goods on the way, and must not hold the next order's delivery back
+    from being received by weight."""
     return list(
         session.scalars(
             select(Order)
@@ -115,6 +119,10 @@ def cancelled_goods_due(session: Session, bin_id: str, now_ms: int) -> list[Orde
                 Order.state == "cancelled",
                 Order.closed_ms >= now_ms - CANCELLED_GOODS_WINDOW_MS,
                 func.coalesce(Order.delivered_qty, 0) < Order.qty,
+                or_(
+                    Order.sent_ms.is_not(None),
+                    Order.last_error.startswith(SUPPLIER_CANCEL_PREFIX),
+                ),
             )
             .order_by(Order.closed_ms.desc(), Order.id)
         )

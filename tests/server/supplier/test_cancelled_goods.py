@@ -108,3 +108,37 @@ def test_a_shipped_fallback_is_still_received_by_weight(
             lambda: loop.order(fallback)["state"] == "closed", what="B's order received"
         )
         assert _alerts(loop) == []
+
+
+def test_an_order_the_plant_cancelled_before_sending_holds_nothing_back(
+    tmp_path: Path, mosquitto
+) -> None:
+    """The plant cancels an order that never reached its supplier (A's endpoint was
+    down): no goods can be on the way, so the next order's delivery, unannounced, is
+    received by weight as usual."""
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=100, reorder_point=50) as (
+        loop,
+        dev,
+    ):
+        loop.a.script(*[503] * 50)  # A is down: the order is never sent
+        show(loop, dev, 45)
+        first = loop.wait_order()[0]
+        r = loop.admin.post(
+            f"/api/v1/orders/{first.id}/cancel-request", json={"reason": "re-sizing"}
+        )
+        assert (r.status_code, r.json()["state"]) == (200, "cancelled"), r.text
+        assert r.json()["sent_ms"] is None
+        loop.a.clear_script()
+        # the bin is still low: the rule orders again, and this one is sent
+        nxt = wait_until(
+            lambda: [o for o in loop.orders() if o.state == "sent"],
+            what="the next order sent",
+        )[0]
+        show(loop, dev, 145)
+        wait_until(
+            lambda: loop.order(nxt.id)["state"] == "closed",
+            what="the next order received by weight",
+        )
+        assert _alerts(loop) == []
+        lvl = loop.level()
+        assert (lvl["on_hand"], lvl["on_order_qty"]) == (145, 0)
