@@ -41,6 +41,9 @@ from jitstock.bench.policy_sim import (
     summarise,
 )
 from jitstock.server.replenish import abc
+from jitstock.server.replenish.allocate import (
+    DEFAULT_BACKORDER_WEIGHT as BACKORDER_WEIGHT,
+)
 from jitstock.server.replenish.allocate import DEFAULT_FILL_FLOOR as FILL_FLOOR
 
 __all__ = [
@@ -119,6 +122,7 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
         },
         "pattern_targets": pattern_targets(plant),
         "fill_floor": FILL_FLOOR,
+        "backorder_weight": BACKORDER_WEIGHT,
         # per class, averaged over the weekly recalculations: the demand-weighted fill the
         # allocated plan promised on its draws, and the calibration factor it was raised by
         "jitstock_plan": {

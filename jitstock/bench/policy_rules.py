@@ -48,6 +48,7 @@ def jitstock_rule(
     floor: float = allocate.DEFAULT_FILL_FLOOR,
     plans: list[dict[str, float]] | None = None,
     calibrated: bool = True,
+    backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT,
 ) -> Rule:
     """jitstock's policy: the server's replenish code on every part at once.
 
@@ -56,7 +57,9 @@ def jitstock_rule(
     every part is solved for its entry in ``targets``.  ``plans`` collects
     the planned class fills of each recalculation.  ``calibrated``: each
     class's plan is raised by its plan→achieved shortfall measured on the
-    parts' own windows (``calibrate``).
+    parts' own windows (``calibrate``).  ``backorder_weight``: the
+    allocation's price of a unit-day on backorder in unit-days of stock
+    (``allocate``).
     """
     nan = np.full(plant.demand.shape[0], np.nan)
 
@@ -98,6 +101,7 @@ def jitstock_rule(
                 class_targets,
                 floor,
                 factors,
+                backorder_weight,
             )
             service = np.where(np.isnan(plan.targets), targets, plan.targets)
             if plans is not None:

@@ -93,6 +93,11 @@ class ServerSettings(BaseSettings):
     service_level_c: float = Field(default=0.95, gt=0.5, lt=1)
     # no part's fill target allocated within its class goes below this (replenish/allocate.py)
     replenish_fill_floor: float = Field(default=0.90, gt=0.5, lt=1)
+    # the class allocation prices a unit-day on backorder at this many unit-days of stock,
+    # each at the part's value (replenish/allocate.py); 0 = least stock value alone
+    replenish_backorder_weight: float = Field(
+        default=30.0, ge=0, le=10_000, allow_inf_nan=False
+    )
     default_lead_time_s: float = Field(default=3 * 86400.0, gt=0)
 
     # Supplier loop (jitstock.server.supplier): deadlines are minutes to hours, so the

@@ -1,4 +1,4 @@
-"""Per-part fill targets optimised within an ABC class: the class target met at the least stock value.
+"""Per-part fill targets optimised within an ABC class: the class target met at the least stock and backorder value.
 
 A class's fill target is a demand-weighted (unit) target over its parts:
 the class is short Σᵢ shortᵢ(sᵢ) units a day against Σᵢ μᵢ demanded, so it
@@ -12,6 +12,21 @@ evaluated on a grid of s), and λ is bisected until the class total just
 meets the target.  Marginal analysis in one line: every part ends where one
 more unit of value buys the same fill·demand.
 
+Stock value alone sheds fill on the dearest parts first, and a dear part
+short is dear too: a backorder waits, and a line pays for the wait in
+proportion to what the part is worth.  So each part's objective also
+prices its expected backlog (``ltd.expected_backlog``: units on backorder
+at a day's end, which counts a unit short for every day it waits — long
+for a lump that empties the bin early in a lead time) at ``backorder_weight``
+unit-days of stock per unit-day on backorder:
+cᵢ·(s + w·backlogᵢ(s)) + λ·shortᵢ(s).  w = 0 is the least stock value;
+the benchmark's own cost rates (holding 25 % a year, backorders 10 % of the
+value a day) make w = 146, at which the parts' own choices (λ → 0) pass
+the B and C targets, so λ can no longer hold those classes to them (at
+w = 50 they reach about 95 % on their own).  The default, 30, sits below
+that: λ still meets each class's target, and the dearest parts are no
+longer given up (docs/replenishment-benchmark.md, round 6).
+
 A part's allocated target is the fill its chosen s gives on its draws, never
 below ``floor`` (default 90 %, at most the class target) read as fill or as
 cycle service, whichever the part meets at the lower s (``part_floors``):
@@ -19,8 +34,9 @@ a line manager does not accept a part planned to run short most cycles, and
 the floor is what keeps dear lumpy parts from being given up — but 90 % of
 the units of a part whose demand comes in rare huge lots costs many times
 what 90 % of its cycles does, and the cycles are what the floor is for.  The plan never costs more
-than holding every part at the class target: where the grid's plan would,
-the class falls back to the uniform target (``Allocation.uniform``).
+(stock and weighted backlog, on exact reorder points) than holding every
+part at the class target: where the grid's plan would, the class falls back
+to the uniform target (``Allocation.uniform``).
 
 The multiplier of each class is what a single bin needs to recompute its
 own target between full runs (``part_targets``): the decomposition makes a
@@ -52,6 +68,9 @@ LOG_LAMBDA_RANGE = (-8.0, 16.0)
 LAMBDA_STEPS = 60
 # Source label of a target allocated within its class (``service_level_source``).
 SOURCE = "abc-optimised"
+# A unit on backorder for a day costs as much as holding this many units' worth of stock for
+# a day (``JITSTOCK_REPLENISH_BACKORDER_WEIGHT``); 0 plans for stock value alone.
+DEFAULT_BACKORDER_WEIGHT = 30.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,6 +82,14 @@ class Curves:
     mu: FloatArray  # (n,) mean daily demand of the draws (the class weight)
     # (n, G) nondecreasing: the share of order cycles without a stockout (``cycle_service``)
     cycle: FloatArray
+    # (n, G) nonincreasing: expected units on backorder at a day's end (``ltd.expected_backlog``)
+    backlog: FloatArray
+
+    def rows(self, m: npt.NDArray[np.bool_]) -> Curves:
+        """The curves of the parts selected by mask ``m``."""
+        return Curves(
+            self.s[m], self.fill[m], self.mu[m], self.cycle[m], self.backlog[m]
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -87,7 +114,7 @@ def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
     q = np.broadcast_to(np.asarray(qty, np.float64), (n,))
     if x1.shape[1] == 0:
         z = np.zeros((n, 1))
-        return Curves(z, np.ones((n, 1)), np.zeros(n), np.ones((n, 1)))
+        return Curves(z, np.ones((n, 1)), np.zeros(n), np.ones((n, 1)), z)
     grid = np.quantile(x1, GRID_LEVELS, axis=1).T
     grid = np.concatenate([np.zeros((n, 1)), np.maximum(grid, 0.0)], axis=1)
     mu = np.maximum((x1 - x0).mean(axis=1), 0.0)
@@ -102,11 +129,16 @@ def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
     cycle = np.stack(
         [cycle_service(x0, grid[:, g], q) for g in range(grid.shape[1])], axis=1
     )
+    backlog = np.stack(
+        [ltd.expected_backlog(x0, grid[:, g], q) for g in range(grid.shape[1])],
+        axis=1,
+    )
     return Curves(
         np.asarray(grid, np.float64),
         np.asarray(fill, np.float64),
         mu,
         np.asarray(np.maximum.accumulate(cycle, axis=1), np.float64),
+        np.asarray(np.minimum.accumulate(backlog, axis=1), np.float64),
     )
 
 
@@ -144,11 +176,11 @@ def part_floors(c: Curves, floor: float | FloatArray) -> FloatArray:
 
 
 def _choose(
-    c: Curves, cost: FloatArray, lam: float, floor: FloatArray
+    c: Curves, cost: FloatArray, lam: float, floor: FloatArray, weight: float
 ) -> npt.NDArray[np.int64]:
-    """Per part the grid index minimising cost·s + λ·short(s) among the points meeting the floor."""
+    """Per part the grid index minimising cost·(s + w·backlog(s)) + λ·short(s) among the points meeting the floor."""
     short = (1 - c.fill) * c.mu[:, None]
-    obj = cost[:, None] * c.s + lam * short
+    obj = cost[:, None] * (c.s + weight * c.backlog) + lam * short
     ok = c.fill >= floor[:, None] - 1e-12
     ok[:, -1] = True  # the top of the grid serves every draw
     return np.asarray(np.argmin(np.where(ok, obj, np.inf), axis=1), np.int64)
@@ -162,7 +194,11 @@ def _take(a: FloatArray, idx: npt.NDArray[np.int64]) -> FloatArray:
 
 
 def part_targets(
-    c: Curves, cost: FloatArray, lam: float | FloatArray, floor: float | FloatArray
+    c: Curves,
+    cost: FloatArray,
+    lam: float | FloatArray,
+    floor: float | FloatArray,
+    backorder_weight: float = DEFAULT_BACKORDER_WEIGHT,
 ) -> FloatArray:
     """Each part's target for a known class multiplier λ (a single bin between full runs)."""
     n = c.mu.shape[0]
@@ -171,9 +207,9 @@ def part_targets(
     out = np.empty(n)
     for value in np.unique(lams):
         m = lams == value
-        sub = Curves(c.s[m], c.fill[m], c.mu[m], c.cycle[m])
+        sub = c.rows(m)
         low = part_floors(sub, fl[m])
-        idx = _choose(sub, _cost(cost)[m], float(value), low)
+        idx = _choose(sub, _cost(cost)[m], float(value), low, backorder_weight)
         out[m] = np.maximum(_take(sub.fill, idx), low)
     return out
 
@@ -195,6 +231,7 @@ def allocate(
     class_targets: dict[str, float],
     floor: float = DEFAULT_FILL_FLOOR,
     calibration: dict[str, float] | None = None,
+    backorder_weight: float = DEFAULT_BACKORDER_WEIGHT,
 ) -> Allocation:
     """Per-part fill targets meeting each class's demand-weighted target at the least stock value.
 
@@ -223,14 +260,16 @@ def allocate(
         factor = max(float((calibration or {}).get(name, 1.0)), 1.0)
         nominal = float(np.clip(class_targets[name], *SERVICE_LEVEL_RANGE))
         beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
-        sub = Curves(cv.s[m], cv.fill[m], cv.mu[m], cv.cycle[m])
+        sub = cv.rows(m)
         fl = part_floors(sub, np.full(int(m.sum()), min(floor, nominal)))
-        lam, idx = _solve_class(sub, unit[m], beta, fl)
+        lam, idx = _solve_class(sub, unit[m], beta, fl, backorder_weight)
         chosen = np.maximum(_take(sub.fill, idx), fl)
         # the plan on exact reorder points, against every part at the class target
         s_alloc = ltd.fill_rate_level(x0[m], x1[m], chosen, q[m])
         s_flat = ltd.fill_rate_level(x0[m], x1[m], np.full(len(fl), beta), q[m])
-        keep = float((unit[m] * s_alloc).sum()) <= float((unit[m] * s_flat).sum())
+        keep = _objective(x0[m], q[m], unit[m], s_alloc, backorder_weight) <= (
+            _objective(x0[m], q[m], unit[m], s_flat, backorder_weight)
+        )
         targets[m] = chosen if keep else beta
         lams[name] = lam if keep else float("nan")
         uniform[name] = not keep
@@ -242,8 +281,15 @@ def allocate(
     return Allocation(targets, lams, planned, uniform, aimed)
 
 
+def _objective(
+    x0: FloatArray, q: FloatArray, unit: FloatArray, s: FloatArray, weight: float
+) -> float:
+    """Σ value·(s + w·backlog(s)) at exact reorder points: what the plan minimises, per class."""
+    return float((unit * (s + weight * ltd.expected_backlog(x0, s, q))).sum())
+
+
 def _solve_class(
-    c: Curves, cost: FloatArray, beta: float, floor: FloatArray
+    c: Curves, cost: FloatArray, beta: float, floor: FloatArray, weight: float
 ) -> tuple[float, npt.NDArray[np.int64]]:
     """The smallest λ (log bisection) whose choices meet the class's demand-weighted target."""
     allowed = (1 - beta) * float(c.mu.sum())
@@ -252,13 +298,13 @@ def _solve_class(
         return float(((1 - _take(c.fill, idx)) * c.mu).sum())
 
     lo, hi = LOG_LAMBDA_RANGE
-    idx = _choose(c, cost, 10.0**lo, floor)
+    idx = _choose(c, cost, 10.0**lo, floor, weight)
     if short(idx) <= allowed:
         return 10.0**lo, idx
-    best = _choose(c, cost, 10.0**hi, floor)
+    best = _choose(c, cost, 10.0**hi, floor, weight)
     for _ in range(LAMBDA_STEPS):
         mid = (lo + hi) / 2
-        cand = _choose(c, cost, 10.0**mid, floor)
+        cand = _choose(c, cost, 10.0**mid, floor, weight)
         if short(cand) <= allowed:
             hi, best = mid, cand
         else:

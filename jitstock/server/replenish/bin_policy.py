@@ -46,6 +46,8 @@ class Params:
     abc_window_days: int = 90
     # no part's allocated fill target below this (or its class target, if lower)
     fill_floor: float = allocate.DEFAULT_FILL_FLOOR
+    # a unit-day on backorder priced in unit-days of stock by the class allocation
+    backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT
 
     @classmethod
     def from_settings(cls, settings: Any) -> Params:
@@ -61,6 +63,11 @@ class Params:
             abc_window_days=settings.abc_window_days,
             fill_floor=getattr(
                 settings, "replenish_fill_floor", allocate.DEFAULT_FILL_FLOOR
+            ),
+            backorder_weight=getattr(
+                settings,
+                "replenish_backorder_weight",
+                allocate.DEFAULT_BACKORDER_WEIGHT,
             ),
         )
 
@@ -276,12 +283,15 @@ def compute_bin(
             # the class target the plan aimed at (raised by the calibration factor)
             "class_aimed_target": known.get("target"),
             "fill_floor": floor,
+            "backorder_weight": params.backorder_weight,
         }
         if not math.isnan(lam):
             curve = allocate.curves(ltd_draws[0], ltd_draws[1], np.asarray([order_q]))
             # a bin without a price is valued at its class's median, as in the full run
             value = cost if cost > 0 else float(known.get("median_cost", 1.0))
-            own = allocate.part_targets(curve, np.asarray([value]), lam, floor)
+            own = allocate.part_targets(
+                curve, np.asarray([value]), lam, floor, params.backorder_weight
+            )
             # the floor as this part's fill: lower where cycle service is the cheaper reading
             alloc["part_floor"] = round(float(allocate.part_floors(curve, floor)[0]), 6)
             service = round(float(own[0]), 6)

@@ -172,15 +172,30 @@ def daily_shortage(
     order arrives is short E[(X_L+1 − Y)⁺] − E[(X_L − Y)⁺] (Hadley–Whitin),
     and over Y uniform E[(X − Y)⁺] = (((X − s)⁺)² − ((X − s − Q)⁺)²) / 2Q.
     """
+    return np.asarray(
+        (_beyond(lead_next, s, qty) - _beyond(lead, s, qty)).mean(axis=1), np.float64
+    )
+
+
+def expected_backlog(lead: FloatArray, s: FloatArray, qty: FloatArray) -> FloatArray:
+    """Expected units on backorder at a random day-end at reorder point s, order multiple Q, per row.
+
+    With the position Y uniform on (s, s + Q] at any time (see
+    ``daily_shortage``), what is on backorder when an order placed a lead
+    time ago arrives is (X_L − Y)⁺; its mean is the backlog a day carries,
+    so a short unit of a part whose shortages come in big lots early in the
+    lead time counts for every day it waits, not one.
+    """
+    return np.asarray(_beyond(lead, s, qty).mean(axis=1), np.float64)
+
+
+def _beyond(x: FloatArray, s: FloatArray, qty: FloatArray) -> FloatArray:
+    """E[(X − Y)⁺] over Y uniform on (s, s + Q], per draw: (((X − s)⁺)² − ((X − s − Q)⁺)²) / 2Q."""
     s2 = np.asarray(s, dtype=np.float64).reshape(-1, 1)
     q2 = np.maximum(np.asarray(qty, dtype=np.float64).reshape(-1, 1), 1e-9)
-
-    def beyond(x: FloatArray) -> FloatArray:
-        over = np.maximum(np.atleast_2d(x) - s2, 0.0)
-        past = np.maximum(np.atleast_2d(x) - s2 - q2, 0.0)
-        return np.asarray((over**2 - past**2) / (2 * q2), np.float64)
-
-    return np.asarray((beyond(lead_next) - beyond(lead)).mean(axis=1), np.float64)
+    over = np.maximum(np.atleast_2d(x) - s2, 0.0)
+    past = np.maximum(np.atleast_2d(x) - s2 - q2, 0.0)
+    return np.asarray((over**2 - past**2) / (2 * q2), np.float64)
 
 
 def fill_rate_level(

@@ -432,6 +432,7 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
         params.service_levels,
         params.fill_floor,
         factors,
+        params.backorder_weight,
     )
     for name, lam in alloc.multipliers.items():
         out[name] = {

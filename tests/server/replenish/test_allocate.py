@@ -44,7 +44,9 @@ def test_cheaper_part_gets_more_fill_hand_computed():
     x0, x1 = _two_parts()
     q = np.full(2, TINY_Q)
     cost = np.asarray([1.0, 4.0])
-    a = allocate.allocate(x0, x1, q, cost, ["A", "A"], {"A": 0.8}, floor=0.5)
+    a = allocate.allocate(
+        x0, x1, q, cost, ["A", "A"], {"A": 0.8}, floor=0.5, backorder_weight=0
+    )
     assert a.targets[0] > a.targets[1]
     assert a.targets == pytest.approx([0.869, 0.75], abs=3e-3)
     assert a.uniform == {"A": False}
@@ -61,8 +63,12 @@ def test_floor_keeps_a_dear_part_from_being_given_up():
     x0, x1 = _two_parts()
     q = np.full(2, TINY_Q)
     cost = np.asarray([1.0, 100.0])
-    low = allocate.allocate(x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.5)
-    high = allocate.allocate(x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.75)
+    low = allocate.allocate(
+        x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.5, backorder_weight=0
+    )
+    high = allocate.allocate(
+        x0, x1, q, cost, ["B", "B"], {"B": 0.8}, floor=0.75, backorder_weight=0
+    )
     # the cheap part carries the class (to the top, 0.9999); the dear one takes what is
     # left, 1.6 − 0.9999 ≈ 0.6, rounded up to the end of its linear stretch on the grid
     # (s = 1.85, fill 0.7125) — under a floor of 0.75, which then holds
@@ -112,11 +118,44 @@ def test_floor_is_fill_or_cycle_service_whichever_is_cheaper():
     cycle = np.asarray(
         [[0.3, 0.92, 0.97, 1.0], [0.2, 0.5, 0.9, 1.0], [0.1, 0.2, 0.3, 0.5]]
     )
-    c = allocate.Curves(s, fill, np.ones(3), cycle)
+    c = allocate.Curves(s, fill, np.ones(3), cycle, np.zeros((3, 4)))
     assert allocate.part_floors(c, 0.9) == pytest.approx([0.7, 0.9, 0.4])
     # with a cost that makes s = 0 the free choice, the floors still bind
     t = allocate.part_targets(c, np.ones(3), 1e-9, 0.9)
     assert t == pytest.approx([0.7, 0.93, 0.4])
+
+
+def test_backorder_weight_lifts_the_dear_part_hand_computed():
+    """Hand-made curves on s = 0, 10, 20, 30: fill 0.5, 0.8, 0.95, 0.99 (a unit a day).
+
+    Expected backlog 6, 1.5, 0.3, 0.05; λ = 100 per unit short a day.  Each
+    part minimises c·(s + w·backlog) + λ·short, i.e. per unit of its value
+    s + w·backlog + (λ/c)·short.  The cheap part (c = 1, λ/c = 100): at
+    w = 0 the terms are 50, 30, 25, 31 and at w = 5 80, 37.5, 26.5, 32.25 —
+    s = 20 (0.95) either way.  The dear part (c = 50, λ/c = 2): at w = 0
+    1, 10.4, 20.1, 30.02 — s = 0 (0.5); at w = 5 31, 17.9, 21.6, 30.27 —
+    s = 10 (0.8); at w = 20 121, 40.4, 26.1, 31.02 — s = 20 (0.95).
+    """
+    s = np.tile([0.0, 10.0, 20.0, 30.0], (2, 1))
+    fill = np.tile([0.5, 0.8, 0.95, 0.99], (2, 1))
+    backlog = np.tile([6.0, 1.5, 0.3, 0.05], (2, 1))
+    c = allocate.Curves(s, fill, np.ones(2), fill, backlog)
+    cost = np.asarray([1.0, 50.0])
+    got = {w: allocate.part_targets(c, cost, 100.0, 0.5, w) for w in (0, 5, 20)}
+    assert got[0] == pytest.approx([0.95, 0.5])
+    assert got[5] == pytest.approx([0.95, 0.8])
+    assert got[20] == pytest.approx([0.95, 0.95])
+
+
+def test_expected_backlog_hand_computed():
+    """X_L of 0, 10, 20, 30 and Q = 10, s = 10: E[(X_L − Y)⁺] with Y uniform on (10, 20].
+
+    For 0 and 10 it is 0; for 20, E[20 − Y] = 5; for 30, E[30 − Y] = 15 —
+    mean (5 + 15)/4 = 5.  At s = 30 nothing is ever on backorder.
+    """
+    x = np.asarray([[0.0, 10.0, 20.0, 30.0]] * 2)
+    got = ltd.expected_backlog(x, np.asarray([10.0, 30.0]), np.asarray([10.0, 10.0]))
+    assert got == pytest.approx([5.0, 0.0])
 
 
 def test_calibration_raises_the_class_plan():
@@ -248,11 +287,20 @@ def _parts(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_parts())
-def test_allocation_meets_class_target_floor_and_costs_no_more(parts):
+@given(_parts(), st.sampled_from([0.0, 5.0, allocate.DEFAULT_BACKORDER_WEIGHT]))
+def test_allocation_meets_class_target_floor_and_costs_no_more(parts, weight):
     x0, x1, q, cost, target, floor = parts
     n = x0.shape[0]
-    a = allocate.allocate(x0, x1, q, cost, ["A"] * n, {"A": target}, floor=floor)
+    a = allocate.allocate(
+        x0,
+        x1,
+        q,
+        cost,
+        ["A"] * n,
+        {"A": target},
+        floor=floor,
+        backorder_weight=weight,
+    )
     c = allocate.curves(x0, x1, q)
     low = allocate.part_floors(c, min(floor, target))
     assert np.all(low <= min(floor, target) + 1e-12)
@@ -260,4 +308,9 @@ def test_allocation_meets_class_target_floor_and_costs_no_more(parts):
     s, fill = _plan_fill(x0, x1, a.targets, q)
     assert fill >= target - 1e-6
     flat = ltd.fill_rate_level(x0, x1, np.full(n, target), q)
-    assert float(cost @ s) <= float(cost @ flat) * (1 + 1e-9) + 1e-9
+
+    # what the plan minimises: stock value plus the weighted backlog, each at the part's value
+    def objective(level):
+        return float(cost @ (level + weight * ltd.expected_backlog(x0, level, q)))
+
+    assert objective(s) <= objective(flat) * (1 + 1e-9) + 1e-9
