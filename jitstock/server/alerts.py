@@ -44,8 +44,10 @@ ALERT_CHECK_S = 15.0
 ORDER_ACK_DEADLINE_S = 900.0
 # Consecutive failed webhook attempts to one supplier before "webhook failing" is raised.
 WEBHOOK_FAILING_AFTER = 3
-# Flush-driven checks are batched this long: many flushes a second become one DB pass.
-MARK_COALESCE_S = 0.05
+# Flush-driven checks are batched this long: many flushes a second become one DB pass
+# (four a second at most: an alert a person reads needs no more; 0.05 s cost a fifth
+# more server CPU per reading on issue 12's load, docs/bench/ingest-resend-alerts-*.json)
+MARK_COALESCE_S = 0.25
 # Alerts that no rule re-checks (reported by hooks); resolved by acknowledgement.
 REPORTED_KINDS = ("order_failed", "order_escalated", "webhook_failing")
 
