@@ -76,8 +76,9 @@ def confirm_refills(
         if delta <= 0 or session.get(Bin, bin_id) is None:
             continue
         allowance = picks_allowance(session, bin_id, now_ms)
-        cancelled = cancelled_goods_due(session, bin_id, now_ms)
         left = _confirm_putaway(session, bin_id, delta, allowance, now_ms)
+        # looked up only for a refill the dock's receipts did not explain
+        cancelled = cancelled_goods_due(session, bin_id, now_ms) if left > 0 else []
         if left > 0:
             left = _receive_by_weight(
                 session, bin_id, left, allowance, now_ms, bool(cancelled)

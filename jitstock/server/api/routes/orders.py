@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from jitstock.server.api import effects
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep
 from jitstock.server.api.errors import FieldInvalid, NotFound
 from jitstock.server.api.order_actions import ack_order, deliver_order
@@ -145,9 +146,7 @@ def acknowledge(
     scope = scope_of(key)
     ack_order(session, order_id, body.promised_ms, key.name, ctx.clock.time_ms(), scope)
     session.commit()
-    events = getattr(ctx, "supplier_events", None)
-    if events is not None:
-        events.wake()  # the acknowledgement or promise change goes out now
+    effects.supply_changed(ctx)  # its lifecycle events go out now
     return _for_key(_detail(session, order_id, scope), key)
 
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
+from jitstock.server.api import effects
 from jitstock.server.api.deps import CtxDep
 from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
 from jitstock.server.api.order_actions import (
@@ -240,9 +241,7 @@ def link_action(
         return _page(title, _p(str(exc)) + _p("Nothing was changed."), 409)
     except (NotFound, OrderNotFound):
         return _page("Order not found", _p(f"No order {claim.order_id}."), 404)
-    events = getattr(ctx, "supplier_events", None)
-    if events is not None:
-        events.wake()  # lifecycle events (and whoever listens) go out now
+    effects.supply_changed(ctx)  # its lifecycle events go out now
     return _page(title, _p(done) + summary)
 
 
