@@ -183,7 +183,7 @@ def supply_errors() -> Iterator[None]:
     except IllegalTransition as exc:
         raise Conflict(str(exc)) from exc
     except InvalidRequest as exc:
-        raise FieldInvalid(exc.field, exc.message) from exc
+        raise FieldInvalid(exc.field, exc.message, where=exc.where) from exc
 
 
 def clean_message(msg: str) -> str:

@@ -30,7 +30,8 @@ class IllegalTransition(SupplyError):
 class InvalidRequest(SupplyError):
     """A value does not fit the order (e.g. more rejected than received)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, where: str = "body") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.where = where  # where the request carried the value: body, query, header

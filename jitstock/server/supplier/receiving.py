@@ -223,6 +223,7 @@ def replayed_receipt(
             "Idempotency-Key",
             f"already used for receipt {found.id} of {found.qty} on order {order_id}; "
             "a different receipt needs a new key",
+            where="header",
         )
     return found
 

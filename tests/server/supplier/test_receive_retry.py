@@ -55,6 +55,8 @@ def test_a_retried_receipt_is_recorded_once(tmp_path: Path, mosquitto: Any) -> N
         other = _receive(loop.admin, order.id, 20, key)
         assert other.status_code == 422, other.text
         assert "Idempotency-Key" in other.text
+        # named where a client sent it: the header, not the body
+        assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
         # a new key is a new receipt (a second pallet of the same order)
         second = _receive(loop.admin, order.id, 20, str(uuid.uuid4()))
         assert second.status_code == 201, second.text
