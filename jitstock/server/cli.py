@@ -11,6 +11,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from jitstock.server import heap
 from jitstock.server.redact import quiet_http_client_logs
 from jitstock.server.settings import ServerSettings, SettingRefused
 
@@ -72,6 +73,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"jitstock server: refused: {exc}\n")
         return EXIT_BAD_SETTINGS
     app.start()
+    heap.settle()  # the rare full collection was the slow reorder at high rates
 
     def _term(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=app.stop, daemon=True).start()

@@ -16,12 +16,14 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -144,6 +146,8 @@ class MqttConnection:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        if isinstance(getattr(client, "_on_message_filtered", None), MQTTMatcher):
+            client._on_message_filtered = _NoFilteredCallbacks()  # type: ignore[no-untyped-call]
         self.client = client
 
     def start(self) -> None:
@@ -291,6 +295,23 @@ class MqttConnection:
         )
         if _TCP_QUICKACK is not None:
             _tcp_option(client, _TCP_QUICKACK)
+
+
+class _NoFilteredCallbacks(MQTTMatcher):
+    """paho's table of per-topic callbacks, answering at once while it is empty.
+
+    paho looks every received message up in this table, and its lookup is a recursive
+    closure: one reference cycle (function, cells, the split topic) per message, which only
+    the cyclic garbage collector frees. At 150,000 readings/s that was most of what the
+    collector found. This server registers no per-topic callbacks (``on_message`` takes
+    everything), so an empty table yields nothing without building the closure; one that
+    someone fills keeps paho's lookup.
+    """
+
+    def iter_match(self, topic: str) -> Iterator[object]:
+        if not self._root._children:
+            return iter(())
+        return super().iter_match(topic)  # type: ignore[no-untyped-call,no-any-return]
 
 
 def _tcp_option(client: mqtt.Client, option: int) -> None:
