@@ -142,8 +142,10 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
         "jitstock_fill": {
             **fills,
             **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
-            **group_fills,
         },
+        # per ABC class without its lumpy parts ("A") and its lumpy parts ("A lumpy"): the
+        # fills every tuned baseline but the per-class-only textbook ROP is tuned to
+        "jitstock_fill_groups": group_fills,
         "pattern_targets": pattern_targets(plant),
         "fill_floor": FILL_FLOOR,
         "backorder_weight": BACKORDER_WEIGHT,

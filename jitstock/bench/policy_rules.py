@@ -51,6 +51,7 @@ def jitstock_rule(
     plans: list[dict[str, float]] | None = None,
     calibrated: bool = True,
     backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT,
+    lumpy_calibrated: bool = False,
 ) -> Rule:
     """jitstock's policy: the server's replenish code on every part at once.
 
@@ -81,6 +82,7 @@ def jitstock_rule(
                 plant.moq,
             )
             factors = None
+            lumpy_factors = None
             if calibrated:
                 # only the classes calibrated, and their reference, need the back-test
                 m = np.asarray([calibrate.needs_backtest(float(v)) for v in targets])
@@ -94,6 +96,13 @@ def jitstock_rule(
                 factors = calibrate.class_factors(
                     planned, realized, plant.abc_class[m], class_targets
                 )
+                if lumpy_calibrated:
+                    lumpy_factors = _lumpy_factors(
+                        planned,
+                        realized,
+                        plant.abc_class[m],
+                        (fc.demand_class[i] == demand.LUMPY)[m],
+                    )
             plan = allocate.allocate(
                 lead_x,
                 next_x,
@@ -107,6 +116,7 @@ def jitstock_rule(
                 # the class's lumpy parts held to its target as a group, by the class the
                 # server gives them (Syntetos–Boylan on the window), not the simulation's label
                 fc.demand_class[i] == demand.LUMPY,
+                lumpy_factors,
             )
             service = np.where(np.isnan(plan.targets), targets, plan.targets)
             if plans is not None:
@@ -134,6 +144,25 @@ def jitstock_rule(
         return p.reorder_at, nan, p.order_qty
 
     return rule
+
+
+def _lumpy_factors(
+    planned: FloatArray,
+    realized: FloatArray,
+    classes: npt.NDArray[np.str_],
+    lumpy: npt.NDArray[np.bool_],
+) -> dict[str, float]:
+    """Per class: the lumpy parts' back-test ratio over the rest's, clipped to [1, MAX_FACTOR]."""
+    out = {}
+    for c in sorted(set(classes.tolist())):
+        g, r = (classes == c) & lumpy, (classes == c) & ~lumpy
+        if planned[g].sum() <= 0 or planned[r].sum() <= 0 or realized[r].sum() <= 0:
+            continue
+        ratio = (realized[g].sum() / planned[g].sum()) / (
+            realized[r].sum() / planned[r].sum()
+        )
+        out[c] = float(np.clip(ratio, 1.0, calibrate.MAX_FACTOR))
+    return out
 
 
 def classic_rule(

@@ -31,7 +31,7 @@ def test_seeds_run_has_every_policy_costs_and_summary():
     plant = policy.make_plant(policy.QUICK_SKUS, 3)
     groups = policy.lumpy_groups(plant)
     assert {"A lumpy", "B lumpy", "C lumpy"} <= set(groups.tolist())
-    fills = one["jitstock_fill"]
+    fills = one["jitstock_fill_groups"]
     assert set(one["tuned"]["textbook_k"]) == set(groups.tolist())
     assert set(one["tuned"]["textbook_k_per_class_only"]) == {"A", "B", "C"}
     informed = one["policies"]["textbook_rop_observed_lt_k_per_class_and_lumpy"]

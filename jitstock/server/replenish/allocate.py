@@ -249,6 +249,7 @@ def allocate(
     calibration: dict[str, float] | None = None,
     backorder_weight: float = DEFAULT_BACKORDER_WEIGHT,
     lumpy: Sequence[bool] | npt.NDArray[np.bool_] | None = None,
+    lumpy_calibration: dict[str, float] | None = None,
 ) -> Allocation:
     """Per-part fill targets meeting each class's demand-weighted target at the least stock value.
 
@@ -288,8 +289,11 @@ def allocate(
         beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
         sub = cv.rows(m)
         fl = part_floors(sub, np.full(int(m.sum()), min(floor, nominal)))
+        # the lumpy group's own plan→achieved factor, on top of the class's (round 7 screen)
+        f_l = max(float((lumpy_calibration or {}).get(name, 1.0)), 1.0)
+        beta_l = float(np.clip(1 - (1 - beta) / f_l, *SERVICE_LEVEL_RANGE))
         lam, lam_l, idx = _solve_with_group(
-            sub, unit[m], beta, fl, backorder_weight, lump[m]
+            sub, unit[m], beta, fl, backorder_weight, lump[m], beta_l
         )
         chosen = np.maximum(_take(sub.fill, idx), fl)
         # the plan on exact reorder points, against every part at the class target
@@ -321,6 +325,7 @@ def _solve_with_group(
     floor: FloatArray,
     weight: float,
     group: npt.NDArray[np.bool_],
+    group_beta: float | None = None,
 ) -> tuple[float, float, npt.NDArray[np.int64]]:
     """(λ of the class or its rest, λ of the group or NaN, grid index per part).
 
@@ -330,13 +335,14 @@ def _solve_with_group(
     """
     lam, idx = _solve_class(c, cost, (1 - beta) * float(c.mu.sum()), floor, weight)
     g = np.asarray(group, dtype=bool)
-    if not g.any() or _short(c.rows(g), idx[g]) <= (1 - beta) * float(c.mu[g].sum()) * (
+    bg = beta if group_beta is None else group_beta
+    if not g.any() or _short(c.rows(g), idx[g]) <= (1 - bg) * float(c.mu[g].sum()) * (
         1 + 1e-9
     ):
         return lam, float("nan"), idx
     cg = c.rows(g)
     lam_g, idx_g = _solve_class(
-        cg, cost[g], (1 - beta) * float(cg.mu.sum()), floor[g], weight
+        cg, cost[g], (1 - bg) * float(cg.mu.sum()), floor[g], weight
     )
     left = (1 - beta) * float(c.mu.sum()) - _short(cg, idx_g)
     if g.all():
