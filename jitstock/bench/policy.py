@@ -18,7 +18,6 @@ from jitstock.bench.policy_rules import (
     classic_rule,
     informed_rule,
     jitstock_rule,
-    lumpy_groups,
     minmax_rule,
     minmax_weekly_rule,
     tune,
@@ -92,21 +91,7 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
         plant, jitstock_rule(plant, fc, targets, CLASS_TARGETS, FILL_FLOOR, plans)
     )
     fills = {c: summarise(plant, jit, plant.abc_class == c)["fill_rate"] for c in "ABC"}
-    # equal fill per class and on each class's lumpy parts (the simulation's label)
-    groups = lumpy_groups(plant)
-    group_fills = {
-        g: summarise(plant, jit, groups == g)["fill_rate"]
-        for g in sorted(set(groups.tolist()))
-    }
     k, informed = tune_per_class(
-        lambda kk: simulate(plant, informed_rule(plant, fc, kk)),
-        plant,
-        0.0,
-        6.0,
-        group_fills,
-        groups=groups,
-    )
-    k_class, informed_class = tune_per_class(
         lambda kk: simulate(plant, informed_rule(plant, fc, kk)), plant, 0.0, 6.0, fills
     )
     fw, weekly = tune_per_class(
@@ -114,25 +99,17 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
         plant,
         0.0,
         8.0,
-        group_fills,
-        groups=groups,
+        fills,
     )
     fs, static = tune_per_class(
-        lambda f: simulate(plant, minmax_rule(plant, f)),
-        plant,
-        0.0,
-        8.0,
-        group_fills,
-        groups=groups,
+        lambda f: simulate(plant, minmax_rule(plant, f)), plant, 0.0, 8.0, fills
     )
     classic = simulate(plant, classic_rule(plant, fc, targets))
     results = {
         "jitstock": breakdown(plant, jit),
-        "textbook_rop_observed_lt_k_per_class_and_lumpy": breakdown(plant, informed),
-        # round 6's baseline: one k per class, its lumpy parts served at whatever that gives
-        "textbook_rop_observed_lt_k_per_class_only": breakdown(plant, informed_class),
-        "minmax_weekly_per_class_and_lumpy": breakdown(plant, weekly),
-        "minmax_static_per_class_and_lumpy": breakdown(plant, static),
+        "textbook_rop_observed_lt_k_per_class": breakdown(plant, informed),
+        "minmax_weekly_per_class": breakdown(plant, weekly),
+        "minmax_static_per_class": breakdown(plant, static),
         "classic_rop_quoted_lt": breakdown(plant, classic),
     }
     jv = results["jitstock"]["overall"]["avg_on_hand_value"]
@@ -143,48 +120,42 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
             **fills,
             **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
         },
-        # per ABC class without its lumpy parts ("A") and its lumpy parts ("A lumpy"): the
-        # fills every tuned baseline but the per-class-only textbook ROP is tuned to
-        "jitstock_fill_groups": group_fills,
         "pattern_targets": pattern_targets(plant),
         "fill_floor": FILL_FLOOR,
         "backorder_weight": BACKORDER_WEIGHT,
         # per class, averaged over the weekly recalculations: the demand-weighted fill the
         # allocated plan promised on its draws, and the calibration factor it was raised by
         "jitstock_plan": {
-            key: round(float(np.mean([p[key] for p in plans if key in p])), 5)
-            for key in sorted({key for p in plans for key in p})
-        },
+            key: round(float(np.mean([p[key] for p in plans])), 5) for key in plans[0]
+        }
+        if plans
+        else {},
         "tuned": {
             "textbook_k": k,
-            "textbook_k_per_class_only": k_class,
             "minmax_weekly_factor": fw,
             "minmax_static_factor": fs,
         },
-        "saving_vs_textbook_rop": _saving(
-            jv, results["textbook_rop_observed_lt_k_per_class_and_lumpy"]
+        "saving_vs_textbook_rop": round(
+            1
+            - jv
+            / results["textbook_rop_observed_lt_k_per_class"]["overall"][
+                "avg_on_hand_value"
+            ],
+            4,
         ),
-        "saving_vs_textbook_rop_k_per_class_only": _saving(
-            jv, results["textbook_rop_observed_lt_k_per_class_only"]
+        "saving_vs_minmax_weekly": round(
+            1 - jv / results["minmax_weekly_per_class"]["overall"]["avg_on_hand_value"],
+            4,
         ),
-        "saving_vs_minmax_weekly": _saving(
-            jv, results["minmax_weekly_per_class_and_lumpy"]
-        ),
-        "saving_vs_minmax_static": _saving(
-            jv, results["minmax_static_per_class_and_lumpy"]
+        "saving_vs_minmax_static": round(
+            1 - jv / results["minmax_static_per_class"]["overall"]["avg_on_hand_value"],
+            4,
         ),
         "total_cost": {p: r["overall"]["total_cost"] for p, r in results.items()},
         "policies": results,
     }
     out["seconds"] = round(time.monotonic() - started, 1)
     return out
-
-
-def _saving(jitstock_value: float, baseline: dict[str, Any]) -> float:
-    """1 − jitstock's average stock value over the baseline's."""
-    return round(
-        1 - jitstock_value / float(baseline["overall"]["avg_on_hand_value"]), 4
-    )
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -215,9 +186,6 @@ def run_seeds(args: argparse.Namespace) -> dict[str, Any]:
                 "target_lumpy": r["pattern_targets"]["lumpy"],
                 "worst_class_gap_pt": round(100 * worst, 2),
                 "saving_vs_textbook_rop": r["saving_vs_textbook_rop"],
-                "saving_vs_textbook_rop_k_per_class_only": r[
-                    "saving_vs_textbook_rop_k_per_class_only"
-                ],
                 "saving_vs_minmax_weekly": r["saving_vs_minmax_weekly"],
                 "saving_vs_minmax_static": r["saving_vs_minmax_static"],
                 "cheapest_total_cost": cheapest,

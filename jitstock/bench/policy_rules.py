@@ -18,11 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
 
 from jitstock.bench.policy_sim import (
     HISTORY_DAYS,
-    PATTERNS,
     WINDOW_DAYS,
     FloatArray,
     Forecasts,
@@ -31,7 +29,7 @@ from jitstock.bench.policy_sim import (
     Rule,
     summarise,
 )
-from jitstock.server.replenish import allocate, calibrate, demand, leadtime, ltd, policy
+from jitstock.server.replenish import allocate, calibrate, leadtime, ltd, policy
 
 BISECT_STEPS = 10
 
@@ -51,7 +49,6 @@ def jitstock_rule(
     plans: list[dict[str, float]] | None = None,
     calibrated: bool = True,
     backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT,
-    lumpy_calibrated: bool = False,
 ) -> Rule:
     """jitstock's policy: the server's replenish code on every part at once.
 
@@ -82,7 +79,6 @@ def jitstock_rule(
                 plant.moq,
             )
             factors = None
-            lumpy_factors = None
             if calibrated:
                 # only the classes calibrated, and their reference, need the back-test
                 m = np.asarray([calibrate.needs_backtest(float(v)) for v in targets])
@@ -96,13 +92,6 @@ def jitstock_rule(
                 factors = calibrate.class_factors(
                     planned, realized, plant.abc_class[m], class_targets
                 )
-                if lumpy_calibrated:
-                    lumpy_factors = _lumpy_factors(
-                        planned,
-                        realized,
-                        plant.abc_class[m],
-                        (fc.demand_class[i] == demand.LUMPY)[m],
-                    )
             plan = allocate.allocate(
                 lead_x,
                 next_x,
@@ -113,17 +102,12 @@ def jitstock_rule(
                 floor,
                 factors,
                 backorder_weight,
-                # the class's lumpy parts held to its target as a group, by the class the
-                # server gives them (Syntetos–Boylan on the window), not the simulation's label
-                fc.demand_class[i] == demand.LUMPY,
-                lumpy_factors,
             )
             service = np.where(np.isnan(plan.targets), targets, plan.targets)
             if plans is not None:
                 plans.append(
                     {
                         **plan.planned_fill,
-                        **{f"lumpy_{c}": v for c, v in plan.lumpy_planned_fill.items()},
                         **{f"factor_{c}": v for c, v in (factors or {}).items()},
                     }
                 )
@@ -144,25 +128,6 @@ def jitstock_rule(
         return p.reorder_at, nan, p.order_qty
 
     return rule
-
-
-def _lumpy_factors(
-    planned: FloatArray,
-    realized: FloatArray,
-    classes: npt.NDArray[np.str_],
-    lumpy: npt.NDArray[np.bool_],
-) -> dict[str, float]:
-    """Per class: the lumpy parts' back-test ratio over the rest's, clipped to [1, MAX_FACTOR]."""
-    out = {}
-    for c in sorted(set(classes.tolist())):
-        g, r = (classes == c) & lumpy, (classes == c) & ~lumpy
-        if planned[g].sum() <= 0 or planned[r].sum() <= 0 or realized[r].sum() <= 0:
-            continue
-        ratio = (realized[g].sum() / planned[g].sum()) / (
-            realized[r].sum() / planned[r].sum()
-        )
-        out[c] = float(np.clip(ratio, 1.0, calibrate.MAX_FACTOR))
-    return out
 
 
 def classic_rule(
@@ -272,44 +237,23 @@ def tune_per_class(
     hi: float,
     fills: dict[str, float],
     steps: int = BISECT_STEPS,
-    groups: npt.NDArray[np.str_] | None = None,
 ) -> tuple[dict[str, float], Outcome]:
-    """Per group the smallest parameter reaching that group's fill in ``fills`` (groups bisected together).
-
-    ``groups`` names each part's group (``lumpy_groups``); by default its ABC class.
-    """
-    label = plant.abc_class if groups is None else np.asarray(groups).astype(str)
-    names = sorted(set(label.tolist()) & set(fills))
-    a = dict.fromkeys(names, lo)
-    b = dict.fromkeys(names, hi)
+    """Per ABC class the smallest parameter reaching that class's fill in ``fills`` (classes bisected together)."""
+    classes = ("A", "B", "C")
+    a = dict.fromkeys(classes, lo)
+    b = dict.fromkeys(classes, hi)
 
     def vec(p: dict[str, float]) -> FloatArray:
-        return np.asarray([p.get(str(c), hi) for c in label], dtype=np.float64)
+        return np.asarray([p[str(c)] for c in plant.abc_class], dtype=np.float64)
 
     best = run(vec(b))
     for _ in range(steps):
-        mid = {c: (a[c] + b[c]) / 2 for c in names}
+        mid = {c: (a[c] + b[c]) / 2 for c in classes}
         o = run(vec(mid))
-        for c in names:
-            if summarise(plant, o, label == c)["fill_rate"] >= fills[c]:
+        for c in classes:
+            if summarise(plant, o, plant.abc_class == c)["fill_rate"] >= fills[c]:
                 b[c] = mid[c]
             else:
                 a[c] = mid[c]
     best = run(vec(b))
-    return {c: round(b[c], 4) for c in names}, best
-
-
-def lumpy_groups(plant: Plant) -> npt.NDArray[np.str_]:
-    """Each part's ABC class, with the simulation's lumpy parts apart ("A lumpy").
-
-    The groups the baselines are tuned per, so that they match jitstock's
-    fill per class *and* on the class's lumpy parts: one k per class meets
-    the class by over-serving smooth parts and starving lumpy ones.
-    """
-    lumpy = plant.pattern == PATTERNS.index("lumpy")
-    return np.asarray(
-        [
-            f"{c} lumpy" if lp else str(c)
-            for c, lp in zip(plant.abc_class, lumpy, strict=True)
-        ]
-    )
+    return {c: round(b[c], 4) for c in classes}, best

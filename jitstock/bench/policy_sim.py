@@ -145,13 +145,11 @@ class Forecasts:
     std: list[FloatArray]
     window: list[FloatArray]
     fade: list[FloatArray]
-    # the Syntetos–Boylan class of each part's window (demand.SMOOTH … demand.LUMPY)
-    demand_class: list[IntArray]
 
 
 def precompute_forecasts(plant: Plant) -> Forecasts:
     """Fit every part on its rolling window at each recalculation day (same code as the server)."""
-    out = Forecasts([], [], [], [], [], [], [], [], [])
+    out = Forecasts([], [], [], [], [], [], [], [])
     for day in range(0, DAYS, RECALC_EVERY_DAYS):
         end = HISTORY_DAYS + day
         window = plant.demand[:, end - WINDOW_DAYS : end]
@@ -166,7 +164,6 @@ def precompute_forecasts(plant: Plant) -> Forecasts:
         out.std.append(window.std(axis=1, ddof=1))
         out.window.append(window)
         out.fade.append(demand.dormancy_fade(window))
-        out.demand_class.append(np.asarray(classes, np.int64))
     return out
 
 

@@ -83,13 +83,10 @@ class PartPlan:
     unit_cost: float
     history: npt.NDArray[np.float64]  # daily demand, oldest first
     lead_days: npt.NDArray[np.float64]  # the lead times the draws used
-    # Syntetos–Boylan lumpy: held to the class target with the class's other lumpy bins
-    lumpy: bool = False
 
 
 # Per ABC class what the last full run's allocation found (recalc.Recalculator.plan_classes):
-# "multiplier" λ (NaN: the class kept its uniform target), "planned_fill", "calibration",
-# "lumpy_multiplier" (NaN: the lumpy bins share the class's λ), "lumpy_planned_fill".
+# "multiplier" λ (NaN: the class kept its uniform target), "planned_fill", "calibration".
 ClassPlans = dict[str, dict[str, float]]
 
 
@@ -271,30 +268,15 @@ def compute_bin(
             )
         )
         cost = float(price) if price is not None else float("nan")
-        lumpy = cls.label == demand.DEMAND_CLASSES[demand.LUMPY]
         plan = PartPlan(
-            str(abc_class),
-            ltd_draws[0],
-            ltd_draws[1],
-            order_q,
-            cost,
-            series,
-            leads,
-            lumpy,
+            str(abc_class), ltd_draws[0], ltd_draws[1], order_q, cost, series, leads
         )
         known = _class_plan(session, bin, str(abc_class), class_plans)
         lam = float(known.get("multiplier", float("nan")))
-        lam_lumpy = float(known.get("lumpy_multiplier", float("nan")))
-        # a lumpy bin takes its group's λ where the group needed one of its own
-        group = "lumpy" if lumpy and not math.isnan(lam_lumpy) else "class"
-        own_lam = lam_lumpy if group == "lumpy" else lam
         floor = min(params.fill_floor, service)
         alloc = {
             "class_target": service,
             "class_multiplier": None if math.isnan(lam) else lam,
-            "lumpy_multiplier": None if math.isnan(lam_lumpy) else lam_lumpy,
-            "allocation_group": group,
-            "lumpy_planned_fill": known.get("lumpy_planned_fill"),
             "class_planned_fill": known.get("planned_fill"),
             "class_calibration": known.get("calibration"),
             "class_median_cost": known.get("median_cost"),
@@ -308,7 +290,7 @@ def compute_bin(
             # a bin without a price is valued at its class's median, as in the full run
             value = cost if cost > 0 else float(known.get("median_cost", 1.0))
             own = allocate.part_targets(
-                curve, np.asarray([value]), own_lam, floor, params.backorder_weight
+                curve, np.asarray([value]), lam, floor, params.backorder_weight
             )
             # the floor as this part's fill: lower where cycle service is the cheaper reading
             alloc["part_floor"] = round(float(allocate.part_floors(curve, floor)[0]), 6)
@@ -419,8 +401,6 @@ def _class_plan(
         return {}
     stored = {
         "multiplier": "class_multiplier",
-        "lumpy_multiplier": "lumpy_multiplier",
-        "lumpy_planned_fill": "lumpy_planned_fill",
         "planned_fill": "class_planned_fill",
         "calibration": "class_calibration",
         "median_cost": "class_median_cost",

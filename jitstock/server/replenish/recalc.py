@@ -433,19 +433,15 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
         params.fill_floor,
         factors,
         params.backorder_weight,
-        np.asarray([p.lumpy for p in same], dtype=bool),
     )
     for name, lam in alloc.multipliers.items():
         out[name] = {
             "multiplier": lam,
-            "lumpy_multiplier": alloc.lumpy_multipliers.get(name, float("nan")),
             "planned_fill": alloc.planned_fill[name],
             "target": alloc.aimed[name],
             "calibration": factors.get(name, 1.0),
             "median_cost": medians[name],
         }
-        if name in alloc.lumpy_planned_fill:
-            out[name]["lumpy_planned_fill"] = alloc.lumpy_planned_fill[name]
     return out
 
 

@@ -102,55 +102,6 @@ def test_full_run_allocates_the_class_and_a_single_bin_keeps_its_share(db, weigh
     assert again["service_level_source"] == allocate.SOURCE
 
 
-@pytest.mark.parametrize("weight", [0.0, allocate.DEFAULT_BACKORDER_WEIGHT])
-def test_lumpy_bins_meet_the_class_target_as_a_group_and_keep_their_multiplier(
-    db, weight
-):
-    """Four smooth bins and three lumpy ones (big, rare lots) of one class-A SKU.
-
-    At the class's one multiplier the lumpy bins would be served below the
-    class's target; held to it as a group they get a multiplier of their
-    own, the smooth bins a lower one, and a lumpy bin recalculated alone
-    later picks its share with its group's multiplier.
-    """
-    params = Params(backorder_weight=weight)
-    ids = seed(db.factory, bins=7, on_hand=5000)
-    for i, rate in enumerate((20.0, 4.0, 9.0, 12.0)):
-        add_picks(db.factory, ids[i], NOW - 90 * DAY_MS, 90, rate, seed=i)
-    for i, (p, lot) in enumerate(((0.2, 100.0), (0.1, 300.0), (0.25, 60.0))):
-        add_lumps(db.factory, ids[4 + i], NOW, 90, p, lot, seed=10 + i)
-    clock = ManualClock(NOW)
-    recalc = Recalculator(db.factory, params, clock=clock)
-    recalc.recalc_all()
-
-    plan = recalc.class_plans["A"]
-    assert plan["lumpy_multiplier"] > plan["multiplier"] > 0
-    # the lumpy bins' plan meets the class's (calibrated) target on its own
-    assert plan["lumpy_planned_fill"] >= plan["target"] - 1e-6
-    assert plan["planned_fill"] >= plan["target"] - 1e-6
-    with transaction(db.factory, readonly=True) as s:
-        rows = {b: s.get(BinPolicy, b) for b in ids}
-    lumpy = [b for b in ids if rows[b].demand_class == "lumpy"]
-    assert lumpy == ids[4:]
-    for b in ids:
-        t = rows[b].inputs["target"]
-        assert t["service_level_source"] == allocate.SOURCE
-        assert t["class_multiplier"] == pytest.approx(plan["multiplier"])
-        assert t["lumpy_multiplier"] == pytest.approx(plan["lumpy_multiplier"])
-        assert t["lumpy_planned_fill"] == pytest.approx(plan["lumpy_planned_fill"])
-        assert t["allocation_group"] == ("lumpy" if b in lumpy else "class")
-
-    # "recalculate now" on one lumpy bin: a fresh Recalculator, the stored group multiplier
-    one = lumpy[0]
-    share = rows[one].inputs["target"]["service_level"]
-    fresh = Recalculator(db.factory, params, clock=clock)
-    fresh.recalc_bins([one], "manual")
-    again = _targets(db.factory, [one])[one]
-    assert again["allocation_group"] == "lumpy"
-    assert again["lumpy_multiplier"] == pytest.approx(plan["lumpy_multiplier"])
-    assert again["service_level"] == pytest.approx(share, abs=0.003)
-
-
 def test_a_bin_target_of_its_own_is_not_allocated(db):
     ids = seed(db.factory, bins=2, on_hand=5000)
     for i, b in enumerate(ids):
