@@ -1,7 +1,8 @@
 """Engines, sessions and transactions for SQLite (default) and PostgreSQL.
 
 SQLite: WAL (readers never block the writer), foreign keys on, a busy timeout, and
-``BEGIN IMMEDIATE`` for every transaction that may write.  A deferred transaction
+``BEGIN IMMEDIATE`` for every transaction that may write, the process's writers
+queued on one lock per file (:mod:`jitstock.server.db.sqlite_gate`).  A deferred transaction
 that reads and then writes fails at once with SQLITE_BUSY (no waiting) when another
 connection committed in between, so writers take the write lock up front and
 queue on the busy timeout instead; :func:`transaction` with ``readonly=True`` keeps
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from jitstock.server.db import sqlite_gate
 from jitstock.server.private_files import ensure_private_file
 
 # How long a SQLite writer waits for the write lock before "database is locked":
@@ -79,19 +81,25 @@ def _sqlite_engine(
     in_memory = database in (None, "", ":memory:") or "mode=memory" in url
     if not in_memory and database is not None and not database.startswith("file:"):
         ensure_private_file(database)  # it holds webhook secrets
-    kwargs: dict[str, Any] = {
-        "echo": echo,
-        "connect_args": {"check_same_thread": False},
-    }
+    connect_args: dict[str, Any] = {"check_same_thread": False}
+    kwargs: dict[str, Any] = {"echo": echo, "connect_args": connect_args}
+    gate = None
     if in_memory:
         # One shared connection, or every pooled connection would see its own empty DB.
         kwargs["poolclass"] = StaticPool
+    elif database is not None and not database.startswith("file:"):
+        # writers of this process queue on a lock, not in SQLite's busy handler
+        gate = sqlite_gate.gate_for(database)
+        connect_args["factory"] = sqlite_gate.GatedConnection
+    gate_wait_s = busy_timeout_ms / 1000.0
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         # Autocommit at the driver level: we emit BEGIN ourselves (see module doc).
         dbapi_conn.isolation_level = None
+        if isinstance(dbapi_conn, sqlite_gate.GatedConnection):
+            dbapi_conn.gate_info = record.info
         cur = dbapi_conn.cursor()
         try:
             if not in_memory:
@@ -105,7 +113,25 @@ def _sqlite_engine(
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        conn.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+        if mode == "DEFERRED":
+            conn.exec_driver_sql("BEGIN")
+            return
+        if gate is None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        sqlite_gate.take(gate, conn.info, gate_wait_s)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            sqlite_gate.give_back(conn.info)
+            raise
+
+    if gate is not None:
+
+        @event.listens_for(engine.pool, "checkin")
+        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+            # the backstop: a connection back in the pool holds no transaction
+            sqlite_gate.give_back(record.info)
 
     return engine
 
