@@ -3,15 +3,20 @@ never in SQLite's busy handler, and a lock is given back on every way a transact
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from jitstock.server.db.session import make_engine
+from jitstock.server.db import sqlite_gate
+from jitstock.server.db.session import make_engine, make_session_factory, transaction
 
 WRITERS = 6
 EACH = 40
@@ -136,3 +141,101 @@ def test_a_writer_that_cannot_get_the_lock_fails_as_sqlite_would(
         c.execute(text("INSERT INTO t VALUES (3)"))
         assert c.execute(text("SELECT x FROM t ORDER BY x")).scalars().all() == [1, 3]
     engine.dispose()
+
+
+class GateMachine(RuleBasedStateMachine):
+    """Connections of one engine begin, write, commit, roll back, close and are
+    invalidated in random order; the file's lock is held exactly while one of them has
+    a writing transaction open, and the table holds exactly the committed rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        path = Path(self.dir.name) / "machine.db"
+        self.engine = make_engine(f"sqlite:///{path}", busy_timeout_ms=50)
+        with self.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        self.gate = sqlite_gate.gate_for(str(path))
+        self.conns: list[Connection] = [self.engine.connect() for _ in range(3)]
+        self.open_rows: list[list[int] | None] = [None, None, None]  # the model
+        self.committed: list[int] = []
+        self.next = 0
+
+    def writer(self) -> int | None:
+        return next(
+            (k for k, rows in enumerate(self.open_rows) if rows is not None), None
+        )
+
+    @rule(k=st.integers(0, 2))
+    def write(self, k: int) -> None:
+        holder = self.writer()
+        if holder is not None and holder != k:
+            # another connection writes: this one waits the busy timeout, then fails
+            with pytest.raises(OperationalError, match="database is locked"):
+                with self.conns[k].begin():
+                    self.conns[k].execute(text("INSERT INTO t VALUES (-1)"))
+            return
+        if holder is None:
+            self.conns[k].begin()
+            self.open_rows[k] = []
+        self.next += 1
+        self.conns[k].execute(text("INSERT INTO t VALUES (:x)"), {"x": self.next})
+        rows = self.open_rows[k]
+        assert rows is not None
+        rows.append(self.next)
+
+    @rule(k=st.integers(0, 2))
+    def commit(self, k: int) -> None:
+        if self.open_rows[k] is None:
+            return
+        self.conns[k].commit()
+        self.committed += self.open_rows[k] or []
+        self.open_rows[k] = None
+
+    @rule(k=st.integers(0, 2))
+    def roll_back(self, k: int) -> None:
+        if self.open_rows[k] is None:
+            return
+        self.conns[k].rollback()
+        self.open_rows[k] = None
+
+    @rule(k=st.integers(0, 2), invalidate=st.booleans())
+    def lose_connection(self, k: int, invalidate: bool) -> None:
+        if invalidate:
+            self.conns[k].invalidate()
+        self.conns[k].close()  # an open transaction is rolled back
+        self.conns[k] = self.engine.connect()
+        self.open_rows[k] = None
+
+    @rule(k=st.integers(0, 2))
+    def read(self, k: int) -> None:
+        """A read-only connection never waits for the writer (WAL, no lock taken)."""
+        if self.open_rows[k] is not None:
+            return
+        with transaction(make_session_factory(self.engine), readonly=True) as s:
+            s.execute(text("SELECT COUNT(*) FROM t")).scalar()
+
+    @invariant()
+    def lock_held_exactly_while_a_transaction_writes(self) -> None:
+        assert self.gate.locked() == (self.writer() is not None)
+
+    @invariant()
+    def the_table_holds_the_committed_rows(self) -> None:
+        holder = self.writer()
+        if holder is not None:  # the writer sees its own rows too
+            return
+        with self.engine.connect() as c:
+            got = c.execute(text("SELECT x FROM t")).scalars().all()
+        assert sorted(got) == sorted(self.committed)
+
+    def teardown(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.engine.dispose()
+        self.dir.cleanup()
+
+
+TestGateMachine = GateMachine.TestCase
+TestGateMachine.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None
+)
