@@ -15,6 +15,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import OperationalError
 
+# the server's class-wide engine listeners (commit, rollback), present as in the server
+from jitstock.server import catalog_cache  # noqa: F401
 from jitstock.server.db import sqlite_gate
 from jitstock.server.db.session import make_engine, make_session_factory, transaction
 
@@ -86,8 +88,9 @@ def test_the_lock_comes_back_however_a_transaction_ends(
         conn.execute(text("INSERT INTO t VALUES (1)"))
         if end == "rollback":
             tx.rollback()
-        elif end == "invalidate":
+        elif end == "invalidate":  # a lost connection: then rolled back, as documented
             conn.invalidate()
+            tx.rollback()
         conn.close()
 
     # another thread writes: with the lock kept, it would fail after 2 s
@@ -201,8 +204,9 @@ class GateMachine(RuleBasedStateMachine):
 
     @rule(k=st.integers(0, 2), invalidate=st.booleans())
     def lose_connection(self, k: int, invalidate: bool) -> None:
-        if invalidate:
+        if invalidate:  # a lost connection, then its transaction rolled back
             self.conns[k].invalidate()
+            self.conns[k].rollback()
         self.conns[k].close()  # an open transaction is rolled back
         self.conns[k] = self.engine.connect()
         self.open_rows[k] = None
