@@ -269,11 +269,20 @@ def _before_execute(
 
 @event.listens_for(Engine, "commit")
 def _after_commit(conn: Connection) -> None:
-    if conn.info.pop(_TOUCHED, False):
-        invalidate()
+    _transaction_ended(conn)
 
 
 @event.listens_for(Engine, "rollback")
 def _after_rollback(conn: Connection) -> None:
-    if conn.info.pop(_TOUCHED, False):
+    _transaction_ended(conn)
+
+
+def _transaction_ended(conn: Connection) -> None:
+    if conn.invalidated:
+        # A connection lost mid-transaction (a PostgreSQL restart) is rolled back
+        # invalidated. Its ``info`` would try to reconnect and raise PendingRollbackError
+        # in place of the OperationalError that ingest retries as transient. What it
+        # wrote is gone either way: end the generation.
+        invalidate()
+    elif conn.info.pop(_TOUCHED, False):
         invalidate()

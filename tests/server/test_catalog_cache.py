@@ -5,14 +5,20 @@ transaction changes the catalogue is not kept."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
 
 from jitstock.server import catalog_cache, reorder_batch
 from jitstock.server.db.models import Bin, Order, Site, Sku, Supplier
-from jitstock.server.db.session import transaction
+from jitstock.server.db.session import make_engine, make_session_factory, transaction
 from jitstock.server.db.supplier_models import SupplierItem
+from jitstock.server.deadletters import is_transient
 from jitstock.server.dispatch_claim import claim_new
 from jitstock.server.registry import BinRegistry
+from tests.server.conftest import _postgres_database
 from tests.server.db_factories import SITE, SKU, SUPPLIER, seed
 
 NOW = 1_700_000_000_000
@@ -117,3 +123,34 @@ def test_missing_rows_are_none_and_inactive_items_are_not_candidates(db):
         assert catalog_cache.items(conn, [(SUPPLIER, SKU)])[(SUPPLIER, SKU)] is not None
         names = conn.execute(select(Sku.name)).scalars().all()
     assert names == ["M6 bolt"]
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from _postgres_database()
+
+
+def test_a_connection_lost_mid_transaction_stays_a_transient_error(pg_url: str) -> None:
+    """A PostgreSQL backend gone mid-transaction (a restart, a failover) must surface as
+    the driver's OperationalError, which ingest retries, not as PendingRollbackError
+    from this module's rollback listener, which ingest would dead-letter."""
+    engine = make_engine(pg_url)
+    killer = make_engine(pg_url)
+
+    def lose_the_backend_mid_transaction() -> None:
+        with transaction(make_session_factory(engine)) as s:
+            pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+            with killer.begin() as k:
+                k.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            s.execute(text("SELECT 1"))
+
+    try:
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - the type is the point
+            lose_the_backend_mid_transaction()
+        assert isinstance(raised.value, OperationalError), repr(raised.value)
+        assert is_transient(raised.value)
+        with transaction(make_session_factory(engine)) as s:  # and the pool recovers
+            assert s.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+        killer.dispose()
