@@ -4,8 +4,9 @@ Measured in `jitstock bench ingest --shape resend` at 150,000 readings/s: the on
 reorder in sixty (trigger 100-180 ms where the rest took 15 ms) was a full (generation 2)
 collection. With the default thresholds (700, 10, 10) a flush's messages live long enough
 to be promoted to the oldest generation, so it fills up quickly and every few dozen seconds
-the collector walks the whole heap — the ~150,000 objects of the imported modules, FastAPI,
-pydantic and SQLAlchemy included — holding the GIL the whole time.
+the collector walks the whole heap — some 240,000 objects in the bench's server, those of
+the imported modules, FastAPI, pydantic and SQLAlchemy included — holding the GIL the
+whole time (119-145 ms a collection, docs/bench/ingest-resend-gc-pauses.json).
 
 Two changes, made once the server has started:
 

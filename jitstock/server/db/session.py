@@ -79,8 +79,6 @@ def _sqlite_engine(
         raise ValueError(f"bad sqlite_synchronous {synchronous!r}")
     database = make_url(url).database
     in_memory = database in (None, "", ":memory:") or "mode=memory" in url
-    if not in_memory and database is not None and not database.startswith("file:"):
-        ensure_private_file(database)  # it holds webhook secrets
     connect_args: dict[str, Any] = {"check_same_thread": False}
     kwargs: dict[str, Any] = {"echo": echo, "connect_args": connect_args}
     gate = None
@@ -88,6 +86,7 @@ def _sqlite_engine(
         # One shared connection, or every pooled connection would see its own empty DB.
         kwargs["poolclass"] = StaticPool
     elif database is not None and not database.startswith("file:"):
+        ensure_private_file(database)  # it holds webhook secrets
         # writers of this process queue on a lock, not in SQLite's busy handler
         gate = sqlite_gate.gate_for(database)
         connect_args["factory"] = sqlite_gate.GatedConnection

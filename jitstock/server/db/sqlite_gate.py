@@ -67,8 +67,8 @@ def give_back(info: dict[Any, Any]) -> None:
 class GatedConnection(sqlite3.Connection):
     """A pysqlite connection that gives the write lock back after COMMIT or ROLLBACK.
 
-    ``info`` is set by the pool's connect event to the connection record's info, the
-    dict the engine's ``begin`` event sees as ``conn.info``.
+    ``gate_info`` is set by the engine's connect event to the connection record's info,
+    the dict the engine's ``begin`` event sees as ``conn.info``.
     """
 
     gate_info: dict[Any, Any] | None = None
@@ -77,19 +77,21 @@ class GatedConnection(sqlite3.Connection):
         try:
             super().commit()
         finally:
-            if not self.in_transaction and self.gate_info is not None:
-                give_back(self.gate_info)
+            if not self.in_transaction:  # a failed COMMIT leaves it open: keep the lock
+                self._give_back()
 
     def rollback(self) -> None:
         try:
             super().rollback()
         finally:
-            if self.gate_info is not None:
-                give_back(self.gate_info)
+            self._give_back()
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            if self.gate_info is not None:
-                give_back(self.gate_info)
+            self._give_back()
+
+    def _give_back(self) -> None:
+        if self.gate_info is not None:
+            give_back(self.gate_info)
