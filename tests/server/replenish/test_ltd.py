@@ -149,3 +149,81 @@ def test_method_selection_picks_ses_for_a_regular_series():
     fit = forecast.fit(y, code)
     assert forecast.METHODS[int(fit.method[0])] == "ses"
     assert float(fit.rate[0]) == pytest.approx(1.0, abs=0.03)  # not SBA's 0.886
+
+
+def test_thin_keeps_each_margins_stratum_middles_by_hand():
+    # 8 draws, keep 4: strata of two sorted draws, the middle of stratum j is sorted index
+    # ⌊(j + ½)·8/4⌋ = 1, 3, 5, 7 — of X_L and of X_L+1 each in its own order
+    x0 = np.array([[7.0, 0.0, 5.0, 2.0, 6.0, 1.0, 4.0, 3.0]])
+    x1 = x0 + np.array([[0.0, 10.0, 0.0, 0.0, 3.0, 0.0, 0.0, 20.0]])
+    k0, k1 = ltd.thin(x0, x1, 4)
+    assert k0.tolist() == [[1.0, 3.0, 5.0, 7.0]]
+    # x1 sorted: 1, 2, 4, 5, 7, 9, 10, 23 -> indices 1, 3, 5, 7
+    assert k1.tolist() == [[2.0, 5.0, 9.0, 23.0]]
+    assert (k1 >= k0).all()
+    # as few draws as kept, or nothing to keep: unchanged
+    a, b = ltd.thin(x0, x1, 8)
+    assert (a == x0).all()
+    assert (b == x1).all()
+    a, b = ltd.thin(x0, x1, 0)
+    assert (a == x0).all()
+    e0, e1 = ltd.thin(np.zeros((2, 0)), np.zeros((2, 0)), 4)
+    assert e0.shape == e1.shape == (2, 0)
+
+
+def test_oversampled_draws_pin_a_lumpy_parts_level():
+    # a part with seven lots in 120 days: the 99 % fill level of 400 plain compound draws
+    # moves by about a fifth between sets of random numbers and sits below the level of
+    # many draws; 8 × 400 thinned to 400 moves about half as much, and sits on it
+    hist = np.zeros((1, 120))
+    hist[0, [3, 20, 41, 55, 80, 99, 110]] = [
+        50.0,
+        400.0,
+        90.0,
+        30.0,
+        220.0,
+        60.0,
+        150.0,
+    ]
+    lead = np.full((1, 3), 7.0)
+    q, beta = np.array([40.0]), np.array([0.99])
+    ref = ltd.fill_rate_level(
+        *ltd.compound_draws(hist, lead, np.random.default_rng(0), 200_000), beta, q
+    ).item()
+
+    def levels(k: int) -> np.ndarray:
+        out = []
+        for seed in range(12):
+            x0, x1, _ = ltd.draws(
+                hist, lead, beta, np.random.default_rng(seed), oversample=k
+            )
+            assert x0.shape == x1.shape == (1, ltd.DRAWS)
+            out.append(ltd.fill_rate_level(x0, x1, beta, q).item())
+        return np.asarray(out)
+
+    plain, thinned = levels(1), levels(ltd.LUMPY_OVERSAMPLE)
+    assert thinned.std() < 0.75 * plain.std()
+    assert abs(thinned.mean() / ref - 1) < abs(plain.mean() / ref - 1) + 0.02
+    assert thinned.mean() == pytest.approx(ref, rel=0.06)
+
+
+def test_oversample_of_one_is_the_plain_draws():
+    hist = np.random.default_rng(3).poisson(5.0, (2, 120)).astype(float)
+    lead = np.full((2, 2), 3.0)
+    a = ltd.draws(hist, lead, 0.97, np.random.default_rng(9))
+    b = ltd.draws(hist, lead, 0.97, np.random.default_rng(9), oversample=1)
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize(
+    "oversample", [0, -3, np.nan, np.inf, 2**63, 5e-324, "8", None, [2], 2.7]
+)
+def test_hostile_oversample_is_clipped(oversample):
+    hist = np.zeros((1, 60))
+    hist[0, ::9] = 40.0
+    x0, x1, _ = ltd.draws(
+        hist, np.full((1, 1), 4.0), 0.99, np.random.default_rng(1), 50, oversample
+    )
+    assert x0.shape == x1.shape == (1, 50)
+    assert np.isfinite(x0).all()
+    assert (x1 >= x0).all()
