@@ -113,7 +113,6 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
         "classic_rop_quoted_lt": breakdown(plant, classic),
     }
     jv = results["jitstock"]["overall"]["avg_on_hand_value"]
-    lumpy = plant.pattern == PATTERNS.index("lumpy")
     out: dict[str, Any] = {
         "seed": seed,
         "class_targets": CLASS_TARGETS,
@@ -122,26 +121,12 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
             **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
         },
         "pattern_targets": pattern_targets(plant),
-        # each class's lumpy parts (the simulation's label): jitstock's and the per-class
-        # textbook ROP's fill and stock; the plan's lumpy group is the server's class
-        "lumpy_by_class": {
-            c: {
-                f"{name}_{key}": summarise(plant, o, (plant.abc_class == c) & lumpy)[
-                    key
-                ]
-                for name, o in (("jitstock", jit), ("textbook", informed))
-                for key in ("fill_rate", "avg_on_hand_value")
-            }
-            for c in "ABC"
-        },
         "fill_floor": FILL_FLOOR,
         "backorder_weight": BACKORDER_WEIGHT,
         # per class, averaged over the weekly recalculations: the demand-weighted fill the
         # allocated plan promised on its draws, and the calibration factor it was raised by
-        # (a class's lumpy keys only in the weeks it had lumpy parts: averaged over those)
         "jitstock_plan": {
-            key: round(float(np.nanmean([p.get(key, np.nan) for p in plans])), 5)
-            for key in sorted({k for p in plans for k in p})
+            key: round(float(np.mean([p[key] for p in plans])), 5) for key in plans[0]
         }
         if plans
         else {},

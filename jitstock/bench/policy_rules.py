@@ -29,14 +29,7 @@ from jitstock.bench.policy_sim import (
     Rule,
     summarise,
 )
-from jitstock.server.replenish import (
-    allocate,
-    calibrate,
-    demand,
-    leadtime,
-    ltd,
-    policy,
-)
+from jitstock.server.replenish import allocate, calibrate, leadtime, ltd, policy
 
 BISECT_STEPS = 10
 
@@ -56,10 +49,6 @@ def jitstock_rule(
     plans: list[dict[str, float]] | None = None,
     calibrated: bool = True,
     backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT,
-    lumpy_history_days: int = ltd.LUMPY_HISTORY_DAYS,
-    lumpy_group: bool = True,
-    lumpy_oversample: int = ltd.LUMPY_OVERSAMPLE,
-    lumpy_calibrated: bool = True,
 ) -> Rule:
     """jitstock's policy: the server's replenish code on every part at once.
 
@@ -70,13 +59,7 @@ def jitstock_rule(
     class's plan is raised by its plan→achieved shortfall measured on the
     parts' own windows (``calibrate``).  ``backorder_weight``: the
     allocation's price of a unit-day on backorder in unit-days of stock
-    (``allocate``).  Lumpy parts (the server's Syntetos–Boylan class on the
-    window), as the live server treats them: their draws read up to
-    ``lumpy_history_days`` of history, ``lumpy_oversample`` times over and
-    thinned (``ltd.thin``); with ``lumpy_group`` each class's lumpy parts meet
-    its target as a group, and with ``lumpy_calibrated`` the group aims
-    higher by its own back-test shortfall over the rest of its class's
-    (``calibrate.group_factors``).
+    (``allocate``).
     """
     nan = np.full(plant.demand.shape[0], np.nan)
 
@@ -88,21 +71,6 @@ def jitstock_rule(
         lead_x, next_x, _ = ltd.draws(
             fc.window[i], samples, targets, np.random.default_rng([seed_of(plant), t])
         )
-        # lumpy parts (the server's class on the window): draws on all the history the
-        # plant has, up to lumpy_history_days, as the live server reads it, drawn
-        # lumpy_oversample times over and thinned (ltd.thin)
-        end = HISTORY_DAYS + t
-        longer = plant.demand[:, max(0, end - lumpy_history_days) : end]
-        lumpy = demand.classify_codes(fc.window[i]) == demand.LUMPY
-        if lumpy.any():
-            lx, nx, _ = ltd.draws(
-                longer[lumpy],
-                samples[lumpy],
-                targets[lumpy],
-                np.random.default_rng([seed_of(plant), t, 2]),
-                oversample=lumpy_oversample,
-            )
-            lead_x[lumpy], next_x[lumpy] = lx, nx
         service = targets
         if class_targets is not None:
             q = policy.round_order_qty(
@@ -111,7 +79,6 @@ def jitstock_rule(
                 plant.moq,
             )
             factors = None
-            lumpy_factors = None
             if calibrated:
                 # only the classes calibrated, and their reference, need the back-test
                 m = np.asarray([calibrate.needs_backtest(float(v)) for v in targets])
@@ -125,25 +92,6 @@ def jitstock_rule(
                 factors = calibrate.class_factors(
                     planned, realized, plant.abc_class[m], class_targets
                 )
-                if lumpy_calibrated and lumpy.any():
-                    # the lumpy parts back-tested on the history their draws read
-                    lp, lr = calibrate.shortfall(
-                        longer[lumpy],
-                        samples[lumpy],
-                        targets[lumpy],
-                        q[lumpy],
-                        np.random.default_rng([seed_of(plant), t, 3]),
-                        lumpy_oversample,
-                    )
-                    rest = m & ~lumpy
-                    lumpy_factors = calibrate.group_factors(
-                        lp,
-                        lr,
-                        plant.abc_class[lumpy],
-                        planned[rest[m]],
-                        realized[rest[m]],
-                        plant.abc_class[rest],
-                    )
             plan = allocate.allocate(
                 lead_x,
                 next_x,
@@ -154,20 +102,13 @@ def jitstock_rule(
                 floor,
                 factors,
                 backorder_weight,
-                lumpy if lumpy_group else None,
-                lumpy_factors,
             )
             service = np.where(np.isnan(plan.targets), targets, plan.targets)
             if plans is not None:
                 plans.append(
                     {
                         **plan.planned_fill,
-                        **{f"lumpy_{c}": v for c, v in plan.lumpy_planned_fill.items()},
                         **{f"factor_{c}": v for c, v in (factors or {}).items()},
-                        **{
-                            f"lumpy_factor_{c}": v
-                            for c, v in (lumpy_factors or {}).items()
-                        },
                     }
                 )
         p = policy.compute(

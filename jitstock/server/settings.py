@@ -87,8 +87,6 @@ class ServerSettings(BaseSettings):
     replenish_interval_s: float = Field(default=3600.0, gt=0)
     replenish_check_s: float = Field(default=300.0, gt=0)
     replenish_history_days: int = Field(default=180, ge=7)
-    # a lumpy bin's lead-time demand draws read this much history (replenish/ltd.py)
-    replenish_lumpy_history_days: int = Field(default=365, ge=7, le=3650)
     abc_window_days: int = Field(default=90, ge=7)
     service_level_a: float = Field(default=0.99, gt=0.5, lt=1)
     service_level_b: float = Field(default=0.97, gt=0.5, lt=1)

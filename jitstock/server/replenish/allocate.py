@@ -38,30 +38,15 @@ what 90 % of its cycles does, and the cycles are what the floor is for.  The pla
 part at the class target: where the grid's plan would, the class falls back
 to the uniform target (``Allocation.uniform``).
 
-A class's lumpy parts (Syntetos–Boylan "lumpy", ``lumpy``) are held to the
-class target as a group too: their fill per unit of value is the lowest of
-the class, so one multiplier meets the class average by serving them at
-91-94 % and the rest above target (docs/replenishment-benchmark.md, round
-7).  Where the lumpy group falls short at the class's λ, it gets its own
-multiplier λ_L, bisected until the group meets the target alone, and the
-rest of the class a λ_R bisected to meet what the class still allows; the
-lumpy group then takes no more than its share of the class's shortage, the
-rest no less (λ_R ≤ λ ≤ λ_L: the two multipliers are the Lagrangian of
-the class constraint plus one on the group).  ``lumpy_calibration`` raises
-a group's aim as ``calibration`` raises its class's: the group meets
-1 − (1 − β)/f_L, f_L its back-test shortfall beyond the rest of the class's
-(``calibrate.group_factors``; round 8), while the class as a whole still
-meets β.
-
-The multiplier of each class, and its lumpy group's, are what a single bin
-needs to recompute its own target between full runs (``part_targets``): the
-decomposition makes a part's choice depend on the class only through λ.
+The multiplier of each class is what a single bin needs to recompute its
+own target between full runs (``part_targets``): the decomposition makes a
+part's choice depend on the class only through λ.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -112,18 +97,13 @@ class Allocation:
     """The allocated plan: per part its target, per class its multiplier and planned fill."""
 
     targets: FloatArray  # (n,) fill target per part
-    # λ per class: of its parts not in a lumpy group of their own (NaN: the class fell back
-    # to uniform)
-    multipliers: dict[str, float]
+    multipliers: dict[
+        str, float
+    ]  # λ per class (NaN where the class fell back to uniform)
     planned_fill: dict[str, float]  # demand-weighted planned fill per class
     uniform: dict[str, bool]  # True where the class kept its uniform target
     # the class target the plan aims at: the nominal one raised by its calibration factor
     aimed: dict[str, float]
-    # λ of the class's lumpy parts where they needed one of their own to meet the target as
-    # a group; NaN where they meet it at the class's λ (or the class kept its uniform target)
-    lumpy_multipliers: dict[str, float] = field(default_factory=dict)
-    # demand-weighted planned fill of the class's lumpy parts (classes with lumpy parts)
-    lumpy_planned_fill: dict[str, float] = field(default_factory=dict)
 
 
 def curves(lead: FloatArray, lead_next: FloatArray, qty: FloatArray) -> Curves:
@@ -252,8 +232,6 @@ def allocate(
     floor: float = DEFAULT_FILL_FLOOR,
     calibration: dict[str, float] | None = None,
     backorder_weight: float = DEFAULT_BACKORDER_WEIGHT,
-    lumpy: Sequence[bool] | npt.NDArray[np.bool_] | None = None,
-    lumpy_calibration: dict[str, float] | None = None,
 ) -> Allocation:
     """Per-part fill targets meeting each class's demand-weighted target at the least stock value.
 
@@ -262,28 +240,17 @@ def allocate(
     own target then applies).  ``calibration`` divides a class's allowed
     shortage by its measured plan→achieved factor (``calibrate``): the plan
     then aims at 1 − (1 − β)/factor so that what is achieved lands on β.
-    ``lumpy`` marks the parts whose class target must also hold for them
-    as a group (the class's lumpy parts); None: no group.
-    ``lumpy_calibration`` divides a group's allowed shortage by its own
-    factor per class (a factor not above 1, or not finite, is 1).
     """
     x0 = np.atleast_2d(np.asarray(lead, np.float64))
     x1 = np.atleast_2d(np.asarray(lead_next, np.float64))
     n = x0.shape[0]
     q = np.broadcast_to(np.asarray(qty, np.float64), (n,))
     cls = np.asarray(classes).astype(str)
-    lump = (
-        np.zeros(n, dtype=bool)
-        if lumpy is None
-        else np.broadcast_to(np.asarray(lumpy, dtype=bool), (n,))
-    )
     unit = _cost(np.broadcast_to(np.asarray(cost, np.float64), (n,)))
     cv = curves(x0, x1, q)
     targets = np.full(n, np.nan)
     lams: dict[str, float] = {}
-    lump_lams: dict[str, float] = {}
     planned: dict[str, float] = {}
-    lump_planned: dict[str, float] = {}
     uniform: dict[str, bool] = {}
     aimed: dict[str, float] = {}
     for name in sorted(set(cls.tolist())):
@@ -295,13 +262,7 @@ def allocate(
         beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
         sub = cv.rows(m)
         fl = part_floors(sub, np.full(int(m.sum()), min(floor, nominal)))
-        # the lumpy group's own plan→achieved factor, on top of the class's (round 8)
-        f_l = float((lumpy_calibration or {}).get(name, 1.0))
-        f_l = f_l if np.isfinite(f_l) and f_l > 1.0 else 1.0
-        beta_l = float(np.clip(1 - (1 - beta) / f_l, *SERVICE_LEVEL_RANGE))
-        lam, lam_l, idx = _solve_with_group(
-            sub, unit[m], beta, fl, backorder_weight, lump[m], beta_l
-        )
+        lam, idx = _solve_class(sub, unit[m], beta, fl, backorder_weight)
         chosen = np.maximum(_take(sub.fill, idx), fl)
         # the plan on exact reorder points, against every part at the class target
         s_alloc = ltd.fill_rate_level(x0[m], x1[m], chosen, q[m])
@@ -313,51 +274,11 @@ def allocate(
         lams[name] = lam if keep else float("nan")
         uniform[name] = not keep
         aimed[name] = round(beta, 6)
-        planned[name] = _weighted(sub.mu, targets[m])
-        if lump[m].any():
-            lump_lams[name] = lam_l if keep else float("nan")
-            lump_planned[name] = _weighted(sub.mu[lump[m]], targets[m][lump[m]])
-    return Allocation(targets, lams, planned, uniform, aimed, lump_lams, lump_planned)
-
-
-def _weighted(mu: FloatArray, fill: FloatArray) -> float:
-    """Demand-weighted fill (1 where nothing is demanded)."""
-    return round(float((mu * fill).sum() / mu.sum()), 6) if mu.sum() > 0 else 1.0
-
-
-def _solve_with_group(
-    c: Curves,
-    cost: FloatArray,
-    beta: float,
-    floor: FloatArray,
-    weight: float,
-    group: npt.NDArray[np.bool_],
-    group_beta: float | None = None,
-) -> tuple[float, float, npt.NDArray[np.int64]]:
-    """(λ of the class or its rest, λ of the group or NaN, grid index per part).
-
-    One λ for the class; where the ``group``'s parts then fall short of
-    ``group_beta`` (default β) as a group, the group is solved alone for it
-    and the rest for what the class still allows.
-    """
-    lam, idx = _solve_class(c, cost, (1 - beta) * float(c.mu.sum()), floor, weight)
-    g = np.asarray(group, dtype=bool)
-    bg = beta if group_beta is None else group_beta
-    if not g.any() or _short(c.rows(g), idx[g]) <= (1 - bg) * float(c.mu[g].sum()) * (
-        1 + 1e-9
-    ):
-        return lam, float("nan"), idx
-    cg = c.rows(g)
-    lam_g, idx_g = _solve_class(
-        cg, cost[g], (1 - bg) * float(cg.mu.sum()), floor[g], weight
-    )
-    left = (1 - beta) * float(c.mu.sum()) - _short(cg, idx_g)
-    if g.all():
-        return lam_g, lam_g, idx_g
-    lam_r, idx_r = _solve_class(c.rows(~g), cost[~g], left, floor[~g], weight)
-    out = np.empty_like(idx)
-    out[g], out[~g] = idx_g, idx_r
-    return lam_r, lam_g, out
+        w = sub.mu
+        planned[name] = (
+            round(float((w * targets[m]).sum() / w.sum()), 6) if w.sum() > 0 else 1.0
+        )
+    return Allocation(targets, lams, planned, uniform, aimed)
 
 
 def _objective(
@@ -367,24 +288,24 @@ def _objective(
     return float((unit * (s + weight * ltd.expected_backlog(x0, s, q))).sum())
 
 
-def _short(c: Curves, idx: npt.NDArray[np.int64]) -> float:
-    """Units short a day over the parts at their chosen grid points."""
-    return float(((1 - _take(c.fill, idx)) * c.mu).sum())
-
-
 def _solve_class(
-    c: Curves, cost: FloatArray, allowed: float, floor: FloatArray, weight: float
+    c: Curves, cost: FloatArray, beta: float, floor: FloatArray, weight: float
 ) -> tuple[float, npt.NDArray[np.int64]]:
-    """The smallest λ (log bisection) whose choices leave at most ``allowed`` units short a day."""
+    """The smallest λ (log bisection) whose choices meet the class's demand-weighted target."""
+    allowed = (1 - beta) * float(c.mu.sum())
+
+    def short(idx: npt.NDArray[np.int64]) -> float:
+        return float(((1 - _take(c.fill, idx)) * c.mu).sum())
+
     lo, hi = LOG_LAMBDA_RANGE
     idx = _choose(c, cost, 10.0**lo, floor, weight)
-    if _short(c, idx) <= allowed:
+    if short(idx) <= allowed:
         return 10.0**lo, idx
     best = _choose(c, cost, 10.0**hi, floor, weight)
     for _ in range(LAMBDA_STEPS):
         mid = (lo + hi) / 2
         cand = _choose(c, cost, 10.0**mid, floor, weight)
-        if _short(c, cand) <= allowed:
+        if short(cand) <= allowed:
             hi, best = mid, cand
         else:
             lo = mid

@@ -48,8 +48,6 @@ class Params:
     fill_floor: float = allocate.DEFAULT_FILL_FLOOR
     # a unit-day on backorder priced in unit-days of stock by the class allocation
     backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT
-    # a lumpy bin's lead-time demand draws read this much history (ltd.LUMPY_HISTORY_DAYS)
-    lumpy_history_days: int = ltd.LUMPY_HISTORY_DAYS
 
     @classmethod
     def from_settings(cls, settings: Any) -> Params:
@@ -71,9 +69,6 @@ class Params:
                 "replenish_backorder_weight",
                 allocate.DEFAULT_BACKORDER_WEIGHT,
             ),
-            lumpy_history_days=getattr(
-                settings, "replenish_lumpy_history_days", ltd.LUMPY_HISTORY_DAYS
-            ),
         )
 
 
@@ -88,19 +83,10 @@ class PartPlan:
     unit_cost: float
     history: npt.NDArray[np.float64]  # daily demand, oldest first
     lead_days: npt.NDArray[np.float64]  # the lead times the draws used
-    # Syntetos–Boylan lumpy: held to the class target with the class's other lumpy bins
-    lumpy: bool = False
-    # the daily demand the draws read where longer than ``history`` (a lumpy bin's)
-    draw_history: npt.NDArray[np.float64] | None = None
-
-    def draws_from(self) -> npt.NDArray[np.float64]:
-        """The daily demand the bin's lead-time demand draws read, oldest first."""
-        return self.history if self.draw_history is None else self.draw_history
 
 
 # Per ABC class what the last full run's allocation found (recalc.Recalculator.plan_classes):
-# "multiplier" λ (NaN: the class kept its uniform target), "planned_fill", "calibration",
-# "lumpy_multiplier" (NaN: the lumpy bins share the class's λ), "lumpy_planned_fill".
+# "multiplier" λ (NaN: the class kept its uniform target), "planned_fill", "calibration".
 ClassPlans = dict[str, dict[str, float]]
 
 
@@ -181,7 +167,17 @@ def compute_bin(
     run's allocation), else the one stored with the bin's last computation,
     else — before any full run — the class target itself.
     """
-    ts, qty, start, days = _consumption(session, bin.id, now_ms, params.history_days)
+    since = now_ms - params.history_days * demand.DAY_MS
+    first = session.scalar(
+        select(func.min(BinEvent.ts_ms)).where(
+            BinEvent.bin_id == bin.id, BinEvent.ts_ms >= since
+        )
+    )
+    start = int(first) if first is not None else now_ms
+    # whole days ending now; a partial first day would read as low demand
+    days = int((now_ms - start) // demand.DAY_MS)
+    start = now_ms - days * demand.DAY_MS
+    ts, qty = demand.load_consumption(session, bin.id, start, now_ms)
     series = demand.bucket(ts, qty, start, now_ms)
     shifts = demand.bucket(ts, qty, start, now_ms, demand.SHIFT_MS)
     if days > 0:
@@ -240,29 +236,15 @@ def compute_bin(
     # times (the quote until MIN_DELIVERIES arrived); seeded by the bin id, so an unchanged
     # bin recomputes to the same numbers and the audit log sees no churn
     ltd_draws, ltd_method = None, "normal"
-    lumpy = days > 0 and cls.label == demand.DEMAND_CLASSES[demand.LUMPY]
-    draw_history = series
     if days >= MIN_HISTORY_DAYS:
         leads = deliveries.sent_to_delivered_days
         if leads.size < leadtime.MIN_DELIVERIES:
             leads = np.asarray([quoted_days])
-        oversample = 1
-        if lumpy:
-            # a few lots a quarter: the draws read the longer history, drawn many times
-            # over and thinned, so the reorder point does not follow the window's lots
-            # or the random numbers (ltd.LUMPY_HISTORY_DAYS, ltd.thin)
-            oversample = ltd.LUMPY_OVERSAMPLE
-            if params.lumpy_history_days > params.history_days:
-                lts, lqty, lstart, _ = _consumption(
-                    session, bin.id, now_ms, params.lumpy_history_days
-                )
-                draw_history = demand.bucket(lts, lqty, lstart, now_ms)
         lead_x, next_x, methods = ltd.draws(
-            draw_history[None, :],
+            series[None, :],
             leads[None, :],
             service,
             np.random.default_rng(zlib.crc32(bin.id.encode())),
-            oversample=oversample,
         )
         ltd_draws = (lead_x, next_x)
         ltd_method = ltd.METHODS[int(methods[0])]
@@ -287,31 +269,14 @@ def compute_bin(
         )
         cost = float(price) if price is not None else float("nan")
         plan = PartPlan(
-            str(abc_class),
-            ltd_draws[0],
-            ltd_draws[1],
-            order_q,
-            cost,
-            series,
-            leads,
-            lumpy,
-            draw_history if lumpy else None,
+            str(abc_class), ltd_draws[0], ltd_draws[1], order_q, cost, series, leads
         )
         known = _class_plan(session, bin, str(abc_class), class_plans)
         lam = float(known.get("multiplier", float("nan")))
-        lam_lumpy = float(known.get("lumpy_multiplier", float("nan")))
-        # a lumpy bin takes its group's λ where the group needed one of its own
-        group = "lumpy" if lumpy and not math.isnan(lam_lumpy) else "class"
-        own_lam = lam_lumpy if group == "lumpy" else lam
         floor = min(params.fill_floor, service)
         alloc = {
             "class_target": service,
             "class_multiplier": None if math.isnan(lam) else lam,
-            "lumpy_multiplier": None if math.isnan(lam_lumpy) else lam_lumpy,
-            "allocation_group": group,
-            "lumpy_planned_fill": known.get("lumpy_planned_fill"),
-            # the lumpy group's own plan→achieved factor, on top of the class's
-            "lumpy_calibration": known.get("lumpy_calibration"),
             "class_planned_fill": known.get("planned_fill"),
             "class_calibration": known.get("calibration"),
             "class_median_cost": known.get("median_cost"),
@@ -325,7 +290,7 @@ def compute_bin(
             # a bin without a price is valued at its class's median, as in the full run
             value = cost if cost > 0 else float(known.get("median_cost", 1.0))
             own = allocate.part_targets(
-                curve, np.asarray([value]), own_lam, floor, params.backorder_weight
+                curve, np.asarray([value]), lam, floor, params.backorder_weight
             )
             # the floor as this part's fill: lower where cycle service is the cheaper reading
             alloc["part_floor"] = round(float(allocate.part_floors(curve, floor)[0]), 6)
@@ -373,8 +338,6 @@ def compute_bin(
             "undershoot": _num(under),
             "dormancy_fade": _num(fade),
             "lead_time_demand_method": ltd_method,
-            # days of history the lead-time demand draws read (longer for a lumpy bin)
-            "lead_time_demand_days": int(draw_history.shape[0]),
             "units_in_window": _num(series.sum()),
         },
         "lead_time": {
@@ -426,24 +389,6 @@ def compute_bin(
     return Computation(bin.id, cls.label, inputs, result, plan)
 
 
-def _consumption(
-    session: Session, bin_id: str, now_ms: int, history_days: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int, int]:
-    """A bin's consumption (times, units) over whole days ending now, from its first event within ``history_days``; (ts, qty, start, days)."""
-    since = now_ms - history_days * demand.DAY_MS
-    first = session.scalar(
-        select(func.min(BinEvent.ts_ms)).where(
-            BinEvent.bin_id == bin_id, BinEvent.ts_ms >= since
-        )
-    )
-    start = int(first) if first is not None else now_ms
-    # whole days ending now; a partial first day would read as low demand
-    days = int((now_ms - start) // demand.DAY_MS)
-    start = now_ms - days * demand.DAY_MS
-    ts, qty = demand.load_consumption(session, bin_id, start, now_ms)
-    return ts, qty, start, days
-
-
 def _class_plan(
     session: Session, bin: Bin, abc_class: str, class_plans: ClassPlans | None
 ) -> dict[str, float]:
@@ -456,9 +401,6 @@ def _class_plan(
         return {}
     stored = {
         "multiplier": "class_multiplier",
-        "lumpy_multiplier": "lumpy_multiplier",
-        "lumpy_planned_fill": "lumpy_planned_fill",
-        "lumpy_calibration": "lumpy_calibration",
         "planned_fill": "class_planned_fill",
         "calibration": "class_calibration",
         "median_cost": "class_median_cost",

@@ -53,14 +53,12 @@ def shortfall(
     targets: FloatArray | float,
     qty: FloatArray | float,
     rng: np.random.Generator,
-    oversample: int = 1,
 ) -> tuple[FloatArray, FloatArray]:
     """Per part: (planned, realized) units short a day on the held-out part of its window.
 
     The plan is solved on draws fitted to the window's first HOLDOUT_FIT share,
     over the part's median observed lead time; both numbers are on the
     held-out days' demand, so a part that grew counts its growth in both.
-    ``oversample``: as ``ltd.draws`` (lumpy parts' draws are oversampled).
     """
     y = np.atleast_2d(np.asarray(history, np.float64))
     y = np.clip(np.where(np.isfinite(y), y, 0.0), 0.0, ltd.MAX_DAILY)
@@ -77,13 +75,7 @@ def shortfall(
     length = np.clip(np.round(med), 1, max(h - 1, 1)).astype(np.int64)
     beta = np.broadcast_to(np.asarray(targets, np.float64), (n,))
     q = np.broadcast_to(np.asarray(qty, np.float64), (n,))
-    x0, x1, _ = ltd.draws(
-        y[:, :cut],
-        length[:, None].astype(np.float64),
-        beta,
-        rng,
-        oversample=oversample,
-    )
+    x0, x1, _ = ltd.draws(y[:, :cut], length[:, None].astype(np.float64), beta, rng)
     s = ltd.fill_rate_level(x0, x1, beta, q)
     cs = np.concatenate([np.zeros((n, 1)), np.cumsum(test, axis=1)], axis=1)
     j = np.arange(h)[None, :]
@@ -154,35 +146,4 @@ def class_factors(
             value = 1.0
         value = value if np.isfinite(value) else 1.0
         out[name] = round(float(np.clip(value, 1.0, MAX_FACTOR)), 4)
-    return out
-
-
-def group_factors(
-    planned: FloatArray,
-    realized: FloatArray,
-    classes: Sequence[str] | npt.NDArray[np.str_],
-    rest_planned: FloatArray,
-    rest_realized: FloatArray,
-    rest_classes: Sequence[str] | npt.NDArray[np.str_],
-) -> dict[str, float]:
-    """Per class: a group's back-test ratio over the rest of its class's, clipped to [1, MAX_FACTOR].
-
-    The class's own factor already covers what the rest misses; the group
-    (a class's lumpy parts) is raised by what it misses beyond that.  1
-    where either side has no plan.
-    """
-    g, r = np.asarray(classes).astype(str), np.asarray(rest_classes).astype(str)
-    out = {}
-    for name in sorted(set(g.tolist())):
-        p = float(np.asarray(planned)[g == name].sum())
-        x = float(np.asarray(realized)[g == name].sum())
-        rp = float(np.asarray(rest_planned)[r == name].sum())
-        rx = float(np.asarray(rest_realized)[r == name].sum())
-        usable = (
-            np.isfinite([p, x, rp, rx]).all() and min(p, rp, rx) > MIN_PLANNED_SHORT
-        )
-        if not usable:
-            out[name] = 1.0
-            continue
-        out[name] = round(float(np.clip((x / p) / (rx / rp), 1.0, MAX_FACTOR)), 4)
     return out

@@ -50,15 +50,6 @@ SCORE_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95)
 # squares of larger values would overflow the shortage sums.
 MAX_DAILY = 1e12
 MAX_LEAD_DAYS = 3650.0
-# Lumpy parts' draws read this much history (the others the forecast's window): a part
-# with a few lots a quarter shows a handful of them in 120 days, and its reorder point
-# then follows which lots the window happens to hold.
-LUMPY_HISTORY_DAYS = 365
-# ... and are drawn this many times over, DRAWS of them kept (``thin``): 400 plain draws of a
-# few lots a quarter leave their tail, and so the reorder point, to the random numbers.
-LUMPY_OVERSAMPLE = 8
-# Hostile input bound on ``draws``' oversample: 64 × 400 draws a row is already 200 kB each.
-MAX_OVERSAMPLE = 64
 
 
 def block_bootstrap(
@@ -303,7 +294,6 @@ def draws(
     fill_rate: FloatArray | float,
     rng: np.random.Generator,
     n_draws: int = DRAWS,
-    oversample: int = 1,
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
     """Lead-time demand draws per row, over L and L + 1 days, and the method chosen, (n, draws) ×2, (n,).
 
@@ -312,8 +302,7 @@ def draws(
     at the row's fill-rate target; the block bootstrap needs at least
     MIN_DEMAND_DAYS days with demand to be a candidate (fewer lumps show no
     tail).  Non-finite and negative history counts as no demand; lead times
-    that are not finite or negative are ignored.  ``oversample`` > 1 draws
-    that many times ``n_draws`` and keeps ``n_draws`` of them (``thin``).
+    that are not finite or negative are ignored.
     """
     raw = np.atleast_2d(np.asarray(history, dtype=np.float64))
     y = np.clip(np.where(np.isfinite(raw), raw, 0.0), 0.0, MAX_DAILY)
@@ -324,54 +313,11 @@ def draws(
     enough = (y > 0).sum(axis=1) >= MIN_DEMAND_DAYS
     score = _holdout_score(y, lead, fill_rate, rng)
     use_block = enough & (score[:, BLOCK] <= score[:, COMPOUND])
-    k = _oversample(oversample)
-    b0, b1 = block_bootstrap(y, lead, rng, n_draws * k)
-    c0, c1 = compound_draws(y, lead, rng, n_draws * k)
+    b0, b1 = block_bootstrap(y, lead, rng, n_draws)
+    c0, c1 = compound_draws(y, lead, rng, n_draws)
     pick = use_block[:, None]
-    x0, x1 = thin(
+    return (
         np.asarray(np.where(pick, b0, c0), np.float64),
         np.asarray(np.where(pick, b1, c1), np.float64),
-        n_draws,
-    )
-    return x0, x1, np.where(use_block, BLOCK, COMPOUND).astype(np.int64)
-
-
-def _oversample(value: object) -> int:
-    """``oversample`` as a whole factor in [1, MAX_OVERSAMPLE]; anything not a finite number is 1."""
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 1
-    if not np.isfinite(v):
-        return 1
-    return int(min(max(v, 1.0), MAX_OVERSAMPLE))
-
-
-def thin(
-    lead: FloatArray, lead_next: FloatArray, keep: int
-) -> tuple[FloatArray, FloatArray]:
-    """``keep`` draws per row from many: of X_L and of X_L+1 each, the middle of ``keep`` equal strata of its own order.
-
-    Everything solved on the draws reads them one margin at a time — the
-    daily shortage E[(X_L+1 − Y)⁺] − E[(X_L − Y)⁺] and the day's demand
-    E[X_L+1] − E[X_L] are differences of two means, the backlog and cycle
-    service use X_L alone — so each margin is kept at its own stratified
-    quantiles (both ascending; X_L+1 ≥ X_L holds for every pair, as one
-    margin's quantiles lie above the other's).  Their quantiles are then
-    nearly those of all the draws, and the fill-rate level solved on them
-    moves about as little between sets of random numbers as one solved on
-    all of them: a lumpy part's few dozen lots in 400 plain draws left its
-    99 % fill level with a coefficient of variation of about 20 % between
-    sets (round 8).  Rows with ``keep`` draws or fewer come back as they are.
-    """
-    x0 = np.atleast_2d(np.asarray(lead, np.float64))
-    x1 = np.atleast_2d(np.asarray(lead_next, np.float64))
-    m = x0.shape[1]
-    if keep <= 0 or m <= keep:
-        return x0, x1
-    # the middle of stratum j, j = 0 .. keep - 1, of m sorted draws
-    cols = ((np.arange(keep) + 0.5) * m / keep).astype(np.int64)
-    return (
-        np.asarray(np.sort(x0, axis=1)[:, cols], np.float64),
-        np.asarray(np.sort(x1, axis=1)[:, cols], np.float64),
+        np.where(use_block, BLOCK, COMPOUND).astype(np.int64),
     )

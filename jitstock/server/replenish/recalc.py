@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -36,7 +35,7 @@ from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import Bin, BinEvent, Order, Sku
 from jitstock.server.db.replenish_models import BinPolicy
 from jitstock.server.db.session import SessionFactory, transaction
-from jitstock.server.replenish import abc, allocate, calibrate, demand, leadtime, ltd
+from jitstock.server.replenish import abc, allocate, calibrate, demand, leadtime
 from jitstock.server.replenish.allocate import FloatArray
 from jitstock.server.replenish.bin_policy import (
     ClassPlans,
@@ -383,23 +382,37 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
     cost = np.asarray([p.unit_cost for p in same], np.float64)
     qty = np.asarray([p.qty for p in same], np.float64)
     # the back-test per history length (stacked rows must be as long), pooled per class
-    pl, rl, names, flags = _backtest(
-        [p for p in plans if p.lead.shape[1] == draws], params, lumpy=False
-    )
+    pl: list[FloatArray] = []
+    rl: list[FloatArray] = []
+    names: list[str] = []
+    for (d, _t), group in by_len.items():
+        hi = [
+            p
+            for p in group
+            if d == draws
+            and calibrate.needs_backtest(params.service_levels.get(p.abc_class, 0))
+        ]
+        if not hi or hi[0].history.shape[0] < 2:
+            continue
+        width = max(p.lead_days.shape[0] for p in hi)
+        leads = np.full((len(hi), width), np.nan)
+        for i, p in enumerate(hi):
+            leads[i, : p.lead_days.shape[0]] = p.lead_days
+        planned, realized = calibrate.shortfall(
+            np.stack([p.history for p in hi]),
+            leads,
+            np.asarray([params.service_levels[p.abc_class] for p in hi]),
+            np.asarray([p.qty for p in hi]),
+            np.random.default_rng(len(hi)),
+        )
+        pl.append(planned)
+        rl.append(realized)
+        names.extend(p.abc_class for p in hi)
     factors = (
-        calibrate.class_factors(pl, rl, names, params.service_levels)
-        if names.size
-        else {}
-    )
-    # the lumpy bins back-tested again on the history their draws read, as they are drawn:
-    # their shortfall beyond their class rest's raises their group's plan
-    lp, lr, lnames, _ = _backtest(
-        [p for p in plans if p.lead.shape[1] == draws and p.lumpy], params, lumpy=True
-    )
-    rest = ~flags
-    lumpy_factors = (
-        calibrate.group_factors(lp, lr, lnames, pl[rest], rl[rest], names[rest])
-        if lnames.size
+        calibrate.class_factors(
+            np.concatenate(pl), np.concatenate(rl), names, params.service_levels
+        )
+        if names
         else {}
     )
     # a bin without a price is valued at its class's median (as a single bin is later)
@@ -420,70 +433,16 @@ def plan_from(plans: Sequence[PartPlan], params: Params) -> ClassPlans:
         params.fill_floor,
         factors,
         params.backorder_weight,
-        np.asarray([p.lumpy for p in same], dtype=bool),
-        lumpy_factors,
     )
     for name, lam in alloc.multipliers.items():
         out[name] = {
             "multiplier": lam,
-            "lumpy_multiplier": alloc.lumpy_multipliers.get(name, float("nan")),
             "planned_fill": alloc.planned_fill[name],
             "target": alloc.aimed[name],
             "calibration": factors.get(name, 1.0),
             "median_cost": medians[name],
         }
-        if name in alloc.lumpy_planned_fill:
-            out[name]["lumpy_planned_fill"] = alloc.lumpy_planned_fill[name]
-            out[name]["lumpy_calibration"] = lumpy_factors.get(name, 1.0)
     return out
-
-
-def _backtest(
-    plans: Sequence[PartPlan], params: Params, *, lumpy: bool
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.str_], npt.NDArray[np.bool_]]:
-    """calibrate.shortfall over the bins of back-tested classes: (planned, realized, class, lumpy) per bin.
-
-    Histories of different lengths are back-tested apart (stacked rows must be
-    as long).  ``lumpy``: on the history the bin's draws read
-    (``PartPlan.draw_history``), drawn as a lumpy bin's are
-    (``ltd.LUMPY_OVERSAMPLE``); otherwise on the forecast's window.
-    """
-    by_len: dict[int, list[PartPlan]] = {}
-    for p in plans:
-        if calibrate.needs_backtest(params.service_levels.get(p.abc_class, 0)):
-            y = p.draws_from() if lumpy else p.history
-            by_len.setdefault(y.shape[0], []).append(p)
-    pl: list[FloatArray] = []
-    rl: list[FloatArray] = []
-    names: list[str] = []
-    flags: list[bool] = []
-    for t_len, hi in by_len.items():
-        if t_len < 2:
-            continue
-        width = max(p.lead_days.shape[0] for p in hi)
-        leads = np.full((len(hi), width), np.nan)
-        for i, p in enumerate(hi):
-            leads[i, : p.lead_days.shape[0]] = p.lead_days
-        planned, realized = calibrate.shortfall(
-            np.stack([p.draws_from() if lumpy else p.history for p in hi]),
-            leads,
-            np.asarray([params.service_levels[p.abc_class] for p in hi]),
-            np.asarray([p.qty for p in hi]),
-            np.random.default_rng([len(hi), 1] if lumpy else len(hi)),
-            ltd.LUMPY_OVERSAMPLE if lumpy else 1,
-        )
-        pl.append(planned)
-        rl.append(realized)
-        names.extend(p.abc_class for p in hi)
-        flags.extend(p.lumpy for p in hi)
-    if not names:
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=str), np.zeros(0, bool)
-    return (
-        np.concatenate(pl),
-        np.concatenate(rl),
-        np.asarray(names, dtype=str),
-        np.asarray(flags, dtype=bool),
-    )
 
 
 def _explain_change(

@@ -147,101 +147,6 @@ def test_backorder_weight_lifts_the_dear_part_hand_computed():
     assert got[20] == pytest.approx([0.95, 0.95])
 
 
-# A smooth part (LEAD) and a lumpy one: seven lead times without demand, one with a lot of 8.
-# At an integer s its fill is P(X_L < s) as above: 0 at s = 0, ⅞ from s = 1 to 8, then
-# rising linearly to 1 at s = 9 — a lot of stock for the last ⅛.
-LUMP = np.asarray([[0, 0, 0, 0, 0, 0, 0, 8]], dtype=np.float64)
-
-
-def _one_lumpy_two_smooth() -> tuple[np.ndarray, np.ndarray]:
-    x0 = np.concatenate([LEAD, LEAD, LUMP])
-    return x0, x0 + 1.0
-
-
-def test_lumpy_group_meets_the_class_target_hand_computed():
-    """Class target 90 %, floor 50 %, no backlog price; smooth parts cost 1, the lumpy one 2.
-
-    Each part demands 1 a day, so the class may be 0.3 units short a day.
-    Per unit of value the smooth parts buy ½, ¼, ⅛ of fill per unit of s up
-    to s = 3, then ⅛ over four more units (1/32); the lumpy part ⅞ for its
-    first unit, then ⅛ over eight (1/64, and 1/128 per unit of value).
-
-    One multiplier for the class: the smooth parts go to the top (λ just
-    over 32) and the class is short only the lumpy part's ⅛ — planned fill
-    (1 + 1 + ⅞)/3 = 95.8 %, the lumpy part at 87.5 %, under the class's 90 %.
-
-    Held to 90 % as a group, the lumpy part needs s ≥ 8.2; its stretch from
-    s = 1 to 9 is linear in the Lagrangian, so λ_L just over 128 takes it
-    whole, to the top (99.99 %).  The smooth parts may then be short the
-    whole 0.3: at λ_R = 8 they stop at the grid point s = 2.95 below 3
-    (short ⅛ + 0.05·⅛ each, fill 0.86881).  Class fill (2·0.86881 +
-    0.9999)/3 = 0.9125, stock value 2·2.95 + 2·9 = 23.9 against 6.2·2 + 8.2·2
-    = 28.8 with every part at 90 % — the allocation is kept.
-    """
-    x0, x1 = _one_lumpy_two_smooth()
-    q = np.full(3, TINY_Q)
-    cost = np.asarray([1.0, 1.0, 2.0])
-    kw = {"floor": 0.5, "backorder_weight": 0.0}
-    one = allocate.allocate(x0, x1, q, cost, ["A"] * 3, {"A": 0.9}, **kw)
-    assert one.targets == pytest.approx([0.9999, 0.9999, 0.875])
-    assert one.planned_fill["A"] == pytest.approx((2 * 0.9999 + 0.875) / 3, abs=1e-6)
-    assert one.lumpy_multipliers == {}
-
-    a = allocate.allocate(
-        x0, x1, q, cost, ["A"] * 3, {"A": 0.9}, **kw, lumpy=[False, False, True]
-    )
-    assert a.targets == pytest.approx([0.86881, 0.86881, 0.9999], abs=1e-5)
-    assert a.lumpy_planned_fill["A"] == pytest.approx(0.9999)
-    assert a.planned_fill["A"] == pytest.approx((2 * 0.86881 + 0.9999) / 3, abs=1e-5)
-    assert a.uniform == {"A": False}
-    # the two multipliers: the rest's at the smooth parts' ⅛ per unit, the group's at the
-    # lumpy part's 1/128 per unit of value (the bisection lands just above each)
-    assert a.multipliers["A"] == pytest.approx(8.0, rel=1e-6)
-    assert a.lumpy_multipliers["A"] == pytest.approx(128.0, rel=0.01)
-    s = ltd.fill_rate_level(x0, x1, a.targets, q)
-    assert s == pytest.approx([2.95, 2.95, 9.0], abs=0.01)
-    # a single bin recomputing its own share with its group's λ lands where the plan put it
-    c = allocate.curves(x0, x1, q)
-    lam = [a.multipliers["A"]] * 2 + [a.lumpy_multipliers["A"]]
-    again = allocate.part_targets(c, cost, np.asarray(lam), 0.5, backorder_weight=0)
-    assert again == pytest.approx(a.targets)
-    flat = ltd.fill_rate_level(x0, x1, np.full(3, 0.9), q)
-    assert flat == pytest.approx([6.2, 6.2, 8.2], abs=0.01)
-    assert float(s @ cost) == pytest.approx(23.9, abs=0.02)
-    assert float(flat @ cost) == pytest.approx(28.8, abs=0.02)
-
-
-def test_lumpy_group_already_at_target_changes_nothing():
-    """The lumpy part cheap (0.01): the class's λ already takes it to the top, no group λ."""
-    x0, x1 = _one_lumpy_two_smooth()
-    q = np.full(3, TINY_Q)
-    cost = np.asarray([1.0, 1.0, 0.01])
-    kw = {"floor": 0.5, "backorder_weight": 0.0}
-    one = allocate.allocate(x0, x1, q, cost, ["A"] * 3, {"A": 0.9}, **kw)
-    a = allocate.allocate(
-        x0, x1, q, cost, ["A"] * 3, {"A": 0.9}, **kw, lumpy=[False, False, True]
-    )
-    assert a.targets[2] >= 0.9
-    assert a.targets == pytest.approx(one.targets)
-    assert np.isnan(a.lumpy_multipliers["A"])
-    assert a.multipliers == one.multipliers
-
-
-def test_a_class_of_lumpy_parts_only_is_one_group():
-    x0, x1 = _one_lumpy_two_smooth()
-    q = np.full(3, TINY_Q)
-    a = allocate.allocate(
-        x0, x1, q, np.ones(3), ["A"] * 3, {"A": 0.9}, floor=0.5, lumpy=[True] * 3
-    )
-    b = allocate.allocate(x0, x1, q, np.ones(3), ["A"] * 3, {"A": 0.9}, floor=0.5)
-    assert a.targets == pytest.approx(b.targets)
-    assert a.lumpy_planned_fill["A"] == a.planned_fill["A"] >= 0.9 - 1e-6
-    with pytest.raises(ValueError, match="broadcast"):
-        allocate.allocate(
-            x0, x1, q, np.ones(3), ["A"] * 3, {"A": 0.9}, lumpy=[True, False]
-        )
-
-
 def test_expected_backlog_hand_computed():
     """X_L of 0, 10, 20, 30 and Q = 10, s = 10: E[(X_L − Y)⁺] with Y uniform on (10, 20].
 
@@ -378,14 +283,13 @@ def _parts(draw):
     q = rng.choice([1.0, 5.0, 20.0], n)
     target = draw(st.sampled_from([0.8, 0.9, 0.95, 0.99]))
     floor = draw(st.floats(0.5, target))
-    lumpy = np.asarray(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
-    return x0, x1, q, cost, target, floor, lumpy
+    return x0, x1, q, cost, target, floor
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_parts(), st.sampled_from([0.0, 5.0, allocate.DEFAULT_BACKORDER_WEIGHT]))
 def test_allocation_meets_class_target_floor_and_costs_no_more(parts, weight):
-    x0, x1, q, cost, target, floor, lumpy = parts
+    x0, x1, q, cost, target, floor = parts
     n = x0.shape[0]
     a = allocate.allocate(
         x0,
@@ -396,7 +300,6 @@ def test_allocation_meets_class_target_floor_and_costs_no_more(parts, weight):
         {"A": target},
         floor=floor,
         backorder_weight=weight,
-        lumpy=lumpy,
     )
     c = allocate.curves(x0, x1, q)
     low = allocate.part_floors(c, min(floor, target))
@@ -404,10 +307,6 @@ def test_allocation_meets_class_target_floor_and_costs_no_more(parts, weight):
     assert np.all(a.targets >= low - 1e-9)
     s, fill = _plan_fill(x0, x1, a.targets, q)
     assert fill >= target - 1e-6
-    if lumpy.any():
-        # the lumpy parts meet the class's target as a group too
-        _, group_fill = _plan_fill(x0[lumpy], x1[lumpy], a.targets[lumpy], q[lumpy])
-        assert group_fill >= target - 1e-6
     flat = ltd.fill_rate_level(x0, x1, np.full(n, target), q)
 
     # what the plan minimises: stock value plus the weighted backlog, each at the part's value

@@ -102,55 +102,6 @@ def test_full_run_allocates_the_class_and_a_single_bin_keeps_its_share(db, weigh
     assert again["service_level_source"] == allocate.SOURCE
 
 
-@pytest.mark.parametrize("weight", [0.0, allocate.DEFAULT_BACKORDER_WEIGHT])
-def test_lumpy_bins_meet_the_class_target_as_a_group_and_keep_their_multiplier(
-    db, weight
-):
-    """Four smooth bins and three lumpy ones (big, rare lots) of one class-A SKU.
-
-    At the class's one multiplier the lumpy bins would be served below the
-    class's target; held to it as a group they get a multiplier of their
-    own, the smooth bins a lower one, and a lumpy bin recalculated alone
-    later picks its share with its group's multiplier.
-    """
-    params = Params(backorder_weight=weight)
-    ids = seed(db.factory, bins=7, on_hand=5000)
-    for i, rate in enumerate((20.0, 4.0, 9.0, 12.0)):
-        add_picks(db.factory, ids[i], NOW - 90 * DAY_MS, 90, rate, seed=i)
-    for i, (p, lot) in enumerate(((0.2, 100.0), (0.1, 300.0), (0.25, 60.0))):
-        add_lumps(db.factory, ids[4 + i], NOW, 90, p, lot, seed=10 + i)
-    clock = ManualClock(NOW)
-    recalc = Recalculator(db.factory, params, clock=clock)
-    recalc.recalc_all()
-
-    plan = recalc.class_plans["A"]
-    assert plan["lumpy_multiplier"] > plan["multiplier"] > 0
-    # the lumpy bins' plan meets the class's (calibrated) target on its own
-    assert plan["lumpy_planned_fill"] >= plan["target"] - 1e-6
-    assert plan["planned_fill"] >= plan["target"] - 1e-6
-    with transaction(db.factory, readonly=True) as s:
-        rows = {b: s.get(BinPolicy, b) for b in ids}
-    lumpy = [b for b in ids if rows[b].demand_class == "lumpy"]
-    assert lumpy == ids[4:]
-    for b in ids:
-        t = rows[b].inputs["target"]
-        assert t["service_level_source"] == allocate.SOURCE
-        assert t["class_multiplier"] == pytest.approx(plan["multiplier"])
-        assert t["lumpy_multiplier"] == pytest.approx(plan["lumpy_multiplier"])
-        assert t["lumpy_planned_fill"] == pytest.approx(plan["lumpy_planned_fill"])
-        assert t["allocation_group"] == ("lumpy" if b in lumpy else "class")
-
-    # "recalculate now" on one lumpy bin: a fresh Recalculator, the stored group multiplier
-    one = lumpy[0]
-    share = rows[one].inputs["target"]["service_level"]
-    fresh = Recalculator(db.factory, params, clock=clock)
-    fresh.recalc_bins([one], "manual")
-    again = _targets(db.factory, [one])[one]
-    assert again["allocation_group"] == "lumpy"
-    assert again["lumpy_multiplier"] == pytest.approx(plan["lumpy_multiplier"])
-    assert again["service_level"] == pytest.approx(share, abs=0.003)
-
-
 def test_a_bin_target_of_its_own_is_not_allocated(db):
     ids = seed(db.factory, bins=2, on_hand=5000)
     for i, b in enumerate(ids):
@@ -208,45 +159,3 @@ def test_backorder_weight_setting_reaches_the_params(monkeypatch, good):
     monkeypatch.setenv("JITSTOCK_REPLENISH_BACKORDER_WEIGHT", good)
     assert Params.from_settings(ServerSettings()).backorder_weight == float(good)
     assert Params().backorder_weight == allocate.DEFAULT_BACKORDER_WEIGHT
-
-
-def test_a_lumpy_bins_draws_read_the_longer_history(db):
-    """A lumpy bin's lead-time demand draws read ``lumpy_history_days``; a smooth bin's the forecast's window.
-
-    300 days of events: the smooth bin and the demand class use the last
-    ``history_days`` (120), the lumpy bin's draws all 300 (whole days from
-    its first event within the 365).  With ``lumpy_history_days`` below
-    ``history_days`` the lumpy bin reads the window too.
-    """
-    ids = seed(db.factory, bins=2, on_hand=5000)
-    add_picks(db.factory, ids[0], NOW - 300 * DAY_MS, 300, 12.0, seed=1)
-    add_lumps(db.factory, ids[1], NOW, 300, 0.1, 200.0, seed=2)
-    clock = ManualClock(NOW)
-    for days in (365, 100):
-        params = Params(history_days=120, lumpy_history_days=days)
-        Recalculator(db.factory, params, clock=clock).recalc_all()
-        with transaction(db.factory, readonly=True) as s:
-            smooth, lumpy = (s.get(BinPolicy, b).inputs["demand"] for b in ids)
-        assert smooth["class"] == "smooth"
-        assert smooth["history_days"] == 119
-        assert smooth["lead_time_demand_days"] == 119
-        assert lumpy["class"] == "lumpy"
-        assert lumpy["history_days"] <= 120
-        if days > 120:
-            # whole days from the first lot of the 300 (one lot every ten days or so)
-            assert 250 < lumpy["lead_time_demand_days"] <= 299
-        else:
-            assert lumpy["lead_time_demand_days"] == lumpy["history_days"]
-
-
-def test_settings_carry_the_lumpy_history():
-    from pydantic import ValidationError
-
-    from jitstock.server.settings import ServerSettings
-
-    assert Params.from_settings(ServerSettings()).lumpy_history_days == 365
-    got = Params.from_settings(ServerSettings(replenish_lumpy_history_days=400))
-    assert got.lumpy_history_days == 400
-    for bad in (0, -1, 2**63, float("nan"), "x"):
-        with pytest.raises(ValidationError, match="replenish_lumpy_history_days"):
-            ServerSettings(replenish_lumpy_history_days=bad)

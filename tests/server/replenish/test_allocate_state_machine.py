@@ -1,7 +1,7 @@
 """The class allocation's memory as a state machine: full runs, single-bin recalculations, own targets.
 
 A hypothesis ``RuleBasedStateMachine`` drives the real recalculation on a
-real SQLite state DB (seven bins of one SKU, class A, three of them lumpy) and checks each bin's
+real SQLite state DB (six bins of one SKU, class A) and checks each bin's
 stored target against an independent model of what it should be: an unranked SKU gets the B target; a bin with
 a target of its own keeps it and carries no class multiplier; otherwise a
 full run gives it the run's multiplier, and a single-bin recalculation by a
@@ -34,9 +34,7 @@ from tests.server.replenish.conftest import ManualClock, add_deliveries, add_pic
 from tests.server.replenish.test_allocate_live import add_lumps
 
 NOW = 1_800_000_000_000
-BINS = tuple(f"bin-{i}" for i in range(7))
-# the bins whose history Syntetos–Boylan calls lumpy
-LUMPY_BINS = BINS[4:]
+BINS = tuple(f"bin-{i}" for i in range(6))
 _TEMPLATE: Path | None = None
 
 
@@ -50,12 +48,11 @@ def _template() -> Path:
         engine = make_engine(url)
         factory = make_session_factory(engine)
         seed(factory, bins=len(BINS), on_hand=5000)
-        for i, rate in enumerate((20.0, 4.0, 9.0, 12.0)):
+        for i, rate in enumerate((20.0, 4.0, 9.0)):
             add_picks(factory, BINS[i], NOW - 90 * DAY_MS, 90, rate, seed=i)
-        # lumpy bins: with them the allocation beats one target for all (a real λ), and
-        # they need a multiplier of their own to meet the class target as a group
-        for i, (p, lot) in enumerate(((0.2, 100.0), (0.1, 300.0), (0.25, 60.0))):
-            add_lumps(factory, BINS[4 + i], NOW, 90, p, lot, seed=10 + i)
+        # lumpy bins: with them the allocation beats one target for all (a real λ)
+        for i, (p, lot) in enumerate(((0.12, 120.0), (0.3, 20.0), (0.08, 60.0))):
+            add_lumps(factory, BINS[3 + i], NOW, 90, p, lot, seed=10 + i)
         add_deliveries(factory, BINS[0], NOW - 50 * DAY_MS, 8, 4.0)
         engine.dispose()
         _TEMPLATE = path
@@ -73,8 +70,6 @@ class AllocationMachine(RuleBasedStateMachine):
         # model: each bin's own target (None: its class's), and the multiplier it last stored
         self.own: dict[str, float | None] = dict.fromkeys(BINS)
         self.stored: dict[str, float | None] = dict.fromkeys(BINS)
-        # ... and the class's lumpy-group multiplier it last stored
-        self.stored_lumpy: dict[str, float | None] = dict.fromkeys(BINS)
         self.computed: set[str] = set()
         # the SKU has no ABC class until a full run ranks it (unclassified: the B target)
         self.ranked = False
@@ -89,11 +84,6 @@ class AllocationMachine(RuleBasedStateMachine):
             assert row is not None
             return dict(row.inputs["target"])
 
-    def _group(self, bin_id: str) -> str:
-        """Model: a lumpy bin (the last two) uses its group's multiplier where one is stored."""
-        lumpy = bin_id in LUMPY_BINS
-        return "lumpy" if lumpy and self.stored_lumpy[bin_id] is not None else "class"
-
     @rule(bin_id=st.sampled_from(BINS), level=st.sampled_from([None, 0.93, 0.98]))
     def set_own_target(self, bin_id: str, level: float | None) -> None:
         with transaction(self.factory) as s:
@@ -106,28 +96,17 @@ class AllocationMachine(RuleBasedStateMachine):
         recalc = Recalculator(self.factory, clock=self.clock)
         recalc.recalc_all()
         self.ranked = True
-        plan = recalc.class_plans.get("A", {}) if recalc.class_plans else {}
-        lam = plan.get("multiplier")
-        lam_lumpy = plan.get("lumpy_multiplier")
+        lam = recalc.class_plans["A"]["multiplier"] if recalc.class_plans else None
         for b in BINS:
             self.computed.add(b)
             if self.own[b] is None:
                 self.stored[b] = None if lam is None or math.isnan(lam) else lam
-                self.stored_lumpy[b] = (
-                    None if lam_lumpy is None or math.isnan(lam_lumpy) else lam_lumpy
-                )
                 event(f"full run, multiplier {'stored' if self.stored[b] else 'none'}")
-                event(
-                    f"lumpy multiplier {'stored' if self.stored_lumpy[b] else 'none'}"
-                )
                 t = self._row(b)
                 assert t["service_level_source"] == allocate.SOURCE
                 assert t["class_multiplier"] == self.stored[b]
-                assert t["lumpy_multiplier"] == self.stored_lumpy[b]
-                assert t["allocation_group"] == self._group(b)
             else:
                 self.stored[b] = None
-                self.stored_lumpy[b] = None
 
     @rule(bin_id=st.sampled_from(BINS))
     def recalc_one(self, bin_id: str) -> None:
@@ -147,10 +126,8 @@ class AllocationMachine(RuleBasedStateMachine):
             return
         assert t["class_target"] == 0.99
         if self.stored[bin_id] is not None:
-            # the bin's share from the multipliers it stored with its last computation
+            # the bin's share from the multiplier it stored with its last computation
             assert t["class_multiplier"] == self.stored[bin_id]
-            assert t["lumpy_multiplier"] == self.stored_lumpy[bin_id]
-            assert t["allocation_group"] == self._group(bin_id)
             assert t["service_level_source"] == allocate.SOURCE
             assert t["part_floor"] <= t["fill_floor"]
             assert t["service_level"] >= t["part_floor"] - 1e-9
