@@ -16,7 +16,6 @@ import numpy as np
 
 from jitstock.bench.policy_rules import (
     classic_rule,
-    excess_by_part,
     informed_rule,
     jitstock_rule,
     minmax_rule,
@@ -34,7 +33,6 @@ from jitstock.bench.policy_sim import (
     PATTERNS,
     QUICK_SKUS,
     SKUS,
-    EmptyLog,
     Plant,
     breakdown,
     make_plant,
@@ -42,7 +40,7 @@ from jitstock.bench.policy_sim import (
     simulate,
     summarise,
 )
-from jitstock.server.replenish import abc, feedback
+from jitstock.server.replenish import abc
 from jitstock.server.replenish.allocate import (
     DEFAULT_BACKORDER_WEIGHT as BACKORDER_WEIGHT,
 )
@@ -63,8 +61,6 @@ __all__ = [
 # The service-vs-inventory curve of a single-seed run: jitstock targets and min/max factors.
 SWEEP_TARGETS = (0.80, 0.90, 0.95, 0.97, 0.98, 0.99, 0.995)
 MINMAX_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
-# jitstock's closed loop on each (class, lumpy) group's delivered fill (round 8b)
-FEEDBACK = feedback.Settings()
 
 
 def pattern_targets(plant: Plant) -> dict[str, float]:
@@ -84,36 +80,6 @@ def pattern_targets(plant: Plant) -> dict[str, float]:
     return out
 
 
-def _group_fills(
-    plant: Plant, fc: Any, o: Any, empty: Any
-) -> dict[str, dict[str, float]]:
-    """Achieved and time-at-zero-estimated fill per (class, lumpy label) group."""
-    rate = np.repeat(
-        np.stack(
-            [np.maximum(r, 0.0) * f for r, f in zip(fc.mean, fc.fade, strict=True)],
-            axis=1,
-        ),
-        7,
-        axis=1,
-    )
-    rate = rate[:, :DAYS]
-    est_short = (empty.days * rate).sum(axis=1)
-    for w in range(0, DAYS, 7):
-        est_short += excess_by_part(empty.left[:, w : w + 7], fc.window[w // 7])
-    asked = rate.sum(axis=1)
-    lumpy = plant.pattern == PATTERNS.index("lumpy")
-    out = {}
-    for c in "ABC":
-        for name, m in (("rest", ~lumpy), ("lumpy", lumpy)):
-            mm = (plant.abc_class == c) & m
-            a = float(asked[mm].sum())
-            out[f"{c}/{name}"] = {
-                "fill": summarise(plant, o, mm)["fill_rate"],
-                "estimated": round(1 - float(est_short[mm].sum()) / a, 5) if a else 1.0,
-            }
-    return out
-
-
 def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
     """One seed: jitstock and every baseline at jitstock's per-class fill."""
     started = time.monotonic()
@@ -121,23 +87,10 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
     fc = precompute_forecasts(plant)
     targets = abc.service_levels(plant.abc_class, CLASS_TARGETS)
     plans: list[dict[str, float]] = []
-    empty = EmptyLog.zeros(n)
     jit = simulate(
-        plant,
-        jitstock_rule(
-            plant,
-            fc,
-            targets,
-            CLASS_TARGETS,
-            FILL_FLOOR,
-            plans,
-            empty=empty,
-            loop=FEEDBACK,
-        ),
-        empty,
+        plant, jitstock_rule(plant, fc, targets, CLASS_TARGETS, FILL_FLOOR, plans)
     )
     fills = {c: summarise(plant, jit, plant.abc_class == c)["fill_rate"] for c in "ABC"}
-    groups = _group_fills(plant, fc, jit, empty)
     k, informed = tune_per_class(
         lambda kk: simulate(plant, informed_rule(plant, fc, kk)), plant, 0.0, 6.0, fills
     )
@@ -167,9 +120,6 @@ def run_seed(seed: int, n: int, curve_too: bool) -> dict[str, Any]:
             **fills,
             **{p: results["jitstock"][p]["fill_rate"] for p in PATTERNS},
         },
-        # per class and (simulation's) lumpy label: achieved fill, and the fill the server
-        # would estimate from the time its bins stood empty (the feedback's signal)
-        "jitstock_fill_groups": groups,
         "pattern_targets": pattern_targets(plant),
         "fill_floor": FILL_FLOOR,
         "backorder_weight": BACKORDER_WEIGHT,

@@ -16,15 +16,12 @@ bisection to jitstock's achieved fill (``tune``, ``tune_per_class``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from jitstock.bench.policy_sim import (
     HISTORY_DAYS,
     WINDOW_DAYS,
-    EmptyLog,
     FloatArray,
     Forecasts,
     Outcome,
@@ -32,15 +29,7 @@ from jitstock.bench.policy_sim import (
     Rule,
     summarise,
 )
-from jitstock.server.replenish import (
-    allocate,
-    calibrate,
-    demand,
-    feedback,
-    leadtime,
-    ltd,
-    policy,
-)
+from jitstock.server.replenish import allocate, calibrate, leadtime, ltd, policy
 
 BISECT_STEPS = 10
 
@@ -60,8 +49,6 @@ def jitstock_rule(
     plans: list[dict[str, float]] | None = None,
     calibrated: bool = True,
     backorder_weight: float = allocate.DEFAULT_BACKORDER_WEIGHT,
-    empty: EmptyLog | None = None,
-    loop: feedback.Settings | None = None,
 ) -> Rule:
     """jitstock's policy: the server's replenish code on every part at once.
 
@@ -72,15 +59,9 @@ def jitstock_rule(
     class's plan is raised by its plan→achieved shortfall measured on the
     parts' own windows (``calibrate``).  ``backorder_weight``: the
     allocation's price of a unit-day on backorder in unit-days of stock
-    (``allocate``).  ``loop`` with ``empty`` (the simulation's record of the
-    time each bin stood empty, ``policy_sim.simulate``): each (class, lumpy)
-    group is allocated apart and its plan corrected by the fill it has
-    delivered so far, estimated from that time and the rate (``feedback``).
+    (``allocate``).
     """
     nan = np.full(plant.demand.shape[0], np.nan)
-    states: dict[str, feedback.GroupState] = {}
-    # the previous recalculation's day, rates and groups (what the days since are measured by)
-    last: dict[str, Any] = {}
 
     def rule(t: int, seen: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         i = fc.days.index(t)
@@ -111,20 +92,15 @@ def jitstock_rule(
                 factors = calibrate.class_factors(
                     planned, realized, plant.abc_class[m], class_targets
                 )
-            groups, group_targets, calib = plant.abc_class, class_targets, factors
-            if loop is not None and empty is not None:
-                groups, group_targets, calib = _feedback_plan(
-                    plant, fc, i, t, empty, class_targets, factors, loop, states, last
-                )
             plan = allocate.allocate(
                 lead_x,
                 next_x,
                 q,
                 plant.unit_cost,
-                groups,
-                group_targets,
+                plant.abc_class,
+                class_targets,
                 floor,
-                calib,
+                factors,
                 backorder_weight,
             )
             service = np.where(np.isnan(plan.targets), targets, plan.targets)
@@ -132,7 +108,7 @@ def jitstock_rule(
                 plans.append(
                     {
                         **plan.planned_fill,
-                        **{f"factor_{c}": v for c, v in (calib or {}).items()},
+                        **{f"factor_{c}": v for c, v in (factors or {}).items()},
                     }
                 )
         p = policy.compute(
@@ -152,74 +128,6 @@ def jitstock_rule(
         return p.reorder_at, nan, p.order_qty
 
     return rule
-
-
-def _feedback_plan(
-    plant: Plant,
-    fc: Forecasts,
-    i: int,
-    t: int,
-    empty: EmptyLog,
-    class_targets: dict[str, float],
-    factors: dict[str, float] | None,
-    loop: feedback.Settings,
-    states: dict[str, feedback.GroupState],
-    last: dict[str, Any],
-) -> tuple[npt.NDArray[np.str_], dict[str, float], dict[str, float]]:
-    """Groups, their targets and calibration with each group's feedback multiplier folded in."""
-    lumpy = demand.classify_codes(fc.window[i]) == demand.LUMPY
-    groups = np.asarray(
-        [
-            feedback.group_of(str(c), bool(x))
-            for c, x in zip(plant.abc_class, lumpy, strict=True)
-        ]
-    )
-    if last:
-        # the days since the last recalculation, each bin by the rate and group it had then
-        days = float(t - last["t"])
-        rate = last["rate"]
-        # time at zero × rate, and each emptying pick's expected excess over what was left
-        short = empty.days[:, last["t"] : t].sum(axis=1) * rate
-        short += excess_by_part(empty.left[:, last["t"] : t], last["window"])
-        for g in sorted(set(last["groups"].tolist())):
-            m = last["groups"] == g
-            st = states.get(g, feedback.GroupState())
-            st = feedback.observe(
-                st,
-                float(short[m].sum()),
-                float(rate[m].sum() * days),
-                days,
-            )
-            states[g] = feedback.step(st, class_targets[feedback.class_of(g)], loop)
-    last.update(
-        t=t,
-        # a dormant part's time at zero is no shortage: the server stops stocking it on purpose
-        # the window's average, not the forecast: a forecast that rose with the demand that
-        # emptied the bin would overstate what its empty days missed
-        rate=np.maximum(fc.mean[i], 0.0) * fc.fade[i],
-        window=fc.window[i],
-        groups=groups,
-    )
-    targets = {
-        g: class_targets[feedback.class_of(g)]
-        for g in set(groups.tolist())
-        if feedback.class_of(g) in class_targets
-    }
-    calib = {
-        g: float((factors or {}).get(feedback.class_of(g), 1.0))
-        * states.get(g, feedback.GroupState()).multiplier
-        for g in targets
-    }
-    return groups, targets, calib
-
-
-def excess_by_part(left: FloatArray, window: FloatArray) -> FloatArray:
-    """Per part the estimated units its emptying picks left unserved (``feedback.excess_short``)."""
-    out = np.zeros(left.shape[0])
-    for r in np.flatnonzero(np.isfinite(left).any(axis=1)):
-        y = left[r][np.isfinite(left[r])]
-        out[r] = float(feedback.excess_short(window[r], y).sum())
-    return out
 
 
 def classic_rule(

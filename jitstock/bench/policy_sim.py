@@ -185,32 +185,8 @@ class Outcome:
     backlog_days: FloatArray  # sum over days of units backordered at the end of the day
 
 
-@dataclass(slots=True)
-class EmptyLog:
-    """What a live scale records of a bin standing empty, day by day (n, DAYS).
-
-    ``days``: 1 for a day the bin began empty (it stood at zero all day);
-    ``left``: for a day whose demand took the bin's last units (the count
-    reached 0 from above), the units the pick found; NaN otherwise.  One
-    pick a day: the rest of an emptying day has no demand, so it is not
-    counted as time at zero.
-    """
-
-    days: FloatArray
-    left: FloatArray
-
-    @staticmethod
-    def zeros(n: int) -> EmptyLog:
-        """An empty record for ``n`` bins."""
-        return EmptyLog(np.zeros((n, DAYS)), np.full((n, DAYS), np.nan))
-
-
-def simulate(plant: Plant, rule: Rule, empty: EmptyLog | None = None) -> Outcome:
-    """Run one policy over the year; ``rule`` is asked for (s, S, Q) every RECALC_EVERY_DAYS.
-
-    ``empty``, if given, is filled day by day (``EmptyLog``); a rule may read
-    the days before today's (``policy_rules.jitstock_rule``'s feedback).
-    """
+def simulate(plant: Plant, rule: Rule) -> Outcome:
+    """Run one policy over the year; ``rule`` is asked for (s, S, Q) every RECALC_EVERY_DAYS."""
     n = plant.demand.shape[0]
     dem = plant.demand[:, HISTORY_DAYS:]
     horizon = DAYS + int(plant.lead_times.max()) + 2
@@ -235,13 +211,8 @@ def simulate(plant: Plant, rule: Rule, empty: EmptyLog | None = None) -> Outcome
             seen = np.where(arrive_day < t, placed_lt, np.nan)
             s, big_s, q = rule(t, seen)
         d = dem[:, t]
-        was_empty = on_hand <= 0
-        before = on_hand.copy()
         served = np.minimum(on_hand, d)
         on_hand -= served
-        if empty is not None:
-            empty.days[:, t] = was_empty
-            empty.left[:, t] = np.where(~was_empty & (on_hand <= 0), before, np.nan)
         short = d - served
         backlog += short
         # deliveries arrive at the end of the day, after its demand: an order placed after

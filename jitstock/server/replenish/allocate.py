@@ -71,10 +71,6 @@ SOURCE = "abc-optimised"
 # A unit on backorder for a day costs as much as holding this many units' worth of stock for
 # a day (``JITSTOCK_REPLENISH_BACKORDER_WEIGHT``); 0 plans for stock value alone.
 DEFAULT_BACKORDER_WEIGHT = 30.0
-# Bounds of the factor a class's allowed shortage is divided by (back-test calibration times
-# the feedback multiplier, ``feedback``): below 1 the plan aims under the target.
-MIN_CALIBRATION = 0.5
-MAX_CALIBRATION = 12.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -261,13 +257,7 @@ def allocate(
         if name not in class_targets:
             continue
         m = cls == name
-        factor = float((calibration or {}).get(name, 1.0))
-        # a factor under 1 (feedback on a group that over-delivers) lowers the aim, within limits
-        factor = (
-            min(max(factor, MIN_CALIBRATION), MAX_CALIBRATION)
-            if np.isfinite(factor)
-            else 1.0
-        )
+        factor = max(float((calibration or {}).get(name, 1.0)), 1.0)
         nominal = float(np.clip(class_targets[name], *SERVICE_LEVEL_RANGE))
         beta = float(np.clip(1 - (1 - nominal) / factor, *SERVICE_LEVEL_RANGE))
         sub = cv.rows(m)
