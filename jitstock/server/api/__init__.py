@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jitstock.server.api.allowed_methods import AllowedMethods
 from jitstock.server.api.auth import ensure_bootstrap_key
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.errors import install_error_handlers
@@ -63,6 +64,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     # the last added is the outermost: the guard's refusals carry the security headers too
+    app.add_middleware(AllowedMethods, routes=app.router.routes)
     app.add_middleware(NulGuard)
     app.add_middleware(SecurityHeaders)
     app.state.ctx = ctx
