@@ -173,7 +173,13 @@ class FlushLevels:
                 self._add_dirty(flush, res, np.zeros(len(cals), dtype=np.bool_))
             return None, res
         idx = np.array(idx_l, dtype=np.int64)
-        ts = np.array(ts_l, dtype=np.int64)
+        # A reading is never newer than the flush that applies it: the protocol accepts a
+        # device clock up to MAX_FUTURE_MS ahead, but a reading dated in the future would
+        # make every reading after it "late" (and its count ignored) until the server's
+        # clock caught up — one skewed reading would freeze its bin, and its reorder, for
+        # minutes.  Times, events and history are the server's now for such readings; their
+        # order among themselves is their arrival order (the sorts below are stable).
+        ts = np.minimum(np.array(ts_l, dtype=np.int64), flush.now_ms)
         grams = np.array(grams_l, dtype=np.float64)
         stable = np.array(stable_l, dtype=np.bool_)
         counts, conf = counts_from_grams(grams, snap.tare[idx], snap.unit[idx], stable)

@@ -4,6 +4,7 @@ more after each registry reload (so a reorder point or supplier edited by hand c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,33 +137,73 @@ def test_a_late_reading_after_an_unwritten_resend_and_a_reload_moves_nothing(
 def test_history_keeps_changes_a_keepalive_point_and_every_late_reading(
     plant: Plant,
 ) -> None:
-    def points() -> list[tuple[int, int]]:
-        rows = plant.tsdb.query_raw(
-            "bin_level", {"bin": "B1"}, NOW_MS, NOW_MS + 600_000
-        )
-        return [(h["ts_ms"] - NOW_MS, h["count"]) for h in rows]
+    # the readings are dated in the past (a reading is never newer than the flush that
+    # applies it: see test_a_reading_dated_ahead_of_the_server_does_not_freeze_its_bin)
+    t0 = NOW_MS - 300_000
 
-    plant.ingest.process([readings("pi-1", 1, [("B1", grams_for(30), True)])])
+    def points() -> list[tuple[int, int]]:
+        rows = plant.tsdb.query_raw("bin_level", {"bin": "B1"}, t0, t0 + 600_000)
+        return [(h["ts_ms"] - t0, h["count"]) for h in rows]
+
+    plant.ingest.process([readings("pi-1", 1, [("B1", grams_for(30), True)], ts=t0)])
     for seq in range(2, 5):  # re-sent unchanged within the minute: no point
         plant.ingest.process(
-            [readings("pi-1", seq, [("B1", grams_for(30), True)], ts=NOW_MS + seq)]
+            [readings("pi-1", seq, [("B1", grams_for(30), True)], ts=t0 + seq)]
         )
     plant.ingest.process(
-        [readings("pi-1", 5, [("B1", grams_for(29), True)], ts=NOW_MS + 5)]
+        [readings("pi-1", 5, [("B1", grams_for(29), True)], ts=t0 + 5)]
     )
     # a quiet bin still gets a point a minute
     plant.ingest.process(
-        [readings("pi-1", 6, [("B1", grams_for(29), True)], ts=NOW_MS + 70_000)]
+        [readings("pi-1", 6, [("B1", grams_for(29), True)], ts=t0 + 70_000)]
     )
     assert points() == [(0, 30), (5, 29), (70_000, 29)]
     # an outbox replayed after an outage: older than what was applied, all kept
     plant.ingest.process(
         [
-            readings("pi-1", 7, [("B1", grams_for(29), True)], ts=NOW_MS + 30_000),
-            readings("pi-1", 8, [("B1", grams_for(29), True)], ts=NOW_MS + 31_000),
+            readings("pi-1", 7, [("B1", grams_for(29), True)], ts=t0 + 30_000),
+            readings("pi-1", 8, [("B1", grams_for(29), True)], ts=t0 + 31_000),
         ]
     )
     assert points() == [(0, 30), (5, 29), (30_000, 29), (31_000, 29), (70_000, 29)]
+
+
+def test_a_reading_dated_ahead_of_the_server_does_not_freeze_its_bin(
+    plant: Plant,
+) -> None:
+    """A device clock minutes fast (accepted: up to 5 min, docs/protocol.md) sends one
+    reading, then its clock is corrected.  The readings after it are newer in fact and
+    must count: a pick that takes the bin below its reorder point orders at once, not
+    once the server's clock has caught up with the fast one."""
+    now = time.time_ns() // 1_000_000
+    plant.ingest.process([readings("pi-1", 1, [("B1", grams_for(30), True)], ts=now)])
+    ahead = now + 4 * 60_000  # inside MAX_FUTURE_MS: accepted
+    flush, _ = plant.ingest.process(
+        [readings("pi-1", 2, [("B1", grams_for(29), True)], ts=ahead)]
+    )
+    assert [e[3] for e in flush.events] == [-1]  # applied: a pick of one
+    later = time.time_ns() // 1_000_000
+    assert later < ahead
+    flush, orders = plant.ingest.process(
+        [readings("pi-1", 3, [("B1", grams_for(12), True)], ts=later)]
+    )
+    assert [e[3] for e in flush.events] == [-17]
+    assert len(orders) == 1  # 12 <= reorder point 20: ordered now
+    with transaction(plant.session_factory, readonly=True) as s:
+        b = s.get(Bin, "B1")
+        assert b is not None
+        assert b.on_hand == 12
+        # "last seen" is never in the future of the server that applied the reading
+        assert b.last_seen_ms is not None
+        assert b.last_seen_ms <= time.time_ns() // 1_000_000
+        times = [e.ts_ms for e in s.scalars(select(BinEvent).order_by(BinEvent.id))]
+    assert all(t <= time.time_ns() // 1_000_000 for t in times)
+    # an outbox batch replayed late (older than what was applied) still moves nothing
+    flush, orders = plant.ingest.process(
+        [readings("pi-1", 4, [("B1", grams_for(40), True)], ts=now - 60_000)]
+    )
+    assert flush.events == []
+    assert orders == []
 
 
 def _cursor(app: Any, agent: str) -> tuple[int, int, int] | None:
