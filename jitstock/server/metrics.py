@@ -37,6 +37,12 @@ class Metrics:
             "Agents that started their sequence again (new outbox)",
             registry=r,
         )
+        self.seq_reused = Counter(
+            "jitstock_seq_reused",
+            "Batches dropped as repeats although newer than anything their agent had "
+            "applied: its seq counter went back",
+            registry=r,
+        )
         self.seq_gaps = Counter(
             "jitstock_seq_gaps", "Missing sequence numbers seen per agent", registry=r
         )
