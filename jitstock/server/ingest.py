@@ -114,8 +114,6 @@ class Ingest(IngestWorker):
         # payloads _urgent parsed for the next flush (keyed by id, the item kept with
         # its document so the id cannot be reused), handed to the decoder: one parse
         self._docs: dict[int, tuple[Incoming, dict[str, Any]]] = {}
-        # per agent: its newest applied reading time (device clock), see _repeat
-        self._newest_ts: dict[str, int] = {}
         # one writer thread: history writes stay in flush order
         self._history = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jitstock-history"
@@ -246,23 +244,9 @@ class Ingest(IngestWorker):
             if not item.replay and not self._advance(
                 cursors, flush, addr.agent, seq, dup=item.dup
             ):
-                if seq <= last and not item.dup:
-                    self._repeat(
-                        addr.agent,
-                        seq,
-                        last,
-                        batch.ts_ms
-                        if addr.kind == "readings"
-                        else [s.ts_ms for s in scans.scans],
-                    )
+                if addr.kind == "readings" and seq <= last and not item.dup:
+                    self._repeat(snap, addr.agent, seq, last, batch)
                 continue
-            times = (
-                batch.ts_ms
-                if addr.kind == "readings"
-                else [s.ts_ms for s in scans.scans]
-            )
-            if times:
-                self._later(self._note_newest, addr.agent, max(times))
             for r in rejects:
                 self._reject_item(addr.agent, r.reason, r.message)
             self._later(self.metrics.batches.labels(addr.kind).inc)
@@ -493,42 +477,39 @@ class Ingest(IngestWorker):
         cursors[agent] = seq
         return True
 
-    def _note_newest(self, agent: str, ts_ms: int) -> None:
-        """The agent's newest applied reading time, as its own clock dated it."""
-        if ts_ms > self._newest_ts.get(agent, -1):
-            self._newest_ts[agent] = ts_ms
-
-    def _repeat(self, agent: str, seq: int, last: int, ts: Sequence[int]) -> None:
-        """A batch at or below its agent's last seq was dropped as a repeat.  A real
-        re-send carries the payload it had, so its readings are no newer than what was
-        applied; one with newer readings means the device's counter went back (a
+    def _repeat(
+        self,
+        snap: Snapshot,
+        agent: str,
+        seq: int,
+        last: int,
+        batch: protocol.ReadingColumns,
+    ) -> None:
+        """A readings batch at or below its agent's last seq was dropped as a repeat.  A
+        real re-send carries the payload it had: each reading is at most the clock skew
+        the protocol allows newer than its bin's last-seen time (the server's time when
+        it was applied).  One newer than that means the device's counter went back (a
         restored config, a PLC script restarted at a stale value), and every batch it
         sends is lost until the counter passes ``last``: say so, counted and logged.
-        Since this process started, the agent's own newest reading time is the bound;
-        before that, its bins' last-seen times (server time) plus the clock skew the
-        protocol allows."""
-        if not ts:
+        Costs a look-up per reading of a repeated batch only."""
+        seen = self.registry.seen_ms
+        times = [
+            int(seen[i])
+            for i in map(snap.index.get, batch.bins)
+            if i is not None and i < len(seen) and seen[i] != UNKNOWN
+        ]
+        if not times or not batch.ts_ms:
             return
-        newest = self._newest_ts.get(agent)
-        if newest is None:
-            snap, seen = self.registry.snapshot, self.registry.seen_ms
-            times = [
-                int(seen[i])
-                for i, c in enumerate(snap.cals)
-                if c.agent_id == agent and i < len(seen) and seen[i] != UNKNOWN
-            ]
-            if not times:
-                return
-            newest = max(times) + protocol.MAX_FUTURE_MS
-        if min(ts) <= newest:
+        if min(batch.ts_ms) <= max(times) + protocol.MAX_FUTURE_MS:
             return
         self._later(self.metrics.seq_reused.inc)
         self._later(
             self._bad.log,
             logging.WARNING,
             f"{agent}:seq_reused",
-            "agent %s sent seq %d with readings newer than any it had applied, but its "
-            "last applied seq is %d: its seq counter went back, and its batches are "
+            "agent %s sent seq %d with readings dated more than the allowed clock skew "
+            "after its bins were last seen, but its last applied seq is %d: not a "
+            "re-send; its seq counter went back, and its batches are "
             "dropped as repeats until the counter passes %d; restart its seq at 1 "
             "(docs/protocol.md, seq rules)",
             agent,

@@ -39,8 +39,8 @@ class Metrics:
         )
         self.seq_reused = Counter(
             "jitstock_seq_reused",
-            "Batches dropped as repeats although newer than anything their agent had "
-            "applied: its seq counter went back",
+            "Readings batches dropped as repeats although dated more than the allowed "
+            "clock skew after their bins were last seen: the agent's seq counter went back",
             registry=r,
         )
         self.seq_gaps = Counter(

@@ -58,13 +58,20 @@ def test_a_counter_that_went_back_is_counted_and_logged_and_moves_nothing(
     assert plant.metric(DUPLICATES) == 1
     assert plant.metric(REUSED) == 0
 
+    # a repeat newer than its bin's last-seen time, but within the clock skew a
+    # re-send may carry (a device clock up to 5 min fast): still a plain repeat
+    plant.ingest.process(
+        [readings("pi-1", 2, [("B1", grams_for(12), True)], ts=t0 + 4 * 60_000)]
+    )
+    assert plant.metric(REUSED) == 0
+
     # the device's counter went back to 2, with a new reading: dropped, but named
     caplog.set_level(logging.WARNING, logger="jitstock.server.ingest")
     plant.ingest.process(
-        [readings("pi-1", 2, [("B1", grams_for(12), True)], ts=t0 + 60_000)]
+        [readings("pi-1", 2, [("B1", grams_for(12), True)], ts=t0 + 10 * 60_000)]
     )
     assert _on_hand(plant) == 28  # not applied: the cursor decides, as documented
-    assert plant.metric(DUPLICATES) == 2
+    assert plant.metric(DUPLICATES) == 3
     assert plant.metric(REUSED) == 1
     warned = [
         r.getMessage()
@@ -74,8 +81,8 @@ def test_a_counter_that_went_back_is_counted_and_logged_and_moves_nothing(
     assert len(warned) == 1
     assert "restart its seq at 1" in warned[0]
 
-    # after a restart the server knows only its bins' last-seen times: a batch newer
-    # than those by more than the clock skew the protocol allows is still named
+    # after a restart (the bins' last-seen times read back from the state DB) the same
+    # holds
     plant.registry.reload()
     restarted = Ingest(plant.tsdb, plant.state, plant.registry, plant.metrics)
     try:
@@ -100,10 +107,15 @@ def test_a_broker_redelivery_is_never_called_a_counter_gone_back(
     plant: Plant,
 ) -> None:
     now = time.time_ns() // 1_000_000
-    plant.ingest.process([readings("pi-1", 5, [("B1", grams_for(30), True)], ts=now)])
-    redelivered = dataclasses.replace(
-        readings("pi-1", 4, [("B1", grams_for(29), True)], ts=now + 10), dup=True
+    plant.ingest.process(
+        [readings("pi-1", 5, [("B1", grams_for(30), True)], ts=now - 20 * 60_000)]
     )
-    plant.ingest.process([redelivered])
+    # newer than anything applied by far more than any clock skew: only the broker's
+    # DUP flag says it is a redelivery, and that is believed
+    newer = readings("pi-1", 4, [("B1", grams_for(29), True)], ts=now)
+    plant.ingest.process([dataclasses.replace(newer, dup=True)])
     assert plant.metric(REUSED) == 0
+    # the same batch without the flag is a counter gone back
+    plant.ingest.process([newer])
+    assert plant.metric(REUSED) == 1
     assert _on_hand(plant) == 30
