@@ -43,7 +43,10 @@ an **`evt_…` id** for every other event. Deduplicate on it.
 separate queues and retries, so a new order for a bin may arrive before the
 cancellation of the bin's previous one, and a retried event after a later one. Order
 the deliveries of one order by `timestamp_ms` (when the event happened), and act on an
-order's state as `data.order` carries it.
+order's state as `data.order` carries it. One order's events have strictly increasing
+`timestamp_ms` in the order the plant recorded them, each after its `order.created`:
+two changes in the same millisecond, or a request that waited for another, are
+stamped at least 1 ms apart, so a sort never ties and the newest is the one in force.
 
 **Answer** 2xx within the plant's timeout (`JITSTOCK_WEBHOOK_TIMEOUT_S`, default
 5 s). 408, 429 (`Retry-After` honoured) and 5xx are

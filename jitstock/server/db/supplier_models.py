@@ -159,6 +159,8 @@ class SupplierEvent(Base):
     __tablename__ = "supplier_events"
     __table_args__ = (
         Index("ix_supplier_events_state_next_attempt_ms", "state", "next_attempt_ms"),
+        # an order's last event, which its next one is stamped after (0019)
+        Index("ix_supplier_events_order_id_created_ms", "order_id", "created_ms"),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)

@@ -25,7 +25,7 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order
@@ -137,6 +137,28 @@ def public_transition(
     return public_note(actor, reason), None
 
 
+def event_stamp(session: Session, order: Order, now_ms: int) -> int:
+    """The ``timestamp_ms`` of the order's next event: ``now_ms``, but at least a
+    millisecond after the order's ``order.created`` and its previous event.
+
+    Suppliers order one order's deliveries by ``timestamp_ms`` (they may arrive out of
+    order).  ``now_ms`` is read when a request or flush starts, before its transaction
+    waits for the write lock, so two changes to one order (two promise changes sent
+    together, a ship notice beside a scale receipt) can commit in one order with times
+    in the other, or in the same millisecond; a wall clock stepped back does the same.
+    This runs after the caller's change to the order row, inside its transaction (the
+    SQLite write lock, or the row lock on PostgreSQL), so the previous event read here
+    is the one committed before this one.
+    """
+    last = session.scalar(
+        select(func.max(SupplierEvent.created_ms)).where(
+            SupplierEvent.order_id == order.id
+        )
+    )
+    floor = max(order.created_ms, last if last is not None else order.created_ms)
+    return max(now_ms, floor + 1)
+
+
 def enqueue_event(
     session: Session,
     order: Order,
@@ -156,10 +178,11 @@ def enqueue_event(
     event_id = f"evt_{uuid.uuid4().hex}"
     fields = dict(extra or {})
     note = fields.pop("reason", None)
+    at_ms = event_stamp(session, order, now_ms)
     payload = envelope(
         event_type,
         event_id,
-        now_ms,
+        at_ms,
         {"order": order_event_data(session, order), "note": note, **fields},
     )
     session.add(
@@ -168,7 +191,7 @@ def enqueue_event(
             order_id=order.id,
             type=event_type,
             payload=payload,
-            created_ms=now_ms,
+            created_ms=at_ms,
             state="pending",
             attempts=0,
             next_attempt_ms=now_ms,

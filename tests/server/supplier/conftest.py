@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.edge.agent import Agent
 from jitstock.edge.settings import load_settings
 from jitstock.firmware_sim.scale import SimulatedScale
@@ -134,6 +135,7 @@ def supplier_loop(
     *,
     order_qty: int = 40,
     reorder_point: int = 20,
+    clock: Clock = REAL_CLOCK,
     **settings: Any,
 ) -> Iterator[Loop]:
     """A seeded server with suppliers A (preferred) and B (fallback) for SKU-1."""
@@ -163,7 +165,8 @@ def supplier_loop(
             webhook_backoff_cap_s=0.5,
             supplier_events_poll_s=0.1,
             **{"escalation_interval_s": 3600.0, **settings},
-        )
+        ),
+        clock,
     )
     app.start()
     thread = threading.Thread(target=app.serve, daemon=True)
