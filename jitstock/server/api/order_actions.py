@@ -18,7 +18,10 @@ and the supplier hears ``order.promise_changed``.  Once shipped it is too late t
 acknowledge (409); the ship notice's ``expected_ms`` is then the promise.
 Acknowledging is optional: a ship notice from 'sent' is accepted and stands for it.
 Transitions are compare-and-set UPDATEs on the state, so a concurrent
-dispatcher record or a second delivery loses cleanly instead of overwriting.
+dispatcher record or a second delivery loses cleanly instead of overwriting.  The
+order is read locked first (``FOR NO KEY UPDATE`` on PostgreSQL; SQLite serialises
+writers): two promise changes sent together then replace one another in turn,
+each naming the promise it really replaced.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
 from jitstock.server.db.supplier_models import Receipt
 from jitstock.server.position import refresh_pending
 from jitstock.server.supplier import InvalidRequest
-from jitstock.server.supplier.lifecycle import enqueue_event, record_transition
+from jitstock.server.supplier.lifecycle import (
+    enqueue_event,
+    order_lock,
+    record_transition,
+)
 from jitstock.server.supplier.receiving import check_received_qty
 
 ACKABLE_STATES = ("created", "sent")
@@ -41,8 +48,20 @@ PROMISE_CHANGE_STATES = ("acknowledged",)
 DELIVERABLE_STATES = OPEN_ORDER_STATES
 
 
-def _load(session: Session, order_id: str, supplier_id: str | None = None) -> Order:
-    order = session.get(Order, order_id, populate_existing=True)
+def _load(
+    session: Session,
+    order_id: str,
+    supplier_id: str | None = None,
+    *,
+    lock: bool = False,
+) -> Order:
+    # lock: the order is changed from what is read here (see lifecycle.load_order)
+    order = session.get(
+        Order,
+        order_id,
+        populate_existing=True,
+        with_for_update=order_lock(session, lock),
+    )
     # Another supplier's order is "not found": ids must not leak across suppliers.
     if order is None or (supplier_id is not None and order.supplier_id != supplier_id):
         raise NotFound("order", order_id)
@@ -59,7 +78,7 @@ def ack_order(
 ) -> Order:
     """Acknowledge an order (optionally with a promise), or change the promise of one
     acknowledged before; see the module docstring."""
-    order = _load(session, order_id, supplier_id)
+    order = _load(session, order_id, supplier_id, lock=True)
     if promised_ms is not None and promised_ms < order.created_ms:
         raise FieldInvalid(
             "promised_ms",
@@ -119,7 +138,12 @@ def ack_order(
 def change_promise(
     session: Session, order: Order, promised_ms: int, actor: str, now_ms: int
 ) -> Order:
-    """Replace an open order's promised delivery time; the supplier hears order.promise_changed."""
+    """Replace an open order's promised delivery time; the supplier hears order.promise_changed.
+
+    The order is read again, locked: the promise it holds then is the one this
+    change replaces, named in the audit row and the event (a caller's copy may be
+    older than a promise change committed beside it)."""
+    order = _load(session, order.id, lock=True)
     previous = order.promised_ms
     moved = session.execute(
         update(Order)
@@ -167,7 +191,7 @@ def deliver_order(
     session: Session, order_id: str, qty: int, actor: str, now_ms: int
 ) -> Order:
     """Record goods received: the order is delivered and the bin counts them until the scale confirms."""
-    order = _load(session, order_id)
+    order = _load(session, order_id, lock=True)
     if order.state not in DELIVERABLE_STATES:
         raise Conflict(
             f"order {order_id} is {order.state}; only an open order ({', '.join(DELIVERABLE_STATES)}) can be delivered"

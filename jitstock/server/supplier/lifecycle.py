@@ -11,8 +11,9 @@ matching refill receives any open order), and a supplier answering inside its
 webhook handler may acknowledge a still-'created' order.  'delivered' is the
 one-step manager shortcut of issue 3 (``POST /orders/{id}/deliver``).
 
-Each move is a compare-and-set UPDATE on the state (a concurrent change loses
-cleanly), writes one ``order_transitions`` row (who, when, why) and, for the
+Each move reads the order row locked (``FOR NO KEY UPDATE`` on PostgreSQL; SQLite
+serialises writers anyway), then makes a compare-and-set UPDATE on the state (a
+concurrent change loses cleanly), writes one ``order_transitions`` row (who, when, why) and, for the
 changes a supplier cares about, one ``supplier_events`` row that the
 :mod:`~jitstock.server.supplier.events` sender delivers as a signed webhook in the
 envelope of :mod:`jitstock.server.webhooks` (``EVENT_TYPES`` is the catalogue; the
@@ -29,6 +30,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order
+from jitstock.server.db.session import is_postgresql
 from jitstock.server.db.supplier_models import OrderTransition, SupplierEvent
 from jitstock.server.supplier import IllegalTransition, OrderNotFound
 from jitstock.server.webhooks import ORDER_CREATED, envelope, order_data
@@ -74,11 +76,39 @@ _ESCALATION_ACTOR = "escalation"
 _ESCALATED = re.compile(r"escalated \((\w+)\)")
 
 
+def order_lock(session: Session, lock: bool) -> dict[str, bool] | None:
+    """``with_for_update`` of an order read that the caller will change (None: a plain
+    read).  On PostgreSQL ``FOR NO KEY UPDATE``, the lock the UPDATE takes anyway, now
+    from the read on: it queues a second change of the order behind this transaction
+    but not the insert of a row that merely references the order (a receipt, an
+    event), so it waits for no more than the UPDATE did.  SQLite: None (its writing
+    transactions are serialised from their first statement)."""
+    return {"key_share": True} if lock and is_postgresql(session) else None
+
+
 def load_order(
-    session: Session, order_id: str, supplier_id: str | None = None
+    session: Session,
+    order_id: str,
+    supplier_id: str | None = None,
+    *,
+    lock: bool = False,
 ) -> Order:
-    """A fresh copy of an order; OrderNotFound also when it belongs to another supplier."""
-    order = session.get(Order, order_id, populate_existing=True)
+    """A fresh copy of an order; OrderNotFound also when it belongs to another supplier.
+
+    ``lock``: the caller will change the order from what it reads here (a previous
+    promise, a received total, whether inspections are open), so on PostgreSQL the
+    row is read locked (:func:`order_lock`): a concurrent change of the same order waits for this
+    transaction and then reads what it committed, instead of both reading the same
+    old values (the compare-and-set on the state alone lets a promise change or a
+    part receipt beside another one through).  SQLite serialises writing
+    transactions from their first statement, so there it reads as before.
+    """
+    order = session.get(
+        Order,
+        order_id,
+        populate_existing=True,
+        with_for_update=order_lock(session, lock),
+    )
     if order is None or (supplier_id is not None and order.supplier_id != supplier_id):
         raise OrderNotFound(order_id)
     return order
@@ -217,7 +247,7 @@ def transition(
     ``allowed_from`` narrows the legal source states (e.g. a supplier may cancel
     only before shipping); ``supplier_id`` scopes the order to one supplier.
     """
-    order = load_order(session, order_id, supplier_id)
+    order = load_order(session, order_id, supplier_id, lock=True)
     current = order.state
     legal = {s for s, targets in TRANSITIONS.items() if to_state in targets}
     if allowed_from is not None:

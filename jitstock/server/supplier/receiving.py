@@ -125,7 +125,9 @@ def receive(
     order: see :func:`replayed_receipt`)."""
     if qty <= 0:
         raise InvalidRequest("qty", f"must be positive, got {qty}")
-    order = load_order(session, order_id)
+    # locked: the received total below adds to what this reads (two part receipts
+    # at once must not both add to the same old total)
+    order = load_order(session, order_id, lock=True)
     if order.state not in OPEN_ORDER_STATES:
         if received_by_scale(session, order, now_ms):
             raise IllegalTransition(
@@ -303,6 +305,12 @@ def inspect_receipt(
     receipt = session.get(Receipt, receipt_id, populate_existing=True)
     if receipt is None:
         raise InvalidRequest("receipt", f"receipt {receipt_id} not found")
+    # The order locked first, then the receipt read again: two inspections of one
+    # order (or of one receipt) at once take turns, so the second sees the first's
+    # receipt status, and the order is settled once, by whichever finds no
+    # inspection left open (load_order's ``lock``).
+    order = load_order(session, receipt.order_id, lock=True)
+    session.refresh(receipt)
     if receipt.status != "awaiting_inspection":
         raise IllegalTransition(
             f"receipt {receipt_id} is {receipt.status}; only a receipt awaiting inspection can be inspected"
@@ -332,7 +340,6 @@ def inspect_receipt(
         receipt.status = "awaiting_putaway" if has_scale and accepted else "done"
     else:
         receipt.status = "done"
-    order = load_order(session, receipt.order_id)
     record_audit(
         session,
         at_ms=now_ms,
@@ -403,7 +410,7 @@ def _settle(session: Session, order: Order, now_ms: int, actor: str) -> None:
 
 def maybe_close(session: Session, order_id: str, now_ms: int, actor: str) -> None:
     """Close a received order once nothing of it waits for inspection or put-away."""
-    order = load_order(session, order_id)
+    order = load_order(session, order_id, lock=True)
     if order.state != "received":
         return
     waiting = session.scalar(
@@ -523,7 +530,7 @@ def apply_scans(
                 if order_id is None:
                     _count_unit(session, where, scan.code, now_ms)
                     continue
-                order = load_order(session, order_id)
+                order = load_order(session, order_id, lock=True)
                 if not may_receive(session, agent, order.bin_id):
                     raise_alert(
                         session,

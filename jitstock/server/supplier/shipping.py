@@ -50,7 +50,7 @@ def ship_order(
     ship notice without one stands for it (the order's ``acked_ms`` stays empty).
     Raises OrderNotFound, IllegalTransition or InvalidRequest.
     """
-    order = load_order(session, order_id, supplier_id)
+    order = load_order(session, order_id, supplier_id, lock=True)
     if _repeated(order, qty, expected_ms, carrier_ref):
         return order  # a retry of the notice on record (its answer was lost)
     if order.state == "shipped":

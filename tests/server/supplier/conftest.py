@@ -136,14 +136,18 @@ def supplier_loop(
     order_qty: int = 40,
     reorder_point: int = 20,
     clock: Clock = REAL_CLOCK,
+    db_url: str | None = None,
     **settings: Any,
 ) -> Iterator[Loop]:
-    """A seeded server with suppliers A (preferred) and B (fallback) for SKU-1."""
+    """A seeded server with suppliers A (preferred) and B (fallback) for SKU-1.
+
+    ``db_url``: an empty state DB (the ``db_url`` fixture's, for a test on both
+    backends); by default a SQLite file in ``tmp``."""
     secret_a, secret_b = new_webhook_secret(), new_webhook_secret()
     a, b = WebhookReceiver(secret_a), WebhookReceiver(secret_b)
     a.start()
     b.start()
-    db_url = f"sqlite:///{tmp / 'state.db'}"
+    db_url = db_url or f"sqlite:///{tmp / 'state.db'}"
     seed(
         db_url,
         [BinSeed(BIN, "pi-1", SKU, UNIT_G, TARE_G, reorder_point, order_qty, 400, "A")],
