@@ -50,6 +50,25 @@ Live stock levels of factory bins and the supplier orders they trigger.
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer` reads,
 `manager` also changes master data and acknowledges/delivers orders, `admin` also manages keys.
 Times are epoch milliseconds; history queries also accept ISO 8601.
+
+A `supplier` key is bound to one supplier (an admin makes one with
+`POST /api/v1/suppliers/{supplier_id}/keys`) and ranks outside those roles. It reaches these
+routes, and on them only its own supplier's orders and scorecard (another supplier's are
+404, as if they did not exist):
+
+* `GET /api/v1/orders`, `GET /api/v1/supplier/orders`, `GET /api/v1/orders/{order_id}`
+* `GET /api/v1/orders/{order_id}/transitions`, `GET /api/v1/orders/{order_id}/receipts`,
+  `GET /api/v1/orders/{order_id}/label.svg`, `GET /api/v1/orders/{order_id}/label.png`
+* `POST /api/v1/orders/{order_id}/ack` (acknowledge, or change the promise),
+  `POST /api/v1/orders/{order_id}/ship` (the ship notice),
+  `POST /api/v1/orders/{order_id}/cancel-request` (only before the order ships)
+* `GET /api/v1/suppliers/{supplier_id}/scorecard`,
+  `GET /api/v1/suppliers/{supplier_id}/scorecard.csv`
+* as any key: `GET /api/v1/me`, `POST /api/v1/logout`, `POST /api/v1/me/password`
+
+Every other route that needs a key answers a supplier key 403, the plant's side of an
+order among them: `POST /api/v1/orders/{order_id}/deliver`,
+`POST /api/v1/orders/{order_id}/receive` and `POST /api/v1/receipts/{receipt_id}/inspection`.
 """
 
 

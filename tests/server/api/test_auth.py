@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -112,3 +113,52 @@ def test_bootstrap_key_survives_restart_once(make_api: Any, tmp_path: Any) -> No
     create_api(api.ctx)
     with transaction(api.ctx.session_factory, readonly=True) as s:
         assert len(s.scalars(select(ApiKey)).all()) == 1
+
+
+_ROUTE = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`]*)`")
+
+
+def test_openapi_description_names_every_route_a_supplier_key_reaches(
+    api: Api, admin: httpx.Client
+) -> None:
+    """/openapi.json tells an integrator what a supplier key may do: the routes its
+    description lists for one are exactly those that do not answer it 403, tried
+    against every operation the document publishes; the plant routes it names are 403."""
+    seed_master(admin)
+    r = admin.post("/api/v1/suppliers/acme/keys", json={"name": "acme-erp"})
+    assert r.status_code == 201, r.text
+    supplier = api.client(r.json()["key"])
+    anonymous = api.client()
+    doc = admin.get("/openapi.json").json()
+    described = doc["info"]["description"]
+    listed_part, plant_part = described.split("A `supplier` key", 1)[1].split(
+        "Every other route", 1
+    )
+    # the bullet list (its first paragraph names the admin's route that makes the key)
+    listed = set(_ROUTE.findall(listed_part.split("\n\n", 1)[1]))
+    named_plant = set(_ROUTE.findall(plant_part))
+    reached: set[tuple[str, str]] = set()
+    for path, ops in doc["paths"].items():
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        for method in ops:
+            if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                continue
+            op = (method.upper(), path)
+            body = {} if method != "get" else None
+            if anonymous.request(op[0], url, json=body).status_code != 401:
+                continue  # needs no key (health, docs, e-mailed links)
+            answer = supplier.request(op[0], url, json=body)
+            if answer.status_code != 403:
+                reached.add(op)
+            elif op in listed:
+                raise AssertionError((op, answer.text))
+    assert listed == reached, (
+        sorted(reached - listed),
+        sorted(listed - reached),
+    )
+    assert {
+        ("POST", "/api/v1/orders/{order_id}/deliver"),
+        ("POST", "/api/v1/orders/{order_id}/receive"),
+        ("POST", "/api/v1/receipts/{receipt_id}/inspection"),
+    } == named_plant
+    assert not named_plant & reached
