@@ -1,0 +1,75 @@
+"""Hostile bytes on real pseudo-terminals: a scale head that sends
+what no manual shows (found by an outside try of the agent).
+
+- a weight with a tab (or another ASCII whitespace) between sign and digits: the frame
+  pattern took it, the number conversion did not, and the ValueError restarted the
+  reader (port closed and re-opened, buffered frames lost, nothing counted) on every
+  such line, and made ``check-port`` end in a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jitstock.edge.scale import ScalePortConfig, ScaleReader
+from jitstock.edge.stability import SignalSettings
+from jitstock.firmware_sim.pty_port import PtyPort
+from tests.edge.conftest import RecordingSink
+from tests.edge.pty_support import talking_port
+from tests.edge.test_probe_cli import check_port
+
+FAST = SignalSettings(stability_window_s=0.5, keepalive_s=60.0, no_data_timeout_s=30.0)
+READER_KW = {"recovery_s": 0.3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+
+
+@pytest.fixture
+def port(tmp_path: Path) -> Iterator[PtyPort]:
+    pty = PtyPort(tmp_path / "scale.port")
+    pty.open()
+    yield pty
+    pty.close()
+
+
+@pytest.fixture
+def reader(port: PtyPort, sink: RecordingSink) -> Iterator[ScaleReader]:
+    r = ScaleReader(ScalePortConfig(str(port.link), "H1"), FAST, sink, **READER_KW)  # type: ignore[arg-type]
+    r.start()
+    yield r
+    r.stop()
+
+
+def send(port: PtyPort, data: bytes) -> None:
+    """Write all of ``data`` (the pty buffer is small: retry until it takes it)."""
+    deadline = time.monotonic() + 30
+    while not port.write(data):
+        assert time.monotonic() < deadline, "the pty never took the bytes"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("space", [b"\t", b"\x0b", b"\x0c", b" \t "])
+def test_a_weight_with_a_tab_is_read_and_the_port_stays_open(
+    port: PtyPort, reader: ScaleReader, sink: RecordingSink, space: bytes
+) -> None:
+    line = b"ST,GS,+" + space + b"0000640.0 g\r\n"
+    deadline = time.monotonic() + 60
+    while not sink.readings:
+        assert time.monotonic() < deadline, f"no reading; stats {reader.stats}"
+        send(port, line)
+        time.sleep(0.025)
+    assert sink.readings[0].grams == 640.0
+    stats = reader.stats
+    assert stats["reopens"] == 0, stats
+    assert stats["frames_ok"] >= 2
+    assert sum(v for k, v in stats.items() if k.startswith("frames_bad_")) == 0
+
+
+def test_check_port_reads_a_weight_with_a_tab(tmp_path: Path) -> None:
+    with talking_port(tmp_path, b"ST,GS,+\t0000640.0 g\r\n") as path:
+        proc = check_port(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "last 640.0 g stable" in proc.stdout
