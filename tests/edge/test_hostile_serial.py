@@ -136,3 +136,41 @@ def test_the_tail_of_an_overlong_scan_is_no_code(sink: RecordingSink) -> None:
     finally:
         reader.stop()
         scanner.stop()
+
+
+def feed_until(
+    port: PtyPort, reader: ScaleReader, sink: RecordingSink, grams: float
+) -> None:
+    """Send frames of ``grams`` (a 40 Hz head) until a reading of it is published."""
+    line = f"ST,GS,+{grams:012.1f} g\r\n".encode()
+    deadline = time.monotonic() + 60
+    while not any(r.grams == grams for r in sink.readings):
+        assert time.monotonic() < deadline, f"no {grams} g; stats {reader.stats}"
+        send(port, line)
+        time.sleep(0.025)
+
+
+@pytest.mark.parametrize("gap", ["silence", "unplug"])
+def test_a_weight_from_before_a_gap_is_not_published_after_it(
+    port: PtyPort, reader: ScaleReader, sink: RecordingSink, gap: str
+) -> None:
+    feed_until(port, reader, sink, 1000.0)
+    # the load changes, and the scale goes away before the new weight could settle ...
+    ok = reader.stats["frames_ok"]
+    for _ in range(5):
+        send(port, b"ST,GS,+0001500.0 g\r\n")
+        time.sleep(0.02)
+    wait_until(lambda: reader.stats["frames_ok"] >= ok + 5)
+    assert [r.grams for r in sink.readings] == [1000.0]  # 0.1 s: not settled
+    if gap == "unplug":
+        reopens = reader.stats["reopens"]
+        port.close()
+        time.sleep(1.5)
+        port.open()
+        wait_until(lambda: reader.stats["reopens"] > reopens)
+    else:
+        time.sleep(1.5)  # three stability windows, well inside no_data_timeout_s
+    # ... and comes back weighing 2000 g: 1500 g was never a settled weight, and it is
+    # not one now (before: the first two frames after the gap published it)
+    feed_until(port, reader, sink, 2000.0)
+    assert [r.grams for r in sink.readings] == [1000.0, 2000.0]
