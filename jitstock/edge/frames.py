@@ -68,7 +68,9 @@ def _describe(line: bytes) -> str:
 
 
 def _to_grams(value: bytes, unit: bytes) -> float:
-    return float(value.replace(b" ", b"")) * UNIT_GRAMS[unit.decode("ascii")]
+    # the pattern lets any ASCII whitespace (a tab too) stand between sign and digits:
+    # float() takes none of it inside a number
+    return float(b"".join(value.split())) * UNIT_GRAMS[unit.decode("ascii")]
 
 
 def parse_stream_line(line: bytes) -> Frame:

@@ -50,7 +50,8 @@ BACKOFF_MAX_S = 30.0
 RECOVERY_S = 2.0
 # An MT-SICS scale answers `S` within ~100 ms at 9600 baud; after this, ask again.
 SICS_RESPONSE_TIMEOUT_S = 1.0
-# Longest plausible frame; a longer run of bytes without a newline is garbage.
+# Longest plausible frame; a longer run of bytes without a newline is garbage, up to
+# and including its newline (its tail is not read as a frame of its own).
 MAX_LINE_BYTES = 256
 # MT-SICS poll: `SI` answers at once (`S D` while the load moves); `S` would hold its
 # answer until the scale settles, or say `S I`, and look silent during motion.
@@ -316,6 +317,8 @@ class ScaleReader:
         parse = parse_sics_response if sics else parse_stream_line
         clock = self._clock
         buf = bytearray()
+        # after an overlong line: drop what follows up to its newline (its tail is no frame)
+        skipping = False
         got_good = False
         next_request = clock.monotonic()
         awaiting_since: float | None = None
@@ -342,6 +345,13 @@ class ScaleReader:
                 raise _PortGone(str(exc)) from exc
             if chunk:
                 buf += chunk
+                if skipping:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        buf.clear()
+                    else:
+                        del buf[: nl + 1]
+                        skipping = False
                 while True:
                     nl = buf.find(b"\n")
                     if nl < 0:
@@ -355,6 +365,7 @@ class ScaleReader:
                         got_good = True
                 if len(buf) > MAX_LINE_BYTES:
                     buf.clear()
+                    skipping = True
                     self._bad("garbage", f"{MAX_LINE_BYTES}+ bytes without a newline")
             self._housekeeping()
         return got_good

@@ -1,7 +1,7 @@
 """ScannerReader: a serial barcode scanner's CR/LF-terminated lines, delivered as scans.
 
 Lines with non-printable bytes (line noise) or longer than the wire contract allows
-are counted and dropped. A vanished port is reopened with capped exponential backoff
+are counted and dropped (an overlong line whole, up to its CR/LF: its tail is no code). A vanished port is reopened with capped exponential backoff
 (edge/scan_reader.py, shared with the HID scanner's reader). The port is opened
 exclusively (pyserial ``exclusive=True``, a flock on the device): a second agent or
 ``check-port`` cannot steal the scanner's lines.
@@ -39,6 +39,12 @@ def split_lines(buf: bytearray) -> list[bytes]:
             start = i + 1
     del buf[:start]
     return lines
+
+
+def _line_end(buf: bytearray) -> int:
+    """Index of the first CR or LF in buf, -1 when there is none."""
+    ends = [i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0]
+    return min(ends, default=-1)
 
 
 def decode_code(line: bytes) -> str | None:
@@ -95,6 +101,9 @@ class ScannerReader(ScanReader[Any]):
 
     def _serve(self, port: Any) -> None:
         buf = bytearray()
+        # after an overlong line: drop what follows up to its CR/LF, or its tail would
+        # be delivered as a code nobody scanned
+        skipping = False
         while not self._stop.is_set():
             try:
                 chunk = port.read(port.in_waiting or 1)
@@ -103,10 +112,18 @@ class ScannerReader(ScanReader[Any]):
             if not chunk:
                 continue
             buf += chunk
+            if skipping:
+                end = _line_end(buf)
+                if end < 0:
+                    buf.clear()
+                    continue
+                del buf[:end]  # the terminator stays: split_lines skips the empty line
+                skipping = False
             for line in split_lines(buf):
                 self._handle(line)
             if len(buf) > MAX_CODE_LEN:
                 buf.clear()
+                skipping = True
                 self._garbage("a line longer than a code may be")
 
     def _handle(self, line: bytes) -> None:

@@ -103,6 +103,10 @@ class SignalPath:
         grams = frame.grams
         self.frames += 1
         now = self._clock.monotonic()
+        if self._times and now - self._times[-1] > self.settings.stability_window_s:
+            # no frame for longer than a window (a silent or unplugged scale): what came
+            # before says nothing about the load now, and the median must not carry it on
+            self._reset_window()
         if not frame.stable:
             # the scale itself says the load moves: nothing from here on is a weight yet
             self._reset_window()

@@ -21,6 +21,8 @@ from jitstock.edge.frames import (
         (b"ST,GS,+0001.2345 kg\r\n", 1234.5, True),
         (b"US,GS,+0002.0000 lb\n", 907.18474, False),
         (b"ST,GS,+   812.0 g", 812.0, True),
+        (b"ST,GS,+\t812.0 g", 812.0, True),  # any ASCII whitespace, not a ValueError
+        (b"US,+\x0b\x0c0001.750 kg", 1750.0, False),
     ],
 )
 def test_stream_frames_in_grams(line: bytes, grams: float, stable: bool) -> None:
