@@ -11,7 +11,10 @@ uses:
 - each demo supplier's on-time rate on the KPI page is above 50 %;
 - /favicon.ico is an icon, not a 404.
 
-The deadlines are bounds against hanging on a loaded machine, not speed targets.
+The deadlines are bounds against hanging on a loaded machine, not speed targets:
+the first policy pass is throttled to a share of a core (``BACKGROUND_DUTY``), so on
+a busy box it takes longer; the wait goes on while more bins show learnt numbers
+(``LEARN_DEADLINE_S`` from the last progress, at most ``LEARN_CAP_S``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from jitstock.server.replenish.recalc import CHANGE_TOLERANCE
 from tests.demo_support import START_DEADLINE_S, start_demo, stop_demo, wait_up
 from tests.services import free_port
 
-# From the API answering: the first policy run and the first readings of every scale.
+# From the API answering (or from the last bin that showed its learnt numbers): the
+# first policy run and the first readings of every scale.
 LEARN_DEADLINE_S = 120.0
+# However long the progress goes on.
+LEARN_CAP_S = 480.0
 POLL_S = 2.0
 SUPPLIERS = ("acme", "borg")
 
@@ -69,10 +75,10 @@ def _learnt(api: httpx.Client) -> tuple[list[str], dict[str, Any]]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(START_DEADLINE_S + LEARN_DEADLINE_S + 120)
+@pytest.mark.timeout(START_DEADLINE_S + LEARN_CAP_S + 120)
 def test_demo_shows_learnt_numbers_within_two_minutes(tmp_path: Path) -> None:
     port = free_port()
-    proc = start_demo(tmp_path, port, START_DEADLINE_S + LEARN_DEADLINE_S + 60)
+    proc = start_demo(tmp_path, port, START_DEADLINE_S + LEARN_CAP_S + 60)
     err = tmp_path / "demo.err"
     missing: list[str] = ["nothing read yet"]
     try:
@@ -83,10 +89,18 @@ def test_demo_shows_learnt_numbers_within_two_minutes(tmp_path: Path) -> None:
             assert icon.status_code == 200
             assert icon.headers["content-type"] == "image/x-icon"
             assert icon.content[:4] == b"\x00\x00\x01\x00"
-            deadline = time.monotonic() + LEARN_DEADLINE_S
+            began = time.monotonic()
+            deadline = began + LEARN_DEADLINE_S
+            fewest = len(missing) + 1
             while missing and time.monotonic() < deadline:
                 assert proc.poll() is None, err.read_text()[-3000:]
                 missing, seen = _learnt(api)
+                if len(missing) < fewest:
+                    # progress: more bins show their learnt numbers
+                    fewest = len(missing)
+                    deadline = min(
+                        time.monotonic() + LEARN_DEADLINE_S, began + LEARN_CAP_S
+                    )
                 if missing:
                     time.sleep(POLL_S)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -426,6 +427,17 @@ def queued_on_disk(path: Path) -> int:
         return box.depth
 
 
+def queued_while_running(path: Path) -> int:
+    """Batches waiting in the outbox of a running agent: a read-only look that takes
+    neither its lock file (the agent owns it) nor a write."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        (n,) = db.execute("SELECT COUNT(*) FROM batches").fetchone()
+        return int(n)
+    finally:
+        db.close()
+
+
 @pytest.mark.slow
 def test_sigkill_leaves_offline_will_and_restart_resends_everything_in_order(
     tmp_path: Path, mosquitto: Mosquitto, scales: dict[str, SimulatedScale]
@@ -464,7 +476,12 @@ def test_sigkill_leaves_offline_will_and_restart_resends_everything_in_order(
         assert queued_on_disk(tmp_path / "outbox.db") > 0
         mosquitto.start()
         proc = start_edge_process(config, log)
-        time.sleep(3.0)
+        # up and caught up before the SIGTERM below: its disk queue replayed (a fixed
+        # sleep here sent the signal before a slow start had installed its handler)
+        sub.wait_for(
+            lambda: queued_while_running(tmp_path / "outbox.db") == 0,
+            what=f"the disk queue replayed after the restart; log: {log}",
+        )
         stop_picking.set()
         time.sleep(1.0)
         # SIGTERM: clean shutdown, exit code 0, retained offline
