@@ -188,3 +188,28 @@ def test_header_problems_and_formats(api: Api, manager: httpx.Client) -> None:
     r = manager.post("/api/v1/skus/import", content="id,name\nN-1,Nut\n", headers=CSV)
     assert errors_text(r) == "row 2, column unit_weight_g: required for a new row"
     assert manager.get(f"/api/v1/skus/{SKU['id']}").status_code == 200
+
+
+def test_an_unreadable_multipart_upload_says_so_not_json(
+    api: Api, manager: httpx.Client
+) -> None:
+    """Found from the outside: two 'file' parts, or a multipart body without its
+    boundary, were answered "body: not valid JSON" — on an endpoint that takes CSV."""
+    two = [
+        ("file", ("a.csv", b"id,name\nM1,One\n", "text/csv")),
+        ("file", ("b.csv", b"id,name\nM2,Two\n", "text/csv")),
+    ]
+    r = manager.post("/api/v1/sites/import", files=two)
+    assert r.status_code == 422, r.text
+    assert "JSON" not in r.text
+    assert "multipart" in errors_text(r)
+    assert "Too many files" in errors_text(r)
+    r = manager.post(
+        "/api/v1/sites/import",
+        content=b"id,name\nM3,Three\n",
+        headers={"content-type": "multipart/form-data"},  # no boundary
+    )
+    assert r.status_code == 422, r.text
+    assert "JSON" not in r.text
+    assert "multipart" in errors_text(r)
+    assert [s["id"] for s in manager.get("/api/v1/sites").json()] == []
