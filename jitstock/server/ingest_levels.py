@@ -179,7 +179,14 @@ class FlushLevels:
         # clock caught up — one skewed reading would freeze its bin, and its reorder, for
         # minutes.  Times, events and history are the server's now for such readings; their
         # order among themselves is their arrival order (the sorts below are stable).
-        ts = np.minimum(np.array(ts_l, dtype=np.int64), flush.now_ms)
+        # Not in cluster mode: there each node would date such a reading at its own now, so
+        # of two batches applied by two nodes the one applied later would count as newer
+        # whatever was measured first (a phantom refill, a lost level change); the device's
+        # time (at most MAX_FUTURE_MS ahead, the protocol's check) is the only order the
+        # nodes share.
+        ts = np.array(ts_l, dtype=np.int64)
+        if not self.cluster:
+            ts = np.minimum(ts, flush.now_ms)
         grams = np.array(grams_l, dtype=np.float64)
         stable = np.array(stable_l, dtype=np.bool_)
         counts, conf = counts_from_grams(grams, snap.tare[idx], snap.unit[idx], stable)

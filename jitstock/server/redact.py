@@ -44,6 +44,23 @@ def redact_url(url: str) -> str:
     )
 
 
+def looks_redacted(url: str) -> bool:
+    """True for a URL as redact_url writes it (a masked login, query value or fragment):
+    a copy of a redacted export, never a real address."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return False
+    return (
+        (user == MASK and password is None)
+        or parts.fragment == MASK
+        or any(
+            pair.split("=", 1)[-1] == MASK for pair in parts.query.split("&") if pair
+        )
+    )
+
+
 def http_status_text(code: int) -> str:
     """'HTTP 404 Not Found': the code and its standard phrase, nothing from the remote side."""
     try:

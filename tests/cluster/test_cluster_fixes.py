@@ -242,3 +242,29 @@ def test_the_listener_reacts_to_the_first_notification_without_its_window(
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             conn.execute("NOTIFY jitstock_changes, 'stop'")  # wakes the listener
         listener.stop()
+
+
+def test_readings_from_a_fast_device_clock_keep_their_order_across_nodes(
+    nodes: tuple[list[Node], str],
+) -> None:
+    """Found from the outside (two nodes, an agent 3 s fast, batches back to back): a
+    reading dated ahead of a node was dated at that node's now, so which of two batches
+    was newer depended on when each node applied it. The older measurement, applied a
+    moment later by the other node, overwrote the newer: a phantom refill, and a level
+    the bin no longer had."""
+    import time
+
+    ns, url = nodes
+    ahead = int(time.time() * 1000) + 60_000 - (NOW_MS - 600_000)  # a minute fast
+    ns[0].apply([batch(1, 40, at=ahead - 2000)])
+    ns[1].apply([batch(3, 11, at=ahead)])  # measured last, applied first
+    time.sleep(0.01)
+    ns[2].apply([batch(2, 30, at=ahead - 1000)])  # measured before it, applied after
+    counts = _db(url, "SELECT id, on_hand FROM bins WHERE id IN ('B1', 'B2')")
+    assert dict(counts) == {"B1": 11, "B2": 11}
+    events = _db(
+        url,
+        "SELECT kind, sum(delta) FROM bin_events WHERE bin_id IN ('B1', 'B2') "
+        "GROUP BY kind",
+    )
+    assert dict(events) == {"consumption": -58}  # 40 → 11 on each bin, no refill

@@ -200,6 +200,32 @@ def test_bad_shell_input_is_refused_with_a_reason_and_changes_nothing(
     assert (users, keys) == (0, 1)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("stdin", ["", "only one line\n"])
+def test_users_create_without_a_terminal_is_refused_not_a_traceback(
+    admin_env: str, capsys: pytest.CaptureFixture[str], stdin: str
+) -> None:
+    """Run from a script or a unit (no terminal, stdin closed or one line short), the
+    password prompt meets end of input: a one-line refusal, no user, no traceback."""
+    assert admin(capsys, "init")[0] == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "jitstock.cli", "admin", "users", "create", "bob"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        start_new_session=True,  # no controlling terminal: getpass reads stdin
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "--password-stdin" in proc.stderr
+    engine = make_engine(admin_env)
+    with engine.connect() as conn:
+        users = conn.execute(text("SELECT count(*) FROM dashboard_users")).scalar()
+    engine.dispose()
+    assert users == 0
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("bad", ["0", "-1", str(2**63), str(2**64), "1e3", "nan", ""])
 def test_key_ids_out_of_range_are_usage_errors(

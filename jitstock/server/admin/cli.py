@@ -251,7 +251,16 @@ def _users(settings: ServerSettings, args: argparse.Namespace) -> int:
             print(f"user {args.username!r} {args.action}d; {ended} session(s) ended")
         return 0
 
-    password = _read_password(args.password_stdin) if args.action == "create" else ""
+    try:
+        password = (
+            _read_password(args.password_stdin) if args.action == "create" else ""
+        )
+    except EOFError:  # no terminal and stdin ended: a script or a unit, not a person
+        sys.stderr.write(
+            "jitstock admin: refused: no password (input ended before it was typed "
+            "twice); from a script, pipe it in with --password-stdin\n"
+        )
+        return EXIT_REFUSED
     return _session_do(settings, work)
 
 

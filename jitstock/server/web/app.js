@@ -447,10 +447,14 @@ function table(head, rows, id, rowAttrs, cls) {
       `<td data-label="${esc(h[j] ? h[j].label : "")}"><span class="v">${c && typeof c === "object" ? c.html : esc(c)}</span></td>`).join("")}</tr>`).join("") +
     "</tbody></table></div>";
 }
+// Text a spreadsheet would run as a formula (= + - @, a tab or CR first, after any quotes)
+// gets one more leading quote, as jitstock/server/csvcells.py does for the server's CSV;
+// a cell that is a number ("-3", "12.5 %") stays as it is.
+const csvText = s => /^'*[=+\-@\t\r]/.test(s) && !/^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?( %)?$/i.test(s) ? "'" + s : s;
 document.addEventListener("click", ev => {
   const b = ev.target.closest("button.csv"); if (!b) return;
   const t = $(b.dataset.csv)?.querySelector("table"); if (!t) return;
-  const csv = [...t.rows].map(r => [...r.cells].map(c => `"${c.textContent.replace(/"/g, '""')}"`).join(",")).join("\r\n");
+  const csv = [...t.rows].map(r => [...r.cells].map(c => `"${csvText(c.textContent).replace(/"/g, '""')}"`).join(",")).join("\r\n");
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([csv + "\r\n"], { type: "text/csv" }));
   a.download = `jitstock-${b.dataset.csv}.csv`; a.click(); setTimeout(() => URL.revokeObjectURL(a.href), 1000);

@@ -188,3 +188,59 @@ def test_header_problems_and_formats(api: Api, manager: httpx.Client) -> None:
     r = manager.post("/api/v1/skus/import", content="id,name\nN-1,Nut\n", headers=CSV)
     assert errors_text(r) == "row 2, column unit_weight_g: required for a new row"
     assert manager.get(f"/api/v1/skus/{SKU['id']}").status_code == 200
+
+
+def test_an_unreadable_multipart_upload_says_so_not_json(
+    api: Api, manager: httpx.Client
+) -> None:
+    """Found from the outside: two 'file' parts, or a multipart body without its
+    boundary, were answered "body: not valid JSON" — on an endpoint that takes CSV."""
+    two = [
+        ("file", ("a.csv", b"id,name\nM1,One\n", "text/csv")),
+        ("file", ("b.csv", b"id,name\nM2,Two\n", "text/csv")),
+    ]
+    r = manager.post("/api/v1/sites/import", files=two)
+    assert r.status_code == 422, r.text
+    assert "JSON" not in r.text
+    assert "multipart" in errors_text(r)
+    assert "Too many files" in errors_text(r)
+    r = manager.post(
+        "/api/v1/sites/import",
+        content=b"id,name\nM3,Three\n",
+        headers={"content-type": "multipart/form-data"},  # no boundary
+    )
+    assert r.status_code == 422, r.text
+    assert "JSON" not in r.text
+    assert "multipart" in errors_text(r)
+    assert [s["id"] for s in manager.get("/api/v1/sites").json()] == []
+
+
+def test_a_redacted_webhook_url_from_an_export_is_refused(
+    api: Api, admin: httpx.Client, manager: httpx.Client
+) -> None:
+    """Found from the outside: a manager's suppliers.csv (URLs redacted) imported into
+    another plant created suppliers whose webhook URL was literally
+    ``https://***@…?token=***``; every order to them would have gone to a wrong URL."""
+    url = "https://user:pw@hooks.example/h?token=SECRET&plant=3"
+    r = admin.post(
+        "/api/v1/suppliers", json={"id": "acme", "name": "A", "webhook_url": url}
+    )
+    assert r.status_code == 201, r.text
+    sheet = manager.get("/api/v1/suppliers.csv").text
+    assert "SECRET" not in sheet
+    # the same sheet into a fresh plant: a new id with the redacted URL
+    copy = sheet.replace("acme,", "acme2,")
+    r = manager.post("/api/v1/suppliers/import", content=copy, headers=CSV)
+    assert r.status_code == 422, r.text
+    assert "row 2, column webhook_url: " in errors_text(r)
+    assert "redacted" in errors_text(r)
+    assert manager.get("/api/v1/suppliers/acme2").status_code == 404
+    # an existing supplier's redacted URL imported back is still left as it is
+    r = manager.post("/api/v1/suppliers/import", content=sheet, headers=CSV)
+    assert r.status_code == 200, r.text
+    assert admin.get("/api/v1/suppliers/acme").json()["webhook_url"] == url
+    # a redacted URL that is not this supplier's is refused, not stored
+    other = sheet.replace("hooks.example", "other.example")
+    r = manager.post("/api/v1/suppliers/import", content=other, headers=CSV)
+    assert r.status_code == 422, r.text
+    assert admin.get("/api/v1/suppliers/acme").json()["webhook_url"] == url

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.csv_import import (
@@ -54,13 +55,21 @@ async def read_upload(request: Request) -> bytes:
     """The CSV bytes of a text/csv body or of the 'file' part of a multipart form (size-capped)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=10) as form:
+        try:
+            form = await request.form(max_files=1, max_fields=10)
+        except HTTPException as exc:  # the framework's 400 would read "not valid JSON"
+            raise FieldInvalid(
+                "file", f"multipart upload not readable: {exc.detail}"
+            ) from None
+        try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise FieldInvalid(
                     "file", "multipart upload needs a file part named 'file'"
                 )
             data = await upload.read(MAX_CSV_BYTES + 1)
+        finally:
+            await form.close()
     elif ctype in _RAW_TYPES or not ctype:
         chunks = bytearray()
         async for chunk in request.stream():
