@@ -85,7 +85,9 @@ def read_csv(
     for n, cells in enumerate(records[1:], start=2):
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) > len(header):
+        if len(cells) != len(header):
+            # a short row is refused too: read as empty cells, its missing ones would
+            # clear those fields of an existing row (a sheet cut off, a line broken in two)
             problems.append(
                 CsvProblem(
                     n,
@@ -95,13 +97,7 @@ def read_csv(
             )
             continue
         rows.append(
-            (
-                n,
-                {
-                    h: (unescape_formula(cells[i].strip()) if i < len(cells) else "")
-                    for i, h in enumerate(header)
-                },
-            )
+            (n, {h: unescape_formula(cells[i].strip()) for i, h in enumerate(header)})
         )
     if problems:
         raise CsvInvalid(problems)

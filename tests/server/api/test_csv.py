@@ -244,3 +244,42 @@ def test_a_redacted_webhook_url_from_an_export_is_refused(
     r = manager.post("/api/v1/suppliers/import", content=other, headers=CSV)
     assert r.status_code == 422, r.text
     assert admin.get("/api/v1/suppliers/acme").json()["webhook_url"] == url
+
+
+def test_a_short_row_is_refused_not_read_as_cleared_cells(
+    api: Api, manager: httpx.Client
+) -> None:
+    """A row with fewer cells than the header (a sheet cut off, a line broken in two by
+    a hand edit) is named, not read with its missing cells empty: on an existing row
+    they would clear those fields."""
+    seed_master(manager)
+    before = manager.get("/api/v1/bins.csv").text
+    bin_before = manager.get("/api/v1/bins/A-01").json()
+    assert bin_before["capacity"] is not None  # what a short row would have cleared
+    header = "id,site_id,sku_id,reorder_point,capacity\n"
+    # alone, the cut-off row of an existing bin (it used to clear the capacity: 200)
+    r = manager.post(
+        "/api/v1/bins/import", content=header + "A-01,plant1,M6-bolt,12\n", headers=CSV
+    )
+    assert r.status_code == 422, r.text
+    assert manager.get("/api/v1/bins/A-01").json() == bin_before
+    text = (
+        header + "A-01,plant1,M6-bolt,12\n"  # row 2: capacity's cell missing
+        "A-02,plant1\n"  # row 3: three cells missing
+    )
+    r = manager.post("/api/v1/bins/import", content=text, headers=CSV)
+    assert r.status_code == 422, r.text
+    assert [e["msg"] for e in r.json()["detail"]] == [
+        "row 2: 4 cells but the header has 5 columns",
+        "row 3: 2 cells but the header has 5 columns",
+    ]
+    assert manager.get("/api/v1/bins/A-01").json() == bin_before
+    assert manager.get("/api/v1/bins.csv").text == before
+    # the same row with its empty cell written out is an edit the plant asked for
+    r = manager.post(
+        "/api/v1/bins/import",
+        content="id,site_id,sku_id,reorder_point,capacity\nA-01,plant1,M6-bolt,12,\n",
+        headers=CSV,
+    )
+    assert r.status_code == 200, r.text
+    assert manager.get("/api/v1/bins/A-01").json()["capacity"] is None

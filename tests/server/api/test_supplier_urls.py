@@ -74,3 +74,32 @@ def test_sending_the_redacted_url_back_keeps_the_real_one(
     r = manager.patch("/api/v1/suppliers/acme", json={"webhook_url": new})
     assert r.status_code == 200
     assert admin.get("/api/v1/suppliers/acme").json()["webhook_url"] == new
+
+
+def test_a_redacted_url_is_no_address_for_another_supplier(
+    admin: httpx.Client, manager: httpx.Client
+) -> None:
+    """Copied from a manager's view into a new or another supplier, the redacted URL
+    would be stored as its address (every order to https://***@...): refused, nothing
+    changed."""
+    _create(admin)
+    shown = manager.get("/api/v1/suppliers/acme").json()["webhook_url"]
+    assert shown == REDACTED
+    r = manager.post(
+        "/api/v1/suppliers",
+        json={"id": "acme-2", "name": "ACME 2", "webhook_url": shown},
+    )
+    assert r.status_code == 422, r.text
+    assert "redacted URL" in r.text
+    assert "webhook_url" in r.text
+    assert manager.get("/api/v1/suppliers/acme-2").status_code == 404
+    r = manager.post(
+        "/api/v1/suppliers",
+        json={"id": "borg", "name": "Borg", "webhook_url": "https://borg.example/h"},
+    )
+    assert r.status_code == 201, r.text
+    for url in (shown, "https://hooks.borg.example/in?key=***"):
+        r = manager.patch("/api/v1/suppliers/borg", json={"webhook_url": url})
+        assert r.status_code == 422, r.text
+    got = admin.get("/api/v1/suppliers/borg").json()["webhook_url"]
+    assert got == "https://borg.example/h"
