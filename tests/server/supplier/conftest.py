@@ -25,6 +25,7 @@ from jitstock.edge.agent import Agent
 from jitstock.edge.settings import load_settings
 from jitstock.firmware_sim.scale import SimulatedScale
 from jitstock.firmware_sim.scanner import SimulatedScanner
+from jitstock.server import reorder
 from jitstock.server.app import ServerApp
 from jitstock.server.db.models import Order
 from jitstock.server.db.secrets import new_webhook_secret
@@ -84,6 +85,23 @@ class Loop:
             for k, v in where.items():
                 stmt = stmt.where(getattr(Order, k) == v)
             return list(s.scalars(stmt))
+
+    def place_order(self, bin_id: str = BIN) -> str:
+        """Drop a bin to zero in the state DB (as its scale would read: the rule never
+        orders on a scale that never reported), let the reorder rule order, and hand
+        the order to the dispatcher; its id."""
+        with transaction(self.app.session_factory) as s:
+            b = reorder.lock_bin(s, bin_id)
+            assert b is not None
+            b.on_hand = 0
+            b.last_seen_ms = self.app.clock.time_ms()
+            order = reorder.maybe_reorder(
+                s, b, self.app.clock.time_ms(), {"test": True}
+            )
+            assert order is not None
+            oid = order.id
+        self.app.dispatcher.wake()
+        return oid
 
     def order(self, order_id: str) -> dict[str, Any]:
         """An order through the API (admin)."""

@@ -13,7 +13,6 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from sqlalchemy import select
 
-from jitstock.server import reorder
 from jitstock.server.api.catalog import SECRET_ROTATION_GRACE_MS
 from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import transaction
@@ -26,16 +25,8 @@ ERROR_CODES = ("401", "403", "404", "409", "422")
 
 
 def _order(loop: Loop) -> str:
-    """Drop B1 to zero (as its scale would read) and let the reorder rule order from A."""
-    with transaction(loop.app.session_factory) as s:
-        b = reorder.lock_bin(s, "B1")
-        assert b is not None
-        b.on_hand = 0
-        b.last_seen_ms = loop.app.clock.time_ms()
-        order = reorder.maybe_reorder(s, b, loop.app.clock.time_ms(), {"test": True})
-        assert order is not None
-        oid = order.id
-    loop.app.dispatcher.wake()
+    """An order for B1 from A (the reorder rule's), once it is sent."""
+    oid = loop.place_order()
     wait_until(lambda: loop.order(oid)["state"] == "sent", what="the order sent")
     return oid
 

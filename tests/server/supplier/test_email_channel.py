@@ -13,8 +13,6 @@ from pathlib import Path
 import httpx
 from pypdf import PdfReader
 
-from jitstock.server import reorder
-from jitstock.server.db.session import transaction
 from jitstock.server.supplier.po_pdf import utc_text
 from tests.server.server_support import wait_until
 from tests.server.smtp_receiver import SmtpReceiver
@@ -53,21 +51,6 @@ def _email_supplier(loop: Loop) -> None:
         },
     )
     assert r.status_code == 200, r.text
-
-
-def _order(loop: Loop) -> str:
-    """Drop the bin to zero in the state DB and let the reorder rule order."""
-    with transaction(loop.app.session_factory) as s:
-        b = reorder.lock_bin(s, "B1")
-        assert b is not None
-        b.on_hand = 0
-        # as if its scale had read 0 (the rule never orders on a scale that never reported)
-        b.last_seen_ms = loop.app.clock.time_ms()
-        order = reorder.maybe_reorder(s, b, loop.app.clock.time_ms(), {"test": True})
-        assert order is not None
-        oid = order.id
-    loop.app.dispatcher.wake()
-    return oid
 
 
 def _mail_for(smtp: SmtpReceiver, oid: str) -> EmailMessage:
@@ -123,7 +106,7 @@ def test_an_email_supplier_gets_a_pdf_and_answers_by_link(
             smtp_from=FROM,
         ) as loop:
             _email_supplier(loop)
-            oid = _order(loop)
+            oid = loop.place_order()
             msg = _mail_for(smtp, oid)
             assert msg["From"] == FROM
             wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
@@ -249,7 +232,7 @@ def test_smtp_down_is_retried_and_an_expired_link_is_refused(
             supplier_link_ttl_s=0.001,
         ) as loop:
             _email_supplier(loop)
-            oid = _order(loop)
+            oid = loop.place_order()
             # the relay refuses connections: the order stays created and is retried
             wait_until(
                 lambda: (

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jitstock.clock import REAL_CLOCK
-from jitstock.server import reorder
-from jitstock.server.db.session import transaction
 from tests.server.server_support import wait_until
-from tests.server.supplier.conftest import Loop, events_of, supplier_loop
+from tests.server.supplier.conftest import events_of, supplier_loop
 
 HOUR_MS = 3_600_000
 
@@ -42,25 +40,12 @@ class SteppedClock:
         REAL_CLOCK.sleep(seconds)
 
 
-def _order(loop: Loop) -> str:
-    with transaction(loop.app.session_factory) as s:
-        b = reorder.lock_bin(s, "B1")
-        assert b is not None
-        b.on_hand = 0
-        b.last_seen_ms = loop.app.clock.time_ms()
-        order = reorder.maybe_reorder(s, b, loop.app.clock.time_ms(), {"test": True})
-        assert order is not None
-        oid = order.id
-    loop.app.dispatcher.wake()
-    return oid
-
-
 def test_promise_changes_sent_together_are_stamped_in_commit_order(
     tmp_path: Path, mosquitto
 ) -> None:
     clock = SteppedClock()
     with supplier_loop(tmp_path, mosquitto.url, clock=clock) as loop:
-        oid = _order(loop)
+        oid = loop.place_order()
         a = loop.supplier_key("A")
         wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
         first = loop.order(oid)["created_ms"] + HOUR_MS

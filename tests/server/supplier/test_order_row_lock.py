@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from jitstock.server import reorder
 from jitstock.server.db.models import AuditLog, Order
 from jitstock.server.db.session import transaction
 from jitstock.server.db.supplier_models import OrderTransition, SupplierEvent
@@ -31,20 +30,6 @@ from tests.server.supplier.conftest import Loop, supplier_loop
 HOUR_MS = 3_600_000
 # requests sent at once, per round (the server's thread pool takes them all)
 AT_ONCE = 8
-
-
-def _order(loop: Loop) -> str:
-    """An order for B1 to supplier A, placed now and handed to the dispatcher."""
-    with transaction(loop.app.session_factory) as s:
-        b = reorder.lock_bin(s, "B1")
-        assert b is not None
-        b.on_hand = 0
-        b.last_seen_ms = loop.app.clock.time_ms()
-        order = reorder.maybe_reorder(s, b, loop.app.clock.time_ms(), {"test": True})
-        assert order is not None
-        oid = order.id
-    loop.app.dispatcher.wake()
-    return oid
 
 
 def _together(n: int, send: Callable[[int], int]) -> list[int]:
@@ -92,7 +77,7 @@ def test_promise_changes_sent_together_name_the_promise_each_replaced(
     tmp_path: Path, mosquitto, db_url: str
 ) -> None:
     with supplier_loop(tmp_path, mosquitto.url, db_url=db_url) as loop:
-        oid = _order(loop)
+        oid = loop.place_order()
         a = loop.supplier_key("A")
         wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
         first = loop.order(oid)["created_ms"] + HOUR_MS
@@ -146,7 +131,7 @@ def test_part_receipts_sent_together_add_up(
     tmp_path: Path, mosquitto, db_url: str
 ) -> None:
     with supplier_loop(tmp_path, mosquitto.url, db_url=db_url, order_qty=40) as loop:
-        oid = _order(loop)
+        oid = loop.place_order()
         wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
 
         refused: list[str] = []

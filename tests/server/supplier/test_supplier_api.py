@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from jitstock.server import reorder
 from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import transaction
 from jitstock.server.supplier.putaway import expire_putaways
@@ -20,21 +19,6 @@ from tests.server.supplier.conftest import (
     order_webhooks,
     supplier_loop,
 )
-
-
-def _order(loop: Loop, bin_id: str) -> str:
-    """Drop a bin to zero in the state DB and let the reorder rule order."""
-    with transaction(loop.app.session_factory) as s:
-        b = reorder.lock_bin(s, bin_id)
-        assert b is not None
-        b.on_hand = 0
-        # as if its scale had read 0 (the rule never orders on a scale that never reported)
-        b.last_seen_ms = loop.app.clock.time_ms()
-        order = reorder.maybe_reorder(s, b, loop.app.clock.time_ms(), {"test": True})
-        assert order is not None
-        oid = order.id
-    loop.app.dispatcher.wake()
-    return oid
 
 
 def _second_bin_for_b(loop: Loop) -> None:
@@ -60,7 +44,7 @@ def _second_bin_for_b(loop: Loop) -> None:
 
 def test_illegal_transitions_are_409_with_a_message(tmp_path: Path, mosquitto) -> None:
     with supplier_loop(tmp_path, mosquitto.url) as loop:
-        oid = _order(loop, "B1")
+        oid = loop.place_order("B1")
         a = loop.supplier_key("A")
         wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
         r = a.post(f"/api/v1/orders/{oid}/ship", json={"carrier_ref": "UPS-1"})
@@ -97,7 +81,7 @@ def test_illegal_transitions_are_409_with_a_message(tmp_path: Path, mosquitto) -
         # the goods are put away: the receipt leaves the position
         with transaction(loop.app.session_factory) as s:
             expire_putaways(s, loop.app.clock.time_ms(), window_ms=0)
-        oid2 = _order(loop, "B1")
+        oid2 = loop.place_order("B1")
         r = loop.admin.post(
             f"/api/v1/orders/{oid2}/cancel-request", json={"reason": "line stopped"}
         )
@@ -117,8 +101,8 @@ def test_illegal_transitions_are_409_with_a_message(tmp_path: Path, mosquitto) -
 def test_supplier_key_sees_only_its_own_orders(tmp_path: Path, mosquitto) -> None:
     with supplier_loop(tmp_path, mosquitto.url) as loop:
         _second_bin_for_b(loop)
-        oid_a = _order(loop, "B1")
-        oid_b = _order(loop, "B2")
+        oid_a = loop.place_order("B1")
+        oid_b = loop.place_order("B2")
         a = loop.supplier_key("A")
         b = loop.supplier_key("B")
         # list, read, acknowledge, ship, cancel, history, label: another's order is 404
@@ -168,7 +152,7 @@ def test_secret_rotation_signs_with_both_secrets(tmp_path: Path, mosquitto) -> N
         assert r.status_code == 200, r.text
         new = r.json()["webhook_secret"]
         assert new != old
-        oid = _order(loop, "B1")
+        oid = loop.place_order("B1")
         wait_until(lambda: order_webhooks(loop.a), what="the order webhook")
         a = loop.supplier_key("A")
         assert a.post(f"/api/v1/orders/{oid}/ack", json={}).status_code == 200
