@@ -18,11 +18,16 @@ ESCALATION_INTERVAL_S = 0.2
 
 
 def test_unacknowledged_order_escalates_to_the_fallback(
-    tmp_path: Path, mosquitto
+    tmp_path: Path, mosquitto, db_url: str
 ) -> None:
+    # both backends: on PostgreSQL the escalator re-reads the order locked and judges
+    # it again before it changes anything (escalation.py), a path SQLite never takes
     with (
         supplier_loop(
-            tmp_path, mosquitto.url, escalation_interval_s=ESCALATION_INTERVAL_S
+            tmp_path,
+            mosquitto.url,
+            escalation_interval_s=ESCALATION_INTERVAL_S,
+            db_url=db_url,
         ) as loop,
         shop_floor(tmp_path, mosquitto.url, 30) as floor,
     ):
