@@ -77,7 +77,9 @@ def read_csv(
             problems.append(CsvProblem(1, r, "required column is missing"))
     if problems:
         raise CsvInvalid(problems)
-    if len(records) - 1 > MAX_CSV_ROWS:
+    # rows with a cell, as a sheet counts them: blank lines (a sheet saved with its
+    # empty rows) are skipped below and never reach the database
+    if sum(1 for cells in records[1:] if any(c.strip() for c in cells)) > MAX_CSV_ROWS:
         raise CsvInvalid(
             [CsvProblem(0, None, f"more than {MAX_CSV_ROWS} rows; split the file")]
         )

@@ -154,9 +154,7 @@ class CsvInvalid(FieldInvalid):
     def __init__(self, problems: Sequence[CsvProblem]) -> None:
         self.problems = list(problems)
         first = self.problems[0].text() if self.problems else "empty"
-        super().__init__(
-            "file", f"{len(self.problems)} problem(s), nothing imported; first: {first}"
-        )
+        super().__init__("file", f"{len(self.problems)} problem(s); first: {first}")
 
     def body(self) -> dict[str, Any]:
         """One entry per problem; loc is ["csv", row, column]."""

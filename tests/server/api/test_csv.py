@@ -283,3 +283,26 @@ def test_a_short_row_is_refused_not_read_as_cleared_cells(
     )
     assert r.status_code == 200, r.text
     assert manager.get("/api/v1/bins/A-01").json()["capacity"] is None
+
+
+def test_blank_lines_do_not_count_towards_the_row_limit(
+    api: Api, manager: httpx.Client
+) -> None:
+    """A sheet saved with its empty rows has lines that are not rows: the limit counts
+    rows with a cell, as the import itself does."""
+    from jitstock.server.api.csvio import MAX_CSV_ROWS
+
+    seed_master(manager)
+    body = "id,name,unit_weight_g\nW-1,Washer,0.8\n" + "\n" * MAX_CSV_ROWS + ",,\n" * 5
+    r = manager.post("/api/v1/skus/import", content=body, headers=CSV)
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == 1
+    # the limit itself still holds for rows with cells
+    rows = "".join(f"R-{i},Part {i},1\n" for i in range(MAX_CSV_ROWS + 1))
+    r = manager.post(
+        "/api/v1/skus/import", content="id,name,unit_weight_g\n" + rows, headers=CSV
+    )
+    assert r.status_code == 422
+    assert f"more than {MAX_CSV_ROWS} rows" in errors_text(r)
+    # said once: "nothing was imported: file: 1 problem(s); first: header: more than ..."
+    assert r.json()["message"].count("nothing") == 1, r.json()["message"]
