@@ -46,6 +46,7 @@ from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, Order, Supplier
 from jitstock.server.db.session import transaction
 from jitstock.server.seed import SupplierSeed, seed_plant
 from jitstock.server.settings import ServerSettings
+from jitstock.server.supplier.lifecycle import load_order
 
 log = logging.getLogger("jitstock.demo")
 
@@ -445,7 +446,8 @@ class _DemoStack:
                         ack_order(s, o.id, fresh, o.supplier_id, now)
                         promised = fresh
                     elif promised < fresh:
-                        change_promise(s, o, fresh, o.supplier_id, now)
+                        locked = load_order(s, o.id, lock=True)
+                        change_promise(s, locked, fresh, o.supplier_id, now)
                         promised = fresh
                 except Exception:
                     log.exception("demo: order %s could not be re-promised", o.id)

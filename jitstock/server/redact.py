@@ -61,6 +61,23 @@ def looks_redacted(url: str) -> bool:
     )
 
 
+# Why a redacted URL is refused as a supplier's address (API and CSV import alike).
+REDACTED_URL_REFUSED = (
+    "a redacted URL (*** where a login or token was), not this supplier's: only an "
+    "admin key sees the full URL"
+)
+
+
+def foreign_redacted(url: str | None, current: str | None) -> bool:
+    """``url`` is a redacted copy (:func:`looks_redacted`) that is not ``current``'s own
+    redacted form sent back unchanged: a copy of some other answer, never an address."""
+    return (
+        url is not None
+        and looks_redacted(url)
+        and not (current is not None and url == redact_url(current))
+    )
+
+
 def http_status_text(code: int) -> str:
     """'HTTP 404 Not Found': the code and its standard phrase, nothing from the remote side."""
     try:

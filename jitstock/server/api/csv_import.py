@@ -42,7 +42,7 @@ from jitstock.server.api.schemas import (
     SupplierUpdate,
 )
 from jitstock.server.db.models import Base, Bin, Order, Site, Sku, Supplier
-from jitstock.server.redact import looks_redacted, redact_url
+from jitstock.server.redact import REDACTED_URL_REFUSED, foreign_redacted, redact_url
 
 # Report this many problems at most: enough to fix a sheet, bounded for a garbage upload.
 MAX_PROBLEMS = 100
@@ -201,18 +201,8 @@ def _apply_row(
         with session.begin_nested():
             existing = session.get(spec.model, entity_id) if entity_id else None
             current_url = getattr(existing, "webhook_url", None)
-            url_cell = cells.get("webhook_url") or ""
-            if looks_redacted(url_cell) and not (
-                current_url is not None and url_cell == redact_url(current_url)
-            ):
-                return [
-                    CsvProblem(
-                        n,
-                        "webhook_url",
-                        "a redacted URL (*** where a login or token was), not this "
-                        "supplier's: only an admin key's export has the full URL",
-                    )
-                ]
+            if foreign_redacted(cells.get("webhook_url"), current_url):
+                return [CsvProblem(n, "webhook_url", REDACTED_URL_REFUSED)]
             if existing is None:
                 values = {k: v for k, v in cells.items() if v != ""}
                 data = spec.create_model.model_validate(values, strict=False)

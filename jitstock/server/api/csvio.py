@@ -77,16 +77,19 @@ def read_csv(
             problems.append(CsvProblem(1, r, "required column is missing"))
     if problems:
         raise CsvInvalid(problems)
-    # rows with a cell, as a sheet counts them: blank lines (a sheet saved with its
-    # empty rows) are skipped below and never reach the database
-    if sum(1 for cells in records[1:] if any(c.strip() for c in cells)) > MAX_CSV_ROWS:
+    # rows with a cell, as a sheet counts them (row numbers as it shows them): blank
+    # lines (a sheet saved with its empty rows) are no rows
+    filled = [
+        (n, cells)
+        for n, cells in enumerate(records[1:], start=2)
+        if any(c.strip() for c in cells)
+    ]
+    if len(filled) > MAX_CSV_ROWS:
         raise CsvInvalid(
             [CsvProblem(0, None, f"more than {MAX_CSV_ROWS} rows; split the file")]
         )
     rows: list[tuple[int, dict[str, str]]] = []
-    for n, cells in enumerate(records[1:], start=2):
-        if not any(c.strip() for c in cells):
-            continue
+    for n, cells in filled:
         if len(cells) != len(header):
             # a short row is refused too: read as empty cells, its missing ones would
             # clear those fields of an existing row (a sheet cut off, a line broken in two)

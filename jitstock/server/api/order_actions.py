@@ -29,7 +29,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
+from jitstock.server.api.errors import Conflict, FieldInvalid, supply_errors
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import OPEN_ORDER_STATES, Bin, BinEvent, Order
 from jitstock.server.db.supplier_models import Receipt
@@ -37,7 +37,7 @@ from jitstock.server.position import refresh_pending
 from jitstock.server.supplier import InvalidRequest
 from jitstock.server.supplier.lifecycle import (
     enqueue_event,
-    order_lock,
+    load_order,
     record_transition,
 )
 from jitstock.server.supplier.receiving import check_received_qty
@@ -55,17 +55,10 @@ def _load(
     *,
     lock: bool = False,
 ) -> Order:
-    # lock: the order is changed from what is read here (see lifecycle.load_order)
-    order = session.get(
-        Order,
-        order_id,
-        populate_existing=True,
-        with_for_update=order_lock(session, lock),
-    )
     # Another supplier's order is "not found": ids must not leak across suppliers.
-    if order is None or (supplier_id is not None and order.supplier_id != supplier_id):
-        raise NotFound("order", order_id)
-    return order
+    # lock: the order is changed from what is read here (see lifecycle.load_order)
+    with supply_errors():
+        return load_order(session, order_id, supplier_id, lock=lock)
 
 
 def ack_order(
@@ -140,10 +133,9 @@ def change_promise(
 ) -> Order:
     """Replace an open order's promised delivery time; the supplier hears order.promise_changed.
 
-    The order is read again, locked: the promise it holds then is the one this
-    change replaces, named in the audit row and the event (a caller's copy may be
-    older than a promise change committed beside it)."""
-    order = _load(session, order.id, lock=True)
+    ``order`` must have been read locked in this transaction (``lock=True``): the
+    promise it holds is then the one this change replaces, named in the audit row and
+    the event, not an older copy beside a promise change committed meanwhile."""
     previous = order.promised_ms
     moved = session.execute(
         update(Order)

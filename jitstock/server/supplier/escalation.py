@@ -46,7 +46,7 @@ from jitstock.server.db.models import (
     Supplier,
     new_order_id,
 )
-from jitstock.server.db.session import SessionFactory, is_postgresql, transaction
+from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.db.supplier_models import (
     Escalation,
     SupplierItem,
@@ -443,21 +443,20 @@ class Escalator:
                 verdict = judge(s, order, supplier, now)
                 if verdict is None:
                     continue
-                if is_postgresql(s):
-                    # Judged again on the order read locked: a promise change, ship
-                    # notice or receipt committed since the list was read may have
-                    # made the escalation moot, and the remaining quantity it reduces
-                    # by and the events it queues must be the order's current ones
-                    # (SQLite: this transaction has held the write lock throughout).
-                    order = load_order(s, order.id, lock=True)
-                    if (
-                        order.state not in ESCALATABLE_STATES
-                        or order.escalated_ms is not None
-                    ):
-                        continue
-                    verdict = judge(s, order, supplier, now)
-                    if verdict is None:
-                        continue
+                # Judged again on the order read locked (PostgreSQL; on SQLite this
+                # transaction holds the write lock throughout, so it reads the same): a
+                # promise change, ship notice or receipt committed since the list was
+                # read may have made the escalation moot, and the remaining quantity it
+                # reduces by and the events it queues must be the order's current ones.
+                order = load_order(s, order.id, lock=True)
+                if (
+                    order.state not in ESCALATABLE_STATES
+                    or order.escalated_ms is not None
+                ):
+                    continue
+                verdict = judge(s, order, supplier, now)
+                if verdict is None:
+                    continue
                 row, new = escalate(s, order, verdict, now)
                 if new is not None:
                     new_ids.append(new.id)

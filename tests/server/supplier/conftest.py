@@ -103,6 +103,20 @@ class Loop:
         self.app.dispatcher.wake()
         return oid
 
+    def acknowledged_order(
+        self, supplier: str = "A", promise_in_ms: int = 3_600_000
+    ) -> tuple[str, httpx.Client, int]:
+        """An order placed (:meth:`place_order`), sent, and acknowledged through the API
+        by a key of ``supplier``'s with a promise ``promise_in_ms`` after its creation:
+        (its id, that supplier's client, the promise)."""
+        oid = self.place_order()
+        client = self.supplier_key(supplier)
+        wait_until(lambda: self.order(oid)["state"] == "sent", what="sent")
+        promised = self.order(oid)["created_ms"] + promise_in_ms
+        r = client.post(f"/api/v1/orders/{oid}/ack", json={"promised_ms": promised})
+        assert r.status_code == 200, r.text
+        return oid, client, promised
+
     def order(self, order_id: str) -> dict[str, Any]:
         """An order through the API (admin)."""
         r = self.admin.get(f"/api/v1/orders/{order_id}")

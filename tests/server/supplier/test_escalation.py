@@ -20,8 +20,8 @@ ESCALATION_INTERVAL_S = 0.2
 def test_unacknowledged_order_escalates_to_the_fallback(
     tmp_path: Path, mosquitto, db_url: str
 ) -> None:
-    # both backends: on PostgreSQL the escalator re-reads the order locked and judges
-    # it again before it changes anything (escalation.py), a path SQLite never takes
+    # both backends: the escalator re-reads the order locked (FOR NO KEY UPDATE on
+    # PostgreSQL) and judges it again before it changes anything (escalation.py)
     with (
         supplier_loop(
             tmp_path,

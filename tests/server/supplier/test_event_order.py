@@ -45,12 +45,7 @@ def test_promise_changes_sent_together_are_stamped_in_commit_order(
 ) -> None:
     clock = SteppedClock()
     with supplier_loop(tmp_path, mosquitto.url, clock=clock) as loop:
-        oid = loop.place_order()
-        a = loop.supplier_key("A")
-        wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
-        first = loop.order(oid)["created_ms"] + HOUR_MS
-        r = a.post(f"/api/v1/orders/{oid}/ack", json={"promised_ms": first})
-        assert r.status_code == 200, r.text
+        oid, a, first = loop.acknowledged_order("A", HOUR_MS)
 
         def change(i: int) -> int:
             r = a.post(f"/api/v1/orders/{oid}/ack", json={"promised_ms": first + i})

@@ -77,12 +77,7 @@ def test_promise_changes_sent_together_name_the_promise_each_replaced(
     tmp_path: Path, mosquitto, db_url: str
 ) -> None:
     with supplier_loop(tmp_path, mosquitto.url, db_url=db_url) as loop:
-        oid = loop.place_order()
-        a = loop.supplier_key("A")
-        wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
-        first = loop.order(oid)["created_ms"] + HOUR_MS
-        r = a.post(f"/api/v1/orders/{oid}/ack", json={"promised_ms": first})
-        assert r.status_code == 200, r.text
+        oid, a, first = loop.acknowledged_order("A", HOUR_MS)
         promised = {first}
         for rnd in range(2):  # two rounds: more chances for the race to show
 

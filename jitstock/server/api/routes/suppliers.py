@@ -21,7 +21,7 @@ from jitstock.server.api.schemas import (
     SupplierWithSecret,
 )
 from jitstock.server.db.models import Supplier
-from jitstock.server.redact import looks_redacted, redact_url
+from jitstock.server.redact import REDACTED_URL_REFUSED, foreign_redacted, redact_url
 
 router = APIRouter(prefix="/api/v1/suppliers", tags=["suppliers"])
 
@@ -54,15 +54,11 @@ def _with_secret(row: Supplier, secret: str, key: Principal) -> SupplierWithSecr
     )
 
 
-def _refuse_redacted(url: str | None) -> None:
+def _refuse_redacted(url: str | None, current: str | None) -> None:
     """A URL as a non-admin key is shown it (login, query values, fragment masked) is a
     copy of a redacted answer, never an address: stored, every order would go nowhere."""
-    if url is not None and looks_redacted(url):
-        raise FieldInvalid(
-            "webhook_url",
-            "a redacted URL (*** where a login or token was), not this supplier's: "
-            "only an admin key sees the full URL",
-        )
+    if foreign_redacted(url, current):
+        raise FieldInvalid("webhook_url", REDACTED_URL_REFUSED)
 
 
 @router.get("")
@@ -89,7 +85,7 @@ def create_supplier(
     body: SupplierCreate, session: SessionDep, key: Manager, ctx: CtxDep
 ) -> SupplierWithSecret:
     """Add a supplier; the response carries its webhook secret (generated unless given), this once."""
-    _refuse_redacted(body.webhook_url)
+    _refuse_redacted(body.webhook_url, None)
     row, secret = catalog.create_supplier(session, body, key.name, ctx.clock.time_ms())
     session.commit()
     return _with_secret(row, secret, key)
@@ -113,7 +109,7 @@ def update_supplier(
         and changes["webhook_url"] != current.webhook_url
     ):
         del changes["webhook_url"]  # the redacted URL sent back unchanged
-    _refuse_redacted(changes.get("webhook_url"))
+    _refuse_redacted(changes.get("webhook_url"), current.webhook_url)
     channel = changes.get("order_channel", current.order_channel)
     if channel == "email" and not changes.get("email", current.email):
         raise FieldInvalid("email", "order_channel 'email' needs an email address")
