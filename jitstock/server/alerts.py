@@ -23,6 +23,7 @@ from dataclasses import asdict
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server import alert_rules as rules
 from jitstock.server.agents import AGENT_SILENT_S
 from jitstock.server.alert_rules import AlertSpec, Verdict
+from jitstock.server.alert_text import describe
 from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.metrics import Metrics
@@ -425,10 +427,17 @@ class AlertMonitor:
         self._refresh_alerting_bins(s)
         out = [{"event": event, **alert_dict(row)} for event, row in changes]
         self._update_gauge(s)
-        # notify after the commit would be ideal; the transaction ends right after this returns
-        for item in out:
-            if self._notifier is not None:
-                self._notifier.notify(item["event"], item)
+        if self._notifier is not None:
+            # described as the API shows them; queued only once the change is committed
+            # (a rolled-back raise is never notified)
+            notifier = self._notifier
+            described = describe(s, out)
+
+            def _queue(_session: Session) -> None:
+                for item in described:
+                    notifier.notify(item["event"], item)
+
+            sa_event.listen(s, "after_commit", _queue, once=True)
         for hook in self.on_change:
             try:
                 hook(out)

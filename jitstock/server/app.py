@@ -31,12 +31,12 @@ from jitstock.server.ingest import SUBSCRIPTIONS, Ingest
 from jitstock.server.live import LiveHub
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import MqttConnection
-from jitstock.server.notify import Notifier, NotifyConfig
+from jitstock.server.notify import Notifier, NotifyConfig, NotifySettingRefused
 from jitstock.server.registry import BinRegistry
 from jitstock.server.replenish.bin_policy import Params as ReplenishParams
 from jitstock.server.replenish.recalc import Recalculator
 from jitstock.server.sender import ProcessClient
-from jitstock.server.settings import ServerSettings
+from jitstock.server.settings import ServerSettings, SettingRefused
 from jitstock.server.sparkplug.config import build_bridge
 from jitstock.server.state import SqlState
 from jitstock.server.supplier.email_channel import EmailChannel, SmtpConfig
@@ -98,7 +98,12 @@ class ServerApp:
         )
         self.http = httpx.Client(timeout=settings.webhook_timeout_s)
         # dashboard (issue 6): alerts and the live push to open pages
-        self.notifier = Notifier(_notify_config(settings), self.http)
+        try:
+            self.notifier = Notifier(
+                _notify_config(settings), self.http, self.metrics.registry
+            )
+        except NotifySettingRefused as exc:
+            raise SettingRefused(str(exc)) from exc
         self.live = LiveHub(
             self.session_factory,
             clock=clock,
@@ -382,4 +387,9 @@ def _notify_config(settings: ServerSettings) -> NotifyConfig:
         smtp_port=settings.alert_smtp_port,
         smtp_from=settings.alert_smtp_from,
         email_to=to,
+        smtp_user=settings.alert_smtp_user,
+        smtp_password=settings.alert_smtp_password,
+        smtp_starttls=settings.alert_smtp_starttls,
+        webhook_secret=settings.alert_webhook_secret,
+        link_base=settings.link_base_url,
     )

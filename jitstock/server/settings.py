@@ -115,6 +115,12 @@ class ServerSettings(BaseSettings):
     alert_smtp_port: int = 25
     alert_smtp_from: str = "jitstock@localhost"
     alert_email_to: str | None = None  # comma-separated addresses
+    # Standard Webhooks secret ('whsec_…') the alert webhook is signed with; unset: unsigned
+    alert_webhook_secret: str | None = None
+    # the alert mail relay's login and STARTTLS (an Office 365 or Gmail relay needs both)
+    alert_smtp_user: str | None = None
+    alert_smtp_password: str | None = None
+    alert_smtp_starttls: bool = False
 
     # Orders by e-mail (suppliers whose order_channel is 'email'; issue 13): the mail
     # relay, and the signed one-click links in each purchase order.
@@ -163,6 +169,8 @@ class ServerSettings(BaseSettings):
             "mqtt_password",
             "mqtt_dynsec_password",
             "smtp_password",
+            "alert_smtp_password",
+            "alert_webhook_secret",
             "supplier_link_secret",
         ):
             value = getattr(self, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jitstock.server.api.alert_schemas import register_alert_webhooks
 from jitstock.server.api.allowed_methods import AllowedMethods
 from jitstock.server.api.auth import ensure_bootstrap_key
 from jitstock.server.api.context import ApiContext
@@ -115,6 +116,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
     app.include_router(docs.router)  # /docs and /redoc, no CDN
     app.include_router(favicon.router)  # issue 14: /favicon.ico, no 404
     register_webhooks(app)  # issue 13: what suppliers receive, under "webhooks"
+    register_alert_webhooks(app)  # what the plant's alert webhook receives
     declare_error_responses(app)  # 401/403/404/409/422 in the OpenAPI document
     ensure_bootstrap_key(
         ctx.session_factory, ctx.settings.bootstrap_admin_key, ctx.clock.time_ms()

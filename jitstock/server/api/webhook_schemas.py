@@ -20,7 +20,7 @@ from jitstock.server.api.catalog import SECRET_ROTATION_GRACE_MS
 from jitstock.server.supplier.lifecycle import EVENT_TYPES
 from jitstock.server.webhooks import UNIT, WEBHOOK_VERSION
 
-__all__ = ["EVENT_DESCRIPTIONS", "register_webhooks"]
+__all__ = ["EVENT_DESCRIPTIONS", "doc_receiver", "register_webhooks"]
 
 WEBHOOKS_DESCRIPTION = f"""\
 **Every delivery** to a supplier's `webhook_url` (and every order published on
@@ -192,7 +192,7 @@ def _envelope_model(event_type: str) -> type[BaseModel]:
     )
 
 
-def _receiver(model: type[BaseModel]) -> Any:
+def doc_receiver(model: type[BaseModel]) -> Any:
     def receive(body: Any) -> None:
         """Documentation only: jitstock sends this, the supplier receives it."""
 
@@ -215,7 +215,7 @@ def register_webhooks(app: FastAPI) -> None:
         model = _envelope_model(event_type)
         app.webhooks.add_api_route(
             event_type,
-            _receiver(model),
+            doc_receiver(model),
             methods=["POST"],
             summary=event_type,
             description=EVENT_DESCRIPTIONS[event_type] + "\n\n" + WEBHOOKS_DESCRIPTION,

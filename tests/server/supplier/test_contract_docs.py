@@ -16,6 +16,7 @@ from sqlalchemy import select
 from jitstock.server.api.catalog import SECRET_ROTATION_GRACE_MS
 from jitstock.server.db.models import Supplier
 from jitstock.server.db.session import transaction
+from jitstock.server.notify import EVENTS
 from jitstock.server.supplier.lifecycle import EVENT_TYPES
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import Loop, events_of, supplier_loop
@@ -50,7 +51,16 @@ def test_the_openapi_document_validates_and_declares_webhooks_and_error_bodies(
         assert doc["openapi"].startswith("3.1")
         validate(doc)  # openapi-spec-validator: the document is valid OpenAPI 3.1
         # the full catalogue: every delivery type the server can send, one schema each
-        assert set(doc["webhooks"]) == set(EVENT_TYPES)
+        # (and the plant's own alert notifications, tagged apart from them)
+        supplier_hooks = {
+            name
+            for name, item in doc["webhooks"].items()
+            if item["post"]["tags"] == ["supplier webhooks"]
+        }
+        assert supplier_hooks == set(EVENT_TYPES)
+        assert set(doc["webhooks"]) - supplier_hooks == {
+            f"alert.{event}" for event in EVENTS
+        }
         source = "\n".join(
             p.read_text() for p in (ROOT / "jitstock").rglob("*.py") if p.is_file()
         )

@@ -153,8 +153,11 @@ def test_raised_alert_is_emailed_through_smtp(db) -> None:
     assert len(sink.messages) == 1
     msg = sink.messages[0]
     assert msg["To"] == "line@plant.example"
-    assert "scale_fault" in msg["Subject"]
-    assert "bin:B2" in msg["Subject"]
+    assert (
+        msg["Subject"]
+        == "[jitstock] CRITICAL: The scale of bin B2 (SKU-1) reports a fault"
+    )
+    assert "scale_fault on bin:B2" in msg.get_payload()
     assert "overload" in msg.get_payload()
 
 

@@ -1,0 +1,320 @@
+"""Alert notifications as a plant's integrator receives them: a real HTTP receiver that
+checks the Standard Webhooks signature with its own HMAC code and every body against
+the schema published in /openapi.json, and a real SMTP server.  The receiver down or
+answering 503 must not lose a critical alert; a refusal drops only that notification.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from jsonschema import Draft202012Validator
+from prometheus_client import generate_latest
+from sqlalchemy import update
+
+from jitstock.server.alerts import AlertMonitor
+from jitstock.server.api.alert_schemas import register_alert_webhooks
+from jitstock.server.db.models import Agent, Bin, Sku
+from jitstock.server.db.session import transaction
+from jitstock.server.metrics import Metrics
+from jitstock.server.notify import Notifier, NotifyConfig, NotifySettingRefused
+from jitstock.server.seed import BinSeed, seed_plant
+from tests.server.web.smtp_sink import SmtpSink
+from tests.waits import WAIT_S, wait_until
+
+NOW = 1_800_000_000_000
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+BASE = "https://jit.plant.example"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = NOW
+
+    def monotonic(self) -> float:
+        return self.ms / 1000
+
+    def time_ms(self) -> int:
+        return self.ms
+
+    def sleep(self, seconds: float) -> None:
+        self.ms += int(seconds * 1000)
+
+
+def _my_signature_ok(headers: dict[str, str], body: bytes) -> bool:
+    """The Standard Webhooks check written from its spec, not with our library."""
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    want = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    given = [s.split(",", 1)[1] for s in headers.get("webhook-signature", "").split()]
+    fresh = abs(time.time() - int(headers["webhook-timestamp"])) < 300
+    return fresh and any(hmac.compare_digest(want, g) for g in given)
+
+
+class Receiver:
+    """An alert endpoint answering as scripted (then 200), keeping what it got."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, dict[str, str], bytes]] = []
+        self.answers: deque[int] = deque()
+        self.cond = threading.Condition()
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with me.cond:
+                    status = me.answers.popleft() if me.answers else 200
+                self.send_response(status)
+                if status == 503:
+                    self.send_header("retry-after", "0")
+                self.send_header("content-length", "0")
+                self.end_headers()
+                with me.cond:
+                    me.got.append(
+                        (status, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    me.cond.notify_all()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/jitstock"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def taken(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [json.loads(b) for status, _, b in self.got if status == 200]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def _contract() -> dict[str, Draft202012Validator]:
+    app = FastAPI()
+    register_alert_webhooks(app)
+    doc = app.openapi()
+    out = {}
+    for name, item in doc["webhooks"].items():
+        schema = item["post"]["requestBody"]["content"]["application/json"]["schema"]
+        out[name] = Draft202012Validator(
+            {**schema, "components": doc.get("components", {})}
+        )
+    return out
+
+
+def _plant(db: Any, sku_name: str = "Bolt M8") -> None:
+    seed_plant(
+        db.factory,
+        "plant1",
+        [BinSeed(f"B{i}", "pi-1", "SKU-1", 10.0, 0.0, 5, 10, 40, None) for i in (1, 2)],
+    )
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).values(on_hand=20, last_seen_ms=NOW))
+        s.execute(update(Agent).values(online=True, last_seen_ms=NOW))
+        s.execute(update(Sku).values(name=sku_name))
+
+
+def _set(db: Any, bin_id: str, **values: Any) -> None:
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).where(Bin.id == bin_id).values(**values))
+
+
+def _notifier(metrics: Metrics, **kw: Any) -> Notifier:
+    config = NotifyConfig(link_base=BASE, backoff_base_s=0.05, backoff_cap_s=0.2, **kw)
+    return Notifier(config, registry=metrics.registry)
+
+
+def test_a_503_does_not_lose_the_stockout_and_every_event_arrives_signed_in_order(
+    db, receiver
+) -> None:
+    _plant(db)
+    metrics = Metrics()
+    notifier = _notifier(metrics, webhook_url=receiver.url, webhook_secret=SECRET)
+    notifier.start()
+    monitor = AlertMonitor(db.factory, metrics, clock=Clock(), notifier=notifier)
+    try:
+        receiver.answers.extend([503, 503, 503])  # the pager's proxy is restarting
+        _set(db, "B1", on_hand=0)
+        monitor.run_full()
+        _set(db, "B2", sensor_ok=False, sensor_fault="overload")
+        monitor.run_full()
+        _set(db, "B1", on_hand=30)
+        monitor.mark(["B1"], [])
+        monitor.run_marked()
+        wait_until(lambda: len(receiver.taken()) >= 3, what="three alert events taken")
+    finally:
+        notifier.stop()
+
+    bodies = receiver.taken()
+    assert [(b["type"], b["alert"]["kind"]) for b in bodies] == [
+        ("alert.raised", "stockout"),
+        ("alert.raised", "scale_fault"),
+        ("alert.resolved", "stockout"),
+    ]
+    stockout = bodies[0]
+    assert stockout["id"] == f"alert_{stockout['alert']['id']}_raised"
+    assert stockout["alert"]["headline"] == "Bin B1 (SKU-1 Bolt M8) is empty"
+    assert stockout["alert"]["what_to_do"]
+    assert stockout["alert"]["url"] == f"{BASE}/#/bin/B1"
+    assert stockout["timestamp_ms"] == stockout["alert"]["opened_ms"]
+    assert bodies[2]["timestamp_ms"] == bodies[2]["alert"]["resolved_ms"]
+
+    # the three 503s were the stockout's first three tries: the same id and body each time
+    with receiver.cond:
+        tries = [
+            (s, h, b) for s, h, b in receiver.got if h["webhook-id"] == stockout["id"]
+        ]
+    assert [s for s, _, _ in tries] == [503, 503, 503, 200]
+    assert len({b for _, _, b in tries}) == 1
+    # every request signed (checked with our own HMAC) and every body in the contract
+    contract = _contract()
+    with receiver.cond:
+        for _, headers, body in receiver.got:
+            assert _my_signature_ok(headers, body), headers
+            payload = json.loads(body)
+            assert headers["webhook-id"] == payload["id"]
+            errors = [e.message for e in contract[payload["type"]].iter_errors(payload)]
+            assert errors == [], errors
+    text = generate_latest(metrics.registry).decode()
+    assert (
+        'jitstock_alert_notifications_total{channel="webhook",outcome="retried"} 3.0'
+        in text
+    )
+    assert (
+        'jitstock_alert_notifications_total{channel="webhook",outcome="sent"} 3.0'
+        in text
+    )
+
+
+def test_a_refusal_drops_only_that_notification(db, receiver) -> None:
+    _plant(db)
+    metrics = Metrics()
+    notifier = _notifier(metrics, webhook_url=receiver.url)
+    notifier.start()
+    monitor = AlertMonitor(db.factory, metrics, clock=Clock(), notifier=notifier)
+    try:
+        receiver.answers.append(410)
+        _set(db, "B1", on_hand=0)
+        monitor.run_full()
+        _set(db, "B2", on_hand=0)
+        monitor.run_full()
+        wait_until(lambda: len(receiver.taken()) >= 1, what="the second alert")
+    finally:
+        notifier.stop()
+    assert [b["alert"]["bin_id"] for b in receiver.taken()] == ["B2"]
+    with receiver.cond:
+        assert [s for s, _, _ in receiver.got] == [410, 200]
+        # unsigned without a secret, but still identified
+        assert all("webhook-signature" not in h for _, h, _ in receiver.got)
+        assert all(h["webhook-id"].startswith("alert_") for _, h, _ in receiver.got)
+    text = generate_latest(metrics.registry).decode()
+    assert (
+        'jitstock_alert_notifications_total{channel="webhook",outcome="dropped"} 1.0'
+        in text
+    )
+
+
+def test_a_receiver_that_stays_down_does_not_hold_up_a_stop(db) -> None:
+    _plant(db)
+    metrics = Metrics()
+    # nothing listens there: every try is refused, and is retried
+    notifier = _notifier(metrics, webhook_url="http://127.0.0.1:9/alerts")
+    notifier.start()
+    monitor = AlertMonitor(db.factory, metrics, clock=Clock(), notifier=notifier)
+    _set(db, "B1", on_hand=0)
+    monitor.run_full()
+    wait_until(
+        lambda: 'outcome="retried"} 2.0' in generate_latest(metrics.registry).decode(),
+        what="two retries",
+    )
+    stop = threading.Thread(target=notifier.stop)
+    stop.start()
+    stop.join(WAIT_S)
+    assert not stop.is_alive(), "stop() waited for a receiver that is down"
+
+
+def test_email_reads_as_a_sentence_with_the_next_step_and_a_link(db) -> None:
+    # a part name with a line break must not break (or inject into) the mail's header
+    _plant(db, sku_name="Bolt M8\r\nBcc: all@plant.example")
+    sink = SmtpSink()
+    sink.start()
+    metrics = Metrics()
+    notifier = _notifier(
+        metrics,
+        smtp_host="127.0.0.1",
+        smtp_port=sink.port,
+        email_to=("line3@plant.example",),
+    )
+    notifier.start()
+    try:
+        monitor = AlertMonitor(db.factory, metrics, clock=Clock(), notifier=notifier)
+        _set(db, "B2", sensor_ok=False, sensor_fault="overload")
+        monitor.run_full()
+        wait_until(lambda: len(sink.messages) >= 1, what="the alert e-mail")
+    finally:
+        notifier.stop()
+        sink.stop()
+    msg = sink.messages[0]
+    assert msg["To"] == "line3@plant.example"
+    assert msg["Bcc"] is None
+    # one header (a long one is folded, which a reader unfolds), no Bcc smuggled in
+    assert " ".join(msg["Subject"].split()) == (
+        "[jitstock] CRITICAL: The scale of bin B2 (SKU-1 Bolt M8 Bcc: all@plant.example)"
+        " reports a fault"
+    )
+    text = msg.get_payload(decode=True).decode()
+    assert "What to do: Check the scale under bin B2" in text
+    assert f"Open: {BASE}/#/bin/B2" in text
+    assert "Opened: 2027-01-15T08:00:00Z" in text
+    assert "overload" in text
+
+
+@pytest.mark.parametrize(
+    ("config", "names"),
+    [
+        ({"webhook_url": "ftp://pager.example/alerts"}, "JITSTOCK_ALERT_WEBHOOK_URL"),
+        ({"webhook_url": "pager.example/alerts"}, "JITSTOCK_ALERT_WEBHOOK_URL"),
+        ({"webhook_url": "http:///alerts"}, "JITSTOCK_ALERT_WEBHOOK_URL"),
+        (
+            {"webhook_url": "https://p.example", "webhook_secret": "changeme"},
+            "JITSTOCK_ALERT_WEBHOOK_SECRET",
+        ),
+        (
+            {"webhook_url": "https://p.example", "webhook_secret": "whsec_%%%"},
+            "JITSTOCK_ALERT_WEBHOOK_SECRET",
+        ),
+        (
+            {"smtp_host": "mail", "email_to": ("line3 at plant",)},
+            "JITSTOCK_ALERT_EMAIL_TO",
+        ),
+        (
+            {"smtp_host": "mail", "email_to": ("a@b.example\r\nBcc: x@y",)},
+            "JITSTOCK_ALERT_EMAIL_TO",
+        ),
+    ],
+)
+def test_settings_no_notification_could_use_are_refused_by_name(
+    config: dict[str, Any], names: str
+) -> None:
+    with pytest.raises(NotifySettingRefused, match=names):
+        Notifier(NotifyConfig(**config))
