@@ -35,7 +35,7 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -251,7 +251,7 @@ def email_message(
 class _Note:
     event: str
     alert: dict[str, Any]
-    queued_at: float = field(default_factory=time.monotonic)
+    queued_at: float = 0.0
     attempts: int = 0
 
 
@@ -276,9 +276,11 @@ class _Channel:
         send: Callable[[_Note], _Verdict],
         config: NotifyConfig,
         counter: Counter,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._send = send
+        self._now = now
         self._config = config
         self._counter = counter
         self._queue: collections.deque[_Note] = collections.deque()
@@ -306,7 +308,7 @@ class _Channel:
                     note.event,
                 )
                 return
-            self._queue.append(_Note(note.event, note.alert))
+            self._queue.append(_Note(note.event, note.alert, self._now()))
             self._cond.notify()
 
     def stop(self) -> None:
@@ -334,6 +336,35 @@ class _Channel:
         )
         return random.uniform(0, cap)
 
+    def step(self) -> float | None:
+        """One try at the head of the queue.
+
+        None when the head is done with (sent or dropped) or the queue is empty; else
+        the seconds to wait before trying it again."""
+        with self._cond:
+            if not self._queue:
+                return None
+            note = self._queue[0]
+        verdict = self._attempt(note)
+        if verdict.outcome == "retry":
+            if self._now() - note.queued_at < self._config.retry_for_s:
+                self._counter.labels(self.name, "retried").inc()
+                self._bad.log(
+                    logging.WARNING,
+                    "retry",
+                    "alert %s: %s; alert %s %s will be sent again",
+                    self.name,
+                    verdict.why,
+                    note.alert.get("id"),
+                    note.event,
+                )
+                return self._delay(note, verdict)
+            verdict = _Verdict(
+                "drop", f"{verdict.why}; retried for {self._config.retry_for_s:.0f} s"
+            )
+        self._done(note, verdict)
+        return None
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -341,32 +372,16 @@ class _Channel:
                     self._cond.wait()
                 if self._stopping:
                     break
-                note = self._queue[0]
-            verdict = self._attempt(note)
-            if verdict.outcome == "retry":
-                expired = time.monotonic() - note.queued_at >= self._config.retry_for_s
-                if not expired:
-                    self._counter.labels(self.name, "retried").inc()
-                    self._bad.log(
-                        logging.WARNING,
-                        "retry",
-                        "alert %s: %s; alert %s %s will be sent again",
-                        self.name,
-                        verdict.why,
-                        note.alert.get("id"),
-                        note.event,
-                    )
-                    with self._cond:
-                        self._cond.wait_for(
-                            lambda: self._stopping, self._delay(note, verdict)
-                        )
-                    continue
-                verdict = _Verdict(
-                    "drop",
-                    f"{verdict.why}; retried for {self._config.retry_for_s:.0f} s",
-                )
-            self._done(note, verdict)
+            delay = self.step()
+            if delay is not None:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping, delay)
         self._flush()
+
+    def pending(self) -> list[tuple[Any, str]]:
+        """(alert id, event) of the notifications waiting, head first."""
+        with self._cond:
+            return [(n.alert.get("id"), n.event) for n in self._queue]
 
     def _done(self, note: _Note, verdict: _Verdict) -> None:
         with self._cond:

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from jsonschema import Draft202012Validator
 from prometheus_client import generate_latest
 from sqlalchemy import update
@@ -27,7 +30,14 @@ from jitstock.server.api.alert_schemas import register_alert_webhooks
 from jitstock.server.db.models import Agent, Bin, Sku
 from jitstock.server.db.session import transaction
 from jitstock.server.metrics import Metrics
-from jitstock.server.notify import Notifier, NotifyConfig, NotifySettingRefused
+from jitstock.server.notify import (
+    EVENTS,
+    Notifier,
+    NotifyConfig,
+    NotifySettingRefused,
+    _Channel,
+    _Note,
+)
 from jitstock.server.seed import BinSeed, seed_plant
 from tests.server.web.smtp_sink import SmtpSink
 from tests.waits import WAIT_S, wait_until
@@ -73,18 +83,18 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                # kept before the answer leaves: whoever got the answer finds it here
                 with me.cond:
                     status = me.answers.popleft() if me.answers else 200
+                    me.got.append(
+                        (status, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    me.cond.notify_all()
                 self.send_response(status)
                 if status == 503:
                     self.send_header("retry-after", "0")
                 self.send_header("content-length", "0")
                 self.end_headers()
-                with me.cond:
-                    me.got.append(
-                        (status, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                    me.cond.notify_all()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -318,3 +328,121 @@ def test_settings_no_notification_could_use_are_refused_by_name(
 ) -> None:
     with pytest.raises(NotifySettingRefused, match=names):
         Notifier(NotifyConfig(**config))
+
+
+# -- the queue as a state machine: random interleavings of alerts, answers and time --
+
+
+class ChannelMachine(RuleBasedStateMachine):
+    """Drives one webhook channel (no thread: ``step()`` is the thread's one try) against a
+    real receiver, and checks it after every step against a model kept here: the queue
+    in order, each event delivered at most once and only when answered 2xx, a refusal or
+    a retry past the horizon dropping exactly the head, and the outcome counters."""
+
+    RETRY_FOR_S = 100.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiver = Receiver()
+        self.metrics = Metrics()
+        self.clock = 0.0
+        config = NotifyConfig(
+            webhook_url=self.receiver.url,
+            webhook_secret=SECRET,
+            link_base=BASE,
+            retry_for_s=self.RETRY_FOR_S,
+        )
+        self.notifier = Notifier(config, registry=self.metrics.registry)
+        self.channel = _Channel(
+            "webhook",
+            self.notifier._post,  # noqa: SLF001 - the real POST, driven step by step
+            config,
+            self.notifier.outcomes,
+            now=lambda: self.clock,
+        )
+        self.next_id = 1
+        # the model
+        self.pending: list[tuple[int, str, float]] = []  # (alert id, event, queued at)
+        self.answers: list[int] = []
+        self.delivered: list[str] = []
+        self.counts = {"sent": 0, "retried": 0, "dropped": 0}
+
+    def teardown(self) -> None:
+        self.receiver.stop()
+
+    @rule(event=st.sampled_from(EVENTS))
+    def alert_event(self, event: str) -> None:
+        alert_id = self.next_id
+        self.next_id += 1
+        alert = {
+            "id": alert_id,
+            "kind": "stockout",
+            "entity": f"bin:B{alert_id}",
+            "state": "open",
+            "severity": "critical",
+            "message": "empty",
+            "headline": "Bin is empty",
+            "what_to_do": "refill",
+            "bin_id": f"B{alert_id}",
+            "opened_ms": NOW,
+            "acked_ms": NOW + 1 if event != "raised" else None,
+            "resolved_ms": NOW + 2 if event == "resolved" else None,
+        }
+        self.channel.put(_Note(event, alert))
+        self.pending.append((alert_id, event, self.clock))
+
+    @rule(status=st.sampled_from([200, 503, 429, 410, 400]))
+    def receiver_will_answer(self, status: int) -> None:
+        with self.receiver.cond:
+            self.receiver.answers.append(status)
+        self.answers.append(status)
+
+    @rule(seconds=st.sampled_from([1.0, 30.0, 99.0, 150.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.clock += seconds
+
+    @rule()
+    def one_try(self) -> None:
+        delay = self.channel.step()
+        if not self.pending:
+            assert delay is None
+            return
+        alert_id, event, queued = self.pending[0]
+        status = self.answers.pop(0) if self.answers else 200
+        if status == 200:
+            self.pending.pop(0)
+            self.delivered.append(f"alert_{alert_id}_{event}")
+            self.counts["sent"] += 1
+            assert delay is None
+        elif status in (503, 429) and self.clock - queued < self.RETRY_FOR_S:
+            self.counts["retried"] += 1
+            assert delay is not None
+            assert 0 <= delay <= 600
+        else:  # refused, or retried past the horizon
+            self.pending.pop(0)
+            self.counts["dropped"] += 1
+            assert delay is None
+
+    @invariant()
+    def matches_the_model(self) -> None:
+        assert self.channel.pending() == [(i, e) for i, e, _ in self.pending]
+        assert [b["id"] for b in self.receiver.taken()] == self.delivered
+        text = generate_latest(self.metrics.registry).decode()
+        for outcome, n in self.counts.items():
+            line = (
+                "jitstock_alert_notifications_total"
+                f'{{channel="webhook",outcome="{outcome}"}} {float(n)}'
+            )
+            assert (line in text) if n else (f'outcome="{outcome}"' not in text), (
+                outcome,
+                n,
+            )
+        with self.receiver.cond:
+            for _, headers, body in self.receiver.got:
+                assert _my_signature_ok(headers, body)
+
+
+TestChannelMachine = ChannelMachine.TestCase
+TestChannelMachine.settings = settings(
+    max_examples=30, stateful_step_count=25, deadline=None
+)
