@@ -118,8 +118,11 @@ def mosquitto_pub(mqtt_url: str, topic: str, payload: str) -> None:
     )
 
 
-def test_mosquitto_pub_gs1_scans_and_gtin_forms(tmp_path: Path, mosquitto) -> None:
-    with supplier_loop(tmp_path, mosquitto.url) as loop:
+def test_mosquitto_pub_gs1_scans_and_gtin_forms(
+    tmp_path: Path, mosquitto, db_url: str
+) -> None:
+    """On both state DB backends (the barcode match is an IN over the GTIN's forms)."""
+    with supplier_loop(tmp_path, mosquitto.url, db_url=db_url) as loop:
         # the SKU's barcode as a GTIN-14; carton labels name it as an EAN-13
         r = loop.admin.patch(f"/api/v1/skus/{SKU}", json={"barcode": "0" + GTIN13})
         assert r.status_code == 200, r.text
