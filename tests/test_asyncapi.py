@@ -306,7 +306,15 @@ SENT_MS = {"sent_ms": MS | st.none()}
 READING = st.fixed_dictionaries(
     {"bin": BIN, "ts_ms": MS, "grams": GRAMS}, optional={"stable": FLAG}
 )
-SCAN = st.fixed_dictionaries({"scanner": BIN, "ts_ms": MS, "code": PRINTABLE})
+# a GS1 label's code: printable characters with GS (FNC1) between, before or after them
+GS1_CODE = (
+    st.lists(st.sampled_from([p.GS, ""]) | PRINTABLE.map(lambda t: t[:60]), min_size=1)
+    .map("".join)
+    .filter(lambda c: c.strip(p.GS) != "" and len(c) <= p.MAX_CODE_LEN)
+)
+SCAN = st.fixed_dictionaries(
+    {"scanner": BIN, "ts_ms": MS, "code": PRINTABLE | GS1_CODE}
+)
 READINGS = st.fixed_dictionaries(
     {"agent": NAME, "seq": SEQ, "readings": st.lists(READING, max_size=8)},
     optional=SENT_MS,
@@ -458,7 +466,20 @@ SCAN_BREAKS: list[tuple[str, Any]] = [
     *[(f"ts_ms {v!r}", {**GOOD_SCAN, "ts_ms": v}) for v in BAD_INTEGERS],
     *[
         (f"code {v!r}", {**GOOD_SCAN, "code": v})
-        for v in ["", "x" * (p.MAX_CODE_LEN + 1), "a\x00b", "a\tb", "\x85", 5, None]
+        for v in [
+            "",
+            "x" * (p.MAX_CODE_LEN + 1),
+            "ß" * (p.MAX_CODE_LEN + 1),
+            "a\x00b",
+            "a\tb",
+            "\x85",
+            "\x1d",  # GS alone, or nothing but GS: no code
+            "\x1d\x1d",
+            "01\x1c02",  # FS: not the GS1 separator
+            "\x1d01\x1e",
+            5,
+            None,
+        ]
     ],
 ]
 
@@ -607,12 +628,20 @@ def test_every_message_of_a_real_edge_agent_is_valid_by_the_asyncapi_schemas(
         sub.wait_for(lambda: "readings" in kinds(), what="first readings")
         scales[0].pick(3)
         scales[1].refill(10)
-        for code in ("4006381333931", "JSORD:ord_7f3a", "LOT 2026-11/ß"):
+        codes = (
+            "4006381333931",
+            "JSORD:ord_7f3a",
+            "LOT 2026-11/ß",
+            "]C10104006381333931\x1d10LOT42\x1d3012",  # GS1-128: FNC1 as GS
+        )
+        for code in codes:
             assert scanner.scan(code)
         sub.wait_for(
-            lambda: sum(len(m.doc["scans"]) for m in sub.snapshot("/scans")) >= 3,
-            what="three scans",
+            lambda: sum(len(m.doc["scans"]) for m in sub.snapshot("/scans")) >= 4,
+            what="four scans",
         )
+        sent = [s["code"] for m in sub.snapshot("/scans") for s in m.doc["scans"]]
+        assert sent == list(codes)
         # a fault shows on the status (a sensor with a fault label)
         for _ in range(5):
             scales[1].inject_garbage(64)

@@ -244,3 +244,26 @@ def test_one_bin_id_pattern_for_the_wire_the_api_and_the_docs() -> None:
     assert documented == {"`[A-Za-z0-9_-]{1,64}`", "`[A-Za-z0-9_.:-]{1,64}`"}
     assert f"`{p.BIN_RE.pattern[1:-1]}`" in documented
     assert f"`{p.NAME_RE.pattern[1:-1]}`" in documented
+
+
+def test_a_scan_code_may_hold_gs_and_is_counted_in_characters() -> None:
+    """A GS1 label's FNC1 travels as GS (JSON \\u001d); the length is in characters."""
+    good = [
+        "]C10104006381333931\x1d10LOT42\x1d3012",
+        "\x1d0104006381333931\x1d",
+        "(01)04006381333931",
+        "€" * p.MAX_CODE_LEN,
+    ]
+    bad = ["\x1d", "\x1d\x1d", "01\x1c02", "\x00", "€" * (p.MAX_CODE_LEN + 1)]
+    scans = [
+        {"scanner": "gun-1", "ts_ms": 1767225600400, "code": c} for c in good + bad
+    ]
+    payload = orjson.dumps({"agent": "pi-1", "seq": 1, "scans": scans})
+    assert b"\\u001d" in payload  # JSON's escape, as mosquitto_pub would send it
+    batch, rejects = p.decode_scans(payload)
+    assert [s.code for s in batch.scans] == good
+    assert [(r.index, r.reason) for r in rejects] == [
+        (i, "bad_code") for i in range(len(good), len(good) + len(bad))
+    ]
+    assert all(p.valid_code(c) for c in good)
+    assert not any(p.valid_code(c) for c in bad)

@@ -9,7 +9,10 @@ s32 value, 24 bytes on 64-bit): the ``evdev`` package is an sdist that needs ker
 headers on the Pi, and the record layout is a stable kernel ABI.
 
 Key presses become characters through :class:`~jitstock.edge.keymap.Keymap` (Shift,
-Caps Lock, AltGr; layout ``us`` or ``de``). A finished code is delivered exactly like
+Caps Lock, AltGr; layout ``us`` or ``de``).  Ctrl+] is GS (0x1D), the FNC1 separator a
+GS1 label's variable-length fields end with, as keyboard-wedge scanners type it: it
+stays in the code; Ctrl with any other key is a control character, and its code
+garbage. A finished code is delivered exactly like
 a serial scanner's line (:meth:`ScanSink.on_scan`). Garbage — a key the layout has no
 character for, a code longer than the wire contract allows, a code left unfinished
 for :data:`PARTIAL_TIMEOUT_S` — is counted and dropped, the next code is read.
@@ -33,9 +36,11 @@ from typing import Protocol
 
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.edge.keymap import (
+    CTRL_KEYS,
     IGNORED_KEYS,
     KEY_CAPSLOCK,
     KEY_RIGHTALT,
+    KEY_RIGHTBRACE,
     SHIFT_KEYS,
     SUFFIX_KEYS,
     Keymap,
@@ -47,8 +52,9 @@ from jitstock.edge.scan_reader import (
     DeviceGone,
     ScanReader,
     ScanSink,
+    trim_code,
 )
-from jitstock.protocol import MAX_CODE_LEN
+from jitstock.protocol import GS, MAX_CODE_LEN, valid_code
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,7 @@ class KeyDecoder:
     def __init__(self, layout: Layout) -> None:
         self.keymap = Keymap(layout)
         self._shift: set[int] = set()
+        self._ctrl: set[int] = set()
         self._altgr = False
         self._caps = False
         self._chars: list[str] = []
@@ -97,6 +104,7 @@ class KeyDecoder:
     def reset(self) -> None:
         """Forget a half-typed code and the modifiers (after a re-open)."""
         self._shift.clear()
+        self._ctrl.clear()
         self._altgr = False
         self._chars, self._bad, self.started_at = [], None, None
 
@@ -107,6 +115,12 @@ class KeyDecoder:
                 self._shift.add(code)
             elif value == KEY_RELEASE:
                 self._shift.discard(code)
+            return None, None
+        if code in CTRL_KEYS:
+            if value == KEY_PRESS:
+                self._ctrl.add(code)
+            elif value == KEY_RELEASE:
+                self._ctrl.discard(code)
             return None, None
         if code == KEY_RIGHTALT:
             if value in (KEY_PRESS, KEY_RELEASE):
@@ -126,6 +140,13 @@ class KeyDecoder:
         char = self.keymap.char(
             code, shift=bool(self._shift), caps=self._caps, altgr=self._altgr
         )
+        if self._ctrl and (char is not None or code == KEY_RIGHTBRACE):
+            if char != "]" and code != KEY_RIGHTBRACE:
+                self._bad = self._bad or (
+                    f"Ctrl+{char} is a control character (only Ctrl+], GS, is taken)"
+                )
+                return None, None
+            char = GS  # Ctrl+]: a GS1 label's FNC1 separator
         if char is None:
             self._bad = (
                 self._bad
@@ -143,13 +164,14 @@ class KeyDecoder:
         # a scanner releases Shift/AltGr before its suffix; one still down is a lost release
         # (line noise, a glitch) that would garble every later code, so a code ends it
         self._shift.clear()
+        self._ctrl.clear()
         self._altgr = False
         if bad is not None:
             return None, f"{bad} (typed so far {text[:40]!r})"
-        text = text.strip()
+        text = trim_code(text)
         if not text:
             return None, None  # a lone Enter: nothing was scanned
-        if not text.isprintable():
+        if not valid_code(text):
             return None, f"unprintable code {text[:40]!r}"
         return text, None
 

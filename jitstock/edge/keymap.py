@@ -27,8 +27,14 @@ KEY_RIGHTALT = 100  # AltGr on European layouts
 # Keys that end a code: the scanner's suffix, Enter (main or keypad) or Tab.
 SUFFIX_KEYS = frozenset({KEY_ENTER, KEY_KPENTER, KEY_TAB})
 SHIFT_KEYS = frozenset({KEY_LEFTSHIFT, KEY_RIGHTSHIFT})
-# Modifiers that change no character here (Ctrl, left Alt, Meta): ignored, not errors.
-IGNORED_KEYS = frozenset({29, 97, 56, 125, 126, 69})  # ctrls, left alt, metas, NumLock
+# Ctrl (left, right): Ctrl+] is GS, how a keyboard-wedge scanner types a GS1 label's
+# FNC1 separator (edge/hid.py); Ctrl with any other key is a control character.
+CTRL_KEYS = frozenset({29, 97})
+# The key that is "]" on a US keyboard: with Ctrl it is GS on every layout (a scanner set
+# to German may send it for Ctrl+] as it would on a US keyboard, where ] is AltGr+9).
+KEY_RIGHTBRACE = 27
+# Modifiers that change no character here (left Alt, Meta): ignored, not errors.
+IGNORED_KEYS = frozenset({56, 125, 126, 69})  # left alt, metas, NumLock
 
 # The rows of the main block: first key code of the row, then unshifted / shifted characters.
 _ROWS: dict[Layout, tuple[tuple[int, str, str], ...]] = {

@@ -16,6 +16,7 @@ import threading
 from typing import Generic, Protocol, TypeVar
 
 from jitstock.clock import REAL_CLOCK, Clock, wait
+from jitstock.protocol import GS
 from jitstock.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,16 @@ BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 
 Handle = TypeVar("Handle")
+
+# What both readers trim at the ends of a code: blanks, not GS (str.strip() would take
+# GS, which Python counts as whitespace, and with it a leading FNC1).  No blank is
+# above U+3000.
+_BLANKS = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and c != GS)
+
+
+def trim_code(text: str) -> str:
+    """``text`` without the blanks at its ends (GS kept: it is a GS1 label's FNC1)."""
+    return text.strip(_BLANKS)
 
 
 class ScanSink(Protocol):

@@ -1,10 +1,14 @@
 """ScannerReader: a serial barcode scanner's CR/LF-terminated lines, delivered as scans.
 
-Lines with non-printable bytes (line noise) or longer than the wire contract allows
-are counted and dropped (an overlong line whole, up to its CR/LF: its tail is no code). A vanished port is reopened with capped exponential backoff
-(edge/scan_reader.py, shared with the HID scanner's reader). The port is opened
-exclusively (pyserial ``exclusive=True``, a flock on the device): a second agent or
-``check-port`` cannot steal the scanner's lines.
+Lines with control bytes (line noise) or longer than the wire contract allows are
+counted and dropped (an overlong line whole, up to its CR/LF: its tail is no code).
+GS (0x1D) is no noise: it is the FNC1 separator of a GS1 label (a GTIN with a lot
+number, a count) and stays in the code, with any AIM symbology identifier (``]C1``,
+``]d2``) the scanner sends: the server interprets both (docs/protocol.md).  The length
+limit is the contract's, in characters (a code of 256 ``ß`` is 512 bytes).  A vanished
+port is reopened with capped exponential backoff (edge/scan_reader.py, shared with the
+HID scanner's reader).  The port is opened exclusively (pyserial ``exclusive=True``, a
+flock on the device): a second agent or ``check-port`` cannot steal the scanner's lines.
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ from jitstock.edge.scan_reader import (
     DeviceGone,
     ScanReader,
     ScanSink,
+    trim_code,
 )
-from jitstock.protocol import MAX_CODE_LEN
+from jitstock.protocol import MAX_CODE_LEN, valid_code
 
 # Real seconds one read may block: bounds stop() latency.
 READ_TIMEOUT_S = 0.1
+# UTF-8 continuation bytes: a line's characters are its bytes less these (a line longer
+# than MAX_CODE_LEN characters is garbage before its end is seen, its tail skipped).
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def line_chars(buf: bytes | bytearray) -> int:
+    """How many characters the UTF-8 bytes in ``buf`` are (an invalid byte counts one)."""
+    return len(bytes(buf).translate(None, _CONTINUATION))
 
 
 def split_lines(buf: bytearray) -> list[bytes]:
@@ -48,17 +61,19 @@ def _line_end(buf: bytearray) -> int:
 
 
 def decode_code(line: bytes) -> str | None:
-    """The code in one line, or None when it is garbage (non-printable, not UTF-8, too long)."""
-    if not line or len(line) > MAX_CODE_LEN:
+    """The code in one line, blanks at its ends trimmed, or None when it is garbage
+    (not UTF-8, a control character other than GS, nothing but GS, over MAX_CODE_LEN
+    characters): :func:`jitstock.protocol.valid_code`."""
+    if not line or len(line) > 4 * MAX_CODE_LEN:
         return None
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    text = text.strip()
-    if not text or not text.isprintable():
+    if len(text) > MAX_CODE_LEN:  # blanks included, as the unfinished line's count
         return None
-    return text
+    text = trim_code(text)
+    return text if valid_code(text) else None
 
 
 class ScannerReader(ScanReader[Any]):
@@ -121,7 +136,7 @@ class ScannerReader(ScanReader[Any]):
                 skipping = False
             for line in split_lines(buf):
                 self._handle(line)
-            if len(buf) > MAX_CODE_LEN:
+            if line_chars(buf) > MAX_CODE_LEN:
                 buf.clear()
                 skipping = True
                 self._garbage("a line longer than a code may be")

@@ -29,6 +29,7 @@ from __future__ import annotations
 from jitstock.protocol.contract import (
     AGENT_KINDS,
     BIN_RE,
+    GS,
     MAX_CODE_LEN,
     MAX_EXACT_FLOAT_INT,
     MAX_FAULT_LEN,
@@ -69,6 +70,7 @@ from jitstock.protocol.contract import (
     parse_topic,
     publish_packet_bytes,
     subscription,
+    valid_code,
 )
 from jitstock.protocol.decode import (
     ReadingColumns,
@@ -85,6 +87,7 @@ __all__ = [
     "AgentConfig",
     "BIN_RE",
     "BinMapping",
+    "GS",
     "Kind",
     "MAX_CODE_LEN",
     "MAX_EXACT_FLOAT_INT",
@@ -130,4 +133,5 @@ __all__ = [
     "parse_topic",
     "publish_packet_bytes",
     "subscription",
+    "valid_code",
 ]

@@ -32,7 +32,12 @@ MAX_GRAMS = 2_000_000.0
 MAX_PAST_MS = 30 * 24 * 3600 * 1000
 # ... but never from the future beyond clock skew between a Pi and the server.
 MAX_FUTURE_MS = 5 * 60 * 1000
+# A scan code: 1 .. MAX_CODE_LEN characters (not bytes), each printable or GS.
 MAX_CODE_LEN = 256
+# ASCII GS (group separator): how a scanner sends the FNC1 that separates the
+# variable-length fields of a GS1-128 / GS1 DataMatrix label.  The one control
+# character a scan code may hold (see :func:`valid_code`).
+GS = "\x1d"
 # Every integer on the wire must fit a signed 64-bit column (BIGINT) and Python's sqlite3.
 MAX_INT64 = 2**63 - 1
 # seq counts batches from 1; beyond int64 the state DB cannot store it.
@@ -47,6 +52,14 @@ MAX_FAULT_LEN = 200
 # are published on jit/v1/{site}/orders/{supplier}, so an agent called "orders" would
 # collide with them (a supplier with id "status" would feed the server's own orders back).
 RESERVED_AGENT_IDS = frozenset({"orders"})
+
+
+def valid_code(code: str) -> bool:
+    """A scan code the contract allows: 1 .. MAX_CODE_LEN characters, printable or GS
+    (U+001D, a GS1 label's FNC1 separator), at least one of them printable."""
+    rest = code.replace(GS, "")
+    return 0 < len(code) <= MAX_CODE_LEN and rest != "" and rest.isprintable()
+
 
 Kind = Literal["readings", "scans", "status", "config"]
 AGENT_KINDS: tuple[Kind, ...] = ("readings", "scans", "status", "config")
@@ -66,7 +79,8 @@ REJECT_REASONS: Mapping[str, str] = {
     "reserved_topic": "the agent level of the topic is reserved (orders)",
     "bad_timestamp": "ts_ms too far in the future or the past of the server's clock",
     "bad_weight": f"grams outside 0..{MAX_GRAMS:g}",
-    "bad_code": f"a scan code that is empty, over {MAX_CODE_LEN} characters or not printable",
+    "bad_code": f"a scan code that is empty, over {MAX_CODE_LEN} characters, "
+    "or holds a control character other than GS or nothing but GS",
     "wrong_site": "the topic's site is not the site of the agent's record",
     "unknown_agent": "no agent record with this id (POST /api/v1/agents)",
     "unknown_bin": "no bin with this id",

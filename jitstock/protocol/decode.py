@@ -34,6 +34,7 @@ from jitstock.protocol.contract import (
     ScansBatch,
     SensorStatus,
     Status,
+    valid_code,
 )
 
 
@@ -315,17 +316,13 @@ def decode_scans(
                 )
             )
             continue
-        if (
-            not isinstance(code, str)
-            or not code
-            or len(code) > MAX_CODE_LEN
-            or not code.isprintable()
-        ):
+        if not isinstance(code, str) or not valid_code(code):
             rejects.append(
                 Reject(
                     i,
                     "bad_code",
-                    f"scans[{i}].code must be 1..{MAX_CODE_LEN} printable characters",
+                    f"scans[{i}].code must be 1..{MAX_CODE_LEN} printable characters "
+                    "or GS (\\u001d), at least one printable",
                 )
             )
             continue

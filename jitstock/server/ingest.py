@@ -376,6 +376,8 @@ class Ingest(IngestWorker):
             fn(*args)
         self.metrics.readings.inc(flush.readings)
         self.metrics.scans.inc(len(flush.scans))
+        for outcome in flush.scan_outcomes:
+            self.metrics.dock_scans.labels(outcome).inc()
         if orders:
             self.metrics.orders_created.inc(len(orders))
         done_ms = self.clock.time_ms()

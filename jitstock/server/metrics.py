@@ -12,6 +12,12 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.readings = Counter("jitstock_readings", "Readings applied", registry=r)
         self.scans = Counter("jitstock_scans", "Scans applied", registry=r)
+        self.dock_scans = Counter(
+            "jitstock_dock_scans",
+            "What became of a dock scan's code, by outcome (receiving.SCAN_OUTCOMES)",
+            ["outcome"],
+            registry=r,
+        )
         self.batches = Counter(
             "jitstock_batches", "MQTT batches applied", ["kind"], registry=r
         )

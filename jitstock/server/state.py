@@ -166,7 +166,9 @@ class SqlState(StateWriter):
             if refilled:
                 moved += putaway.confirm_refills(s, refilled, now)
         if flush.scans:
-            moved += receiving.apply_scans(s, flush.scans, now)
+            outcomes: list[str] = []  # a retried transaction starts them afresh
+            moved += receiving.apply_scans(s, flush.scans, now, outcomes)
+            flush.scan_outcomes = outcomes
         created: list[str] = []
         decide = sorted(set(flush.decide) | low | set(moved))
         if decide:

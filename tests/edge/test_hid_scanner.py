@@ -179,3 +179,73 @@ def test_missing_device_is_retried_not_fatal(
     finally:
         r.stop()
     assert not os.path.exists(path)
+
+
+KEY_LEFTCTRL, KEY_RIGHTBRACE = 29, 27
+
+
+def us_keys(text: str) -> list[tuple[int, bool]]:
+    """The (key code, shift) a US-layout scanner types ``text`` with."""
+    km = Keymap("us")
+    where = {
+        km.char(code, shift=shift): (code, shift)
+        for shift in (True, False)
+        for code in range(1, 87)
+        if km.char(code, shift=shift) is not None
+    }
+    return [where[c] for c in text]
+
+
+def ctrl(code: int) -> bytes:
+    """Ctrl + one key, as a keyboard-wedge scanner types a control character."""
+    return record(EV_KEY, KEY_LEFTCTRL, 1) + tap(code) + record(EV_KEY, KEY_LEFTCTRL, 0)
+
+
+def test_ctrl_rightbrace_is_gs_other_control_characters_are_garbage(
+    device: FakeInputDevice, reader: HidScannerReader, sink: RecordingSink
+) -> None:
+    """A GS1-128 label typed by a keyboard wedge: FNC1 comes as Ctrl+] (GS)."""
+    scan = (
+        b"".join(tap(c, s) for c, s in us_keys("]C10104006381333931"))
+        + ctrl(KEY_RIGHTBRACE)
+        + b"".join(tap(c, s) for c, s in us_keys("10LOT42"))
+        + ctrl(KEY_RIGHTBRACE)
+        + typed(us_keys("3012"))
+    )
+    device.write(scan)
+    sink.wait_for(lambda: len(sink.scans) == 1)
+    assert sink.scans[0][2] == "]C10104006381333931\x1d10LOT42\x1d3012"
+    # Ctrl+A (SOH), a lone Ctrl+] and Ctrl+] twice: garbage; the next code reads
+    device.write(b"".join(tap(c, s) for c, s in us_keys("AB")) + ctrl(30) + tap(28))
+    device.write(ctrl(KEY_RIGHTBRACE) + tap(28))
+    device.write(ctrl(KEY_RIGHTBRACE) + ctrl(KEY_RIGHTBRACE) + tap(28))
+    device.write(typed(us_keys("0104006381333931")))
+    sink.wait_for(lambda: len(sink.scans) == 2)
+    assert sink.scans[1][2] == "0104006381333931"
+    assert reader.stats["garbage"] == 3
+
+
+def test_ctrl_rightbrace_is_gs_on_a_german_layout_too() -> None:
+    dec = KeyDecoder("de")
+    for ctrl_key in (KEY_RIGHTBRACE, 10):  # the US ] key; AltGr+9, ] on de
+        dec.key(2, 1, 0.0)
+        dec.key(KEY_LEFTCTRL, 1, 0.0)
+        if ctrl_key == 10:
+            dec.key(100, 1, 0.0)
+        dec.key(ctrl_key, 1, 0.0)
+        dec.key(100, 0, 0.0)
+        dec.key(KEY_LEFTCTRL, 0, 0.0)
+        dec.key(3, 1, 0.0)
+        assert dec.key(28, 1, 0.0) == ("1\x1d2", None)
+
+
+def test_a_ctrl_left_down_ends_with_the_code() -> None:
+    dec = KeyDecoder("us")
+    dec.key(KEY_LEFTCTRL, 1, 0.0)  # its release lost
+    dec.key(30, 1, 0.0)
+    text, bad = dec.key(28, 1, 0.0)
+    assert text is None
+    assert "Ctrl+a" in str(bad)
+    for code in (30, 31):
+        dec.key(code, 1, 0.0)
+    assert dec.key(28, 1, 0.0) == ("as", None)

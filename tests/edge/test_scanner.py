@@ -8,6 +8,7 @@ import pytest
 
 from jitstock.edge.scanner import ScannerReader, decode_code, split_lines
 from jitstock.firmware_sim.scanner import SimulatedScanner
+from jitstock.protocol import MAX_CODE_LEN
 from tests.edge.conftest import RecordingSink
 
 
@@ -79,3 +80,52 @@ def test_split_and_decode() -> None:
     assert decode_code(b"  ABC-1 ") == "ABC-1"
     assert decode_code(b"AB\x07C") is None
     assert decode_code(b"\xc3\x28") is None
+
+
+# GS1 carton labels as scanners send them: FNC1 as GS (\x1d), with or without an AIM
+# symbology identifier, in the printed form, GS at an end, a lot of non-ASCII letters
+GS1_CODES = [
+    "]C10104006381333931\x1d10LOT42\x1d3012",
+    "]d2010400638133393110LOT-ß\x1d3005",
+    "\x1d0104006381333931\x1d",
+    "(01)04006381333931(30)7",
+    "]Q1JSORD:ord_7f3a",
+]
+
+
+def test_gs1_codes_keep_gs_and_identifier_and_the_limit_counts_characters(
+    scanner_and_reader: tuple[SimulatedScanner, ScannerReader], sink: RecordingSink
+) -> None:
+    scanner, reader = scanner_and_reader
+    wait_until_reading(scanner, sink)
+    for code in GS1_CODES:
+        assert scanner.scan(code)
+    assert scanner.scan("ß" * MAX_CODE_LEN)  # 256 characters, 512 bytes: a code
+    assert scanner.scan("ß" * (MAX_CODE_LEN + 1))  # 257 characters: garbage
+    for raw in (
+        b"\x1d\r\n",  # nothing but GS
+        b" \x1d\x1d \r\n",
+        b"AB\x00C\r\n",  # NUL
+        b"AB\x1bC\r\n",  # ESC: a control character other than GS
+        b"9" * 10_240 + b"\r\n",  # 10 KB
+    ):
+        assert scanner.send_raw(raw)
+    assert scanner.scan("AFTER")
+    sink.wait_for(lambda: sink.scans[-1][2] == "AFTER")
+    assert [c for _, _, c in sink.scans if c != "PROBE"] == [
+        *GS1_CODES,
+        "ß" * MAX_CODE_LEN,
+        "AFTER",
+    ]
+    assert reader.stats["garbage"] == 6
+
+
+def test_decode_keeps_gs_inside_and_refuses_other_control_characters() -> None:
+    assert decode_code(b" ]C10104006381333931\x1d3012\r") == (
+        "]C10104006381333931\x1d3012"
+    )
+    assert decode_code(b"\x1d01\x1d") == "\x1d01\x1d"  # GS is no blank to trim
+    for line in (b"\x1d", b" \x1d\x1d ", b"01\x1c02", b"\x7f", "\x85".encode()):
+        assert decode_code(line) is None, line
+    assert decode_code(("€" * MAX_CODE_LEN).encode()) == "€" * MAX_CODE_LEN
+    assert decode_code(("€" * (MAX_CODE_LEN + 1)).encode()) is None

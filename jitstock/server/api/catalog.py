@@ -29,6 +29,7 @@ from jitstock.server.db.models import (
 )
 from jitstock.server.db.secrets import new_webhook_secret
 from jitstock.server.levels import count_of
+from jitstock.server.supplier.scancode import as_gtin, gtin_forms
 
 M = TypeVar("M", bound=Base)
 SECRET_FIELDS = frozenset({"webhook_secret"})
@@ -165,14 +166,20 @@ def delete_site(session: Session, site_id: str, actor: str, now_ms: int) -> None
 
 
 def _check_barcode(session: Session, barcode: str | None, sku_id: str) -> None:
+    """One barcode, one SKU: a GTIN in another form (``04006381333931`` for the EAN-13
+    ``4006381333931``) is the same barcode, as a dock scan matches them alike."""
     if barcode is None:
         return
-    other = session.scalars(
-        select(Sku.id).where(Sku.barcode == barcode, Sku.id != sku_id)
+    gtin = as_gtin(barcode)
+    same = gtin_forms(gtin) if gtin is not None else [barcode]
+    other = session.execute(
+        select(Sku.id, Sku.barcode).where(Sku.barcode.in_(same), Sku.id != sku_id)
     ).first()
     if other is not None:
+        as_stored = "" if other.barcode == barcode else f" (as {other.barcode!r})"
         raise Conflict(
-            f"barcode: {barcode!r} already belongs to SKU {other!r}", field="barcode"
+            f"barcode: {barcode!r} already belongs to SKU {other.id!r}{as_stored}",
+            field="barcode",
         )
 
 
