@@ -27,7 +27,7 @@ from sqlalchemy import update
 
 from jitstock.server.alerts import AlertMonitor
 from jitstock.server.api.alert_schemas import register_alert_webhooks
-from jitstock.server.db.models import Agent, Bin, Sku
+from jitstock.server.db.models import Bin
 from jitstock.server.db.session import transaction
 from jitstock.server.metrics import Metrics
 from jitstock.server.notify import (
@@ -38,27 +38,12 @@ from jitstock.server.notify import (
     _Channel,
     _Note,
 )
-from jitstock.server.seed import BinSeed, seed_plant
+from tests.server.web.alert_plant import NOW, Clock, plant
 from tests.server.web.smtp_sink import SmtpSink
 from tests.waits import WAIT_S, wait_until
 
-NOW = 1_800_000_000_000
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 BASE = "https://jit.plant.example"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = NOW
-
-    def monotonic(self) -> float:
-        return self.ms / 1000
-
-    def time_ms(self) -> int:
-        return self.ms
-
-    def sleep(self, seconds: float) -> None:
-        self.ms += int(seconds * 1000)
 
 
 def _my_signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -132,18 +117,6 @@ def _contract() -> dict[str, Draft202012Validator]:
     return out
 
 
-def _plant(db: Any, sku_name: str = "Bolt M8") -> None:
-    seed_plant(
-        db.factory,
-        "plant1",
-        [BinSeed(f"B{i}", "pi-1", "SKU-1", 10.0, 0.0, 5, 10, 40, None) for i in (1, 2)],
-    )
-    with transaction(db.factory) as s:
-        s.execute(update(Bin).values(on_hand=20, last_seen_ms=NOW))
-        s.execute(update(Agent).values(online=True, last_seen_ms=NOW))
-        s.execute(update(Sku).values(name=sku_name))
-
-
 def _set(db: Any, bin_id: str, **values: Any) -> None:
     with transaction(db.factory) as s:
         s.execute(update(Bin).where(Bin.id == bin_id).values(**values))
@@ -157,7 +130,7 @@ def _notifier(metrics: Metrics, **kw: Any) -> Notifier:
 def test_a_503_does_not_lose_the_stockout_and_every_event_arrives_signed_in_order(
     db, receiver
 ) -> None:
-    _plant(db)
+    plant(db, sku_name="Bolt M8")
     metrics = Metrics()
     notifier = _notifier(metrics, webhook_url=receiver.url, webhook_secret=SECRET)
     notifier.start()
@@ -217,7 +190,7 @@ def test_a_503_does_not_lose_the_stockout_and_every_event_arrives_signed_in_orde
 
 
 def test_a_refusal_drops_only_that_notification(db, receiver) -> None:
-    _plant(db)
+    plant(db, sku_name="Bolt M8")
     metrics = Metrics()
     notifier = _notifier(metrics, webhook_url=receiver.url)
     notifier.start()
@@ -245,7 +218,7 @@ def test_a_refusal_drops_only_that_notification(db, receiver) -> None:
 
 
 def test_a_receiver_that_stays_down_does_not_hold_up_a_stop(db) -> None:
-    _plant(db)
+    plant(db, sku_name="Bolt M8")
     metrics = Metrics()
     # nothing listens there: every try is refused, and is retried
     notifier = _notifier(metrics, webhook_url="http://127.0.0.1:9/alerts")
@@ -265,7 +238,7 @@ def test_a_receiver_that_stays_down_does_not_hold_up_a_stop(db) -> None:
 
 def test_email_reads_as_a_sentence_with_the_next_step_and_a_link(db) -> None:
     # a part name with a line break must not break (or inject into) the mail's header
-    _plant(db, sku_name="Bolt M8\r\nBcc: all@plant.example")
+    plant(db, sku_name="Bolt M8\r\nBcc: all@plant.example")
     sink = SmtpSink()
     sink.start()
     metrics = Metrics()

@@ -16,35 +16,8 @@ from jitstock.server.kpis import compute
 from jitstock.server.metrics import Metrics
 from jitstock.server.notify import Notifier, NotifyConfig
 from jitstock.server.order_attempt import AttemptOutcome
-from jitstock.server.seed import BinSeed, seed_plant
+from tests.server.web.alert_plant import NOW, Clock, plant
 from tests.server.web.smtp_sink import SmtpSink
-
-NOW = 1_800_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = NOW
-
-    def monotonic(self) -> float:
-        return self.ms / 1000
-
-    def time_ms(self) -> int:
-        return self.ms
-
-    def sleep(self, seconds: float) -> None:
-        self.ms += int(seconds * 1000)
-
-
-def _plant(db: Any) -> None:
-    seed_plant(
-        db.factory,
-        "plant1",
-        [BinSeed(f"B{i}", "pi-1", "SKU-1", 10.0, 0.0, 5, 10, 40, None) for i in (1, 2)],
-    )
-    with transaction(db.factory) as s:
-        s.execute(update(Bin).values(on_hand=20, last_seen_ms=NOW))
-        s.execute(update(Agent).values(online=True, last_seen_ms=NOW))
 
 
 def _alerts(db: Any) -> list[tuple[str, str, str]]:
@@ -56,7 +29,7 @@ def _alerts(db: Any) -> list[tuple[str, str, str]]:
 
 
 def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
-    _plant(db)
+    plant(db)
     metrics = Metrics()
     clock = Clock()
     monitor = AlertMonitor(db.factory, metrics, clock=clock, agent_silent_s=60)
@@ -114,7 +87,7 @@ def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
 def test_webhook_failing_after_consecutive_failures_and_resolved_by_a_success(
     db,
 ) -> None:
-    _plant(db)
+    plant(db)
     monitor = AlertMonitor(db.factory, Metrics(), clock=Clock())
 
     def attempt(verdict: str) -> None:
@@ -129,7 +102,7 @@ def test_webhook_failing_after_consecutive_failures_and_resolved_by_a_success(
 
 
 def test_raised_alert_is_emailed_through_smtp(db) -> None:
-    _plant(db)
+    plant(db)
     sink = SmtpSink()
     sink.start()
     notifier = Notifier(
@@ -162,7 +135,7 @@ def test_raised_alert_is_emailed_through_smtp(db) -> None:
 
 
 def test_kpis_count_stockout_minutes_and_consumption(db) -> None:
-    _plant(db)
+    plant(db)
     hour = 3_600_000
     with transaction(db.factory) as s:
         s.add_all(
