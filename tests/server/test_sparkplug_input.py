@@ -404,3 +404,65 @@ def test_a_live_gateway_that_reports_nothing_stays_online(
 
     # two silence thresholds without a single message from the gateway
     wait_until(silent_long_and_still_online, interval=0.2, what="2 x 5 s of silence")
+
+
+def test_a_metric_mapped_on_a_node_already_followed_gets_its_value_by_rebirth(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: with Line1 already born, mapping another of its metrics
+    (or sending a mapped one to another bin) left that bin without a level until the
+    gateway happened to report the metric again, hours later for one reporting by
+    exception, and no rebirth was asked. Now the node is asked for its current values."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=7)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
+    for bin_id in ("B2", "B3"):
+        r = client.post(
+            "/api/v1/bins",
+            json={
+                "id": bin_id,
+                "site_id": SITE,
+                "sku_id": "SKU-1",
+                "agent_id": "gw-1",
+                "tare_g": 0.0,
+                "reorder_point": 0,
+                "order_qty": 10,
+            },
+        )
+        assert r.status_code == 201, r.text
+
+    def map_parts(bin_id: str) -> None:
+        r = client.put(
+            "/api/v1/sparkplug/mappings",
+            json={
+                "group_id": GROUP,
+                "edge_node": NODE,
+                "device": DEVICE,
+                "metric": "Parts",
+                "bin_id": bin_id,
+                "unit": "count",
+            },
+        )
+        assert r.status_code in (200, 201), r.text
+
+    for bin_id, parts in (("B2", 7), ("B3", 9)):  # a new metric, then to another bin
+        before = gw.rebirths()
+        map_parts(bin_id)
+        wait_until(
+            lambda n=before: gw.rebirths() > n,  # type: ignore[misc]
+            what=f"a rebirth request after mapping Parts to {bin_id}",
+        )
+        gw.nbirth(bd_seq=1, tank=0)
+        gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=parts)
+        wait_until(
+            lambda b=bin_id, p=parts: on_hand(client, b) == p,  # type: ignore[misc]
+            what=f"{bin_id} at the Parts value of the new BIRTH",
+        )
+    assert on_hand(client, "B1") == 5

@@ -14,7 +14,7 @@ redelivery: a message is acknowledged once handed on.  A seq gap, data before
 any BIRTH or an alias no BIRTH announced asks the edge node for a rebirth
 (``NCMD`` ``Node Control/Rebirth`` = true), at most once per node per
 ``rebirth_interval_s``; the BIRTHs then carry every current value.  So does
-(re)connecting, and a newly mapped node: levels are known without waiting for
+(re)connecting, and a mapping added or changed: levels are known without waiting for
 the next change.  Agents fed by a live edge node are reported online every
 ``heartbeat_s`` (a gateway reporting by exception may be silent for hours; its
 MQTT session and will are its sign of life).
@@ -208,12 +208,17 @@ class SparkplugBridge:
             return views
 
     def _set_table(self, table: mappings.MappingTable) -> None:
-        """New mappings; nodes mapped for the first time are asked for their current values."""
-        new = table.nodes - self.table.nodes
+        """New mappings; a node mapped for the first time, or with a metric newly mapped
+        or sent to another bin, unit or factor, is asked for its current values: a gateway
+        reporting by exception may not send that metric again for hours."""
+        old = self.table
+        new = set(table.nodes - old.nodes)
+        for metric, target in table.by_metric.items():
+            if old.by_metric.get(metric) != target:
+                new.add((metric[0], metric[1]))
         self.table = table
         for key in sorted(new):
-            if not self.nodes.node(key).synced:
-                self._request_rebirth(key)
+            self._request_rebirth(key)
 
     def _reconnected(self) -> None:
         """Anything may have happened while we were away: ask every mapped node to rebirth."""
