@@ -466,3 +466,36 @@ def test_a_metric_mapped_on_a_node_already_followed_gets_its_value_by_rebirth(
             what=f"{bin_id} at the Parts value of the new BIRTH",
         )
     assert on_hand(client, "B1") == 5
+
+
+def test_a_birth_value_is_current_however_long_ago_its_tag_changed(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: a gateway's BIRTH carries each tag's last-change time
+    (Ignition does). A bin untouched for 40 days had its BIRTH value refused as
+    bad_timestamp (over 30 days old), so after a rebirth its level did not catch up
+    as docs/sparkplug.md promises. A BIRTH value is now dated at the BIRTH."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    forty_days_ago = now_ms() - 40 * 86_400_000
+    metrics = (
+        m("Gross Weight", D.DOUBLE, TARE_G + 6 * UNIT_G, alias=1, ts=forty_days_ago),
+    )
+    gw.send("DBIRTH", spb.DBirth(now_ms(), seq=gw.next_seq(), metrics=metrics), DEVICE)
+    wait_until(lambda: on_hand(client, "B1") == 6, what="the 40-day-old value applied")
+    assert counter(client, "items", "bad_timestamp") == 0.0
+    level = client.get("/api/v1/levels/B1").json()
+    assert level["last_seen_ms"] > forty_days_ago + 39 * 86_400_000, level
+
+    # DATA keeps its metrics' own times: a value 40 days old is still refused
+    gw.ddata(
+        m("Gross Weight", D.DOUBLE, TARE_G + 2 * UNIT_G, alias=1, ts=forty_days_ago)
+    )
+    expect(client, "items", "bad_timestamp")
+    assert on_hand(client, "B1") == 6
