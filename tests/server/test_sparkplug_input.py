@@ -8,6 +8,7 @@ encode, a plain paho client publishes), so the test chooses every seq, alias and
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -499,3 +500,37 @@ def test_a_birth_value_is_current_however_long_ago_its_tag_changed(
     )
     expect(client, "items", "bad_timestamp")
     assert on_hand(client, "B1") == 6
+
+
+def test_data_after_a_lost_message_is_not_said_to_come_before_the_birth(
+    quiet_plant: tuple[httpx.Client, Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside try: after a seq gap, the node's next data was logged as
+    "NDATA from edge node Plant1/Line1 before its BIRTH" although its BIRTH had been
+    applied seconds before; the reader looked for a gateway that never sent one."""
+    client, gw = quiet_plant
+    caplog.set_level(logging.WARNING, logger="jitstock.server.sparkplug")
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=0)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
+    no_birth = counter(client, "batches", "sparkplug_no_birth")
+    gw.seq = (gw.seq + 3) % 256  # three messages lost
+    gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G + 4 * UNIT_G, alias=1))
+    expect(client, "batches", "sparkplug_seq_gap")
+    gw.ndata(m("Tank Level", D.UINT16, 3, alias=7))  # the node's own topic: its own log
+    expect(client, "batches", "sparkplug_no_birth", no_birth + 1)
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if "NDATA from edge node" in r.getMessage()
+    ]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert "out of step" in lines[-1], lines
+    assert "before its BIRTH" not in lines[-1], lines
+    assert on_hand(client, "B1") == 5  # nothing applied while out of step

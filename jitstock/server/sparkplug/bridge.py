@@ -325,7 +325,8 @@ class SparkplugBridge:
             self._out_of_step(
                 t,
                 "sparkplug_no_birth",
-                f"{t.kind} from {what} {t.describe()} before its BIRTH",
+                f"{t.kind} from {what} {t.describe()} "
+                + (_OUT_OF_STEP if state.born else "before its BIRTH"),
             )
             return False
         try:
@@ -382,7 +383,12 @@ class SparkplugBridge:
             reason,
             f"{t.kind} of {t.describe()}: seq {seq}, expected {expected}"
             if reason == "sparkplug_seq_gap"
-            else f"{t.kind} from {t.describe()} before its NBIRTH",
+            else f"{t.kind} from {t.describe()} "
+            + (
+                _OUT_OF_STEP
+                if self.nodes.node(t.node_key).born
+                else "before its NBIRTH"
+            ),
         )
         return False
 
@@ -413,6 +419,14 @@ class SparkplugBridge:
         )
         self.rebirths.inc()
         log.info("Sparkplug: rebirth requested from edge node %s/%s", *key)
+
+
+# Data of a node born but out of step (a seq gap, or the server's connection came back):
+# its BIRTH was seen, so "before its BIRTH" would send the reader looking for the wrong
+# cause.
+_OUT_OF_STEP = (
+    "while its edge node is out of step (a message was lost), until its rebirth"
+)
 
 
 def _not_protobuf(cls: type[spb.NData] | type[spb.DData], payload: bytes) -> bool:

@@ -30,7 +30,7 @@ REJECT_REASONS: Mapping[str, str] = {
     "sparkplug_oversized": "the payload is over the server's payload limit",
     "sparkplug_malformed": "the payload is not a Sparkplug B protobuf payload (or lacks its timestamp)",
     "sparkplug_bad_seq": "seq missing or outside 0..255",
-    "sparkplug_no_birth": "data from an edge node or device whose BIRTH was not seen (rebirth requested)",
+    "sparkplug_no_birth": "data from an edge node or device whose BIRTH was not seen, or from a node out of step after a lost message (rebirth requested)",
     "sparkplug_seq_gap": "seq is not the one after the last (messages lost: rebirth requested)",
     "sparkplug_unknown_alias": "a metric alias or name the BIRTH did not announce (rebirth requested)",
     "sparkplug_stale_death": "an NDEATH whose bdSeq is older than the edge node's current BIRTH",
