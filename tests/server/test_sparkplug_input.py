@@ -534,3 +534,34 @@ def test_data_after_a_lost_message_is_not_said_to_come_before_the_birth(
     assert "out of step" in lines[-1], lines
     assert "before its BIRTH" not in lines[-1], lines
     assert on_hand(client, "B1") == 5  # nothing applied while out of step
+
+
+def test_data_by_an_alias_the_birth_gave_twice_feeds_no_bin(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: a BIRTH that gave alias 1 to two metrics (a gateway
+    misconfiguration Sparkplug forbids) had DATA by that alias applied to whichever
+    metric the BIRTH listed last: a value meant for an unmapped tag moved bin B1."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    metrics = (
+        m("Temperature", D.DOUBLE, 21.0, alias=1),
+        m("Gross Weight", D.DOUBLE, TARE_G + 5 * UNIT_G, alias=1),
+    )
+    gw.send("DBIRTH", spb.DBirth(now_ms(), seq=gw.next_seq(), metrics=metrics), DEVICE)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied by name")
+
+    # 300 = a temperature; read as grams it would be B1 at 20 parts
+    gw.ddata(m(None, D.DOUBLE, TARE_G + 20 * UNIT_G, alias=1))
+    expect(client, "items", "sparkplug_duplicate_alias")
+    assert on_hand(client, "B1") == 5  # without the check: 20
+    # a metric sent by name is not ambiguous
+    gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G + 3 * UNIT_G))
+    wait_until(lambda: on_hand(client, "B1") == 3, what="the named value applied")
+    assert counter(client, "batches", "sparkplug_unknown_alias") == 0.0

@@ -344,7 +344,20 @@ class SparkplugBridge:
             return False
         if not self._in_step(t, data.seq):
             return False
-        self.feed.readings(t, data.metrics, data.timestamp, self.table, data=True)
+        metrics = data.metrics
+        dups = state.dup_aliases.get(t.device)
+        if dups:
+            metrics = tuple(x for x in metrics if x.alias not in dups)
+            for x in data.metrics:
+                if x.alias in dups:
+                    self.rejects.item(
+                        t.describe(),
+                        "sparkplug_duplicate_alias",
+                        f"{t.kind} sends alias {x.alias}, which the BIRTH gave to more "
+                        "than one metric: which one is meant cannot be known (fix the "
+                        "gateway's aliases)",
+                    )
+        self.feed.readings(t, metrics, data.timestamp, self.table, data=True)
         return True
 
     def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:

@@ -32,6 +32,7 @@ REJECT_REASONS: Mapping[str, str] = {
     "sparkplug_bad_seq": "seq missing or outside 0..255",
     "sparkplug_no_birth": "data from an edge node or device whose BIRTH was not seen, or from a node out of step after a lost message (rebirth requested)",
     "sparkplug_seq_gap": "seq is not the one after the last (messages lost: rebirth requested)",
+    "sparkplug_duplicate_alias": "a metric in NDATA/DDATA sent by an alias its BIRTH gave to more than one metric (ignored)",
     "sparkplug_unknown_alias": "a metric alias or name the BIRTH did not announce (rebirth requested)",
     "sparkplug_stale_death": "an NDEATH whose bdSeq is older than the edge node's current BIRTH",
     "sparkplug_unmapped_metric": "a metric in NDATA/DDATA that no mapping names (PUT /api/v1/sparkplug/mappings)",
