@@ -10,6 +10,7 @@ float32 (big-endian word order), so an installer can match them to the display.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from typing import Any
@@ -21,6 +22,11 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
 
 from jitstock.edge.registers import tcp_address
+
+# check-port prints one line with the cause; pymodbus logs the same failures (a refused
+# connection, a timeout) at ERROR to stderr, a second, raw line. Silenced as in
+# edge/modbus.py.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 # Seconds to wait for a Modbus answer: an indicator answers within ~50 ms at 9600 baud.
 MODBUS_WAIT_S = 1.0

@@ -270,9 +270,13 @@ class Publisher:
             )
             self._stopping.wait(delay)
 
-    def _fallback_to_311(self) -> bool:
+    def _speaks_no_v5(self) -> bool:
+        """The broker's CONNACK refused MQTT 5 (a 3.1.1-only broker)."""
         rc = self._connack
-        if not self._v5 or rc is None or rc.value not in (RC_UNSUPPORTED_PROTOCOL, 1):
+        return self._v5 and rc is not None and rc.value in (RC_UNSUPPORTED_PROTOCOL, 1)
+
+    def _fallback_to_311(self) -> bool:
+        if not self._speaks_no_v5():
             return False
         self._v5 = False
         log.warning(
@@ -317,6 +321,10 @@ class Publisher:
         deadline = self._clock.monotonic() + CONNACK_TIMEOUT_S
         while self._connack is None:
             rc = client.loop(self._idle_poll_s)
+            if self._connack is not None:
+                # a refusing CONNACK: paho reports an error from this same loop call,
+                # so its reason is read below, not lost with the connection
+                break
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._stopping.is_set():
                 self._stats["connect_failures"] += 1
                 return False
@@ -331,6 +339,8 @@ class Publisher:
                 return False
         if self._connack.is_failure:
             self._stats["connect_failures"] += 1
+            if self._speaks_no_v5():
+                return False  # _loop falls back to 3.1.1 and says so
             self._rlog.log(
                 logging.ERROR,
                 "connack",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import time
@@ -100,6 +101,42 @@ def test_wrong_password_is_refused_and_counted(
             time.sleep(0.05)
         assert pub.stats["connect_failures"] >= 2
         assert not pub.connected
+    finally:
+        pub.stop()
+        box.close()
+
+
+def test_a_refused_login_is_logged_with_the_brokers_reason(
+    secured_broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside try: an agent whose password was wrong (or whose MQTT client
+    was disabled, or given a new password, through the provisioning API) logged nothing
+    at all, forever: paho's loop returned an error in the same call that handled the
+    refusing CONNACK, and the publisher gave up before reading the reason."""
+    box = Outbox(tmp_path / "o.db")
+    pub = Publisher(
+        box,
+        BrokerConfig.from_url(secured_broker.url, username="pi-1", password="wrong"),
+        site="plant1",
+        agent="pi-1",
+        reconnect_min_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    caplog.set_level(logging.WARNING, logger="jitstock.edge.publisher")
+    pub.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while pub.stats["connect_failures"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.stats["connect_failures"] >= 3
+        refused = [
+            r.getMessage()
+            for r in caplog.records
+            if "broker refused the connection" in r.getMessage()
+        ]
+        assert refused, [r.getMessage() for r in caplog.records]
+        assert "not authorized" in refused[0].lower(), refused
+        assert len(refused) == 1, refused  # rate-limited, not one line per retry
     finally:
         pub.stop()
         box.close()

@@ -8,6 +8,7 @@ encode, a plain paho client publishes), so the test chooses every seq, alias and
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -404,3 +405,163 @@ def test_a_live_gateway_that_reports_nothing_stays_online(
 
     # two silence thresholds without a single message from the gateway
     wait_until(silent_long_and_still_online, interval=0.2, what="2 x 5 s of silence")
+
+
+def test_a_metric_mapped_on_a_node_already_followed_gets_its_value_by_rebirth(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: with Line1 already born, mapping another of its metrics
+    (or sending a mapped one to another bin) left that bin without a level until the
+    gateway happened to report the metric again, hours later for one reporting by
+    exception, and no rebirth was asked. Now the node is asked for its current values."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=7)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
+    for bin_id in ("B2", "B3"):
+        r = client.post(
+            "/api/v1/bins",
+            json={
+                "id": bin_id,
+                "site_id": SITE,
+                "sku_id": "SKU-1",
+                "agent_id": "gw-1",
+                "tare_g": 0.0,
+                "reorder_point": 0,
+                "order_qty": 10,
+            },
+        )
+        assert r.status_code == 201, r.text
+
+    def map_parts(bin_id: str) -> None:
+        r = client.put(
+            "/api/v1/sparkplug/mappings",
+            json={
+                "group_id": GROUP,
+                "edge_node": NODE,
+                "device": DEVICE,
+                "metric": "Parts",
+                "bin_id": bin_id,
+                "unit": "count",
+            },
+        )
+        assert r.status_code in (200, 201), r.text
+
+    for bin_id, parts in (("B2", 7), ("B3", 9)):  # a new metric, then to another bin
+        before = gw.rebirths()
+        map_parts(bin_id)
+        wait_until(
+            lambda n=before: gw.rebirths() > n,  # type: ignore[misc]
+            what=f"a rebirth request after mapping Parts to {bin_id}",
+        )
+        gw.nbirth(bd_seq=1, tank=0)
+        gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=parts)
+        wait_until(
+            lambda b=bin_id, p=parts: on_hand(client, b) == p,  # type: ignore[misc]
+            what=f"{bin_id} at the Parts value of the new BIRTH",
+        )
+    assert on_hand(client, "B1") == 5
+
+
+def test_a_birth_value_is_current_however_long_ago_its_tag_changed(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: a gateway's BIRTH carries each tag's last-change time
+    (Ignition does). A bin untouched for 40 days had its BIRTH value refused as
+    bad_timestamp (over 30 days old), so after a rebirth its level did not catch up
+    as docs/sparkplug.md promises. A BIRTH value is now dated at the BIRTH."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    forty_days_ago = now_ms() - 40 * 86_400_000
+    metrics = (
+        m("Gross Weight", D.DOUBLE, TARE_G + 6 * UNIT_G, alias=1, ts=forty_days_ago),
+    )
+    gw.send("DBIRTH", spb.DBirth(now_ms(), seq=gw.next_seq(), metrics=metrics), DEVICE)
+    wait_until(lambda: on_hand(client, "B1") == 6, what="the 40-day-old value applied")
+    assert counter(client, "items", "bad_timestamp") == 0.0
+    level = client.get("/api/v1/levels/B1").json()
+    assert level["last_seen_ms"] > forty_days_ago + 39 * 86_400_000, level
+
+    # DATA keeps its metrics' own times: a value 40 days old is still refused
+    gw.ddata(
+        m("Gross Weight", D.DOUBLE, TARE_G + 2 * UNIT_G, alias=1, ts=forty_days_ago)
+    )
+    expect(client, "items", "bad_timestamp")
+    assert on_hand(client, "B1") == 6
+
+
+def test_data_after_a_lost_message_is_not_said_to_come_before_the_birth(
+    quiet_plant: tuple[httpx.Client, Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside try: after a seq gap, the node's next data was logged as
+    "NDATA from edge node Plant1/Line1 before its BIRTH" although its BIRTH had been
+    applied seconds before; the reader looked for a gateway that never sent one."""
+    client, gw = quiet_plant
+    caplog.set_level(logging.WARNING, logger="jitstock.server.sparkplug")
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=0)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
+    no_birth = counter(client, "batches", "sparkplug_no_birth")
+    gw.seq = (gw.seq + 3) % 256  # three messages lost
+    gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G + 4 * UNIT_G, alias=1))
+    expect(client, "batches", "sparkplug_seq_gap")
+    gw.ndata(m("Tank Level", D.UINT16, 3, alias=7))  # the node's own topic: its own log
+    expect(client, "batches", "sparkplug_no_birth", no_birth + 1)
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if "NDATA from edge node" in r.getMessage()
+    ]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert "out of step" in lines[-1], lines
+    assert "before its BIRTH" not in lines[-1], lines
+    assert on_hand(client, "B1") == 5  # nothing applied while out of step
+
+
+def test_data_by_an_alias_the_birth_gave_twice_feeds_no_bin(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: a BIRTH that gave alias 1 to two metrics (a gateway
+    misconfiguration Sparkplug forbids) had DATA by that alias applied to whichever
+    metric the BIRTH listed last: a value meant for an unmapped tag moved bin B1."""
+    client, gw = quiet_plant
+
+    def subscribed() -> bool:  # the server's Sparkplug session receives
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    gw.nbirth(bd_seq=1, tank=0)
+    metrics = (
+        m("Temperature", D.DOUBLE, 21.0, alias=1),
+        m("Gross Weight", D.DOUBLE, TARE_G + 5 * UNIT_G, alias=1),
+    )
+    gw.send("DBIRTH", spb.DBirth(now_ms(), seq=gw.next_seq(), metrics=metrics), DEVICE)
+    wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied by name")
+
+    # 300 = a temperature; read as grams it would be B1 at 20 parts
+    gw.ddata(m(None, D.DOUBLE, TARE_G + 20 * UNIT_G, alias=1))
+    expect(client, "items", "sparkplug_duplicate_alias")
+    assert on_hand(client, "B1") == 5  # without the check: 20
+    # a metric sent by name is not ambiguous
+    gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G + 3 * UNIT_G))
+    wait_until(lambda: on_hand(client, "B1") == 3, what="the named value applied")
+    assert counter(client, "batches", "sparkplug_unknown_alias") == 0.0

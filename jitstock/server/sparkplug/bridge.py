@@ -14,7 +14,7 @@ redelivery: a message is acknowledged once handed on.  A seq gap, data before
 any BIRTH or an alias no BIRTH announced asks the edge node for a rebirth
 (``NCMD`` ``Node Control/Rebirth`` = true), at most once per node per
 ``rebirth_interval_s``; the BIRTHs then carry every current value.  So does
-(re)connecting, and a newly mapped node: levels are known without waiting for
+(re)connecting, and a mapping added or changed: levels are known without waiting for
 the next change.  Agents fed by a live edge node are reported online every
 ``heartbeat_s`` (a gateway reporting by exception may be silent for hours; its
 MQTT session and will are its sign of life).
@@ -208,12 +208,17 @@ class SparkplugBridge:
             return views
 
     def _set_table(self, table: mappings.MappingTable) -> None:
-        """New mappings; nodes mapped for the first time are asked for their current values."""
-        new = table.nodes - self.table.nodes
+        """New mappings; a node mapped for the first time, or with a metric newly mapped
+        or sent to another bin, unit or factor, is asked for its current values: a gateway
+        reporting by exception may not send that metric again for hours."""
+        old = self.table
+        new = set(table.nodes - old.nodes)
+        for metric, target in table.by_metric.items():
+            if old.by_metric.get(metric) != target:
+                new.add((metric[0], metric[1]))
         self.table = table
         for key in sorted(new):
-            if not self.nodes.node(key).synced:
-                self._request_rebirth(key)
+            self._request_rebirth(key)
 
     def _reconnected(self) -> None:
         """Anything may have happened while we were away: ask every mapped node to rebirth."""
@@ -320,7 +325,8 @@ class SparkplugBridge:
             self._out_of_step(
                 t,
                 "sparkplug_no_birth",
-                f"{t.kind} from {what} {t.describe()} before its BIRTH",
+                f"{t.kind} from {what} {t.describe()} "
+                + (_OUT_OF_STEP if state.born else "before its BIRTH"),
             )
             return False
         try:
@@ -338,7 +344,20 @@ class SparkplugBridge:
             return False
         if not self._in_step(t, data.seq):
             return False
-        self.feed.readings(t, data.metrics, data.timestamp, self.table, data=True)
+        metrics = data.metrics
+        dups = state.dup_aliases.get(t.device)
+        if dups:
+            metrics = tuple(x for x in metrics if x.alias not in dups)
+            for x in data.metrics:
+                if x.alias in dups:
+                    self.rejects.item(
+                        t.describe(),
+                        "sparkplug_duplicate_alias",
+                        f"{t.kind} sends alias {x.alias}, which the BIRTH gave to more "
+                        "than one metric: which one is meant cannot be known (fix the "
+                        "gateway's aliases)",
+                    )
+        self.feed.readings(t, metrics, data.timestamp, self.table, data=True)
         return True
 
     def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:
@@ -377,7 +396,12 @@ class SparkplugBridge:
             reason,
             f"{t.kind} of {t.describe()}: seq {seq}, expected {expected}"
             if reason == "sparkplug_seq_gap"
-            else f"{t.kind} from {t.describe()} before its NBIRTH",
+            else f"{t.kind} from {t.describe()} "
+            + (
+                _OUT_OF_STEP
+                if self.nodes.node(t.node_key).born
+                else "before its NBIRTH"
+            ),
         )
         return False
 
@@ -408,6 +432,14 @@ class SparkplugBridge:
         )
         self.rebirths.inc()
         log.info("Sparkplug: rebirth requested from edge node %s/%s", *key)
+
+
+# Data of a node born but out of step (a seq gap, or the server's connection came back):
+# its BIRTH was seen, so "before its BIRTH" would send the reader looking for the wrong
+# cause.
+_OUT_OF_STEP = (
+    "while its edge node is out of step (a message was lost), until its rebirth"
+)
 
 
 def _not_protobuf(cls: type[spb.NData] | type[spb.DData], payload: bytes) -> bool:

@@ -98,6 +98,12 @@ class Feed:
             if grams is None:
                 continue
             ts = m.timestamp if m.timestamp is not None else payload_ts
+            if not data and 0 <= ts < payload_ts:
+                # A BIRTH states every value as current at the BIRTH; a metric's own
+                # timestamp is when the tag last changed (Ignition), months ago for a
+                # bin nobody touched: dated so, it was refused as too old, or taken as
+                # a late replay that moves no count
+                ts = payload_ts
             if not 0 <= ts <= protocol.MAX_INT64:
                 self.rejects.item(
                     source,

@@ -55,6 +55,19 @@ class NodeState:
     # a request the rate limit held back: sent when the interval is over, unless a
     # BIRTH makes it moot (a quiet gateway must not stay out of step until it talks)
     rebirth_due: bool = False
+    # aliases a BIRTH gave to two or more metrics, per device ('' for the node itself):
+    # DATA by such an alias cannot say which metric it means
+    dup_aliases: dict[str, frozenset[int]] = field(default_factory=dict)
+
+
+def duplicate_aliases(metrics: Iterable[spb.Metric]) -> frozenset[int]:
+    """Aliases given to more than one metric of a BIRTH (Sparkplug wants them unique)."""
+    seen: set[int] = set()
+    dups: set[int] = set()
+    for m in metrics:
+        if m.alias is not None:
+            (dups if m.alias in seen else seen).add(m.alias)
+    return frozenset(dups)
 
 
 def bd_seq_of(metrics: Iterable[spb.Metric]) -> int | None:
@@ -90,6 +103,7 @@ class NodeTable:
         state.birth = birth
         state.devices = {}
         state.dead_devices = set()
+        state.dup_aliases = {"": duplicate_aliases(birth.metrics)}
 
     def check_seq(self, key: NodeKey, seq: int) -> str | None:
         """Advance the node's seq; the reason the message cannot be applied, or None."""
@@ -121,6 +135,7 @@ class NodeTable:
         state = self.node(key)
         state.devices[device] = birth
         state.dead_devices.discard(device)
+        state.dup_aliases[device] = duplicate_aliases(birth.metrics)
 
     def ddeath(self, key: NodeKey, device: str) -> None:
         """A device of the node is dead."""
