@@ -329,9 +329,10 @@ class Agent:
                     f"port {mapping.port!r}: channel {mapping.channel} (jitstock-edge "
                     "reads channel 0 only)"
                 )
-            if mapping.port in mapped:
+            key = self._config_key(mapping.port)
+            if key in mapped:
                 raise ValueError(f"config lists port {mapping.port!r} twice")
-            mapped[mapping.port] = mapping.bin
+            mapped[key] = mapping.bin
         # the bin map: the file's, with the config's mappings on top
         wanted = {port: s.bin for port, s in self._file_scales.items()}
         wanted.update(mapped)
@@ -359,6 +360,39 @@ class Agent:
             self._stats["configs_applied"] += 1
         log.info(
             "applied config: %d bin mappings, signal %s", len(config.bins), self._signal
+        )
+
+    def _config_key(self, port: str) -> str:
+        """The reader a config's ``port`` names: a Modbus indicator is ``{port}#{unit_id}``
+        (several share a port), or its bare port when it is the only one on it.
+
+        A bare port must never reach :meth:`_map_port` as a port of its own: it would be
+        opened as a stream scale beside the Modbus bus (and the indicator kept its bin).
+        """
+        if port in self._file_scales:
+            return port
+        units = self._modbus_units(port)
+        if len(units) == 1:
+            return units[0]
+        if units:
+            raise ValueError(
+                f"config maps port {port!r}, a Modbus bus with {len(units)} "
+                f"indicators: name one as {' or '.join(repr(u) for u in units)}"
+            )
+        bus, sep, unit = port.rpartition("#")
+        if sep and self._modbus_units(bus):
+            raise ValueError(
+                f"config maps {port!r}: the file has no Modbus scale with unit id "
+                f"{unit} on {bus!r} (a config cannot add one: its registers are in the file)"
+            )
+        return port  # a serial port the file does not list
+
+    def _modbus_units(self, port: str) -> list[str]:
+        """Keys of the file's Modbus scales on ``port``."""
+        return sorted(
+            k
+            for k, s in self._file_scales.items()
+            if s.protocol == "modbus" and s.port == port
         )
 
     def _scale_signal(self, port: str) -> SignalSettings:

@@ -149,7 +149,8 @@ def documented_payloads() -> dict[str, list[bytes]]:
     for kind, body in re.findall(
         r'-t jit/v1/plant1/line3-pi/(\w+) \\\n\s+-m "(.*)"', text
     ):
-        body = body.replace('\\"', '"').replace("$(now)", str(p.now_ms()))
+        # what the shell makes of a double-quoted word: \" \\ \$ lose their backslash
+        body = re.sub(r'\\(["\\$])', r"\1", body).replace("$(now)", str(p.now_ms()))
         found.setdefault(kind, []).append(body.encode())
     return found
 
@@ -159,7 +160,7 @@ def test_documented_mosquitto_pub_payloads_obey_the_contract(
 ) -> None:
     docs = documented_payloads()
     assert len(docs["readings"]) == 2
-    assert len(docs["scans"]) == 1
+    assert len(docs["scans"]) == 2
     assert len(docs["status"]) == 2
     seqs = []
     for payload in docs["readings"]:
@@ -168,11 +169,15 @@ def test_documented_mosquitto_pub_payloads_obey_the_contract(
         )
         assert rejects == []
         seqs.append(batch.seq)
-    scans, rejects = p.decode_scans(
-        docs["scans"][0], expected_agent="line3-pi", now_ms=p.now_ms()
-    )
-    assert rejects == []
-    assert seqs + [scans.seq] == [1, 2, 3]
+    for payload in docs["scans"]:
+        scans, rejects = p.decode_scans(
+            payload, expected_agent="line3-pi", now_ms=p.now_ms()
+        )
+        assert rejects == []
+        seqs.append(scans.seq)
+    assert seqs == [1, 2, 3, 4]
+    # the GS1 carton label keeps its GS separators (FNC1) through JSON
+    assert scans.scans[0].code == "]C10104006381333931\x1d10LOT42\x1d3012"
     assert [p.decode_status(s).state for s in docs["status"]] == ["online", "offline"]
     # and mosquitto_pub really delivers it as documented
     pub_bin = find_binary("mosquitto_pub", "/usr/bin/mosquitto_pub")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jitstock import protocol as p
+from jitstock.firmware_sim.modbus import SimulatedModbusBus
 from jitstock.firmware_sim.scale import SimulatedScale
 from tests.edge.edge_process import (
     AGENT,
@@ -152,3 +153,93 @@ def test_config_mappings_are_layered_on_the_file_too(
     finally:
         stop(proc)
         sub.close()
+
+
+def test_a_retained_config_reaches_modbus_indicators(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Found from the outside: a config mapping a Modbus indicator's port (the form
+    docs/protocol.md gave) missed its reader, which is keyed ``{port}#{unit_id}``: the
+    indicator kept its bin and the agent opened the RS-485 port a second time as a
+    stream scale (`port_error` for the new bin). Now ``{port}#{unit_id}`` names one
+    indicator, a bare port names the only one on it, and a bare port of a bus with
+    several is refused (the previous config stays)."""
+    two = SimulatedModbusBus("rtu", workdir=tmp_path, name="rs485-a")
+    one = SimulatedModbusBus("rtu", workdir=tmp_path, name="rs485-b")
+    for bus, unit, bin_ in ((two, 1, "B1"), (two, 2, "B2"), (one, 5, "B3")):
+        bus.add_unit(unit, bin_, count=40 + unit, unit_weight_g=10.0, tare_g=500.0)
+    two.start()
+    one.start()
+    modbus = {"protocol": "modbus", "poll_interval_s": 0.1, "timeout_s": 0.3}
+    registers = {"weight_register": 0, "data_type": "int32", "factor": 0.1}
+    config = toml_config(
+        tmp_path,
+        mosquitto.url,
+        scales=[
+            {**modbus, **registers, "port": two.port, "bin": "B1", "unit_id": 1},
+            {**modbus, **registers, "port": two.port, "bin": "B2", "unit_id": 2},
+            {**modbus, **registers, "port": one.port, "bin": "B3", "unit_id": 5},
+        ],
+        signal={"stability_window_s": 0.3, "keepalive_s": 0.5},
+    )
+    log = tmp_path / "edge.log"
+    topic = p.agent_topic(SITE, AGENT, "config")
+    sub = Collector(mosquitto.port, [f"jit/v1/{SITE}/{AGENT}/+"])
+    proc = start_edge(config, log)
+
+    def sensors() -> list[tuple[str, bool]]:
+        msgs = sub.snapshot("/status")
+        if not msgs:
+            return []
+        return [(s.bin, s.ok) for s in p.decode_status(msgs[-1].payload).sensors]
+
+    try:
+        sub.wait_for(
+            lambda: sensors() == [("B1", True), ("B2", True), ("B3", True)],
+            what="three indicators weighing",
+        )
+        remap = p.AgentConfig(
+            bins=(
+                p.BinMapping(f"{two.port}#1", "B1-new"),  # one of two on the bus
+                p.BinMapping(one.port, "B3-new"),  # the only one on its bus
+            )
+        )
+        publish_retained(mosquitto.port, topic, p.encode_config(remap))
+        sub.wait_for(
+            lambda: sensors() == [("B1-new", True), ("B2", True), ("B3-new", True)],
+            what="both indicators re-mapped, none opened twice",
+        )
+        for bin_, grams in (("B1-new", 500 + 41 * 10.0), ("B3-new", 500 + 45 * 10.0)):
+            sub.wait_for(
+                lambda b=bin_, g=grams: any(
+                    abs(r.grams - g) < 1 for r in readings(sub, b)
+                ),
+                what=f"{bin_} read from its indicator",
+            )
+        # a bare port of a bus with two indicators names neither: refused, one line
+        both = p.AgentConfig(bins=(p.BinMapping(two.port, "B9"),))
+        publish_retained(mosquitto.port, topic, p.encode_config(both))
+        sub.wait_for(
+            lambda: "a Modbus bus with 2 indicators" in log.read_text(),
+            what="refusal logged",
+        )
+        # a unit id the file does not have: refused too (the log line is rate-limited,
+        # so a valid config after it shows it was handled: configs apply in order)
+        unknown = p.AgentConfig(bins=(p.BinMapping(f"{two.port}#9", "B9"),))
+        publish_retained(mosquitto.port, topic, p.encode_config(unknown))
+        last = p.AgentConfig(bins=(p.BinMapping(f"{two.port}#2", "B2-new"),))
+        publish_retained(mosquitto.port, topic, p.encode_config(last))
+        sub.wait_for(
+            lambda: sensors() == [("B1", True), ("B2-new", True), ("B3", True)],
+            what="the last config applied over the file",
+        )
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert "cannot open" not in text  # no second reader on a Modbus port
+        assert {b for b, _ in sensors()} == {"B1", "B2-new", "B3"}
+        assert proc.poll() is None
+    finally:
+        stop(proc)
+        sub.close()
+        two.stop()
+        one.stop()

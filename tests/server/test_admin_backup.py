@@ -24,8 +24,17 @@ from jitstock.server.settings import ServerSettings
 from jitstock.server.tsdb import Point, open_store
 from tests.server.conftest import PG_ADMIN_DSN
 from tests.server.db_factories import seed
-from tests.services import InfluxDB
-from tests.waits import WAIT_S
+from tests.server.mqtt_support import (
+    bin_seed,
+    on_hand,
+    publisher,
+    readings_payload,
+    topic,
+)
+from tests.server.mqtt_support import server as mqtt_server
+from tests.server.server_support import seed as seed_db
+from tests.services import InfluxDB, Mosquitto
+from tests.waits import WAIT_S, wait_until
 
 POINTS = 240
 T0_MS = 1_800_000_000_000
@@ -355,3 +364,80 @@ def test_a_closed_influx_backup_port_fails_at_once_and_writes_nothing(
     assert "JITSTOCK_INFLUX_RPC" in err
     assert not (tmp_path / "b").exists()
     assert main(["admin", "backup", "--no-history", str(tmp_path / "b")]) == 0
+
+
+def _sqlite_side_files(*dirs: Path) -> list[str]:
+    return sorted(
+        str(f) for d in dirs for f in d.iterdir() if f.name.endswith(("-wal", "-shm"))
+    )
+
+
+def test_backup_while_ingest_writes_restores_into_a_fresh_dir_without_side_files(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Mosquitto,
+) -> None:
+    """From the outside: `jitstock admin backup` of a running SQLite server that ingests
+    readings, and of the stopped one; `restore` into a fresh data dir, and a server on it
+    shows the level that was durable at backup time. Found so: the copies were left in
+    WAL mode and opened read-only, so a backup of the stopped server left
+    state.db-wal/-shm beside its database, and a restore left state.sqlite-wal/-shm and
+    history.sqlite-wal/-shm inside the backup it read."""
+    data = tmp_path / "data"
+    data.mkdir()
+    db_url = f"sqlite:///{data / 'state.db'}"
+    seed_db(db_url, [bin_seed("LIVE", "pi-1")], [])
+
+    def use(data_dir: Path) -> None:
+        for name in list(os.environ):
+            if name.startswith("JITSTOCK_"):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("JITSTOCK_DB_URL", f"sqlite:///{data_dir / 'state.db'}")
+        monkeypatch.setenv("JITSTOCK_DATA_DIR", str(data_dir))
+
+    use(data)
+    stop = threading.Event()
+    sent = [0]
+    with (
+        mqtt_server(data, db_url, mosquitto.url) as (_app, base),
+        publisher(mosquitto.url) as pub,
+    ):
+
+        def ingest() -> None:
+            # one more part per reading (100 g tare, 10 g parts): levels only go up
+            while not stop.is_set() and sent[0] < 5_000:
+                sent[0] += 1
+                grams = 100 + 10 * sent[0]
+                payload = readings_payload("pi-1", sent[0], "LIVE", grams)
+                pub.send(topic("pi-1", "readings"), payload)
+
+        feeder = threading.Thread(target=ingest)
+        feeder.start()
+        try:
+            wait_until(lambda: (on_hand(base, "LIVE") or 0) >= 20, WAIT_S)
+            durable_before = on_hand(base, "LIVE") or 0
+            admin(capsys, "backup", str(tmp_path / "live"))
+            durable_after = on_hand(base, "LIVE") or 0
+        finally:
+            stop.set()
+            feeder.join(WAIT_S)
+    assert durable_before < durable_after  # the backup was taken while readings applied
+    admin(capsys, "backup", str(tmp_path / "stopped"))
+    assert _sqlite_side_files(tmp_path / "live", tmp_path / "stopped", data) == []
+
+    fresh = tmp_path / "fresh"
+    use(fresh)
+    out = admin(capsys, "restore", str(tmp_path / "live"))
+    assert "restore complete" in out
+    assert _sqlite_side_files(tmp_path / "live") == []
+    fresh_url = f"sqlite:///{fresh / 'state.db'}"
+    # a client id of its own: the broker must not hand it the first server's session
+    with mqtt_server(
+        fresh, fresh_url, mosquitto.url, mqtt_client_id="restored-server"
+    ) as (_app, base):
+        restored = on_hand(base, "LIVE")
+        assert restored is not None
+        assert durable_before <= restored <= durable_after
+        with httpx.Client(base_url=base, timeout=WAIT_S) as c:
+            assert c.get("/api/v1/bins/LIVE").status_code == 200

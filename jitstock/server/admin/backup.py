@@ -111,21 +111,43 @@ def _sqlite_path(url: str) -> Path | None:
 def sqlite_copy(src: Path, dst: Path) -> None:
     """Copy a SQLite database page by page with the online backup API (writers may go on).
 
-    The destination is replaced whole, so restoring over a live file leaves no old pages.
+    The destination is replaced whole, so restoring over a live file leaves no old pages,
+    and is left in rollback-journal mode, checkpointed: one self-contained file with no
+    ``-wal``/``-shm`` beside it (a server opening it switches it back to WAL).  The
+    source is opened read-write, though only read: a read-only connection to a WAL
+    database creates ``-wal``/``-shm`` files it may not remove, and left them beside
+    the stopped server's database and inside the backup a restore read from.
     """
     if not src.exists():
         raise BackupError(f"{src} does not exist")
     dst.parent.mkdir(parents=True, exist_ok=True)
     ensure_private_file(str(dst))
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    source = _open_source(src)
     try:
         target = sqlite3.connect(dst)
         try:
             source.backup(target)
+            # out of WAL: the pages go into the file itself and -wal/-shm are removed
+            mode = target.execute("PRAGMA journal_mode=DELETE").fetchone()
+            if mode is None or str(mode[0]).lower() != "delete":
+                raise BackupError(f"{dst}: could not leave WAL mode ({mode})")
         finally:
             target.close()
     finally:
         source.close()
+
+
+def _open_source(src: Path) -> sqlite3.Connection:
+    """src for reading: read-write if the file may be written (the last connection to a
+    WAL database checkpoints it and removes its -wal/-shm on close), else read-only (a
+    backup on read-only media)."""
+    try:
+        conn = sqlite3.connect(f"file:{src}?mode=rw", uri=True)
+        conn.execute("PRAGMA query_only=ON")  # a copy never changes its source
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"file:{src}?mode=ro", uri=True)
 
 
 def _pg_args(url: str) -> tuple[list[str], dict[str, str]]:

@@ -8,7 +8,7 @@ raise FieldInvalid / Conflict / NotFound (translated to HTTP in errors.py)
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -82,6 +82,33 @@ def _diff(row: Base, changes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in changes.items() if getattr(row, k) != v}
 
 
+def update_detail(before: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
+    """The audit detail of an update: each changed field from → to (a secret only 'rotated')."""
+    return {
+        k: "rotated" if k in SECRET_FIELDS else {"from": before[k], "to": v}
+        for k, v in diff.items()
+    }
+
+
+def audit_values(
+    actor: str,
+    now_ms: int,
+    action: str,
+    entity: str,
+    entity_id: str,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """The columns of an audit row as :func:`_audit` writes it (secrets redacted), for a bulk insert."""
+    return {
+        "at_ms": now_ms,
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "entity_id": entity_id,
+        "detail": _redact(detail),
+    }
+
+
 def _apply(
     session: Session,
     row: Base,
@@ -94,10 +121,7 @@ def _apply(
     before = {k: getattr(row, k) for k in diff}
     for k, v in diff.items():
         setattr(row, k, v)
-    detail: dict[str, Any] = {
-        k: "rotated" if k in SECRET_FIELDS else {"from": before[k], "to": v}
-        for k, v in diff.items()
-    }
+    detail = update_detail(before, diff)
     _audit(session, actor, now_ms, f"{entity}.update", entity, entity_id, detail)
 
 
@@ -165,6 +189,26 @@ def delete_site(session: Session, site_id: str, actor: str, now_ms: int) -> None
 # --- SKUs --------------------------------------------------------------------
 
 
+def barcode_key(barcode: str) -> str:
+    """What makes two barcodes the same: a GTIN's 14 digits (an EAN-13 and its GTIN-14
+    with a leading zero are one barcode, as a dock scan matches them alike), else the
+    barcode itself."""
+    return as_gtin(barcode) or barcode
+
+
+def refuse_taken_barcode(
+    barcode: str, other: str | None, stored: str | None = None
+) -> None:
+    """Conflict if the barcode already belongs to another SKU (``other``, which has it
+    stored as ``stored`` when that is another form of the same GTIN)."""
+    if other is not None:
+        as_stored = "" if stored in (None, barcode) else f" (as {stored!r})"
+        raise Conflict(
+            f"barcode: {barcode!r} already belongs to SKU {other!r}{as_stored}",
+            field="barcode",
+        )
+
+
 def _check_barcode(session: Session, barcode: str | None, sku_id: str) -> None:
     """One barcode, one SKU: a GTIN in another form (``04006381333931`` for the EAN-13
     ``4006381333931``) is the same barcode, as a dock scan matches them alike."""
@@ -176,11 +220,7 @@ def _check_barcode(session: Session, barcode: str | None, sku_id: str) -> None:
         select(Sku.id, Sku.barcode).where(Sku.barcode.in_(same), Sku.id != sku_id)
     ).first()
     if other is not None:
-        as_stored = "" if other.barcode == barcode else f" (as {other.barcode!r})"
-        raise Conflict(
-            f"barcode: {barcode!r} already belongs to SKU {other.id!r}{as_stored}",
-            field="barcode",
-        )
+        refuse_taken_barcode(barcode, other.id, other.barcode)
 
 
 def create_sku(session: Session, data: SkuCreate, actor: str, now_ms: int) -> Sku:
@@ -212,19 +252,28 @@ def update_sku(
     if diff:
         _apply(session, row, "sku", sku_id, diff, actor, now_ms)
     if "unit_weight_g" in diff:
-        session.flush()
-        for b in session.scalars(
-            select(Bin)
-            .where(Bin.sku_id == sku_id, Bin.unit_weight_g.is_(None))
-            .order_by(Bin.id)
-        ):
-            if recount(session, b, now_ms):
-                order = _reconsider(
-                    session, b, actor, now_ms, "SKU unit weight changed"
-                )
-                if order is not None and made is not None:
-                    made.append(order.id)
+        ids = recount_sku_bins(session, sku_id, actor, now_ms)
+        if made is not None:
+            made.extend(ids)
     return row, bool(diff)
+
+
+def recount_sku_bins(
+    session: Session, sku_id: str, actor: str, now_ms: int
+) -> list[str]:
+    """Recount the bins that take a SKU's unit weight after it changed; ids of the orders made."""
+    session.flush()
+    made = []
+    for b in session.scalars(
+        select(Bin)
+        .where(Bin.sku_id == sku_id, Bin.unit_weight_g.is_(None))
+        .order_by(Bin.id)
+    ):
+        if recount(session, b, now_ms):
+            order = reconsider(session, b, actor, now_ms, "SKU unit weight changed")
+            if order is not None:
+                made.append(order.id)
+    return made
 
 
 def delete_sku(session: Session, sku_id: str, actor: str, now_ms: int) -> None:
@@ -329,26 +378,84 @@ def delete_supplier(
 # --- bins --------------------------------------------------------------------
 
 
+class BinRefs(Protocol):
+    """What a bin's checks read: the rows it refers to and the channels in use."""
+
+    def site_exists(self, site_id: str) -> bool:
+        """Whether the site exists."""
+        ...
+
+    def sku_exists(self, sku_id: str) -> bool:
+        """Whether the SKU exists."""
+        ...
+
+    def supplier_exists(self, supplier_id: str) -> bool:
+        """Whether the supplier exists."""
+        ...
+
+    def agent_site(self, agent_id: str) -> str | None:
+        """The agent's site, or None if there is no such agent."""
+        ...
+
+    def channel_owner(self, agent_id: str, channel: str, other_than: str) -> str | None:
+        """The bin other than ``other_than`` that this channel of the agent feeds, if any."""
+        ...
+
+
+class SessionBinRefs:
+    """BinRefs read from the database, one query each."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def site_exists(self, site_id: str) -> bool:
+        """Whether the site exists."""
+        return self.session.get(Site, site_id) is not None
+
+    def sku_exists(self, sku_id: str) -> bool:
+        """Whether the SKU exists."""
+        return self.session.get(Sku, sku_id) is not None
+
+    def supplier_exists(self, supplier_id: str) -> bool:
+        """Whether the supplier exists."""
+        return self.session.get(Supplier, supplier_id) is not None
+
+    def agent_site(self, agent_id: str) -> str | None:
+        """The agent's site, or None if there is no such agent."""
+        agent = self.session.get(Agent, agent_id)
+        return None if agent is None else agent.site_id
+
+    def channel_owner(self, agent_id: str, channel: str, other_than: str) -> str | None:
+        """The bin other than ``other_than`` that this channel of the agent feeds, if any."""
+        return self.session.scalars(
+            select(Bin.id).where(
+                Bin.agent_id == agent_id, Bin.channel == channel, Bin.id != other_than
+            )
+        ).first()
+
+
 def check_bin(session: Session, bin_id: str, v: dict[str, Any]) -> None:
     """Refuse a bin configuration (all fields merged) whose references or numbers do not hold."""
-    if session.get(Site, v["site_id"]) is None:
+    check_bin_refs(SessionBinRefs(session), bin_id, v)
+
+
+def check_bin_refs(refs: BinRefs, bin_id: str, v: dict[str, Any]) -> None:
+    """check_bin against any BinRefs (the CSV import checks a whole sheet in memory)."""
+    if not refs.site_exists(v["site_id"]):
         raise FieldInvalid("site_id", f"site {v['site_id']!r} does not exist")
-    if session.get(Sku, v["sku_id"]) is None:
+    if not refs.sku_exists(v["sku_id"]):
         raise FieldInvalid("sku_id", f"SKU {v['sku_id']!r} does not exist")
-    if (
-        v.get("supplier_id") is not None
-        and session.get(Supplier, v["supplier_id"]) is None
-    ):
+    if v.get("supplier_id") is not None and not refs.supplier_exists(v["supplier_id"]):
         raise FieldInvalid(
             "supplier_id", f"supplier {v['supplier_id']!r} does not exist"
         )
     agent_id = v.get("agent_id")
     if agent_id is not None:
-        agent = session.get(Agent, agent_id)
-        if agent is not None and agent.site_id != v["site_id"]:
+        agent_site = refs.agent_site(agent_id)
+        if agent_site is not None and agent_site != v["site_id"]:
             raise FieldInvalid(
                 "agent_id",
-                f"agent {agent_id!r} belongs to site {agent.site_id!r}, not {v['site_id']!r}",
+                f"agent {agent_id!r} belongs to site {agent_site!r}, not {v['site_id']!r}",
             )
     elif v.get("channel") is not None:
         raise FieldInvalid(
@@ -356,11 +463,7 @@ def check_bin(session: Session, bin_id: str, v: dict[str, Any]) -> None:
             "required when channel is set (a channel is a port of one agent)",
         )
     if agent_id is not None and v.get("channel") is not None:
-        other = session.scalars(
-            select(Bin.id).where(
-                Bin.agent_id == agent_id, Bin.channel == v["channel"], Bin.id != bin_id
-            )
-        ).first()
+        other = refs.channel_owner(agent_id, v["channel"], bin_id)
         if other is not None:
             raise Conflict(
                 f"channel: {v['channel']!r} of agent {agent_id!r} already feeds bin {other!r}",
@@ -405,13 +508,14 @@ def recount(session: Session, row: Bin, now_ms: int) -> bool:
     return True
 
 
-def _reconsider(
+def reconsider(
     session: Session,
     row: Bin,
     actor: str,
     now_ms: int,
     reason: str = "bin configuration changed",
 ) -> Order | None:
+    """The reorder rule for a bin whose configuration changed (its order, if one is due)."""
     # Only a bin with a measured level can be judged: a new bin reads 0 before its scale reports.
     if row.last_seen_ms is None:
         return None
@@ -428,7 +532,7 @@ def reconsider_sku_bins(
     for row in session.scalars(
         select(Bin).where(Bin.sku_id == sku_id).order_by(Bin.id)
     ):
-        order = _reconsider(session, row, actor, now_ms, reason)
+        order = reconsider(session, row, actor, now_ms, reason)
         if order is not None:
             made.append(order)
     return made
@@ -463,7 +567,7 @@ def update_bin(
     session.refresh(row, ["sku"])  # a new sku_id must bring its unit weight
     moved = recount(session, row, now_ms) if diff.keys() & CALIBRATION_FIELDS else False
     order = (
-        _reconsider(session, row, actor, now_ms)
+        reconsider(session, row, actor, now_ms)
         if moved or diff.keys() & REORDER_FIELDS
         else None
     )

@@ -89,8 +89,7 @@ async def read_upload(request: Request) -> bytes:
 def _run_import(
     ctx: ApiContext, spec: CsvSpec, data: bytes, actor: str
 ) -> ImportOutcome:
-    with transaction(ctx.session_factory) as session:
-        return import_entities(session, spec, data, actor, ctx.clock.time_ms())
+    return import_entities(ctx.session_factory, spec, data, actor, ctx.clock.time_ms())
 
 
 def _exporter(spec: CsvSpec) -> Callable[[CtxDep, Viewer], Response]:
@@ -113,7 +112,7 @@ def _importer(
         data = await read_upload(request)
         outcome = await run_in_threadpool(_run_import, ctx, spec, data, key.name)
         if spec.entity in ("bins", "skus"):
-            bins_changed(ctx, [o.id for o in outcome.orders])
+            bins_changed(ctx, outcome.order_ids)
         return outcome.result
 
     import_csv.__doc__ = f"Create or update {spec.entity} from CSV (by id); all rows or none, errors name row and column."
