@@ -139,6 +139,19 @@ def test_rows_are_judged_one_after_another(make_api: Any, db_url: str) -> None:
     )
     assert r.status_code == 200, r.text
     assert manager.get("/api/v1/skus/N-1").json()["barcode"] == "4006381333931"
+    # the same GTIN in another form (GTIN-14 of that EAN-13) is the same barcode: a dock
+    # scan of it would match both SKUs, so a sheet may not give it to a second one
+    r = manager.post(
+        "/api/v1/skus/import",
+        content=skus + "N-2,Washer,1,04006381333931\n",
+        headers=CSV,
+    )
+    assert r.status_code == 422, r.text
+    assert (
+        errors_text(r)
+        == "row 2, column barcode: '04006381333931' already belongs to SKU 'N-1'"
+    )
+    assert manager.get("/api/v1/skus/N-2").status_code == 404
 
 
 def test_an_imported_change_recounts_and_orders_as_a_patch_does(
