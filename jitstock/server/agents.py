@@ -4,7 +4,10 @@ An agent's *state* is derived from two facts the server records: what its
 retained status last said (``reported_state``, at ``status_ms``; docs/protocol.md
 makes status optional) and when its last traffic of any kind arrived
 (``last_seen_ms``).  A PLC that only publishes readings is therefore judged by
-its readings, and a device never heard from is ``unknown``, not offline.
+its readings, and a device never heard from is ``unknown``, not offline.  An agent
+a manager disabled (``enabled`` false: its broker client is switched off) is
+``disabled`` whatever its status and traffic say: not online, and not alerted as
+offline, since nobody needs to check its power or network.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from jitstock.server.db.models import Agent, Bin
 
-AgentState = Literal["online", "offline", "unknown"]
+AgentState = Literal["online", "offline", "unknown", "disabled"]
 # An agent that published nothing (not even a keep-alive) this long is offline; keep-alives are 30 s.
 AGENT_SILENT_S = 120.0
 # receive_bins value meaning "any bin of the agent's site" (a dock serving the whole plant)
@@ -33,6 +36,8 @@ class Liveness:
     status_ms: int | None
     # last traffic of any kind: readings, scans, an online status
     last_seen_ms: int | None
+    # False while a manager has disabled it (PATCH {"enabled": false}): the broker kicked it
+    enabled: bool = True
 
     def said_offline(self) -> bool:
         """Its status says offline (last will or clean shutdown) and no traffic came since."""
@@ -43,7 +48,10 @@ class Liveness:
         )
 
     def state(self, now_ms: int, silent_ms: int) -> AgentState:
-        """'offline' (said so, or silent too long), 'online', or 'unknown' (never heard)."""
+        """'disabled' (by a manager), 'offline' (said so, or silent too long), 'online', or
+        'unknown' (never heard)."""
+        if not self.enabled:
+            return "disabled"
         if self.said_offline():
             return "offline"
         if self.last_seen_ms is None:
@@ -53,7 +61,8 @@ class Liveness:
         return "online"
 
     def online(self, now_ms: int, silent_ms: int) -> bool | None:
-        """For a tile or a level: True, False (offline, also by silence), None (never heard)."""
+        """For a tile or a level: True, False (offline, also by silence, or disabled), None
+        (never heard)."""
         state = self.state(now_ms, silent_ms)
         return None if state == "unknown" else state == "online"
 
@@ -67,7 +76,9 @@ class Liveness:
 
 def liveness(agent: Agent) -> Liveness:
     """The liveness facts of an agent row."""
-    return Liveness(agent.reported_state, agent.status_ms, agent.last_seen_ms)
+    return Liveness(
+        agent.reported_state, agent.status_ms, agent.last_seen_ms, agent.enabled
+    )
 
 
 def may_receive(session: Session, agent_id: str, bin_id: str) -> bool:

@@ -185,7 +185,8 @@ def agent_rules(
     """Agents whose status says offline (last will) or silent longer than ``silent_ms``.
 
     Status is optional (docs/protocol.md): a device that never sent one is
-    judged by its traffic alone, and one never heard from is not alerted.
+    judged by its traffic alone, and one never heard from is not alerted.  A disabled
+    agent (a manager switched it off) is not alerted either, and its open alert resolves.
     """
     stmt = select(
         Agent.id,
@@ -193,6 +194,7 @@ def agent_rules(
         Agent.reported_state,
         Agent.status_ms,
         Agent.last_seen_ms,
+        Agent.enabled,
     )
     if agent_ids is not None:
         stmt = stmt.where(Agent.id.in_(agent_ids))
@@ -200,10 +202,11 @@ def agent_rules(
     verdict = Verdict(
         AGENT_KINDS, {f"agent:{r[0]}" for r in rows} if agent_ids is not None else None
     )
-    for agent_id, site, reported, status_ms, seen in rows:
-        life = Liveness(reported, status_ms, seen)
+    for agent_id, site, reported, status_ms, seen, enabled in rows:
+        life = Liveness(reported, status_ms, seen, enabled)
         if life.state(now_ms, silent_ms) != "offline":
-            continue  # online, or unknown: never heard from is a configuration gap
+            # online; unknown: never heard from is a configuration gap; disabled: on purpose
+            continue
         verdict.holding.append(
             AlertSpec(
                 "agent_offline",

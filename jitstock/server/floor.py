@@ -111,6 +111,7 @@ def tiles(
             Agent.reported_state,
             Agent.status_ms,
             Agent.last_seen_ms,
+            Agent.enabled,
             Bin.on_hand_confidence,
         )
         .join(Sku, Sku.id == Bin.sku_id)
@@ -152,6 +153,7 @@ def tiles(
         reported,
         status_ms,
         agent_seen,
+        agent_enabled,
         conf,
     ) in rows:
         m = marks.get(bid, {})
@@ -172,9 +174,9 @@ def tiles(
                 # three significant digits: a fast bin holds minutes of supply, not 0.0 days
                 "dos": float(f"{on_hand / rate:.3g}") if rate else None,
                 "status": status_of(
-                    agent_online=Liveness(reported, status_ms, agent_seen).online(
-                        now_ms, silent_ms
-                    )
+                    agent_online=Liveness(
+                        reported, status_ms, agent_seen, agent_enabled is not False
+                    ).online(now_ms, silent_ms)
                     if agent is not None
                     else None,
                     sensor_ok=ok,

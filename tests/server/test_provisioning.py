@@ -326,6 +326,8 @@ def test_provisioned_agents_publish_their_own_topics_only_and_disable_disconnect
             r = api.patch("/api/v1/agents/pi-a", json={"enabled": False})
             assert r.status_code == 200, r.text
             assert r.json()["enabled"] is False
+            # kicked without a last will, yet shown as disabled, not online (nor silent)
+            assert r.json()["state"] == "disabled"
             wait_until(lambda: dev_a.disconnects >= 1, what="pi-a disconnected")
             wait_until(
                 lambda: any(rc.is_failure for rc in dev_a.connacks),
@@ -333,7 +335,17 @@ def test_provisioned_agents_publish_their_own_topics_only_and_disable_disconnect
             )
             time.sleep(3.0)  # several reconnect attempts (1 s apart) ...
             assert not dev_a.client.is_connected()  # ... none of them let in
-            assert api.get("/api/v1/agents/pi-a").json()["enabled"] is False
+            got = api.get("/api/v1/agents/pi-a").json()
+            assert (got["enabled"], got["state"]) == (False, "disabled")
+            assert {g["id"]: g["state"] for g in api.get("/api/v1/agents").json()} == {
+                "pi-a": "disabled",
+                "pi-b": "online",
+            }
+            # its bin does not claim the agent online
+            assert api.get("/api/v1/levels/B1").json()["agent_online"] is False
+            assert api.get("/api/v1/levels/B2").json()["agent_online"] is True
+            tiles = {x["id"]: x for x in api.get("/api/v1/floor").json()["tiles"]}
+            assert (tiles["B1"]["status"], tiles["B2"]["status"]) == ("offline", "ok")
             assert dev_b.client.is_connected()  # the other agent is untouched
 
             # enable: it is let in again and publishes
@@ -345,6 +357,10 @@ def test_provisioned_agents_publish_their_own_topics_only_and_disable_disconnect
                 == 0
             )
             wait_until(lambda: on_hand(api, "B1") == 39, what="B1 at 39")
+            assert api.get("/api/v1/agents/pi-a").json()["state"] == "online"
+            assert api.get("/api/v1/levels/B1").json()["agent_online"] is True
+            tiles = {x["id"]: x for x in api.get("/api/v1/floor").json()["tiles"]}
+            assert tiles["B1"]["status"] == "ok"
 
             # delete: client and role are gone at the broker, the agent with them
             assert api.delete("/api/v1/agents/pi-b").status_code == 409  # feeds B2

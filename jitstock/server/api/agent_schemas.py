@@ -72,10 +72,11 @@ class AgentPublic(BaseModel):
     site_id: str
     description: str | None
     receive_bins: list[str] | None
-    state: Literal["online", "offline", "unknown"] = Field(
+    state: Literal["online", "offline", "unknown", "disabled"] = Field(
         description=(
             "offline: its status says so (last will) with no traffic since, or silent "
-            "past the threshold; online: recent traffic; unknown: never heard from"
+            "past the threshold; online: recent traffic; unknown: never heard from; "
+            "disabled: a manager disabled it (enabled false), not alerted as offline"
         )
     )
     online: bool = Field(

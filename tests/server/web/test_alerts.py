@@ -84,6 +84,54 @@ def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
     assert _alerts(db)[-1] == ("agent_offline", "agent:pi-1", "open")
 
 
+def test_a_disabled_agent_raises_no_agent_offline_and_its_open_one_resolves(
+    db,
+) -> None:
+    """A manager disabled it (the broker kicks it without a last will): not 'silent'."""
+    plant(db)
+    clock = Clock()
+    monitor = AlertMonitor(db.factory, Metrics(), clock=clock, agent_silent_s=60)
+    assert monitor.run_full() == []
+    # silent past the threshold: alerted as offline
+    clock.ms += 61_000
+    monitor.run_full()
+    assert _alerts(db) == [("agent_offline", "agent:pi-1", "open")]
+    # disabled: the open alert resolves at the next check (marked, as PATCH does) ...
+    with transaction(db.factory) as s:
+        s.execute(update(Agent).values(enabled=False))
+    monitor.mark([], ["pi-1"])
+    changes = monitor.run_marked()
+    assert [(c["event"], c["kind"]) for c in changes] == [("resolved", "agent_offline")]
+    assert _alerts(db) == [("agent_offline", "agent:pi-1", "resolved")]
+    # ... and none is raised however long it stays silent, or if its last will came
+    clock.ms += 600_000
+    assert monitor.run_full() == []
+    with transaction(db.factory) as s:
+        s.execute(update(Agent).values(reported_state="offline", status_ms=clock.ms))
+    monitor.mark([], ["pi-1"])
+    assert monitor.run_marked() == []
+    assert monitor.run_full() == []
+    # re-enabled and still silent: the normal rule again
+    with transaction(db.factory) as s:
+        s.execute(update(Agent).values(enabled=True))
+    monitor.mark([], ["pi-1"])
+    monitor.run_marked()
+    assert _alerts(db)[-1] == ("agent_offline", "agent:pi-1", "open")
+
+
+def test_an_online_agent_disabled_is_not_alerted_when_it_falls_silent(db) -> None:
+    plant(db)
+    clock = Clock()
+    monitor = AlertMonitor(db.factory, Metrics(), clock=clock, agent_silent_s=60)
+    with transaction(db.factory) as s:
+        s.execute(update(Agent).values(enabled=False))
+    monitor.mark([], ["pi-1"])
+    assert monitor.run_marked() == []
+    clock.ms += 123_000  # the report: "silent for 123 s … Check power and network"
+    assert monitor.run_full() == []
+    assert _alerts(db) == []
+
+
 def test_webhook_failing_after_consecutive_failures_and_resolved_by_a_success(
     db,
 ) -> None:

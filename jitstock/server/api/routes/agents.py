@@ -231,7 +231,18 @@ def update_agent(
             with _at_broker():
                 prov.set_enabled(row.mqtt_username, enabled)
         session.commit()
+    if flip:
+        _state_changed(ctx, agent_id)
     return _one(ctx, session, row)
+
+
+def _state_changed(ctx: ApiContext, agent_id: str) -> None:
+    """Disabled or enabled: its alert is checked and its bins' tiles pushed now, not at
+    the next full check (a disabled agent's open agent_offline alert resolves)."""
+    for name in ("alerts", "live"):
+        monitor = getattr(ctx, name, None)
+        if monitor is not None:
+            monitor.mark([], [agent_id])
 
 
 @router.delete("/{agent_id}", status_code=204, responses=BROKER_RESPONSES)

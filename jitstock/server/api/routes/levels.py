@@ -18,7 +18,7 @@ from jitstock.server.position import on_order_by_bin, pending_by_bin
 
 router = APIRouter(prefix="/api/v1/levels", tags=["levels"])
 # a bin and what its agent's liveness is judged by (jitstock.server.agents)
-LevelSelect = Select[Bin, str | None, int | None, int | None]
+LevelSelect = Select[Bin, str | None, int | None, int | None, bool | None]
 
 
 def _levels(
@@ -30,7 +30,7 @@ def _levels(
     on_order = on_order_by_bin(session, ids)
     pending = pending_by_bin(session, ids)
     out = []
-    for b, reported, status_ms, agent_seen in rows:
+    for b, reported, status_ms, agent_seen, agent_enabled in rows:
         ordered = on_order.get(b.id, 0)
         waiting = pending.get(b.id, 0)
         out.append(
@@ -50,9 +50,9 @@ def _levels(
                 sensor_ok=b.sensor_ok,
                 sensor_fault=b.sensor_fault,
                 agent_id=b.agent_id,
-                agent_online=Liveness(reported, status_ms, agent_seen).online(
-                    now_ms, silent_ms
-                )
+                agent_online=Liveness(
+                    reported, status_ms, agent_seen, agent_enabled is not False
+                ).online(now_ms, silent_ms)
                 if b.agent_id is not None
                 else None,
             )
@@ -62,7 +62,13 @@ def _levels(
 
 def _base() -> LevelSelect:
     return (
-        select(Bin, Agent.reported_state, Agent.status_ms, Agent.last_seen_ms)
+        select(
+            Bin,
+            Agent.reported_state,
+            Agent.status_ms,
+            Agent.last_seen_ms,
+            Agent.enabled,
+        )
         .outerjoin(Agent, Bin.agent_id == Agent.id)
         .order_by(Bin.id)
     )
