@@ -28,9 +28,15 @@ demo: $(VENV)/.demo-installed
 
 # Workers: most tests wait on subprocesses and sockets, so more workers than cores pay off.
 TEST_WORKERS ?= 3
+# A worker takes one test module at a time, in the order tests/conftest.py gives them:
+# the modules with slow tests first (longest timeout first), so the long tests (the
+# position state machine, the demo runs) start at once beside the quick ones instead of
+# running alone at the end of the run.  Module fixtures (a browser, a plant) are set up
+# once per module.
+TEST_DIST ?= --dist loadscope --no-loadscope-reorder
 
 test: $(VENV)/.dev-installed services
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) $(TEST_DIST) --durations=15 $(PYTEST_ARGS)
 
 # The position state machine (issue 9) with thousands of examples per backend.
 soak: $(VENV)/.dev-installed services

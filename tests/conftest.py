@@ -10,6 +10,34 @@ import pytest
 from tests.services import InfluxDB, Mosquitto
 
 
+def _start_first(item: pytest.Item) -> tuple[int, float]:
+    """Slow tests first, the longest allowed (their timeout) first among them."""
+    if item.get_closest_marker("slow") is None:
+        return (1, 0.0)
+    timeout = item.get_closest_marker("timeout")
+    limit = (
+        timeout.args[0] if timeout and timeout.args else item.config.getini("timeout")
+    )
+    return (0, -float(limit or 0))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests first, the longest allowed first; the rest keep their order.
+
+    A module moves as a whole (its module fixtures are set up once).  With pytest-xdist's
+    ``--dist loadscope`` (``make test``) a worker takes a module at a time, so the long
+    tests start at once and run beside the short ones instead of alone at the end of
+    the run (the demo tests, collected last, used to fill the last minutes by
+    themselves).
+    """
+    rank: dict[str, tuple[int, float]] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        rank[module] = min(rank.get(module, (1, 0.0)), _start_first(item))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (rank[it.nodeid.split("::", 1)[0]], order[id(it)]))
+
+
 @pytest.fixture
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A private broker per test, free to stop and restart."""

@@ -14,6 +14,7 @@ import pytest
 from jitstock.cli import main
 
 
+@pytest.mark.slow
 def test_bench_edge_writes_json_and_prints_a_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from jitstock.bench import policy
 
 
+@pytest.mark.slow
 def test_seed_zero_is_not_seed_one():
     zero = policy.make_plant(policy.QUICK_SKUS, 0)
     one = policy.make_plant(policy.QUICK_SKUS, 1)

@@ -10,6 +10,7 @@ import pytest
 from jitstock.bench import policy
 
 
+@pytest.mark.slow
 def test_seeds_run_has_every_policy_costs_and_summary():
     assert policy.parse_seeds("1-3,7") == [1, 2, 3, 7]
     r = policy.run(argparse.Namespace(quick=True, seed=None, seeds="3"))

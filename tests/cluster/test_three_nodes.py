@@ -25,7 +25,13 @@ from jitstock.server.db.secrets import new_webhook_secret
 from jitstock.server.db.session import make_engine
 from jitstock.server.seed import BinSeed, SupplierSeed
 from tests.server.conftest import _postgres_database
-from tests.server.server_support import WAIT_S, ServerProcess, seed, wait_until
+from tests.server.server_support import (
+    WAIT_S,
+    ServerProcess,
+    seed,
+    wait_progress,
+    wait_until,
+)
 from tests.server.webhook_receiver import WebhookReceiver
 
 UNIT_G = 12.5
@@ -166,9 +172,12 @@ def test_three_nodes_survive_two_kills(
 
         # every reading in history (a point per (bin, reading time): a batch applied on two
         # nodes writes the same points again, which InfluxDB overwrites)
-        wait_until(
-            lambda: points() == dict.fromkeys(all_bins, SEQS),
-            timeout=60,
+        # a drain: it fails when the counts stop moving for a minute (a fixed 60 s bound
+        # ran out on a loaded box while the points were still arriving)
+        wait_progress(
+            points,
+            lambda got: got == dict.fromkeys(all_bins, SEQS),
+            cap_s=240,
             what="every reading in InfluxDB",
         )
 

@@ -190,6 +190,9 @@ class Env:
     secret: str
     tmp: Path
     http: httpx.Client
+    # the server's silence threshold, read once: building ServerSettings (environment and
+    # .env parsing) in every invariant check was a third of this test's time
+    agent_silent_ms: int
 
 
 ENV = Env()
@@ -700,7 +703,7 @@ class PositionMachine(RuleBasedStateMachine):
             from_levels = {
                 lv.bin_id: lv
                 for lv in levels_route._levels(
-                    s, levels_route._base(), now, ServerSettings().agent_silent_ms
+                    s, levels_route._base(), now, ENV.agent_silent_ms
                 )
             }
             blocked = {a.bin_id: a for a in reorder_rules(s, now).holding}
@@ -850,6 +853,7 @@ def env(tmp_path: Path, db_url: str):
     ENV.b.start()
     ENV.tmp = tmp_path
     ENV.http = httpx.Client(timeout=5.0)
+    ENV.agent_silent_ms = ServerSettings().agent_silent_ms
     try:
         yield ENV
     finally:
@@ -858,6 +862,7 @@ def env(tmp_path: Path, db_url: str):
         ENV.b.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(
     1800
 )  # a few minutes idle; far longer while other work loads the cores

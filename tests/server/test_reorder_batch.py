@@ -272,6 +272,7 @@ def backend(tmp_path: Path, db_url: str) -> Backend:
     return BACKEND
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_batched_decisions_match_the_rule(backend: Backend) -> None:
     run_state_machine_as_test(

@@ -95,6 +95,7 @@ def live_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         thread.join(timeout=30)
 
 
+@pytest.mark.slow
 def test_fuzzed_requests_get_no_5xx_and_only_declared_status_codes(
     live_server: tuple[str, str], tmp_path: Path
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from jitstock.bench.cli import main
 
 GROUPS = {
@@ -32,6 +34,7 @@ def _run(tmp_path, name):
     return json.loads((out / "policy.json").read_text())
 
 
+@pytest.mark.slow
 def test_quick_bench_structure_determinism_and_claim(tmp_path, capsys):
     r = _run(tmp_path, "a")
     assert "== policy ==" in capsys.readouterr().out
