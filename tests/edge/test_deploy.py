@@ -82,18 +82,23 @@ def test_acl_lets_an_agent_write_only_under_its_own_id(
         server.close()
 
 
-def test_wrong_password_is_refused_and_counted(
-    secured_broker: Mosquitto, tmp_path: Path
-) -> None:
-    box = Outbox(tmp_path / "o.db")
-    pub = Publisher(
+def _wrong_password_publisher(box: Outbox, broker: Mosquitto) -> Publisher:
+    """pi-1's publisher with a password the broker refuses, retrying fast."""
+    return Publisher(
         box,
-        BrokerConfig.from_url(secured_broker.url, username="pi-1", password="wrong"),
+        BrokerConfig.from_url(broker.url, username="pi-1", password="wrong"),
         site="plant1",
         agent="pi-1",
         reconnect_min_s=0.05,
         reconnect_max_s=0.2,
     )
+
+
+def test_wrong_password_is_refused_and_counted(
+    secured_broker: Mosquitto, tmp_path: Path
+) -> None:
+    box = Outbox(tmp_path / "o.db")
+    pub = _wrong_password_publisher(box, secured_broker)
     pub.start()
     try:
         deadline = time.monotonic() + WAIT_S
@@ -114,14 +119,7 @@ def test_a_refused_login_is_logged_with_the_brokers_reason(
     at all, forever: paho's loop returned an error in the same call that handled the
     refusing CONNACK, and the publisher gave up before reading the reason."""
     box = Outbox(tmp_path / "o.db")
-    pub = Publisher(
-        box,
-        BrokerConfig.from_url(secured_broker.url, username="pi-1", password="wrong"),
-        site="plant1",
-        agent="pi-1",
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.2,
-    )
+    pub = _wrong_password_publisher(box, secured_broker)
     caplog.set_level(logging.WARNING, logger="jitstock.edge.publisher")
     pub.start()
     try:

@@ -211,6 +211,17 @@ def expect(client: httpx.Client, kind: str, reason: str, n: float = 1.0) -> None
     )
 
 
+def wait_followed(client: httpx.Client, gw: Gateway) -> None:
+    """Wait until the server's Sparkplug session receives: data from a gateway not yet
+    born is counted (sparkplug_no_birth) once the subscription is in place."""
+
+    def subscribed() -> bool:
+        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
+        return counter(client, "batches", "sparkplug_no_birth") >= 1
+
+    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+
+
 def test_bad_sparkplug_input_is_counted_and_never_stops_good_data(
     plant: tuple[httpx.Client, Gateway],
 ) -> None:
@@ -388,11 +399,7 @@ def test_a_live_gateway_that_reports_nothing_stays_online(
     session (and will) is its sign of life, so its agent must not turn offline by silence."""
     client, gw = quiet_plant
 
-    def subscribed() -> bool:  # the server's Sparkplug session receives (see above)
-        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
-        return counter(client, "batches", "sparkplug_no_birth") >= 1
-
-    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    wait_followed(client, gw)
     gw.nbirth(bd_seq=1, tank=0)
     gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=0)
     wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
@@ -416,11 +423,7 @@ def test_a_metric_mapped_on_a_node_already_followed_gets_its_value_by_rebirth(
     exception, and no rebirth was asked. Now the node is asked for its current values."""
     client, gw = quiet_plant
 
-    def subscribed() -> bool:  # the server's Sparkplug session receives
-        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
-        return counter(client, "batches", "sparkplug_no_birth") >= 1
-
-    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    wait_followed(client, gw)
     gw.nbirth(bd_seq=1, tank=0)
     gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=7)
     wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
@@ -478,11 +481,7 @@ def test_a_birth_value_is_current_however_long_ago_its_tag_changed(
     as docs/sparkplug.md promises. A BIRTH value is now dated at the BIRTH."""
     client, gw = quiet_plant
 
-    def subscribed() -> bool:  # the server's Sparkplug session receives
-        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
-        return counter(client, "batches", "sparkplug_no_birth") >= 1
-
-    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    wait_followed(client, gw)
     gw.nbirth(bd_seq=1, tank=0)
     forty_days_ago = now_ms() - 40 * 86_400_000
     metrics = (
@@ -511,11 +510,7 @@ def test_data_after_a_lost_message_is_not_said_to_come_before_the_birth(
     client, gw = quiet_plant
     caplog.set_level(logging.WARNING, logger="jitstock.server.sparkplug")
 
-    def subscribed() -> bool:  # the server's Sparkplug session receives
-        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
-        return counter(client, "batches", "sparkplug_no_birth") >= 1
-
-    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    wait_followed(client, gw)
     gw.nbirth(bd_seq=1, tank=0)
     gw.dbirth(gross_g=TARE_G + 5 * UNIT_G, parts=0)
     wait_until(lambda: on_hand(client, "B1") == 5, what="the BIRTH applied")
@@ -544,11 +539,7 @@ def test_data_by_an_alias_the_birth_gave_twice_feeds_no_bin(
     metric the BIRTH listed last: a value meant for an unmapped tag moved bin B1."""
     client, gw = quiet_plant
 
-    def subscribed() -> bool:  # the server's Sparkplug session receives
-        gw.ddata(m("Gross Weight", D.DOUBLE, 500.0), seq=3)
-        return counter(client, "batches", "sparkplug_no_birth") >= 1
-
-    wait_until(subscribed, interval=0.3, what="the server following Plant1")
+    wait_followed(client, gw)
     gw.nbirth(bd_seq=1, tank=0)
     metrics = (
         m("Temperature", D.DOUBLE, 21.0, alias=1),

@@ -67,13 +67,7 @@ def _audit(
     detail: dict[str, Any],
 ) -> None:
     record_audit(
-        session,
-        at_ms=now_ms,
-        actor=actor,
-        action=action,
-        entity=entity,
-        entity_id=entity_id,
-        detail=_redact(detail),
+        session, **audit_values(actor, now_ms, action, entity, entity_id, detail)
     )
 
 
