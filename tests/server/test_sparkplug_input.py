@@ -556,3 +556,30 @@ def test_data_by_an_alias_the_birth_gave_twice_feeds_no_bin(
     gw.ddata(m("Gross Weight", D.DOUBLE, TARE_G + 3 * UNIT_G))
     wait_until(lambda: on_hand(client, "B1") == 3, what="the named value applied")
     assert counter(client, "batches", "sparkplug_unknown_alias") == 0.0
+
+
+def test_a_mapping_for_a_group_the_server_does_not_follow_is_refused(
+    quiet_plant: tuple[httpx.Client, Gateway],
+) -> None:
+    """Found by an outside try: a mapping for group Plant9 (not in
+    JITSTOCK_SPARKPLUG_GROUPS) answered 201 and then waited for data forever, its node
+    'online: null' in the status. Refused now, naming the groups followed."""
+    client, _ = quiet_plant
+    before = client.get("/api/v1/sparkplug/mappings").json()
+    for group in ("Plant9", GROUP.lower()):
+        r = client.put(
+            "/api/v1/sparkplug/mappings",
+            json={
+                "group_id": group,
+                "edge_node": NODE,
+                "device": DEVICE,
+                "metric": "Parts",
+                "bin_id": "B1",
+                "unit": "count",
+            },
+        )
+        assert r.status_code == 422, r.text
+        assert "group_id" in r.text
+        assert f"'{group}' is not followed" in r.text
+        assert f"JITSTOCK_SPARKPLUG_GROUPS: {GROUP}" in r.text
+    assert client.get("/api/v1/sparkplug/mappings").json() == before

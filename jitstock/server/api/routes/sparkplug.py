@@ -80,6 +80,15 @@ def put_mapping(
             f"bin {body.bin_id!r} has no agent: give it one (PATCH /api/v1/bins/"
             f"{body.bin_id} with agent_id) for the gateway's online state",
         )
+    bridge = getattr(ctx, "sparkplug", None)
+    if bridge is not None and body.group_id not in bridge.groups:
+        # accepted, it would wait for data that never comes (nothing subscribes to it)
+        raise FieldInvalid(
+            "group_id",
+            f"group {body.group_id!r} is not followed by this server "
+            f"(JITSTOCK_SPARKPLUG_GROUPS: {', '.join(bridge.groups)}); add it there "
+            "and restart the server, or correct the group id (case matters)",
+        )
     now = ctx.clock.time_ms()
     row = mappings.find(
         session, body.group_id, body.edge_node, body.device, body.metric
