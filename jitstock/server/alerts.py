@@ -427,7 +427,7 @@ class AlertMonitor:
         self._refresh_alerting_bins(s)
         out = [{"event": event, **alert_dict(row)} for event, row in changes]
         self._update_gauge(s)
-        if self._notifier is not None:
+        if self._notifier is not None and self._notifier.config.enabled:
             # described as the API shows them; queued only once the change is committed
             # (a rolled-back raise is never notified)
             notifier = self._notifier

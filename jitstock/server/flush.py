@@ -64,7 +64,7 @@ class Flush:
     # the agents that started a new sequence; the state writer claims them in the database
     batches: list[tuple[str, int]] = field(default_factory=list)
     resets: list[str] = field(default_factory=list)
-    # what became of each dock scan (receiving.SCAN_OUTCOMES), counted once it is durable
+    # what became of each dock scan (dock_scans.SCAN_OUTCOMES), counted once it is durable
     scan_outcomes: list[str] = field(default_factory=list)
 
     @property

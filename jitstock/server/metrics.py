@@ -14,7 +14,7 @@ class Metrics:
         self.scans = Counter("jitstock_scans", "Scans applied", registry=r)
         self.dock_scans = Counter(
             "jitstock_dock_scans",
-            "What became of a dock scan's code, by outcome (receiving.SCAN_OUTCOMES)",
+            "What became of a dock scan's code, by outcome (dock_scans.SCAN_OUTCOMES)",
             ["outcome"],
             registry=r,
         )

@@ -251,7 +251,7 @@ def email_message(
 class _Note:
     event: str
     alert: dict[str, Any]
-    queued_at: float = 0.0
+    queued_at: float
     attempts: int = 0
 
 
@@ -294,7 +294,8 @@ class _Channel:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, note: _Note) -> None:
+    def put(self, event: str, alert: dict[str, Any]) -> None:
+        """Queue one alert event behind the others (dropped when MAX_PENDING wait)."""
         with self._cond:
             if len(self._queue) >= MAX_PENDING:
                 self._counter.labels(self.name, "dropped").inc()
@@ -304,11 +305,11 @@ class _Channel:
                     "alert %s: %d notifications waiting; dropping alert %s %s",
                     self.name,
                     len(self._queue),
-                    note.alert.get("id"),
-                    note.event,
+                    alert.get("id"),
+                    event,
                 )
                 return
-            self._queue.append(_Note(note.event, note.alert, self._now()))
+            self._queue.append(_Note(event, alert, self._now()))
             self._cond.notify()
 
     def stop(self) -> None:
@@ -494,7 +495,7 @@ class Notifier:
 
         ``alert`` is the alert as the API shows it (``alert_text.describe``'s output)."""
         for channel in self._channels:
-            channel.put(_Note(event, alert))
+            channel.put(event, alert)
 
     def _post(self, note: _Note) -> _Verdict:
         cfg = self.config

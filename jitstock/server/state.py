@@ -16,7 +16,7 @@ from jitstock.server.db.session import SessionFactory, is_postgresql, transactio
 from jitstock.server.flush import Flush, StateWriter
 from jitstock.server.levels import BinCalibration
 from jitstock.server.registry import BinRegistry
-from jitstock.server.supplier import putaway, receiving
+from jitstock.server.supplier import dock_scans, putaway
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class SqlState(StateWriter):
                 moved += putaway.confirm_refills(s, refilled, now)
         if flush.scans:
             outcomes: list[str] = []  # a retried transaction starts them afresh
-            moved += receiving.apply_scans(s, flush.scans, now, outcomes)
+            moved += dock_scans.apply_scans(s, flush.scans, now, outcomes)
             flush.scan_outcomes = outcomes
         created: list[str] = []
         decide = sorted(set(flush.decide) | low | set(moved))

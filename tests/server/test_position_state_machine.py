@@ -115,8 +115,8 @@ from jitstock.server.reorder import REFUSAL_WINDOW_MS
 from jitstock.server.seed import BinSeed, SupplierSeed, seed_plant
 from jitstock.server.settings import ServerSettings
 from jitstock.server.state import SqlState
+from jitstock.server.supplier.dock_scans import label_code
 from jitstock.server.supplier.escalation import Escalator
-from jitstock.server.supplier.receiving import label_code
 from jitstock.server.tsdb import open_store
 from tests.server.webhook_receiver import WebhookReceiver
 

@@ -1,7 +1,7 @@
 """Printable order labels: a QR code with the order's label code, and the same order in
 words underneath, as SVG (PNG: the code alone).
 
-The code is ``JSORD:<order id>`` (``receiving.LABEL_PREFIX`` + the id, no spaces, no
+The code is ``JSORD:<order id>`` (``dock_scans.LABEL_PREFIX`` + the id, no spaces, no
 checksum): a dock scanner reading it receives the order, and jitstock's own scanner
 path never mistakes it for a SKU barcode, which never starts so.  A supplier printing
 its own labels may encode the same text as any 2D or 1D code the dock scanner reads
@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 import segno
 
-from jitstock.server.supplier.receiving import label_code
+from jitstock.server.supplier.dock_scans import label_code
 
 # Module size in px: about 1 mm per module on a 300 dpi label printer at scale 12.
 LABEL_SCALE = 8

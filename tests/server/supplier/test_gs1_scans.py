@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jitstock.server.supplier.receiving import label_code
+from jitstock.server.supplier.dock_scans import label_code
 from tests.server.mqtt_support import metric
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jitstock.server.supplier.receiving import label_code
+from jitstock.server.supplier.dock_scans import label_code
 from tests.server.mqtt_device import HandDevice
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jitstock.server.supplier.receiving import label_code
+from jitstock.server.supplier.dock_scans import label_code
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (
     Loop,

@@ -36,7 +36,6 @@ from jitstock.server.notify import (
     NotifyConfig,
     NotifySettingRefused,
     _Channel,
-    _Note,
 )
 from tests.server.web.alert_plant import NOW, Clock, plant
 from tests.server.web.smtp_sink import SmtpSink
@@ -361,7 +360,7 @@ class ChannelMachine(RuleBasedStateMachine):
             "acked_ms": NOW + 1 if event != "raised" else None,
             "resolved_ms": NOW + 2 if event == "resolved" else None,
         }
-        self.channel.put(_Note(event, alert))
+        self.channel.put(event, alert)
         self.pending.append((alert_id, event, self.clock))
 
     @rule(status=st.sampled_from([200, 503, 429, 410, 400]))
