@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from jitstock.server.db.migrate import upgrade
 from jitstock.server.db.secrets import new_webhook_secret
 from jitstock.server.db.session import SessionFactory, make_engine, make_session_factory
+from tests.server.pki import Pki, make_pki
 from tests.server.webhook_receiver import WebhookReceiver
 from tests.services import IN_CI
 
@@ -142,3 +143,9 @@ def receiver(webhook_secret: str) -> Iterator[WebhookReceiver]:
     r.start()
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A private CA, a server certificate it signed (127.0.0.1 and localhost), a wrong CA."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -13,7 +13,6 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,68 +34,14 @@ from tests.server.mqtt_support import (
     server,
     wait_count,
 )
+from tests.server.pki import Pki
 from tests.server.server_support import running_app, seed, server_env, wait_until
-from tests.services import Mosquitto, find_binary, free_port
+from tests.services import Mosquitto, free_port
 
 AGENT = "tls-pi"
 LOGGER = "jitstock.server.mqtt"
 # A refused start does no work: it must end long before this.
 REFUSAL_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path  # signed the broker's certificate
-    wrong_ca: Path  # an unrelated CA
-    server_cert: Path
-    server_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    openssl = find_binary("openssl", "/usr/bin/openssl")
-    done = subprocess.run(
-        [openssl, *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr}"
-
-
-def _make_ca(d: Path, name: str) -> Path:
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-        "-subj", f"/CN=jitstock test {name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=d,
-    )  # fmt: skip
-    return d / f"{name}.crt"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A private CA, a broker certificate it signed (127.0.0.1 and localhost), a wrong CA."""
-    d = tmp_path_factory.mktemp("pki")
-    ca = _make_ca(d, "ca")
-    wrong = _make_ca(d, "wrong-ca")
-    _openssl(
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=localhost",
-        cwd=d,
-    )  # fmt: skip
-    (d / "broker.ext").write_text(
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid\n"
-    )
-    _openssl(
-        "x509", "-req", "-in", "broker.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-set_serial", "2", "-days", "2", "-extfile", "broker.ext", "-out", "broker.crt",
-        cwd=d,
-    )  # fmt: skip
-    return Pki(ca, wrong, d / "broker.crt", d / "broker.key")
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ verdicts and signatures work through it exactly as through an httpx.Client."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,7 @@ from jitstock.server.db.session import transaction
 from jitstock.server.dispatch import Dispatcher, RetryPolicy
 from jitstock.server.sender import ProcessClient
 from tests.server.db_factories import seed
+from tests.server.pki import Pki
 from tests.server.test_dispatch import (
     FAST,
     _attempts,
@@ -174,3 +177,148 @@ def test_a_secret_that_cannot_sign_fails_the_order_through_the_process_client(
         failed = _wait_state(db.factory, order_id, "failed")
     assert "invalid webhook_secret" in (failed.last_error or "")
     assert receiver.received == []
+
+
+class _Endpoint:
+    """A supplier endpoint that misbehaves on purpose, by path (raw sockets, so it can
+    answer what no HTTP framework would): counts the connections it accepted."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[str] = []
+        self._stop = threading.Event()
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            f = conn.makefile("rb")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                path = line.split()[1].decode()
+                length = 0
+                while (h := f.readline()) not in (b"\r\n", b""):
+                    name, _, value = h.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                f.read(length)
+                self.requests.append(path)
+                if path == "/hang":
+                    self._stop.wait(WAIT_S)
+                    return
+                if path == "/drop":
+                    return
+                if path == "/garbage":
+                    conn.sendall(b"this is not HTTP\r\n\r\n")
+                    return
+                if path == "/redirect":
+                    conn.sendall(
+                        b"HTTP/1.1 301 Moved Permanently\r\nLocation: /elsewhere\r\n"
+                        b"Content-Length: 0\r\n\r\n"
+                    )
+                    continue
+                body = b"x" * (1 << 20) if path == "/big" else b'{"ok": true}'
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"X-Answer: " + path.encode() + b"\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[_Endpoint]:
+    e = _Endpoint()
+    yield e
+    e.close()
+
+
+def _post(client: ProcessClient, url: str, timeout: float = 2.0) -> httpx.Response:
+    return client.post(
+        url, content=b"{}", headers={"webhook-id": "o1"}, timeout=timeout
+    )
+
+
+def test_answers_come_back_as_httpx_responses_and_the_connection_is_reused(
+    endpoint: _Endpoint, client: ProcessClient
+) -> None:
+    """Status and headers as the endpoint sent them; a redirect is an answer, not
+    followed (a moved endpoint must be fixed, not sent a signed POST elsewhere); a
+    long answer body does not break anything; the next order reuses the connection."""
+    r = _post(client, endpoint.url + "/ok")
+    assert (r.status_code, r.headers["x-answer"]) == (200, "/ok")
+    r = _post(client, endpoint.url + "/redirect")
+    assert (r.status_code, r.headers["location"]) == (301, "/elsewhere")
+    r = _post(client, endpoint.url + "/big")
+    assert r.status_code == 200
+    for _ in range(3):
+        assert _post(client, endpoint.url + "/ok").status_code == 200
+    assert endpoint.requests == ["/ok", "/redirect", "/big", "/ok", "/ok", "/ok"]
+    # one connection for the small answers; at most one more after the long body
+    assert endpoint.connections <= 2
+
+
+def test_failures_come_back_as_the_httpx_exceptions_the_dispatcher_judges(
+    endpoint: _Endpoint, client: ProcessClient
+) -> None:
+    """An endpoint that never answers is a timeout, one that hangs up or answers
+    garbage a transport error (both retried); other orders go on meanwhile."""
+    with pytest.raises(httpx.TimeoutException):
+        _post(client, endpoint.url + "/hang", timeout=0.5)
+    with pytest.raises(httpx.TransportError) as dropped:
+        _post(client, endpoint.url + "/drop")
+    assert not isinstance(dropped.value, httpx.TimeoutException)
+    with pytest.raises(httpx.TransportError) as garbage:
+        _post(client, endpoint.url + "/garbage")
+    assert not isinstance(garbage.value, httpx.TimeoutException)
+    with pytest.raises(httpx.UnsupportedProtocol):
+        _post(client, "mailto:orders@example.com")
+    assert _post(client, endpoint.url + "/ok").status_code == 200
+
+
+def test_https_endpoints_are_checked_against_the_trusted_cas(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supplier endpoint whose certificate no trusted CA signed is refused (a connect
+    error, retried); SSL_CERT_FILE naming its private CA makes it trusted."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(pki.server_cert, pki.server_key)
+    e = _Endpoint(tls)
+    untrusting = ProcessClient(timeout=2.0)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    trusting = ProcessClient(timeout=2.0)  # the child reads the variable at its start
+    try:
+        trusting.start()
+        monkeypatch.delenv("SSL_CERT_FILE")
+        untrusting.start()
+        with pytest.raises(httpx.ConnectError):
+            _post(untrusting, e.url + "/ok")
+        assert _post(trusting, e.url + "/ok").status_code == 200
+        assert e.requests == ["/ok"]
+    finally:
+        trusting.close()
+        untrusting.close()
+        e.close()
