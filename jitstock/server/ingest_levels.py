@@ -7,7 +7,12 @@ its ``last_seen_ms`` is kept here ("dirty") and written for all such bins togeth
 most every ``SEEN_WRITE_S``.  That is exact for everything that reads the state DB's
 reading times: a reading replayed late into the unwritten window carries the same
 grams as the row (any other grams would have been written at once), so it cannot move
-a count either.
+a count either.  What a crash loses is that window, so it is kept short in reading
+time as well: an unchanged reading more than ``SEEN_DEFER_MAX_MS`` newer than its
+bin's written one (an outbox replayed after an outage, a keep-alive after a quiet
+spell) is written with its flush.  Otherwise a late reading from before it, arriving
+after a crash, would be newer than the row and move the count back to a level the
+scale no longer showed.
 
 History keeps what changed: a stable reading is a point when its grams differ from the
 bin's previous point, and otherwise once every ``HISTORY_KEEPALIVE_S`` per bin (so a
@@ -33,6 +38,8 @@ MEASUREMENT = "bin_level"
 # Unchanged bins' last_seen_ms reaches the state DB at most this late (the agent and
 # sensor silence alerts work in minutes; a server stop writes what is left).
 SEEN_WRITE_S = 1.0
+# ...and never more than this far (in reading time) behind the bin's newest reading.
+SEEN_DEFER_MAX_MS = 5_000
 # An unchanged bin still gets a history point this often.
 HISTORY_KEEPALIVE_S = 60.0
 
@@ -97,6 +104,8 @@ class FlushLevels:
         self._snap: Snapshot | None = None
         self._grams: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
         self._dirty_ts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        # per bin of self._snap: the reading time the state DB has (UNKNOWN: none)
+        self._written_ms: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         # per bin: grams of its newest stable reading (NaN: unknown) and the time of its
         # newest history point (UNKNOWN: none since this process started)
         self._hist_grams: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
@@ -124,6 +133,12 @@ class FlushLevels:
         dirty = np.zeros(n, dtype=np.int64)
         hist_grams = np.full(n, np.nan, dtype=np.float64)
         hist_ms = np.full(n, UNKNOWN, dtype=np.int64)
+        # the reload read the state DB's reading times: what is written
+        written = (
+            self.registry.seen_ms.copy()
+            if self.registry.snapshot is snap
+            else np.full(n, UNKNOWN, dtype=np.int64)
+        )
         old = self._snap
         if old is not None:
             pairs = [(i, old.index[b]) for b, i in snap.index.items() if b in old.index]
@@ -138,6 +153,7 @@ class FlushLevels:
                     seen = self.registry.seen_ms
                     seen[new_i] = np.maximum(seen[new_i], dirty[new_i])
         self._snap, self._grams, self._dirty_ts = snap, grams, dirty
+        self._written_ms = written
         self._hist_grams, self._hist_ms = hist_grams, hist_ms
 
     def compute(
@@ -213,6 +229,8 @@ class FlushLevels:
         # a bin row is written when its grams changed (NaN, unknown, never equals)
         write = np.zeros(len(cals), dtype=np.bool_)
         write[seen_idx[seen_grams != self._grams[seen_idx]]] = True
+        # ...or its reading time is far ahead of the written one (see the module docstring)
+        write[seen_idx[seen_ts - self._written_ms[seen_idx] > SEEN_DEFER_MAX_MS]] = True
         if self.cluster:
             write[seen_idx] = True
 
@@ -382,9 +400,14 @@ class FlushLevels:
         self._hist_ms[res.point_idx] = np.maximum(
             self._hist_ms[res.point_idx], res.point_ts
         )
-        self._dirty_ts[res.dirty_written] = 0
+        dw = res.dirty_written
+        self._written_ms[dw] = np.maximum(self._written_ms[dw], self._dirty_ts[dw])
+        self._dirty_ts[dw] = 0
         w = res.written
         self._grams[res.seen_idx[w]] = res.seen_grams[w]
+        self._written_ms[res.seen_idx[w]] = np.maximum(
+            self._written_ms[res.seen_idx[w]], res.seen_ts[w]
+        )
         self._dirty_ts[res.seen_idx[w]] = 0
         unwritten = res.seen_idx[~w]
         self._dirty_ts[unwritten] = np.maximum(

@@ -15,6 +15,9 @@ from sqlalchemy import select
 from jitstock.server import ingest_levels
 from jitstock.server.db.models import AgentCursor, Bin, BinEvent, Order
 from jitstock.server.db.session import transaction
+from jitstock.server.ingest import Ingest
+from jitstock.server.registry import BinRegistry
+from jitstock.server.state import SqlState
 from tests.factories import NOW_MS, Plant, grams_for
 from tests.server.mqtt_support import (
     TARE_G,
@@ -132,6 +135,67 @@ def test_a_late_reading_after_an_unwritten_resend_and_a_reload_moves_nothing(
     assert plant.registry.on_hand("B1") == 30
     with transaction(plant.session_factory, readonly=True) as s:
         assert s.scalars(select(BinEvent)).all() == []
+
+
+# readings of the past (the server dates a reading from the future at its own now)
+T0 = NOW_MS - 3_600_000
+
+
+def _crashed_and_restarted(plant: Plant) -> None:
+    """The server process dies (nothing in its memory is written) and starts again."""
+    plant.registry = BinRegistry()
+    plant.state = SqlState(plant.session_factory, plant.registry)
+    plant.registry.set_loader(plant.state.load_registry)
+    plant.registry.reload()
+    plant.ingest = Ingest(plant.tsdb, plant.state, plant.registry, plant.metrics)
+
+
+def test_a_late_reading_after_a_crash_does_not_bring_back_a_level_the_scale_left(
+    plant: Plant,
+) -> None:
+    """An agent back from an outage replays its outbox: the bin went to 10, then the
+    scale kept showing 10 for twenty minutes.  The unchanged reading twenty minutes on is
+    written with its flush (not held back as a re-send's time is), so after a crash a
+    late reading from in between is still older than what the state DB has."""
+    plant.ingest.process([readings("pi-1", 1, [("B1", grams_for(30), True)], ts=T0)])
+    plant.ingest.process(
+        [
+            readings("pi-1", 2, [("B1", grams_for(10), True)], ts=T0 + 60_000),
+            readings("pi-1", 3, [("B1", grams_for(10), True)], ts=T0 + 1_200_000),
+        ]
+    )
+    plant.ingest.process(
+        [readings("pi-1", 4, [("B1", grams_for(10), True)], ts=T0 + 1_300_000)]
+    )
+    assert _seen(plant, "B1") == (T0 + 1_300_000, grams_for(10))
+    _crashed_and_restarted(plant)
+    flush, _ = plant.ingest.process(
+        [readings("pi-1", 5, [("B1", grams_for(25), True)], ts=T0 + 1_270_000)]
+    )
+    assert flush.counts == []
+    assert flush.events == []
+    assert plant.registry.on_hand("B1") == 10
+    with transaction(plant.session_factory, readonly=True) as s:
+        assert s.get(Bin, "B1").on_hand == 10  # type: ignore[union-attr]
+
+
+def test_an_unchanged_reading_within_seconds_of_the_written_one_waits(
+    plant: Plant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batching of re-sends' times holds for a live agent: a reading a few seconds
+    after the written one costs no row of its own."""
+    monkeypatch.setattr(ingest_levels, "SEEN_WRITE_S", 3600.0)
+    plant.ingest.process([readings("pi-1", 1, [("B1", grams_for(30), True)], ts=T0)])
+    step = ingest_levels.SEEN_DEFER_MAX_MS // 2
+    flush, _ = plant.ingest.process(
+        [readings("pi-1", 2, [("B1", grams_for(30), True)], ts=T0 + step)]
+    )
+    assert flush.seen == []
+    flush, _ = plant.ingest.process(
+        [readings("pi-1", 3, [("B1", grams_for(30), True)], ts=T0 + 3 * step)]
+    )
+    assert [b for b, _g, _t in flush.seen] == ["B1"]  # too far from the written one
+    assert _seen(plant, "B1")[0] == T0 + 3 * step
 
 
 def test_history_keeps_changes_a_keepalive_point_and_every_late_reading(
