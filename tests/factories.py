@@ -65,6 +65,11 @@ class Plant:
             influx_url=None, sqlite_path=tmp / "ts.db", spool_path=tmp / "spool.db"
         )
         self.metrics = Metrics()
+        self.start_ingest()
+
+    def start_ingest(self) -> None:
+        """Registry, state writer and ingest as a starting server process builds them
+        (called again: a restart after a crash, nothing of the old memory written)."""
         self.registry = BinRegistry()
         self.state = SqlState(self.session_factory, self.registry)
         self.registry.set_loader(self.state.load_registry)

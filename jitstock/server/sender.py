@@ -258,14 +258,6 @@ async def _request(
 ) -> tuple[int, list[tuple[str, str]]]:
     """One POST: its status and headers (a redirect is an answer, not followed; at most
     ANSWER_BODY_MAX bytes of the body are read, so the connection can be reused)."""
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme not in ("http", "https"):
-        raise _Refused(
-            "UnsupportedProtocol",
-            f"Request URL has an unsupported protocol '{scheme}://'."
-            if scheme
-            else "Request URL is missing an 'http://' or 'https://' protocol.",
-        )
     timeout = aiohttp.ClientTimeout(
         total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
     )
@@ -293,23 +285,17 @@ async def _drain(body: aiohttp.StreamReader) -> None:
         got += len(chunk)
 
 
-class _Refused(Exception):
-    """A request the child will not send, named as the httpx exception httpx raises."""
-
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(text)
-        self.name = name
-
-
 def _as_httpx_error(exc: BaseException) -> tuple[str, str]:
     """The httpx exception class name (raised again in the server process) and text
     for what aiohttp raised, so an attempt's verdict and ``last_error`` read the same
-    whichever client sent it."""
-    if isinstance(exc, _Refused):
-        return exc.name, str(exc)
-    text = str(exc) or type(exc).__name__
+    whichever client sent it.  A URL the request refuses is not repeated in the text:
+    it may carry a token (``last_error`` is shown to people; the dispatcher names the
+    URL itself, redacted)."""
+    if isinstance(exc, aiohttp.NonHttpUrlClientError):
+        return "UnsupportedProtocol", "the URL's scheme is not http or https"
     if isinstance(exc, aiohttp.InvalidURL):
-        return "UnsupportedProtocol", f"invalid URL: {text}"
+        return "UnsupportedProtocol", "the URL is malformed"
+    text = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "ConnectTimeout", text
     if isinstance(exc, (aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
@@ -320,6 +306,4 @@ def _as_httpx_error(exc: BaseException) -> tuple[str, str]:
         return "RemoteProtocolError", text
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "ReadError", text
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return "TransportError", f"{type(exc).__name__}: {text}"
     return "TransportError", f"{type(exc).__name__}: {text}"

@@ -15,9 +15,6 @@ from sqlalchemy import select
 from jitstock.server import ingest_levels
 from jitstock.server.db.models import AgentCursor, Bin, BinEvent, Order
 from jitstock.server.db.session import transaction
-from jitstock.server.ingest import Ingest
-from jitstock.server.registry import BinRegistry
-from jitstock.server.state import SqlState
 from tests.factories import NOW_MS, Plant, grams_for
 from tests.server.mqtt_support import (
     TARE_G,
@@ -141,15 +138,6 @@ def test_a_late_reading_after_an_unwritten_resend_and_a_reload_moves_nothing(
 T0 = NOW_MS - 3_600_000
 
 
-def _crashed_and_restarted(plant: Plant) -> None:
-    """The server process dies (nothing in its memory is written) and starts again."""
-    plant.registry = BinRegistry()
-    plant.state = SqlState(plant.session_factory, plant.registry)
-    plant.registry.set_loader(plant.state.load_registry)
-    plant.registry.reload()
-    plant.ingest = Ingest(plant.tsdb, plant.state, plant.registry, plant.metrics)
-
-
 def test_a_late_reading_after_a_crash_does_not_bring_back_a_level_the_scale_left(
     plant: Plant,
 ) -> None:
@@ -168,7 +156,7 @@ def test_a_late_reading_after_a_crash_does_not_bring_back_a_level_the_scale_left
         [readings("pi-1", 4, [("B1", grams_for(10), True)], ts=T0 + 1_300_000)]
     )
     assert _seen(plant, "B1") == (T0 + 1_300_000, grams_for(10))
-    _crashed_and_restarted(plant)
+    plant.start_ingest()  # the server crashed and started again
     flush, _ = plant.ingest.process(
         [readings("pi-1", 5, [("B1", grams_for(25), True)], ts=T0 + 1_270_000)]
     )

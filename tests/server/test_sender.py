@@ -296,6 +296,11 @@ def test_failures_come_back_as_the_httpx_exceptions_the_dispatcher_judges(
     assert not isinstance(garbage.value, httpx.TimeoutException)
     with pytest.raises(httpx.UnsupportedProtocol):
         _post(client, "mailto:orders@example.com")
+    # refused URLs are not repeated: a token in one would reach last_error and alerts
+    for url in ("ftp://plant:s3cret@127.0.0.1/orders", "http://plant:s3cret@[bad/x"):
+        with pytest.raises(httpx.UnsupportedProtocol) as refused:
+            _post(client, url)
+        assert "s3cret" not in str(refused.value)
     assert _post(client, endpoint.url + "/ok").status_code == 200
 
 
