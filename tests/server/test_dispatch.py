@@ -305,8 +305,15 @@ def test_unreachable_supplier_is_retried_then_failed_after_max_attempts(
     policy = RetryPolicy(
         timeout_s=2.0, max_attempts=3, backoff_base_s=1.0, backoff_cap_s=2.0
     )
+    # seeded jitter (134 ms, then 1.69 s): an unseeded draw under 1 ms, one in a thousand,
+    # is a retry due at once, and run_once then makes two attempts
     dispatcher = Dispatcher(
-        db.factory, http, clock=clock, retry=policy, alert=lambda k, d: alerts.append(k)
+        db.factory,
+        http,
+        clock=clock,
+        retry=policy,
+        alert=lambda k, d: alerts.append(k),
+        rng=random.Random(1),
     )
     for _ in range(3):
         assert dispatcher.run_once() == 1
