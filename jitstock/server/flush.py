@@ -48,6 +48,9 @@ class Flush:
     events: list[tuple[str, int, str, int, int]] = field(
         default_factory=list
     )  # (bin, ts, kind, delta, after)
+    paths: dict[str, list[tuple[int, int]]] = field(
+        default_factory=dict
+    )  # cluster mode: (ts, count) where a bin's count changed within the flush
     decide: list[str] = field(
         default_factory=list
     )  # bins whose count moved to or below their reorder point

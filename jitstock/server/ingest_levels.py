@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jitstock.server.flush import Flush
-from jitstock.server.levels import counts_from_grams
+from jitstock.server.levels import BinCalibration, counts_from_grams
 from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
 from jitstock.server.tsdb import Frame
 
@@ -72,6 +72,88 @@ def _ends(sorted_idx: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
     out = np.empty(len(sorted_idx), dtype=np.bool_)
     out[-1] = True
     np.not_equal(sorted_idx[1:], sorted_idx[:-1], out=out[:-1])
+    return out
+
+
+def _events(
+    flush: Flush,
+    cals: list[BinCalibration],
+    b: npt.NDArray[np.int64],
+    c: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    prev: npt.NDArray[np.int64],
+    b_last: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """The flush's consumption and refill events from its counted readings ``b``, ``c``,
+    ``t`` (bin, count, time; sorted by bin and time, ``b_last`` where each bin's run ends,
+    ``prev`` each bin's count before the flush); returns the bins that have one.
+
+    Each change of direction of a bin's count is an event; steps the same way are one
+    event (a pick is several readings while the load settles, and one flush spans
+    milliseconds).  So readings that arrive together — an outbox re-sent after a
+    reconnect, the broker's backlog after a restart — make the events they make one at
+    a time: a delivery followed by picks is a refill and a consumption, never a net
+    change that hides the delivery from receiving by weight.  A bin's first count ever
+    is no event.
+    """
+    before = np.empty(len(c), dtype=np.int64)
+    before[1:] = c[:-1]
+    first = np.empty(len(b_last), dtype=np.int64)
+    first[0] = 0
+    first[1:] = b_last[:-1] + 1
+    before[first] = prev
+    step = np.where(before != UNKNOWN, c - before, 0)
+    k = np.flatnonzero(step)
+    if not len(k):
+        return _EMPTY
+    kb, up = b[k], step[k] > 0
+    new = np.empty(len(k), dtype=np.bool_)
+    new[0] = True
+    new[1:] = (kb[1:] != kb[:-1]) | (up[1:] != up[:-1])
+    starts = np.flatnonzero(new)
+    ends = np.empty(len(starts), dtype=np.int64)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = len(k) - 1
+    deltas = np.add.reduceat(step[k], starts)
+    at = k[ends]
+    flush.events = [
+        (cals[i].bin_id, ts, "consumption" if d < 0 else "refill", d, after)
+        for i, ts, d, after in zip(
+            kb[starts].tolist(),
+            t[at].tolist(),
+            deltas.tolist(),
+            c[at].tolist(),
+            strict=True,
+        )
+    ]
+    return kb[starts]
+
+
+def _paths(
+    cals: list[BinCalibration],
+    b: npt.NDArray[np.int64],
+    c: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    b_last: npt.NDArray[np.int64],
+) -> dict[str, list[tuple[int, int]]]:
+    """Cluster mode: for each bin whose count changed within the flush, (time, count) of
+    its first counted reading and of every reading that changed it (arguments as for
+    :func:`_events`)."""
+    first = np.empty(len(b_last), dtype=np.int64)
+    first[0] = 0
+    first[1:] = b_last[:-1] + 1
+    change = np.ones(len(c), dtype=np.bool_)
+    np.not_equal(c[1:], c[:-1], out=change[1:])
+    change[first] = False
+    if not change.any():
+        return {}
+    has = np.zeros(len(cals), dtype=np.bool_)
+    has[b[change]] = True
+    change[first] = True
+    sel = change & has[b]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for i, ts, n in zip(b[sel].tolist(), t[sel].tolist(), c[sel].tolist(), strict=True):
+        out.setdefault(cals[i].bin_id, []).append((ts, n))
     return out
 
 
@@ -216,13 +298,16 @@ class FlushLevels:
         # an outbox replayed out of order) keeps its state: the state DB ignores it (its
         # UPDATE is guarded by last_seen_ms), so its count must not move here either — a
         # stale count would make a phantom pick and then a phantom refill (a receipt by weight).
-        counted = stable
+        # Per reading, too: one older than the bin's newest applied reading moves nothing,
+        # whether or not a newer one of the bin came in the same flush (its events are
+        # the readings' own, see _events).
+        seen_before = self.registry.seen_ms[idx]
+        counted = stable & (ts >= seen_before)
         late = None
-        fresh_bin = ts[last_pos] >= self.registry.seen_ms[o_idx[last]]
+        fresh_bin = ts[last_pos] >= seen_before[last_pos]
         if not fresh_bin.all():
             late = np.zeros(len(cals), dtype=np.bool_)
             late[o_idx[last][~fresh_bin]] = True
-            counted = stable & ~late[idx]
             last, last_pos = last[fresh_bin], last_pos[fresh_bin]
         seen_idx, seen_ts = o_idx[last], ts[last_pos]
         seen_grams = grams[last_pos]
@@ -241,13 +326,22 @@ class FlushLevels:
             s_last = np.flatnonzero(_ends(s_idx))
             count_idx = s_idx[s_last]
             count_values = counts[s_pos[s_last]]
-            # One event per bin and flush: the net change of its count.  A flush spans
-            # milliseconds while a scale needs about a second to settle after a pick,
-            # so under normal load this is exactly one pick or refill; under a flood it
-            # keeps the state DB's work per bin, not per reading.
             prev = self.registry.counts[count_idx]
             delta = count_values - prev
+            ev_bins = _events(
+                flush, cals, s_idx, counts[s_pos], ts[s_pos], prev, s_last
+            )
+            if self.cluster:
+                # the previous count is the database's (another node may have written
+                # it): the state writer makes the events from these
+                flush.paths = _paths(cals, s_idx, counts[s_pos], ts[s_pos], s_last)
             moved = delta != 0  # a first count (prev UNKNOWN) is a change too
+            if len(ev_bins):
+                # a count that went and came back within the flush moved too: its
+                # events may receive an order
+                evented = np.zeros(len(cals), dtype=np.bool_)
+                evented[ev_bins] = True
+                moved |= evented[count_idx]
             write[count_idx[moved]] = True
             counted_rows = np.flatnonzero(write[count_idx])
             if len(counted_rows):
@@ -257,18 +351,6 @@ class FlushLevels:
                         count_idx[counted_rows].tolist(),
                         count_values[counted_rows].tolist(),
                         conf[s_pos[s_last[counted_rows]]].tolist(),
-                        strict=True,
-                    )
-                ]
-            ev = np.flatnonzero((prev != UNKNOWN) & moved)
-            if len(ev):
-                flush.events = [
-                    (cals[i].bin_id, t, "consumption" if d < 0 else "refill", d, c)
-                    for i, t, d, c in zip(
-                        count_idx[ev].tolist(),
-                        ts[s_pos[s_last[ev]]].tolist(),
-                        delta[ev].tolist(),
-                        count_values[ev].tolist(),
                         strict=True,
                     )
                 ]

@@ -159,10 +159,10 @@ class SqlState(StateWriter):
             conn.exec_driver_sql(
                 _Sql.for_dialect(conn.dialect.paramstyle).event, flush.events
             )
-            refilled: dict[str, int] = {}
-            for b, _t, kind, delta, _after in flush.events:
+            refilled: dict[str, list[int]] = {}
+            for b, _t, kind, delta, _after in sorted(flush.events, key=lambda e: e[1]):
                 if kind == "refill":
-                    refilled[b] = refilled.get(b, 0) + delta
+                    refilled.setdefault(b, []).append(delta)
             if refilled:
                 moved += putaway.confirm_refills(s, refilled, now)
         if flush.scans:

@@ -14,7 +14,8 @@ Invariants after every step:
    and the mark never passes a seq not delivered (the gap wait is long);
 3. each bin's count = the count of the newest reading delivered (not the last processed);
 4. each bin's consumption/refill events add up to its count minus the count it first had
-   (events come from the database's previous count, whichever node wrote it);
+   (events come from the database's previous count, whichever node wrote it, and the
+   readings of the flush newer than it);
 5. at most one order per bin waiting for its first delivery (a part-received order
    does not block the next one, as the database's own index says).
 """
@@ -125,16 +126,18 @@ class ClusterMachine(RuleBasedStateMachine):
         self._note_first_flush(fresh)
 
     def _note_first_flush(self, fresh: list[tuple[str, int]]) -> None:
-        # within one flush, the newest reading of a bin is its first count
+        # within one flush, the oldest reading of a bin is its first count: the
+        # readings after it are events (each change of direction), like readings
+        # that came one flush at a time
         for b in {b for a, _ in fresh for b in AGENT_BINS[a]} - set(self.first):
-            newest = max(
+            oldest = min(
                 (
                     (ts_of(s, AGENT_BINS[a].index(b)), count_of(a, s, b))
                     for a, s in fresh
                     if b in AGENT_BINS[a]
                 ),
             )
-            self.first[b] = newest[1]
+            self.first[b] = oldest[1]
         self.delivered |= set(fresh)
 
     @rule()
@@ -258,3 +261,48 @@ def test_hostile_batches_are_refused_and_good_ones_flow(
         machine.exactly_once()
     finally:
         machine.teardown()
+
+
+def test_a_burst_makes_an_event_per_change_of_direction_on_either_node(
+    cluster_db: tuple[str, Path],
+) -> None:
+    """A delivery inside a burst (an outbox re-sent after a reconnect) is a refill, not
+    netted against the picks after it — also when another node wrote the count before."""
+    url, tmp = cluster_db
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE applied_batches, agent_cursors, bin_events, orders CASCADE"
+        )
+        conn.exec_driver_sql(
+            "UPDATE bins SET on_hand = 0, last_seen_ms = NULL, last_grams = NULL"
+        )
+    (tmp / "b0").mkdir(exist_ok=True)
+    (tmp / "b1").mkdir(exist_ok=True)
+    nodes = [Node(url, tmp / "b0"), Node(url, tmp / "b1")]
+
+    def one(seq: int, n: int) -> Incoming:
+        reading = p.Reading("B3", NOW_MS + seq * 1000, grams_for(n), True)
+        payload = p.encode_readings(
+            p.ReadingsBatch("pi-2", seq, NOW_MS + seq * 1000, (reading,))
+        )
+        return Incoming(
+            p.agent_topic("plant1", "pi-2", "readings"), payload, seq, 1, 0, 0.0
+        )
+
+    try:
+        nodes[0].apply([one(1, 30)])
+        nodes[1].apply([one(k, n) for k, n in enumerate([80, 70, 60, 12], start=2)])
+        with engine.begin() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT kind, delta, on_hand_after FROM bin_events "
+                "WHERE bin_id = 'B3' ORDER BY ts_ms, id"
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("refill", 50, 80),
+            ("consumption", -68, 12),
+        ]
+    finally:
+        for n in nodes:
+            n.close()
+        engine.dispose()

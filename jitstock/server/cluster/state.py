@@ -168,14 +168,35 @@ class ClusterState(SqlState):
             if cnt is None:
                 continue
             first = old_seen is None
-            if not first and cnt != old:
-                delta = cnt - old
-                kind = "consumption" if delta < 0 else "refill"
-                events.append((bin_id, ts, kind, delta, cnt))
-            if cnt <= rop and (first or cnt != old):
+            # the readings newer than the row's: each change of direction is an event
+            path = [
+                (t, n) for t, n in flush.paths.get(bin_id, []) if first or t >= old_seen
+            ]
+            path.append((ts, cnt))  # the newest reading, which the row now holds
+            made = _along(bin_id, None if first else old, path)
+            events += made
+            if cnt <= rop and (first or made):
                 low.add(bin_id)
         events.sort()
         return events, low
+
+
+def _along(
+    bin_id: str, old: int | None, path: list[tuple[int, int]]
+) -> list[tuple[str, int, str, int, int]]:
+    """Events of a bin from its count ``old`` (None: it has none yet) along ``path``
+    ((time, count) in time order): steps the same way are one event."""
+    events: list[tuple[str, int, str, int, int]] = []
+    level = old
+    for ts, n in path:
+        if level is not None and n != level:
+            kind = "consumption" if n < level else "refill"
+            if events and events[-1][2] == kind:
+                events[-1] = (bin_id, ts, kind, events[-1][3] + n - level, n)
+            else:
+                events.append((bin_id, ts, kind, n - level, n))
+        level = n
+    return events
 
 
 def _new_sequences(conn: Connection, flush: Flush, now: int) -> list[str]:

@@ -60,49 +60,56 @@ CANCELLED_GOODS_WINDOW_MS = 24 * 3_600_000
 
 
 def confirm_refills(
-    session: Session, refilled: dict[str, int], now_ms: int
+    session: Session, refilled: dict[str, list[int]], now_ms: int
 ) -> list[str]:
     """Refills seen by the scales: confirm put-aways, receive by weight, record the rest.
 
-    Called from the ingest transaction for the bins whose net change in a flush
-    was an increase.  Each refill is spent, in this order, on the bin's dock
-    receipts waiting for put-away (oldest first), then on its open orders (the
-    one whose expected quantity fits best), and what is left is a recorded
+    Called from the ingest transaction with each bin's refill events of a flush, in
+    the order the scale saw them (a burst of re-sent readings can hold a delivery and a
+    top-up from the stock room apart).  Each refill is spent, in this order, on the
+    bin's dock receipts waiting for put-away (oldest first), then on its open orders
+    (the one whose expected quantity fits best), and what is left is a recorded
     ``unexplained_increase``.  Returns the bins whose position changed.
     """
     touched: list[str] = []
     for bin_id in sorted(refilled):
-        delta = refilled[bin_id]
-        if delta <= 0 or session.get(Bin, bin_id) is None:
+        if session.get(Bin, bin_id) is None:
             continue
-        allowance = picks_allowance(session, bin_id, now_ms)
-        left = _confirm_putaway(session, bin_id, delta, allowance, now_ms)
-        # looked up only for a refill the dock's receipts did not explain
-        cancelled = cancelled_goods_due(session, bin_id, now_ms) if left > 0 else []
-        if left > 0:
-            left = _receive_by_weight(
-                session, bin_id, left, allowance, now_ms, bool(cancelled)
-            )
-        if left > 0:
-            left = _receive_handfuls(
-                session, bin_id, left, allowance, now_ms, bool(cancelled)
-            )
-        if left > 0:
-            detail: dict[str, object] = {"delta": delta, "unmatched": left}
-            if cancelled:
-                detail["cancelled_orders"] = [o.id for o in cancelled]
-            record_discrepancy(
-                session,
-                "unexplained_increase",
-                bin_id,
-                left,
-                now_ms,
-                detail=detail,
-                alert=left > MATCH_TOLERANCE_UNITS,
-            )
+        for delta in refilled[bin_id]:
+            if delta > 0:
+                _spend_refill(session, bin_id, delta, now_ms)
         touched.append(bin_id)
     refresh_pending(session, touched)
     return touched
+
+
+def _spend_refill(session: Session, bin_id: str, delta: int, now_ms: int) -> None:
+    """One refill of a bin: put-aways, then orders by weight, then the discrepancy."""
+    allowance = picks_allowance(session, bin_id, now_ms)
+    left = _confirm_putaway(session, bin_id, delta, allowance, now_ms)
+    # looked up only for a refill the dock's receipts did not explain
+    cancelled = cancelled_goods_due(session, bin_id, now_ms) if left > 0 else []
+    if left > 0:
+        left = _receive_by_weight(
+            session, bin_id, left, allowance, now_ms, bool(cancelled)
+        )
+    if left > 0:
+        left = _receive_handfuls(
+            session, bin_id, left, allowance, now_ms, bool(cancelled)
+        )
+    if left > 0:
+        detail: dict[str, object] = {"delta": delta, "unmatched": left}
+        if cancelled:
+            detail["cancelled_orders"] = [o.id for o in cancelled]
+        record_discrepancy(
+            session,
+            "unexplained_increase",
+            bin_id,
+            left,
+            now_ms,
+            detail=detail,
+            alert=left > MATCH_TOLERANCE_UNITS,
+        )
 
 
 def cancelled_goods_due(session: Session, bin_id: str, now_ms: int) -> list[Order]:
