@@ -163,7 +163,7 @@ def receive(
             )
         )
         if status == "awaiting_putaway":
-            _match_earlier_refills(session, receipt, now_ms)
+            _match_earlier_refills(session, order, receipt, now_ms)
     total = (order.delivered_qty or 0) + qty
     done = complete or total >= order.qty
     order = transition(
@@ -246,9 +246,20 @@ def check_received_qty(order: Order, qty: int) -> None:
         )
 
 
-def _match_earlier_refills(session: Session, receipt: Receipt, now_ms: int) -> None:
+def _match_earlier_refills(
+    session: Session, order: Order, receipt: Receipt, now_ms: int
+) -> None:
     """The goods went into the bin before the dock receipt was recorded (the scale saw
-    an unexplained increase): that refill is this receipt's put-away."""
+    an unexplained increase): that refill is this receipt's put-away.
+
+    Only an increase after the order was created can be its goods: one from before
+    (a top-up while no order was open) is not, and taking it would call goods still at
+    the dock put away (the order closed, the bin ordering again for them).  The bound
+    is ``created_ms``, not ``sent_ms``: the supplier may see an order before ``sent_ms``
+    is recorded (its portal lists created orders; an ack or ship notice of an order
+    whose sending failed sets ``sent_ms`` only then), while nobody can ship an order
+    before it exists.  Strictly after: a refill in the same flush as the reading that
+    placed the order is settled before the reorder rule runs, so it came first."""
     earlier = session.scalars(
         select(ReceivingDiscrepancy)
         .where(
@@ -256,6 +267,7 @@ def _match_earlier_refills(session: Session, receipt: Receipt, now_ms: int) -> N
             ReceivingDiscrepancy.kind == "unexplained_increase",
             ReceivingDiscrepancy.resolved_ms.is_(None),
             ReceivingDiscrepancy.at_ms >= now_ms - LATE_RECEIPT_MATCH_MS,
+            ReceivingDiscrepancy.at_ms > order.created_ms,
         )
         .order_by(ReceivingDiscrepancy.id)
     ).all()

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.server.server_support import wait_until
 from tests.server.supplier.conftest import (
     BIN,
@@ -288,3 +290,51 @@ def test_a_repeated_ship_notice_changes_nothing(tmp_path: Path, mosquitto) -> No
             assert "qty 100, carrier_ref 'DHL-1'" in r.text, r.text
         r = loop.admin.get(f"/api/v1/orders/{order.id}/transitions")
         assert [t["to_state"] for t in r.json()].count("shipped") == 1
+
+
+@pytest.mark.parametrize("top_up", [50, 35])
+def test_a_top_up_before_the_order_is_not_its_put_away(
+    tmp_path: Path, mosquitto, top_up: int
+) -> None:
+    """A top-up with no order open (an unexplained increase), picks down past the
+    reorder point (an order), then the dock scans that order's label: the goods are at
+    the dock, not in the bin — the increase came before the order existed, so it cannot
+    be the order's put-away (the receipt used to be 'done' at once, the order closed and
+    a second order placed for goods still at the dock)."""
+    with plant(tmp_path, mosquitto.url, start=100, order_qty=50, reorder_point=20) as (
+        loop,
+        dev,
+    ):
+        show(loop, dev, 100 + top_up)
+        assert [(d["kind"], d["qty"]) for d in discrepancies(loop)] == [
+            ("unexplained_increase", top_up)
+        ]
+        show(loop, dev, 15)
+        order = loop.wait_order()[0]
+        dev.scan(f"JSORD:{order.id}")
+
+        def receipts() -> list[dict[str, Any]]:
+            r = loop.admin.get(f"/api/v1/orders/{order.id}/receipts")
+            assert r.status_code == 200, r.text
+            return list(r.json())
+
+        (receipt,) = wait_until(receipts, what="the dock receipt")
+        assert (receipt["qty"], receipt["status"]) == (50, "awaiting_putaway"), receipt
+        assert not receipt["scale_qty"], receipt
+        lvl = loop.level()
+        assert (lvl["on_hand"], lvl["pending_delivery_qty"], lvl["position"]) == (
+            15,
+            50,
+            65,
+        )
+        assert [(o["id"], o["state"]) for o in orders(loop)] == [(order.id, "received")]
+        # the real put-away: the scale confirms the receipt and closes the order
+        show(loop, dev, 65)
+        wait_until(lambda: loop.order(order.id)["state"] == "closed", what="put away")
+        assert [o["id"] for o in orders(loop)] == [order.id]
+        lvl = loop.level()
+        assert (lvl["pending_delivery_qty"], lvl["position"]) == (0, 65)
+        # the earlier top-up stays unexplained (alerted), not charged to this order
+        assert [
+            (d["kind"], d["qty"], d["resolved_ms"]) for d in discrepancies(loop)
+        ] == [("unexplained_increase", top_up, None)]
