@@ -156,6 +156,9 @@ def main(argv: list[str]) -> int:
         raise
     finally:
         print("stopping ...", flush=True)
+        # a second Ctrl-C must not cut the stop short: the agents are in sessions of
+        # their own and only stack.stop() ends them (each wait in it is bounded)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         if args.data_dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -347,6 +350,10 @@ class _DemoStack:
                     [sys.executable, "-m", "jitstock.edge.cli", "--config", str(cfg)],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
+                    # out of the terminal's process group: its Ctrl-C would stop the
+                    # agents before the server, which then records them offline; the
+                    # demo stops them itself, after its server (stop())
+                    start_new_session=True,
                 )
             )
         self.runner = self.fleet.run_demand()

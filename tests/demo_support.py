@@ -20,11 +20,18 @@ START_DEADLINE_S = 150.0
 
 
 def start_demo(
-    tmp_path: Path, port: int, duration_s: float, name: str = "demo"
+    tmp_path: Path,
+    port: int,
+    duration_s: float,
+    name: str = "demo",
+    *,
+    own_group: bool = False,
 ) -> subprocess.Popen[bytes]:
     """The demo on ``port`` with its data in ``tmp_path/demo``; output in
     ``tmp_path/<name>.out`` and ``.err``.  ``duration_s`` is a backstop only:
-    the tests stop it with SIGTERM.  No JITSTOCK_* variable of the test run leaks in."""
+    the tests stop it with SIGTERM.  No JITSTOCK_* variable of the test run leaks in.
+    ``own_group``: in a session and process group of its own, as a shell runs a
+    foreground command, so a test can signal the whole group as a terminal's Ctrl-C."""
     with (
         open(tmp_path / f"{name}.out", "wb") as out,
         open(tmp_path / f"{name}.err", "wb") as err,
@@ -45,6 +52,7 @@ def start_demo(
             stdout=out,
             stderr=err,
             env={k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")},
+            start_new_session=own_group,
         )
 
 

@@ -191,6 +191,11 @@ def test_channels_are_the_protocols_topics_with_their_qos_and_retain() -> None:
         assert p.NAME_RE.pattern in names[param]["description"]
 
 
+# a status version or sensor fault: no C0/C1 control character (p.valid_label also refuses
+# other non-printable Unicode, which a JSON Schema pattern cannot name)
+LABEL_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+
+
 def test_every_bound_is_the_protocols_constant() -> None:
     s = document()["components"]["schemas"]
     pins: list[tuple[Any, Any]] = [
@@ -211,6 +216,8 @@ def test_every_bound_is_the_protocols_constant() -> None:
         (s["Scan"]["properties"]["code"]["maxLength"], p.MAX_CODE_LEN),
         (s["Status"]["properties"]["version"]["maxLength"], p.MAX_LABEL_LEN),
         (s["SensorStatus"]["properties"]["fault"]["maxLength"], p.MAX_FAULT_LEN),
+        (s["Status"]["properties"]["version"]["pattern"], LABEL_PATTERN),
+        (s["SensorStatus"]["properties"]["fault"]["pattern"], LABEL_PATTERN),
         (s["Status"]["properties"]["state"]["enum"], ["online", "offline"]),
     ]
     for got, want in pins:
@@ -303,6 +310,13 @@ PRINTABLE = st.text(
     max_size=p.MAX_CODE_LEN,
 ).filter(str.isprintable)
 SENT_MS = {"sent_ms": MS | st.none()}
+
+
+def LABEL(max_size: int) -> st.SearchStrategy[str]:
+    """A status version or sensor fault: printable text, possibly empty."""
+    return st.text(max_size=max_size).filter(str.isprintable)
+
+
 READING = st.fixed_dictionaries(
     {"bin": BIN, "ts_ms": MS, "grams": GRAMS}, optional={"stable": FLAG}
 )
@@ -324,12 +338,12 @@ SCANS = st.fixed_dictionaries(
 )
 SENSOR = st.fixed_dictionaries(
     {"bin": BIN, "ok": FLAG},
-    optional={"fault": st.none() | st.text(max_size=p.MAX_FAULT_LEN)},
+    optional={"fault": st.none() | LABEL(p.MAX_FAULT_LEN)},
 )
 STATUS = st.fixed_dictionaries(
     {"state": st.sampled_from(["online", "offline"]), "ts_ms": MS},
     optional={
-        "version": st.text(max_size=p.MAX_LABEL_LEN),
+        "version": LABEL(p.MAX_LABEL_LEN),
         "sensors": st.lists(SENSOR, max_size=8),
     },
 )
@@ -508,7 +522,7 @@ STATUS_BREAKS: list[tuple[str, Any]] = [
     *[(f"state {v!r}", {**GOOD_STATUS, "state": v}) for v in ["busy", 1, None]],
     *[
         (f"version {v!r}", {**GOOD_STATUS, "version": v})
-        for v in [5, None, "x" * (p.MAX_LABEL_LEN + 1)]
+        for v in [5, None, "x" * (p.MAX_LABEL_LEN + 1), "1.0\n2", "a\x00b", "\x1b[0m"]
     ],
     ("ts_ms missing", {k: v for k, v in GOOD_STATUS.items() if k != "ts_ms"}),
     *[(f"ts_ms {v!r}", {**GOOD_STATUS, "ts_ms": v}) for v in BAD_INTEGERS],
@@ -528,6 +542,10 @@ STATUS_BREAKS: list[tuple[str, Any]] = [
             {"bin": "A-01", "ok": "yes"},
             {"bin": "A-01", "ok": True, "fault": 5},
             {"bin": "A-01", "ok": True, "fault": "x" * (p.MAX_FAULT_LEN + 1)},
+            {"bin": "A-01", "ok": True, "fault": "x\nWARNING forged"},
+            {"bin": "A-01", "ok": True, "fault": "a\x00b"},
+            {"bin": "A-01", "ok": True, "fault": "\x1b[2J"},
+            {"bin": "A-01", "ok": True, "fault": "\x85"},
         ]
     ],
     ("not an object", [GOOD_STATUS]),

@@ -267,3 +267,32 @@ def test_a_scan_code_may_hold_gs_and_is_counted_in_characters() -> None:
     ]
     assert all(p.valid_code(c) for c in good)
     assert not any(p.valid_code(c) for c in bad)
+
+
+@pytest.mark.parametrize(
+    "bad", ["x\n2026-12-01 01:40:00,000 WARNING forged", "a\x00b", "\x1b[31m"]
+)
+def test_a_status_with_a_control_character_in_version_or_fault_is_rejected(
+    bad: str,
+) -> None:
+    good = {"state": "online", "version": "0.1.0", "ts_ms": 5, "sensors": []}
+    sensor = {"bin": "B1", "ok": False, "fault": "no_data"}
+    for doc in (
+        {**good, "version": bad},
+        {**good, "sensors": [{**sensor, "fault": bad}]},
+    ):
+        with pytest.raises(p.ProtocolError) as info:
+            p.decode_status(orjson.dumps(doc))
+        assert info.value.reason == "wrong_type"
+        assert bad not in info.value.message
+    # printable text, spaces and non-ASCII included, is still a version and a fault
+    ok = p.decode_status(
+        orjson.dumps(
+            {
+                **good,
+                "version": "plc 1 ß",
+                "sensors": [{**sensor, "fault": "Überlast 3"}],
+            }
+        )
+    )
+    assert (ok.version, ok.sensors[0].fault) == ("plc 1 ß", "Überlast 3")

@@ -71,6 +71,7 @@ from jitstock.protocol.contract import (
     publish_packet_bytes,
     subscription,
     valid_code,
+    valid_label,
 )
 from jitstock.protocol.decode import (
     ReadingColumns,
@@ -134,4 +135,5 @@ __all__ = [
     "publish_packet_bytes",
     "subscription",
     "valid_code",
+    "valid_label",
 ]

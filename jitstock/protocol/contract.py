@@ -61,6 +61,14 @@ def valid_code(code: str) -> bool:
     return 0 < len(code) <= MAX_CODE_LEN and rest != "" and rest.isprintable()
 
 
+def valid_label(text: object, max_len: int) -> bool:
+    """A status's ``version`` or a sensor's ``fault``: a string of at most ``max_len``
+    printable characters (empty allowed).  Like a scan code it may hold no control
+    character: the server stores, shows and logs it, and a newline or ESC from a device
+    would forge a log line or a terminal's output."""
+    return isinstance(text, str) and len(text) <= max_len and text.isprintable()
+
+
 Kind = Literal["readings", "scans", "status", "config"]
 AGENT_KINDS: tuple[Kind, ...] = ("readings", "scans", "status", "config")
 

@@ -35,6 +35,7 @@ from jitstock.protocol.contract import (
     SensorStatus,
     Status,
     valid_code,
+    valid_label,
 )
 
 
@@ -341,10 +342,11 @@ def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
     if state not in ("online", "offline"):
         raise ProtocolError("wrong_type", "field 'state' must be 'online' or 'offline'")
     version = doc.get("version", "")
-    if not isinstance(version, str) or len(version) > MAX_LABEL_LEN:
+    if not valid_label(version, MAX_LABEL_LEN):
         raise ProtocolError(
             "wrong_type",
-            f"field 'version' must be a string of at most {MAX_LABEL_LEN} characters",
+            f"field 'version' must be a string of at most {MAX_LABEL_LEN} "
+            "printable characters",
         )
     ts_ms = _int(doc, "ts_ms")
     if now_ms is not None and ts_ms > now_ms + MAX_FUTURE_MS:
@@ -376,13 +378,11 @@ def decode_status(payload: bytes, *, now_ms: int | None = None) -> Status:
                 "and boolean (or 0/1) 'ok'",
             )
         fault = s.get("fault")
-        if fault is not None and (
-            not isinstance(fault, str) or len(fault) > MAX_FAULT_LEN
-        ):
+        if fault is not None and not valid_label(fault, MAX_FAULT_LEN):
             raise ProtocolError(
                 "wrong_type",
                 f"sensors[{i}].fault must be null or a string of at most "
-                f"{MAX_FAULT_LEN} characters",
+                f"{MAX_FAULT_LEN} printable characters",
             )
         sensors.append(SensorStatus(s["bin"], ok, fault))
     return Status(state, version, ts_ms, tuple(sensors))

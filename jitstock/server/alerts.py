@@ -336,7 +336,9 @@ class AlertMonitor:
             return None  # another server process raised it first
         self.raised.labels(spec.kind).inc()
         # on the dashboard and in /metrics already; the log line is for the record
-        log.info("alert %s %s: %s", spec.kind, spec.entity, spec.message)
+        # %r: the message may quote device text (a fault stored before the protocol
+        # refused control characters); one alert is one log line
+        log.info("alert %s %s: %r", spec.kind, spec.entity, spec.message)
         return row
 
     def _close(self, row: Alert, now_ms: int) -> None:

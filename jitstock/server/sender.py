@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing as mp
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -191,7 +192,12 @@ class ProcessClient:
 
 
 def _child_main(conn: Connection) -> None:
-    """The child process: POST what arrives on the pipe, many at once, answer each."""
+    """The child process: POST what arrives on the pipe, many at once, answer each.
+
+    A terminal's Ctrl-C reaches the whole foreground process group, this child too: it
+    ignores it and is ended by its parent (``close()``, or the pipe's end when the
+    parent is gone), so the sends of a stopping server are not cut short under it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         asyncio.run(_serve(conn))
     except KeyboardInterrupt:

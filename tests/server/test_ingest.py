@@ -6,6 +6,9 @@ tests/server/test_pipeline.py runs the same path through a real Mosquitto.
 
 from __future__ import annotations
 
+import logging
+import re
+
 import orjson
 import pytest
 from sqlalchemy import func, select
@@ -205,6 +208,33 @@ def test_status_marks_agent_offline_and_sensor_faults(plant: Plant) -> None:
     with transaction(plant.session_factory) as s:
         assert s.get(Agent, "pi-1").online is False
     assert bin_row(plant, "B2").sensor_ok
+
+
+FORGED = "x\n2026-12-01 01:40:00,000 WARNING jitstock.server.api.auth: FORGED admin key"
+
+
+@pytest.mark.parametrize(
+    ("sensor_fault", "version"),
+    [(FORGED, "plc-1"), ("no_data", "plc\x001"), ("\x1b[2Jno_data", "plc-1")],
+)
+def test_a_status_with_control_characters_is_rejected_counted_and_logged_on_one_line(
+    plant: Plant, caplog: pytest.LogCaptureFixture, sensor_fault: str, version: str
+) -> None:
+    topic = p.agent_topic("plant1", "pi-1", "status")
+    doc = {
+        "state": "online",
+        "version": version,
+        "ts_ms": NOW_MS,
+        "sensors": [{"bin": "B2", "ok": False, "fault": sensor_fault}],
+    }
+    with caplog.at_level(logging.DEBUG):
+        plant.ingest.process([msg(topic, orjson.dumps(doc))])
+    assert plant.metric("jitstock_rejected_batches_total", reason="wrong_type") == 1
+    row = bin_row(plant, "B2")
+    assert (row.sensor_ok, row.sensor_fault) == (True, None)
+    assert caplog.records  # the rejection is logged ...
+    for record in caplog.records:  # ... and no device text breaks a log line
+        assert not re.search(r"[\x00-\x1f\x7f]", record.getMessage()), record
 
 
 def test_tare_and_unit_weight_belong_to_the_server(plant: Plant) -> None:

@@ -266,3 +266,64 @@ def test_smtp_down_is_retried_and_an_expired_link_is_refused(
             )
     finally:
         smtp.stop()
+
+
+def test_the_link_pages_apply_the_apis_bounds_and_text_rules(
+    tmp_path: Path, mosquitto
+) -> None:
+    """The pages act through POST /orders/{id}/ack and /ship's rules: what the API
+    answers 422 for, the page answers with its form again (422) and changes nothing."""
+    smtp = SmtpReceiver()
+    smtp.start()
+    try:
+        with supplier_loop(
+            tmp_path,
+            mosquitto.url,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            smtp_from=FROM,
+        ) as loop:
+            _email_supplier(loop)
+            oid = loop.place_order()
+            msg = _mail_for(smtp, oid)
+            wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
+            ack, ship = _links(msg)
+            with httpx.Client(timeout=10) as browser:
+                for data in (
+                    {"promised_date": "9999-12-31"},
+                    {"promised_date": "9999-12-31", "promised_time": "23:59"},
+                ):
+                    r = browser.post(ack, data=data)
+                    assert r.status_code == 422, (data, r.text)
+                    assert "less than or equal to" in r.text
+                    assert 'name="promised_date"' in r.text
+                assert loop.order(oid)["state"] == "sent"
+                assert loop.order(oid)["promised_ms"] is None
+                r = browser.post(ack, data={"promised_date": "2030-01-01"})
+                assert r.status_code == 200, r.text
+                acked = loop.order(oid)
+                assert acked["state"] == "acknowledged"
+
+                for data, says in (
+                    ({"qty": "40", "expected_date": "9999-12-31"}, "less than"),
+                    ({"qty": "40", "carrier_ref": "A\x00B"}, "NUL character"),
+                    ({"qty": "40", "carrier_ref": "x" * 201}, "at most 200"),
+                    ({"qty": "1_0"}, "not a whole number"),
+                    ({"qty": "+5"}, "not a whole number"),
+                    ({"qty": "0"}, "greater than 0"),
+                    ({"qty": "1000001"}, "less than or equal to"),
+                ):
+                    r = browser.post(ship, data=data)
+                    assert r.status_code == 422, (data, r.text)
+                    assert says in r.text, (data, r.text)
+                    assert 'name="qty"' in r.text
+                    assert "\x00" not in r.text
+                after = loop.order(oid)
+                assert (
+                    after["state"],
+                    after["promised_ms"],
+                    after["asn_qty"],
+                    after["carrier_ref"],
+                ) == ("acknowledged", acked["promised_ms"], None, None)
+    finally:
+        smtp.stop()

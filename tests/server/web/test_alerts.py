@@ -3,8 +3,10 @@ clears, counted in the metrics, and notified by e-mail through a real SMTP serve
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import select, update
 
@@ -180,6 +182,31 @@ def test_raised_alert_is_emailed_through_smtp(db) -> None:
     )
     assert "scale_fault on bin:B2" in msg.get_payload()
     assert "overload" in msg.get_payload()
+
+
+def test_an_alert_log_line_cannot_be_broken_by_device_text(
+    db, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault stored before the protocol refused control characters still logs one line."""
+    plant(db)
+    monitor = AlertMonitor(db.factory, Metrics(), clock=Clock())
+    forged = (
+        "x\n2026-12-01 01:40:00,000 WARNING jitstock.server.api.auth: FORGED\x1b[0m"
+    )
+    with transaction(db.factory) as s:
+        s.execute(
+            update(Bin)
+            .where(Bin.id == "B2")
+            .values(sensor_ok=False, sensor_fault=forged)
+        )
+    with caplog.at_level(logging.INFO, logger="jitstock.server.alerts"):
+        raised = monitor.run_full()
+    assert [(c["kind"], c["entity"]) for c in raised] == [("scale_fault", "bin:B2")]
+    lines = [r.getMessage() for r in caplog.records if "scale_fault" in r.getMessage()]
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert "\x1b" not in lines[0]
+    assert "FORGED" in lines[0]  # still said, escaped
 
 
 def test_kpis_count_stockout_minutes_and_consumption(db) -> None:

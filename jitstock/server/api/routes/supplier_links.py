@@ -15,21 +15,30 @@ Times on these pages are UTC: the supplier's time zone is not known.
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from jitstock.server.api import effects
 from jitstock.server.api.deps import CtxDep
-from jitstock.server.api.errors import Conflict, FieldInvalid, NotFound
+from jitstock.server.api.errors import (
+    Conflict,
+    FieldInvalid,
+    NotFound,
+    clean_message,
+)
 from jitstock.server.api.order_actions import (
     ACKABLE_STATES,
     PROMISE_CHANGE_STATES,
     ack_order,
 )
+from jitstock.server.api.schemas import AckRequest
+from jitstock.server.api.supplier_schemas import ShipRequest
 from jitstock.server.db.models import Order
 from jitstock.server.db.session import transaction
 from jitstock.server.supplier import IllegalTransition, InvalidRequest, OrderNotFound
@@ -197,7 +206,7 @@ def link_action(
     promised_date: Annotated[str | None, Form()] = None,
     promised_time: Annotated[str | None, Form()] = None,
     qty: Annotated[str | None, Form()] = None,
-    carrier_ref: Annotated[str | None, Form(max_length=200)] = None,
+    carrier_ref: Annotated[str | None, Form()] = None,
     expected_date: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse:
     """Perform the link's action with the form's values."""
@@ -213,20 +222,28 @@ def link_action(
                 raise NotFound("order", claim.order_id)
             actor = ACTOR_PREFIX + order.supplier_id
             if claim.action == "ack":
-                order = ack_order(
-                    s, order.id, _promise(promised_date, promised_time), actor, now
+                ack = _checked(
+                    AckRequest,
+                    promised_ms=_promise(promised_date, promised_time),
                 )
+                order = ack_order(s, order.id, ack.promised_ms, actor, now)
                 done = (
                     f"Order {order.id} is acknowledged, delivery promised for "
                     f"{utc_text(order.promised_ms)}. Thank you."
                 )
             else:
-                order = ship_order(
-                    s,
-                    order.id,
+                notice = _checked(
+                    ShipRequest,
                     qty=_quantity(qty),
                     expected_ms=_expected(expected_date),
                     carrier_ref=(carrier_ref or "").strip() or None,
+                )
+                order = ship_order(
+                    s,
+                    order.id,
+                    qty=notice.qty,
+                    expected_ms=notice.expected_ms,
+                    carrier_ref=notice.carrier_ref,
                     actor=actor,
                     now_ms=now,
                 )
@@ -255,6 +272,25 @@ def _refill(ctx: Any, claim: LinkClaim, title: str, error: str) -> HTMLResponse:
     return _page(title, body, 422)
 
 
+M = TypeVar("M", bound=BaseModel)
+# the request model's field -> the form's field that fills it
+_FORM_FIELD = {"promised_ms": "promised_date", "expected_ms": "expected_date"}
+
+
+def _checked(model: type[M], **values: Any) -> M:
+    """The form's values through the API's own request model (POST /orders/{id}/ack,
+    /ship): the same bounds and text rules; the first problem as a FieldInvalid of the
+    form's field (the page shows the form again, nothing changed)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problem = exc.errors(include_input=False)[0]
+        name = str(problem["loc"][0]) if problem["loc"] else "form"
+        raise FieldInvalid(
+            _FORM_FIELD.get(name, name), clean_message(problem["msg"])
+        ) from None
+
+
 def _promise(date: str | None, time: str | None) -> int:
     if not date:
         raise FieldInvalid("promised_date", "a promised delivery date is required")
@@ -269,13 +305,10 @@ def _promise(date: str | None, time: str | None) -> int:
 def _quantity(text: str | None) -> int | None:
     if text is None or not text.strip():
         return None
-    try:
-        value = int(text.strip())
-    except ValueError as exc:
-        raise FieldInvalid("qty", f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise FieldInvalid("qty", "at least 1")
-    return value
+    # digits only: int() would also take '1_0', '+5', ' 7 ' inside and non-ASCII digits
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise FieldInvalid("qty", f"{text!r} is not a whole number")
+    return int(text.strip())  # its bounds: ShipRequest's
 
 
 def _expected(date: str | None) -> int | None:
