@@ -1,6 +1,7 @@
 """``GET /api/v1/supplier/orders``: a supplier key's orders, with the filters and paging of
 ``GET /api/v1/orders`` where they make sense to a supplier (its open orders by default,
-newest first; by state, by SKU, changed since a time; ``limit`` and ``before``)."""
+newest first; by state, by SKU, changed since a time — in any state unless ``state``
+says one; ``limit`` and ``before``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def my_orders(
     key: SupplierKey,
     state: Annotated[
         OrderState | None,
-        Query(description="only orders in this state (default: every open state)"),
+        Query(
+            description="only orders in this state (default: every open state, or "
+            "with `updated_after` every state)"
+        ),
     ] = None,
     sku: Annotated[
         str | None,
@@ -42,7 +46,9 @@ def my_orders(
             le=MAX_EPOCH_MS,
             description="only orders with a change after this time (epoch ms): "
             "created, acknowledged, promise changed, shipped, received, reduced, "
-            "cancelled, closed — each change is a row of `/orders/{id}/transitions`",
+            "cancelled, closed — each change is a row of `/orders/{id}/transitions`; "
+            "without `state`, orders in every state (cancelled, closed, failed "
+            "included), not only the open ones",
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -56,16 +62,18 @@ def my_orders(
         ),
     ] = None,
 ) -> list[OrderPublic]:
-    """A supplier key's orders, newest first: its open orders unless `state` says
-    otherwise.
+    """A supplier key's orders, newest first: its open orders unless `state` or
+    `updated_after` says otherwise.
 
     Page as `GET /orders` does: pass the last id of a page as `before` for the next
     one, until a page is shorter than `limit`; the filters apply to every page. Poll
-    for news with `updated_after` set to the time of the previous poll."""
+    for news with `updated_after` set to the time of the previous poll: without
+    `state` that lists every order changed since, whatever its state now (an order
+    cancelled, closed or failed since is news too)."""
     stmt = newest_first(session, limit, before, key.supplier_id)
-    if state is None:
+    if state is None and updated_after is None:
         stmt = stmt.where(Order.state.in_(OPEN_ORDER_STATES))
-    else:
+    elif state is not None:
         stmt = stmt.where(Order.state == state)
     if sku is not None:
         stmt = stmt.where(Order.sku_id == sku)

@@ -1,0 +1,60 @@
+"""``GET /supplier/orders?updated_after=T`` is a poll for news: every order changed after
+T, whatever state it ended in (found by an outside try: the default filter of open states
+still applied, so an order cancelled or closed since the last poll was never reported)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from jitstock.server.db.session import transaction
+from jitstock.server.supplier.lifecycle import transition
+from tests.server.api.conftest import measure, seed_master
+
+MINE = "/api/v1/supplier/orders"
+
+
+def _ids(client: httpx.Client, **params: object) -> set[str]:
+    r = client.get(MINE, params=params)
+    assert r.status_code == 200, r.text
+    return {o["id"] for o in r.json()}
+
+
+def test_a_poll_with_updated_after_lists_cancelled_and_closed_orders(
+    make_api: Any, db_url: str
+) -> None:
+    api = make_api(db_url=db_url)
+    admin = api.client(api.admin_key)
+    seed_master(admin, bins=3)
+    r = admin.post("/api/v1/suppliers/acme/keys", json={"name": "acme-erp"})
+    assert r.status_code == 201, r.text
+    acme = api.client(r.json()["key"])
+    for bin_id in ("A-01", "A-02", "A-03"):
+        measure(api.ctx, bin_id, 10)
+        r = admin.patch(f"/api/v1/bins/{bin_id}", json={"reorder_point": 60})
+        assert r.status_code == 200, r.text
+    orders = {o["bin_id"]: o["id"] for o in admin.get("/api/v1/orders").json()}
+    cancelled, closed, untouched = orders["A-01"], orders["A-02"], orders["A-03"]
+    api.ctx.clock.now_ms += 1_000
+    last_poll = api.ctx.clock.time_ms()
+    assert _ids(acme, updated_after=last_poll) == set()
+    api.ctx.clock.now_ms += 1_000
+    r = acme.post(
+        f"/api/v1/orders/{cancelled}/cancel-request", json={"reason": "no stock"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "cancelled"
+    with transaction(api.ctx.session_factory) as s:
+        for to in ("received", "closed"):
+            transition(s, closed, to, actor="test", now_ms=api.ctx.clock.time_ms())
+    news = _ids(acme, updated_after=last_poll)
+    assert {cancelled, closed} <= news
+    assert untouched not in news
+    # without updated_after the default is still the open orders; state= still filters
+    assert cancelled not in _ids(acme)
+    assert closed not in _ids(acme)
+    assert untouched in _ids(acme)
+    assert _ids(acme, updated_after=last_poll, state="cancelled") == {cancelled}
+    assert _ids(acme, updated_after=last_poll, state="closed") == {closed}
+    assert _ids(acme, updated_after=api.ctx.clock.time_ms()) == set()
