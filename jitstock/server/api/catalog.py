@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from jitstock.server import reorder
@@ -19,6 +19,7 @@ from jitstock.server.api.schemas import BinCreate, SiteCreate, SkuCreate, Suppli
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import (
     Agent,
+    ApiKey,
     Base,
     Bin,
     BinEvent,
@@ -344,7 +345,12 @@ def rotate_supplier_secret(
 def delete_supplier(
     session: Session, supplier_id: str, actor: str, now_ms: int
 ) -> None:
-    """Remove a supplier no bin or order refers to."""
+    """Remove a supplier no bin or order refers to and with no live API key.
+
+    Its revoked and expired keys keep their rows (``GET /keys`` lists them: the audit
+    trail), detached from the supplier (``supplier_id`` NULL: bound to no supplier, a
+    supplier key is refused anyway); the delete's audit row names them.
+    """
     row = get_or_404(session, Supplier, "supplier", supplier_id)
     _in_use(
         session,
@@ -365,8 +371,28 @@ def delete_supplier(
             ),
         ],
     )
+    own_keys = ApiKey.supplier_id == supplier_id
+    live = session.scalar(
+        select(func.count())
+        .select_from(ApiKey)
+        .where(
+            own_keys,
+            ApiKey.revoked.is_(False),
+            or_(ApiKey.expires_ms.is_(None), ApiKey.expires_ms > now_ms),
+        )
+    )
+    if live:
+        raise Conflict(
+            f"supplier {supplier_id!r} still has {live} active API key(s): "
+            "revoke them first"
+        )
+    dead_keys = list(session.scalars(select(ApiKey).where(own_keys)))
+    for key in dead_keys:
+        key.supplier_id = None
+    session.flush()  # the keys let go of the supplier before its row goes
     session.delete(row)
-    _audit(session, actor, now_ms, "supplier.delete", "supplier", supplier_id, {})
+    detail = {"detached_keys": sorted(k.id for k in dead_keys)} if dead_keys else {}
+    _audit(session, actor, now_ms, "supplier.delete", "supplier", supplier_id, detail)
 
 
 # --- bins --------------------------------------------------------------------

@@ -142,7 +142,11 @@ def rotate_secret(
 def delete_supplier(
     supplier_id: str, session: SessionDep, key: Manager, ctx: CtxDep
 ) -> Response:
-    """Remove a supplier no bin or order refers to."""
+    """Remove a supplier no bin or order refers to.
+
+    409 while a bin or an order refers to it, or while it has a live (unrevoked)
+    API key: revoke its keys first (`DELETE /keys/{key_id}`). Revoked keys do not
+    block the delete; they stay listed by `GET /keys`, bound to no supplier."""
     catalog.delete_supplier(session, supplier_id, key.name, ctx.clock.time_ms())
     session.commit()
     return Response(status_code=204)
