@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationInfo,
+    field_validator,
+)
 
-from jitstock.server.api.schemas import MAX_LEAD_TIME_S, MAX_QTY
+from jitstock.server.api.schemas import MAX_LEAD_TIME_S, MAX_QTY, integral_float
 
 # More than a million parts a day from one bin is a typo (and keeps products in float range).
 MAX_DAILY_DEMAND = 1_000_000.0
@@ -99,6 +106,12 @@ class PolicySettings(BaseModel):
     lead_time_s: int | None = Field(default=None, gt=0, le=MAX_LEAD_TIME_S)
     pack_size: int | None = Field(default=None, ge=1, le=MAX_QTY)
     moq: int | None = Field(default=None, ge=0, le=MAX_QTY)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_float(cls, value: Any, info: ValidationInfo) -> Any:
+        """``10.0`` for an integer field is 10 (as in every request body)."""
+        return integral_float(cls, info.field_name, value)
 
     def changes(self) -> dict[str, Any]:
         """Only the fields the client sent."""

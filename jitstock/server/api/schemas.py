@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, ClassVar, Literal, get_args
+import types
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +32,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from jitstock import protocol
+from jitstock.protocol.contract import MAX_EXACT_FLOAT_INT
 from jitstock.server.api.nul_guard import refuse_nul
 from jitstock.server.db.models import API_ROLES, ORDER_STATES
 from jitstock.server.db.secrets import WEBHOOK_SECRET_PREFIX
@@ -145,12 +148,51 @@ OrderChannel = Annotated[
 ]
 
 
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The types a field's annotation admits at its top level (through Annotated and
+    unions; a list or a dict is one leaf)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaf_types(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return {t for a in get_args(annotation) for t in _leaf_types(a)}
+    return {annotation}
+
+
+@cache
+def _int_field(model: type[BaseModel], name: str) -> bool:
+    """Whether ``model``'s field ``name`` takes an integer and no float."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    leaves = _leaf_types(field.annotation)
+    return int in leaves and float not in leaves
+
+
+def integral_float(model: type[BaseModel], name: str | None, value: Any) -> Any:
+    """An integral float (``10.0``) as the int it stands for when the field takes an
+    integer: JSON Schema's ``integer`` includes it. Only up to 2**53, where a double
+    still holds every integer exactly (as on the MQTT wire); anything else is left to
+    the strict field to refuse (``10.5``, ``"10"``, ``true``, NaN, ``1e300``)."""
+    if (
+        isinstance(value, float)
+        and name is not None
+        and value.is_integer()
+        and abs(value) <= MAX_EXACT_FLOAT_INT
+        and _int_field(model, name)
+    ):
+        return int(value)
+    return value
+
+
 class Input(BaseModel):
     """Request bodies: unknown fields are errors (a typo must not be silently ignored).
 
-    Strict types: ``false`` is not 0 and 1 is not ``true`` (JSON has both, a client
-    sending the wrong one has a bug).  CSV imports, where every cell is text,
-    validate with ``strict=False``.
+    Strict types: ``false`` is not 0 and 1 is not ``true``, ``"10"`` is not 10 (JSON
+    has both, a client sending the wrong one has a bug).  An integral float is an
+    integer, though (``10.0`` for an integer field, up to 2**53): JSON Schema's
+    ``integer`` says so and many JSON encoders write numbers that way.  CSV imports,
+    where every cell is text, validate with ``strict=False``.
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
@@ -159,6 +201,11 @@ class Input(BaseModel):
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
         return refuse_nul(value)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_float(cls, value: Any, info: ValidationInfo) -> Any:
+        return integral_float(cls, info.field_name, value)
 
 
 class Patch(Input):
