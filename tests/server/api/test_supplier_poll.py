@@ -58,3 +58,28 @@ def test_a_poll_with_updated_after_lists_cancelled_and_closed_orders(
     assert _ids(acme, updated_after=last_poll, state="cancelled") == {cancelled}
     assert _ids(acme, updated_after=last_poll, state="closed") == {closed}
     assert _ids(acme, updated_after=api.ctx.clock.time_ms()) == set()
+
+
+def test_a_delivery_recorded_by_the_plant_is_news_too(
+    make_api: Any, db_url: str
+) -> None:
+    api = make_api(db_url=db_url)
+    admin = api.client(api.admin_key)
+    seed_master(admin, bins=1)
+    r = admin.post("/api/v1/suppliers/acme/keys", json={"name": "acme-erp"})
+    assert r.status_code == 201, r.text
+    acme = api.client(r.json()["key"])
+    measure(api.ctx, "A-01", 10)
+    r = admin.patch("/api/v1/bins/A-01", json={"reorder_point": 60})
+    assert r.status_code == 200, r.text
+    (order,) = admin.get("/api/v1/orders").json()
+    api.ctx.clock.now_ms += 1_000
+    last_poll = api.ctx.clock.time_ms()
+    api.ctx.clock.now_ms += 1_000
+    r = admin.post(f"/api/v1/orders/{order['id']}/deliver", json={"qty": order["qty"]})
+    assert r.status_code == 200, r.text
+    assert _ids(acme, updated_after=last_poll) == {order["id"]}
+    # the order's own history shows the delivery as well
+    r = admin.get(f"/api/v1/orders/{order['id']}/transitions")
+    assert r.status_code == 200, r.text
+    assert r.json()[-1]["to_state"] == "delivered", r.json()
