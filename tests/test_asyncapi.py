@@ -184,7 +184,10 @@ def test_channels_are_the_protocols_topics_with_their_qos_and_retain() -> None:
         assert mqtt["retain"] is (name in retained), name
     # the payload schema of each channel is the one this test file checks
     for kind, schema in SCHEMA_OF_KIND.items():
-        (message,) = channels[kind]["messages"].values()
+        if kind == "orders":  # beside the order, its lifecycle events (tested below)
+            message = channels[kind]["messages"]["order"]
+        else:
+            (message,) = channels[kind]["messages"].values()
         assert _resolve(message["$ref"])["payload"]["$ref"].endswith(f"/{schema}")
     names = doc["components"]["parameters"]
     for param in ("site", "agent", "supplier"):
@@ -239,6 +242,50 @@ def test_the_order_schema_is_the_order_created_envelope() -> None:
     assert schema["type"]["const"] == ORDER_CREATED
     # the order without its envelope (before issue 13) is not an order message
     assert schema_errors("Order", {"id": "ord_1", "qty": 5})
+
+
+def test_the_orders_topic_carries_every_lifecycle_event_the_webhooks_carry() -> None:
+    """An mqtt_orders supplier gets every delivery type of the OpenAPI webhooks on its
+    order topic (found from the outside: it got order.created and no order.cancelled);
+    each event's schema names its type and requires the fields its webhook data has."""
+    from jitstock.server.api.webhook_schemas import _camel, _data_model
+    from jitstock.server.supplier.lifecycle import EVENT_TYPES
+    from jitstock.server.webhooks import envelope
+
+    doc = document()
+    messages = doc["channels"]["orders"]["messages"]
+    payloads = {
+        _resolve(m["$ref"])["name"]: _resolve(m["$ref"])["payload"]["$ref"]
+        for name, m in messages.items()
+        if name != "order"
+    }
+    lifecycle = [t for t in EVENT_TYPES if t != "order.created"]
+    assert sorted(payloads) == sorted(lifecycle)
+    sent = {
+        m["$ref"].rsplit("/", 1)[1]
+        for m in doc["operations"]["sendOrderEvent"]["messages"]
+    }
+    assert sent == set(messages) - {"order"}
+    schemas = doc["components"]["schemas"]
+    for event_type in lifecycle:
+        name = _camel(event_type)
+        assert payloads[event_type].endswith(f"/{name}")
+        own = schemas[name]["allOf"][1]["properties"]
+        assert own["type"]["const"] == event_type
+        fields = set(_data_model(event_type).model_fields)
+        required = set(own.get("data", {}).get("required", [])) | {"order", "note"}
+        assert required == fields, event_type
+        data = dict.fromkeys(fields, 1) | {
+            "order": {"id": "ord_1", "state": "cancelled"},
+            "note": None,
+        }
+        event = envelope(event_type, "evt_1", 1767225600000, data)
+        assert schema_errors(name, event) == [], event_type
+        assert schema_errors(name, {**event, "type": "order.other"}), event_type
+        assert schema_errors(name, {**event, "id": "ord_1"}), event_type
+        if len(fields) > 2:
+            thin = {**event, "data": {"order": data["order"], "note": None}}
+            assert schema_errors(name, thin), event_type
 
 
 # ------------------------------------------------------------------ examples

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 # Bins changed by another server process (or by hand in the DB) are picked up this often.
 REGISTRY_REFRESH_S = 10.0
+# A supplier event published on an MQTT order topic waits this long for its PUBACK
+# (the event sender's claim lease is far longer); without one it is retried.
+EVENT_PUBACK_TIMEOUT_S = 10.0
 # uvicorn waits this long for open responses (event streams never end by themselves)
 # before it closes them: a stop must end the process within seconds (systemd, issue 12).
 GRACEFUL_SHUTDOWN_S = 1
@@ -191,6 +194,7 @@ class ServerApp:
             idle_poll_s=settings.supplier_events_poll_s,
             backoff_base_s=settings.webhook_backoff_base_s,
             backoff_cap_s=settings.webhook_backoff_cap_s,
+            publish_mqtt=self._publish_event,
         )
         self.escalator = Escalator(
             self.session_factory,
@@ -298,6 +302,12 @@ class ServerApp:
 
     def _publish_order(self, site: str, supplier: str, payload: bytes) -> None:
         self.mqtt.publish(protocol.orders_topic(site, supplier), payload, qos=1)
+
+    def _publish_event(self, site: str, supplier: str, payload: bytes) -> None:
+        # a lifecycle event counts as delivered once the broker has it (PUBACK)
+        self.mqtt.publish_acked(
+            protocol.orders_topic(site, supplier), payload, EVENT_PUBACK_TIMEOUT_S
+        )
 
     def mqtt_connected(self) -> bool:
         """Whether the broker connection is up (for /healthz)."""

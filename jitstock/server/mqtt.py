@@ -112,6 +112,8 @@ class MqttConnection:
         # why the broker cannot be reached or refuses us (None: connected); logged once per reason
         self.problem: str | None = None
         self.failed_attempts = 0
+        # mid -> the failure reason code of its PUBACK (MQTT 5), for publish_acked
+        self._refused: dict[int, str] = {}
         # this connection attempt got a CONNACK (accepted or refused); paho thread only
         self._answered = False
         client = mqtt.Client(
@@ -146,6 +148,7 @@ class MqttConnection:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         if isinstance(getattr(client, "_on_message_filtered", None), MQTTMatcher):
             client._on_message_filtered = _NoFilteredCallbacks()  # type: ignore[no-untyped-call]
         self.client = client
@@ -201,7 +204,36 @@ class MqttConnection:
         """Publish (queued by paho while disconnected)."""
         self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    def publish_acked(self, topic: str, payload: bytes, timeout: float) -> None:
+        """Publish at QoS 1, not retained, and return once the broker acknowledged it
+        (PUBACK).  Raises when not connected (nothing is queued then), when no PUBACK
+        came within ``timeout`` (paho may still deliver it later: a retry then
+        duplicates it) or when the PUBACK refuses the message (MQTT 5 reason code)."""
+        if not self.connected.is_set():
+            raise ConnectionError("not connected to the MQTT broker")
+        info = self.client.publish(topic, payload, qos=1, retain=False)
+        info.wait_for_publish(timeout)  # raises if paho did not take it
+        if not info.is_published():
+            raise TimeoutError(f"no PUBACK within {timeout:g} s")
+        refused = self._refused.pop(info.mid, None)
+        if refused is not None:
+            raise RuntimeError(f"the broker refused the message: {refused}")
+
     # -- paho callbacks (network thread: keep them short) --
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # called before paho marks the message published: publish_acked reads it after
+        if reason.is_failure:
+            self._refused[mid] = str(reason)
+        else:
+            self._refused.pop(mid, None)
 
     def _on_connect(
         self,

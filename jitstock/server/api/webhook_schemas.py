@@ -23,7 +23,7 @@ from jitstock.server.webhooks import UNIT, WEBHOOK_VERSION
 __all__ = ["EVENT_DESCRIPTIONS", "doc_receiver", "register_webhooks"]
 
 WEBHOOKS_DESCRIPTION = f"""\
-**Every delivery** to a supplier's `webhook_url` (and every order published on
+**Every delivery** to a supplier's `webhook_url` (and every order and lifecycle event published on
 `jit/v1/{{site}}/orders/{{supplier}}` for MQTT suppliers) is this envelope:
 `{{"version": {WEBHOOK_VERSION}, "id", "type", "timestamp", "timestamp_ms", "data"}}` with
 `data.order` the order as its supplier sees it.

@@ -1,4 +1,5 @@
-"""Supplier event webhooks: the outbox relay from ``supplier_events`` to supplier endpoints.
+"""Supplier events: the outbox relay from ``supplier_events`` to supplier endpoints and
+MQTT order topics.
 
 Same shape as the order dispatcher (claim in a short transaction with a
 compare-and-set on ``attempts``, send outside any transaction, record), but for
@@ -7,6 +8,13 @@ of :mod:`jitstock.server.webhooks` (``{"version", "id", "type", "timestamp",
 "timestamp_ms", "data"}``, queued ready-made by ``lifecycle.enqueue_event``); the
 ``webhook-id`` header is the event id (the supplier's idempotency key), and
 during a secret rotation both secrets sign.
+
+A supplier with ``mqtt_orders`` gets the same envelope (same bytes, same ``id``) on
+its order topic ``jit/v1/{site}/orders/{supplier}`` at QoS 1, not retained, as the
+dispatcher sends it ``order.created``: with no usable webhook the topic is the
+channel, an event is 'sent' once the broker acknowledged it (PUBACK) and retried like
+a webhook event otherwise (at least once: deduplicate on ``id``); beside a webhook it
+is published on the first attempt only and the webhook decides the outcome.
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ from typing import Any
 import httpx
 import orjson
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.server.db.models import Supplier
+from jitstock.server.db.models import Order, Supplier
 from jitstock.server.db.session import SessionFactory, transaction
 from jitstock.server.db.supplier_models import SupplierEvent
+from jitstock.server.order_attempt import PublishMqtt
 from jitstock.server.redact import http_status_text, redact_url, safe_text
 from jitstock.server.webhooks import (
     USER_AGENT,
@@ -54,9 +64,11 @@ class _Job:
     n: int
     body: bytes
     msg_id: str
-    url: str
-    secret: str
+    url: str | None  # None: MQTT only
+    secret: str | None
     previous: str | None
+    site: str | None = None  # the order topic's site, when published on MQTT
+    supplier_id: str = ""
 
 
 class EventSender:
@@ -72,8 +84,13 @@ class EventSender:
         backoff_base_s: float = BACKOFF_BASE_S,
         backoff_cap_s: float = BACKOFF_CAP_S,
         max_attempts: int = MAX_ATTEMPTS,
+        publish_mqtt: PublishMqtt | None = None,
     ) -> None:
+        """``publish_mqtt(site, supplier, body)`` publishes on the supplier's order topic
+        and returns once the broker acknowledged it (raises otherwise); None: events go
+        by webhook only."""
         self._factory = session_factory
+        self._publish = publish_mqtt
         self._http = http
         self._clock = clock
         self._idle_poll_s = idle_poll_s
@@ -145,13 +162,25 @@ class EventSender:
             if ev is None:
                 return None
             supplier = s.get(Supplier, ev.supplier_id)
+            webhook = bool(
+                supplier is not None
+                and supplier.webhook_url
+                and supplier.webhook_secret
+            )
+            site = None
             if (
-                supplier is None
-                or not supplier.webhook_url
-                or not supplier.webhook_secret
+                supplier is not None
+                and supplier.mqtt_orders
+                and self._publish is not None
             ):
+                site = _site_of(s, ev)
+            if supplier is None or not (webhook or site):
                 ev.state = "skipped"
-                ev.last_error = "supplier has no webhook"
+                ev.last_error = (
+                    "supplier has no MQTT topic for it"
+                    if supplier is not None and supplier.mqtt_orders
+                    else "supplier has no webhook"
+                )
                 return _SKIPPED  # progress all the same: the caller loops to the next
             n = ev.attempts + 1
             claimed = s.execute(
@@ -167,15 +196,45 @@ class EventSender:
                 n,
                 orjson.dumps(ev.payload),
                 str(ev.payload.get("id", f"evt_{ev.id}")),
-                supplier.webhook_url,
-                supplier.webhook_secret,
+                supplier.webhook_url if webhook else None,
+                supplier.webhook_secret if webhook else None,
                 previous_secret(supplier, now),
+                site,
+                supplier.id,
             )
 
     def _send(self, job: _Job) -> tuple[str, str | None, float | None]:
         """(verdict, error, the seconds the supplier's Retry-After asks for)."""
         if job is _SKIPPED:
             return "skipped", None, None
+        mqtt_error = self._publish_mqtt(job)
+        if job.url is None:  # the order topic is the supplier's channel
+            return ("retry", mqtt_error, None) if mqtt_error else ("sent", None, None)
+        verdict, error, wait = self._post(job)
+        if verdict == "sent" and mqtt_error:
+            error = mqtt_error  # kept for the record; the webhook carried the event
+        return verdict, error, wait
+
+    def _publish_mqtt(self, job: _Job) -> str | None:
+        """Publish on the order topic (beside a webhook: on the first attempt only, as
+        the dispatcher does for order.created); the error, None when acknowledged."""
+        if job.site is None or self._publish is None or (job.url and job.n > 1):
+            return None
+        try:
+            self._publish(job.site, job.supplier_id, job.body)
+        except Exception as exc:
+            log.warning("supplier event %d: MQTT publish failed: %r", job.event_id, exc)
+            return safe_text(f"mqtt publish failed: {exc!r}")
+        log.info(
+            "supplier event %d: published on the order topic of %s",
+            job.event_id,
+            job.supplier_id,
+        )
+        return None
+
+    def _post(self, job: _Job) -> tuple[str, str | None, float | None]:
+        assert job.url is not None
+        assert job.secret is not None
         try:
             headers = sign_headers(
                 job.secret, job.msg_id, job.body, int(time.time()), job.previous
@@ -230,6 +289,17 @@ class EventSender:
             )
         if values.get("state") == "failed":
             log.error("supplier event %d failed: %s", job.event_id, error)
+
+
+def _site_of(s: Session, ev: SupplierEvent) -> str | None:
+    """The site of the event's order: its order topic's first level."""
+    if ev.order_id is not None:
+        site = s.scalar(select(Order.site_id).where(Order.id == ev.order_id))
+        if site:
+            return str(site)
+    order = (ev.payload.get("data") or {}).get("order") or {}
+    site = order.get("site") if isinstance(order, dict) else None
+    return site if isinstance(site, str) and site else None
 
 
 _SKIPPED = _Job(0, 0, b"", "", "", "", None)

@@ -15,7 +15,8 @@ Each move reads the order row locked (``FOR NO KEY UPDATE`` on PostgreSQL; SQLit
 serialises writers anyway), then makes a compare-and-set UPDATE on the state (a
 concurrent change loses cleanly), writes one ``order_transitions`` row (who, when, why) and, for the
 changes a supplier cares about, one ``supplier_events`` row that the
-:mod:`~jitstock.server.supplier.events` sender delivers as a signed webhook in the
+:mod:`~jitstock.server.supplier.events` sender delivers as a signed webhook (and on
+the MQTT order topic of an ``mqtt_orders`` supplier) in the
 envelope of :mod:`jitstock.server.webhooks` (``EVENT_TYPES`` is the catalogue; the
 OpenAPI document publishes a schema per type).
 """
