@@ -53,7 +53,15 @@ def start_demo(
             stderr=err,
             env={k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")},
             start_new_session=own_group,
+            # a terminal's foreground command has Ctrl-C's default action even when
+            # the test run itself was started in the background (which ignores SIGINT,
+            # and children inherit that)
+            preexec_fn=_default_sigint if own_group else None,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_up(
