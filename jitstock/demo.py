@@ -199,6 +199,8 @@ def order_cause(trigger: dict[str, Any]) -> str:
     """Why an order was placed, when it was not a scale reading crossing the reorder point."""
     if "reading_ts_ms" in trigger:
         return ""
+    if "history" in trigger:
+        return "placed in the history, on its way"
     if "by" in trigger:
         return f"{trigger.get('reason', 'placed')} by {trigger['by']}"
     if "policy" in trigger:
@@ -225,6 +227,9 @@ class _DemoStack:
         self.orders_fired = 0
         self.resumed = False
         self.adopted = 0
+        # open orders the suppliers take over once the console is up: (supplier, order
+        # as in a webhook, promise)
+        self._handover: list[tuple[DemoSupplier, dict[str, Any], int]] = []
         self.history_s: float | None = None
         self.deliveries = 0
         self.broker: Any = None
@@ -313,8 +318,11 @@ class _DemoStack:
         suppliers = {"acme": self.supplier, "borg": self.supplier2}
         self._point_webhooks(suppliers)
         counts = self._history_or_resume(plant, habits)
-        if self.resumed:
-            self.adopted = self._hand_back_open_orders(suppliers, leads)
+        # the suppliers take over the orders still open: a restart's, or those the
+        # history placed that are still on their way
+        self.adopted = self._hand_back_open_orders(
+            suppliers, leads, repromise=self.resumed
+        )
         specs = [
             replace(b.spec, count=counts.get(b.spec.bin, b.spec.count)) for b in plant
         ]
@@ -374,9 +382,17 @@ class _DemoStack:
         elif self.history_s is not None:
             print(
                 f"  history    {HISTORY_DAYS} days of synthetic picks and deliveries "
-                f"({self.history_s:.1f} s)"
+                f"({self.history_s:.1f} s); {self.adopted} of its orders still on their way"
             )
         print("Ctrl-C to stop. Orders and deliveries:", flush=True)
+        if not self.resumed and self._handover:
+            # the history's orders still on their way: their ORDER line before any DELIVERY
+            with transaction(app.session_factory, readonly=True) as s:
+                ids = [public["id"] for _, public, _ in self._handover]
+                history_orders = list(s.scalars(select(Order).where(Order.id.in_(ids))))
+            self._print_orders(history_orders, fired=False)
+        for sup, public, promised in self._handover:
+            sup.adopt(public, promised, acked=True)
 
     def _history_or_resume(
         self, plant: list[DemoBin], habits: dict[str, SupplierHabits]
@@ -416,16 +432,24 @@ class _DemoStack:
                     row.webhook_url = sup.url
 
     def _hand_back_open_orders(
-        self, suppliers: dict[str, DemoSupplier], leads: dict[str, float]
+        self,
+        suppliers: dict[str, DemoSupplier],
+        leads: dict[str, float],
+        *,
+        repromise: bool,
     ) -> int:
-        """After a restart, each demo supplier takes over its orders still open.
+        """Each demo supplier takes over its orders still open.
 
-        The supplier processes of the last run are gone; a real supplier would
-        answer an outage with a new date.  Before the server (and its alert
-        monitor) starts, each open order whose promise falls within one lead
-        time gets a new one (now + the lead time: an acknowledgement or a
-        promise change, the same functions the API calls) and is delivered by
-        it; nothing is overdue for the time the demo was down.
+        After a restart (``repromise``) the supplier processes of the last run
+        are gone; a real supplier would answer an outage with a new date.
+        Before the server (and its alert monitor) starts, each open order whose
+        promise falls within one lead time gets a new one (now + the lead time:
+        an acknowledgement or a promise change, the same functions the API
+        calls) and is delivered by it; nothing is overdue for the time the demo
+        was down.  After a fresh history the open orders are the ones it placed
+        that are still on their way: they keep their promise (a sent one is
+        acknowledged with it) and are delivered by it, so the bin's first
+        readings at or below its reorder point order nothing a second time.
         """
         now = int(time.time() * 1000)
         adopted = 0
@@ -448,6 +472,8 @@ class _DemoStack:
                 }
                 fresh = now + int(leads[o.supplier_id] * 1000)
                 promised = o.promised_ms or 0
+                if not repromise:
+                    fresh = promised  # the history's own (it may be late already)
                 try:
                     if o.state in ("created", "sent"):
                         ack_order(s, o.id, fresh, o.supplier_id, now)
@@ -459,7 +485,7 @@ class _DemoStack:
                 except Exception:
                     log.exception("demo: order %s could not be re-promised", o.id)
                     continue
-                sup.adopt(public, promised, acked=True)
+                self._handover.append((sup, public, promised))
                 adopted += 1
         return adopted
 
@@ -468,14 +494,16 @@ class _DemoStack:
             orders = list(s.scalars(select(Order).where(Order.id.in_(order_ids))))
         self._print_orders(orders)
 
-    def _print_orders(self, orders: list[Order]) -> None:
-        """One ORDER line per order not printed yet, with its cause when no reading fired it."""
+    def _print_orders(self, orders: list[Order], *, fired: bool = True) -> None:
+        """One ORDER line per order not printed yet, with its cause when no reading fired it.
+
+        ``fired``: placed in this run (the history's open orders are not)."""
         with self._print_lock:
             for order in sorted(orders, key=lambda o: o.created_ms):
                 if order.id in self._printed:
                     continue
                 self._printed.add(order.id)
-                self.orders_fired += 1
+                self.orders_fired += fired
                 cause = order_cause(order.trigger or {})
                 print(
                     f"{time.strftime('%H:%M:%S')} ORDER    {order.id[:8]}  bin {order.bin_id:<7} "

@@ -9,8 +9,10 @@ the past ``HISTORY_DAYS`` with the demo's own reorder rule and suppliers, and
 writes what the server would have recorded: one consumption event per pick,
 one closed order per replenishment (created, sent, acknowledged with a
 promise, shipped, received by the bin's scale) and the refill that closed it.
-The bin's last level is where its simulated scale starts, so the live counts
-continue the history without a jump.
+An order whose delivery falls after the history's end stays open as it stands
+then (sent, acknowledged or shipped), for the live demo's supplier to deliver.
+The bin's last level (every delivery before the end included) is where its
+simulated scale starts, so the live counts continue the history without a jump.
 """
 
 from __future__ import annotations
@@ -111,11 +113,33 @@ def play(
             if late:
                 late_credit -= 1.0
             order, arrives = _order(past, habits, site, t, lead_ms, late, rng)
-            if arrives >= end_ms:
-                break  # still on its way now: the live system orders again at its first reading
             orders.append(order)
             arrival = (arrives, past.order_qty)
+    if arrival is not None:
+        if arrival[0] < end_ms:
+            # delivered after the last pick but before now: the bin holds it
+            level += arrival[1]
+            events.append(_event(past.bin, arrival[0], "refill", arrival[1], level))
+        else:
+            # still on its way now: open, for the live demo's supplier to deliver
+            _leave_open(orders[-1], end_ms)
     return History(events, orders, level)
+
+
+def _leave_open(order: dict[str, Any], end_ms: int) -> None:
+    """An order whose delivery falls after the history's end, as it stands at the end."""
+    order.update(delivered_ms=None, delivered_qty=None, closed_ms=None)
+    if order["shipped_ms"] < end_ms:
+        order["state"] = "shipped"
+    elif order["acked_ms"] < end_ms:
+        order.update(state="acknowledged", shipped_ms=None)
+    else:
+        # not acknowledged yet (the live supplier acknowledges it with this promise)
+        order.update(shipped_ms=None, acked_ms=None)
+        if order["sent_ms"] < end_ms:
+            order["state"] = "sent"
+        else:
+            order.update(state="created", sent_ms=None)
 
 
 def _event(bin_id: str, ts: int, kind: str, delta: int, after: int) -> dict[str, Any]:
@@ -167,6 +191,25 @@ def _order(
     return order, arrives
 
 
+def build_history(
+    site: str,
+    bins: Sequence[BinPast],
+    habits: dict[str, SupplierHabits],
+    now_ms: int,
+    *,
+    days: int = HISTORY_DAYS,
+    seed: int = 0,
+) -> dict[str, History]:
+    """Every bin's past ``days`` up to ``now_ms``, by bin (what ``write_history`` writes)."""
+    start_ms = now_ms - days * DAY_MS
+    return {
+        past.bin: play(
+            past, habits[past.supplier], site, start_ms, now_ms, seed * 1000 + i + 7
+        )
+        for i, past in enumerate(bins)
+    }
+
+
 def write_history(
     session_factory: SessionFactory,
     site: str,
@@ -178,17 +221,15 @@ def write_history(
     seed: int = 0,
 ) -> dict[str, int]:
     """Write every bin's past ``days`` to the state DB; returns each bin's level now."""
-    start_ms = now_ms - days * DAY_MS
     final: dict[str, int] = {}
     events: list[dict[str, Any]] = []
     orders: list[dict[str, Any]] = []
-    for i, past in enumerate(bins):
-        h = play(
-            past, habits[past.supplier], site, start_ms, now_ms, seed * 1000 + i + 7
-        )
+    for bin_id, h in build_history(
+        site, bins, habits, now_ms, days=days, seed=seed
+    ).items():
         events += h.events
         orders += h.orders
-        final[past.bin] = h.final_count
+        final[bin_id] = h.final_count
     with transaction(session_factory) as s:
         conn = s.connection()
         for model, rows in ((Order, orders), (BinEvent, events)):
