@@ -35,6 +35,7 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
+from sqlalchemy import Engine
 
 from jitstock import protocol as p
 from jitstock.server.cluster.prune import prune
@@ -82,6 +83,17 @@ def cluster_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     gen.close()
 
 
+def _clear(engine: Engine) -> None:
+    """The plant as seeded: no batches, cursors, events or orders; bins never read."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE applied_batches, agent_cursors, bin_events, orders CASCADE"
+        )
+        conn.exec_driver_sql(
+            "UPDATE bins SET on_hand = 0, last_seen_ms = NULL, last_grams = NULL"
+        )
+
+
 KEYS = st.tuples(st.sampled_from(sorted(AGENT_BINS)), st.integers(1, MAX_SEQ))
 
 
@@ -92,13 +104,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def reset(self) -> None:
         url, tmp = self.db
         engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "TRUNCATE applied_batches, agent_cursors, bin_events, orders CASCADE"
-            )
-            conn.exec_driver_sql(
-                "UPDATE bins SET on_hand = 0, last_seen_ms = NULL, last_grams = NULL"
-            )
+        _clear(engine)
         self.admin = engine
         for i in range(2):
             (tmp / f"n{i}").mkdir(exist_ok=True)
@@ -270,13 +276,7 @@ def test_a_burst_makes_an_event_per_change_of_direction_on_either_node(
     netted against the picks after it — also when another node wrote the count before."""
     url, tmp = cluster_db
     engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "TRUNCATE applied_batches, agent_cursors, bin_events, orders CASCADE"
-        )
-        conn.exec_driver_sql(
-            "UPDATE bins SET on_hand = 0, last_seen_ms = NULL, last_grams = NULL"
-        )
+    _clear(engine)
     (tmp / "b0").mkdir(exist_ok=True)
     (tmp / "b1").mkdir(exist_ok=True)
     nodes = [Node(url, tmp / "b0"), Node(url, tmp / "b1")]

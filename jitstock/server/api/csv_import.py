@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jitstock.server.api import catalog
+from jitstock.server.api.bin_refs import check_bin_refs
 from jitstock.server.api.csvio import read_csv, write_csv
 from jitstock.server.api.errors import (
     ApiError,
@@ -211,7 +212,7 @@ def _table(spec: CsvSpec) -> Table:
 class _Snapshot:
     """The sheet's existing rows and what its checks read, kept current as rows are planned.
 
-    Also the catalog's BinRefs, so a bin row is checked by catalog.check_bin_refs."""
+    Also a BinRefs, so a bin row is checked by bin_refs.check_bin_refs."""
 
     rows: dict[str, dict[str, Any]]
     sites: set[str] = field(default_factory=set)
@@ -416,7 +417,7 @@ def _check(
                 values["barcode"], other if other != entity_id else None
             )
     if spec.entity == "bins":
-        catalog.check_bin_refs(snap, entity_id, values)
+        check_bin_refs(snap, entity_id, values)
 
 
 def _remember(

@@ -13,7 +13,8 @@ from pydantic import (
     field_validator,
 )
 
-from jitstock.server.api.schemas import MAX_LEAD_TIME_S, MAX_QTY, integral_float
+from jitstock.server.api.integral import integral_float
+from jitstock.server.api.schemas import MAX_LEAD_TIME_S, MAX_QTY
 
 # More than a million parts a day from one bin is a typo (and keeps products in float range).
 MAX_DAILY_DEMAND = 1_000_000.0

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import types
-from functools import cache
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +30,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from jitstock import protocol
-from jitstock.protocol.contract import MAX_EXACT_FLOAT_INT
+from jitstock.server.api.integral import integral_float
 from jitstock.server.api.nul_guard import refuse_nul
 from jitstock.server.db.models import API_ROLES, ORDER_STATES
 from jitstock.server.db.secrets import WEBHOOK_SECRET_PREFIX
@@ -146,43 +144,6 @@ OrderChannel = Annotated[
         "and announce shipment)"
     ),
 ]
-
-
-def _leaf_types(annotation: Any) -> set[Any]:
-    """The types a field's annotation admits at its top level (through Annotated and
-    unions; a list or a dict is one leaf)."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _leaf_types(get_args(annotation)[0])
-    if origin is Union or origin is types.UnionType:
-        return {t for a in get_args(annotation) for t in _leaf_types(a)}
-    return {annotation}
-
-
-@cache
-def _int_field(model: type[BaseModel], name: str) -> bool:
-    """Whether ``model``'s field ``name`` takes an integer and no float."""
-    field = model.model_fields.get(name)
-    if field is None:
-        return False
-    leaves = _leaf_types(field.annotation)
-    return int in leaves and float not in leaves
-
-
-def integral_float(model: type[BaseModel], name: str | None, value: Any) -> Any:
-    """An integral float (``10.0``) as the int it stands for when the field takes an
-    integer: JSON Schema's ``integer`` includes it. Only up to 2**53, where a double
-    still holds every integer exactly (as on the MQTT wire); anything else is left to
-    the strict field to refuse (``10.5``, ``"10"``, ``true``, NaN, ``1e300``)."""
-    if (
-        isinstance(value, float)
-        and name is not None
-        and value.is_integer()
-        and abs(value) <= MAX_EXACT_FLOAT_INT
-        and _int_field(model, name)
-    ):
-        return int(value)
-    return value
 
 
 class Input(BaseModel):
