@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -22,11 +23,44 @@ from typing import Any
 START_TIMEOUT_S = 20.0
 
 
+# Ports handed out by free_port in this process: never handed out twice.
+_handed_out: set[int] = set()
+_port_rng = random.Random()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to 0, read it back)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port nobody listens on right now, below the kernel's ephemeral range.
+
+    A port from bind(0) lies in the ephemeral range, where any outgoing connection of
+    any process may take it between this call and the server's own bind (a test once
+    waited 60 s on a server that could not bind).  Ports below that range are only ever
+    taken by an explicit bind, so a random free one stays free until it is used.
+    """
+    low, high = 20_000, _ephemeral_low() - 1
+    if high - low < 1_000:  # an unusual kernel setting: fall back to bind(0)
+        low = high = 0
+    for _ in range(200):
+        port = _port_rng.randint(low, high) if high else 0
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(s.getsockname()[1])
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free TCP port found in {low}-{high}")
 
 
 def wait_port(

@@ -97,17 +97,20 @@ class WebhookReceiver:
                         status, extra = receiver._script.popleft()
                     else:
                         status, extra = 200, {}
+                # Recorded before the answer goes out: a sender that saw the answer
+                # finds the delivery in ``received`` (a CI run once looked between the
+                # answer and the record, and found nothing).
+                got = Received(headers, body, verified, payload, status)
+                receiver._check(got)
+                with receiver._cond:
+                    receiver.received.append(got)
+                    receiver._cond.notify_all()
                 self.send_response(status)
                 for k, v in extra.items():
                     self.send_header(k, v)
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
-                got = Received(headers, body, verified, payload, status)
-                receiver._check(got)
-                with receiver._cond:
-                    receiver.received.append(got)
-                    receiver._cond.notify_all()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
