@@ -161,12 +161,30 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         if args.data_dir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _keep_log_and_clean(workdir)
     print(
         f"demo stopped: {stack.orders_fired} orders fired, {stack.deliveries} deliveries",
         flush=True,
     )
     return 0
+
+
+def _keep_log_and_clean(workdir: Path) -> None:
+    """Remove a temp data dir but keep its log beside it (``<dir>.log``): a demo that
+    went wrong must leave the records that say why, with or without ``--data-dir``."""
+    log_path = workdir / DEMO_LOG
+    kept: Path | None = workdir.with_name(workdir.name + ".log")
+    for h in list(logging.getLogger().handlers):
+        if isinstance(h, logging.FileHandler):
+            h.close()
+            logging.getLogger().removeHandler(h)
+    try:
+        shutil.move(log_path, workdir.with_name(workdir.name + ".log"))
+    except OSError:
+        kept = None
+    shutil.rmtree(workdir, ignore_errors=True)
+    if kept is not None:
+        print(f"log kept: {kept}", flush=True)
 
 
 def setup_logging(path: Path, *, verbose: bool = False) -> Path:

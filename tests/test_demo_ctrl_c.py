@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,3 +104,30 @@ def test_ctrl_c_stops_the_server_before_its_agents_and_leaves_no_child(
                 os.kill(pid, signal.SIGKILL)
             pytest.fail(f"children left after the demo stopped: {left}")
         time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(START_DEADLINE_S + STOP_DEADLINE_S + 60)
+def test_a_demo_without_data_dir_cleans_its_temp_dir_but_keeps_its_log(
+    tmp_path: Path,
+) -> None:
+    """An outside try: a demo run without --data-dir deleted its log with its temp
+    dir, so a run that went wrong left nothing to read.  The log stays beside it."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JITSTOCK_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "jitstock.cli", "demo", "--duration", "2"]
+        + ["--port", str(free_port())],
+        env={**env, "TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=START_DEADLINE_S + STOP_DEADLINE_S,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("log kept: ")]
+    kept = Path(line.removeprefix("log kept: "))
+    assert kept.parent == temp
+    text = kept.read_text()
+    assert "jitstock.server" in text, text[-2000:]
+    assert [p.name for p in temp.iterdir()] == [kept.name]  # the data dir is gone

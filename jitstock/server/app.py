@@ -301,7 +301,12 @@ class ServerApp:
             listener(orders)
 
     def _publish_order(self, site: str, supplier: str, payload: bytes) -> None:
-        self.mqtt.publish(protocol.orders_topic(site, supplier), payload, qos=1)
+        # order.created counts as delivered once the broker has it (PUBACK), as the
+        # lifecycle events do: paho's queue is memory, lost with the process.  Called
+        # from a dispatcher thread, never the ingest thread that committed the order.
+        self.mqtt.publish_acked(
+            protocol.orders_topic(site, supplier), payload, EVENT_PUBACK_TIMEOUT_S
+        )
 
     def _publish_event(self, site: str, supplier: str, payload: bytes) -> None:
         # a lifecycle event counts as delivered once the broker has it (PUBACK)

@@ -69,6 +69,8 @@ class Flush:
     resets: list[str] = field(default_factory=list)
     # what became of each dock scan (dock_scans.SCAN_OUTCOMES), counted once it is durable
     scan_outcomes: list[str] = field(default_factory=list)
+    # agents whose status the state DB had no record for, counted once durable
+    unknown_status_agents: list[str] = field(default_factory=list)
 
     @property
     def changed_bins(self) -> list[str]:

@@ -378,6 +378,16 @@ class Ingest(IngestWorker):
         self.metrics.scans.inc(len(flush.scans))
         for outcome in flush.scan_outcomes:
             self.metrics.dock_scans.labels(outcome).inc()
+        for agent in flush.unknown_status_agents:
+            self.metrics.rejected_batches.labels("unknown_agent").inc()
+            self._bad.log(
+                logging.WARNING,
+                f"{agent}:unknown_agent:status",
+                "%s: unknown_agent: status of agent %r, which is not configured "
+                "(POST /api/v1/agents): not stored",
+                agent,
+                agent,
+            )
         if orders:
             self.metrics.orders_created.inc(len(orders))
         done_ms = self.clock.time_ms()

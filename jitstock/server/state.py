@@ -242,10 +242,15 @@ class SqlState(StateWriter):
         return [o.id for o in made]
 
     def _statuses(self, s: Session, flush: Flush) -> None:
+        unknown = []
         for _site, agent_id, status in flush.statuses:
             agent = s.get(Agent, agent_id)
             if agent is None:
-                continue  # status of an agent nobody configured: counted by ingest, not stored
+                # an agent nobody configured: not stored; ingest counts it once durable
+                # (the state DB decides, not the registry: an agent created since its
+                # last reload is stored)
+                unknown.append(agent_id)
+                continue
             # Server time, not the payload's: a last will carries the time it was set.
             agent.reported_state = status.state
             agent.status_ms = flush.now_ms
@@ -261,6 +266,7 @@ class SqlState(StateWriter):
                 sensor = health.get(b.id)
                 b.sensor_ok = sensor.ok if sensor is not None else True
                 b.sensor_fault = sensor.fault if sensor is not None else None
+        flush.unknown_status_agents = unknown
 
 
 class _Sql:

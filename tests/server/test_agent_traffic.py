@@ -294,6 +294,39 @@ def test_a_deleted_agent_is_refused_again(server: tuple[httpx.Client, Any]) -> N
         dock.close()
 
 
+def test_a_status_of_an_unknown_agent_is_counted_and_stored_once_it_is_known(
+    server: tuple[httpx.Client, Any],
+) -> None:
+    """An outside try published a status as an agent nobody configured: it vanished
+    without a count.  It is counted as unknown_agent; once the agent exists (even before
+    the registry's next reload) its status is stored."""
+    client, broker = server
+    stranger = Device(broker.url, "stranger-1")
+    try:
+        stranger.online()
+        wait_until(
+            lambda: metric(client, UNKNOWN_AGENT) == 1.0,
+            DEADLINE_S,
+            what="the stranger's status counted as unknown_agent",
+        )
+        assert "stranger-1" not in [
+            a["id"] for a in client.get("/api/v1/agents").json()
+        ]
+        r = client.post("/api/v1/agents", json={"id": "stranger-1", "site_id": SITE})
+        assert r.status_code == 201, r.text
+        stranger.online()
+        wait_until(
+            lambda: (
+                client.get("/api/v1/agents/stranger-1").json().get("online") is True
+            ),
+            DEADLINE_S,
+            what="the configured agent's status stored",
+        )
+        assert metric(client, UNKNOWN_AGENT) == 1.0
+    finally:
+        stranger.close()
+
+
 class TileStream:
     """The dashboard's event stream, read in a thread: the `tiles` events' tiles by bin."""
 

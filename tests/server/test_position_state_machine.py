@@ -545,20 +545,27 @@ class PositionMachine(RuleBasedStateMachine):
                 session.rollback()
                 return None
 
-    @rule(i=st.integers(0, 50))
-    def receive_retried(self, i: int) -> None:
+    @rule(i=st.integers(0, 50), flipped=st.booleans())
+    def receive_retried(self, i: int, flipped: bool) -> None:
         """The dock terminal lost an answer and sends the same keyed receipt again: it
-        gets the first receipt back, whatever happened since, and nothing is recorded."""
+        gets the first receipt back, whatever happened since, and nothing is recorded.
+        The same key with ``complete`` flipped is another request: refused, and nothing
+        changes (the order's state neither)."""
         if not self.keyed:
             return
         order_id, qty, complete, key, receipt_id = self.keyed[i % len(self.keyed)]
         with transaction(self.factory, readonly=True) as s:
             before = s.scalar(select(func.count()).select_from(Receipt))
-        again = self._receive(order_id, qty, complete, key)
-        assert again is not None, key
-        assert again.id == receipt_id, (key, again)
+            state = s.get(Order, order_id).state
+        again = self._receive(order_id, qty, complete != flipped, key)
+        if flipped:
+            assert again is None, key
+        else:
+            assert again is not None, key
+            assert again.id == receipt_id, (key, again)
         with transaction(self.factory, readonly=True) as s:
             assert s.scalar(select(func.count()).select_from(Receipt)) == before
+            assert s.get(Order, order_id).state == state
 
     @rule(i=st.integers(0, 9), rejected=st.integers(0, 40))
     def inspection(self, i: int, rejected: int) -> None:

@@ -189,11 +189,28 @@ def clean_message(msg: str) -> str:
     return msg.removeprefix("Value error, ")
 
 
+# A 422 lists at most this many problems, and a field name at most this long: a body
+# of 100,000 unknown fields (or one field named with a megabyte) gets a short answer,
+# not one several times the size of the request.
+MAX_LISTED_ERRORS = 20
+MAX_NAME_CHARS = 120
+
+
+def _short(part: Any) -> Any:
+    if isinstance(part, str) and len(part) > MAX_NAME_CHARS:
+        return part[:MAX_NAME_CHARS] + "…"
+    return part
+
+
 def readable_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic error dicts without echoed input, each msg prefixed with its field path."""
+    """Pydantic error dicts without echoed input, each msg prefixed with its field path.
+
+    The first :data:`MAX_LISTED_ERRORS` are listed; one more entry says how many
+    were left out.
+    """
     out = []
-    for e in errors:
-        loc = list(e.get("loc", ()))
+    for e in errors[:MAX_LISTED_ERRORS]:
+        loc = [_short(x) for x in e.get("loc", ())]
         # The path inside the body/query, e.g. "unit_weight_g" or "items.2.qty"; "body" alone says nothing.
         field = (
             ".".join(str(x) for x in loc[1:])
@@ -210,11 +227,21 @@ def readable_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
             where = f" at character {loc[1]}" if len(loc) > 1 else ""
             field = "body"
             msg = f"not valid JSON{where}: " + str(e.get("ctx", {}).get("error", msg))
+        msg = f"{_short(field)}: {msg}" if field else msg
         out.append(
             {
                 "loc": loc,
-                "msg": f"{field}: {msg}" if field else msg,
+                "msg": msg if len(msg) <= 500 else msg[:500] + "…",
                 "type": e.get("type", "value_error"),
+            }
+        )
+    left = len(errors) - MAX_LISTED_ERRORS
+    if left > 0:
+        out.append(
+            {
+                "loc": ["request"],
+                "msg": f"and {left} more problem{'s' if left > 1 else ''} not listed",
+                "type": "more_errors",
             }
         )
     return out

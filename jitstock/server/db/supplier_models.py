@@ -114,6 +114,9 @@ class Receipt(Base):
     actor: Mapped[str] = mapped_column(String(100))
     scanner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # what a dock request said of the order (its `complete`; 0020): a retry with the
+    # same Idempotency-Key must say the same
+    complete: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class Inspection(Base):

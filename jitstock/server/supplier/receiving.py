@@ -147,6 +147,7 @@ def receive(
         actor=actor,
         scanner=scanner,
         request_key=request_key,
+        complete=complete if at_dock else None,
     )
     session.add(receipt)
     session.flush()
@@ -189,13 +190,17 @@ def receive(
 
 
 def replayed_receipt(
-    session: Session, order_id: str, request_key: str | None, qty: int
+    session: Session,
+    order_id: str,
+    request_key: str | None,
+    qty: int,
+    complete: bool = True,
 ) -> Receipt | None:
     """The receipt a request with this Idempotency-Key already recorded for the order.
 
     A dock terminal that lost the answer sends the same request again: it gets the first
     receipt back, and nothing is recorded twice.  The key names one request, so the same
-    key with another quantity is refused rather than guessed at."""
+    key with another quantity or another ``complete`` is refused rather than guessed at."""
     if request_key is None:
         return None
     found = session.scalar(
@@ -208,6 +213,13 @@ def replayed_receipt(
             "Idempotency-Key",
             f"already used for receipt {found.id} of {found.qty} on order {order_id}; "
             "a different receipt needs a new key",
+            where="header",
+        )
+    if found is not None and found.complete is not None and found.complete != complete:
+        raise InvalidRequest(
+            "Idempotency-Key",
+            f"already used for receipt {found.id} on order {order_id} with complete="
+            f"{str(found.complete).lower()}; a different receipt needs a new key",
             where="header",
         )
     return found

@@ -167,3 +167,30 @@ def test_an_order_promise_beyond_2200_is_refused(manager) -> None:
     r = manager.post("/api/v1/orders/nope/ack", json={"promised_ms": 2**63})
     assert r.status_code == 422, r.text
     assert _fields(r) == ["promised_ms"]
+
+
+def test_a_body_of_many_unknown_fields_gets_a_short_422_and_changes_nothing(
+    manager,
+) -> None:
+    """An outside try sent 3.5 MB of unknown fields and got a 24.7 MB answer listing
+    each one: the answer names the first twenty and counts the rest."""
+    seed_master(manager)
+    body = {f"field_{i:06d}": i for i in range(100_000)}
+    body["paused"] = True
+    r = manager.post("/api/v1/bins/A-01/pause", json=body)
+    assert r.status_code == 422, r.text
+    assert len(r.content) < 10_000
+    detail = r.json()["detail"]
+    assert [e["msg"] for e in detail[:2]] == [
+        "field_000000: unknown field",
+        "field_000001: unknown field",
+    ]
+    assert detail[-1]["msg"] == "and 99980 more problems not listed"
+    assert len(detail) == 21
+    assert manager.get("/api/v1/bins/A-01").json()["paused"] is False
+    # one field named with a megabyte: named, shortened
+    r = manager.post("/api/v1/bins/A-01/pause", json={"x" * 1_000_000: 1})
+    assert r.status_code == 422, r.text
+    assert len(r.content) < 2_000
+    (only,) = r.json()["detail"]
+    assert only["msg"].startswith("x" * 120 + "…: unknown field")

@@ -197,6 +197,32 @@ def test_an_event_the_broker_could_not_take_is_retried_with_the_same_id(
             assert_published_contract(loop, cancelled, "OrderCancelled")
 
 
+def test_an_order_for_an_mqtt_only_supplier_is_sent_once_the_broker_has_it(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outside try: ``order.created`` for a supplier without a webhook counted as
+    sent once paho had queued it in memory, broker down or not, so a server crash
+    before the broker came back lost the order with the supplier never told.  It is
+    sent when the broker acknowledges it (PUBACK), retried until then."""
+    with supplier_loop(tmp_path, mosquitto.url) as loop:
+        with mqtt_only_supplier(loop) as watcher:
+            mosquitto.stop()
+            wait_until(
+                lambda: not loop.app.mqtt_connected(), what="the server sees it down"
+            )
+            oid = loop.place_order()
+            order = wait_until(
+                lambda: (o := loop.order(oid))["attempts"] >= 2 and o,
+                what="two attempts without the broker",
+            )
+            assert order["state"] == "created", order
+            assert "mqtt publish failed" in (order["last_error"] or ""), order
+            mosquitto.start()
+            created = watcher.wait("order.created", oid)
+            assert created["id"] == oid
+            wait_until(lambda: loop.order(oid)["state"] == "sent", what="sent")
+
+
 def test_a_supplier_with_a_webhook_and_mqtt_orders_gets_each_event_on_both(
     tmp_path: Path, mosquitto
 ) -> None:

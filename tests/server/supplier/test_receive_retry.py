@@ -30,12 +30,16 @@ def ordered(tmp: Path, mqtt_url: str) -> Iterator[tuple[Loop, Order]]:
 
 
 def _receive(
-    client: httpx.Client, order_id: str, qty: int, key: str | bytes | None
+    client: httpx.Client,
+    order_id: str,
+    qty: int,
+    key: str | bytes | None,
+    complete: bool = False,
 ) -> httpx.Response:
     headers = {} if key is None else {"Idempotency-Key": key}
     return client.post(
         f"/api/v1/orders/{order_id}/receive",
-        json={"qty": qty, "complete": False},
+        json={"qty": qty, "complete": complete},
         headers=headers,
     )
 
@@ -57,6 +61,12 @@ def test_a_retried_receipt_is_recorded_once(tmp_path: Path, mosquitto: Any) -> N
         assert "Idempotency-Key" in other.text
         # named where a client sent it: the header, not the body
         assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+        # ... and so does the same key saying the order is now complete (an outside try:
+        # it was answered 200 with the first receipt, and the order stayed open)
+        closing = _receive(loop.admin, order.id, 30, key, complete=True)
+        assert closing.status_code == 422, closing.text
+        assert "complete=false" in closing.text
+        assert loop.order(order.id)["state"] == "part_received"
         # a new key is a new receipt (a second pallet of the same order)
         second = _receive(loop.admin, order.id, 20, str(uuid.uuid4()))
         assert second.status_code == 201, second.text

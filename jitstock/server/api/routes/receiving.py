@@ -66,13 +66,15 @@ def receive_at_dock(
             pattern=IDEMPOTENCY_KEY,
             description="Makes a retry safe: the same key on the same order records "
             "the receipt once (200 with the first receipt); the same key with "
-            "another qty is 422. Without it, every request is a new receipt.",
+            "another qty or another complete is 422. Without it, every request is a new receipt.",
         ),
     ] = None,
 ) -> ReceiptPublic:
     """Goods received at the dock (the label scan does the same): pending until the bin's scale confirms."""
     with supply_errors():
-        earlier = replayed_receipt(session, order_id, idempotency_key, body.qty)
+        earlier = replayed_receipt(
+            session, order_id, idempotency_key, body.qty, body.complete
+        )
         if earlier is None:
             try:
                 receipt = receive(
@@ -90,7 +92,9 @@ def receive_at_dock(
             except IntegrityError:
                 # the same key in a request running beside this one won the insert
                 session.rollback()
-                earlier = replayed_receipt(session, order_id, idempotency_key, body.qty)
+                earlier = replayed_receipt(
+                    session, order_id, idempotency_key, body.qty, body.complete
+                )
                 if earlier is None:
                     raise
             else:
