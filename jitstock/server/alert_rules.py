@@ -333,11 +333,12 @@ def reorder_rules(session: Session, now_ms: int) -> Verdict:
     if not bins:
         return verdict
     # an order still waiting for its first delivery is the bin's order; a part-received
-    # one is not enough when what is still to come leaves the position this low
+    # one is not enough when what is still to come leaves the position this low, nor is
+    # a replacement for a receipt's shortfall (the bin orders beside it)
     with_order = set(
         session.scalars(
             select(Order.bin_id)
-            .where(Order.state.in_(AWAITING_DELIVERY_STATES))
+            .where(Order.state.in_(AWAITING_DELIVERY_STATES), Order.replaces.is_(None))
             .distinct()
         )
     )

@@ -27,17 +27,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, and_, bindparam, case, func, insert, select
+from sqlalchemy import BindParameter, bindparam, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jitstock.server import catalog_cache, reorder
 from jitstock.server.db.models import (
-    AWAITING_DELIVERY_STATES,
     OPEN_ORDER_STATES,
     AuditLog,
     Bin,
     Order,
+    holds_order_slot,
     new_order_id,
 )
 from jitstock.server.db.supplier_models import OrderTransition, Receipt
@@ -71,8 +71,8 @@ _BINS_STMT = select(*_BIN_COLUMNS).where(Bin.id.in_(_IDS)).order_by(Bin.id)
 _BINS = Prepared(_BINS_STMT, ["ids"])
 _BINS_LOCKED = Prepared(_BINS_STMT.with_for_update(), ["ids"])
 # per bin: units still to come on open orders, and how many open orders the unique
-# index counts (one waiting for its first delivery; a bridge and a part-received order
-# do not count)
+# index counts (one waiting for its first delivery; a bridge, a replacement and a
+# part-received order do not count)
 _ON_ORDER_STMT = (
     select(
         Order.bin_id,
@@ -80,10 +80,7 @@ _ON_ORDER_STMT = (
         func.sum(
             case(
                 (
-                    and_(
-                        Order.bridge_for.is_(None),
-                        Order.state.in_(AWAITING_DELIVERY_STATES),
-                    ),
+                    holds_order_slot(),
                     1,
                 ),
                 else_=0,

@@ -36,7 +36,7 @@ TABLES = {
 def test_upgrade_builds_exactly_the_models_schema(db_url):
     assert current_revision(db_url) is None
     upgrade(db_url)
-    assert current_revision(db_url) == head_revision() == "0020_receipt_complete"
+    assert current_revision(db_url) == head_revision() == "0021_order_replaces"
     engine = make_engine(db_url)
     try:
         assert TABLES <= set(inspect(engine).get_table_names())
@@ -58,7 +58,7 @@ def test_upgrade_twice_is_a_no_op_and_downgrade_round_trips(db_url):
     finally:
         engine.dispose()
     upgrade(db_url)
-    assert current_revision(db_url) == "0020_receipt_complete"
+    assert current_revision(db_url) == "0021_order_replaces"
 
 
 def test_foreign_keys_are_enforced(db):

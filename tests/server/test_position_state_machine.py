@@ -569,17 +569,25 @@ class PositionMachine(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, 9), rejected=st.integers(0, 40))
     def inspection(self, i: int, rejected: int) -> None:
-        """``POST /receipts/{id}/inspection``, with rejects."""
+        """``POST /receipts/{id}/inspection``, with rejects: of a receipt awaiting
+        inspection, or of one awaiting put-away whose goods were found wrong at the
+        dock after it was received (never what its scale already saw)."""
         with transaction(self.factory, readonly=True) as s:
             rows = s.execute(
-                select(Receipt.id, Receipt.qty)
-                .where(Receipt.status == "awaiting_inspection")
+                select(Receipt.id, Receipt.qty, Receipt.scale_qty)
+                .where(
+                    (Receipt.status == "awaiting_inspection")
+                    | (
+                        (Receipt.status == "awaiting_putaway")
+                        & Receipt.accepted_qty.is_(None)
+                    )
+                )
                 .order_by(Receipt.id)
             ).all()
         if not rows:
             return
-        rid, qty = rows[i % len(rows)]
-        rejected = min(rejected, qty)
+        rid, qty, in_bin = rows[i % len(rows)]
+        rejected = min(rejected, qty - (in_bin or 0))
         body = InspectionRequest(
             accepted_qty=qty - rejected,
             rejected_qty=rejected,
@@ -769,7 +777,10 @@ class PositionMachine(RuleBasedStateMachine):
             ]
             assert len(suppliers) == len(set(suppliers)), suppliers
             # 4. low and not paused: an order still to come, or an alert that says why not
-            if want <= b.reorder_point and not b.paused and not awaiting:
+            # (a replacement for a receipt's shortfall is not the bin's order: a bin
+            # whose position falls to its reorder point with only that open orders again)
+            holding = [o for o in awaiting if o.replaces is None]
+            if want <= b.reorder_point and not b.paused and not holding:
                 alert = blocked.get(bin_id)
                 assert alert is not None, (bin_id, want, b.reorder_point)
                 if "has not run yet" in alert.message:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     false,
     text,
     true,
@@ -76,9 +78,14 @@ API_ROLES = ("viewer", "manager", "admin")
 AWAITING_DELIVERY_STATES = ("created", "sent", "acknowledged", "shipped")
 # Name of the partial unique index behind "one trigger, one order".
 ONE_OPEN_ORDER_INDEX = "uq_orders_one_open_per_bin"
-# Bridging orders (escalation beside a reduced order) are the sanctioned second open order.
+# Bridging orders (escalation beside a reduced order) and replacements (for what was
+# short or rejected at receipt) are the sanctioned second open orders: neither holds a
+# bin's one slot, so a bin whose position falls to its reorder point with only such an
+# order open orders again (a 10-piece replacement once kept a bin from reordering until
+# it ran empty).
 _OPEN_STATES_SQL = (
-    "state IN ('created', 'sent', 'acknowledged', 'shipped') AND bridge_for IS NULL"
+    "state IN ('created', 'sent', 'acknowledged', 'shipped') AND bridge_for IS NULL "
+    "AND replaces IS NULL"
 )
 
 # Auto-increment ids: BIGINT on PostgreSQL, but SQLite only auto-increments a
@@ -322,6 +329,8 @@ class Order(Base):
     carrier_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
     closed_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     bridge_for: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # a replacement: the order whose shortfall or rejects it replaces (0021)
+    replaces: Mapped[str | None] = mapped_column(String(36), nullable=True)
     escalated_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # the order.created body as its first attempt sent it: every retry sends these bytes
     # (same webhook-id, same body), whatever changed in the SKU, site or supplier item since
@@ -329,6 +338,16 @@ class Order(Base):
 
     attempt_log: Mapped[list[OrderAttempt]] = relationship(
         order_by="OrderAttempt.n", back_populates="order", passive_deletes=True
+    )
+
+
+def holds_order_slot() -> ColumnElement[bool]:
+    """SQL: the order is the bin's one open order waiting for its first delivery (what
+    ``uq_orders_one_open_per_bin`` allows once per bin): not a bridge, not a replacement."""
+    return and_(
+        Order.state.in_(AWAITING_DELIVERY_STATES),
+        Order.bridge_for.is_(None),
+        Order.replaces.is_(None),
     )
 
 

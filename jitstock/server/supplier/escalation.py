@@ -39,11 +39,11 @@ from sqlalchemy.orm import Session
 from jitstock.clock import REAL_CLOCK, Clock
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import (
-    AWAITING_DELIVERY_STATES,
     Bin,
     BinEvent,
     Order,
     Supplier,
+    holds_order_slot,
     new_order_id,
 )
 from jitstock.server.db.session import SessionFactory, transaction
@@ -301,6 +301,8 @@ def escalate(
         attempts=0,
         next_attempt_ms=now_ms,
         bridge_for=bridge_for,
+        # a replacement's fallback stands in for the same shortfall: no slot either
+        replaces=order.replaces if bridge_for is None else None,
         # A bridge is not escalated again: its supplier was chosen for speed.
         escalated_ms=now_ms,
         trigger={
@@ -337,14 +339,13 @@ def escalate(
 
 
 def _bridge_if_beside(session: Session, order: Order) -> str | None:
-    """``order.id`` when the bin has another open non-bridge order waiting for its first
-    delivery (the unique index allows one), else None."""
+    """``order.id`` when the bin has another open order holding its one slot (waiting
+    for its first delivery, not a bridge or a replacement), else None."""
     other = session.scalar(
         select(Order.id).where(
             Order.bin_id == order.bin_id,
             Order.id != order.id,
-            Order.state.in_(AWAITING_DELIVERY_STATES),
-            Order.bridge_for.is_(None),
+            holds_order_slot(),
         )
     )
     return order.id if other is not None else None

@@ -17,7 +17,6 @@ import logging
 import math
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.audit import record_audit
@@ -28,6 +27,7 @@ from jitstock.server.db.models import (
     Order,
     Sku,
     Supplier,
+    holds_order_slot,
     new_order_id,
 )
 from jitstock.server.db.supplier_models import (
@@ -318,14 +318,27 @@ def inspect_receipt(
     # inspection left open (load_order's ``lock``).
     order = load_order(session, receipt.order_id, lock=True)
     session.refresh(receipt)
-    if receipt.status != "awaiting_inspection":
+    if receipt.status not in ("awaiting_inspection", "awaiting_putaway"):
         raise IllegalTransition(
-            f"receipt {receipt_id} is {receipt.status}; only a receipt awaiting inspection can be inspected"
+            f"receipt {receipt_id} is {receipt.status}; only a receipt awaiting "
+            "inspection or put-away can be inspected"
         )
     if accepted + rejected != receipt.qty:
         raise InvalidRequest(
             "accepted_qty",
             f"accepted ({accepted}) + rejected ({rejected}) must equal the {receipt.qty} received",
+        )
+    # Goods found wrong after their dock receipt (before put-away) are rejected the
+    # same way; what the bin's scale has already seen cannot be rejected any more.
+    in_bin = receipt.scale_qty or 0
+    putting_away = receipt.status == "awaiting_putaway"
+    if putting_away and receipt.accepted_qty is not None:
+        raise IllegalTransition(f"receipt {receipt_id} was inspected already")
+    if putting_away and accepted < in_bin:
+        raise InvalidRequest(
+            "accepted_qty",
+            f"{in_bin} of receipt {receipt_id} are in the bin already (its scale saw "
+            f"them): at least that many are accepted; take the rest out and recount",
         )
     if rejected and not reason:
         raise InvalidRequest("reason", "a rejection needs a reason")
@@ -344,7 +357,9 @@ def inspect_receipt(
     bin_row = session.get(Bin, receipt.bin_id)
     if receipt.method != "scale":
         has_scale = bin_row is not None and bin_row.agent_id is not None
-        receipt.status = "awaiting_putaway" if has_scale and accepted else "done"
+        receipt.status = (
+            "awaiting_putaway" if has_scale and accepted > in_bin else "done"
+        )
     else:
         receipt.status = "done"
     record_audit(
@@ -400,7 +415,17 @@ def _settle(session: Session, order: Order, now_ms: int, actor: str) -> None:
         )
         or 0
     )
-    shortfall = order.qty - accepted
+    # less what replacements placed earlier (settled before a later rejection) cover
+    replaced = int(
+        session.scalar(
+            select(func.coalesce(func.sum(Order.qty), 0)).where(
+                Order.replaces == order.id,
+                Order.state.not_in(("failed", "cancelled")),
+            )
+        )
+        or 0
+    )
+    shortfall = order.qty - accepted - replaced
     rejected = int(
         session.scalar(
             select(func.coalesce(func.sum(Inspection.rejected_qty), 0)).where(
@@ -450,6 +475,21 @@ def _replacement(
     ).first()
     if item is not None:
         qty = round_to_item(qty, item)
+    # The reorder rule fired meanwhile (the shortfall let the position fall): its order
+    # covers the need, and a replacement beside it would order the shortfall twice.
+    if session.scalar(
+        select(Order.id).where(Order.bin_id == order.bin_id, holds_order_slot())
+    ):
+        raise_alert(
+            session,
+            "replacement_not_placed",
+            now_ms,
+            bin_id=order.bin_id,
+            order_id=order.id,
+            supplier_id=order.supplier_id,
+            detail={"shortfall": qty},
+        )
+        return None
     new = Order(
         id=new_order_id(),
         bin_id=order.bin_id,
@@ -462,23 +502,12 @@ def _replacement(
         attempts=0,
         next_attempt_ms=now_ms,
         trigger={"replaces": order.id, "reason": "short or rejected at receipt"},
+        # not the bin's one open order (uq_orders_one_open_per_bin leaves it out): if
+        # the position falls to the reorder point with only this open, the bin orders
+        replaces=order.id,
     )
-    try:
-        with session.begin_nested():
-            session.add(new)
-            session.flush()
-    except IntegrityError:
-        # Another open order for the bin exists already (the reorder rule fired meanwhile).
-        raise_alert(
-            session,
-            "replacement_not_placed",
-            now_ms,
-            bin_id=order.bin_id,
-            order_id=order.id,
-            supplier_id=order.supplier_id,
-            detail={"shortfall": qty},
-        )
-        return None
+    session.add(new)
+    session.flush()
     record_transition(
         session,
         new.id,

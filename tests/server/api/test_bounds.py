@@ -194,3 +194,26 @@ def test_a_body_of_many_unknown_fields_gets_a_short_422_and_changes_nothing(
     assert len(r.content) < 2_000
     (only,) = r.json()["detail"]
     assert only["msg"].startswith("x" * 120 + "…: unknown field")
+
+
+def test_a_counted_bin_without_a_scale_orders_when_counted_below_its_point(
+    manager,
+) -> None:
+    """A bin nobody weighs (no agent) lives on counts: one below its reorder point
+    orders at once (the count was set, but the rule never ran: no order came)."""
+    from tests.server.api.conftest import bin_body
+
+    seed_master(manager)
+    r = manager.post(
+        "/api/v1/bins", json=bin_body("HAND-1", agent_id=None, channel=None)
+    )
+    assert r.status_code == 201, r.text
+    r = manager.post("/api/v1/bins/HAND-1/recount", json={"on_hand": 80})
+    assert (r.status_code, r.json()["order"]) == (200, None)
+    r = manager.post("/api/v1/bins/HAND-1/recount", json={"on_hand": 30})
+    assert r.status_code == 200, r.text
+    assert r.json()["on_hand"] == 30
+    order = r.json()["order"]
+    assert order is not None
+    got = manager.get(f"/api/v1/orders/{order}").json()
+    assert (got["bin_id"], got["qty"], got["state"]) == ("HAND-1", 200, "created")

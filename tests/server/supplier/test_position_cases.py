@@ -352,3 +352,153 @@ def test_case9_scan_only_into_bins_the_station_may_receive_into(
             )
         finally:
             station.close()
+
+
+def test_case14_a_replacement_open_does_not_keep_the_bin_from_ordering(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outside dock-life try: 40 of 50 received (complete), so a replacement for 10
+    went out; put away, then picked down to 5.  The position, 5 + 10 on order, is below
+    the reorder point of 20, yet no order came and no alert said why: the replacement
+    held the bin's one open-order slot and the bin ran empty.  Now the bin orders
+    beside the replacement."""
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20) as (
+        loop,
+        dev,
+    ):
+        show(loop, dev, 18)
+        order = _order(loop)
+        a = loop.supplier_key("A")
+        r = a.post(f"/api/v1/orders/{order['id']}/ship", json={"qty": 40})
+        assert r.status_code == 200, r.text
+        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 40})
+        assert r.status_code == 201, r.text
+        (replacement,) = [
+            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
+        ]
+        assert replacement.qty == 10
+        show(loop, dev, 58)  # put away
+        wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
+        show(loop, dev, 5)  # picked: position 5 + 10 on order
+        fresh = wait_until(
+            lambda: [
+                o for o in loop.orders() if o.id not in (order["id"], replacement.id)
+            ],
+            what="an order beside the replacement",
+        )
+        assert [(o.state in ("created", "sent"), o.qty) for o in fresh] == [(True, 50)]
+        assert loop.order(replacement.id)["state"] in ("created", "sent")
+        lvl = loop.level()
+        assert (lvl["on_order_qty"], lvl["position"]) == (60, 65)
+        _supply_and_alert_pass(loop)
+        assert _open_alerts(loop, "reorder_blocked") == []
+
+
+def test_case15_a_recount_while_the_scale_is_unsettled_sets_the_count_and_orders(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outside dock-life try: 60 on the scale, a picker takes 45 (the scale reads 15
+    units but not yet stable), the manager counts 15: answered 200 with on hand 60,
+    nothing audited, no order though 15 is below the reorder point.  The count is
+    applied (the tare already fits the weight the scale shows), audited, and orders."""
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20) as (
+        loop,
+        dev,
+    ):
+        dev.count(BIN, 15, stable=False)
+        wait_until(
+            lambda: (
+                loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
+                == TARE_G + 15 * UNIT_G
+            ),
+            what="the unstable reading seen",
+        )
+        assert loop.level()["on_hand"] == 60
+        r = loop.admin.post(f"/api/v1/bins/{BIN}/recount", json={"on_hand": 15})
+        assert r.status_code == 200, r.text
+        assert r.json()["on_hand"] == 15
+        assert r.json()["order"] is not None
+        assert loop.level()["on_hand"] == 15
+        audit = loop.admin.get(
+            "/api/v1/audit", params={"entity": "bin", "entity_id": BIN}
+        ).json()
+        assert any(a["action"] == "bin.recount" for a in audit), audit
+        # the scale settles on the same weight: the count stays
+        show(loop, dev, 15)
+        assert [o.qty for o in loop.orders()] == [50]
+
+
+def test_case16_goods_found_wrong_after_their_dock_receipt_are_rejected(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outside dock-life try: 50 received at the dock, then the truck turned out to
+    carry the wrong part; every way to correct it was refused (409), and the 50 stood
+    in the bin's position for the 2-hour put-away window, holding its reorder off.
+    The receipt awaiting put-away is inspected: the rejected goods leave the position
+    at once and a replacement goes to the supplier."""
+    with plant(
+        tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20
+    ) as (loop, dev):
+        show(loop, dev, 18)
+        order = _order(loop)
+        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 50})
+        assert r.status_code == 201, r.text
+        receipt = r.json()
+        assert receipt["status"] == "awaiting_putaway"
+        assert loop.level()["pending_delivery_qty"] == 50
+        r = loop.admin.post(
+            f"/api/v1/receipts/{receipt['id']}/inspection",
+            json={"accepted_qty": 0, "rejected_qty": 50, "reason": "wrong part"},
+        )
+        assert r.status_code == 201, r.text
+        lvl = loop.level()
+        assert lvl["pending_delivery_qty"] == 0
+        (replacement,) = [
+            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
+        ]
+        assert (replacement.supplier_id, replacement.qty) == ("A", 50)
+        assert (lvl["on_order_qty"], lvl["position"]) == (50, 68)
+        # once inspected it cannot be inspected again
+        r = loop.admin.post(
+            f"/api/v1/receipts/{receipt['id']}/inspection",
+            json={"accepted_qty": 50, "rejected_qty": 0},
+        )
+        assert r.status_code == 409, r.text
+
+
+def test_case17_what_the_scale_saw_cannot_be_rejected(
+    tmp_path: Path, mosquitto
+) -> None:
+    """Half a delivery is in the bin (its scale saw 20 of 50) when the rest is found
+    damaged: at least the 20 are accepted; the other 30 leave the position."""
+    with plant(
+        tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20
+    ) as (loop, dev):
+        show(loop, dev, 18)
+        order = _order(loop)
+        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 50})
+        assert r.status_code == 201, r.text
+        receipt = r.json()
+        show(loop, dev, 38)  # 20 put away
+        wait_until(
+            lambda: loop.level()["pending_delivery_qty"] == 30, what="20 confirmed"
+        )
+        r = loop.admin.post(
+            f"/api/v1/receipts/{receipt['id']}/inspection",
+            json={"accepted_qty": 10, "rejected_qty": 40, "reason": "damaged"},
+        )
+        assert r.status_code == 422, r.text
+        assert "20 of receipt" in r.text
+        assert loop.level()["pending_delivery_qty"] == 30
+        r = loop.admin.post(
+            f"/api/v1/receipts/{receipt['id']}/inspection",
+            json={"accepted_qty": 20, "rejected_qty": 30, "reason": "damaged"},
+        )
+        assert r.status_code == 201, r.text
+        lvl = loop.level()
+        assert (lvl["on_hand"], lvl["pending_delivery_qty"]) == (38, 0)
+        wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
+        (replacement,) = [
+            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
+        ]
+        assert replacement.qty == 30

@@ -70,17 +70,18 @@ def test_illegal_transitions_are_409_with_a_message(tmp_path: Path, mosquitto) -
         assert "only an open order can be received" in r.json()["detail"]
         r = a.post(f"/api/v1/orders/{oid}/ship", json={})
         assert r.status_code == 409
-        # inspection of a receipt that needs none
+        # the goods are put away: the receipt leaves the position
+        with transaction(loop.app.session_factory) as s:
+            expire_putaways(s, loop.app.clock.time_ms(), window_ms=0)
+        # inspection of a receipt that is done (awaiting neither inspection nor put-away)
         (receipt,) = loop.admin.get(f"/api/v1/orders/{oid}/receipts").json()
         r = loop.admin.post(
             f"/api/v1/receipts/{receipt['id']}/inspection",
             json={"accepted_qty": 40, "rejected_qty": 0},
         )
         assert r.status_code == 409
+        assert "awaiting inspection or put-away" in r.json()["detail"]
         # the plant cancels an open order; the cancelled order is final
-        # the goods are put away: the receipt leaves the position
-        with transaction(loop.app.session_factory) as s:
-            expire_putaways(s, loop.app.clock.time_ms(), window_ms=0)
         oid2 = loop.place_order("B1")
         r = loop.admin.post(
             f"/api/v1/orders/{oid2}/cancel-request", json={"reason": "line stopped"}

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 from sqlalchemy import select
 
+from jitstock.server import reorder
 from jitstock.server.api import catalog
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep, Viewer
 from jitstock.server.api.effects import bins_changed
@@ -140,11 +141,16 @@ def _apply(
     session.commit()
     if changed:
         bins_changed(ctx, [order.id] if order is not None else [])
+    return _answer(ctx, row, order)
+
+
+def _answer(ctx: Any, row: Bin, order: Order | None) -> dict[str, Any]:
+    """Mark the bin for the live pages; the answer of a bin action."""
     live = getattr(ctx, "live", None)
     if live is not None:
-        live.mark([bin_id])
+        live.mark([row.id])
     return {
-        "bin_id": bin_id,
+        "bin_id": row.id,
         "on_hand": row.on_hand,
         "tare_g": row.tare_g,
         "unit_weight_g": row.unit_weight_g,
@@ -160,8 +166,15 @@ def recount(
     """Set on hand to a counted value (on a scale bin: re-zero the tare to match)."""
     row = catalog.get_or_404(session, Bin, "bin", bin_id)
     if row.last_grams is not None:
-        tare = row.last_grams - body.on_hand * row.effective_unit_weight_g
-        return _apply(session, ctx, bin_id, {"tare_g": round(tare, 3)}, key.name)
+        tare = round(row.last_grams - body.on_hand * row.effective_unit_weight_g, 3)
+        if tare != row.tare_g:
+            out = _apply(session, ctx, bin_id, {"tare_g": tare}, key.name)
+            if out["on_hand"] == body.on_hand:
+                return out
+            row = catalog.get_or_404(session, Bin, "bin", bin_id)
+        # The tare fits what the scale shows already, yet the level is another count:
+        # the scale has not settled since (the level is an earlier stable reading's;
+        # the count matches the weight it shows now).  The count is set, not dropped.
     now = ctx.clock.time_ms()
     delta = body.on_hand - row.on_hand
     row.on_hand = body.on_hand
@@ -183,7 +196,13 @@ def recount(
         entity_id=bin_id,
         detail={"on_hand": body.on_hand, "delta": delta},
     )
-    return _apply(session, ctx, bin_id, {}, key.name)
+    # a counted level is judged at once (a bin counted below its reorder point orders)
+    order = reorder.maybe_reorder(
+        session, row, now, {"reason": "recount", "by": key.name}
+    )
+    session.commit()
+    bins_changed(ctx, [order.id] if order is not None else [])
+    return _answer(ctx, row, order)
 
 
 @router.post("/{bin_id}/recalibrate")
