@@ -19,6 +19,7 @@ from jitstock.server.api.schemas import KeyCreate
 from jitstock.server.api.users import (
     hash_password,
     issue_api_key,
+    key_name_problem,
     revoke_api_key,
     update_user,
 )
@@ -69,6 +70,9 @@ def create_key(session: Session, name: str, role: str, *, now_ms: int) -> NewKey
     except ValidationError as exc:
         raise AccountRefused(_problem(exc)) from None
     _printable("name", body.name)
+    problem = key_name_problem(session, body.name, None)
+    if problem is not None:
+        raise AccountRefused(problem)
     row, plain = issue_api_key(
         session, name=body.name, role=body.role, actor=shell_actor(), now_ms=now_ms
     )

@@ -17,7 +17,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.db.alert_models import DashboardUser
@@ -234,6 +234,59 @@ def delete_user(
         detail={"role": user.role, "sessions_revoked": len(revoked)},
     )
     return revoked
+
+
+# Names the plant's software records its actions under, and the prefixes of actors it
+# makes (sign-in and browser sessions, e-mail links, dock scanners): a supplier reads an
+# action's actor by name (jitstock.server.api.supplier_scope), so no key may take one.
+RESERVED_ACTOR_NAMES = frozenset(
+    {"dispatcher", "reorder", "escalation", "scale", "replenish", "plant", "system"}
+)
+RESERVED_ACTOR_PREFIXES = (
+    SESSION_KEY_PREFIX,
+    LOGIN_KEY_PREFIX,
+    "email-link:",
+    "scanner:",
+    "shell:",
+)
+
+
+def key_name_problem(
+    session: Session, name: str, supplier_id: str | None
+) -> str | None:
+    """Why a new key may not be called ``name``, or None.
+
+    A supplier reads the actor of each action on its orders by key name (its own keys
+    and the plant's software by name, everyone else as ``plant``), so a name must stand
+    for one party: not a name the software acts under, and not a name another party's
+    key has (a plant key named like a supplier's key would act under that supplier's
+    name)."""
+    folded = name.casefold()
+    if folded in RESERVED_ACTOR_NAMES:
+        return f"{name!r} is a name the plant's software acts under"
+    for prefix in RESERVED_ACTOR_PREFIXES:
+        if folded.startswith(prefix):
+            return f"key names starting {prefix!r} are reserved"
+    other = session.scalars(
+        select(ApiKey.supplier_id).where(
+            func.lower(ApiKey.name) == folded,
+            ApiKey.supplier_id.is_distinct_from(supplier_id),
+        )
+    ).first()
+    if other is not None or (
+        supplier_id is not None
+        and session.scalars(
+            select(ApiKey.id).where(
+                func.lower(ApiKey.name) == folded, ApiKey.supplier_id.is_(None)
+            )
+        ).first()
+        is not None
+    ):
+        return (
+            f"{name!r} is the name of another party's key (the plant's or another "
+            "supplier's): one name stands for one party"
+        )
+    return None
 
 
 def issue_api_key(

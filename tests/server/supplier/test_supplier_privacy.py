@@ -51,3 +51,26 @@ def test_supplier_keys_see_plant_people_as_plant(tmp_path: Path, mosquitto) -> N
         (erp,) = [k for k in r.json() if k["name"] == "A-erp"]
         assert loop.admin.delete(f"/api/v1/keys/{erp['id']}").status_code == 204
         assert "A-erp" in actors(loop.supplier_key("A"), "transitions")
+
+
+def test_no_key_takes_a_name_a_supplier_reads_as_someone_else(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outside try: a plant key named ``escalation`` (or like a supplier's own key,
+    or ``email-link:B``) acted on B's order, and B read the action as the plant's
+    escalation, or as its own.  Such names are refused; nothing is issued."""
+    with plant(tmp_path, mosquitto.url, start=60) as (loop, _dev):
+        loop.supplier_key("A")  # A's key "A-erp"
+        before = len(loop.admin.get("/api/v1/keys").json())
+        for name in ("escalation", "Dispatcher", "plant", "email-link:B", "A-erp"):
+            r = loop.admin.post("/api/v1/keys", json={"name": name, "role": "manager"})
+            assert r.status_code == 409, (name, r.text)
+            assert "acts under" in r.text or "reserved" in r.text or "party" in r.text
+        r = loop.admin.post("/api/v1/suppliers/B/keys", json={"name": "a-ERP"})
+        assert r.status_code == 409, r.text
+        r = loop.admin.post("/api/v1/suppliers/B/keys", json={"name": "session:x"})
+        assert r.status_code == 409, r.text
+        assert len(loop.admin.get("/api/v1/keys").json()) == before
+        # one party may have several keys of one name (a second ERP key of A's)
+        r = loop.admin.post("/api/v1/suppliers/A/keys", json={"name": "A-erp"})
+        assert r.status_code == 201, r.text

@@ -7,9 +7,14 @@ from sqlalchemy import select
 
 from jitstock.server.api import catalog
 from jitstock.server.api.deps import Admin, CtxDep, ReadSessionDep, SessionDep
+from jitstock.server.api.errors import Conflict
 from jitstock.server.api.routes.signin import close_streams
 from jitstock.server.api.schemas import KeyCreate, KeyCreated, KeyPublic
-from jitstock.server.api.users import issue_api_key, revoke_api_key
+from jitstock.server.api.users import (
+    issue_api_key,
+    key_name_problem,
+    revoke_api_key,
+)
 from jitstock.server.db.models import ApiKey
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
@@ -24,11 +29,18 @@ def list_keys(session: ReadSessionDep, _key: Admin) -> list[KeyPublic]:
     ]
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={409: {"description": "the name is reserved or another party's"}},
+)
 def create_key(
     body: KeyCreate, session: SessionDep, key: Admin, ctx: CtxDep
 ) -> KeyCreated:
     """Issue a key; the response is the only time its value is shown (only a hash is stored)."""
+    problem = key_name_problem(session, body.name, None)
+    if problem is not None:
+        raise Conflict(problem, field="name")
     row, plain = issue_api_key(
         session,
         name=body.name,

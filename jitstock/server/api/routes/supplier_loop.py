@@ -24,7 +24,12 @@ from jitstock.server.api.deps import (
     SessionDep,
     Viewer,
 )
-from jitstock.server.api.errors import FieldInvalid, NotFound, supply_errors
+from jitstock.server.api.errors import (
+    Conflict,
+    FieldInvalid,
+    NotFound,
+    supply_errors,
+)
 from jitstock.server.api.routes import receiving
 from jitstock.server.api.schemas import OrderPublic
 from jitstock.server.api.supplier_schemas import (
@@ -51,7 +56,7 @@ from jitstock.server.api.supplier_scope import (
     public_actor,
     scope_of,
 )
-from jitstock.server.api.users import issue_api_key
+from jitstock.server.api.users import issue_api_key, key_name_problem
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import OPEN_ORDER_STATES, Sku, Supplier
 from jitstock.server.db.supplier_models import (
@@ -374,7 +379,11 @@ def loop_settings(
     }
 
 
-@router.post("/api/v1/suppliers/{supplier_id}/keys", status_code=201)
+@router.post(
+    "/api/v1/suppliers/{supplier_id}/keys",
+    status_code=201,
+    responses={409: {"description": "the name is reserved or another party's"}},
+)
 def create_supplier_key(
     supplier_id: str,
     body: SupplierKeyCreate,
@@ -384,6 +393,9 @@ def create_supplier_key(
 ) -> SupplierKeyCreated:
     """Issue an API key bound to one supplier (role 'supplier'); shown this once."""
     catalog.get_or_404(session, Supplier, "supplier", supplier_id)
+    problem = key_name_problem(session, body.name, supplier_id)
+    if problem is not None:
+        raise Conflict(problem, field="name")
     row, plain = issue_api_key(
         session,
         name=body.name,

@@ -67,9 +67,11 @@ def my_orders(
 
     Page as `GET /orders` does: pass the last id of a page as `before` for the next
     one, until a page is shorter than `limit`; the filters apply to every page. Poll
-    for news with `updated_after` set to the time of the previous poll: without
-    `state` that lists every order changed since, whatever its state now (an order
-    cancelled, closed or failed since is news too)."""
+    for news with `updated_after` set a little before the start of the previous poll
+    (say 10 s: a change is stamped when its request starts and visible once it
+    commits, milliseconds later, so windows that only touch can miss one; de-duplicate
+    by order id and state): without `state` that lists every order changed since,
+    whatever its state now (an order cancelled, closed or failed since is news too)."""
     stmt = newest_first(session, limit, before, key.supplier_id)
     if state is None and updated_after is None:
         stmt = stmt.where(Order.state.in_(OPEN_ORDER_STATES))
