@@ -436,9 +436,10 @@ def test_case16_goods_found_wrong_after_their_dock_receipt_are_rejected(
     in the bin's position for the 2-hour put-away window, holding its reorder off.
     The receipt awaiting put-away is inspected: the rejected goods leave the position
     at once and a replacement goes to the supplier."""
-    with plant(
-        tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20
-    ) as (loop, dev):
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20) as (
+        loop,
+        dev,
+    ):
         show(loop, dev, 18)
         order = _order(loop)
         r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 50})
@@ -471,9 +472,10 @@ def test_case17_what_the_scale_saw_cannot_be_rejected(
 ) -> None:
     """Half a delivery is in the bin (its scale saw 20 of 50) when the rest is found
     damaged: at least the 20 are accepted; the other 30 leave the position."""
-    with plant(
-        tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20
-    ) as (loop, dev):
+    with plant(tmp_path, mosquitto.url, start=60, order_qty=50, reorder_point=20) as (
+        loop,
+        dev,
+    ):
         show(loop, dev, 18)
         order = _order(loop)
         r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 50})
