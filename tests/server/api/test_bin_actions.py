@@ -63,3 +63,63 @@ def test_counts_the_scale_can_hold_still_recount_and_recalibrate(weighed) -> Non
         "/api/v1/bins/import", content=csv, headers={"content-type": "text/csv"}
     )
     assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def over_capacity(api, manager):
+    """Bin cap-bin (capacity 100) whose learnt reorder point is 200, above its capacity."""
+    from tests.server.api.conftest import bin_body
+
+    seed_master(manager)
+    body = bin_body("cap-bin", capacity=100, reorder_point=20, order_qty=50)
+    r = manager.post("/api/v1/bins", json=body)
+    assert r.status_code == 201, r.text
+    r = manager.patch(
+        "/api/v1/bins/cap-bin/policy",
+        json={"prior_daily_demand": 200, "lead_time_s": 86400},
+    )
+    assert r.status_code == 200, r.text
+    policy = r.json()
+    assert policy["applied_reorder_point"] == 200, policy
+    assert policy["fits_capacity"] is False
+    return manager
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/pause", {"paused": True}),
+        ("post", "/recount", {"on_hand": 30}),
+        ("patch", "", {"tare_g": 5.0}),
+        ("patch", "", {"area": "Hall 2"}),
+    ],
+)
+def test_a_learnt_reorder_point_above_capacity_blocks_no_other_change(
+    over_capacity, method: str, path: str, body: dict
+) -> None:
+    r = over_capacity.request(method, f"/api/v1/bins/cap-bin{path}", json=body)
+    assert r.status_code == 200, r.text
+    got = over_capacity.get("/api/v1/bins/cap-bin").json()
+    for field, value in body.items():
+        assert got[field] == value
+    assert got["reorder_point"] == 200
+
+
+def test_a_learnt_reorder_point_above_capacity_can_be_recalibrated(
+    api, over_capacity
+) -> None:
+    measure(api.ctx, "cap-bin", 40, unit_g=4.0, tare_g=500.0)
+    r = over_capacity.post("/api/v1/bins/cap-bin/recalibrate", json={"count": 50})
+    assert r.status_code == 200, r.text
+    assert r.json()["unit_weight_g"] == 3.2
+
+
+def test_a_configured_reorder_point_above_capacity_is_still_refused(
+    over_capacity,
+) -> None:
+    before = over_capacity.get("/api/v1/bins/cap-bin").json()
+    for body in ({"reorder_point": 150}, {"capacity": 10}):
+        r = over_capacity.patch("/api/v1/bins/cap-bin", json=body)
+        assert r.status_code == 422, r.text
+        assert errors_text(r).startswith("reorder_point: ")
+    assert over_capacity.get("/api/v1/bins/cap-bin").json() == before
