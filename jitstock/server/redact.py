@@ -1,7 +1,8 @@
 """Keeping secrets out of logs, error fields and API answers.
 
-Webhook URLs may carry credentials (``https://user:pass@host/hook?token=…``),
-and a remote server's error body may be anything an internal address answers
+Webhook URLs may carry credentials (``https://user:pass@host/hook?token=…``, or
+the token in the path, ``https://hooks.example.com/in/T0KEN``, as Slack and Zapier
+hooks do), and a remote server's error body may be anything an internal address answers
 (a manager can point a webhook anywhere).  What we log or store about a remote
 call is the redacted URL and the status code with its standard phrase, never
 the remote body.
@@ -13,14 +14,17 @@ import logging
 from http import HTTPStatus
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-# What replaces a password, a user name or a query value.
+# What replaces a password, a user name, a query value or a path.
 MASK = "***"
+MASKED_PATH = f"/{MASK}"
 # At most this much of any error text we store or log about a remote call.
 MAX_ERROR_CHARS = 200
 
 
-def redact_url(url: str) -> str:
-    """The URL without user:password and with every query value and the fragment masked."""
+def redact_url(url: str, *, keep_path: bool = False) -> str:
+    """The URL without user:password, with every query value and the fragment masked,
+    and its path (unless ``keep_path``, or it is empty or ``/``) replaced by ``/***``:
+    scheme, host and port are what a reader without the secret may see."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -37,16 +41,15 @@ def redact_url(url: str) -> str:
         for pair in parts.query.split("&")
         if pair
     )
+    path = parts.path if keep_path or parts.path in ("", "/") else MASKED_PATH
     return urlunsplit(
-        SplitResult(
-            parts.scheme, netloc, parts.path, query, MASK if parts.fragment else ""
-        )
+        SplitResult(parts.scheme, netloc, path, query, MASK if parts.fragment else "")
     )
 
 
 def looks_redacted(url: str) -> bool:
-    """True for a URL as redact_url writes it (a masked login, query value or fragment):
-    a copy of a redacted export, never a real address."""
+    """True for a URL as redact_url writes it (a masked login, path, query value or
+    fragment): a copy of a redacted export, never a real address."""
     try:
         parts = urlsplit(url)
         user, password = parts.username, parts.password
@@ -54,6 +57,7 @@ def looks_redacted(url: str) -> bool:
         return False
     return (
         (user == MASK and password is None)
+        or parts.path == MASKED_PATH
         or parts.fragment == MASK
         or any(
             pair.split("=", 1)[-1] == MASK for pair in parts.query.split("&") if pair
@@ -63,7 +67,7 @@ def looks_redacted(url: str) -> bool:
 
 # Why a redacted URL is refused as a supplier's address (API and CSV import alike).
 REDACTED_URL_REFUSED = (
-    "a redacted URL (*** where a login or token was), not this supplier's: only an "
+    "a redacted URL (*** where a login, path or token was), not this supplier's: only an "
     "admin key sees the full URL"
 )
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from jitstock.server.api.alert_schemas import register_alert_webhooks
 from jitstock.server.api.allowed_methods import AllowedMethods
 from jitstock.server.api.auth import ensure_bootstrap_key
+from jitstock.server.api.body_limit import BodyLimit
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.errors import install_error_handlers
 from jitstock.server.api.nul_guard import NulGuard
@@ -86,6 +87,7 @@ def create_api(ctx: ApiContext) -> FastAPI:
     # the last added is the outermost: the guard's refusals carry the security headers too
     app.add_middleware(AllowedMethods, routes=app.router.routes)
     app.add_middleware(NulGuard)
+    app.add_middleware(BodyLimit)  # before any route reads (and parses) a body
     app.add_middleware(SecurityHeaders)
     app.state.ctx = ctx
     install_error_handlers(app)

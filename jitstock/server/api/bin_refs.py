@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -68,13 +69,33 @@ class SessionBinRefs:
         ).first()
 
 
-def check_bin(session: Session, bin_id: str, v: dict[str, Any]) -> None:
+# The fields of the reorder point vs capacity rule: it holds for a configured reorder
+# point, while a learnt one (the policy writes bins.reorder_point) may exceed the capacity.
+CAPACITY_RULE_FIELDS = frozenset({"reorder_point", "capacity"})
+
+
+def check_bin(
+    session: Session,
+    bin_id: str,
+    v: dict[str, Any],
+    changed: Collection[str] | None = None,
+) -> None:
     """Refuse a bin configuration (all fields merged) whose references or numbers do not hold."""
-    check_bin_refs(SessionBinRefs(session), bin_id, v)
+    check_bin_refs(SessionBinRefs(session), bin_id, v, changed)
 
 
-def check_bin_refs(refs: BinRefs, bin_id: str, v: dict[str, Any]) -> None:
-    """check_bin against any BinRefs (the CSV import checks a whole sheet in memory)."""
+def check_bin_refs(
+    refs: BinRefs,
+    bin_id: str,
+    v: dict[str, Any],
+    changed: Collection[str] | None = None,
+) -> None:
+    """check_bin against any BinRefs (the CSV import checks a whole sheet in memory).
+
+    ``changed``: the fields a change of an existing bin sets (None: a new bin).  The
+    reorder point vs capacity rule is checked only when the change sets one of them, so
+    a bin whose learnt reorder point exceeds its capacity can still be paused, recounted,
+    recalibrated or re-tared."""
     if not refs.site_exists(v["site_id"]):
         raise FieldInvalid("site_id", f"site {v['site_id']!r} does not exist")
     if not refs.sku_exists(v["sku_id"]):
@@ -104,6 +125,8 @@ def check_bin_refs(refs: BinRefs, bin_id: str, v: dict[str, Any]) -> None:
                 field="channel",
             )
     capacity = v.get("capacity")
+    if changed is not None and not CAPACITY_RULE_FIELDS & set(changed):
+        return
     if capacity is not None and v.get("reorder_point", 0) > capacity:
         raise FieldInvalid(
             "reorder_point",

@@ -482,7 +482,7 @@ def update_bin(
     if not diff:
         return row, False, None
     merged = {c: getattr(row, c) for c in BinCreate.model_fields if c != "id"} | diff
-    check_bin(session, bin_id, merged)
+    check_bin(session, bin_id, merged, diff.keys())
     _ensure_agent(session, merged["agent_id"], merged["site_id"])
     _apply(session, row, "bin", bin_id, diff, actor, now_ms)
     session.flush()

@@ -417,7 +417,7 @@ def _check(
                 values["barcode"], other if other != entity_id else None
             )
     if spec.entity == "bins":
-        check_bin_refs(snap, entity_id, values)
+        check_bin_refs(snap, entity_id, values, None if diff is None else diff.keys())
 
 
 def _remember(

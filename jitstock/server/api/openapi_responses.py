@@ -7,6 +7,7 @@ route, :func:`declare_error_responses` derives it from the generated document:
 * 401 and 403 when the operation needs a key (it has a ``security`` requirement);
 * 404 when its path has an id in it;
 * 409 when it changes something (any method but GET);
+* 413 when it takes a request body (:mod:`~jitstock.server.api.body_limit`);
 * 422 when it takes input (parameters or a body) or changes something.
 
 A route's own ``responses=`` entries win (their descriptions); this only fills in
@@ -35,6 +36,8 @@ DESCRIPTIONS = {
     403: "the key's role does not allow this",
     404: "an id in the path does not exist",
     409: "the current state forbids this (illegal transition, entity in use, duplicate)",
+    413: "the request body is larger than the route's limit (1 MiB; CSV imports 5 MB)",
+    415: "the request body is in a format the route does not read",
     422: "a value is wrong; each message starts with the field's name",
 }
 
@@ -49,6 +52,8 @@ def error_codes(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     changes = method != "get"
     if changes:
         codes.append(409)
+    if operation.get("requestBody"):
+        codes.append(413)
     if changes or operation.get("parameters") or operation.get("requestBody"):
         codes.append(422)
     return codes

@@ -250,7 +250,7 @@ class EventSender:
         log.info(
             "supplier event %d: POST %s -> %d",
             job.event_id,
-            redact_url(job.url),
+            redact_url(job.url, keep_path=True),  # the operator's log: which endpoint
             resp.status_code,
         )
         if 200 <= resp.status_code < 300:

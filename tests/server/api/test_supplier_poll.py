@@ -83,3 +83,43 @@ def test_a_delivery_recorded_by_the_plant_is_news_too(
     r = admin.get(f"/api/v1/orders/{order['id']}/transitions")
     assert r.status_code == 200, r.text
     assert r.json()[-1]["to_state"] == "delivered", r.json()
+
+
+def test_an_inspection_is_news_to_the_supplier(make_api: Any, db_url: str) -> None:
+    """The plant inspects a receipt (the supplier is sent receipt.inspected): a poll with
+    updated_after lists the order (an outside try found it missing: the inspection
+    changes no state, so it left no transition)."""
+    api = make_api(db_url=db_url)
+    admin = api.client(api.admin_key)
+    seed_master(admin, bins=1)
+    r = admin.post("/api/v1/suppliers/acme/keys", json={"name": "acme-erp"})
+    assert r.status_code == 201, r.text
+    acme = api.client(r.json()["key"])
+    r = admin.patch("/api/v1/suppliers/acme/loop-settings", json={"inspect_every_n": 1})
+    assert r.status_code == 200, r.text
+    measure(api.ctx, "A-01", 10)
+    r = admin.patch("/api/v1/bins/A-01", json={"reorder_point": 60})
+    assert r.status_code == 200, r.text
+    (order,) = admin.get("/api/v1/orders").json()
+    r = admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": order["qty"]})
+    assert r.status_code == 201, r.text
+    (receipt,) = admin.get(f"/api/v1/orders/{order['id']}/receipts").json()
+    assert receipt["status"] == "awaiting_inspection", receipt
+    api.ctx.clock.now_ms += 1_000
+    last_poll = api.ctx.clock.time_ms()
+    assert _ids(acme, updated_after=last_poll) == set()
+    api.ctx.clock.now_ms += 1_000
+    inspected_ms = api.ctx.clock.time_ms()
+    r = admin.post(
+        f"/api/v1/receipts/{receipt['id']}/inspection",
+        json={
+            "accepted_qty": order["qty"] - 60,
+            "rejected_qty": 60,
+            "reason": "bent",
+        },
+    )
+    assert r.status_code == 201, r.text
+    # the inspected order is news (its replacement for the 60 rejected is news too)
+    assert order["id"] in _ids(acme, updated_after=last_poll)
+    assert order["id"] in _ids(acme, updated_after=inspected_ms - 1)
+    assert order["id"] not in _ids(acme, updated_after=inspected_ms)

@@ -11,7 +11,7 @@ import httpx
 from tests.server.api.conftest import Api
 
 SECRET_URL = "https://acme-user:hunter2-pass@hooks.acme.example:8443/jit/orders?token=tok-9f8e7d&site=plant1#frag"
-REDACTED = "https://***@hooks.acme.example:8443/jit/orders?token=***&site=***#***"
+REDACTED = "https://***@hooks.acme.example:8443/***?token=***&site=***#***"
 CSV = {"content-type": "text/csv"}
 
 
@@ -98,8 +98,44 @@ def test_a_redacted_url_is_no_address_for_another_supplier(
         json={"id": "borg", "name": "Borg", "webhook_url": "https://borg.example/h"},
     )
     assert r.status_code == 201, r.text
-    for url in (shown, "https://hooks.borg.example/in?key=***"):
+    for url in (
+        shown,
+        "https://hooks.borg.example/in?key=***",
+        "https://hooks.borg.example/***",
+    ):
         r = manager.patch("/api/v1/suppliers/borg", json={"webhook_url": url})
         assert r.status_code == 422, r.text
     got = admin.get("/api/v1/suppliers/borg").json()["webhook_url"]
     assert got == "https://borg.example/h"
+
+
+def test_a_token_in_the_path_is_hidden_and_kept(
+    admin: httpx.Client, manager: httpx.Client, viewer: httpx.Client
+) -> None:
+    """Slack- and Zapier-style hooks carry their token in the path: a non-admin sees
+    scheme, host and port only; the redacted form sent back leaves the real URL."""
+    url = "https://hooks.example.com:8443/in/SECRETPATH123"
+    r = admin.post(
+        "/api/v1/suppliers", json={"id": "acme", "name": "ACME", "webhook_url": url}
+    )
+    assert r.status_code == 201, r.text
+    for client in (viewer, manager):
+        shown = client.get("/api/v1/suppliers/acme").json()["webhook_url"]
+        assert shown == "https://hooks.example.com:8443/***"
+        for text in (
+            client.get("/api/v1/suppliers/acme").text,
+            client.get("/api/v1/suppliers").text,
+            client.get("/api/v1/suppliers.csv").text,
+        ):
+            assert "SECRETPATH123" not in text
+    r = manager.patch(
+        "/api/v1/suppliers/acme",
+        json={"name": "ACME AG", "webhook_url": "https://hooks.example.com:8443/***"},
+    )
+    assert r.status_code == 200, r.text
+    sheet = manager.get("/api/v1/suppliers.csv").text.replace("ACME AG", "ACME SE")
+    r = manager.post("/api/v1/suppliers/import", content=sheet, headers=CSV)
+    assert r.status_code == 200, r.text
+    got = admin.get("/api/v1/suppliers/acme").json()
+    assert (got["name"], got["webhook_url"]) == ("ACME SE", url)
+    assert _csv_url(admin) == url

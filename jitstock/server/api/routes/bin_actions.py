@@ -18,8 +18,14 @@ from jitstock.server import reorder
 from jitstock.server.api import catalog
 from jitstock.server.api.deps import CtxDep, Manager, ReadSessionDep, SessionDep, Viewer
 from jitstock.server.api.effects import bins_changed
-from jitstock.server.api.errors import Conflict
-from jitstock.server.api.schemas import MAX_EPOCH_MS, Input
+from jitstock.server.api.errors import Conflict, FieldInvalid
+from jitstock.server.api.schemas import (
+    MAX_EPOCH_MS,
+    MAX_TARE_G,
+    MAX_UNIT_WEIGHT_G,
+    MIN_UNIT_WEIGHT_G,
+    Input,
+)
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import AuditLog, Bin, BinEvent, Order
 from jitstock.server.floor import tiles
@@ -132,6 +138,24 @@ def bin_markers(
     }
 
 
+def _check_tare(field: str, row: Bin, count: int, unit_g: float, tare: float) -> None:
+    """Refuse a count whose implied tare the bin's own schema would refuse (422 on ``field``)."""
+    if 0 <= tare <= MAX_TARE_G:
+        return
+    grams = row.last_grams
+    why = (
+        "more than the scale holds above its tare"
+        if tare < 0
+        else "fewer than the scale holds with any tare"
+    )
+    raise FieldInvalid(
+        field,
+        f"the scale shows {grams:g} g; {count} parts of {unit_g:g} g weigh "
+        f"{count * unit_g:g} g, which leaves a tare of {tare:g} g, outside "
+        f"0..{MAX_TARE_G:g} g ({why}): count again, or correct the unit weight",
+    )
+
+
 def _apply(
     session: Any, ctx: Any, bin_id: str, changes: dict[str, Any], actor: str
 ) -> dict[str, Any]:
@@ -166,8 +190,10 @@ def recount(
     """Set on hand to a counted value (on a scale bin: re-zero the tare to match)."""
     row = catalog.get_or_404(session, Bin, "bin", bin_id)
     if row.last_grams is not None:
-        tare = round(row.last_grams - body.on_hand * row.effective_unit_weight_g, 3)
+        unit_g = row.effective_unit_weight_g
+        tare = round(row.last_grams - body.on_hand * unit_g, 3)
         if tare != row.tare_g:
+            _check_tare("on_hand", row, body.on_hand, unit_g, tare)
             out = _apply(session, ctx, bin_id, {"tare_g": tare}, key.name)
             if out["on_hand"] == body.on_hand:
                 return out
@@ -224,13 +250,20 @@ def recalibrate(
                 f"the scale reads {row.last_grams:g} g, not above the tare {row.tare_g:g} g",
                 field="count",
             )
-        changes: dict[str, Any] = {"unit_weight_g": round(unit, 4)}
-    else:
-        changes = {
-            "tare_g": round(
-                row.last_grams - body.count * row.effective_unit_weight_g, 3
+        unit = round(unit, 4)
+        if not MIN_UNIT_WEIGHT_G <= unit <= MAX_UNIT_WEIGHT_G:
+            raise FieldInvalid(
+                "count",
+                f"the scale shows {row.last_grams - row.tare_g:g} g above the tare "
+                f"{row.tare_g:g} g; {body.count} parts would weigh {unit:g} g each, "
+                f"outside {MIN_UNIT_WEIGHT_G:g}..{MAX_UNIT_WEIGHT_G:g} g: count again",
             )
-        }
+        changes: dict[str, Any] = {"unit_weight_g": unit}
+    else:
+        unit_g = row.effective_unit_weight_g
+        tare = round(row.last_grams - body.count * unit_g, 3)
+        _check_tare("count", row, body.count, unit_g, tare)
+        changes = {"tare_g": tare}
     return _apply(session, ctx, bin_id, changes, key.name)
 
 

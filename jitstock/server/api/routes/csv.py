@@ -134,4 +134,8 @@ for _spec in SPECS.values():
         methods=["POST"],
         name=f"import_{_spec.entity}",
         openapi_extra=_IMPORT_BODY,
+        responses={
+            413: {"description": f"the file is larger than {MAX_CSV_BYTES} bytes"},
+            415: {"description": "neither text/csv nor multipart/form-data"},
+        },
     )

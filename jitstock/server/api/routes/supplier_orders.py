@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from jitstock.server.api.deps import ReadSessionDep
 from jitstock.server.api.routes.orders import newest_first
 from jitstock.server.api.schemas import MAX_EPOCH_MS, OrderPublic, OrderState
 from jitstock.server.api.supplier_scope import SupplierKey, for_key
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order
-from jitstock.server.db.supplier_models import OrderTransition
+from jitstock.server.db.supplier_models import Inspection, OrderTransition
 
 router = APIRouter(tags=["supplier loop"])
 
@@ -46,7 +46,8 @@ def my_orders(
             le=MAX_EPOCH_MS,
             description="only orders with a change after this time (epoch ms): "
             "created, acknowledged, promise changed, shipped, received, reduced, "
-            "cancelled, closed — each change is a row of `/orders/{id}/transitions`; "
+            "cancelled, closed — each a row of `/orders/{id}/transitions` — or a "
+            "receipt of it inspected (the `receipt.inspected` webhook); "
             "without `state`, orders in every state (cancelled, closed, failed "
             "included), not only the open ones",
         ),
@@ -84,5 +85,10 @@ def my_orders(
             OrderTransition.order_id == Order.id,
             OrderTransition.at_ms > updated_after,
         )
-        stmt = stmt.where(changed.exists())
+        # an inspection changes no state (no transition) but is news, as its
+        # receipt.inspected webhook is
+        inspected = select(Inspection.order_id).where(
+            Inspection.order_id == Order.id, Inspection.at_ms > updated_after
+        )
+        stmt = stmt.where(or_(changed.exists(), inspected.exists()))
     return [for_key(OrderPublic.model_validate(o), key) for o in session.scalars(stmt)]
