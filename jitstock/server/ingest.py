@@ -17,7 +17,7 @@ from typing import Any
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.ratelog import RateLimitedLog, message_kind
+from jitstock.ratelog import RateLimitedLog, clip, message_kind
 from jitstock.server.deadletters import DeadLetterInfo
 from jitstock.server.flush import (
     CursorUpdate,
@@ -47,6 +47,8 @@ BAD_INPUT_LOG_INTERVAL_S = 60.0
 # holds 500,000 batches by default, so no real gap comes near it.  Such a batch is rejected
 # (reason seq_jump) and the cursor stays; a seq this far *below* it is a new sequence.
 MAX_SEQ_JUMP = 100_000_000
+# The log source of a message whose topic is not an agent topic (no agent to name).
+BAD_TOPIC_SOURCE = "topic"
 # Bin lists whose positions are remembered (per registry snapshot; an agent re-sends the
 # same list every tick, so this holds a fleet of thousands of agents).
 POSITIONS_CACHED = 10_000
@@ -196,7 +198,8 @@ class Ingest(IngestWorker):
             try:
                 addr = protocol.parse_topic(item.topic)
             except protocol.ProtocolError as exc:
-                self._reject(item.topic[:200], exc.reason, exc.message)
+                # one source and kind for every bad topic: 200 garbage topics are one line
+                self._reject(BAD_TOPIC_SOURCE, exc.reason, exc.message, kind="")
                 continue
             site = snap.agent_sites.get(addr.agent)
             if site is not None and site != addr.site:
@@ -555,19 +558,23 @@ class Ingest(IngestWorker):
             f"{agent}:{reason}:{message_kind(message)}",
             "%s: %s",
             agent,
-            message,
+            clip(message),
         )
 
-    def _reject(self, source: str, reason: str, message: str) -> None:
+    def _reject(
+        self, source: str, reason: str, message: str, *, kind: str | None = None
+    ) -> None:
+        """Count a rejected message and log it rate-limited per source, reason and kind
+        (``kind``: instead of the message with its values blanked)."""
         self._later(self.metrics.rejected_batches.labels(reason).inc)
         self._later(
             self._bad.log,
             logging.WARNING,
-            f"{source}:{reason}:{message_kind(message)}",
+            f"{source}:{reason}:{message_kind(message) if kind is None else kind}",
             "%s: %s: %s",
             source,
             reason,
-            message,
+            clip(message),
         )
 
 
