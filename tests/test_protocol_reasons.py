@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
     *sorted((ROOT / "jitstock" / "protocol").glob("*.py")),
     ROOT / "jitstock" / "server" / "ingest.py",
+    ROOT / "jitstock" / "server" / "ingest_seq.py",
 ]
 PROTOCOL_MD = ROOT / "docs" / "protocol.md"
 # Where the reason label is among the arguments of each call that produces one.

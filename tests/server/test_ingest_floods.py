@@ -2,6 +2,8 @@
 
 - A batch of 2,000 unknown order labels from one dock scanner is one log line, not
   2,000; 200 garbage topics (one of 60,000 characters) are one short line.
+- A batch dropped as a repeat (seq at or below the last applied) is logged, and a
+  huge seq jump that is taken as a gap warns, naming both seqs and the fix.
 """
 
 from __future__ import annotations
@@ -118,3 +120,40 @@ def test_garbage_topics_are_one_short_log_line(
     assert len(lines) == 1, lines[:3]
     assert len(lines[0]) < 400, len(lines[0])
     assert "(60051 characters)" in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ seq: repeats and jumps
+
+
+def test_a_repeat_is_logged_and_a_huge_gap_warns(
+    tmp_path: Path, mosquitto: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    db_url = _plant(tmp_path)
+    caplog.set_level(logging.INFO, logger=INGEST_LOG)
+    with (
+        publisher(mosquitto.url) as pub,
+        server(tmp_path, db_url, mosquitto.url) as (app, base),
+    ):
+        for seq in (1, 2, 3):
+            _send_reading(pub, seq, seq)
+        wait_count(base, "P1", 3)
+        _send_reading(pub, 2, 7)  # out of order: dropped as a repeat
+        _wait_metric(app, "jitstock_duplicate_batches_total", 1)
+        repeats = wait_until(
+            lambda: _lines(caplog, INGEST_LOG, "dropped as a repeat"),
+            what="the repeat logged",
+        )
+        assert f"agent {PLC}" in repeats[0]
+        assert "seq 2" in repeats[0]
+        assert "last applied 3" in repeats[0]
+        _send_reading(pub, 50_000_003, 4)  # a corrupt counter, within MAX_SEQ_JUMP
+        wait_count(base, "P1", 4)
+        jumps = wait_until(
+            lambda: _lines(caplog, INGEST_LOG, "50000003"), what="the jump logged"
+        )
+    assert any(
+        r.levelno == logging.WARNING and "50000003" in r.getMessage()
+        for r in caplog.records
+    )
+    assert "after seq 3" in jumps[0], jumps
+    assert "restart its seq at 1" in jumps[0], jumps
