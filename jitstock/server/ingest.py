@@ -214,6 +214,18 @@ class Ingest(SeqRules, IngestWorker):
                 continue
             if addr.kind not in ("readings", "scans"):
                 continue
+            if item.retain and not item.replay:
+                # an old batch the broker replays at every (re)subscribe: applying it would
+                # restart the agent's sequence at each server restart
+                self._reject(
+                    addr.agent,
+                    "retained",
+                    f"a retained {addr.kind} message (readings and scans must not be "
+                    "retained; the broker replays it at every subscribe): not applied; "
+                    f"clear it with mosquitto_pub -r -n -t '{clip(item.topic)}'",
+                    kind=addr.kind,
+                )
+                continue
             if addr.agent not in snap.agents:
                 # every agent record is known (a dock scanner station has no bins)
                 self._reject(

@@ -4,6 +4,8 @@
   2,000; 200 garbage topics (one of 60,000 characters) are one short line.
 - A batch dropped as a repeat (seq at or below the last applied) is logged, and a
   huge seq jump that is taken as a gap warns, naming both seqs and the fix.
+- A readings or scans message the broker holds as retained is refused (``retained``)
+  when it is replayed at a (re)subscribe: the cursor and the level stay.
 """
 
 from __future__ import annotations
@@ -157,3 +159,52 @@ def test_a_repeat_is_logged_and_a_huge_gap_warns(
     )
     assert "after seq 3" in jumps[0], jumps
     assert "restart its seq at 1" in jumps[0], jumps
+
+
+# ------------------------------------------------------------------ retained messages
+
+
+@pytest.mark.parametrize("kind", ["readings", "scans"])
+def test_a_retained_message_is_refused_at_every_restart(
+    tmp_path: Path, mosquitto: Any, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    db_url = _plant(tmp_path)
+    caplog.set_level(logging.WARNING, logger=INGEST_LOG)
+    agent = PLC if kind == "readings" else DOCK
+
+    def publish(pub: Publisher, seq: int, count: int, *, retain: bool) -> None:
+        payload = (
+            readings_payload(PLC, seq, "P1", _grams(count))
+            if kind == "readings"
+            else _scans_payload(DOCK, seq, ["4006381333931"])
+        )
+        info = pub.client.publish(topic(agent, kind), payload, qos=1, retain=retain)
+        info.wait_for_publish(60)
+
+    def cursor(app: ServerApp) -> int:
+        return app.ingest._cursors.get(agent, 0)
+
+    with publisher(mosquitto.url) as pub:
+        publish(
+            pub, 1, 2, retain=True
+        )  # before the server subscribed: the broker keeps it
+        with server(tmp_path, db_url, mosquitto.url) as (app, base):
+            _wait_metric(app, "jitstock_rejected_batches_total", 1, reason="retained")
+            assert cursor(app) == 0
+            publish(pub, 5, 9, retain=False)  # the agent goes on: applied
+            wait_until(lambda: cursor(app) == 5, what="seq 5 applied")
+        with server(tmp_path, db_url, mosquitto.url) as (app, base):
+            # the replay of seq 1 at the new subscribe: refused, not a new sequence
+            _wait_metric(app, "jitstock_rejected_batches_total", 1, reason="retained")
+            assert cursor(app) == 5
+            # a message published with the retain flag while the server listens arrives
+            # without it: applied (and the broker now keeps seq 6 instead)
+            publish(pub, 6, 11, retain=True)
+            wait_until(lambda: cursor(app) == 6, what="seq 6 applied")
+            if kind == "readings":
+                wait_count(base, "P1", 11)
+            assert metric(app, "jitstock_seq_resets_total") == 0
+    lines = _lines(caplog, INGEST_LOG, "retained")
+    assert lines, "the refusal is logged"
+    assert "mosquitto_pub -r -n -t" in lines[0], lines[0]
+    assert not _lines(caplog, INGEST_LOG, "new sequence")
