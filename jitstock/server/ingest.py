@@ -214,6 +214,8 @@ class Ingest(SeqRules, IngestWorker):
                 continue
             if addr.kind not in ("readings", "scans"):
                 continue
+            if not item.payload:
+                continue  # clearing a retained message (mosquitto_pub -r -n): no batch
             if item.retain and not item.replay:
                 # an old batch the broker replays at every (re)subscribe: applying it would
                 # restart the agent's sequence at each server restart
