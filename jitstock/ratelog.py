@@ -17,6 +17,16 @@ OVERFLOW_KEY = "\x00overflow"
 _VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 # A message kind longer than this is cut (keys stay small).
 MAX_KIND_LEN = 200
+# A value from outside (a topic, a bad field) longer than this is cut in a log line: a
+# 60,000-character topic must not make a 60,000-character line.
+MAX_LOGGED_LEN = 200
+
+
+def clip(text: str, limit: int = MAX_LOGGED_LEN) -> str:
+    """`text` cut to `limit` characters for a log line, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 def message_kind(message: str) -> str:

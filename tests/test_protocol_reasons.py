@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
     *sorted((ROOT / "jitstock" / "protocol").glob("*.py")),
     ROOT / "jitstock" / "server" / "ingest.py",
+    ROOT / "jitstock" / "server" / "ingest_seq.py",
 ]
 PROTOCOL_MD = ROOT / "docs" / "protocol.md"
 # Where the reason label is among the arguments of each call that produces one.
@@ -158,6 +159,10 @@ def _example_messages(label: str, cell: str) -> list[Incoming]:
     if label == "bad_calibration":
         doc = {"agent": "pi-1", "seq": 1, "readings": [{**reading, "bin": "B2"}]}
         return [Incoming(topic, orjson.dumps(doc), 1, 1, 0, 0.0)]
+    if label == "retained":
+        assert "mosquitto_pub -r" in cell
+        doc = {"agent": "pi-1", "seq": 1, "readings": [reading]}
+        return [Incoming(topic, orjson.dumps(doc), 1, 1, 0, 0.0, retain=True)]
     out = []
     for i, (given, payload) in enumerate(_payloads(cell), start=1):
         where = given or p.agent_topic("plant1", "pi-1", _kind_of(payload))

@@ -95,6 +95,8 @@ REJECT_REASONS: Mapping[str, str] = {
     "bin_of_other_agent": "the bin exists but another agent feeds it",
     "bad_calibration": "the bin's calibration cannot give a count (unit weight, tare)",
     "seq_jump": "seq more than MAX_SEQ_JUMP beyond the last one applied: a broken counter",
+    "retained": "a readings or scans message the broker keeps as retained, replayed at "
+    "a (re)subscribe",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
-from jitstock.ratelog import RateLimitedLog, message_kind
+from jitstock.ratelog import RateLimitedLog, clip, message_kind
 from jitstock.server.deadletters import DeadLetterInfo
 from jitstock.server.flush import (
     CursorUpdate,
@@ -28,6 +28,7 @@ from jitstock.server.flush import (
     merge_cursors,
 )
 from jitstock.server.ingest_levels import FlushLevels
+from jitstock.server.ingest_seq import MAX_SEQ_JUMP, SeqRules
 from jitstock.server.ingest_worker import (
     INGEST_STALL_S,
     RETRY_FLUSH_S,
@@ -35,7 +36,7 @@ from jitstock.server.ingest_worker import (
 )
 from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
-from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
+from jitstock.server.registry import BinRegistry, Snapshot
 from jitstock.server.tsdb import Frame, Point, TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,8 @@ log = logging.getLogger(__name__)
 # Bad input is logged at most once per minute per source, reason and kind of problem (the
 # message with its values blanked): a flood does not flood, a second problem still shows.
 BAD_INPUT_LOG_INTERVAL_S = 60.0
-# A seq this far beyond the agent's last one is not a gap but a broken device: an outbox
-# holds 500,000 batches by default, so no real gap comes near it.  Such a batch is rejected
-# (reason seq_jump) and the cursor stays; a seq this far *below* it is a new sequence.
-MAX_SEQ_JUMP = 100_000_000
+# The log source of a message whose topic is not an agent topic (no agent to name).
+BAD_TOPIC_SOURCE = "topic"
 # Bin lists whose positions are remembered (per registry snapshot; an agent re-sends the
 # same list every tick, so this holds a fleet of thousands of agents).
 POSITIONS_CACHED = 10_000
@@ -58,7 +57,10 @@ SUBSCRIPTIONS = [
 ]
 
 
-class Ingest(IngestWorker):
+__all__ = ["MAX_SEQ_JUMP", "SUBSCRIPTIONS", "Ingest"]
+
+
+class Ingest(SeqRules, IngestWorker):
     """Ingest: decode, validate, deduplicate, make durable (the worker acknowledges)."""
 
     # True where the state writer may refuse a flush whose batches were applied before
@@ -196,7 +198,8 @@ class Ingest(IngestWorker):
             try:
                 addr = protocol.parse_topic(item.topic)
             except protocol.ProtocolError as exc:
-                self._reject(item.topic[:200], exc.reason, exc.message)
+                # one source and kind for every bad topic: 200 garbage topics are one line
+                self._reject(BAD_TOPIC_SOURCE, exc.reason, exc.message, kind="")
                 continue
             site = snap.agent_sites.get(addr.agent)
             if site is not None and site != addr.site:
@@ -210,6 +213,20 @@ class Ingest(IngestWorker):
                 self._status(flush, addr, item.payload, now_ms)
                 continue
             if addr.kind not in ("readings", "scans"):
+                continue
+            if not item.payload:
+                continue  # clearing a retained message (mosquitto_pub -r -n): no batch
+            if item.retain and not item.replay:
+                # an old batch the broker replays at every (re)subscribe: applying it would
+                # restart the agent's sequence at each server restart
+                self._reject(
+                    addr.agent,
+                    "retained",
+                    f"a retained {addr.kind} message (readings and scans must not be "
+                    "retained; the broker replays it at every subscribe): not applied; "
+                    f"clear it with mosquitto_pub -r -n -t '{clip(item.topic)}'",
+                    kind=addr.kind,
+                )
                 continue
             if addr.agent not in snap.agents:
                 # every agent record is known (a dock scanner station has no bins)
@@ -431,105 +448,6 @@ class Ingest(IngestWorker):
                     "history write still failing; retrying in %.1fs", RETRY_FLUSH_S
                 )
 
-    def _advance(
-        self,
-        cursors: dict[str, int],
-        flush: Flush,
-        agent: str,
-        seq: int,
-        *,
-        dup: bool = False,
-    ) -> bool:
-        """Apply each (agent, seq) once: False for a batch already applied.
-
-        ``dup``: the broker redelivers a message it sent us before (after a crash
-        between our commit and our acknowledgement): a seq 1 then is a repeat, never
-        the start of a new outbox.
-        """
-        last = cursors.get(agent, 0)
-        update = flush.cursors.get(agent)
-        if last and seq - last > MAX_SEQ_JUMP:
-            # A broken counter, not lost batches: counting it as a gap would add up to 9e18,
-            # and moving the cursor there would drop every later normal batch as a repeat.
-            self._reject(
-                agent,
-                "seq_jump",
-                f"seq {seq} is more than {MAX_SEQ_JUMP} beyond the last applied {last}",
-            )
-            return False
-        if not dup and ((seq == 1 and last > 1) or last - seq > MAX_SEQ_JUMP):
-            # An agent only starts again at 1 when its outbox is new (a rebuilt Pi, a lost
-            # SD card): a fresh stream, not a re-send — anything older was acknowledged.
-            self._later(
-                self._bad.log,
-                logging.WARNING,
-                f"{agent}:seq_reset",
-                "agent %s started a new sequence at %d (was %d): new outbox",
-                agent,
-                seq,
-                last,
-            )
-            self._later(self.metrics.seq_resets.inc)
-            update = flush.cursors[agent] = CursorUpdate(agent, seq, reset=True)
-            cursors[agent] = seq
-            return True
-        if seq <= last:
-            self._later(self.metrics.duplicates.inc)
-            if update is None:
-                update = flush.cursors[agent] = CursorUpdate(agent, last)
-            update.duplicates += 1
-            return False
-        gap = seq - last - 1 if last else 0
-        if update is None:
-            update = flush.cursors[agent] = CursorUpdate(agent, seq)
-        update.last_seq = seq
-        if gap > 0:
-            update.gaps += gap
-            self._later(self.metrics.seq_gaps.inc, gap)
-        cursors[agent] = seq
-        return True
-
-    def _repeat(
-        self,
-        snap: Snapshot,
-        agent: str,
-        seq: int,
-        last: int,
-        batch: protocol.ReadingColumns,
-    ) -> None:
-        """A readings batch at or below its agent's last seq was dropped as a repeat.  A
-        real re-send carries the payload it had: each reading is at most the clock skew
-        the protocol allows newer than its bin's last-seen time (the server's time when
-        it was applied).  One newer than that means the device's counter went back (a
-        restored config, a PLC script restarted at a stale value), and every batch it
-        sends is lost until the counter passes ``last``: say so, counted and logged.
-        Costs a look-up per reading of a repeated batch only."""
-        seen = self.registry.seen_ms
-        times = [
-            int(seen[i])
-            for i in map(snap.index.get, batch.bins)
-            if i is not None and i < len(seen) and seen[i] != UNKNOWN
-        ]
-        if not times or not batch.ts_ms:
-            return
-        if min(batch.ts_ms) <= max(times) + protocol.MAX_FUTURE_MS:
-            return
-        self._later(self.metrics.seq_reused.inc)
-        self._later(
-            self._bad.log,
-            logging.WARNING,
-            f"{agent}:seq_reused",
-            "agent %s sent seq %d with readings dated more than the allowed clock skew "
-            "after its bins were last seen, but its last applied seq is %d: not a "
-            "re-send; its seq counter went back, and its batches are "
-            "dropped as repeats until the counter passes %d; restart its seq at 1 "
-            "(docs/protocol.md, seq rules)",
-            agent,
-            seq,
-            last,
-            last,
-        )
-
     def _status(
         self, flush: Flush, addr: protocol.TopicAddress, payload: bytes, now_ms: int
     ) -> None:
@@ -555,19 +473,23 @@ class Ingest(IngestWorker):
             f"{agent}:{reason}:{message_kind(message)}",
             "%s: %s",
             agent,
-            message,
+            clip(message),
         )
 
-    def _reject(self, source: str, reason: str, message: str) -> None:
+    def _reject(
+        self, source: str, reason: str, message: str, *, kind: str | None = None
+    ) -> None:
+        """Count a rejected message and log it rate-limited per source, reason and kind
+        (``kind``: instead of the message with its values blanked)."""
         self._later(self.metrics.rejected_batches.labels(reason).inc)
         self._later(
             self._bad.log,
             logging.WARNING,
-            f"{source}:{reason}:{message_kind(message)}",
+            f"{source}:{reason}:{message_kind(message) if kind is None else kind}",
             "%s: %s: %s",
             source,
             reason,
-            message,
+            clip(message),
         )
 
 

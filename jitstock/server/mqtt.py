@@ -63,6 +63,9 @@ class Incoming:
     # the broker's DUP flag: it sent this message to us before (a redelivery after our
     # reconnect), so it can never be the first batch of a new outbox
     dup: bool = False
+    # the broker's RETAIN flag: a stored retained message, sent because we (re)subscribed
+    # (a live message comes with it clear whatever its publisher set)
+    retain: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -323,6 +326,7 @@ class MqttConnection:
                 self._epoch,
                 time.monotonic(),
                 dup=bool(msg.dup),
+                retain=bool(msg.retain),
             )
         )
         if _TCP_QUICKACK is not None:

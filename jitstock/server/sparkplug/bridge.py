@@ -45,6 +45,7 @@ from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
 from jitstock.server.registry import BinRegistry
 from jitstock.server.sparkplug import mappings
+from jitstock.server.sparkplug.decode import decode_data
 from jitstock.server.sparkplug.feed import Feed, Submit
 from jitstock.server.sparkplug.nodes import NodeKey, NodeTable, bd_seq_of
 from jitstock.server.sparkplug.rejects import Rejects
@@ -330,7 +331,7 @@ class SparkplugBridge:
             )
             return False
         try:
-            data = cls.decode(payload, birth=birth)
+            data, undecodable = decode_data(cls, payload, birth)
         except KeyError as exc:
             # an alias (or a name without a datatype) the BIRTH did not announce
             self._out_of_step(
@@ -344,6 +345,14 @@ class SparkplugBridge:
             return False
         if not self._in_step(t, data.seq):
             return False
+        for name, why in undecodable:
+            # one bad value is that metric's problem: the rest of the message applies
+            self.rejects.item(
+                t.describe(),
+                "sparkplug_bad_value",
+                f"metric {name!r}: its value cannot be decoded as the datatype its "
+                f"BIRTH declared ({why})",
+            )
         metrics = data.metrics
         dups = state.dup_aliases.get(t.device)
         if dups:

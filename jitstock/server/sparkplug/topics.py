@@ -37,7 +37,8 @@ REJECT_REASONS: Mapping[str, str] = {
     "sparkplug_stale_death": "an NDEATH whose bdSeq is older than the edge node's current BIRTH",
     "sparkplug_unmapped_metric": "a metric in NDATA/DDATA that no mapping names (PUT /api/v1/sparkplug/mappings)",
     "sparkplug_wrong_datatype": "a mapped metric that is not a number (boolean, string, array, ...)",
-    "sparkplug_bad_value": "a mapped metric that is null, NaN, infinite, negative or too large",
+    "sparkplug_bad_value": "a mapped metric that is null, NaN, infinite, negative or too "
+    "large, or any metric in NDATA/DDATA whose value cannot be decoded as its datatype",
     "sparkplug_bad_timestamp": "a metric timestamp beyond a signed 64-bit integer",
     "sparkplug_bin_unavailable": "the mapped bin has no agent or no usable calibration",
 }

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jitstock import protocol
-from jitstock.ratelog import RateLimitedLog
+from jitstock.ratelog import RateLimitedLog, message_kind
 from jitstock.server.db.models import OPEN_ORDER_STATES, Order, Sku
 from jitstock.server.db.supplier_models import Receipt
 from jitstock.server.supplier import SupplyError
@@ -31,9 +31,12 @@ from jitstock.server.supplier.receiving import (
 from jitstock.server.supplier.scancode import ScannedCode, read_code
 
 log = logging.getLogger(__name__)
-# A dock scanner sends one bad label many times over: one line a minute per scanner
-# and kind of problem.
+# A dock scanner sends one bad label many times over (and one MQTT batch may hold 2,000
+# scans): every per-scan line is at most one a minute per scanner and kind of message
+# (its values blanked), with the count of the suppressed ones on the next.
 _ratelog = RateLimitedLog(log, 60.0)
+# A scanned code is cut to this in a log line (a code may be 256 characters).
+LOGGED_CODE_LEN = 80
 # What became of a dock scan (jitstock_dock_scans_total{outcome}).
 SCAN_OUTCOMES = (
     "order_label",  # an order's label: received (or alerted)
@@ -89,9 +92,9 @@ def apply_scans(
             seen.append("unreadable_gs1")
             _ratelog.log(
                 logging.WARNING,
-                f"gs1:{where}",
+                f"gs1:{where}:{message_kind(read.problem)}",
                 "scan %r at %s: %s; matched as a plain code",
-                scan.code[:80],
+                scan.code[:LOGGED_CODE_LEN],
                 where,
                 read.problem,
             )
@@ -118,7 +121,9 @@ def apply_scans(
                     continue
                 if order.state not in OPEN_ORDER_STATES:
                     if received_by_scale(session, order, now_ms):
-                        log.info(
+                        _ratelog.log(
+                            logging.INFO,
+                            f"by_scale:{where}",
                             "scan of order %s at %s: already received by the scale",
                             order.id,
                             where,
@@ -146,7 +151,14 @@ def apply_scans(
                 )
                 touched.append(order.bin_id)
         except SupplyError as exc:
-            log.info("scan %r at %s ignored: %s", scan.code, where, exc)
+            _ratelog.log(
+                logging.INFO,
+                f"ignored:{where}:{type(exc).__name__}:{message_kind(str(exc))}",
+                "scan %r at %s ignored: %s",
+                scan.code[:LOGGED_CODE_LEN],
+                where,
+                exc,
+            )
     return touched
 
 
@@ -178,7 +190,9 @@ def _count_units(session: Session, scanner: str, read: ScannedCode, now_ms: int)
         return "count_refused"
     receipt.counted_qty += read.count
     if read.count > 1 or read.lot is not None or read.sscc is not None:
-        log.info(
+        _ratelog.log(
+            logging.INFO,
+            f"counted:{scanner}",
             "scan at %s: %d units of GTIN %s into receipt %d (lot %s, SSCC %s)",
             scanner,
             read.count,
@@ -193,9 +207,9 @@ def _count_units(session: Session, scanner: str, read: ScannedCode, now_ms: int)
 def _refused(scanner: str, read: ScannedCode, why: str) -> None:
     _ratelog.log(
         logging.WARNING,
-        f"count:{scanner}",
+        f"count:{scanner}:{message_kind(why)}",
         "scan %r at %s: count %d refused, nothing counted: %s",
-        read.raw[:80],
+        read.raw[:LOGGED_CODE_LEN],
         scanner,
         read.count,
         why,
