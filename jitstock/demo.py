@@ -163,10 +163,16 @@ def main(argv: list[str]) -> int:
         if args.data_dir is None:
             _keep_log_and_clean(workdir)
     print(
-        f"demo stopped: {stack.orders_fired} orders fired, {stack.deliveries} deliveries",
+        f"demo stopped: {_n(stack.orders_fired, 'order')} fired, "
+        f"{_n(stack.deliveries, 'delivery', 'deliveries')}",
         flush=True,
     )
     return 0
+
+
+def _n(n: int, one: str, many: str | None = None) -> str:
+    """``1 order``, ``3 orders``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _keep_log_and_clean(workdir: Path) -> None:
@@ -400,7 +406,8 @@ class _DemoStack:
         elif self.history_s is not None:
             print(
                 f"  history    {HISTORY_DAYS} days of synthetic picks and deliveries "
-                f"({self.history_s:.1f} s); {self.adopted} of its orders still on their way"
+                f"({self.history_s:.1f} s); {self.adopted} of its orders "
+                f"{'is' if self.adopted == 1 else 'are'} still on the way"
             )
         print("Ctrl-C to stop. Orders and deliveries:", flush=True)
         if not self.resumed and self._handover:

@@ -169,7 +169,7 @@ def bin_rules(session: Session, bin_ids: list[str] | None) -> Verdict:
                 AlertSpec(
                     "below_safety_stock",
                     entity,
-                    f"bin {bin_id} holds {on_hand}, below its safety stock of {ss:g}",
+                    f"bin {bin_id} holds {on_hand}, below its safety stock of {ss:.0f}",
                     "warning",
                     site,
                     bin_id,

@@ -21,9 +21,9 @@ MASKED_PATH = f"/{MASK}"
 MAX_ERROR_CHARS = 200
 
 
-def redact_url(url: str, *, keep_path: bool = False) -> str:
+def redact_url(url: str) -> str:
     """The URL without user:password, with every query value and the fragment masked,
-    and its path (unless ``keep_path``, or it is empty or ``/``) replaced by ``/***``:
+    and its path (unless it is empty or ``/``) replaced by ``/***``:
     scheme, host and port are what a reader without the secret may see."""
     try:
         parts = urlsplit(url)
@@ -41,7 +41,7 @@ def redact_url(url: str, *, keep_path: bool = False) -> str:
         for pair in parts.query.split("&")
         if pair
     )
-    path = parts.path if keep_path or parts.path in ("", "/") else MASKED_PATH
+    path = parts.path if parts.path in ("", "/") else MASKED_PATH
     return urlunsplit(
         SplitResult(parts.scheme, netloc, path, query, MASK if parts.fragment else "")
     )

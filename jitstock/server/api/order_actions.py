@@ -40,7 +40,10 @@ from jitstock.server.supplier.lifecycle import (
     load_order,
     record_transition,
 )
-from jitstock.server.supplier.receiving import check_received_qty
+from jitstock.server.supplier.receiving import (
+    check_received_qty,
+    count_in_without_scale,
+)
 
 ACKABLE_STATES = ("created", "sent")
 # Acknowledged already, not shipped: a new promise here is a promise change.
@@ -227,6 +230,8 @@ def deliver_order(
             actor=actor,
         )
     )
+    count_in_without_scale(bin_row, qty)
+    session.flush()
     refresh_pending(session, [order.bin_id])
     session.refresh(bin_row)
     session.add(

@@ -250,7 +250,9 @@ class EventSender:
         log.info(
             "supplier event %d: POST %s -> %d",
             job.event_id,
-            redact_url(job.url, keep_path=True),  # the operator's log: which endpoint
+            redact_url(
+                job.url
+            ),  # a path may carry a token: host only, as order attempts log
             resp.status_code,
         )
         if 200 <= resp.status_code < 300:

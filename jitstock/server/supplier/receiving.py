@@ -151,6 +151,8 @@ def receive(
     )
     session.add(receipt)
     session.flush()
+    if status == "done" and at_dock:
+        count_in_without_scale(bin_row, qty)
     if at_dock:
         waiting = pending_by_bin(session, [bin_row.id]).get(bin_row.id, 0)
         session.add(
@@ -187,6 +189,16 @@ def receive(
         _settle(session, order, now_ms, actor)
     refresh_pending(session, [order.bin_id])
     return receipt
+
+
+def count_in_without_scale(bin_row: Bin, qty: int) -> None:
+    """Goods received into a bin nobody weighs are in it: its count goes up by them.
+
+    A bin with a scale counts them when its scale sees them (the receipt waits for
+    put-away); a bin without one has nothing else to count them, and a dock receipt
+    that left its count alone made it order again at once (found by an outside try)."""
+    if bin_row.agent_id is None and qty > 0:
+        bin_row.on_hand += qty
 
 
 def replayed_receipt(
@@ -360,6 +372,8 @@ def inspect_receipt(
         receipt.status = (
             "awaiting_putaway" if has_scale and accepted > in_bin else "done"
         )
+        if bin_row is not None and not putting_away:
+            count_in_without_scale(bin_row, accepted)
     else:
         receipt.status = "done"
     record_audit(

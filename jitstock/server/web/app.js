@@ -480,8 +480,7 @@ async function loadOrders() {
   fillSelect($("o-state"), states, "All states");
   $("o-supplier").value = sups.includes(sup) ? sup : ""; $("o-state").value = states.includes(st) ? st : "";
   const orders = d.orders.filter(o => (!$("o-supplier").value || o.supplier === sup) && (!$("o-state").value || o.state === st));
-  $("orders-matrix").innerHTML = `<div class="card matrix"><h3>Open orders by state and supplier</h3>` + table(["Supplier", ...states.map(x => x.replace(/_/g, " ")), "overdue"],
-    sups.map(s => [s, ...states.map(x => d.orders.filter(o => o.supplier === s && o.state === x).length), d.orders.filter(o => o.supplier === s && o.overdue).length])) + "</div>";
+  state.board = { orders: d.orders, states, sups, matrix: "" };
   $("orders-table").innerHTML = d.orders.length ? table(["Order", "Bin", "Area", "SKU", "Supplier", "State", "Qty", "Created", "Promised", "On hand", "Stockout in"],
     orders.map(o => [orderLink(o.id), binLink(o.bin), o.area || "", o.sku, o.supplier, o.state.replace(/_/g, " "), o.qty, fmtTs(o.created_ms), fmtTs(o.promised_ms),
       o.on_hand, o.stockout_ms ? fmtDur(o.stockout_ms - d.now_ms) : "—"]), "orders-t",
@@ -491,17 +490,24 @@ async function loadOrders() {
   markOverdue();
   window.__ordersRendered = Date.now();
 }
-// An order whose promise passes while the board is open turns red in place (no reload needed).
+// An order whose promise passes while the board is open turns red in place (no reload
+// needed); the matrix, the rows and the summary count overdue by one rule: the server
+// said so when the board loaded, or the promise has passed since.
 function markOverdue() {
   const now = Date.now() + (state.clockSkew || 0);
-  let n = 0;
   for (const tr of document.querySelectorAll("#orders-t tr[data-promised]")) {
     const late = +tr.dataset.promised < now;
     if (late && !tr.classList.contains("overdue")) { tr.classList.add("overdue"); tr.dataset.overdueAt = Date.now(); }
-    if (late) n++;
   }
+  const n = document.querySelectorAll("#orders-t tbody tr.overdue").length;
   const total = document.querySelectorAll("#orders-t tbody tr").length;
   set($("orders-summary"), total ? `${total} open, ${n} overdue` : "");
+  const b = state.board;
+  if (!b) return;
+  const late = o => o.overdue || (o.promised_ms && o.promised_ms < now);
+  const html = `<div class="card matrix"><h3>Open orders by state and supplier</h3>` + table(["Supplier", ...b.states.map(x => x.replace(/_/g, " ")), "overdue"],
+    b.sups.map(s => [s, ...b.states.map(x => b.orders.filter(o => o.supplier === s && o.state === x).length), b.orders.filter(o => o.supplier === s && late(o)).length])) + "</div>";
+  if (html !== b.matrix) { b.matrix = html; $("orders-matrix").innerHTML = html; }
 }
 setInterval(() => { if (state.view === "orders") markOverdue(); }, 250);
 async function showOrder(id) {

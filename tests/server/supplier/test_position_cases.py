@@ -504,3 +504,41 @@ def test_case17_what_the_scale_saw_cannot_be_rejected(
             o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
         ]
         assert replacement.qty == 30
+
+
+def test_case18_a_recount_with_a_hand_in_the_bin_keeps_the_tare(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outside try: 15 in the bin, a hand presses it (an unstable 40-unit weight),
+    the manager counts 15: the tare was re-zeroed on the passing weight, and when the
+    scale settled back the bin read 0, with a phantom consumption and a stockout
+    alert.  While the scale moves a recount sets the count and keeps the tare; a
+    recalibration waits for a stable weight."""
+    with plant(tmp_path, mosquitto.url, start=15, order_qty=50, reorder_point=5) as (
+        loop,
+        dev,
+    ):
+        tare = loop.admin.get(f"/api/v1/bins/{BIN}").json()["tare_g"]
+        dev.count(BIN, 40, stable=False)  # a hand in the bin
+        wait_until(
+            lambda: (
+                loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
+                == TARE_G + 40 * UNIT_G
+            ),
+            what="the unstable reading seen",
+        )
+        r = loop.admin.post(f"/api/v1/bins/{BIN}/recount", json={"on_hand": 15})
+        assert r.status_code == 200, r.text
+        assert (r.json()["on_hand"], r.json()["tare_g"]) == (15, tare)
+        r = loop.admin.post(f"/api/v1/bins/{BIN}/recalibrate", json={"count": 15})
+        assert r.status_code == 409, r.text
+        assert "stable weight" in r.text
+        show(loop, dev, 15)  # the hand is gone: the scale settles where it was
+        assert loop.level()["on_hand"] == 15
+        assert loop.orders() == []
+        r = loop.admin.get(f"/api/v1/bins/{BIN}/events")
+        assert r.status_code == 200, r.text
+        assert [e for e in r.json()["events"] if e["kind"] == "consumption"] == []
+        # settled: a recalibration is taken now
+        r = loop.admin.post(f"/api/v1/bins/{BIN}/recalibrate", json={"count": 15})
+        assert r.status_code == 200, r.text

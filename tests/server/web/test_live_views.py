@@ -91,6 +91,14 @@ def test_orders_board_shows_a_new_order_a_state_change_and_overdue_live(
         overdue = _seen(page, "__overdue")
         assert 0 <= overdue - promised < LIVE_BUDGET_MS, overdue - promised
         assert "1 overdue" in page.locator("#orders-summary").inner_text()
+        # the matrix counts it too (it had kept the server's flag from the load: an
+        # outside try saw "1 overdue" above a matrix saying 0)
+        rows = [
+            r.locator("td").all_inner_texts()
+            for r in page.locator("#orders-matrix tbody tr").all()
+        ]
+        (mine,) = [r for r in rows if r and r[0] == order["supplier_id"]]
+        assert mine[-1] == "1", rows
         # the state columns come in the order an order moves through them
         heads = page.locator("#orders-matrix th").all_inner_texts()
         assert heads[:4] == ["Supplier", "created", "sent", "acknowledged"], heads

@@ -29,6 +29,7 @@ from jitstock.server.api.schemas import (
 from jitstock.server.db.audit import record_audit
 from jitstock.server.db.models import AuditLog, Bin, BinEvent, Order
 from jitstock.server.floor import tiles
+from jitstock.server.levels import count_of
 
 router = APIRouter(prefix="/api/v1/bins", tags=["bin page"])
 
@@ -187,9 +188,10 @@ def _answer(ctx: Any, row: Bin, order: Order | None) -> dict[str, Any]:
 def recount(
     bin_id: str, body: RecountRequest, session: SessionDep, key: Manager, ctx: CtxDep
 ) -> dict[str, Any]:
-    """Set on hand to a counted value (on a scale bin: re-zero the tare to match)."""
+    """Set on hand to a counted value (on a scale bin whose weight has settled: re-zero
+    the tare to match; while it moves: set the count, keep the tare)."""
     row = catalog.get_or_404(session, Bin, "bin", bin_id)
-    if row.last_grams is not None:
+    if row.last_grams is not None and _settled(row):
         unit_g = row.effective_unit_weight_g
         tare = round(row.last_grams - body.on_hand * unit_g, 3)
         if tare != row.tare_g:
@@ -198,9 +200,11 @@ def recount(
             if out["on_hand"] == body.on_hand:
                 return out
             row = catalog.get_or_404(session, Bin, "bin", bin_id)
-        # The tare fits what the scale shows already, yet the level is another count:
-        # the scale has not settled since (the level is an earlier stable reading's;
-        # the count matches the weight it shows now).  The count is set, not dropped.
+    # No scale, or a scale that has not settled since its level was taken (its last
+    # weight is an unstable one: a hand in the bin, parts still sliding): the count is
+    # set and the tare kept; a tare taken from a passing weight would turn the settled
+    # weight into a phantom consumption (found by an outside try).  The next stable
+    # reading counts from the tare as before.
     now = ctx.clock.time_ms()
     delta = body.on_hand - row.on_hand
     row.on_hand = body.on_hand
@@ -231,6 +235,15 @@ def recount(
     return _answer(ctx, row, order)
 
 
+def _settled(row: Bin) -> bool:
+    """Whether the scale's last weight is the one its level was counted from: an
+    unstable reading moves ``last_grams`` but not the count, so a last weight that
+    gives another count than the level is one the scale has not settled on."""
+    assert row.last_grams is not None
+    count, _ = count_of(row.last_grams, row.tare_g, row.effective_unit_weight_g)
+    return count == row.on_hand
+
+
 @router.post("/{bin_id}/recalibrate")
 def recalibrate(
     bin_id: str,
@@ -243,6 +256,13 @@ def recalibrate(
     row = catalog.get_or_404(session, Bin, "bin", bin_id)
     if row.last_grams is None:
         raise Conflict(f"bin {bin_id!r} has no scale reading yet to calibrate against")
+    if not _settled(row):
+        raise Conflict(
+            f"the scale's last weight ({row.last_grams:g} g) is not one it settled on "
+            f"(an unstable reading; the level {row.on_hand} is from an earlier one): "
+            "recalibrate once it shows a stable weight",
+            field="count",
+        )
     if body.solve == "unit_weight":
         unit = (row.last_grams - row.tare_g) / body.count
         if unit <= 0:
