@@ -8,6 +8,7 @@ tests/services.py wraps these for pytest (a missing binary fails under CI).
 
 from __future__ import annotations
 
+import collections
 import os
 import pwd
 import random
@@ -23,8 +24,13 @@ from typing import Any
 START_TIMEOUT_S = 20.0
 
 
-# Ports handed out by free_port in this process: never handed out twice.
-_handed_out: set[int] = set()
+# Port slices for pytest-xdist workers (gw0 … gw7; more wrap around).
+XDIST_SLICES = 8
+# Ports free_port handed out lately in this process: not handed out again while a
+# caller may still be about to bind one (a slice holds ~1,600 ports; a test run asks
+# for about as many, so old ones come back).
+RECENT_PORTS = 256
+_handed_out: collections.deque[int] = collections.deque(maxlen=RECENT_PORTS)
 _port_rng = random.Random()
 
 
@@ -48,6 +54,14 @@ def free_port() -> int:
     low, high = 20_000, _ephemeral_low() - 1
     if high - low < 1_000:  # an unusual kernel setting: fall back to bind(0)
         low = high = 0
+    else:
+        # pytest-xdist workers draw from slices of their own: two workers picking the
+        # same port before either bound it once pointed a test at another's server
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        if worker.startswith("gw") and worker[2:].isdigit():
+            size = (high - low + 1) // XDIST_SLICES
+            low += (int(worker[2:]) % XDIST_SLICES) * size
+            high = low + size - 1
     for _ in range(200):
         port = _port_rng.randint(low, high) if high else 0
         if port in _handed_out:
@@ -58,7 +72,7 @@ def free_port() -> int:
             except OSError:
                 continue
             port = int(s.getsockname()[1])
-        _handed_out.add(port)
+        _handed_out.append(port)
         return port
     raise OSError(f"no free TCP port found in {low}-{high}")
 

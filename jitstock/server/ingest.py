@@ -215,7 +215,15 @@ class Ingest(SeqRules, IngestWorker):
             if addr.kind not in ("readings", "scans"):
                 continue
             if not item.payload:
-                continue  # clearing a retained message (mosquitto_pub -r -n): no batch
+                # counted like any payload that is no batch, and said plainly: an empty
+                # message is also what clearing a retained one sends to subscribers
+                self._reject(
+                    addr.agent,
+                    "malformed_json",
+                    "empty payload: not a batch (clearing a retained message with "
+                    "mosquitto_pub -r -n sends one; then nothing else is wrong)",
+                )
+                continue
             if item.retain and not item.replay:
                 # an old batch the broker replays at every (re)subscribe: applying it would
                 # restart the agent's sequence at each server restart
