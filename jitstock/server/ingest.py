@@ -403,15 +403,13 @@ class Ingest(SeqRules, IngestWorker):
         self.metrics.scans.inc(len(flush.scans))
         for outcome in flush.scan_outcomes:
             self.metrics.dock_scans.labels(outcome).inc()
-        for agent in flush.unknown_status_agents:
-            self.metrics.rejected_batches.labels("unknown_agent").inc()
-            self._bad.log(
-                logging.WARNING,
-                f"{agent}:unknown_agent:status",
-                "%s: unknown_agent: status of agent %r, which is not configured "
+        for agent in flush.unknown_status_agents:  # the state DB's verdict, durable now
+            self._count_reject(
+                agent,
+                "unknown_agent",
+                f"status of agent {agent!r}, which is not configured "
                 "(POST /api/v1/agents): not stored",
-                agent,
-                agent,
+                kind="status",
             )
         if orders:
             self.metrics.orders_created.inc(len(orders))
@@ -488,10 +486,16 @@ class Ingest(SeqRules, IngestWorker):
         self, source: str, reason: str, message: str, *, kind: str | None = None
     ) -> None:
         """Count a rejected message and log it rate-limited per source, reason and kind
-        (``kind``: instead of the message with its values blanked)."""
-        self._later(self.metrics.rejected_batches.labels(reason).inc)
-        self._later(
-            self._bad.log,
+        (``kind``: instead of the message with its values blanked), once the flush is
+        durable."""
+        self._later(self._count_reject, source, reason, message, kind)
+
+    def _count_reject(
+        self, source: str, reason: str, message: str, kind: str | None = None
+    ) -> None:
+        """:meth:`_reject` now (the caller knows its flush is durable)."""
+        self.metrics.rejected_batches.labels(reason).inc()
+        self._bad.log(
             logging.WARNING,
             f"{source}:{reason}:{message_kind(message) if kind is None else kind}",
             "%s: %s: %s",

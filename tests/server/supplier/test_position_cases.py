@@ -27,6 +27,23 @@ def _order(loop: Loop, n: int = 1) -> dict[str, Any]:
     return loop.order(orders[n - 1].id)
 
 
+def _replacements(loop: Loop, order_id: str) -> list[Any]:
+    """The orders placed for what ``order_id`` was short or had rejected."""
+    return [o for o in loop.orders() if (o.trigger or {}).get("replaces") == order_id]
+
+
+def _received_at_dock(
+    loop: Loop, dev: HandDevice, qty: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bin picked to 18 (its order fires), then ``qty`` of it received at the
+    dock: (the order, the receipt)."""
+    show(loop, dev, 18)
+    order = _order(loop)
+    r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": qty})
+    assert r.status_code == 201, r.text
+    return order, r.json()
+
+
 def _alerts(loop: Loop, kind: str) -> list[dict[str, Any]]:
     r = loop.admin.get("/api/v1/supply-alerts", params={"kind": kind})
     assert r.status_code == 200, r.text
@@ -235,9 +252,7 @@ def test_case8_bin_supplier_wins_and_replacement_in_packs(
             json={"accepted_qty": 25, "rejected_qty": 15, "reason": "bent"},
         )
         assert r.status_code == 201, r.text
-        replacement = [
-            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
-        ]
+        replacement = _replacements(loop, order["id"])
         assert [(o.supplier_id, o.qty) for o in replacement] == [("B", 24)]
 
 
@@ -373,9 +388,7 @@ def test_case14_a_replacement_open_does_not_keep_the_bin_from_ordering(
         assert r.status_code == 200, r.text
         r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 40})
         assert r.status_code == 201, r.text
-        (replacement,) = [
-            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
-        ]
+        (replacement,) = _replacements(loop, order["id"])
         assert replacement.qty == 10
         show(loop, dev, 58)  # put away
         wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
@@ -440,11 +453,7 @@ def test_case16_goods_found_wrong_after_their_dock_receipt_are_rejected(
         loop,
         dev,
     ):
-        show(loop, dev, 18)
-        order = _order(loop)
-        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 50})
-        assert r.status_code == 201, r.text
-        receipt = r.json()
+        order, receipt = _received_at_dock(loop, dev, 50)
         assert receipt["status"] == "awaiting_putaway"
         assert loop.level()["pending_delivery_qty"] == 50
         r = loop.admin.post(
@@ -454,9 +463,7 @@ def test_case16_goods_found_wrong_after_their_dock_receipt_are_rejected(
         assert r.status_code == 201, r.text
         lvl = loop.level()
         assert lvl["pending_delivery_qty"] == 0
-        (replacement,) = [
-            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
-        ]
+        (replacement,) = _replacements(loop, order["id"])
         assert (replacement.supplier_id, replacement.qty) == ("A", 50)
         assert (lvl["on_order_qty"], lvl["position"]) == (50, 68)
         # once inspected it cannot be inspected again
@@ -476,11 +483,7 @@ def test_case17_what_the_scale_saw_cannot_be_rejected(
         loop,
         dev,
     ):
-        show(loop, dev, 18)
-        order = _order(loop)
-        r = loop.admin.post(f"/api/v1/orders/{order['id']}/receive", json={"qty": 50})
-        assert r.status_code == 201, r.text
-        receipt = r.json()
+        order, receipt = _received_at_dock(loop, dev, 50)
         show(loop, dev, 38)  # 20 put away
         wait_until(
             lambda: loop.level()["pending_delivery_qty"] == 30, what="20 confirmed"
@@ -500,9 +503,7 @@ def test_case17_what_the_scale_saw_cannot_be_rejected(
         lvl = loop.level()
         assert (lvl["on_hand"], lvl["pending_delivery_qty"]) == (38, 0)
         wait_until(lambda: loop.order(order["id"])["state"] == "closed", what="closed")
-        (replacement,) = [
-            o for o in loop.orders() if (o.trigger or {}).get("replaces") == order["id"]
-        ]
+        (replacement,) = _replacements(loop, order["id"])
         assert replacement.qty == 30
 
 
