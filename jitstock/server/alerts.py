@@ -440,11 +440,19 @@ class AlertMonitor:
                     notifier.notify(item["event"], item)
 
             sa_event.listen(s, "after_commit", _queue, once=True)
-        for hook in self.on_change:
-            try:
-                hook(out)
-            except Exception:
-                log.exception("alert change hook failed")
+        hooks = list(self.on_change)
+
+        def _tell(_session: Session) -> None:
+            # after the commit: a page told "alerts changed" reads them at once, and
+            # before the commit it read the old list and kept it until the next change
+            for hook in hooks:
+                try:
+                    hook(out)
+                except Exception:
+                    log.exception("alert change hook failed")
+
+        if hooks:
+            sa_event.listen(s, "after_commit", _tell, once=True)
         return out
 
     def _refresh_alerting_bins(self, s: Session) -> None:

@@ -262,7 +262,8 @@ function connect() {
   es.addEventListener("tiles", () => liveReload(false));
   es.addEventListener("orders", () => liveReload(true));
   es.addEventListener("alerts", () => { loadAlertCount(); if (state.view === "alerts") loadAlerts(); });
-  es.addEventListener("resync", () => loadFloor());
+  // a page that fell behind lost pushes: everything it shows is fetched again
+  es.addEventListener("resync", () => refreshView(true));
   es.onerror = () => {
     $("live").className = "live off";
     state.reconnected = true;

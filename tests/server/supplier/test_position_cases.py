@@ -534,7 +534,15 @@ def test_case18_a_recount_with_a_hand_in_the_bin_keeps_the_tare(
         r = loop.admin.post(f"/api/v1/bins/{BIN}/recalibrate", json={"count": 15})
         assert r.status_code == 409, r.text
         assert "stable weight" in r.text
-        show(loop, dev, 15)  # the hand is gone: the scale settles where it was
+        dev.count(BIN, 15)  # the hand is gone: the scale settles where it was
+        # the level was 15 all along, so wait for the settled weight itself
+        wait_until(
+            lambda: (
+                loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
+                == TARE_G + 15 * UNIT_G
+            ),
+            what="the settled reading seen",
+        )
         assert loop.level()["on_hand"] == 15
         assert loop.orders() == []
         r = loop.admin.get(f"/api/v1/bins/{BIN}/events")

@@ -86,6 +86,39 @@ def test_conditions_raise_once_and_resolve_when_they_clear(db) -> None:
     assert _alerts(db)[-1] == ("agent_offline", "agent:pi-1", "open")
 
 
+def test_a_change_is_told_only_once_it_is_committed(db) -> None:
+    """A dashboard told "alerts changed" fetches the alerts at once: told before the
+    commit, it read the old list under load and showed it until the next change (a
+    browser test saw a stockout that never appeared).  Each listener reads the table
+    from its own session when told: raise, acknowledge and resolve are all there."""
+    plant(db)
+    clock = Clock()
+    seen: list[list[tuple[str, str, str]]] = []
+    monitor = AlertMonitor(
+        db.factory,
+        Metrics(),
+        clock=clock,
+        agent_silent_s=60,
+        on_change=lambda _changes: seen.append(_alerts(db)),
+    )
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).where(Bin.id == "B1").values(on_hand=0))
+    monitor.mark(["B1"], [])
+    monitor.run_marked()
+    assert seen == [[("stockout", "bin:B1", "open")]]
+    assert monitor.run_full() == []  # nothing new: nobody is told
+    assert len(seen) == 1
+    with transaction(db.factory, readonly=True) as s:
+        (row,) = s.scalars(select(Alert))
+    monitor.acknowledge(row.id, "anna")
+    assert seen[-1] == [("stockout", "bin:B1", "acknowledged")]
+    with transaction(db.factory) as s:
+        s.execute(update(Bin).where(Bin.id == "B1").values(on_hand=12))
+    monitor.run_full()
+    assert seen[-1] == [("stockout", "bin:B1", "resolved")]
+    assert len(seen) == 3
+
+
 def test_a_disabled_agent_raises_no_agent_offline_and_its_open_one_resolves(
     db,
 ) -> None:

@@ -8,7 +8,11 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from jitstock.server.db.alert_models import Alert
+from jitstock.server.db.session import transaction
+from jitstock.server.live import SUBSCRIBER_QUEUE
 from tests.server.server_support import wait_until
 from tests.server.web.conftest import ADMIN_KEY, ARTIFACTS, Plant, open_page, sign_in
 from tests.waits import BROWSER_WAIT_MS
@@ -339,3 +343,40 @@ def test_tile_badge_stays_while_the_order_is_open_above_the_reorder_point(
         )
     finally:
         page.context.close()
+
+
+def test_a_page_that_fell_behind_fetches_what_it_shows_again(
+    plant: Plant, browser: Any
+) -> None:
+    """A page too slow for the stream is sent ``resync`` instead of the backlog it lost:
+    it reloaded only the floor, so an alerts page missed every alert pushed meanwhile."""
+    page = open_page(browser, plant, path="/#/alerts")
+    try:
+        page.locator("#alerts-table > *").first.wait_for(timeout=BROWSER_WAIT_MS)
+        page.locator("#live.on").wait_for(timeout=BROWSER_WAIT_MS)
+        # an alert whose own push this page is about to lose in the flood below
+        with transaction(plant.app.session_factory) as s:
+            s.add(
+                Alert(
+                    kind="dead_letter",
+                    entity="agent:resync-test",
+                    severity="critical",
+                    message="resync test",
+                    opened_ms=int(time.time() * 1000),
+                )
+            )
+        assert page.locator('#alerts-t tr[data-kind="dead_letter"]').count() == 0
+        for i in range(5 * SUBSCRIBER_QUEUE):  # far more than a page may have queued
+            plant.app.live.publish("flood", {"i": i})
+        page.locator('#alerts-t tr[data-kind="dead_letter"]').wait_for(
+            timeout=BROWSER_WAIT_MS
+        )
+        assert _loads(page) == 1
+    finally:
+        page.context.close()
+        with transaction(plant.app.session_factory) as s:
+            s.execute(
+                update(Alert)
+                .where(Alert.entity == "agent:resync-test")
+                .values(state="resolved", resolved_ms=int(time.time() * 1000))
+            )
