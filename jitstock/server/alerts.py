@@ -429,29 +429,25 @@ class AlertMonitor:
         self._refresh_alerting_bins(s)
         out = [{"event": event, **alert_dict(row)} for event, row in changes]
         self._update_gauge(s)
-        if self._notifier is not None and self._notifier.config.enabled:
-            # described as the API shows them; queued only once the change is committed
-            # (a rolled-back raise is never notified)
-            notifier = self._notifier
-            described = describe(s, out)
-
-            def _queue(_session: Session) -> None:
-                for item in described:
-                    notifier.notify(item["event"], item)
-
-            sa_event.listen(s, "after_commit", _queue, once=True)
+        # Told only once the change is committed: a rolled-back raise is never notified,
+        # and a page told "alerts changed" reads them at once (told before the commit,
+        # it read the old list and kept it until the next change).
+        n = self._notifier
+        notify = n.notify if n is not None and n.config.enabled else None
+        described = describe(s, out) if notify is not None else []  # as the API shows
         hooks = list(self.on_change)
 
         def _tell(_session: Session) -> None:
-            # after the commit: a page told "alerts changed" reads them at once, and
-            # before the commit it read the old list and kept it until the next change
+            if notify is not None:
+                for item in described:
+                    notify(item["event"], item)
             for hook in hooks:
                 try:
                     hook(out)
                 except Exception:
                     log.exception("alert change hook failed")
 
-        if hooks:
+        if described or hooks:
             sa_event.listen(s, "after_commit", _tell, once=True)
         return out
 

@@ -44,6 +44,17 @@ def _received_at_dock(
     return order, r.json()
 
 
+def _weight_seen(loop: Loop, units: int, what: str) -> None:
+    """Wait until the server has the scale's weight of ``units`` (steady or not)."""
+    wait_until(
+        lambda: (
+            loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
+            == TARE_G + units * UNIT_G
+        ),
+        what=f"{what} seen",
+    )
+
+
 def _alerts(loop: Loop, kind: str) -> list[dict[str, Any]]:
     r = loop.admin.get("/api/v1/supply-alerts", params={"kind": kind})
     assert r.status_code == 200, r.text
@@ -419,13 +430,7 @@ def test_case15_a_recount_while_the_scale_is_unsettled_sets_the_count_and_orders
         dev,
     ):
         dev.count(BIN, 15, stable=False)
-        wait_until(
-            lambda: (
-                loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
-                == TARE_G + 15 * UNIT_G
-            ),
-            what="the unstable reading seen",
-        )
+        _weight_seen(loop, 15, "the unstable reading")
         assert loop.level()["on_hand"] == 60
         r = loop.admin.post(f"/api/v1/bins/{BIN}/recount", json={"on_hand": 15})
         assert r.status_code == 200, r.text
@@ -521,13 +526,7 @@ def test_case18_a_recount_with_a_hand_in_the_bin_keeps_the_tare(
     ):
         tare = loop.admin.get(f"/api/v1/bins/{BIN}").json()["tare_g"]
         dev.count(BIN, 40, stable=False)  # a hand in the bin
-        wait_until(
-            lambda: (
-                loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
-                == TARE_G + 40 * UNIT_G
-            ),
-            what="the unstable reading seen",
-        )
+        _weight_seen(loop, 40, "the unstable reading")
         r = loop.admin.post(f"/api/v1/bins/{BIN}/recount", json={"on_hand": 15})
         assert r.status_code == 200, r.text
         assert (r.json()["on_hand"], r.json()["tare_g"]) == (15, tare)
@@ -536,13 +535,7 @@ def test_case18_a_recount_with_a_hand_in_the_bin_keeps_the_tare(
         assert "stable weight" in r.text
         dev.count(BIN, 15)  # the hand is gone: the scale settles where it was
         # the level was 15 all along, so wait for the settled weight itself
-        wait_until(
-            lambda: (
-                loop.admin.get(f"/api/v1/bins/{BIN}").json()["last_grams"]
-                == TARE_G + 15 * UNIT_G
-            ),
-            what="the settled reading seen",
-        )
+        _weight_seen(loop, 15, "the settled reading")
         assert loop.level()["on_hand"] == 15
         assert loop.orders() == []
         r = loop.admin.get(f"/api/v1/bins/{BIN}/events")
