@@ -23,8 +23,10 @@ from jitstock.server.db.models import (
     Bin,
     BinEvent,
     Order,
+    Sku,
     Supplier,
 )
+from jitstock.server.levels import scale_health
 from jitstock.server.on_time import tolerance_ms
 
 # Bins and agents (checked after every flush that touched them) and the periodic kinds.
@@ -127,7 +129,10 @@ def bin_rules(session: Session, bin_ids: list[str] | None) -> Verdict:
         Bin.last_seen_ms,
         Bin.sensor_ok,
         Bin.sensor_fault,
-    )
+        Bin.last_grams,
+        Bin.tare_g,
+        func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g),
+    ).join(Sku, Sku.id == Bin.sku_id)
     if bin_ids is not None:
         stmt = stmt.where(Bin.id.in_(bin_ids))
     rows = session.execute(stmt).all()
@@ -135,8 +140,10 @@ def bin_rules(session: Session, bin_ids: list[str] | None) -> Verdict:
     verdict = Verdict(
         BIN_KINDS, {f"bin:{r[0]}" for r in rows} if bin_ids is not None else None
     )
-    for bin_id, site, on_hand, seen, ok, fault in rows:
+    for bin_id, site, on_hand, seen, reported_ok, reported, grams, tare, unit in rows:
         entity = f"bin:{bin_id}"
+        # the fault its agent reported, else a weight below the bin's tare
+        ok, fault = scale_health(reported_ok, reported, grams, tare, unit)
         if not ok:
             verdict.holding.append(
                 AlertSpec(

@@ -20,7 +20,7 @@ from jitstock.server.db.models import Bin, Order, Sku, Supplier
 WHAT_TO_DO = {
     "stockout": "Check the line is not waiting for parts; expedite the open order or move stock from another bin.",
     "below_safety_stock": "Watch the bin; if the order will not arrive in time, call {supplier}.",
-    "scale_fault": "Check the scale under bin {bin} (cable, load, obstruction) and recount the bin.",
+    "scale_fault": "Check the scale under bin {bin} (power, cable, load, obstruction) and its tare, then recount the bin.",
     "agent_offline": "Check power and network of edge agent {agent}; its bins are not being watched.",
     "order_unacknowledged": "Call {supplier} and ask them to confirm order {order}.",
     "order_overdue": "Call {supplier} for a new delivery time for order {order}; expedite or order elsewhere if the bin runs low.",

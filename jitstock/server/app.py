@@ -237,8 +237,8 @@ class ServerApp:
         self.live.mark(flush.changed_bins, agents)
         # Alerts re-check only bins whose alert state can have changed: a count that moved
         # to or below the reorder point (stockout and safety stock lie below it), a bin with
-        # an open alert whose count moved (to resolve it), and the bins of agents that
-        # reported sensor health.  A re-sent unchanged reading changes nothing; everything
+        # an open alert whose count moved (to resolve it), a bin whose weight went below
+        # its tare or came back, and the bins of agents that reported sensor health.  A re-sent unchanged reading changes nothing; everything
         # else is caught by the full pass every alert_check_s.
         snap = self.registry.snapshot
         watch = self.alerts.alerting_bins
@@ -249,6 +249,8 @@ class ServerApp:
             if b in changed
             and (b in watch or count <= snap.reorder_point[snap.index[b]])
         ]
+        # a weight that went below the bin's tare or came back: a scale fault starts or ends
+        bins += [b for b, _grams, _below in flush.tare_changed]
         if agents:
             reporting = set(agents)
             bins += [c.bin_id for c in snap.cals if c.agent_id in reporting]

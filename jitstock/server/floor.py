@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.agents import Liveness
 from jitstock.server.alert_rules import policy_marks
 from jitstock.server.db.models import OPEN_ORDER_STATES, Agent, Bin, Order, Sku
+from jitstock.server.levels import scale_health
 
 # Status names, most urgent first: a tile shows the first that applies.
 STATUSES = ("offline", "fault", "stockout", "below_ss", "below_rop", "ok", "nodata")
@@ -113,6 +114,9 @@ def tiles(
             Agent.last_seen_ms,
             Agent.enabled,
             Bin.on_hand_confidence,
+            Bin.last_grams,
+            Bin.tare_g,
+            func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g),
         )
         .join(Sku, Sku.id == Bin.sku_id)
         .outerjoin(Agent, Agent.id == Bin.agent_id)
@@ -145,8 +149,8 @@ def tiles(
         cap,
         rop,
         seen,
-        ok,
-        fault,
+        reported_ok,
+        reported_fault,
         paused,
         supplier,
         agent,
@@ -155,7 +159,12 @@ def tiles(
         agent_seen,
         agent_enabled,
         conf,
+        grams,
+        tare,
+        unit,
     ) in rows:
+        # the fault its agent reported, else a weight below the bin's tare (levels.below_tare)
+        ok, fault = scale_health(reported_ok, reported_fault, grams, tare, unit)
         m = marks.get(bid, {})
         ss = m.get("safety_stock")
         rate = m.get("rate_per_day")

@@ -39,6 +39,10 @@ class Flush:
         default_factory=list
     )  # (site, agent, scan)
     readings: int = 0
+    below_tare: int = 0  # readings clearly below their bin's tare: held, not counted
+    tare_changed: list[tuple[str, float, bool]] = field(
+        default_factory=list
+    )  # (bin, grams, now below tare) for bins whose weight went below tare or came back
     seen: list[tuple[str, float, int]] = field(
         default_factory=list
     )  # (bin, last grams, last ts_ms)

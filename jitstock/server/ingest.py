@@ -400,6 +400,18 @@ class Ingest(SeqRules, IngestWorker):
         for fn, args in deferred:
             fn(*args)
         self.metrics.readings.inc(flush.readings)
+        if flush.below_tare:
+            self.metrics.below_tare.inc(flush.below_tare)
+        for bin_id, weight, below in flush.tare_changed:
+            if below:
+                self._bad.log(
+                    logging.WARNING,
+                    f"{bin_id}:below_tare",
+                    "bin %s reads %g g, below its tare: level held at its last count "
+                    "until the scale weighs again (scale_fault)",
+                    bin_id,
+                    weight,
+                )
         self.metrics.scans.inc(len(flush.scans))
         for outcome in flush.scan_outcomes:
             self.metrics.dock_scans.labels(outcome).inc()

@@ -18,6 +18,13 @@ History keeps what changed: a stable reading is a point when its grams differ fr
 bin's previous point, and otherwise once every ``HISTORY_KEEPALIVE_S`` per bin (so a
 chart of a quiet bin has a point in every minute).  Readings of a late batch (an
 outbox replayed after an outage) are all kept: they fill the gap they left.
+
+A reading clearly below its bin's tare (:func:`jitstock.server.levels.below_tare`: an
+indicator that reads 0 g while it restarts, a lifted load cell) counts like one the
+scale did not call stable: the level, its events, the reorder rule and the history keep
+the last weighed count; its grams are written like any (``last_grams``: the scale fault
+the API, the floor and the alerts show), and a bin going below or coming back is told to
+the alert monitor (``Flush.tare_changed``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,11 @@ import numpy as np
 import numpy.typing as npt
 
 from jitstock.server.flush import Flush
-from jitstock.server.levels import BinCalibration, counts_from_grams
+from jitstock.server.levels import (
+    BinCalibration,
+    below_tare_slack,
+    counts_from_grams,
+)
 from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
 from jitstock.server.tsdb import Frame
 
@@ -192,6 +203,8 @@ class FlushLevels:
         # newest history point (UNKNOWN: none since this process started)
         self._hist_grams: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
         self._hist_ms: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        # per bin of self._snap: grams below this are a scale not weighing (levels.below_tare)
+        self._tare_floor: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
         self._seen_written = time.monotonic()
 
     def seen_pending(self, *, due_only: bool) -> bool:
@@ -237,6 +250,8 @@ class FlushLevels:
         self._snap, self._grams, self._dirty_ts = snap, grams, dirty
         self._written_ms = written
         self._hist_grams, self._hist_ms = hist_grams, hist_ms
+        with np.errstate(all="ignore"):
+            self._tare_floor = snap.tare - below_tare_slack(snap.tare, snap.unit)
 
     def compute(
         self,
@@ -288,6 +303,11 @@ class FlushLevels:
         grams = np.array(grams_l, dtype=np.float64)
         stable = np.array(stable_l, dtype=np.bool_)
         counts, conf = counts_from_grams(grams, snap.tare[idx], snap.unit[idx], stable)
+        # a weight clearly below the empty bin's is a scale not weighing: held, not counted
+        off = grams < self._tare_floor[idx]
+        if off.any():
+            flush.below_tare = int(off.sum())
+            stable = stable & ~off
 
         # readings of a bin may arrive out of order across batches: apply them by (bin, time)
         order = np.lexsort((ts, idx))
@@ -389,20 +409,47 @@ class FlushLevels:
             res.written = np.ones(len(seen_idx), dtype=np.bool_)
         rows = seen_idx if due else seen_idx[res.written]
         if len(rows):
+            row_grams = seen_grams if due else seen_grams[res.written]
             flush.seen = [
                 (cals[i].bin_id, g, t)
                 for i, g, t in zip(
                     rows.tolist(),
-                    (seen_grams if due else seen_grams[res.written]).tolist(),
+                    row_grams.tolist(),
                     (seen_ts if due else seen_ts[res.written]).tolist(),
                     strict=True,
                 )
             ]
+            self._tare_flips(flush, cals, rows, row_grams)
         if due:
             in_flush = np.zeros(len(cals), dtype=np.bool_)
             in_flush[seen_idx] = True
             self._add_dirty(flush, res, in_flush)
         return self._history(res, order, idx, ts, grams, counts, stable, late), res
+
+    def _tare_flips(
+        self,
+        flush: Flush,
+        cals: list[BinCalibration],
+        rows: npt.NDArray[np.int64],
+        grams: npt.NDArray[np.float64],
+    ) -> None:
+        """Bins whose written weight went below their tare or came back (their scale
+        fault starts or ends while their count stays): ``flush.tare_changed``."""
+        floor = self._tare_floor[rows]
+        below = grams < floor
+        flip = below != (
+            self._grams[rows] < floor
+        )  # NaN (nothing written) is not below
+        if flip.any():
+            flush.tare_changed = [
+                (cals[i].bin_id, g, b)
+                for i, g, b in zip(
+                    rows[flip].tolist(),
+                    grams[flip].tolist(),
+                    below[flip].tolist(),
+                    strict=True,
+                )
+            ]
 
     def _add_dirty(
         self, flush: Flush, res: Computed, in_flush: npt.NDArray[np.bool_]

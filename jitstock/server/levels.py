@@ -23,6 +23,12 @@ MIN_UNIT_WEIGHT_G = 0.001
 MAX_TARE_G = 2_000_000.0
 # Largest count stored: bins.on_hand is a 32-bit INTEGER (2 t of 1 mg parts is 2e9, below it).
 MAX_COUNT = 2**31 - 1
+# A weight clearly below the empty bin's (its tare) is not a level but a scale that is not
+# weighing: an indicator restarting reads 0 g, a load cell lifted or unplugged reads less
+# than the bin.  "Clearly": by more than half a part, 2 % of the tare and 5 g (a zero that
+# drifts a few grams, or a tare measured a little heavy, still reads as an empty bin).
+BELOW_TARE_FRACTION = 0.02
+BELOW_TARE_MIN_G = 5.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +54,58 @@ def calibration_problem(
     if tare_g is None or not math.isfinite(tare_g) or abs(tare_g) > MAX_TARE_G:
         return f"tare {tare_g!r} g not finite or beyond {MAX_TARE_G:g} g"
     return None
+
+
+def below_tare_slack(
+    tare_g: npt.NDArray[np.float64], unit_g: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """How far below its tare a bin's weight may read and still be an empty bin."""
+    with np.errstate(all="ignore"):
+        # fmax: a NaN unit weight (never registered, see calibration_problem) or tare
+        # leaves the other terms
+        slack = np.fmax(0.5 * unit_g, BELOW_TARE_FRACTION * np.abs(tare_g))
+    out: npt.NDArray[np.float64] = np.fmax(slack, BELOW_TARE_MIN_G)
+    return out
+
+
+def below_tare(
+    grams: npt.NDArray[np.float64],
+    tare_g: npt.NDArray[np.float64],
+    unit_g: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """Readings clearly below their bin's tare: held, not counted (the level stays where the
+    scale last weighed it; ``scale_fault`` says why).  False for NaN anywhere."""
+    with np.errstate(all="ignore"):
+        return np.asarray(grams < tare_g - below_tare_slack(tare_g, unit_g))
+
+
+def tare_fault(
+    grams: float | None, tare_g: float | None, unit_g: float | None
+) -> str | None:
+    """Why a bin's last weight is not a level (it reads clearly below the bin's tare), or None."""
+    if grams is None or tare_g is None or unit_g is None:
+        return None
+    if not below_tare(np.array([grams]), np.array([tare_g]), np.array([unit_g]))[0]:
+        return None
+    return (
+        f"weight {grams:g} g is below the empty bin's tare of {tare_g:g} g: the scale is "
+        "not weighing (restarting, lifted or unplugged) or the tare is wrong; the level "
+        "is held at its last count"
+    )
+
+
+def scale_health(
+    sensor_ok: bool,
+    sensor_fault: str | None,
+    grams: float | None,
+    tare_g: float | None,
+    unit_g: float | None,
+) -> tuple[bool, str | None]:
+    """A bin's scale health: the fault its agent reported, else a weight below tare."""
+    if not sensor_ok:
+        return False, sensor_fault
+    fault = tare_fault(grams, tare_g, unit_g)
+    return fault is None, fault
 
 
 def counts_from_grams(

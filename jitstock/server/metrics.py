@@ -12,6 +12,11 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         self.readings = Counter("jitstock_readings", "Readings applied", registry=r)
         self.scans = Counter("jitstock_scans", "Scans applied", registry=r)
+        self.below_tare = Counter(
+            "jitstock_readings_below_tare",
+            "Readings clearly below their bin's tare (a scale not weighing): held, not counted",
+            registry=r,
+        )
         self.dock_scans = Counter(
             "jitstock_dock_scans",
             "What became of a dock scan's code, by outcome (dock_scans.SCAN_OUTCOMES)",

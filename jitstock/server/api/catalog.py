@@ -30,7 +30,7 @@ from jitstock.server.db.models import (
     Supplier,
 )
 from jitstock.server.db.secrets import new_webhook_secret
-from jitstock.server.levels import count_of
+from jitstock.server.levels import count_of, tare_fault
 from jitstock.server.supplier.scancode import as_gtin, gtin_forms
 
 M = TypeVar("M", bound=Base)
@@ -410,6 +410,8 @@ def recount(session: Session, row: Bin, now_ms: int) -> bool:
     """Re-derive on_hand from the last weight after a calibration change; True if it moved."""
     if row.last_grams is None or row.last_seen_ms is None:
         return False
+    if tare_fault(row.last_grams, row.tare_g, row.effective_unit_weight_g):
+        return False  # the scale is not weighing (or the new tare is wrong): level held
     count, confidence = count_of(
         row.last_grams, row.tare_g, row.effective_unit_weight_g
     )

@@ -412,7 +412,10 @@ class BinPublic(Output):
     on_hand_confidence: float
     last_grams: float | None
     last_seen_ms: int | None
-    sensor_ok: bool
+    sensor_ok: bool = Field(
+        description="the scale's health as its agent reported it; GET /api/v1/levels "
+        "also calls a weight below the bin's tare a fault"
+    )
     sensor_fault: str | None
     pending_delivery_qty: int
 
@@ -435,8 +438,12 @@ class LevelPublic(BaseModel):
     position: int = Field(description="on hand + delivered-but-unconfirmed + on order")
     reorder_point: int
     paused: bool
-    sensor_ok: bool
-    sensor_fault: str | None
+    sensor_ok: bool = Field(
+        description="false when the bin's agent reports a scale fault, or when the last "
+        "weight reads clearly below the bin's tare (a scale restarting, lifted or "
+        "unplugged; such readings are not counted and on_hand keeps the last count)"
+    )
+    sensor_fault: str | None = Field(description="why sensor_ok is false")
     agent_id: str | None
     agent_online: bool | None = Field(description="null when no agent feeds the bin")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.agents import Liveness
@@ -13,12 +13,14 @@ from jitstock.server.api import catalog
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.deps import CtxDep, ReadSessionDep, Viewer
 from jitstock.server.api.schemas import LevelPublic
-from jitstock.server.db.models import Agent, Bin
+from jitstock.server.db.models import Agent, Bin, Sku
+from jitstock.server.levels import scale_health
 from jitstock.server.position import on_order_by_bin, pending_by_bin
 
 router = APIRouter(prefix="/api/v1/levels", tags=["levels"])
 # a bin and what its agent's liveness is judged by (jitstock.server.agents)
-LevelSelect = Select[Bin, str | None, int | None, int | None, bool | None]
+# and its unit weight (its own, else its SKU's)
+LevelSelect = Select[Bin, float, str | None, int | None, int | None, bool | None]
 
 
 def _levels(
@@ -30,7 +32,11 @@ def _levels(
     on_order = on_order_by_bin(session, ids)
     pending = pending_by_bin(session, ids)
     out = []
-    for b, reported, status_ms, agent_seen, agent_enabled in rows:
+    for b, unit, reported, status_ms, agent_seen, agent_enabled in rows:
+        # the fault its agent reported, else a weight below the bin's tare (levels.below_tare)
+        ok, fault = scale_health(
+            b.sensor_ok, b.sensor_fault, b.last_grams, b.tare_g, unit
+        )
         ordered = on_order.get(b.id, 0)
         waiting = pending.get(b.id, 0)
         out.append(
@@ -47,8 +53,8 @@ def _levels(
                 position=b.on_hand + waiting + ordered,
                 reorder_point=b.reorder_point,
                 paused=b.paused,
-                sensor_ok=b.sensor_ok,
-                sensor_fault=b.sensor_fault,
+                sensor_ok=ok,
+                sensor_fault=fault,
                 agent_id=b.agent_id,
                 agent_online=Liveness(
                     reported, status_ms, agent_seen, agent_enabled is not False
@@ -64,11 +70,13 @@ def _base() -> LevelSelect:
     return (
         select(
             Bin,
+            func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g),
             Agent.reported_state,
             Agent.status_ms,
             Agent.last_seen_ms,
             Agent.enabled,
         )
+        .join(Sku, Sku.id == Bin.sku_id)
         .outerjoin(Agent, Bin.agent_id == Agent.id)
         .order_by(Bin.id)
     )
