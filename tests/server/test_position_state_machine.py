@@ -761,26 +761,27 @@ class PositionMachine(RuleBasedStateMachine):
                 want,
             ), bin_id
             assert b.pending_delivery_qty == pending, (bin_id, b.pending_delivery_qty)
-            # 3. one open (non-bridge) order waiting for its first delivery per bin,
-            # never two such to one supplier
+            # 3. one open order holding the bin's slot (not a bridge, not a replacement
+            # for a receipt's shortfall or rejects: those order beside it, 0021) waiting
+            # for its first delivery per bin, never two such to one supplier
             awaiting = [o for o in mine if o.state in AWAITING]
-            assert len([o for o in awaiting if o.bridge_for is None]) <= 1, [
-                (o.id, o.state, o.supplier_id) for o in mine
+            slot = [o for o in awaiting if o.replaces is None]
+            assert len([o for o in slot if o.bridge_for is None]) <= 1, [
+                (o.id, o.state, o.supplier_id, o.replaces) for o in mine
             ]
             # a bridge whose late order is gone (its supplier cancelled it) is an order
             # in its own right: the replacement may go to the same supplier beside it
             open_ids = {o.id for o in open_orders}
             suppliers = [
                 o.supplier_id
-                for o in awaiting
+                for o in slot
                 if o.bridge_for is None or o.bridge_for in open_ids
             ]
             assert len(suppliers) == len(set(suppliers)), suppliers
             # 4. low and not paused: an order still to come, or an alert that says why not
             # (a replacement for a receipt's shortfall is not the bin's order: a bin
             # whose position falls to its reorder point with only that open orders again)
-            holding = [o for o in awaiting if o.replaces is None]
-            if want <= b.reorder_point and not b.paused and not holding:
+            if want <= b.reorder_point and not b.paused and not slot:
                 alert = blocked.get(bin_id)
                 assert alert is not None, (bin_id, want, b.reorder_point)
                 if "has not run yet" in alert.message:
