@@ -54,6 +54,10 @@ ACTOR = "reorder"
 REFUSAL_WINDOW_MS = 3_600_000
 # ``orders.last_error`` of an order its supplier cancelled starts so.
 SUPPLIER_CANCEL_PREFIX = "cancelled by supplier"
+# The largest order placed: the API's largest quantity (MAX_QTY in
+# jitstock.server.api.schemas), what one ship notice or dock receipt can carry; the
+# learnt order quantity keeps within it too (replenish.policy.MAX_ORDER_QTY).
+MAX_ORDER_QTY = 1_000_000
 
 
 def lock_bin(session: Session, bin_id: str) -> Bin | None:
@@ -182,10 +186,12 @@ def order_quantity(
 
     A single large pick can drop the position more than one order quantity below
     the reorder point; since a bin has at most one open order, that order must
-    cover the gap.  ``capacity`` (when set) caps the multiple, never below one.
+    cover the gap.  ``capacity`` (when set) caps the multiple, and so does
+    MAX_ORDER_QTY (an order one receipt can carry), never below one.
     """
     shortfall = reorder_point - position + 1
     n = max(1, -(-shortfall // order_qty))
+    n = max(1, min(n, MAX_ORDER_QTY // order_qty))
     if capacity is not None:
         while n > 1 and position + n * order_qty > capacity:
             n -= 1

@@ -147,6 +147,10 @@ def test_order_quantity():
     assert (
         order_quantity(0, 300, 100, 50) == 100
     )  # ...but never below one order quantity
+    # what one receipt can carry caps the multiple too, never below one order quantity
+    assert order_quantity(0, 5_000_000, 300_000, None) == 900_000
+    assert order_quantity(0, 5_000_000, 1_000_000, None) == 1_000_000
+    assert order_quantity(-(2**62), 2**62, 999_999, None) == 999_999
 
 
 @pytest.mark.parametrize("lock_first", [True, False], ids=["lock_bin", "plain_load"])

@@ -52,6 +52,10 @@ from jitstock.server.replenish import ltd
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = float | FloatArray
 
+# The largest order quantity learnt: the API's largest quantity (MAX_QTY in
+# jitstock.server.api.schemas), what one ship notice or dock receipt can carry; the
+# reorder rule's multiples keep within it too (reorder.MAX_ORDER_QTY).
+MAX_ORDER_QTY = 1_000_000
 POLICIES = ("s,Q", "s,S", "R,S")
 SQ, SS_, RS = range(3)
 DEFAULT_POLICY = "s,Q"
@@ -123,10 +127,13 @@ def reorder_point(d: ArrayLike, lead: ArrayLike, ss: ArrayLike) -> FloatArray:
 
 
 def round_order_qty(qty: ArrayLike, pack: ArrayLike, moq: ArrayLike) -> FloatArray:
-    """At least one unit and the MOQ, rounded up to whole packs."""
+    """At least one unit and the MOQ, rounded up to whole packs; at most the whole packs
+    within MAX_ORDER_QTY (an order bigger than that could not be shipped or received in
+    one request of the API)."""
     q = np.maximum(np.maximum(np.asarray(qty, dtype=np.float64), 1.0), np.asarray(moq))
     p = np.maximum(np.asarray(pack, dtype=np.float64), 1.0)
-    return _f(np.ceil(q / p - 1e-9) * p)
+    most = np.maximum(np.floor(MAX_ORDER_QTY / p) * p, 1.0)
+    return _f(np.minimum(np.ceil(q / p - 1e-9) * p, most))
 
 
 def eoq(
@@ -266,7 +273,7 @@ def compute(x: PolicyInputs) -> Policy:
     s_trigger = trigger(rop)
     up_to = np.where(periodic, rop, rop + q)
     manual_q = np.where(np.isnan(hi), q, np.maximum(hi - s_trigger, 1.0))
-    q = np.where(override, manual_q, q)
+    q = np.minimum(np.where(override, manual_q, q), MAX_ORDER_QTY)
     up_to = np.where(np.isnan(hi), up_to, hi)
     cards = kanban_cards(d, x.lead, np.maximum(q, np.asarray(x.pack)), x.kanban_alpha)
     return Policy(

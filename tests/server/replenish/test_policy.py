@@ -43,6 +43,10 @@ def test_z_for_a_fill_rate_target():
         (101, 25, 100, 125),  # MOQ, then packs
         (0, 1, 0, 1),  # never zero
         (50, 50, 0, 50),  # exact multiple stays
+        (7e6, 1, 0, 1_000_000),  # at most what one receipt can carry (the API's max)
+        (7e6, 7, 0, 999_999),  # ...in whole packs
+        (float("inf"), 1, 0, 1_000_000),
+        (2.0**63, 1, 0, 1_000_000),
     ],
 )
 def test_pack_and_moq_rounding(qty, pack, moq, expected):

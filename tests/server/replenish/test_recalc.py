@@ -174,3 +174,24 @@ def test_supplier_item_terms_win_over_the_bin_values(db):
         100,
         4 * 86_400,
     )
+
+
+def test_an_absurd_demand_prior_learns_an_order_one_receipt_can_carry(db):
+    from jitstock.server import reorder
+    from jitstock.server.api.schemas import MAX_QTY
+    from jitstock.server.replenish.policy import MAX_ORDER_QTY
+
+    (bin_id,) = seed(db.factory, on_hand=5000, reorder_point=20, order_qty=100)
+    with transaction(db.factory) as s:
+        b = s.get(Bin, bin_id)
+        b.prior_daily_demand, b.pack_size = 1_000_000.0, 7  # the API's largest prior
+    Recalculator(db.factory, clock=ManualClock(NOW)).recalc_all()
+    b = _bin(db.factory, bin_id)
+    assert b.order_qty == 999_999  # the whole packs within the API's largest quantity
+    assert MAX_QTY == MAX_ORDER_QTY == reorder.MAX_ORDER_QTY == 1_000_000
+    with transaction(db.factory, readonly=True) as s:
+        (order,) = s.scalars(select(Order)).all()
+        assert s.get(BinPolicy, bin_id).result["order_qty"] == 999_999
+    # one order quantity, though the reorder point (3 days of 1,000,000 a day) lies
+    # millions above the position: an order one receipt can carry
+    assert order.qty == 999_999
