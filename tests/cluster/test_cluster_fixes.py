@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 from jitstock import protocol as p
 from jitstock.server.cluster import changes
 from jitstock.server.cluster.leader import libpq_url
+from jitstock.server.cluster.prune import prune
 from jitstock.server.db.session import make_engine
 from jitstock.server.ingest_worker import short_error
 from jitstock.server.mqtt import Incoming
@@ -268,3 +270,43 @@ def test_readings_from_a_fast_device_clock_keep_their_order_across_nodes(
         "GROUP BY kind",
     )
     assert dict(events) == {"consumption": -58}  # 40 → 11 on each bin, no refill
+
+
+def test_a_repeat_is_logged_once_and_a_redelivery_not_at_all(
+    nodes: tuple[list[Node], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A single node logs a device's repeated seq; so does a cluster node, whichever
+    node applied it first (before: counted only)."""
+    ns, _url = nodes
+    ns[0].apply([batch(1, 40, at=1000)])
+    ns[0].apply([batch(2, 35, at=2000)])
+    with caplog.at_level(logging.INFO, logger="jitstock.server.ingest"):
+        ns[1].apply([batch(2, 35, at=2000, dup=True)])  # a broker's redelivery
+        assert not [r for r in caplog.records if "repeat" in r.getMessage()]
+        ns[1].apply([batch(2, 5, at=50_000)])  # a device that reused seq 2
+        ns[2].apply([batch(3, 30, at=3000), batch(3, 30, at=3000)])  # twice in one
+    repeats = [r.getMessage() for r in caplog.records if "repeat" in r.getMessage()]
+    assert len(repeats) == 2, repeats
+    assert "agent pi-1: batch seq 2 dropped as a repeat" in repeats[0]
+    assert "agent pi-1: batch seq 3 dropped as a repeat" in repeats[1]
+    assert ns[1].metric("jitstock_duplicate_batches_total") == 2
+    assert ns[2].metric("jitstock_duplicate_batches_total") == 1
+
+
+def test_a_very_large_gap_is_logged_when_the_leader_passes_it_over(
+    nodes: tuple[list[Node], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    ns, url = nodes
+    ns[0].apply([batch(1, 40, at=1000)])
+    ns[1].apply([batch(20_002, 35, at=2000)])  # 20,000 missing: a corrupt counter
+    engine = make_engine(url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jitstock.server.cluster.prune"):
+            prune(engine, NOW_MS + 10**9, 5_000)
+    finally:
+        engine.dispose()
+    assert _db(
+        url, f"SELECT last_seq, gaps FROM agent_cursors WHERE agent_id = '{AGENT}'"
+    ) == [(20_002, 20_000)]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "agent pi-1: 20000 batches missing below seq 20002, passed over" in warning

@@ -52,6 +52,7 @@ class ClusterIngest(Ingest):
         self._levels = FlushLevels(self.registry, self._later, cluster=True)
         self._applied: set[tuple[str, int]] = set()
         self._in_flush: set[tuple[str, int]] = set()
+        self._redelivered: set[tuple[str, int]] = set()  # of this flush, dup flag set
         self._dropped: set[tuple[str, int]] = set()
         self._unknown: dict[str, float] = {}  # unknown bin's message -> reload time
         self._unknown_reload = -UNKNOWN_RELOAD_MIN_S
@@ -79,6 +80,7 @@ class ClusterIngest(Ingest):
     ) -> tuple[Flush, list[str]]:
         """Make a group of messages durable (never held: the claims must commit)."""
         self._in_flush = set()
+        self._redelivered = set()
         self._dropped = set()
         try:
             flush, orders = super().process(items, hold=False)
@@ -90,6 +92,17 @@ class ClusterIngest(Ingest):
                 self.state.count_duplicates(exc.batches, self.clock.time_ms())
             except Exception:
                 log.exception("duplicate counters not written")
+            # as a single node says it (ingest_seq); a broker's redelivery is no news
+            for agent, seq in sorted(exc.batches - self._redelivered):
+                self._bad.log(
+                    logging.INFO,
+                    f"{agent}:repeat",
+                    "agent %s: batch seq %d dropped as a repeat (applied before, by "
+                    "this node or another); a device must publish in seq order and "
+                    "never reuse a seq (docs/protocol.md, seq rules)",
+                    agent,
+                    seq,
+                )
             raise
         # the redo is done: what it dropped is the database's call from now on
         self._applied -= self._dropped
@@ -114,7 +127,17 @@ class ClusterIngest(Ingest):
         key = (agent, seq)
         if key in self._applied or key in self._in_flush:
             if key in self._applied:
-                self._dropped.add(key)
+                self._dropped.add(key)  # logged when the database refused it
+            elif not dup:  # the same batch twice in one flush: a device's re-send
+                self._later(
+                    self._bad.log,
+                    logging.INFO,
+                    f"{agent}:repeat",
+                    "agent %s: batch seq %d dropped as a repeat (twice in one flush); a "
+                    "device must never reuse a seq (docs/protocol.md, seq rules)",
+                    agent,
+                    seq,
+                )
             self._later(self.metrics.duplicates.inc)
             return False
         # the newest seq this node knows of: a hint for the broken-counter checks only
@@ -135,5 +158,7 @@ class ClusterIngest(Ingest):
         else:
             cursors[agent] = max(last, seq)
         self._in_flush.add(key)
+        if dup:
+            self._redelivered.add(key)
         flush.batches.append(key)
         return True

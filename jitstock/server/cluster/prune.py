@@ -11,9 +11,16 @@ below the cursor is one).  The rows at or below the mark are deleted.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Engine
 
+from jitstock.ratelog import RateLimitedLog
 from jitstock.server.ingest import MAX_SEQ_JUMP
+from jitstock.server.ingest_seq import SEQ_GAP_WARN
+
+log = logging.getLogger(__name__)
+_bad = RateLimitedLog(log, interval_s=600.0)
 
 # At most this many applied rows of one agent are looked at per pass.
 PRUNE_ROWS = 100_000
@@ -80,4 +87,18 @@ def prune(engine: Engine, now_ms: int, gap_wait_ms: int) -> int:
                 _MOVE, {"a": agent, "m": new, "g": gaps, "now": now_ms}
             )
             deleted += conn.exec_driver_sql(_DELETE, {"a": agent, "m": new}).rowcount
+        if gaps > SEQ_GAP_WARN:
+            # as a single node says it (ingest_seq): a jump this wide is rarely lost batches
+            _bad.log(
+                logging.WARNING,
+                f"{agent}:seq_gap_large",
+                "agent %s: %d batches missing below seq %d, passed over as gaps; "
+                "almost always a corrupt seq counter: its batches below seq %d are now "
+                "dropped as repeats; if its counter is broken, restart its seq at 1 "
+                "(docs/protocol.md, seq rules)",
+                agent,
+                gaps,
+                new,
+                new,
+            )
     return deleted
