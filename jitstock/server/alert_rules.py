@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from jitstock.server.agents import Liveness
 from jitstock.server.db.models import (
     AWAITING_DELIVERY_STATES,
+    BIN_UNIT_WEIGHT_G,
     OPEN_ORDER_STATES,
     Agent,
     Bin,
@@ -131,7 +132,7 @@ def bin_rules(session: Session, bin_ids: list[str] | None) -> Verdict:
         Bin.sensor_fault,
         Bin.last_grams,
         Bin.tare_g,
-        func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g),
+        BIN_UNIT_WEIGHT_G,
     ).join(Sku, Sku.id == Bin.sku_id)
     if bin_ids is not None:
         stmt = stmt.where(Bin.id.in_(bin_ids))

@@ -238,8 +238,9 @@ class ServerApp:
         # Alerts re-check only bins whose alert state can have changed: a count that moved
         # to or below the reorder point (stockout and safety stock lie below it), a bin with
         # an open alert whose count moved (to resolve it), a bin whose weight went below
-        # its tare or came back, and the bins of agents that reported sensor health.  A re-sent unchanged reading changes nothing; everything
-        # else is caught by the full pass every alert_check_s.
+        # its tare or came back, and the bins of agents that reported sensor health.  A
+        # re-sent unchanged reading changes nothing; everything else is caught by the full
+        # pass every alert_check_s.
         snap = self.registry.snapshot
         watch = self.alerts.alerting_bins
         changed = set(flush.count_changed)

@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.agents import Liveness
 from jitstock.server.alert_rules import policy_marks
-from jitstock.server.db.models import OPEN_ORDER_STATES, Agent, Bin, Order, Sku
+from jitstock.server.db.models import (
+    BIN_UNIT_WEIGHT_G,
+    OPEN_ORDER_STATES,
+    Agent,
+    Bin,
+    Order,
+    Sku,
+)
 from jitstock.server.levels import scale_health
 
 # Status names, most urgent first: a tile shows the first that applies.
@@ -116,7 +123,7 @@ def tiles(
             Bin.on_hand_confidence,
             Bin.last_grams,
             Bin.tare_g,
-            func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g),
+            BIN_UNIT_WEIGHT_G,
         )
         .join(Sku, Sku.id == Bin.sku_id)
         .outerjoin(Agent, Agent.id == Bin.agent_id)

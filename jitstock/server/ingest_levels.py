@@ -37,11 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jitstock.server.flush import Flush
-from jitstock.server.levels import (
-    BinCalibration,
-    below_tare_slack,
-    counts_from_grams,
-)
+from jitstock.server.levels import BinCalibration, counts_from_grams, tare_floor
 from jitstock.server.registry import UNKNOWN, BinRegistry, Snapshot
 from jitstock.server.tsdb import Frame
 
@@ -250,8 +246,7 @@ class FlushLevels:
         self._snap, self._grams, self._dirty_ts = snap, grams, dirty
         self._written_ms = written
         self._hist_grams, self._hist_ms = hist_grams, hist_ms
-        with np.errstate(all="ignore"):
-            self._tare_floor = snap.tare - below_tare_slack(snap.tare, snap.unit)
+        self._tare_floor = tare_floor(snap.tare, snap.unit)
 
     def compute(
         self,
@@ -437,9 +432,8 @@ class FlushLevels:
         fault starts or ends while their count stays): ``flush.tare_changed``."""
         floor = self._tare_floor[rows]
         below = grams < floor
-        flip = below != (
-            self._grams[rows] < floor
-        )  # NaN (nothing written) is not below
+        # NaN (nothing written yet) is not below
+        flip = below != (self._grams[rows] < floor)
         if flip.any():
             flush.tare_changed = [
                 (cals[i].bin_id, g, b)

@@ -56,15 +56,16 @@ def calibration_problem(
     return None
 
 
-def below_tare_slack(
+def tare_floor(
     tare_g: npt.NDArray[np.float64], unit_g: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """How far below its tare a bin's weight may read and still be an empty bin."""
+    """The lightest weight of each bin that is still an empty bin (or fuller): its tare
+    less max(half a part, 2 % of the tare, 5 g).  NaN for a NaN tare."""
     with np.errstate(all="ignore"):
-        # fmax: a NaN unit weight (never registered, see calibration_problem) or tare
-        # leaves the other terms
+        # fmax: a NaN unit weight (never registered, see calibration_problem) leaves
+        # the other terms
         slack = np.fmax(0.5 * unit_g, BELOW_TARE_FRACTION * np.abs(tare_g))
-    out: npt.NDArray[np.float64] = np.fmax(slack, BELOW_TARE_MIN_G)
+        out: npt.NDArray[np.float64] = tare_g - np.fmax(slack, BELOW_TARE_MIN_G)
     return out
 
 
@@ -76,7 +77,7 @@ def below_tare(
     """Readings clearly below their bin's tare: held, not counted (the level stays where the
     scale last weighed it; ``scale_fault`` says why).  False for NaN anywhere."""
     with np.errstate(all="ignore"):
-        return np.asarray(grams < tare_g - below_tare_slack(tare_g, unit_g))
+        return np.asarray(grams < tare_floor(tare_g, unit_g))
 
 
 def tare_fault(

@@ -43,6 +43,7 @@ from jitstock.server.db.models import (
 )
 from jitstock.server.db.supplier_models import SupplierItem, supplier_items_for
 from jitstock.server.position import position_of
+from jitstock.server.replenish.policy import MAX_ORDER_QTY
 from jitstock.server.supplier.lifecycle import record_transition
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,6 @@ ACTOR = "reorder"
 REFUSAL_WINDOW_MS = 3_600_000
 # ``orders.last_error`` of an order its supplier cancelled starts so.
 SUPPLIER_CANCEL_PREFIX = "cancelled by supplier"
-# The largest order placed: the API's largest quantity (MAX_QTY in
-# jitstock.server.api.schemas), what one ship notice or dock receipt can carry; the
-# learnt order quantity keeps within it too (replenish.policy.MAX_ORDER_QTY).
-MAX_ORDER_QTY = 1_000_000
 
 
 def lock_bin(session: Session, bin_id: str) -> Bin | None:

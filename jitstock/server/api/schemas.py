@@ -34,6 +34,7 @@ from jitstock.server.api.integral import integral_float
 from jitstock.server.api.nul_guard import refuse_nul
 from jitstock.server.db.models import API_ROLES, ORDER_STATES
 from jitstock.server.db.secrets import WEBHOOK_SECRET_PREFIX
+from jitstock.server.replenish.policy import MAX_ORDER_QTY
 
 # Sites, agents and suppliers appear in MQTT topics, so they follow the topic rule.
 NAME_PATTERN = protocol.NAME_RE.pattern
@@ -46,7 +47,8 @@ SKU_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 MIN_UNIT_WEIGHT_G = 1e-3
 MAX_UNIT_WEIGHT_G = 1_000_000.0
 MAX_TARE_G = protocol.MAX_GRAMS
-MAX_QTY = 1_000_000
+# the largest order: what one ship notice or dock receipt can carry (replenish.policy)
+MAX_QTY = MAX_ORDER_QTY
 # A price beyond a million per part is a typo (and keeps sums far from overflow).
 MAX_UNIT_COST = 1_000_000.0
 # Epoch milliseconds a client may send: 1970 to 2200, far inside int64 and SQLite INTEGER.

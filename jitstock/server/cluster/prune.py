@@ -16,11 +16,11 @@ import logging
 from sqlalchemy import Engine
 
 from jitstock.ratelog import RateLimitedLog
-from jitstock.server.ingest import MAX_SEQ_JUMP
+from jitstock.server.ingest import BAD_INPUT_LOG_INTERVAL_S, MAX_SEQ_JUMP
 from jitstock.server.ingest_seq import SEQ_GAP_WARN
 
 log = logging.getLogger(__name__)
-_bad = RateLimitedLog(log, interval_s=600.0)
+_bad = RateLimitedLog(log, interval_s=BAD_INPUT_LOG_INTERVAL_S)
 
 # At most this many applied rows of one agent are looked at per pass.
 PRUNE_ROWS = 100_000

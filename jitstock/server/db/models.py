@@ -33,6 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     false,
+    func,
     text,
     true,
 )
@@ -271,6 +272,11 @@ class Bin(Base):
             if self.unit_weight_g is not None
             else self.sku.unit_weight_g
         )
+
+
+# A bin's unit weight in a query that joins its Sku: its own, else its SKU's (what
+# Bin.effective_unit_weight_g gives for a loaded row).
+BIN_UNIT_WEIGHT_G = func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g)
 
 
 class BinEvent(Base):

@@ -52,9 +52,9 @@ from jitstock.server.replenish import ltd
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = float | FloatArray
 
-# The largest order quantity learnt: the API's largest quantity (MAX_QTY in
-# jitstock.server.api.schemas), what one ship notice or dock receipt can carry; the
-# reorder rule's multiples keep within it too (reorder.MAX_ORDER_QTY).
+# The largest order, learnt or placed: what one ship notice or dock receipt can carry
+# (the API's largest quantity, MAX_QTY, is this; the reorder rule's multiples keep
+# within it too).
 MAX_ORDER_QTY = 1_000_000
 POLICIES = ("s,Q", "s,S", "R,S")
 SQ, SS_, RS = range(3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from jitstock.server.agents import Liveness
@@ -13,7 +13,7 @@ from jitstock.server.api import catalog
 from jitstock.server.api.context import ApiContext
 from jitstock.server.api.deps import CtxDep, ReadSessionDep, Viewer
 from jitstock.server.api.schemas import LevelPublic
-from jitstock.server.db.models import Agent, Bin, Sku
+from jitstock.server.db.models import BIN_UNIT_WEIGHT_G, Agent, Bin, Sku
 from jitstock.server.levels import scale_health
 from jitstock.server.position import on_order_by_bin, pending_by_bin
 
@@ -70,7 +70,7 @@ def _base() -> LevelSelect:
     return (
         select(
             Bin,
-            func.coalesce(Bin.unit_weight_g, Sku.unit_weight_g),
+            BIN_UNIT_WEIGHT_G,
             Agent.reported_state,
             Agent.status_ms,
             Agent.last_seen_ms,
