@@ -45,7 +45,7 @@ from jitstock.server.metrics import Metrics
 from jitstock.server.mqtt import Incoming, MqttConnection
 from jitstock.server.registry import BinRegistry
 from jitstock.server.sparkplug import mappings
-from jitstock.server.sparkplug.decode import decode_data
+from jitstock.server.sparkplug.decode import decode_birth, decode_data
 from jitstock.server.sparkplug.feed import Feed, Submit
 from jitstock.server.sparkplug.nodes import NodeKey, NodeTable, bd_seq_of
 from jitstock.server.sparkplug.rejects import Rejects
@@ -266,11 +266,15 @@ class SparkplugBridge:
             self.messages.labels(t.kind).inc()
 
     def _nbirth(self, t: SparkplugTopic, payload: bytes) -> bool:
-        birth = self._decode(t, spb.NBirth, payload)
-        if birth is None or not self._seq_in_range(t, birth.seq):
+        decoded = self._decode_birth(t, spb.NBirth, payload)
+        if decoded is None:
             return False
+        birth, values = decoded
+        if not self._seq_in_range(t, birth.seq):
+            return False
+        assert isinstance(birth, spb.NBirth)
         self.nodes.nbirth(t.node_key, birth)
-        self.feed.readings(t, birth.metrics, birth.timestamp, self.table, data=False)
+        self.feed.readings(t, values, birth.timestamp, self.table, data=False)
         self.feed.statuses(t.node_key, self.table)
         return True
 
@@ -291,11 +295,15 @@ class SparkplugBridge:
         return True
 
     def _dbirth(self, t: SparkplugTopic, payload: bytes) -> bool:
-        birth = self._decode(t, spb.DBirth, payload)
-        if birth is None or not self._in_step(t, birth.seq):
+        decoded = self._decode_birth(t, spb.DBirth, payload)
+        if decoded is None:
             return False
+        birth, values = decoded
+        if not self._in_step(t, birth.seq):
+            return False
+        assert isinstance(birth, spb.DBirth)
         self.nodes.dbirth(t.node_key, t.device, birth)
-        self.feed.readings(t, birth.metrics, birth.timestamp, self.table, data=False)
+        self.feed.readings(t, values, birth.timestamp, self.table, data=False)
         self.feed.statuses(t.node_key, self.table)
         return True
 
@@ -368,6 +376,31 @@ class SparkplugBridge:
                     )
         self.feed.readings(t, metrics, data.timestamp, self.table, data=True)
         return True
+
+    def _decode_birth(
+        self,
+        t: SparkplugTopic,
+        cls: type[spb.NBirth] | type[spb.DBirth],
+        payload: bytes,
+    ) -> tuple[spb.NBirth | spb.DBirth, tuple[spb.Metric, ...]] | None:
+        """The BIRTH and the metrics whose values feed bins (None: malformed, counted).
+
+        A metric whose value does not fit its declared datatype is refused alone (its
+        declaration kept for later DATA); the rest of the BIRTH applies."""
+        try:
+            birth, undecodable = decode_birth(cls, payload)
+        except Exception as exc:
+            self._malformed(t, exc)
+            return None
+        for name, why in undecodable:
+            self.rejects.item(
+                t.describe(),
+                "sparkplug_bad_value",
+                f"{t.kind} metric {name!r}: its value cannot be decoded as the "
+                f"datatype it declares ({why})",
+            )
+        bad = {name for name, _ in undecodable}
+        return birth, tuple(x for x in birth.metrics if x.name not in bad)
 
     def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:
         try:

@@ -1,9 +1,11 @@
-"""Decoding NDATA/DDATA metric by metric, so one bad value does not lose the message.
+"""Decoding BIRTH and DATA messages metric by metric, so one bad value does not lose
+the message.
 
 pysparkplug decodes a payload whole: one metric whose value does not fit the datatype
 its BIRTH declared (an INT32 tag sent 2**40) raises, and the message's good metrics
-and its seq were lost with it (the next message then looked like a seq gap).  Here
-such a metric is set aside with why, and the rest of the message decodes as usual.
+and its seq were lost with it (the next message then looked like a seq gap; a BIRTH
+lost so left the whole node refused until its next rebirth).  Here such a metric is
+set aside with why, and the rest of the message decodes as usual.
 """
 
 from __future__ import annotations
@@ -42,3 +44,38 @@ def decode_data(
         except (OverflowError, ValueError, TypeError) as exc:
             bad.append((str(metric.name), f"{type(exc).__name__}: {str(exc)[:200]}"))
     return cls(timestamp=pb.timestamp, seq=pb.seq, metrics=tuple(good)), bad
+
+
+def decode_birth(
+    cls: type[spb.NBirth] | type[spb.DBirth], payload: bytes
+) -> tuple[spb.NBirth | spb.DBirth, list[tuple[str, str]]]:
+    """The BIRTH with every metric declared, and (name, why) of each whose value did not
+    decode.
+
+    A metric whose value does not fit its declared datatype keeps its declaration
+    (name, alias, datatype: later DATA by that alias is still understood) with a null
+    value; the caller leaves it out of the readings.  Raises what pysparkplug raises for
+    the message as a whole: protobuf's ``DecodeError``, ``ValueError`` for a missing
+    timestamp or seq, or a metric without a name or datatype (a BIRTH must declare both).
+    """
+    try:
+        return cls.decode(payload), []
+    except (OverflowError, ValueError, TypeError):
+        pass  # maybe one value: decoded one by one below
+    pb = _PbPayload.FromString(payload)
+    if not pb.HasField("timestamp") or not pb.HasField("seq"):
+        raise ValueError("Sparkplug BIRTH payload missing its timestamp or seq")
+    metrics: list[spb.Metric] = []
+    bad: list[tuple[str, str]] = []
+    for metric in pb.metrics:
+        try:
+            metrics.append(spb.Metric.from_pb(metric))
+        except (OverflowError, ValueError, TypeError) as exc:
+            if not metric.name or metric.datatype == spb.DataType.UNKNOWN:
+                raise  # not a declaration either: the BIRTH is malformed
+            bad.append((metric.name, f"{type(exc).__name__}: {str(exc)[:200]}"))
+            metric.ClearField(metric.WhichOneof("value") or "is_null")
+            metric.is_null = True
+            metrics.append(spb.Metric.from_pb(metric))
+    # Birth's own checks (a name and a datatype on every metric) raise ValueError
+    return cls(timestamp=pb.timestamp, seq=pb.seq, metrics=tuple(metrics)), bad
