@@ -272,3 +272,63 @@ def test_kpis_count_stockout_minutes_and_consumption(db) -> None:
     assert total["consumed"] == 20
     assert k["pareto"][0]["sku"] == "SKU-1"
     assert k["pareto"][0]["class"] == "A"
+
+
+def test_policy_numbers_raise_safety_stock_and_anomaly_alerts(db) -> None:
+    """The marks the rules read from a bin's stored policy (safety stock, forecast rate
+    and its sigma), taken out of the JSON documents by the database on both backends: a
+    bin under its safety stock and using far more than its forecast is alerted for both;
+    a policy whose numbers are missing or not numbers marks nothing."""
+    from jitstock.server.db.replenish_models import BinPolicy
+
+    plant(db)  # B1, B2: 20 on hand each
+    with transaction(db.factory) as s:
+        s.add(
+            BinPolicy(
+                bin_id="B1",
+                computed_ms=NOW - 1000,
+                reason="schedule",
+                demand_class="smooth",
+                inputs={
+                    "demand": {
+                        "rate_per_day": 10.0,
+                        "sigma_per_day": 1.0,
+                        "x": [1] * 50,
+                    }
+                },
+                result={"safety_stock": 25.5, "reorder_point": 30},
+            )
+        )
+        s.add(
+            BinPolicy(
+                bin_id="B2",
+                computed_ms=NOW - 1000,
+                reason="schedule",
+                demand_class="smooth",
+                inputs={"demand": {"rate_per_day": "ten", "sigma_per_day": None}},
+                result={"safety_stock": True},
+            )
+        )
+        # B1 used 100 in the last day, against 10 ± max(4 × 1, 0.5 × 10) = 10 ± 5
+        s.add(
+            BinEvent(
+                bin_id="B1",
+                ts_ms=NOW - 3_600_000,
+                kind="consumption",
+                delta=-100,
+                on_hand_after=20,
+            )
+        )
+    monitor = AlertMonitor(db.factory, Metrics(), clock=Clock(), agent_silent_s=60)
+    raised = {(c["kind"], c["entity"]) for c in monitor.run_full()}
+    assert raised == {
+        ("below_safety_stock", "bin:B1"),
+        ("consumption_anomaly", "bin:B1"),
+    }
+    with transaction(db.factory, readonly=True) as s:
+        below = s.scalars(select(Alert).where(Alert.kind == "below_safety_stock")).one()
+        anomaly = s.scalars(
+            select(Alert).where(Alert.kind == "consumption_anomaly")
+        ).one()
+    assert "below its safety stock of 26" in below.message
+    assert anomaly.detail == {"usage": 100.0, "rate_per_day": 10.0, "band": 5.0}
