@@ -353,14 +353,8 @@ class SparkplugBridge:
             return False
         if not self._in_step(t, data.seq):
             return False
-        for name, why in undecodable:
-            # one bad value is that metric's problem: the rest of the message applies
-            self.rejects.item(
-                t.describe(),
-                "sparkplug_bad_value",
-                f"metric {name!r}: its value cannot be decoded as the datatype its "
-                f"BIRTH declared ({why})",
-            )
+        # one bad value is that metric's problem: the rest of the message applies
+        self._bad_values(t, undecodable, "its BIRTH declared")
         metrics = data.metrics
         dups = state.dup_aliases.get(t.device)
         if dups:
@@ -392,15 +386,20 @@ class SparkplugBridge:
         except Exception as exc:
             self._malformed(t, exc)
             return None
+        self._bad_values(t, undecodable, "it declares")
+        bad = {name for name, _ in undecodable}
+        return birth, tuple(x for x in birth.metrics if x.name not in bad)
+
+    def _bad_values(
+        self, t: SparkplugTopic, undecodable: list[tuple[str, str]], declared: str
+    ) -> None:
         for name, why in undecodable:
             self.rejects.item(
                 t.describe(),
                 "sparkplug_bad_value",
                 f"{t.kind} metric {name!r}: its value cannot be decoded as the "
-                f"datatype it declares ({why})",
+                f"datatype {declared} ({why})",
             )
-        bad = {name for name, _ in undecodable}
-        return birth, tuple(x for x in birth.metrics if x.name not in bad)
 
     def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:
         try:

@@ -29,9 +29,7 @@ def decode_data(
         return cls.decode(payload, birth=birth), []
     except (OverflowError, ValueError, TypeError):
         pass  # maybe one metric: decoded one by one below
-    pb = _PbPayload.FromString(payload)
-    if not pb.HasField("timestamp") or not pb.HasField("seq"):
-        raise ValueError("Sparkplug data payload missing its timestamp or seq")
+    pb = _parsed(payload, "data")
     good: list[spb.Metric] = []
     bad: list[tuple[str, str]] = []
     for metric in pb.metrics:
@@ -42,7 +40,7 @@ def decode_data(
         try:
             good.append(spb.Metric.from_pb(metric))
         except (OverflowError, ValueError, TypeError) as exc:
-            bad.append((str(metric.name), f"{type(exc).__name__}: {str(exc)[:200]}"))
+            bad.append((str(metric.name), _why(exc)))
     return cls(timestamp=pb.timestamp, seq=pb.seq, metrics=tuple(good)), bad
 
 
@@ -62,9 +60,7 @@ def decode_birth(
         return cls.decode(payload), []
     except (OverflowError, ValueError, TypeError):
         pass  # maybe one value: decoded one by one below
-    pb = _PbPayload.FromString(payload)
-    if not pb.HasField("timestamp") or not pb.HasField("seq"):
-        raise ValueError("Sparkplug BIRTH payload missing its timestamp or seq")
+    pb = _parsed(payload, "BIRTH")
     metrics: list[spb.Metric] = []
     bad: list[tuple[str, str]] = []
     for metric in pb.metrics:
@@ -73,9 +69,21 @@ def decode_birth(
         except (OverflowError, ValueError, TypeError) as exc:
             if not metric.name or metric.datatype == spb.DataType.UNKNOWN:
                 raise  # not a declaration either: the BIRTH is malformed
-            bad.append((metric.name, f"{type(exc).__name__}: {str(exc)[:200]}"))
+            bad.append((metric.name, _why(exc)))
             metric.ClearField(metric.WhichOneof("value") or "is_null")
             metric.is_null = True
             metrics.append(spb.Metric.from_pb(metric))
     # Birth's own checks (a name and a datatype on every metric) raise ValueError
     return cls(timestamp=pb.timestamp, seq=pb.seq, metrics=tuple(metrics)), bad
+
+
+def _parsed(payload: bytes, what: str) -> _PbPayload:
+    """The protobuf message, which must carry a timestamp and a seq."""
+    pb = _PbPayload.FromString(payload)
+    if not pb.HasField("timestamp") or not pb.HasField("seq"):
+        raise ValueError(f"Sparkplug {what} payload missing its timestamp or seq")
+    return pb
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
