@@ -32,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -63,7 +64,7 @@ MAPPINGS_REFRESH_S = 10.0
 # Rebirth requests the rate limit held back are looked for this often.
 DUE_CHECK_S = 0.5
 REBIRTH_METRIC = "Node Control/Rebirth"
-_T = TypeVar("_T", spb.NBirth, spb.DBirth, spb.DDeath)
+_B = TypeVar("_B", spb.NBirth, spb.DBirth)
 
 
 @dataclass(slots=True, frozen=True)
@@ -266,13 +267,10 @@ class SparkplugBridge:
             self.messages.labels(t.kind).inc()
 
     def _nbirth(self, t: SparkplugTopic, payload: bytes) -> bool:
-        decoded = self._decode_birth(t, spb.NBirth, payload)
+        decoded = self._decode_birth(t, spb.NBirth, payload, self._seq_in_range)
         if decoded is None:
             return False
         birth, values = decoded
-        if not self._seq_in_range(t, birth.seq):
-            return False
-        assert isinstance(birth, spb.NBirth)
         self.nodes.nbirth(t.node_key, birth)
         self.feed.readings(t, values, birth.timestamp, self.table, data=False)
         self.feed.statuses(t.node_key, self.table)
@@ -295,20 +293,17 @@ class SparkplugBridge:
         return True
 
     def _dbirth(self, t: SparkplugTopic, payload: bytes) -> bool:
-        decoded = self._decode_birth(t, spb.DBirth, payload)
+        decoded = self._decode_birth(t, spb.DBirth, payload, self._in_step)
         if decoded is None:
             return False
         birth, values = decoded
-        if not self._in_step(t, birth.seq):
-            return False
-        assert isinstance(birth, spb.DBirth)
         self.nodes.dbirth(t.node_key, t.device, birth)
         self.feed.readings(t, values, birth.timestamp, self.table, data=False)
         self.feed.statuses(t.node_key, self.table)
         return True
 
     def _ddeath(self, t: SparkplugTopic, payload: bytes) -> bool:
-        death = self._decode(t, spb.DDeath, payload)
+        death = self._decode_ddeath(t, payload)
         if death is None or not self._in_step(t, death.seq):
             return False
         self.nodes.ddeath(t.node_key, t.device)
@@ -374,10 +369,12 @@ class SparkplugBridge:
     def _decode_birth(
         self,
         t: SparkplugTopic,
-        cls: type[spb.NBirth] | type[spb.DBirth],
+        cls: type[_B],
         payload: bytes,
-    ) -> tuple[spb.NBirth | spb.DBirth, tuple[spb.Metric, ...]] | None:
-        """The BIRTH and the metrics whose values feed bins (None: malformed, counted).
+        seq_ok: Callable[[SparkplugTopic, int], bool],
+    ) -> tuple[_B, tuple[spb.Metric, ...]] | None:
+        """The BIRTH and the metrics whose values feed bins (None: malformed or its seq
+        refused by ``seq_ok``, counted).
 
         A metric whose value does not fit its declared datatype is refused alone (its
         declaration kept for later DATA); the rest of the BIRTH applies."""
@@ -385,6 +382,8 @@ class SparkplugBridge:
             birth, undecodable = decode_birth(cls, payload)
         except Exception as exc:
             self._malformed(t, exc)
+            return None
+        if not seq_ok(t, birth.seq):
             return None
         self._bad_values(t, undecodable, "it declares")
         bad = {name for name, _ in undecodable}
@@ -401,9 +400,9 @@ class SparkplugBridge:
                 f"datatype {declared} ({why})",
             )
 
-    def _decode(self, t: SparkplugTopic, cls: type[_T], payload: bytes) -> _T | None:
+    def _decode_ddeath(self, t: SparkplugTopic, payload: bytes) -> spb.DDeath | None:
         try:
-            return cls.decode(payload)
+            return spb.DDeath.decode(payload)
         except Exception as exc:
             # protobuf's DecodeError, pysparkplug's ValueError (no timestamp), ...
             self._malformed(t, exc)

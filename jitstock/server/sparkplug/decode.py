@@ -10,8 +10,12 @@ set aside with why, and the rest of the message decodes as usual.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pysparkplug as spb
 from pysparkplug._protobuf import Payload as _PbPayload
+
+_Birth = TypeVar("_Birth", spb.NBirth, spb.DBirth)
 
 
 def decode_data(
@@ -45,8 +49,8 @@ def decode_data(
 
 
 def decode_birth(
-    cls: type[spb.NBirth] | type[spb.DBirth], payload: bytes
-) -> tuple[spb.NBirth | spb.DBirth, list[tuple[str, str]]]:
+    cls: type[_Birth], payload: bytes
+) -> tuple[_Birth, list[tuple[str, str]]]:
     """The BIRTH with every metric declared, and (name, why) of each whose value did not
     decode.
 
@@ -68,7 +72,12 @@ def decode_birth(
             metrics.append(spb.Metric.from_pb(metric))
         except (OverflowError, ValueError, TypeError) as exc:
             if not metric.name or metric.datatype == spb.DataType.UNKNOWN:
-                raise  # not a declaration either: the BIRTH is malformed
+                # not a declaration either: the BIRTH is malformed
+                raise ValueError(
+                    f"BIRTH metric {metric.name or f'(alias {metric.alias})'!r} "
+                    f"declares no name or no datatype, and its value does not "
+                    f"decode ({_why(exc)})"
+                ) from exc
             bad.append((metric.name, _why(exc)))
             metric.ClearField(metric.WhichOneof("value") or "is_null")
             metric.is_null = True

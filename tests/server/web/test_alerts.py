@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import select, update
 
+from jitstock.server.alert_rules import policy_marks
 from jitstock.server.alerts import WEBHOOK_FAILING_AFTER, AlertMonitor
 from jitstock.server.db.alert_models import Alert
 from jitstock.server.db.models import Agent, Bin, BinEvent
@@ -274,39 +275,39 @@ def test_kpis_count_stockout_minutes_and_consumption(db) -> None:
     assert k["pareto"][0]["class"] == "A"
 
 
+def _stored_policy(bin_id: str, inputs: dict[str, Any], result: dict[str, Any]) -> Any:
+    from jitstock.server.db.replenish_models import BinPolicy
+
+    return BinPolicy(
+        bin_id=bin_id,
+        computed_ms=NOW - 1000,
+        reason="schedule",
+        demand_class="smooth",
+        inputs=inputs,
+        result=result,
+    )
+
+
 def test_policy_numbers_raise_safety_stock_and_anomaly_alerts(db) -> None:
     """The marks the rules read from a bin's stored policy (safety stock, forecast rate
     and its sigma), taken out of the JSON documents by the database on both backends: a
     bin under its safety stock and using far more than its forecast is alerted for both;
-    a policy whose numbers are missing or not numbers marks nothing."""
-    from jitstock.server.db.replenish_models import BinPolicy
-
+    a policy whose numbers are missing or not numbers (a string, null) marks
+    nothing."""
     plant(db)  # B1, B2: 20 on hand each
     with transaction(db.factory) as s:
         s.add(
-            BinPolicy(
-                bin_id="B1",
-                computed_ms=NOW - 1000,
-                reason="schedule",
-                demand_class="smooth",
-                inputs={
-                    "demand": {
-                        "rate_per_day": 10.0,
-                        "sigma_per_day": 1.0,
-                        "x": [1] * 50,
-                    }
-                },
-                result={"safety_stock": 25.5, "reorder_point": 30},
+            _stored_policy(
+                "B1",
+                {"demand": {"rate_per_day": 10.0, "sigma_per_day": 1.0, "x": [1] * 50}},
+                {"safety_stock": 25.5, "reorder_point": 30},
             )
         )
         s.add(
-            BinPolicy(
-                bin_id="B2",
-                computed_ms=NOW - 1000,
-                reason="schedule",
-                demand_class="smooth",
-                inputs={"demand": {"rate_per_day": "ten", "sigma_per_day": None}},
-                result={"safety_stock": True},
+            _stored_policy(
+                "B2",
+                {"demand": {"rate_per_day": "ten", "sigma_per_day": None}},
+                {"safety_stock": "25"},
             )
         )
         # B1 used 100 in the last day, against 10 ± max(4 × 1, 0.5 × 10) = 10 ± 5
@@ -319,6 +320,12 @@ def test_policy_numbers_raise_safety_stock_and_anomaly_alerts(db) -> None:
                 on_hand_after=20,
             )
         )
+    with transaction(db.factory, readonly=True) as s:
+        assert policy_marks(s, None) == {
+            "B1": {"safety_stock": 25.5, "rate_per_day": 10.0, "sigma_per_day": 1.0},
+            "B2": {},
+        }
+        assert policy_marks(s, ["B2"]) == {"B2": {}}
     monitor = AlertMonitor(db.factory, Metrics(), clock=Clock(), agent_silent_s=60)
     raised = {(c["kind"], c["entity"]) for c in monitor.run_full()}
     assert raised == {
