@@ -292,7 +292,7 @@ class IngestWorker:
         anyway: the flush window stops waiting for more (see :meth:`_drain`)."""
         return True
 
-    def _drain(self, inbox: queue.Queue[Incoming]) -> list[Incoming]:
+    def _drain(self, inbox: queue.SimpleQueue[Incoming]) -> list[Incoming]:
         """The next flush's messages: what is queued, and what arrives within the flush
         window, up to ``flush_max_msgs``.  The window waits only while every message so
         far would change nothing but cursors (agents re-sending unchanged readings, whose

@@ -9,8 +9,9 @@ reloads the whole floor) rather than an unbounded queue.
 
 Order state changes made through the API (acknowledged, shipped, delivered)
 do not pass through ingest, so the hub also compares the open orders every
-``order_poll_s``, re-pushes the bins whose badge changed and sends an
-``orders`` event (the orders board, KPIs and bin page reload on it).
+``order_poll_s`` while a page is connected, re-pushes the bins whose badge
+changed and sends an ``orders`` event (the orders board, KPIs and bin page
+reload on it).
 
 A stream belongs to the API key that opened it: revoking that key (sign-out,
 user disabled or deleted, password changed, key revoked) closes it at once
@@ -186,7 +187,10 @@ class LiveHub:
                 self._wake.clear()
                 self._stop.wait(self.coalesce_s)  # let a burst of flushes gather
             try:
-                if self._clock.monotonic() >= next_poll:
+                # no page connected, no poll: the open orders as last seen stay as
+                # they were, so the first poll after a page connects reports every
+                # change made meanwhile (including one the page's own load missed)
+                if self._subs and self._clock.monotonic() >= next_poll:
                     next_poll = self._clock.monotonic() + self.order_poll_s
                     self._poll_orders()
                 self.flush()

@@ -100,11 +100,11 @@ class MqttConnection:
         tls_ca: Path | None = None,
         receive_maximum: int = 2000,
         protocol: str = "5",
-        inbox: queue.Queue[Incoming] | None = None,
+        inbox: queue.SimpleQueue[Incoming] | None = None,
     ) -> None:
         self.address = parse_mqtt_url(url)
-        self.inbox: queue.Queue[Incoming] = (
-            inbox if inbox is not None else queue.Queue()
+        self.inbox: queue.SimpleQueue[Incoming] = (
+            inbox if inbox is not None else queue.SimpleQueue()
         )
         self._subscriptions = subscriptions
         self._receive_maximum = receive_maximum

@@ -189,7 +189,7 @@ def test_a_new_reorder_point_is_used_after_a_reload(plant: Plant) -> None:
 
 
 def drain_in_thread(
-    plant: Plant, inbox: queue.Queue[Incoming]
+    plant: Plant, inbox: queue.SimpleQueue[Incoming]
 ) -> tuple[threading.Thread, list[list[Incoming]]]:
     out: list[list[Incoming]] = []
     t = threading.Thread(target=lambda: out.append(plant.ingest._drain(inbox)))
@@ -204,7 +204,7 @@ def test_a_crossing_ends_the_window(plant: Plant) -> None:
         [("B1", grams_of(55)), ("B2", grams_of(45))]
     )  # a pick, still above
     crossed = payload([("B1", grams_of(55)), ("B2", grams_of(18))])
-    inbox: queue.Queue[Incoming] = queue.Queue()
+    inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
     u1, u2 = incoming(TOPICS[0], above), incoming(TOPICS[0], picked)
     for m in (u1, u2):
         inbox.put(m)
@@ -221,7 +221,7 @@ def test_a_crossing_ends_the_window(plant: Plant) -> None:
 
 def test_an_urgent_first_message_takes_only_what_is_queued(plant: Plant) -> None:
     plant.ingest.flush_max_s = 3600.0
-    inbox: queue.Queue[Incoming] = queue.Queue()
+    inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
     first = incoming(TOPICS[0], b"not json")  # cannot be read: urgent
     later = incoming(TOPICS[1], payload([("B3", grams_of(100))]))
     inbox.put(first)
@@ -236,7 +236,7 @@ def test_readings_that_cannot_fire_share_a_flush_up_to_the_window(plant: Plant) 
     plant.ingest.flush_max_s = 0.2
     # a bin below its reorder point already (its order on the way) is not a crossing again
     plant.ingest._urgent(incoming(TOPICS[0], payload([("B2", grams_of(10))])))
-    inbox: queue.Queue[Incoming] = queue.Queue()
+    inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
     msgs = [
         incoming(
             TOPICS[0], payload([("B1", grams_of(90 - i)), ("B2", grams_of(9 - i))])
