@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -26,7 +28,17 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from jitstock import protocol as p
 from jitstock.server import ingest as ingest_mod
 from jitstock.server.mqtt import Incoming
+from jitstock.server.seed import BinSeed
 from tests.factories import NOW_MS, TARE_G, UNIT_G, Plant
+from tests.server.mqtt_support import (
+    metric,
+    now_ms,
+    publisher,
+    server,
+    wait_count,
+)
+from tests.server.mqtt_support import on_hand as api_on_hand
+from tests.server.server_support import seed
 from tests.waits import WAIT_S
 
 ROP = 20  # tests.factories.plant_bins' reorder point
@@ -307,3 +319,51 @@ def on_hand(plant: Plant, bin_id: str) -> int:
         row = s.get(Bin, bin_id)
         assert row is not None
         return int(row.on_hand)
+
+
+def test_a_running_server_waits_the_window_for_resends_and_not_for_a_crossing(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """Through a real broker and a running server: with a window of an hour, re-sends
+    and a pick above the reorder point wait (nothing applied); the crossing that follows
+    is applied at once, together with what waited."""
+    db_url = f"sqlite:///{tmp_path / 'state.db'}"
+    seed(
+        db_url,
+        [
+            BinSeed(b, "pi-1", "SKU-" + b, UNIT_G, TARE_G, ROP, 50, 200, None)
+            for b in ("W1", "W2")
+        ],
+        [],
+    )
+    topic = p.agent_topic("plant1", "pi-1", "readings")
+
+    def batch(seq: int, w1: int, w2: int) -> bytes:
+        t = now_ms()
+        return orjson.dumps(
+            {
+                "agent": "pi-1",
+                "seq": seq,
+                "readings": [
+                    {"bin": "W1", "ts_ms": t, "grams": grams_of(w1)},
+                    {"bin": "W2", "ts_ms": t, "grams": grams_of(w2)},
+                ],
+            }
+        )
+
+    with (
+        publisher(mosquitto.url) as pub,
+        server(tmp_path, db_url, mosquitto.url, ingest_flush_max_ms=3_600_000.0) as (
+            app,
+            base,
+        ),
+    ):
+        for seq in range(1, 6):  # re-sends, then a pick that stays above the point
+            pub.send(topic, batch(seq, 80, 60 if seq < 5 else 55))
+        time.sleep(1.0)  # the window (an hour) is still open: nothing applied yet
+        assert api_on_hand(base, "W2") != 55
+        assert metric(app, "jitstock_readings_total") == 0
+        pub.send(topic, batch(6, 80, ROP - 2))  # W2 crosses its reorder point
+        wait_count(base, "W2", ROP - 2, "the crossing applied without the window")
+        wait_count(base, "W1", 80)
+        assert metric(app, "jitstock_readings_total") == 12
