@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from jitstock import protocol
 from jitstock.clock import REAL_CLOCK, Clock
@@ -112,6 +113,9 @@ class Ingest(SeqRules, IngestWorker):
         self._low_snap: Snapshot | None = None
         self._low_g: dict[str, float] = {}
         self._below: set[str] = set()
+        # payloads _urgent parsed for the next flush (keyed by id, the item kept with
+        # its document so the id cannot be reused), handed to the decoder: one parse
+        self._docs: dict[int, tuple[Incoming, dict[str, Any]]] = {}
         # one writer thread: history writes stay in flush order
         self._history = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jitstock-history"
@@ -125,10 +129,7 @@ class Ingest(SeqRules, IngestWorker):
         flush).  Other readings — re-sends, picks above the reorder point, bins sitting
         below it with their order on the way — share flushes up to the window.  Only a
         guess to end the window early: the flush decides what changed and what to order.
-        Costs a dict look-up per reading; the parsed payload goes on to the flush (on
-        the item).  The server runs it in the network thread as each message arrives
-        (``MqttConnection.classify``), so the ingest thread sleeps through the window
-        unless a message is urgent."""
+        Costs a dict look-up per reading; the parsed payload goes on to the flush."""
         if item.replay or not item.topic.endswith("/readings"):
             return True
         snap = self.registry.snapshot
@@ -144,7 +145,8 @@ class Ingest(SeqRules, IngestWorker):
         low_g, below = self._low_g, self._below
         urgent = False
         try:
-            doc = item.doc = protocol.load_payload(item.payload)
+            doc = protocol.load_payload(item.payload)
+            self._docs[id(item)] = (item, doc)
             for r in doc["readings"]:
                 bin_id = r["bin"]
                 at = low_g.get(bin_id)
@@ -177,6 +179,7 @@ class Ingest(SeqRules, IngestWorker):
         commit (``flush.held``; the worker keeps its messages unacknowledged till then).
         """
         started = time.perf_counter()
+        docs, self._docs = self._docs, {}
         self._deferred = []
         now_ms = self.clock.time_ms()
         flush = Flush(now_ms)
@@ -243,13 +246,15 @@ class Ingest(SeqRules, IngestWorker):
                 continue
             try:
                 if addr.kind == "readings":
-                    parsed, item.doc = item.doc, None  # held messages keep no documents
+                    parsed = docs.get(id(item))
                     batch, rejects = protocol.decode_readings_columns(
                         item.payload,
                         expected_agent=addr.agent,
                         now_ms=now_ms,
                         known_bins=snap.index,
-                        doc=parsed,
+                        doc=parsed[1]
+                        if parsed is not None and parsed[0] is item
+                        else None,
                     )
                     seq = batch.seq
                 else:

@@ -94,10 +94,6 @@ class IngestWorker:
     def start(self) -> None:
         """Start the worker thread (needs a connection)."""
         assert self.connection is not None, "start() needs an MQTT connection"
-        # the network thread checks each message as it arrives and wakes this thread only
-        # for an urgent one or a full flush (see MqttConnection.classify and _drain)
-        self.connection.classify = self._urgent
-        self.connection.wake_at = self.flush_max_msgs
         self._thread = threading.Thread(
             target=self._run, name="jitstock-ingest", daemon=True
         )
@@ -142,7 +138,7 @@ class IngestWorker:
             if not pending:
                 self._holding = 0
                 self._stuck_since = None
-                pending = self._drain(inbox, self.connection.wake)
+                pending = self._drain(inbox)
                 if not pending:
                     self._commit_waiting(due_only=True)
                     continue
@@ -266,7 +262,7 @@ class IngestWorker:
     def replay(self, topic: str, payload: bytes) -> None:
         """Queue a dead letter's message again (applied without the seq check)."""
         assert self.connection is not None, "replay() needs an MQTT connection"
-        self.connection.deliver(
+        self.connection.inbox.put(
             Incoming(topic, payload, 0, 0, -1, time.monotonic(), replay=True)
         )
 
@@ -296,34 +292,19 @@ class IngestWorker:
         anyway: the flush window stops waiting for more (see :meth:`_drain`)."""
         return True
 
-    def _is_urgent(self, item: Incoming) -> bool:
-        """The urgency the network thread found on arrival, else checked now."""
-        urgent = item.urgent
-        return self._urgent(item) if urgent is None else urgent
-
-    def _drain(
-        self,
-        inbox: queue.SimpleQueue[Incoming],
-        wake: threading.Event | None = None,
-    ) -> list[Incoming]:
+    def _drain(self, inbox: queue.SimpleQueue[Incoming]) -> list[Incoming]:
         """The next flush's messages: what is queued, and what arrives within the flush
         window, up to ``flush_max_msgs``.  The window waits only while every message so
         far would change nothing but cursors (agents re-sending unchanged readings, whose
         flush is held anyway): a message that changes something (a count that crossed
-        its reorder point, say) is applied without waiting for the window to close.
-
-        ``wake``: the connection's event, set when an urgent message arrives or a flush's
-        worth is queued (its network thread classifies each message); the window then
-        sleeps on it, not on the queue, so the thread wakes about twice per flush (the
-        first message, the window's end) instead of once per message.  Without it the
-        window wakes for every message and classifies it here."""
+        its reorder point, say) is applied without waiting for the window to close."""
         try:
             first = inbox.get(timeout=0.2)
         except queue.Empty:
             return []
         items = [first]
         deadline = time.monotonic() + self.flush_max_s
-        waiting = not self._is_urgent(first)
+        waiting = not self._urgent(first)
         while len(items) < self.flush_max_msgs:
             try:
                 item = inbox.get_nowait()
@@ -331,19 +312,12 @@ class IngestWorker:
                 remaining = deadline - time.monotonic()
                 if not waiting or remaining <= 0:
                     break
-                if wake is not None:
-                    # cleared before looking again, so a message put meanwhile is seen
-                    # now or sets the event for the wait
-                    wake.clear()
-                    if inbox.empty():
-                        wake.wait(remaining)
-                    continue
                 try:
                     item = inbox.get(timeout=remaining)
                 except queue.Empty:
                     break
             items.append(item)
-            if self._is_urgent(item):
+            if self._urgent(item):
                 waiting = False
         return items
 

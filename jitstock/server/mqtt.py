@@ -16,10 +16,9 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -49,7 +48,7 @@ RECONNECT_MAX_S = 10
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Incoming:
     """One delivered message, with the connection epoch its mid belongs to."""
 
@@ -67,11 +66,6 @@ class Incoming:
     # the broker's RETAIN flag: a stored retained message, sent because we (re)subscribed
     # (a live message comes with it clear whatever its publisher set)
     retain: bool = False
-    # set on arrival by the connection's ``classify`` (ingest's crossing check): whether
-    # the ingest thread should stop waiting for more messages; None: not classified
-    urgent: bool | None = None
-    # the payload as the crossing check parsed it, for the flush (one parse per message)
-    doc: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,16 +106,6 @@ class MqttConnection:
         self.inbox: queue.SimpleQueue[Incoming] = (
             inbox if inbox is not None else queue.SimpleQueue()
         )
-        # Waking a sleeping thread costs far more than the little work a re-sent message
-        # needs (measured on a 2-vCPU VM: 67 us of CPU per message for work that costs
-        # 17 us back to back), so the consumer may ask to be woken only when it should
-        # stop waiting: ``classify`` (run here, in the network thread, as each message
-        # arrives) says whether a message is urgent, and ``wake`` is set for an urgent
-        # one or once ``wake_at`` messages are queued.  Without ``classify`` the
-        # consumer waits on the queue, woken by every message.
-        self.classify: Callable[[Incoming], bool] | None = None
-        self.wake = threading.Event()
-        self.wake_at = 1
         self._subscriptions = subscriptions
         self._receive_maximum = receive_maximum
         self._v5 = protocol == "5"
@@ -330,26 +314,10 @@ class MqttConnection:
             return
         log.warning("MQTT disconnected: %s; reconnecting", reason)
 
-    def deliver(self, item: Incoming) -> None:
-        """Queue a message for the consumer, and wake it if it should not wait (see
-        ``classify``).  The network thread calls it for every message it receives."""
-        classify = self.classify
-        if classify is None:
-            self.inbox.put(item)  # the consumer waits on the queue itself
-            return
-        try:
-            item.urgent = classify(item)
-        except Exception:
-            log.exception("classifying an MQTT message failed; treated as urgent")
-            item.urgent = True
-        self.inbox.put(item)
-        if item.urgent or self.inbox.qsize() >= self.wake_at:
-            self.wake.set()
-
     def _on_message(
         self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage
     ) -> None:
-        self.deliver(
+        self.inbox.put(
             Incoming(
                 msg.topic,
                 bytes(msg.payload),

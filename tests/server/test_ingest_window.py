@@ -27,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from jitstock import protocol as p
 from jitstock.server import ingest as ingest_mod
-from jitstock.server.mqtt import Incoming, MqttConnection
+from jitstock.server.mqtt import Incoming
 from jitstock.server.seed import BinSeed
 from tests.factories import NOW_MS, TARE_G, UNIT_G, Plant
 from tests.server.mqtt_support import (
@@ -231,83 +231,6 @@ def test_a_crossing_ends_the_window(plant: Plant) -> None:
     assert out == [[u1, u2, crossing]]
 
 
-class CountingEvent(threading.Event):
-    """The connection's wake-up event, counting the waits that ended."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waits = 0
-
-    def wait(self, timeout: float | None = None) -> bool:
-        woke = super().wait(timeout)
-        self.waits += 1
-        return woke
-
-
-def wired(plant: Plant, wake_at: int) -> MqttConnection:
-    """An MQTT connection (not connected) whose deliver() classifies as the server's
-    network thread does, with a wake-up event that counts."""
-    conn = MqttConnection("mqtt://127.0.0.1:1", "test-window", [])
-    conn.classify = plant.ingest._urgent
-    conn.wake_at = wake_at
-    conn.wake = CountingEvent()
-    return conn
-
-
-def test_arrival_checks_let_the_window_sleep_through_resends(plant: Plant) -> None:
-    """Classified on arrival, re-sends do not wake the draining thread (it sleeps on the
-    connection's event through the window); a crossing wakes it at once."""
-    plant.ingest.flush_max_s = 3600.0
-    conn = wired(plant, wake_at=1000)
-    wake = conn.wake
-    assert isinstance(wake, CountingEvent)
-    resends = [
-        incoming(TOPICS[0], payload([("B1", grams_of(60)), ("B2", grams_of(45))]))
-        for _ in range(40)
-    ]
-    conn.deliver(resends[0])
-    out: list[list[Incoming]] = []
-    t = threading.Thread(
-        target=lambda: out.append(plant.ingest._drain(conn.inbox, wake))
-    )
-    t.start()
-    for m in resends[1:]:
-        conn.deliver(m)
-        time.sleep(0.005)
-    t.join(timeout=0.5)
-    assert t.is_alive()
-    assert [m.urgent for m in resends] == [False] * 40
-    assert wake.waits <= 1, f"woken {wake.waits} times by re-sends"
-    crossing = incoming(
-        TOPICS[0], payload([("B1", grams_of(60)), ("B2", grams_of(18))])
-    )
-    conn.deliver(crossing)
-    t.join(timeout=WAIT_S)
-    assert not t.is_alive(), "the window kept waiting after a crossing"
-    assert crossing.urgent is True
-    assert out == [[*resends, crossing]]
-    assert crossing.doc is not None  # parsed once, on arrival, for the flush
-
-
-def test_a_full_flush_wakes_the_window(plant: Plant) -> None:
-    plant.ingest.flush_max_s = 3600.0
-    plant.ingest.flush_max_msgs = 3
-    conn = wired(plant, wake_at=3)
-    msgs = [incoming(TOPICS[1], payload([("B3", grams_of(100 - i))])) for i in range(4)]
-    conn.deliver(msgs[0])
-    out: list[list[Incoming]] = []
-    t = threading.Thread(
-        target=lambda: out.append(plant.ingest._drain(conn.inbox, conn.wake))
-    )
-    t.start()
-    for m in msgs[1:]:
-        conn.deliver(m)
-    t.join(timeout=WAIT_S)
-    assert not t.is_alive(), "a full flush waited for the window"
-    assert out == [msgs[:3]]
-    assert conn.inbox.get_nowait() is msgs[3]
-
-
 def test_an_urgent_first_message_takes_only_what_is_queued(plant: Plant) -> None:
     plant.ingest.flush_max_s = 3600.0
     inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
@@ -384,8 +307,8 @@ def test_the_window_parses_a_payload_once_and_only_for_its_own_message(
     other = incoming(TOPICS[0], body(2, 60))
     plant.ingest.process([other])
     assert on_hand(plant, "B1") == 60
-    # a flushed message keeps no document (held messages wait up to a second)
-    assert seen.doc is None and other.doc is None
+    # and the glimpsed document does not linger for a later flush
+    assert plant.ingest._docs == {}
 
 
 def on_hand(plant: Plant, bin_id: str) -> int:
